@@ -1,0 +1,151 @@
+package dbrestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Format is a pg_dump output format.
+type Format string
+
+// The dump formats restage writes and reads.
+const (
+	FormatCustom    Format = "custom"    // one file (pg_dump -Fc)
+	FormatDirectory Format = "directory" // a folder, written in parallel (pg_dump -Fd -j N)
+)
+
+// Manifest describes a backup. It is written as JSON beside the dump, after the dump is
+// complete, so a dump without a manifest is never taken for a complete backup.
+type Manifest struct {
+	Database         string    `json:"database"`                 // source database name
+	Format           Format    `json:"format"`                   // custom or directory
+	Dump             string    `json:"dump"`                     // dump file or folder name, beside the manifest
+	Created          time.Time `json:"created"`                  // when pg_dump's snapshot was taken
+	Size             int64     `json:"size"`                     // bytes of the dump (all files for directory format)
+	SHA256           string    `json:"sha256"`                   // hex; for directory format, of the sorted "name sha256" lines
+	SystemIdentifier uint64    `json:"system_identifier,string"` // source server's pg_control_system().system_identifier
+	ServerVersion    string    `json:"server_version"`           // source server's version
+	PgDumpVersion    string    `json:"pg_dump_version"`          // pg_dump --version
+	// RowCounts holds exact per-table row counts ("schema.table") taken in the dump's
+	// snapshot; empty when counts were not asked for.
+	RowCounts map[string]int64 `json:"row_counts,omitempty"`
+}
+
+// Backup is a complete backup on disk: a dump and its manifest.
+type Backup struct {
+	Path         string // the dump file (custom) or folder (directory)
+	ManifestPath string
+	Manifest     Manifest
+}
+
+// Name returns the dump's base name.
+func (b *Backup) Name() string { return filepath.Base(b.Path) }
+
+// Age returns how old the backup was at now.
+func (b *Backup) Age(now time.Time) time.Duration { return now.Sub(b.Manifest.Created) }
+
+// Catalog finds production backups in a folder and checks them.
+type Catalog interface {
+	// Wait returns the newest complete backup that opts asks for, polling until one
+	// appears, opts.Wait passes or ctx ends.
+	Wait(ctx context.Context, opts WaitOptions) (*Backup, error)
+	// Verify checks the dump's size and checksum against its manifest and that
+	// pg_restore --list reads its table of contents. Nothing is destroyed before it passes.
+	Verify(ctx context.Context, b *Backup) error
+}
+
+// WaitOptions says which backup to wait for.
+type WaitOptions struct {
+	Database string        // required: the source database's name
+	MaxAge   time.Duration // refuse backups older than this; 0: any age
+	Wait     time.Duration // poll this long for a backup young enough; 0: look once
+	Poll     time.Duration // interval between looks; 0: 10s
+}
+
+// Restorer restores backups into databases of the staging server.
+type Restorer interface {
+	// Restore restores b into opts.Target, refusing a server that is the backup's source
+	// and protected names. A failed or cancelled restore drops the half-built target.
+	Restore(ctx context.Context, b *Backup, opts RestoreOptions) (*RestoreResult, error)
+}
+
+// Admin manages whole databases on the staging server. Every operation that drops or
+// renames refuses the production server (by system_identifier) and protected names.
+type Admin interface {
+	// Exists reports whether a database called name exists.
+	Exists(ctx context.Context, name string) (bool, error)
+	// Drop drops name after terminating its connections; a missing database is not an error.
+	Drop(ctx context.Context, name string) error
+	// Swap renames live to prev (when live exists) and next to live, in one transaction.
+	// next must exist and prev must not.
+	Swap(ctx context.Context, live, next, prev string) error
+	// Clone creates name as a template copy of template (STRATEGY FILE_COPY), replacing
+	// an existing name.
+	Clone(ctx context.Context, template, name string) error
+}
+
+// RestoreOptions are the per-call options of Restore.
+type RestoreOptions struct {
+	Target  string // required: the database to create and restore into
+	Replace bool   // drop Target first when it exists (a leftover of a crashed run)
+	Jobs    int    // pg_restore -j; 0: 2
+	// KeepOwners restores ownership and privileges; by default --no-owner --no-acl.
+	KeepOwners bool
+	// PostRestore lists SQL files run in order on the restored database, each in a
+	// transaction, before row counts are compared (e.g. sanitising).
+	PostRestore []string
+	// SkipRowCounts skips comparing the manifest's row counts with the restored tables.
+	SkipRowCounts bool
+	// Progress, when set, receives progress events while pg_restore runs.
+	Progress func(Progress)
+}
+
+// Progress is one restore progress event.
+type Progress struct {
+	Done  int    // objects restored so far
+	Total int    // objects in the dump's table of contents
+	Item  string // the object just started, e.g. "TABLE DATA public.bug"
+}
+
+// RestoreResult describes a finished restore.
+type RestoreResult struct {
+	Database    string
+	Objects     int           // table of contents entries restored
+	Restore     time.Duration // pg_restore itself
+	PostRestore time.Duration // post-restore SQL files
+	Analyze     time.Duration
+	RowCounts   map[string]int64 // compared counts, when the manifest had them
+	Output      string           // tail of pg_restore's and the SQL files' messages
+}
+
+// Errors callers test with errors.Is.
+var (
+	ErrNoBackup         = errors.New("no complete backup")
+	ErrTooOld           = errors.New("backup too old")
+	ErrChecksum         = errors.New("backup checksum mismatch")
+	ErrCorrupt          = errors.New("backup unreadable")
+	ErrProduction       = errors.New("refusing to touch the production server")
+	ErrProtected        = errors.New("refusing to touch a protected database")
+	ErrNotFound         = errors.New("database does not exist")
+	ErrExists           = errors.New("database already exists")
+	ErrRowCountMismatch = errors.New("restored row counts differ from the backup's")
+)
+
+// CommandError is a failed external program (pg_dump, pg_restore).
+type CommandError struct {
+	Args     []string // argv, with passwords removed
+	ExitCode int
+	Stderr   string // tail of its standard error
+}
+
+func (e *CommandError) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" {
+		return fmt.Sprintf("%s exited with status %d", strings.Join(e.Args, " "), e.ExitCode)
+	}
+	return fmt.Sprintf("%s exited with status %d: %s", strings.Join(e.Args, " "), e.ExitCode, msg)
+}

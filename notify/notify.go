@@ -1,0 +1,40 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Status says whether the reported run succeeded.
+type Status string
+
+// Report statuses.
+const (
+	StatusOK     Status = "ok"
+	StatusFailed Status = "failed"
+)
+
+// Message is one report to deliver.
+type Message struct {
+	ID          string    `json:"id"`          // unique; a spooled message is delivered once per ID
+	Environment string    `json:"environment"` // e.g. "staging"
+	Topic       string    `json:"topic"`       // e.g. "staging-rebuild": subject tag and Keywords header
+	Status      Status    `json:"status"`
+	Subject     string    `json:"subject"`            // without the topic tag
+	Body        string    `json:"body"`               // plain text
+	Log         []byte    `json:"log,omitempty"`      // full log, sent as an attachment
+	LogName     string    `json:"log_name,omitempty"` // attachment file name; "": "<environment>.log"
+	Time        time.Time `json:"time"`
+}
+
+// Notifier delivers reports.
+type Notifier interface {
+	// Notify delivers m or returns why it could not.
+	Notify(ctx context.Context, m *Message) error
+}
+
+// Errors callers test with errors.Is.
+var (
+	ErrSpooled = errors.New("report not delivered; spooled for the next run")
+)

@@ -1,0 +1,61 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Target is a database and the migrations folder of the code that will run against it.
+type Target struct {
+	DSN string // postgres:// URL of the database
+	Dir string // folder of golang-migrate files: <version>_<name>.up.sql / .down.sql
+}
+
+// Migration is one migration file pair.
+type Migration struct {
+	Version uint   `json:"version"`
+	Name    string `json:"name"`
+	Path    string `json:"path"` // the .up file
+}
+
+// Status is a database's patch level against a migrations folder.
+type Status struct {
+	Version    uint        `json:"version"` // applied version; 0: none
+	Dirty      bool        `json:"dirty"`   // a migration failed half-way
+	Latest     uint        `json:"latest"`  // newest version in the folder
+	Pending    []Migration `json:"pending"` // would run, in order
+	HasVersion bool        `json:"has_version"`
+}
+
+// Applied is a migration that ran, with its duration.
+type Applied struct {
+	Migration
+	Duration time.Duration `json:"duration"`
+}
+
+// Result describes an upgrade.
+type Result struct {
+	From    uint      `json:"from"`
+	To      uint      `json:"to"`
+	Applied []Applied `json:"applied"`
+}
+
+// Upgrader brings a database to the patch level of a migrations folder.
+type Upgrader interface {
+	// Status reports the database's version, dirty flag and pending migrations; it
+	// changes nothing (a dry run's plan is its Pending list).
+	Status(ctx context.Context, t Target) (*Status, error)
+	// Upgrade applies the pending migrations one at a time, timing each, then checks that
+	// the database version equals the folder's latest. A dirty database, or one ahead of
+	// the folder, is an error before anything runs.
+	Upgrade(ctx context.Context, t Target) (*Result, error)
+}
+
+// Errors callers test with errors.Is.
+var (
+	ErrDirty      = errors.New("database is dirty")
+	ErrAhead      = errors.New("database is ahead of the code")
+	ErrMismatch   = errors.New("database patch level does not match the code")
+	ErrMigrations = errors.New("bad migrations folder")
+)

@@ -1,0 +1,65 @@
+package svcctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// State is what a controller knows of its service.
+type State string
+
+// Service states.
+const (
+	StateRunning State = "running"
+	StateStopped State = "stopped"
+	StateFailed  State = "failed" // the service manager reports a failure
+)
+
+// Status is a service's state with details.
+type Status struct {
+	State  State
+	PID    int    // main process, when known
+	Detail string // e.g. a unit's failure reason, a stale pidfile
+}
+
+// Controller starts and stops the staging service.
+type Controller interface {
+	// Start starts the service and returns once it is started (not necessarily healthy).
+	// Starting a running service is not an error.
+	Start(ctx context.Context) error
+	// Stop stops the service and returns once it has stopped. Stopping a stopped service
+	// is not an error.
+	Stop(ctx context.Context) error
+	// Status reports the service's state.
+	Status(ctx context.Context) (Status, error)
+}
+
+// Checker tells whether the service is healthy.
+type Checker interface {
+	// Wait returns nil once the service answers healthy, or an error naming what it last saw.
+	Wait(ctx context.Context) error
+}
+
+// Errors callers test with errors.Is.
+var (
+	ErrExited    = errors.New("service exited")
+	ErrUnhealthy = errors.New("service not healthy")
+	ErrNotFound  = errors.New("service not found")
+)
+
+// CommandError is a failed external program (a start/stop command, systemctl).
+type CommandError struct {
+	Args     []string
+	ExitCode int
+	Stderr   string // tail of its output
+}
+
+func (e *CommandError) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" {
+		return fmt.Sprintf("%s exited with status %d", strings.Join(e.Args, " "), e.ExitCode)
+	}
+	return fmt.Sprintf("%s exited with status %d: %s", strings.Join(e.Args, " "), e.ExitCode, msg)
+}
