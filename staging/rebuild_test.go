@@ -1,0 +1,247 @@
+package staging
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func (w *world) rebuilder(t *testing.T, mutate ...func(*Config)) *Rebuilder {
+	t.Helper()
+	cfg := Config{
+		Environment: "staging",
+		Backups:     w, Databases: w, Source: fakeSource{}, Releases: w, Schema: w,
+		Service: svc{w}, Health: health{w}, Notifier: notifier{w},
+		DSN:    func(db string) string { return "db:" + db },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	cfg.Database = "staging"
+	cfg.Backup.Database = "prod"
+	cfg.LockFile = filepath.Join(t.TempDir(), "staging.lock")
+	cfg.StateDir = t.TempDir()
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestSwapRebuild(t *testing.T) {
+	w := newWorld()
+	r := w.rebuilder(t)
+	rep, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, rep.Text())
+	}
+	if got, want := w.snapshot(), "dbs=[staging=backup 1 @v2] current=r1 running=true serving=r1/backup 1 @v2"; got != want {
+		t.Fatalf("after rebuild:\n got %s\nwant %s", got, want)
+	}
+	if w.dbs["staging_prev"] != "backup 0 @v1" {
+		t.Fatalf("yesterday's database not kept as staging_prev: %v", w.dbs)
+	}
+	if rep.Outcome != OutcomeOK || rep.Schema.From != 1 || rep.Schema.To != 2 || len(rep.Schema.Migrations) != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	if len(w.delivered) != 1 || w.delivered[0].Topic != "staging-rebuild" || !strings.Contains(w.delivered[0].Body, "applied 2_add_x") {
+		t.Fatalf("delivered: %+v", w.delivered)
+	}
+	// The service was stopped only for the cutover: the restore ran while it served.
+	if !strings.Contains(strings.Join(w.events, ","), "restore staging_next") {
+		t.Fatalf("events %v", w.events)
+	}
+	hist, err := History(r.cfg.StateDir)
+	if err != nil || len(hist) != 1 || hist[0].Outcome != OutcomeOK {
+		t.Fatalf("history %v %v", hist, err)
+	}
+	// A second rebuild drops yesterday's _prev and keeps today's.
+	w.backupSeq = 2
+	if _, err := r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.dbs["staging_prev"] != "backup 1 @v2" || w.dbs["staging"] != "backup 2 @v2" {
+		t.Fatalf("second rebuild: %v", w.dbs)
+	}
+}
+
+func TestFirstRebuild(t *testing.T) {
+	w := newWorld()
+	w.dbs, w.current, w.releases, w.running, w.serving = map[string]string{}, "", nil, false, ""
+	rep, err := w.rebuilder(t).Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, rep.Text())
+	}
+	if got, want := w.snapshot(), "dbs=[staging=backup 1 @v2] current=r1 running=true serving=r1/backup 1 @v2"; got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+}
+
+// Every fault before the cutover leaves staging exactly as it was, and is reported.
+func TestFaultsBeforeCutoverLeaveStagingUntouched(t *testing.T) {
+	for _, tc := range []struct {
+		step string
+		set  func(w *world)
+	}{
+		{"backup", func(w *world) { w.failWait = fail }},
+		{"verify", func(w *world) { w.failVerify = fail }},
+		{"restore", func(w *world) { w.failRestore = fail }},
+		{"release", func(w *world) { w.failBuild = fail }},
+		{"schema", func(w *world) { w.failSchema = fail }},
+		{"stop", func(w *world) {
+			n := 0
+			w.failStop = func() error { n++; return fail() }
+		}},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			w := newWorld()
+			before := w.snapshot()
+			tc.set(w)
+			r := w.rebuilder(t)
+			rep, err := r.Run(context.Background())
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("err = %v", err)
+			}
+			if got := w.snapshot(); got != before {
+				t.Fatalf("staging changed:\n got %s\nwant %s", got, before)
+			}
+			if rep.FailedStep != tc.step || rep.Outcome != OutcomeFailed || !strings.HasPrefix(rep.State, "untouched") {
+				t.Fatalf("report: step %q outcome %q state %q", rep.FailedStep, rep.Outcome, rep.State)
+			}
+			if len(w.delivered) != 1 || w.delivered[0].Status != "failed" || !strings.Contains(w.delivered[0].Subject, "FAILED at step "+tc.step) {
+				t.Fatalf("delivered %+v", w.delivered)
+			}
+			if _, ok := w.dbs["staging_next"]; ok {
+				t.Fatal("staging_next left behind")
+			}
+			for _, rel := range w.releases {
+				if rel.ID != "r0" && rel.State != "failed" {
+					t.Fatalf("unused release %s not marked failed", rel.ID)
+				}
+			}
+			// The next run succeeds.
+			*w = *newWorldLike(w)
+			if _, err := r.Run(context.Background()); err != nil {
+				t.Fatalf("next run: %v", err)
+			}
+		})
+	}
+}
+
+// newWorldLike clears the injected faults of w.
+func newWorldLike(w *world) *world {
+	c := &world{dbs: w.dbs, releases: w.releases, current: w.current, running: w.running,
+		serving: w.serving, nextID: w.nextID, backupSeq: w.backupSeq + 1}
+	return c
+}
+
+func TestFaultsAfterCutoverRollBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(w *world)
+	}{
+		{"start", func(w *world) {
+			n := 0
+			w.failStart = func() error {
+				n++
+				if n == 1 {
+					return fail()
+				}
+				return nil
+			}
+		}},
+		{"health", func(w *world) {
+			n := 0
+			w.failHealth = func() error {
+				n++
+				if n == 1 {
+					return fail()
+				}
+				return nil
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			before := w.snapshot()
+			tc.set(w)
+			rep, err := w.rebuilder(t).Run(context.Background())
+			if !errors.Is(err, ErrRolledBack) || !errors.Is(err, errInjected) {
+				t.Fatalf("err = %v", err)
+			}
+			if got := w.snapshot(); got != before {
+				t.Fatalf("not rolled back:\n got %s\nwant %s\n%s", got, before, rep.Text())
+			}
+			if rep.Outcome != OutcomeRolledBack || !strings.Contains(w.delivered[0].Subject, "ROLLED BACK") {
+				t.Fatalf("outcome %s subject %q", rep.Outcome, w.delivered[0].Subject)
+			}
+			if w.find("r1").State != "failed" {
+				t.Fatal("failed release not marked failed")
+			}
+		})
+	}
+}
+
+func TestConcurrentRunIsLockedOut(t *testing.T) {
+	w := newWorld()
+	r := w.rebuilder(t)
+	l, err := AcquireExclusive(context.Background(), r.cfg.LockFile, LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	before := w.snapshot()
+	rep, err := r.Run(context.Background())
+	var le *LockedError
+	if !errors.As(err, &le) || le.Owner == nil || rep.Outcome != OutcomeLocked {
+		t.Fatalf("err = %v, outcome %s", err, rep.Outcome)
+	}
+	if w.snapshot() != before || len(w.delivered) != 0 {
+		t.Fatal("a locked-out run changed something or sent a report")
+	}
+}
+
+func TestInPlace(t *testing.T) {
+	w := newWorld()
+	rep, err := w.rebuilder(t, func(c *Config) { c.Strategy = InPlace }).Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, rep.Text())
+	}
+	if got, want := w.snapshot(), "dbs=[staging=backup 1 @v2] current=r1 running=true serving=r1/backup 1 @v2"; got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+	// A failed restore in place cannot put the data back, and says so.
+	w2 := newWorld()
+	w2.failRestore = fail
+	rep, err = w2.rebuilder(t, func(c *Config) { c.Strategy = InPlace }).Run(context.Background())
+	if !errors.Is(err, errInjected) || rep.Outcome != OutcomeBroken || !strings.Contains(rep.State, "was replaced") {
+		t.Fatalf("err %v outcome %s state %q", err, rep.Outcome, rep.State)
+	}
+}
+
+func TestNotifyFailureIsAnError(t *testing.T) {
+	w := newWorld()
+	w.failNotify = fail
+	_, err := w.rebuilder(t).Run(context.Background())
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"dial postgres://app:s3cr%40t@db:5432/x failed": "dial postgres://app:xxxxx@db:5432/x failed",
+		"host=db password='a b' user=x":                 "host=db password=xxxxx user=x",
+		"host=db password=hunter2 user=x":               "host=db password=xxxxx user=x",
+		"postgres://app@db/x":                           "postgres://app@db/x",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

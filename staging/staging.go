@@ -1,0 +1,147 @@
+package staging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/notify"
+	"github.com/restage/restage/schema"
+	"github.com/restage/restage/svcctl"
+)
+
+// Strategy is how the database is replaced.
+type Strategy string
+
+// Strategies.
+const (
+	// Swap restores beside the live database and swaps names at the cutover: staging
+	// serves until then, and the downtime does not grow with the database's size.
+	Swap Strategy = "swap"
+	// InPlace follows the original procedure (stop, drop, restore, code, schema, start)
+	// for hosts without room for two copies; the downtime is the whole restore.
+	InPlace Strategy = "inplace"
+)
+
+// Databases is what the Rebuilder needs of the staging database server.
+type Databases interface {
+	dbrestore.Restorer
+	dbrestore.Admin
+}
+
+// Flusher is implemented by notifiers that keep undelivered reports (notify's spool).
+type Flusher interface {
+	// Flush delivers kept reports.
+	Flush(ctx context.Context) error
+}
+
+// Config wires a Rebuilder. The parts are interfaces; Options zero values are documented
+// defaults.
+type Config struct {
+	Environment string // required: names the lock, the report and the topic
+
+	Backups   dbrestore.Catalog // required for rebuilds: finds and verifies production backups
+	Databases Databases         // required: the staging database server
+	Source    codesync.Source   // required: the code to put in place
+	Releases  codesync.Syncer   // required: releases and the `current` symlink
+	Schema    schema.Upgrader   // required: brings the new database to the code's patch level
+	Service   svcctl.Controller // required: the staging service
+	Health    svcctl.Checker    // optional: the health gate after every start
+	Notifier  notify.Notifier   // optional: receives the report
+
+	// DSN returns the connection string of a database on the staging server (the schema
+	// step runs against "<Database>_next"). Required.
+	DSN func(database string) string
+
+	Options
+}
+
+// Options are a Rebuilder's settings.
+type Options struct {
+	Database string   // required: the live staging database
+	Strategy Strategy // "": Swap
+	// Backup says which backup to take: its Database is required; MaxAge and Wait as in
+	// the [backup] config section.
+	Backup dbrestore.WaitOptions
+	// Restore options: Jobs, KeepOwners, PostRestore, Progress (Target and Replace are
+	// set by the Rebuilder).
+	Restore dbrestore.RestoreOptions
+	// Clones are databases made as template copies of the fresh restore, before the
+	// schema step, named "<clone>_next", for other environments to pick up.
+	Clones []string
+	// Migrations is the migrations folder inside a release; "": "migrations".
+	Migrations string
+	// LockFile is the environment's lock; required.
+	LockFile string
+	// CronWait bounds how long a rebuild waits for running cron jobs (holding the lock
+	// shared) before giving up; 0: 10 minutes.
+	CronWait time.Duration
+	// StateDir holds history.jsonl (one JSON report per run); "": no history.
+	StateDir string
+	// Topic tags the report; "": "<Environment>-rebuild".
+	Topic string
+	// Logger receives one line per step; nil: slog.Default(). The run's log is also
+	// captured for the report's attachment.
+	Logger *slog.Logger
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// Rebuilder rebuilds one staging environment. Create it with New.
+type Rebuilder struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// Errors callers test with errors.Is, besides ErrLocked and ErrBusy.
+var (
+	ErrRolledBack = errors.New("rebuild failed after the cutover and was rolled back")
+	ErrRollback   = errors.New("rollback failed")
+)
+
+// New validates cfg and returns a Rebuilder.
+func New(cfg Config) (*Rebuilder, error) {
+	switch {
+	case cfg.Environment == "":
+		return nil, fmt.Errorf("%w: Environment is required", ErrConfig)
+	case cfg.Databases == nil || cfg.Source == nil || cfg.Releases == nil || cfg.Schema == nil || cfg.Service == nil:
+		return nil, fmt.Errorf("%w: Databases, Source, Releases, Schema and Service are required", ErrConfig)
+	case cfg.DSN == nil:
+		return nil, fmt.Errorf("%w: DSN is required", ErrConfig)
+	case cfg.Database == "":
+		return nil, fmt.Errorf("%w: Database is required", ErrConfig)
+	case cfg.LockFile == "":
+		return nil, fmt.Errorf("%w: LockFile is required", ErrConfig)
+	}
+	switch cfg.Strategy {
+	case "":
+		cfg.Strategy = Swap
+	case Swap, InPlace:
+	default:
+		return nil, fmt.Errorf("%w: strategy %q: want %q or %q", ErrConfig, cfg.Strategy, Swap, InPlace)
+	}
+	if cfg.Migrations == "" {
+		cfg.Migrations = "migrations"
+	}
+	if cfg.CronWait == 0 {
+		cfg.CronWait = 10 * time.Minute
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = cfg.Environment + "-rebuild"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Rebuilder{cfg: cfg, log: log}, nil
+}
+
+func (r *Rebuilder) next() string { return r.cfg.Database + "_next" }
+func (r *Rebuilder) prev() string { return r.cfg.Database + "_prev" }
