@@ -16,10 +16,10 @@ func (w *world) rebuilder(t *testing.T, mutate ...func(*Config)) *Rebuilder {
 		Environment: "staging",
 		Backups:     w, Databases: w, Source: fakeSource{}, Releases: w, Schema: w,
 		Service: svc{w}, Health: health{w}, Notifier: notifier{w},
-		DSN:    func(db string) string { return "db:" + db },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DSN: func(db string) string { return "db:" + db },
 	}
 	cfg.Database = "staging"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.Backup.Database = "prod"
 	cfg.LockFile = filepath.Join(t.TempDir(), "staging.lock")
 	cfg.StateDir = t.TempDir()

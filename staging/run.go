@@ -381,18 +381,23 @@ func (ru *run) swap(ctx context.Context) error {
 		ru.rep.State = ru.untouched()
 		return err
 	}
-	return ru.cutover(ctx, next)
+	return ru.cutover(ctx, next, nil)
 }
 
-// cutover stops the service, swaps database names and the release, starts the service
-// and checks it, rolling back on failure. It runs to its end even if ctx is cancelled.
-func (ru *run) cutover(ctx context.Context, next string) error {
+// cutover stops the service, runs afterStop (nil for a rebuild), swaps database names
+// (when next is not "") and the release, starts the service and checks it, rolling back
+// on failure. It runs to its end even if ctx is cancelled.
+func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), criticalTimeout)
 	defer cancel()
 	live, prev := ru.r.cfg.Database, ru.r.prev()
 	db := ru.r.cfg.Databases
 
-	if err := ru.stop(ctx); err != nil {
+	err := ru.stop(ctx)
+	if err == nil && afterStop != nil {
+		err = afterStop(ctx)
+	}
+	if err != nil {
 		ru.abandon(ctx, next)
 		if ru.startHealthy(ctx, "restart") == nil {
 			ru.up()
@@ -400,15 +405,19 @@ func (ru *run) cutover(ctx context.Context, next string) error {
 			return err
 		}
 		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = "the service could not be stopped nor started again; database and release untouched"
+		ru.rep.State = "the service does not come up again on the previous release; database and release untouched"
 		return err
 	}
 	var swapped, activated bool
-	err := ru.step(ctx, "cutover", func(ctx context.Context) (string, error) {
-		if err := db.Swap(ctx, live, next, prev); err != nil {
-			return "", err
+	err = ru.step(ctx, "cutover", func(ctx context.Context) (string, error) {
+		var did []string
+		if next != "" {
+			if err := db.Swap(ctx, live, next, prev); err != nil {
+				return "", err
+			}
+			swapped = true
+			did = append(did, fmt.Sprintf("%s is the new database (the old one kept as %s)", live, prev))
 		}
-		swapped = true
 		previous, err := ru.r.cfg.Releases.Activate(ctx, ru.release)
 		if err != nil {
 			return "", err
@@ -417,12 +426,12 @@ func (ru *run) cutover(ctx context.Context, next string) error {
 		if previous != nil {
 			ru.rep.Release.Previous = previous.ID
 		}
-		return fmt.Sprintf("%s is the new restore (old one kept as %s); current -> %s", live, prev, ru.release.ID), nil
+		return strings.Join(append(did, "current -> "+ru.release.ID), "; "), nil
 	})
 	if err == nil {
 		if err = ru.startHealthy(ctx, "start"); err == nil {
 			ru.up()
-			ru.rep.State = fmt.Sprintf("rebuilt: %s serves release %s on the fresh %s", ru.r.cfg.Environment, ru.release.ID, live)
+			ru.rep.State = fmt.Sprintf("%s serves release %s on %s, healthy", ru.r.cfg.Environment, ru.release.ID, live)
 			ru.prune(ctx)
 			return nil
 		}

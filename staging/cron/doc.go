@@ -1,0 +1,28 @@
+// Package cron runs an environment's cron jobs from one entry that system cron starts
+// every minute (or as a daemon), so that no job runs during a rebuild.
+//
+// Every job holds the environment's lock (staging.AcquireShared) while it runs; a
+// rebuild takes it exclusively (staging.AcquireExclusive), so a job due during a rebuild
+// is skipped, logged with the rebuild's owner, and run by the first run after the
+// rebuild, and a rebuild waits for running jobs up to a bound. A job still running from
+// an earlier run is not started again. A central control file in the Launchpad format
+// (an INI with [DEFAULT] and one section per job, "enabled: True|False"), local or
+// fetched over HTTP, turns jobs off without editing the config. A failing or timed-out
+// job is reported through a notify.Notifier with the tail of its output.
+//
+// Usage:
+//
+//	cfg, err := cron.Load("/etc/restage/staging-cron.toml")
+//	if err != nil { return err } // errors.Is(err, staging.ErrConfig)
+//	cfg.Notifier = notifier     // optional: failures are reported here
+//	r, err := cron.New(cfg)
+//	if err != nil { return err }
+//	sum, err := r.RunOnce(ctx, time.Now()) // or r.Run(ctx) as a daemon
+//
+// Catch-up rule: the runner keeps, per job, the last minute it has dealt with
+// (state.json in state_dir). A run looks at the minutes since then: a job due at least
+// once in them runs once, however many minutes were missed. A job skipped because a
+// rebuild holds the lock is still owed and runs at the next run that can take the lock;
+// a job disabled by the control file or still running from an earlier run is not owed.
+// The first run ever (no state) only runs the jobs due in the current minute.
+package cron

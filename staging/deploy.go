@@ -1,0 +1,131 @@
+package staging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/restage/restage/schema"
+)
+
+// ErrNoClone is returned by a deploy asked to refresh the database when no waiting
+// clone exists.
+var ErrNoClone = errors.New("no waiting clone to refresh the database from")
+
+// DeployOptions are the per-call options of Deploy.
+type DeployOptions struct {
+	// RefreshDB requires the waiting clone "<Database>_next" (left by the nightly
+	// rebuild's clones) and swaps it in. Without it, a waiting clone is still used when
+	// there is one, and the current database is kept (and upgraded) otherwise.
+	RefreshDB bool
+	// RequestedBy names who asked for the deploy (e.g. $USER), for the report.
+	RequestedBy string
+}
+
+// Deploy rolls out the configured source without restoring a backup: code, schema and
+// restart, with the same lock, cutover, health gate, rollback and report as Run. When
+// the nightly rebuild left a clone "<Database>_next", it is upgraded with the new
+// release's migrations and swapped in at the cutover; otherwise the live database is
+// kept: it is copied and the copy upgraded while the service is stopped (only when
+// there are migrations to run), so a failing migration leaves it as it was. A release
+// whose migrations are behind the live database is refused.
+func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, error) {
+	ru := r.begin("deploy")
+	ru.rep.RequestedBy = opts.RequestedBy
+	l, err := ru.lock(ctx)
+	if err != nil {
+		return ru.finish(ctx, err)
+	}
+	defer l.Release()
+	ru.flushSpool(ctx)
+	return ru.finish(ctx, ru.deploy(ctx, opts))
+}
+
+func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
+	db := ru.r.cfg.Databases
+	live, next, prev := ru.r.cfg.Database, ru.r.next(), ru.r.prev()
+	var waiting bool
+	err := ru.step(ctx, "clean", func(ctx context.Context) (string, error) {
+		var err error
+		if ru.hadLive, err = db.Exists(ctx, live); err != nil {
+			return "", err
+		}
+		if waiting, err = db.Exists(ctx, next); err != nil {
+			return "", err
+		}
+		if opts.RefreshDB && !waiting {
+			return "", fmt.Errorf("%w: %s does not exist (the nightly rebuild makes it when its clones list %q)", ErrNoClone, next, live)
+		}
+		if !waiting && !ru.hadLive {
+			return "", fmt.Errorf("no database %s and no waiting clone %s: run the nightly rebuild with clones = [%q] first", live, next, live)
+		}
+		if ok, err := db.Exists(ctx, prev); err != nil {
+			return "", err
+		} else if ok {
+			if err := db.Drop(ctx, prev); err != nil {
+				return "", err
+			}
+		}
+		if waiting {
+			return "refreshing the database from the waiting clone " + next, nil
+		}
+		return "keeping the database " + live, nil
+	})
+	if err != nil {
+		ru.rep.State = ru.untouched()
+		return err
+	}
+	if err := ru.build(ctx); err != nil {
+		ru.rep.State = ru.untouched()
+		return err
+	}
+	if waiting {
+		if err := ru.upgrade(ctx, next); err != nil {
+			// The clone is consumed (possibly dirty); the next nightly makes a fresh one.
+			ru.abandon(ctx, next)
+			ru.rep.State = ru.untouched() + "; the waiting clone " + next + " was dropped"
+			return err
+		}
+		return ru.cutover(ctx, next, nil)
+	}
+
+	// Keep the live database: check the release is not behind it before stopping anything.
+	var st *schema.Status
+	err = ru.step(ctx, "check", func(ctx context.Context) (string, error) {
+		var err error
+		st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{
+			DSN: ru.r.cfg.DSN(live), Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations)})
+		if err != nil {
+			return "", err
+		}
+		if st.Dirty {
+			return "", fmt.Errorf("%w: %s is dirty at version %d", schema.ErrDirty, live, st.Version)
+		}
+		if st.Version > st.Latest {
+			return "", fmt.Errorf("%w: database %s is at %d, release %s knows %d: deploy a branch that has its migrations, or refresh the database from the nightly clone (-refresh-db)",
+				schema.ErrAhead, live, st.Version, ru.release.ID, st.Latest)
+		}
+		return fmt.Sprintf("%s at %d, release at %d: %d migrations to run", live, st.Version, st.Latest, len(st.Pending)), nil
+	})
+	if err != nil {
+		ru.abandon(ctx, "")
+		ru.rep.State = ru.untouched()
+		return err
+	}
+	if len(st.Pending) == 0 {
+		ru.rep.Schema = &SchemaInfo{From: st.Version, To: st.Version}
+		return ru.cutover(ctx, "", nil)
+	}
+	// Copy the live database while the service is stopped and upgrade the copy, so a
+	// failing migration leaves the live one as it was.
+	return ru.cutover(ctx, next, func(ctx context.Context) error {
+		err := ru.step(ctx, "copy", func(ctx context.Context) (string, error) {
+			return live + " -> " + next, db.Clone(ctx, live, next)
+		})
+		if err != nil {
+			return err
+		}
+		return ru.upgrade(ctx, next)
+	})
+}
