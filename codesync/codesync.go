@@ -3,6 +3,8 @@ package codesync
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -60,6 +62,8 @@ type Release struct {
 	State    State     `json:"state"`
 	Files    int       `json:"files"`  // regular files in the tree
 	Linked   int       `json:"linked"` // of which hard-linked from the previous release
+	// Activated is when `current` was last pointed at the release (zero: never).
+	Activated time.Time `json:"activated,omitzero"`
 }
 
 // Syncer builds releases and switches the `current` symlink between them.
@@ -88,4 +92,21 @@ var (
 	ErrCurrentNotLink  = errors.New("current exists and is not a symlink")
 	ErrCrossFilesystem = errors.New("releases folder and current are on different filesystems")
 	ErrNoRelease       = errors.New("no release")
+	ErrNoRevision      = errors.New("no such revision")
+	ErrConfig          = errors.New("invalid codesync configuration")
 )
+
+// CommandError is a failed external program (git).
+type CommandError struct {
+	Args     []string // argv
+	ExitCode int      // -1: not started or killed
+	Stderr   string   // tail of its standard error
+}
+
+func (e *CommandError) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" {
+		return fmt.Sprintf("%s exited with status %d", strings.Join(e.Args, " "), e.ExitCode)
+	}
+	return fmt.Sprintf("%s exited with status %d: %s", strings.Join(e.Args, " "), e.ExitCode, msg)
+}

@@ -1,0 +1,397 @@
+package codesync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/otiai10/copy"
+	"golang.org/x/sys/unix"
+)
+
+// Build copies src into releases/<id>.partial, hard-linking files unchanged since the
+// newest existing release (unless Config.NoHardLinks), installs the overlays, writes the
+// metadata file and renames the folder to releases/<id>. Symlinks are copied as symlinks
+// (one pointing outside the tree is refused with ErrExternalSymlink unless allowed);
+// permissions and modification times are kept, owners too when running as root. On any
+// failure (including a full disk and a cancelled ctx) the .partial folder is removed and
+// nothing else changes. Leftover .partial folders of crashed runs are removed first.
+func (s *SymlinkSyncer) Build(ctx context.Context, src Source) (_ *Release, err error) {
+	if src == nil {
+		return nil, fmt.Errorf("codesync: build: %w: nil source", ErrConfig)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := os.MkdirAll(s.releases, 0o755); err != nil {
+		return nil, fmt.Errorf("codesync: releases folder: %w", err)
+	}
+	if err := s.removeLeftovers(); err != nil {
+		return nil, fmt.Errorf("codesync: removing leftovers: %w", err)
+	}
+	tree, err := src.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if tree.Close != nil {
+			if cerr := tree.Close(); cerr != nil {
+				s.log.Warn("codesync: closing source tree", logPath, tree.Dir, "err", cerr)
+			}
+		}
+	}()
+	if err := checkDir(tree.Dir); err != nil {
+		return nil, fmt.Errorf("codesync: source %s: %w", tree.Revision, err)
+	}
+	srcDir, err := filepath.Abs(tree.Dir)
+	if err != nil {
+		return nil, err
+	}
+	list, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	last, prev := "", ""
+	if len(list) > 0 {
+		last = list[len(list)-1].ID
+		prev = list[len(list)-1].Dir
+	}
+	if entries, err := os.ReadDir(s.releases); err == nil { // ids of unreadable releases too
+		for _, e := range entries {
+			if idPattern.MatchString(e.Name()) && e.Name() > last {
+				last = e.Name()
+			}
+		}
+	}
+	created := s.cfg.Now().UTC()
+	id := nextID(created, last)
+	partial := filepath.Join(s.releases, id+".partial")
+	final := filepath.Join(s.releases, id)
+	defer func() {
+		if err != nil {
+			if rerr := removeTree(partial); rerr != nil {
+				s.log.Error("codesync: removing failed build", logPath, partial, "err", rerr)
+			}
+		}
+	}()
+	c := &copier{
+		s:       s,
+		src:     srcDir,
+		prev:    prev,
+		compare: s.cfg.Compare,
+		root:    os.Geteuid() == 0,
+	}
+	if s.cfg.NoHardLinks {
+		c.prev = ""
+	}
+	if c.compare == CompareAuto {
+		c.compare = CompareStat
+		if tree.Revision.Commit != "" {
+			c.compare = CompareContent
+		}
+	}
+	s.log.Info("codesync: building release", logRelease, id, logSource, tree.Revision.String(), "link_from", filepath.Base(prev))
+	if err := c.run(ctx, partial); err != nil {
+		return nil, fmt.Errorf("codesync: building release %s from %s: %w", id, tree.Revision, err)
+	}
+	for _, rel := range slices.Sorted(mapKeys(s.cfg.Overlay)) {
+		added, unlinked, err := installOverlay(partial, rel, s.cfg.Overlay[rel])
+		if err != nil {
+			return nil, fmt.Errorf("codesync: release %s: overlay %s: %w", id, rel, err)
+		}
+		if added {
+			c.files.Add(1)
+		}
+		if unlinked {
+			c.linked.Add(-1)
+		}
+	}
+	r := &Release{
+		ID:       id,
+		Dir:      final,
+		Revision: tree.Revision,
+		Created:  created,
+		State:    StateBuilt,
+		Files:    int(c.files.Load()),
+		Linked:   int(c.linked.Load()),
+	}
+	if err := writeMetadata(partial, r); err != nil {
+		return nil, fmt.Errorf("codesync: release %s: metadata: %w", id, err)
+	}
+	if s.cfg.Sync {
+		if err := syncFS(partial); err != nil {
+			return nil, fmt.Errorf("codesync: release %s: sync: %w", id, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("codesync: building release %s: %w", id, err)
+	}
+	if err := os.Rename(partial, final); err != nil {
+		return nil, fmt.Errorf("codesync: release %s: %w", id, err)
+	}
+	if err := syncDir(s.releases); err != nil {
+		return nil, fmt.Errorf("codesync: release %s: sync releases folder: %w", id, err)
+	}
+	s.log.Info("codesync: built release", logRelease, id, logFiles, r.Files, logLinked, r.Linked,
+		logElapsed, time.Since(start).Round(time.Millisecond))
+	return r, nil
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// copier copies one tree with otiai10/copy; its Skip hook excludes, checks symlinks and
+// hard-links unchanged files from the previous release.
+type copier struct {
+	s       *SymlinkSyncer
+	src     string // absolute source root
+	prev    string // previous release to link from; "": copy everything
+	compare Compare
+	root    bool
+	ctx     context.Context
+	files   atomic.Int64
+	linked  atomic.Int64
+}
+
+func (c *copier) run(ctx context.Context, dest string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.ctx = ctx
+	opt := copy.Options{
+		OnSymlink:     func(string) copy.SymlinkAction { return copy.Shallow },
+		Skip:          c.skip,
+		PreserveTimes: true,
+		PreserveOwner: c.root,
+		OnError: func(_, _ string, err error) error {
+			if err != nil {
+				cancel()
+			}
+			return err
+		},
+	}
+	if w := c.s.cfg.Workers; w > 1 {
+		opt.NumOfWorkers = int64(w)
+	}
+	// errgroup returns the first error, so a hook's error wins over the cancellations
+	// it causes in the other workers.
+	return copy.Copy(c.src, dest, opt)
+}
+
+func (c *copier) skip(info os.FileInfo, src, dest string) (bool, error) {
+	if err := c.ctx.Err(); err != nil {
+		return false, err
+	}
+	rel := src[len(c.src)+1:]
+	mode := info.Mode()
+	if rel == MetadataFile || c.s.excluded(rel, mode.IsDir()) {
+		return true, nil
+	}
+	switch {
+	case mode.IsDir():
+		return false, nil
+	case mode&fs.ModeSymlink != 0:
+		if c.s.cfg.AllowExternalSymlinks {
+			return false, nil
+		}
+		target, err := os.Readlink(src)
+		if err != nil {
+			return false, err
+		}
+		if filepath.IsAbs(target) || !filepath.IsLocal(filepath.Join(filepath.Dir(rel), target)) {
+			return false, fmt.Errorf("%w: %s -> %s", ErrExternalSymlink, rel, target)
+		}
+		return false, nil
+	case !mode.IsRegular():
+		c.s.log.Warn("codesync: skipping special file", logPath, rel, "mode", mode.String())
+		return true, nil
+	}
+	c.files.Add(1)
+	if c.prev == "" {
+		return false, nil
+	}
+	old := filepath.Join(c.prev, rel)
+	same, err := c.unchanged(info, src, old)
+	if err != nil || !same {
+		return false, nil // copy it
+	}
+	if err := os.Link(old, dest); err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return false, err
+		}
+		return false, nil // too many links, not permitted, ...: copy it
+	}
+	c.linked.Add(1)
+	return true, nil
+}
+
+// unchanged says whether old (in the previous release) can stand for src.
+func (c *copier) unchanged(info os.FileInfo, src, old string) (bool, error) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false, nil
+	}
+	var ost unix.Stat_t
+	if err := unix.Lstat(old, &ost); err != nil {
+		return false, err
+	}
+	if ost.Size != st.Size || ost.Mode != st.Mode {
+		return false, nil
+	}
+	if c.root && (ost.Uid != st.Uid || ost.Gid != st.Gid) {
+		return false, nil
+	}
+	if ost.Mtim.Sec == st.Mtim.Sec && ost.Mtim.Nsec == st.Mtim.Nsec {
+		return true, nil
+	}
+	if c.compare != CompareContent {
+		return false, nil
+	}
+	return sameContent(src, old)
+}
+
+func sameContent(a, b string) (bool, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return false, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false, err
+	}
+	defer fb.Close()
+	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		na, erra := io.ReadFull(fa, ba)
+		nb, errb := io.ReadFull(fb, bb)
+		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+			return false, nil
+		}
+		if erra == io.EOF || erra == io.ErrUnexpectedEOF {
+			return errb == io.EOF || errb == io.ErrUnexpectedEOF, nil
+		}
+		if erra != nil {
+			return false, erra
+		}
+		if errb != nil {
+			return false, errb
+		}
+	}
+}
+
+// excluded says whether the tree-relative path rel matches an exclude pattern.
+func (s *SymlinkSyncer) excluded(rel string, dir bool) bool {
+	for _, p := range s.exclude {
+		if p.dirOnly && !dir {
+			continue
+		}
+		name := rel
+		if !p.path {
+			name = filepath.Base(rel)
+		}
+		if ok, _ := filepath.Match(p.glob, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// installOverlay writes file's content as a new file at root/rel, renamed over what is
+// there (so a hard-linked inode shared with older releases is never written to). It
+// reports whether the file was added rather than replaced, and whether it replaced a
+// linked file.
+func installOverlay(root, rel, file string) (added, unlinked bool, err error) {
+	dir := root
+	parts := strings.Split(filepath.Dir(rel), string(filepath.Separator))
+	for _, p := range parts {
+		if p == "." {
+			continue
+		}
+		dir = filepath.Join(dir, p)
+		fi, err := os.Lstat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return false, false, err
+			}
+		case err != nil:
+			return false, false, err
+		case !fi.IsDir():
+			return false, false, fmt.Errorf("%s is not a folder in the release", dir[len(root)+1:])
+		}
+	}
+	dest := filepath.Join(root, rel)
+	fi, err := os.Lstat(dest)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		added = true
+	case err != nil:
+		return false, false, err
+	case fi.IsDir():
+		return false, false, fmt.Errorf("%s is a folder in the release", rel)
+	default:
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
+			unlinked = true
+		}
+	}
+	in, err := os.Open(file)
+	if err != nil {
+		return false, false, err
+	}
+	defer in.Close()
+	ifi, err := in.Stat()
+	if err != nil {
+		return false, false, err
+	}
+	tmp := dest + ".restage-overlay"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return false, false, err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, ifi.Mode().Perm())
+	}
+	if err == nil {
+		err = os.Chtimes(tmp, ifi.ModTime(), ifi.ModTime())
+	}
+	if err == nil {
+		err = os.Rename(tmp, dest)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return false, false, err
+	}
+	return added, unlinked, nil
+}
+
+// syncFS flushes the filesystem holding dir.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}

@@ -1,0 +1,424 @@
+package codesync
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+var (
+	_ Source = (*DirSource)(nil)
+	_ Source = (*GitSource)(nil)
+)
+
+// DirSource delivers a local folder as it is (a build directory). Its Tree is the folder
+// itself; nothing is copied until Build.
+type DirSource struct {
+	Path string // the folder; required
+}
+
+// NewDirSource returns a DirSource for path, which must be an existing folder.
+func NewDirSource(path string) (*DirSource, error) {
+	s := &DirSource{Path: path}
+	if _, err := s.abs(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *DirSource) abs() (string, error) {
+	if s.Path == "" {
+		return "", fmt.Errorf("codesync: folder source: %w: empty path", ErrNoSource)
+	}
+	abs, err := filepath.Abs(s.Path)
+	if err != nil {
+		return "", fmt.Errorf("codesync: folder source %s: %w", s.Path, err)
+	}
+	if err := checkDir(abs); err != nil {
+		return "", fmt.Errorf("codesync: folder source %s: %w", s.Path, err)
+	}
+	return abs, nil
+}
+
+// checkDir says why dir is not a usable folder: ErrNoSource or ErrNotDir.
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %w", ErrNoSource, err)
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return ErrNotDir
+	}
+	return nil
+}
+
+// Describe checks the folder and returns its absolute path as the revision.
+func (s *DirSource) Describe(ctx context.Context) (Revision, error) {
+	if err := ctx.Err(); err != nil {
+		return Revision{}, err
+	}
+	abs, err := s.abs()
+	if err != nil {
+		return Revision{}, err
+	}
+	return Revision{Source: abs}, nil
+}
+
+// Open returns the folder itself; its Close is nil.
+func (s *DirSource) Open(ctx context.Context) (*Tree, error) {
+	rev, err := s.Describe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Tree{Dir: rev.Source, Revision: rev}, nil
+}
+
+// GitSource delivers a git repository at a ref (branch, tag or commit), exported with the
+// `git` program: `git archive` of the resolved commit, unpacked into a temporary folder
+// that Tree.Close removes. A repository that is not a local folder (a URL) is first cloned
+// bare into that temporary folder. Files get the commit's time as their modification time,
+// so Build finds unchanged files by content (see Config.Compare). Files marked
+// `export-ignore` in .gitattributes are left out, as with any `git archive`.
+type GitSource struct {
+	Repo    string // local path or URL; required
+	Ref     string // branch, tag or commit; "": HEAD
+	Git     string // the git program; "": "git" on PATH
+	TempDir string // where exports are made; "": os.TempDir()
+}
+
+func (s *GitSource) ref() string {
+	if s.Ref == "" {
+		return "HEAD"
+	}
+	return s.Ref
+}
+
+func (s *GitSource) errorf(format string, a ...any) error {
+	return fmt.Errorf("codesync: git %s at %s: "+format, append([]any{s.Repo, s.ref()}, a...)...)
+}
+
+// local says whether Repo is a folder on this machine (else it is handed to git as a URL).
+func (s *GitSource) local() (bool, error) {
+	if strings.Contains(s.Repo, "://") {
+		return false, nil
+	}
+	if i := strings.Index(s.Repo, ":"); i > 0 && !strings.ContainsAny(s.Repo[:i], "/") {
+		return false, nil // scp-like host:path
+	}
+	if err := checkDir(s.Repo); err != nil {
+		return false, s.errorf("%w", err)
+	}
+	return true, nil
+}
+
+func (s *GitSource) check() error {
+	switch {
+	case s.Repo == "":
+		return fmt.Errorf("codesync: git source: %w: Repo is required", ErrConfig)
+	case strings.HasPrefix(s.ref(), "-"), strings.ContainsAny(s.ref(), " \t\n\x00"):
+		return s.errorf("%w: bad ref", ErrNoRevision)
+	case strings.HasPrefix(s.Repo, "-"):
+		return fmt.Errorf("codesync: git source %q: %w: bad repository", s.Repo, ErrConfig)
+	}
+	return nil
+}
+
+// Describe resolves Ref to a commit without exporting anything: `git rev-parse` in a
+// local repository, `git ls-remote` for a URL (a full commit id is taken as it is).
+func (s *GitSource) Describe(ctx context.Context) (Revision, error) {
+	if err := s.check(); err != nil {
+		return Revision{}, err
+	}
+	local, err := s.local()
+	if err != nil {
+		return Revision{}, err
+	}
+	if local {
+		commit, err := s.resolve(ctx, s.Repo)
+		if err != nil {
+			return Revision{}, err
+		}
+		return s.revision(commit), nil
+	}
+	ref := s.ref()
+	if isCommitID(ref) {
+		return s.revision(strings.ToLower(ref)), nil
+	}
+	out, err := s.git(ctx, nil, "ls-remote", "--", s.Repo, ref, ref+"^{}")
+	if err != nil {
+		return Revision{}, s.remoteErr(err)
+	}
+	// Prefer a peeled tag, then an exact ref name, then a branch, then a tag.
+	refs := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if id, name, ok := strings.Cut(line, "\t"); ok {
+			refs[name] = id
+		}
+	}
+	for _, name := range []string{"refs/tags/" + ref + "^{}", ref, "refs/heads/" + ref, "refs/tags/" + ref} {
+		if id, ok := refs[name]; ok {
+			return s.revision(id), nil
+		}
+	}
+	return Revision{}, s.errorf("%w", ErrNoRevision)
+}
+
+func (s *GitSource) revision(commit string) Revision {
+	return Revision{Source: s.Repo, Ref: s.ref(), Commit: commit}
+}
+
+func (s *GitSource) remoteErr(err error) error {
+	var ce *CommandError
+	if errors.As(err, &ce) && ce.ExitCode > 0 {
+		msg := strings.ToLower(ce.Stderr)
+		if strings.Contains(msg, "does not appear to be a git repository") || strings.Contains(msg, "not found") ||
+			strings.Contains(msg, "does not exist") {
+			return s.errorf("%w: %w", ErrNoSource, err)
+		}
+	}
+	return s.errorf("%w", err)
+}
+
+// resolve turns the ref into a full commit id inside gitDir (a work tree or bare repository).
+func (s *GitSource) resolve(ctx context.Context, gitDir string) (string, error) {
+	out, err := s.git(ctx, nil, "-C", gitDir, "rev-parse", "--verify", "--quiet", "--end-of-options", s.ref()+"^{commit}")
+	if err != nil {
+		var ce *CommandError
+		if errors.As(err, &ce) && ce.ExitCode == 1 {
+			return "", s.errorf("%w", ErrNoRevision)
+		}
+		if errors.As(err, &ce) && strings.Contains(ce.Stderr, "not a git repository") {
+			return "", s.errorf("%w: %w", ErrNoSource, err)
+		}
+		return "", s.errorf("%w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Open exports the commit Ref resolves to into a temporary folder.
+func (s *GitSource) Open(ctx context.Context) (tree *Tree, err error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	local, err := s.local()
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(s.TempDir, "restage-git-")
+	if err != nil {
+		return nil, s.errorf("%w", err)
+	}
+	cleanup := func() error { return removeTree(tmp) }
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	gitDir := s.Repo
+	if !local {
+		gitDir = filepath.Join(tmp, "repo.git")
+		if _, err := s.git(ctx, nil, "clone", "--bare", "--quiet", "--", s.Repo, gitDir); err != nil {
+			return nil, s.remoteErr(err)
+		}
+	}
+	commit, err := s.resolve(ctx, gitDir)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(tmp, "tree")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, s.errorf("%w", err)
+	}
+	if err := s.export(ctx, gitDir, commit, dir); err != nil {
+		return nil, err
+	}
+	if !local {
+		if err := removeTree(gitDir); err != nil {
+			return nil, s.errorf("%w", err)
+		}
+	}
+	return &Tree{Dir: dir, Revision: s.revision(commit), Close: cleanup}, nil
+}
+
+// export runs `git archive` and unpacks its tar stream into dir.
+func (s *GitSource) export(ctx context.Context, gitDir, commit, dir string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	args := []string{"-c", "tar.umask=0022", "-C", gitDir, "archive", "--format=tar", commit}
+	var stderr tailBuffer
+	cmd := exec.CommandContext(ctx, s.program(), args...)
+	cmd.Stderr = &stderr
+	cmd.Env = gitEnv()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return s.errorf("%w", &CommandError{Args: append([]string{s.program()}, args...), ExitCode: -1, Stderr: err.Error()})
+	}
+	untarErr := untar(ctx, out, dir)
+	if untarErr != nil {
+		cancel()
+		io.Copy(io.Discard, out)
+	}
+	waitErr := cmd.Wait()
+	if waitErr != nil {
+		if err := ctx.Err(); err != nil && untarErr == nil {
+			return s.errorf("%w", err)
+		}
+		if untarErr == nil {
+			return s.errorf("%w", commandError(append([]string{s.program()}, args...), waitErr, stderr.String()))
+		}
+	}
+	if untarErr != nil {
+		return s.errorf("unpacking git archive: %w", untarErr)
+	}
+	return nil
+}
+
+// untar unpacks a git archive stream (folders, files, symlinks) into dir.
+func untar(ctx context.Context, r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	type dirTime struct {
+		path string
+		t    time.Time
+	}
+	var dirs []dirTime
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		if name == "" || name == "." || !filepath.IsLocal(name) {
+			return fmt.Errorf("unsafe path %q in archive", h.Name)
+		}
+		path := filepath.Join(dir, name)
+		mode := fs.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chmod(path, mode); err != nil {
+				return err
+			}
+			dirs = append(dirs, dirTime{path, h.ModTime})
+		case tar.TypeReg:
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			if err := os.Chtimes(path, h.ModTime, h.ModTime); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, path); err != nil {
+				return err
+			}
+		default:
+			// Submodules and other entries git does not export as files.
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chtimes(dirs[i].path, dirs[i].t, dirs[i].t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *GitSource) program() string {
+	if s.Git == "" {
+		return "git"
+	}
+	return s.Git
+}
+
+// git runs the git program and returns its standard output.
+func (s *GitSource) git(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	var stdout bytes.Buffer
+	var stderr tailBuffer
+	cmd := exec.CommandContext(ctx, s.program(), args...)
+	cmd.Stdin = stdin
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	cmd.Env = gitEnv()
+	if err := cmd.Run(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, commandError(append([]string{s.program()}, args...), err, stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+// gitEnv keeps git from asking for credentials on a terminal.
+func gitEnv() []string {
+	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=")
+}
+
+func commandError(argv []string, err error, stderr string) *CommandError {
+	code := -1
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	}
+	if code < 0 {
+		stderr = strings.TrimSpace(err.Error() + " " + stderr)
+	}
+	return &CommandError{Args: argv, ExitCode: code, Stderr: stderr}
+}
+
+func isCommitID(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// tailBuffer keeps the last 8 KiB written to it.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	const max = 8 << 10
+	t.b = append(t.b, p...)
+	if len(t.b) > max {
+		t.b = append(t.b[:0], t.b[len(t.b)-max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }

@@ -1,0 +1,181 @@
+package codesync
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDirSource(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"a.txt": "a"})
+	s := dirSource(t, dir)
+	rev, err := s.Describe(t.Context())
+	if err != nil || rev.Source != dir || rev.String() != dir {
+		t.Fatalf("Describe = %+v, %v", rev, err)
+	}
+	tree, err := s.Open(t.Context())
+	if err != nil || tree.Dir != dir || tree.Close != nil {
+		t.Fatalf("Open = %+v, %v", tree, err)
+	}
+}
+
+func TestDirSourceBadInput(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	writeTree(t, dir, map[string]string{"file": "x"})
+	for _, tc := range []struct {
+		path string
+		want error
+	}{
+		{filepath.Join(dir, "missing"), ErrNoSource},
+		{"", ErrNoSource},
+		{file, ErrNotDir},
+	} {
+		if _, err := NewDirSource(tc.path); !errors.Is(err, tc.want) {
+			t.Errorf("NewDirSource(%q) = %v, want %v", tc.path, err, tc.want)
+		}
+		s := &DirSource{Path: tc.path}
+		if _, err := s.Describe(t.Context()); !errors.Is(err, tc.want) {
+			t.Errorf("Describe(%q) = %v, want %v", tc.path, err, tc.want)
+		}
+		if _, err := s.Open(t.Context()); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("Open(%q) = %v, want %v naming the path", tc.path, err, tc.want)
+		}
+	}
+	// A folder removed after the source was made: Build says so and builds nothing.
+	gone := filepath.Join(dir, "gone")
+	os.Mkdir(gone, 0o755)
+	src := dirSource(t, gone)
+	os.Remove(gone)
+	s := newSyncer(t, "", nil)
+	if _, err := s.Build(t.Context(), src); !errors.Is(err, ErrNoSource) {
+		t.Fatalf("Build of a removed folder = %v, want ErrNoSource", err)
+	}
+	if list, _ := s.List(t.Context()); len(list) != 0 {
+		t.Fatalf("releases after a failed build: %v", list)
+	}
+}
+
+func TestGitSource(t *testing.T) {
+	g := newGitRepo(t)
+	c1 := g.commit("one", map[string]string{"app.txt": "v1", "lib/x.go": "package x", "link": "->app.txt"})
+	os.Chmod(filepath.Join(g.dir, "lib"), 0o755)
+	writeTree(t, g.dir, map[string]string{"run.sh": "#!/bin/sh\n"})
+	os.Chmod(filepath.Join(g.dir, "run.sh"), 0o755)
+	g.run("add", "run.sh")
+	g.run("commit", "-q", "-m", "script")
+	c2 := g.run("rev-parse", "HEAD")
+	g.run("tag", "-a", "-m", "release 1", "v1")
+	g.run("checkout", "-q", "-b", "feature")
+	c3 := g.commit("feature", map[string]string{"app.txt": "feature", "new.txt": "new"})
+	g.run("checkout", "-q", "main")
+
+	for _, tc := range []struct {
+		repo, ref, commit, app string
+		exec                   bool
+	}{
+		{g.dir, "main", c2, "v1", true},
+		{g.dir, "", c2, "v1", true},
+		{g.dir, "feature", c3, "feature", true},
+		{g.dir, "v1", c2, "v1", true},
+		{g.dir, c1, c1, "v1", false},
+		{g.dir, c1[:10], c1, "v1", false},
+		{"file://" + g.dir, "feature", c3, "feature", true},
+		{"file://" + g.dir, "v1", c2, "v1", true},
+		{"file://" + g.dir, c1, c1, "v1", false},
+	} {
+		t.Run(tc.repo+"@"+tc.ref, func(t *testing.T) {
+			src := &GitSource{Repo: tc.repo, Ref: tc.ref, TempDir: t.TempDir()}
+			rev, err := src.Describe(t.Context())
+			if err != nil {
+				t.Fatalf("Describe: %v", err)
+			}
+			if rev.Commit != tc.commit || rev.Source != tc.repo {
+				t.Errorf("Describe = %+v, want commit %s", rev, tc.commit)
+			}
+			tree, err := src.Open(t.Context())
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if tree.Revision != rev {
+				t.Errorf("Open revision %+v, Describe %+v", tree.Revision, rev)
+			}
+			b, err := os.ReadFile(filepath.Join(tree.Dir, "app.txt"))
+			if err != nil || string(b) != tc.app {
+				t.Errorf("app.txt = %q, %v; want %q", b, err, tc.app)
+			}
+			if target, err := os.Readlink(filepath.Join(tree.Dir, "link")); err != nil || target != "app.txt" {
+				t.Errorf("link = %q, %v", target, err)
+			}
+			if _, err := os.Stat(filepath.Join(tree.Dir, ".git")); err == nil {
+				t.Error(".git exported")
+			}
+			fi, err := os.Stat(filepath.Join(tree.Dir, "run.sh"))
+			if tc.exec && (err != nil || fi.Mode().Perm() != 0o755) {
+				t.Errorf("run.sh: %v %v, want mode 0755", fi, err)
+			}
+			if !tc.exec && err == nil {
+				t.Error("run.sh exported at a commit without it")
+			}
+			if err := tree.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(tree.Dir); !os.IsNotExist(err) {
+				t.Errorf("tree folder %s left after Close: %v", tree.Dir, err)
+			}
+		})
+	}
+}
+
+func TestGitSourceBadInput(t *testing.T) {
+	g := newGitRepo(t)
+	g.commit("one", map[string]string{"a": "a"})
+	notRepo := t.TempDir()
+	file := filepath.Join(notRepo, "f")
+	os.WriteFile(file, nil, 0o644)
+	for _, tc := range []struct {
+		repo, ref string
+		want      error
+	}{
+		{g.dir, "nosuchbranch", ErrNoRevision},
+		{g.dir, "0123456789012345678901234567890123456789", ErrNoRevision},
+		{"file://" + g.dir, "nosuchbranch", ErrNoRevision},
+		{filepath.Join(notRepo, "missing"), "main", ErrNoSource},
+		{notRepo, "main", ErrNoSource},
+		{file, "main", ErrNotDir},
+		{"file://" + filepath.Join(notRepo, "missing"), "main", ErrNoSource},
+		{g.dir, "--upload-pack=evil", ErrNoRevision},
+	} {
+		tmp := t.TempDir()
+		src := &GitSource{Repo: tc.repo, Ref: tc.ref, TempDir: tmp}
+		for _, op := range []string{"Describe", "Open"} {
+			var err error
+			if op == "Describe" {
+				_, err = src.Describe(t.Context())
+			} else {
+				_, err = src.Open(t.Context())
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("%s(%s@%s) = %v, want %v", op, tc.repo, tc.ref, err, tc.want)
+				continue
+			}
+			if !strings.Contains(err.Error(), tc.repo) || !strings.Contains(err.Error(), tc.ref) {
+				t.Errorf("%s error %q does not name repo and ref", op, err)
+			}
+		}
+		if left, _ := os.ReadDir(tmp); len(left) != 0 {
+			t.Errorf("%s@%s: Open left %v behind", tc.repo, tc.ref, left)
+		}
+	}
+	// A remote full commit id that does not exist is found out by Open.
+	src := &GitSource{Repo: "file://" + g.dir, Ref: strings.Repeat("ab", 20), TempDir: t.TempDir()}
+	if _, err := src.Open(t.Context()); !errors.Is(err, ErrNoRevision) {
+		t.Errorf("Open of a missing remote commit = %v", err)
+	}
+	if _, err := (&GitSource{}).Describe(t.Context()); !errors.Is(err, ErrConfig) {
+		t.Errorf("empty GitSource: %v", err)
+	}
+}
