@@ -1,0 +1,698 @@
+package schema
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
+	pgxmigrate "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	"github.com/golang-migrate/migrate/v4/source/file"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// More errors callers test with errors.Is.
+var (
+	// ErrMigrationFailed marks a migration that PostgreSQL rejected or that was interrupted;
+	// the error is a *MigrationError.
+	ErrMigrationFailed = errors.New("migration failed")
+	// ErrLockTimeout reports that golang-migrate's advisory lock on the database was held
+	// by someone else for longer than Config.LockTimeout.
+	ErrLockTimeout = errors.New("timed out waiting for the migration lock")
+)
+
+// Log keys used by MigrateUpgrader.
+const (
+	LogKeyVersion  = "version"
+	LogKeyName     = "name"
+	LogKeyFile     = "file"
+	LogKeyDuration = "duration"
+	LogKeyFrom     = "from"
+	LogKeyTo       = "to"
+	LogKeyPending  = "pending"
+)
+
+// DefaultApplicationName is the application_name of MigrateUpgrader's connections unless
+// the DSN sets one.
+const DefaultApplicationName = "restage-schema"
+
+// Config configures a MigrateUpgrader. The zero value is ready to use.
+type Config struct {
+	// Logger receives one record per applied migration, with its duration.
+	// Nil: slog.Default().
+	Logger *slog.Logger
+	// LockTimeout bounds the wait for golang-migrate's advisory lock on the database
+	// (another migration run holds it). Zero: 1 minute.
+	LockTimeout time.Duration
+	// MigrationsTable is golang-migrate's version table. Empty: "schema_migrations"
+	// in the connection's current schema.
+	MigrationsTable string
+	// OnApplied, if set, is called after each migration is applied, before the next one
+	// starts (progress reporting; it runs on Upgrade's goroutine).
+	OnApplied func(Applied)
+}
+
+// MigrateUpgrader is an Upgrader that runs golang-migrate (pgx/v5 driver, file source).
+// Every call opens its own connection and closes it before returning, so the database can
+// be renamed or dropped right after.
+type MigrateUpgrader struct {
+	log         *slog.Logger
+	lockTimeout time.Duration
+	table       string
+	onApplied   func(Applied)
+}
+
+var _ Upgrader = (*MigrateUpgrader)(nil)
+
+// New returns a MigrateUpgrader configured by cfg.
+func New(cfg Config) (*MigrateUpgrader, error) {
+	if cfg.LockTimeout < 0 {
+		return nil, fmt.Errorf("schema: negative LockTimeout %v", cfg.LockTimeout)
+	}
+	if strings.ContainsAny(cfg.MigrationsTable, "\".\x00") {
+		return nil, fmt.Errorf("schema: MigrationsTable %q: want a plain table name", cfg.MigrationsTable)
+	}
+	u := &MigrateUpgrader{
+		log:         cfg.Logger,
+		lockTimeout: cfg.LockTimeout,
+		table:       cfg.MigrationsTable,
+		onApplied:   cfg.OnApplied,
+	}
+	if u.log == nil {
+		u.log = slog.Default()
+	}
+	if u.lockTimeout == 0 {
+		u.lockTimeout = time.Minute
+	}
+	if u.table == "" {
+		u.table = pgxmigrate.DefaultMigrationsTable
+	}
+	return u, nil
+}
+
+// Status reports the database's version, dirty flag, the folder's latest version and the
+// pending migrations. It reads the version table directly and changes nothing (it does not
+// even create the version table). The folder is validated first.
+func (u *MigrateUpgrader) Status(ctx context.Context, t Target) (*Status, error) {
+	folder, err := ReadFolder(t.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg, scrub, err := parseDSN(t.DSN)
+	if err != nil {
+		return nil, err
+	}
+	st, err := u.status(ctx, cfg, folder)
+	if err != nil {
+		return nil, scrub.wrap(err)
+	}
+	return st, nil
+}
+
+func (u *MigrateUpgrader) status(ctx context.Context, cfg *pgx.ConnConfig, folder *Folder) (*Status, error) {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("schema: connect to %s: %w", cfg.Database, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	st := &Status{Latest: folder.Latest()}
+	var exists bool
+	q := `SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) IS NOT NULL`
+	if err := conn.QueryRow(ctx, q, u.table).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("schema: look for table %s in %s: %w", u.table, cfg.Database, err)
+	}
+	if exists {
+		var v int64
+		var dirty bool
+		q := `SELECT version, dirty FROM ` + pgx.Identifier{u.table}.Sanitize() + ` LIMIT 1`
+		err := conn.QueryRow(ctx, q).Scan(&v, &dirty)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return nil, fmt.Errorf("schema: read version of %s: %w", cfg.Database, err)
+		case v >= 0:
+			st.Version, st.Dirty, st.HasVersion = uint(v), dirty, true
+		default: // -1: golang-migrate's "no version", possibly dirty
+			st.Dirty = dirty
+		}
+	}
+	if st.HasVersion {
+		st.Pending = folder.after(st.Version)
+	} else {
+		st.Pending = append([]Migration(nil), folder.Migrations...)
+	}
+	return st, nil
+}
+
+// check returns the error Upgrade gives for st before running anything: dirty, or ahead of
+// (or unknown to) the folder.
+func check(st *Status, folder *Folder, db string) error {
+	if st.Dirty {
+		return dirtyError(st.Version, st.HasVersion, folder, db)
+	}
+	if !st.HasVersion {
+		return nil
+	}
+	if st.Version > st.Latest {
+		return fmt.Errorf("%w: database %s is at %d, code knows %d (%s): deploy code with its migrations, or restore the database",
+			ErrAhead, db, st.Version, st.Latest, folder.Dir)
+	}
+	if !folder.Has(st.Version) {
+		return fmt.Errorf("%w: database %s is at %d, a version the code's migrations folder %s does not have (it knows %s)",
+			ErrAhead, db, st.Version, folder.Dir, versionList(folder))
+	}
+	return nil
+}
+
+func versionList(folder *Folder) string {
+	var parts []string
+	for i, m := range folder.Migrations {
+		if len(folder.Migrations) > 8 && i == 3 {
+			parts = append(parts, "…")
+		}
+		if len(folder.Migrations) > 8 && i >= 3 && i < len(folder.Migrations)-3 {
+			continue
+		}
+		parts = append(parts, fmt.Sprint(m.Version))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// dirtyError explains a dirty database and the exact Force call that clears it.
+func dirtyError(version uint, hasVersion bool, folder *Folder, db string) error {
+	prev := -1
+	for _, m := range folder.Migrations {
+		if m.Version < version {
+			prev = int(m.Version)
+		}
+	}
+	if !hasVersion {
+		return fmt.Errorf("%w: database %s is dirty with no version: fix the database by hand, then call Force(ctx, target, -1)",
+			ErrDirty, db)
+	}
+	file := fmt.Sprintf("migration %d", version)
+	if m, ok := folder.find(version); ok {
+		file = m.Path
+	}
+	return fmt.Errorf("%w: database %s is dirty at version %d (%s did not complete): "+
+		"fix the database by hand, then call Force(ctx, target, %d) if you completed that migration, "+
+		"or Force(ctx, target, %d) if you undid it",
+		ErrDirty, db, version, file, version, prev)
+}
+
+// Plan returns the migrations Upgrade would run, in order, without running them; it fails
+// as Upgrade would for a bad folder or a dirty or ahead database.
+func (u *MigrateUpgrader) Plan(ctx context.Context, t Target) ([]Migration, error) {
+	folder, err := ReadFolder(t.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg, scrub, err := parseDSN(t.DSN)
+	if err != nil {
+		return nil, err
+	}
+	st, err := u.status(ctx, cfg, folder)
+	if err != nil {
+		return nil, scrub.wrap(err)
+	}
+	if err := check(st, folder, cfg.Database); err != nil {
+		return nil, err
+	}
+	return st.Pending, nil
+}
+
+// Upgrade validates the folder, refuses a dirty database or one ahead of the folder, then
+// applies the pending migrations one at a time (golang-migrate Steps(1)), timing each, and
+// checks that the database ends at the folder's latest version (ErrMismatch otherwise).
+//
+// ctx is checked between migrations: a cancelled Upgrade returns ctx's error with the
+// migrations applied so far in the Result, and leaves the database clean at the last one.
+// A running migration is not interrupted (golang-migrate runs it without a context).
+// A failing migration returns a *MigrationError naming the file and PostgreSQL's message
+// and position.
+func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, err error) {
+	folder, err := ReadFolder(t.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg, scrub, err := parseDSN(t.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := u.status(ctx, cfg, folder)
+	if err != nil {
+		return nil, scrub.wrap(err)
+	}
+	if err := check(st, folder, cfg.Database); err != nil {
+		return nil, err
+	}
+	res = &Result{From: st.Version, To: st.Version}
+	if len(st.Pending) == 0 {
+		u.log.InfoContext(ctx, "schema: up to date", LogKeyVersion, st.Version)
+		return res, nil
+	}
+	u.log.InfoContext(ctx, "schema: upgrading", LogKeyFrom, st.Version, LogKeyTo, folder.Latest(), LogKeyPending, len(st.Pending))
+
+	s, err := u.open(ctx, cfg, folder)
+	if err != nil {
+		return nil, scrub.wrap(err)
+	}
+	defer func() {
+		if cerr := s.close(ctx); cerr != nil && err == nil {
+			err = scrub.wrap(cerr)
+		}
+	}()
+
+	for i, mig := range st.Pending {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("schema: stopped before %s (%d of %d pending migrations applied; database %s is clean at version %s): %w",
+				mig.Path, i, len(st.Pending), cfg.Database, versionText(res.To, i > 0 || st.HasVersion), err)
+		}
+		start := time.Now()
+		err := s.step(ctx)
+		d := time.Since(start)
+		if err != nil {
+			return res, scrub.wrap(s.stepError(ctx, mig, folder, err))
+		}
+		v, dirty, verr := s.m.Version()
+		if verr != nil || dirty || v != mig.Version {
+			return res, scrub.wrap(s.stepError(ctx, mig, folder, fmt.Errorf("after the migration the version is %d (dirty %v, err %v), want %d", v, dirty, verr, mig.Version)))
+		}
+		a := Applied{Migration: mig, Duration: d}
+		res.Applied = append(res.Applied, a)
+		res.To = mig.Version
+		u.log.InfoContext(ctx, "schema: applied migration", LogKeyVersion, mig.Version, LogKeyName, mig.Name, LogKeyDuration, d)
+		if u.onApplied != nil {
+			u.onApplied(a)
+		}
+	}
+
+	v, dirty, err := s.m.Version()
+	if err != nil {
+		return res, scrub.wrap(fmt.Errorf("schema: read version of %s after upgrade: %w", cfg.Database, err))
+	}
+	if dirty || v != folder.Latest() {
+		return res, fmt.Errorf("%w: database %s is at %d (dirty %v), code's latest is %d", ErrMismatch, cfg.Database, v, dirty, folder.Latest())
+	}
+	return res, nil
+}
+
+func versionText(v uint, has bool) string {
+	if !has {
+		return "none"
+	}
+	return fmt.Sprint(v)
+}
+
+// Force sets the database's version to version and clears the dirty flag, without running
+// anything: the explicit, separate step after fixing a dirty database by hand. version must
+// be one of the folder's versions, or -1 for "no migration applied".
+func (u *MigrateUpgrader) Force(ctx context.Context, t Target, version int) (err error) {
+	folder, err := ReadFolder(t.Dir)
+	if err != nil {
+		return err
+	}
+	if version < -1 || (version >= 0 && !folder.Has(uint(version))) {
+		return fmt.Errorf("%w: cannot force version %d: not a migration in %s (it knows %s; -1 means none)",
+			ErrMigrations, version, folder.Dir, versionList(folder))
+	}
+	cfg, scrub, err := parseDSN(t.DSN)
+	if err != nil {
+		return err
+	}
+	s, err := u.open(ctx, cfg, folder)
+	if err != nil {
+		return scrub.wrap(err)
+	}
+	defer func() {
+		if cerr := s.close(ctx); cerr != nil && err == nil {
+			err = scrub.wrap(cerr)
+		}
+	}()
+	if err := s.m.Force(version); err != nil {
+		return scrub.wrap(fmt.Errorf("schema: force %s to version %d: %w", cfg.Database, version, err))
+	}
+	u.log.WarnContext(ctx, "schema: forced version", LogKeyVersion, version)
+	return nil
+}
+
+// MigrationError is a migration that failed: PostgreSQL rejected it, or it was interrupted.
+type MigrationError struct {
+	Migration Migration
+	// Line and Column locate PostgreSQL's error position in the file (1-based; 0: unknown).
+	Line, Column int
+	// Dirty reports that the database is left marked dirty at Migration.Version.
+	Dirty bool
+	// Advice says what to do next.
+	Advice string
+	// Err is the cause: a *pgconn.PgError when PostgreSQL rejected the migration.
+	Err error
+}
+
+func (e *MigrationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "schema: migration %s failed", e.Migration.Path)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " at line %d, column %d", e.Line, e.Column)
+	}
+	fmt.Fprintf(&b, ": %s", errText(e.Err))
+	if e.Advice != "" {
+		fmt.Fprintf(&b, "; %s", e.Advice)
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrMigrationFailed, ErrDirty when the database is left dirty, and the cause.
+func (e *MigrationError) Unwrap() []error {
+	errs := []error{ErrMigrationFailed}
+	if e.Dirty {
+		errs = append(errs, ErrDirty)
+	}
+	return append(errs, e.Err)
+}
+
+func errText(err error) string {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	s := pe.Error()
+	if pe.Detail != "" {
+		s += "; DETAIL: " + pe.Detail
+	}
+	if pe.Hint != "" {
+		s += "; HINT: " + pe.Hint
+	}
+	if pe.Where != "" {
+		s += "; CONTEXT: " + strings.ReplaceAll(pe.Where, "\n", " / ")
+	}
+	return s
+}
+
+// session is one golang-migrate instance over one connection.
+type session struct {
+	m           *migrate.Migrate
+	db          *sql.DB
+	dbName      string
+	lockTimeout time.Duration
+
+	mu       sync.Mutex
+	conns    []*pgconn.PgConn
+	timedOut bool
+}
+
+// open connects to the database and builds golang-migrate over the folder.
+func (u *MigrateUpgrader) open(ctx context.Context, cfg *pgx.ConnConfig, folder *Folder) (*session, error) {
+	s := &session{lockTimeout: u.lockTimeout, dbName: cfg.Database}
+	s.db = stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+		s.mu.Lock()
+		s.conns = append(s.conns, c.PgConn())
+		s.mu.Unlock()
+		return nil
+	}))
+	s.db.SetMaxIdleConns(1)
+
+	// Connect with ctx first, so that a bad DSN or a dead server fails fast and cancellably.
+	if err := s.db.PingContext(ctx); err != nil {
+		s.hardClose(ctx)
+		return nil, fmt.Errorf("schema: connect to %s: %w", cfg.Database, err)
+	}
+	var drv database.Driver
+	err := s.guard(ctx, func() error {
+		var err error
+		drv, err = pgxmigrate.WithInstance(s.db, &pgxmigrate.Config{MigrationsTable: u.table})
+		return err
+	})
+	if err != nil {
+		s.hardClose(ctx)
+		return nil, fmt.Errorf("schema: prepare golang-migrate on %s: %w", cfg.Database, unwrapDB(err))
+	}
+	srcURL := (&url.URL{Scheme: "file", Path: folder.Dir}).String()
+	src, err := (&file.File{}).Open(srcURL)
+	if err != nil {
+		drv.Close()
+		s.hardClose(ctx)
+		return nil, fmt.Errorf("%w: open %s: %w", ErrMigrations, folder.Dir, err)
+	}
+	m, err := migrate.NewWithInstance("file", src, "pgx5", &guardedDriver{Driver: drv, s: s, ctx: ctx})
+	if err != nil {
+		src.Close()
+		drv.Close()
+		s.hardClose(ctx)
+		return nil, fmt.Errorf("schema: golang-migrate: %w", err)
+	}
+	// Our guard bounds the lock wait (and cancels the waiting query); golang-migrate's own
+	// timeout would abandon a goroutine blocked on the connection, so keep it out of the way.
+	m.LockTimeout = u.lockTimeout + time.Hour
+	m.Log = migrateLogger{u.log}
+	s.m = m
+	return s, nil
+}
+
+// step applies one migration.
+func (s *session) step(ctx context.Context) error {
+	return s.m.Steps(1)
+}
+
+// close closes golang-migrate's source and database, then any connection left open.
+func (s *session) close(ctx context.Context) error {
+	var errs []error
+	if s.m != nil {
+		srcErr, dbErr := s.m.Close()
+		errs = append(errs, srcErr, dbErr)
+	}
+	s.hardClose(ctx)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("schema: close: %w", err)
+	}
+	return nil
+}
+
+// hardClose closes every connection the session opened that is still open.
+func (s *session) hardClose(ctx context.Context) {
+	s.db.Close()
+	s.mu.Lock()
+	conns := s.conns
+	s.mu.Unlock()
+	for _, c := range conns {
+		if !c.IsClosed() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			c.Close(cctx)
+			cancel()
+		}
+	}
+}
+
+// guard runs fn (which waits for golang-migrate's advisory lock); if ctx ends or the lock
+// timeout passes first, it asks PostgreSQL to cancel the session's running query so that fn
+// returns, and reports ErrLockTimeout or ctx's error.
+func (s *session) guard(ctx context.Context, fn func() error) error {
+	done := make(chan struct{})
+	var fired error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		timer := time.NewTimer(s.lockTimeout)
+		defer timer.Stop()
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+			fired = ErrLockTimeout
+		case <-ctx.Done():
+			fired = ctx.Err()
+		}
+		s.mu.Lock()
+		conns := append([]*pgconn.PgConn(nil), s.conns...)
+		s.mu.Unlock()
+		for _, c := range conns {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			c.CancelRequest(cctx)
+			cancel()
+		}
+	}()
+	err := fn()
+	close(done)
+	wg.Wait()
+	if fired != nil {
+		return fired
+	}
+	return err
+}
+
+// guardedDriver bounds golang-migrate's lock wait with session.guard.
+type guardedDriver struct {
+	database.Driver
+	s   *session
+	ctx context.Context
+}
+
+func (d *guardedDriver) Lock() error {
+	var locked bool
+	err := d.s.guard(d.ctx, func() error {
+		err := d.Driver.Lock()
+		locked = err == nil
+		return err
+	})
+	if err != nil && locked {
+		// The lock came just as the guard gave up: release it (a late cancel can only hit
+		// this unlock; the session lock then goes with the connection).
+		d.Driver.Unlock()
+	}
+	return err
+}
+
+// stepError builds the error for a migration that failed.
+func (s *session) stepError(ctx context.Context, mig Migration, folder *Folder, err error) error {
+	if errors.Is(err, ErrLockTimeout) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("schema: waiting for the migration lock before %s: %w", mig.Path, err)
+	}
+	var dirtyErr migrate.ErrDirty
+	if errors.As(err, &dirtyErr) {
+		return dirtyError(uint(dirtyErr.Version), dirtyErr.Version >= 0, folder, s.dbName)
+	}
+	me := &MigrationError{Migration: mig, Err: unwrapDB(err)}
+	var pe *pgconn.PgError
+	if errors.As(me.Err, &pe) && pe.Position > 0 {
+		if body, rerr := os.ReadFile(mig.Path); rerr == nil {
+			me.Line, me.Column = position(string(body), int(pe.Position))
+		}
+	}
+	v, dirty, verr := s.m.Version()
+	prev := -1
+	for _, m := range folder.Migrations {
+		if m.Version < mig.Version {
+			prev = int(m.Version)
+		}
+	}
+	switch {
+	case verr != nil && !errors.Is(verr, migrate.ErrNilVersion):
+		me.Dirty = true
+		me.Advice = fmt.Sprintf("the database may be left dirty at version %d (its version could not be read: %v): "+
+			"check it, fix it by hand, then call Force(ctx, target, %d) if the migration's changes are absent, "+
+			"or Force(ctx, target, %d) if you completed them", mig.Version, unwrapDB(verr), prev, mig.Version)
+	case dirty:
+		me.Dirty = true
+		me.Advice = fmt.Sprintf("the database is dirty at version %d: fix the migration, check what it left behind "+
+			"(a migration without BEGIN/COMMIT of its own is rolled back as a whole), "+
+			"then call Force(ctx, target, %d) if its changes are absent, or Force(ctx, target, %d) if you completed them",
+			v, prev, mig.Version)
+	}
+	return me
+}
+
+// unwrapDB exposes the cause inside golang-migrate's database.Error, which has no Unwrap.
+func unwrapDB(err error) error {
+	var de database.Error
+	if errors.As(err, &de) && de.OrigErr != nil {
+		return de.OrigErr
+	}
+	var dp *database.Error
+	if errors.As(err, &dp) && dp != nil && dp.OrigErr != nil {
+		return dp.OrigErr
+	}
+	return err
+}
+
+// position converts PostgreSQL's 1-based character position in query to line and column.
+func position(query string, pos int) (line, col int) {
+	runes := []rune(query)
+	if pos < 1 || pos > len(runes)+1 {
+		return 0, 0
+	}
+	line, col = 1, 1
+	for _, r := range runes[:pos-1] {
+		if r == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
+
+// migrateLogger sends golang-migrate's log lines to slog at debug level.
+type migrateLogger struct{ log *slog.Logger }
+
+func (l migrateLogger) Printf(format string, v ...any) {
+	l.log.Debug("golang-migrate: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+func (l migrateLogger) Verbose() bool { return false }
+
+// scrubber removes a DSN's password from error text.
+type scrubber struct{ secrets []string }
+
+var kvPassword = regexp.MustCompile(`password=('[^']*'|\S+)`)
+
+func (s scrubber) clean(text string) string {
+	for _, p := range s.secrets {
+		if p != "" {
+			text = strings.ReplaceAll(text, p, "xxxxx")
+		}
+	}
+	return kvPassword.ReplaceAllString(text, "password=xxxxx")
+}
+
+// wrap returns err unchanged when its text holds no secret, else an error with the text
+// cleaned that still matches err with errors.Is and errors.As.
+func (s scrubber) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	text := err.Error()
+	if c := s.clean(text); c != text {
+		return &scrubbedError{text: c, err: err}
+	}
+	return err
+}
+
+type scrubbedError struct {
+	text string
+	err  error
+}
+
+func (e *scrubbedError) Error() string { return e.text }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// parseDSN parses a postgres:// URL or keyword/value DSN. Its errors never hold the password.
+func parseDSN(dsn string) (*pgx.ConnConfig, scrubber, error) {
+	var sc scrubber
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			sc.secrets = append(sc.secrets, p, url.QueryEscape(p), url.PathEscape(p))
+		}
+	}
+	if strings.TrimSpace(dsn) == "" {
+		return nil, sc, errors.New("schema: empty DSN")
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// Not wrapped: pgconn's ParseConfigError keeps the raw DSN.
+		return nil, sc, fmt.Errorf("schema: bad DSN: %s", sc.clean(err.Error()))
+	}
+	if cfg.Password != "" {
+		sc.secrets = append(sc.secrets, cfg.Password)
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = DefaultApplicationName
+	}
+	return cfg, sc, nil
+}
