@@ -2,7 +2,6 @@ package codesync
 
 import (
 	"bytes"
-	"context"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // writeTree creates files under dir: "path": "content"; content "->target" makes a symlink.
@@ -188,17 +186,3 @@ func (g *gitRepo) commit(msg string, files map[string]string) string {
 	g.run("commit", "-q", "-m", msg)
 	return g.run("rev-parse", "HEAD")
 }
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-var _ = context.Background
