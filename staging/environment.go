@@ -140,7 +140,7 @@ func (c *EnvironmentConfig) check() error {
 			return err
 		}
 	case "command":
-		if err := missing(c.path, "service.start", s.Start, "service.stop", s.Stop); err != nil {
+		if err := missing(c.path, "service.start", s.Start, "service.stop", s.Stop, "service.status", s.Status); err != nil {
 			return err
 		}
 	case "systemd":

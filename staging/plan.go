@@ -65,15 +65,15 @@ func (ru *run) planCode(ctx context.Context, database string) error {
 			defer tree.Close()
 		}
 		dir := filepath.Join(tree.Dir, ru.r.cfg.Migrations)
-		target := schema.Target{DSN: ru.r.cfg.DSN(database), Dir: dir}
 		against := database
-		if !live {
-			// No live database: every migration newer than the restored one would run;
-			// the restored level is unknown until the restore, so list against an empty one.
-			target.DSN = ru.r.cfg.DSN("postgres")
+		var st *schema.Status
+		if live {
+			st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{DSN: ru.r.cfg.DSN(database), Dir: dir})
+		} else {
+			// No live database yet: list every migration of the release.
 			against = "an empty database"
+			st, err = folderStatus(dir)
 		}
-		st, err := ru.r.cfg.Schema.Status(ctx, target)
 		if err != nil {
 			return "", err
 		}
@@ -84,4 +84,13 @@ func (ru *run) planCode(ctx context.Context, database string) error {
 		ru.rep.Schema = info
 		return fmt.Sprintf("%d migrations would run against %s (%d -> %d)", len(st.Pending), against, st.Version, st.Latest), nil
 	})
+}
+
+// folderStatus is the status of an empty database against the migrations in dir.
+func folderStatus(dir string) (*schema.Status, error) {
+	f, err := schema.ReadFolder(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &schema.Status{Latest: f.Latest(), Pending: f.Migrations}, nil
 }

@@ -1,0 +1,542 @@
+package cron
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	robfig "github.com/robfig/cron/v3"
+
+	"github.com/restage/restage/notify"
+	"github.com/restage/restage/staging"
+)
+
+// Outcome says what became of a job that was due.
+type Outcome string
+
+// Outcomes.
+const (
+	OK       Outcome = "ok"
+	Failed   Outcome = "failed"    // non-zero exit, killed by a signal, or could not start
+	TimedOut Outcome = "timed-out" // killed after its timeout
+	// SkippedDisabled: the control file disables the job. Not owed.
+	SkippedDisabled Outcome = "skipped-disabled"
+	// SkippedLocked: a rebuild holds the lock. Still owed: it runs at the next run
+	// that can take the lock.
+	SkippedLocked Outcome = "skipped-locked"
+	// SkippedRunning: the job is still running from an earlier run. Not owed.
+	SkippedRunning Outcome = "skipped-running"
+	// NotStarted: the runner was stopping (its context was cancelled). Still owed.
+	NotStarted Outcome = "not-started"
+)
+
+// Errors callers test with errors.Is (a skip for a held rebuild lock is a
+// *staging.LockedError, errors.Is(err, staging.ErrLocked)).
+var (
+	ErrDisabled = errors.New("disabled by the control file")
+	ErrRunning  = errors.New("still running from an earlier run")
+	ErrTimeout  = errors.New("timed out")
+)
+
+// CommandError is a job that failed: it exited non-zero, was killed, timed out or
+// could not be started (Err says which).
+type CommandError struct {
+	Job      string
+	Args     []string
+	ExitCode int    // -1: not started, or killed by a signal
+	Stderr   string // tail of its output (standard output and error together)
+	Err      error  // the cause: *exec.ExitError, ErrTimeout, exec.ErrNotFound, ...
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("job %q (%s): %v", e.Job, strings.Join(e.Args, " "), e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// JobResult is what became of one job that was due.
+type JobResult struct {
+	Job     string
+	Due     time.Time // the first minute the job was due in the window the run covered
+	Outcome Outcome
+	// Err says why the job failed or was skipped; nil for OK.
+	Err       error
+	ExitCode  int    // -1: did not exit normally or did not run
+	Output    []byte // tail of the output (Config.TailBytes)
+	Start     time.Time
+	End       time.Time
+	LockOwner *staging.Owner // SkippedLocked: the rebuild holding the lock (nil: no record)
+	NotifyErr error          // the report of a failure could not be delivered
+}
+
+// Summary is the result of one run.
+type Summary struct {
+	Minute   time.Time // the minute the run covered up to
+	Disabled bool      // the environment's enabled = false: nothing ran
+	// ControlErr is why the control file could not be read (then every job was
+	// enabled, or disabled with control_fail = "closed").
+	ControlErr error
+	Jobs       []JobResult // the jobs that were due, in config order
+}
+
+// Failed returns the results of the jobs that failed or timed out.
+func (s *Summary) Failed() []JobResult {
+	var out []JobResult
+	for _, j := range s.Jobs {
+		if j.Outcome == Failed || j.Outcome == TimedOut {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// Log keys.
+const (
+	logKeyJob      = "job"
+	logKeyDue      = "due"
+	logKeyOwner    = "owner"
+	logKeyExit     = "exit_code"
+	logKeyDuration = "duration"
+	logKeyErr      = "err"
+	logKeyRunning  = "running"
+	logKeyControl  = "control"
+)
+
+// Runner runs an environment's cron jobs. Create it with New.
+type Runner struct {
+	cfg     Config
+	log     *slog.Logger
+	jobs    []*job
+	topic   string
+	control string
+	running sync.WaitGroup
+}
+
+type job struct {
+	Job
+	sched   robfig.Schedule
+	timeout time.Duration
+	dir     string
+}
+
+// New validates cfg, resolves its relative paths against cfg.Dir and returns a Runner.
+func New(cfg Config) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.LockFile = staging.ResolvePath(cfg.Dir, cfg.LockFile)
+	cfg.StateDir = staging.ResolvePath(cfg.Dir, cfg.StateDir)
+	if cfg.TailBytes <= 0 {
+		cfg.TailBytes = DefaultTailBytes
+	}
+	if cfg.KillDelay <= 0 {
+		cfg.KillDelay = DefaultKillDelay
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: ControlTimeout}
+	}
+	r := &Runner{cfg: cfg, log: cfg.Logger, topic: cfg.Notify.Topic, control: staging.ResolvePath(cfg.Dir, cfg.Control)}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.topic == "" {
+		r.topic = cfg.Environment + "-cron"
+	}
+	for _, j := range cfg.Jobs {
+		s, _ := parseSchedule(j.Schedule) // Validate parsed it
+		jj := &job{Job: j, sched: s, timeout: j.Timeout.Duration, dir: cfg.Dir}
+		if jj.timeout == 0 {
+			jj.timeout = DefaultTimeout
+		}
+		if j.Dir != "" {
+			jj.dir = staging.ResolvePath(cfg.Dir, j.Dir)
+		}
+		r.jobs = append(r.jobs, jj)
+	}
+	return r, nil
+}
+
+// Topic returns the topic failure reports carry.
+func (r *Runner) Topic() string { return r.topic }
+
+// started is a job whose locks are taken, about to run.
+type started struct {
+	j       *job
+	res     *JobResult
+	jobLock *fileLock
+	envLock *staging.Lock
+}
+
+// RunOnce runs every job due since the last run up to now's minute, once each, waits
+// for them and returns what became of each. Job failures are in the Summary (and
+// reported through the Notifier), not in the error, which is for the runner's own
+// problems (state_dir unusable, ctx done before the start). When ctx is cancelled,
+// jobs not yet started are not started (and stay owed); started ones run on until
+// they end or reach their timeout.
+func (r *Runner) RunOnce(ctx context.Context, now time.Time) (*Summary, error) {
+	sum, jobs, err := r.begin(ctx, now)
+	if err != nil {
+		return sum, err
+	}
+	var wg sync.WaitGroup
+	for _, s := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.finish(ctx, s)
+		}()
+	}
+	wg.Wait()
+	return sum, nil
+}
+
+// Run is the daemon: it runs the due jobs at once and then at the start of every
+// minute, without waiting for them, until ctx is cancelled. Then it starts nothing
+// more, waits for the running jobs (each until it ends or reaches its timeout, when it
+// is killed) and returns nil.
+func (r *Runner) Run(ctx context.Context) error {
+	r.log.Info("cron daemon started", "environment", r.cfg.Environment, "jobs", len(r.jobs))
+	for {
+		now := r.cfg.Now()
+		_, jobs, err := r.begin(ctx, now)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("cron run failed", logKeyErr, err)
+		}
+		for _, s := range jobs {
+			r.running.Add(1)
+			go func() {
+				defer r.running.Done()
+				r.finish(ctx, s)
+			}()
+		}
+		next := now.Truncate(time.Minute).Add(time.Minute)
+		timer := time.NewTimer(max(next.Sub(r.cfg.Now()), 0) + 10*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			r.log.Info("cron daemon stopping: no new jobs; waiting for running jobs up to their timeouts")
+			r.running.Wait()
+			r.log.Info("cron daemon stopped")
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// begin decides which jobs run for the window ending at now's minute, takes their
+// locks and records the new state; the caller runs the returned jobs with finish.
+func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started, error) {
+	minute := now.Truncate(time.Minute)
+	sum := &Summary{Minute: minute}
+	if err := ctx.Err(); err != nil {
+		return sum, nil, err
+	}
+	if err := os.MkdirAll(jobsDir(r.cfg.StateDir), 0o755); err != nil {
+		return sum, nil, fmt.Errorf("state_dir: %w", err)
+	}
+	enabled := r.cfg.enabled()
+	var ctl *Control
+	if enabled && r.control != "" && len(r.jobs) > 0 {
+		c, err := ReadControl(ctx, r.cfg.HTTPClient, r.control)
+		switch {
+		case err == nil:
+			ctl = c
+		case r.cfg.ControlFail == FailClosed:
+			sum.ControlErr = err
+			off := false
+			ctl = &Control{Default: &off}
+			r.log.Warn("control file cannot be read: every job is disabled (control_fail = closed)", logKeyControl, r.control, logKeyErr, err)
+		default:
+			sum.ControlErr = err
+			r.log.Warn("control file cannot be read: every job is enabled (control_fail = open)", logKeyControl, r.control, logKeyErr, err)
+		}
+	}
+
+	sl, err := lockFile(ctx, filepath.Join(r.cfg.StateDir, "state.lock"))
+	if err != nil {
+		return sum, nil, err
+	}
+	defer sl.release()
+	statePath := filepath.Join(r.cfg.StateDir, StateFile)
+	st, err := readState(statePath)
+	if err != nil {
+		r.log.Warn("cron state cannot be read: starting afresh (only jobs due this minute run)", logKeyErr, err)
+		st = &state{Jobs: map[string]time.Time{}}
+	}
+	done := make(map[string]time.Time, len(r.jobs))
+	if !enabled {
+		sum.Disabled = true
+		r.log.Info("cron is disabled for this environment (enabled = false): no job runs")
+		for _, j := range r.jobs {
+			done[j.Name] = minute
+		}
+		st.LastRun, st.Jobs = minute, done
+		if err := writeState(statePath, st); err != nil {
+			return sum, nil, fmt.Errorf("state_dir: %w", err)
+		}
+		return sum, nil, nil
+	}
+
+	type due struct {
+		j   *job
+		res JobResult
+	}
+	var dues []due
+	for _, j := range r.jobs {
+		last, ok := st.Jobs[j.Name]
+		if !ok {
+			last = st.LastRun
+		}
+		if last.After(minute) {
+			r.log.Warn("the clock went back: the job's window restarts at this minute", logKeyJob, j.Name, "last", last)
+			last = time.Time{}
+		}
+		if last.IsZero() {
+			last = minute.Add(-time.Minute) // first run: only what is due this minute
+		}
+		next := j.sched.Next(last.In(now.Location()))
+		if next.IsZero() || next.After(minute) {
+			done[j.Name] = minute
+			continue
+		}
+		done[j.Name] = last // until it is started or skipped for good
+		dues = append(dues, due{j: j, res: JobResult{Job: j.Name, Due: next, ExitCode: -1}})
+	}
+	sum.Jobs = make([]JobResult, len(dues))
+	var run []*started
+	var early []int // failed before starting: reported after the state lock is released
+	for i, d := range dues {
+		j := d.j
+		sum.Jobs[i] = d.res
+		res := &sum.Jobs[i]
+		log := r.log.With(logKeyJob, j.Name, logKeyDue, res.Due.Format("2006-01-02T15:04"))
+		if ctx.Err() != nil {
+			res.Outcome, res.Err = NotStarted, ctx.Err()
+			log.Info("job not started: the runner is stopping; it stays owed")
+			continue
+		}
+		if !ctl.Enabled(j.Name) {
+			res.Outcome, res.Err = SkippedDisabled, ErrDisabled
+			done[j.Name] = minute
+			log.Info("job skipped: disabled by the control file", logKeyControl, r.control)
+			continue
+		}
+		jl, ok, err := tryLockFile(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".lock"))
+		if err != nil {
+			res.Outcome, res.Err = Failed, &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: err}
+			done[j.Name] = minute
+			early = append(early, i)
+			continue
+		}
+		if !ok {
+			res.Outcome, res.Err = SkippedRunning, ErrRunning
+			done[j.Name] = minute
+			log.Warn("job skipped: still running from an earlier run")
+			continue
+		}
+		el, err := staging.AcquireShared(r.cfg.LockFile, j.Name)
+		if err != nil {
+			jl.release()
+			var le *staging.LockedError
+			if errors.As(err, &le) {
+				res.Outcome, res.Err, res.LockOwner = SkippedLocked, err, le.Owner
+				owner := "a process that left no owner record"
+				if le.Owner != nil {
+					owner = le.Owner.String()
+				}
+				log.Warn("job skipped: a rebuild holds the lock; it runs after the rebuild", logKeyOwner, owner, "lock", r.cfg.LockFile)
+				continue // done stays at last: the minute is still owed
+			}
+			res.Outcome, res.Err = Failed, &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: err}
+			done[j.Name] = minute
+			early = append(early, i)
+			continue
+		}
+		done[j.Name] = minute
+		run = append(run, &started{j: j, res: res, jobLock: jl, envLock: el})
+	}
+	st.LastRun, st.Jobs = minute, done
+	if err := writeState(statePath, st); err != nil {
+		for _, s := range run {
+			s.envLock.Release()
+			s.jobLock.release()
+			s.res.Outcome, s.res.Err = NotStarted, err
+		}
+		return sum, nil, fmt.Errorf("state_dir: %w", err)
+	}
+	sl.release()
+	for _, i := range early {
+		r.log.Error("job failed", logKeyJob, sum.Jobs[i].Job, logKeyErr, sum.Jobs[i].Err)
+		r.report(ctx, dues[i].j, &sum.Jobs[i])
+	}
+	return sum, run, nil
+}
+
+// finish runs a started job, releases its locks, logs and reports the result.
+func (r *Runner) finish(ctx context.Context, s *started) {
+	defer s.jobLock.release()
+	defer s.envLock.Release()
+	j, res := s.j, s.res
+	log := r.log.With(logKeyJob, j.Name, logKeyDue, res.Due.Format("2006-01-02T15:04"))
+	out := &tail{max: r.cfg.TailBytes}
+	if f, err := os.Create(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".log")); err == nil {
+		out.w = f
+		defer f.Close()
+	}
+	// The job's own timeout is its grace when the runner stops: not ctx's cancellation.
+	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(jctx, j.Command[0], j.Command[1:]...)
+	cmd.Dir = j.dir
+	cmd.Env = append(os.Environ(), "RESTAGE_ENVIRONMENT="+r.cfg.Environment, "RESTAGE_CRON_JOB="+j.Name)
+	keys := make([]string, 0, len(j.Env))
+	for k := range j.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmd.Env = append(cmd.Env, k+"="+j.Env[k])
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		return nil
+	}
+	cmd.WaitDelay = r.cfg.KillDelay // then SIGKILL, and the output pipes are closed
+	res.Start = time.Now()
+	log.Info("job started", "command", strings.Join(j.Command, " "))
+	err := cmd.Start()
+	if err == nil {
+		err = cmd.Wait()
+	}
+	res.End = time.Now()
+	timedOut := errors.Is(jctx.Err(), context.DeadlineExceeded)
+	if cmd.Process != nil && timedOut {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what is left of the group
+	}
+	res.Output = out.bytes()
+	if cmd.ProcessState != nil {
+		res.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	dur := res.End.Sub(res.Start).Round(time.Millisecond)
+	switch {
+	case timedOut:
+		res.Outcome = TimedOut
+		res.Err = &CommandError{Job: j.Name, Args: j.Command, ExitCode: res.ExitCode, Stderr: string(res.Output),
+			Err: fmt.Errorf("%w after %s; its process group was killed", ErrTimeout, j.timeout)}
+	case err != nil:
+		res.Outcome = Failed
+		res.Err = &CommandError{Job: j.Name, Args: j.Command, ExitCode: res.ExitCode, Stderr: string(res.Output), Err: err}
+	default:
+		res.Outcome = OK
+		log.Info("job finished", logKeyDuration, dur)
+		return
+	}
+	log.Error("job failed", logKeyExit, res.ExitCode, logKeyDuration, dur, logKeyErr, res.Err)
+	r.report(ctx, j, res)
+}
+
+// report sends a failed job's report to the Notifier.
+func (r *Runner) report(ctx context.Context, j *job, res *JobResult) {
+	if r.cfg.Notifier == nil {
+		return
+	}
+	var cause error = res.Err
+	var ce *CommandError
+	if errors.As(res.Err, &ce) {
+		cause = ce.Err
+	}
+	what := "failed: " + oneLine(cause.Error())
+	if res.Outcome == TimedOut {
+		what = fmt.Sprintf("timed out after %s (killed)", j.timeout)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Cron job %s in %s %s.\n\n", j.Name, r.cfg.Environment, what)
+	fmt.Fprintf(&b, "Command:  %s\n", strings.Join(j.Command, " "))
+	fmt.Fprintf(&b, "Folder:   %s\n", j.dir)
+	fmt.Fprintf(&b, "Due:      %s\n", res.Due.Format(time.RFC3339))
+	if !res.Start.IsZero() {
+		fmt.Fprintf(&b, "Started:  %s\nDuration: %s\n", res.Start.Format(time.RFC3339), res.End.Sub(res.Start).Round(time.Millisecond))
+	}
+	if res.ExitCode >= 0 {
+		fmt.Fprintf(&b, "Exit:     %d\n", res.ExitCode)
+	}
+	fmt.Fprintf(&b, "Error:    %v\n", res.Err)
+	if len(res.Output) > 0 {
+		fmt.Fprintf(&b, "\nLast output:\n%s", lastLines(res.Output, 40, 4096))
+		if res.Output[len(res.Output)-1] != '\n' {
+			b.WriteByte('\n')
+		}
+	} else {
+		b.WriteString("\nNo output.\n")
+	}
+	end := res.End
+	if end.IsZero() {
+		end = time.Now()
+	}
+	m := &notify.Message{
+		ID:          messageID(r.cfg.Environment, j.Name, end),
+		Environment: r.cfg.Environment,
+		Topic:       r.topic,
+		Status:      notify.StatusFailed,
+		Subject:     fmt.Sprintf("cron job %s %s", j.Name, what),
+		Body:        b.String(),
+		Log:         res.Output,
+		LogName:     j.Name + ".log",
+		Time:        end,
+	}
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := r.cfg.Notifier.Notify(nctx, m); err != nil {
+		res.NotifyErr = err
+		if errors.Is(err, notify.ErrSpooled) {
+			r.log.Warn("failure report spooled", logKeyJob, j.Name, logKeyErr, err)
+		} else {
+			r.log.Error("failure report not delivered", logKeyJob, j.Name, logKeyErr, err)
+		}
+	}
+}
+
+// messageID returns a unique message ID, safe for file names.
+func messageID(env, job string, t time.Time) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-cron-%s-%s-%x", env, job, t.UTC().Format("20060102T150405.000000000Z"), b)
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// lastLines returns at most n lines and maxBytes bytes from the end of b.
+func lastLines(b []byte, n, maxBytes int) string {
+	if len(b) > maxBytes {
+		b = b[len(b)-maxBytes:]
+	}
+	s := strings.TrimRight(string(b), "\n")
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

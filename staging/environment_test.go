@@ -1,0 +1,132 @@
+package staging
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const sampleConfig = `
+environment = "staging"
+lock_file   = "run/staging.lock"
+state_dir   = "state"
+
+[backup]
+dir      = "/srv/backups"
+database = "launchpad_prod"
+wait     = "45m"
+max_age  = "20h"
+
+[database]
+admin_dsn    = "postgres://postgres:secret@staging-db:5432/postgres"
+name         = "launchpad_staging"
+strategy     = "swap"
+jobs         = 2
+protect      = ["launchpad_prod"]
+post_restore = ["sanitize.sql"]
+clones       = ["launchpad_experimental"]
+
+[code]
+source   = "/srv/build/launchpad"
+releases = "/srv/staging/releases"
+current  = "/srv/staging/current"
+keep     = 3
+exclude  = [".git"]
+[code.overlay]
+"robots.txt" = "robots-staging.txt"
+
+[schema]
+migrations = "database/migrations"
+
+[service]
+type           = "process"
+command        = ["/srv/staging/current/bin/app", "-listen", ":8080"]
+pidfile        = "/run/restage/app.pid"
+health_url     = "http://127.0.0.1:8080/+health"
+health_timeout = "60s"
+
+[notify]
+topic = "staging-rebuild"
+[notify.email]
+smtp = "127.0.0.1:25"
+from = "staging@example.org"
+to   = ["error-reports@example.org"]
+`
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "staging.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadEnvironmentDesignSample(t *testing.T) {
+	p := writeConfig(t, sampleConfig)
+	c, err := LoadEnvironment(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	if c.LockFile != filepath.Join(dir, "run/staging.lock") || c.Database.PostRestore[0] != filepath.Join(dir, "sanitize.sql") ||
+		c.Code.Overlay["robots.txt"] != filepath.Join(dir, "robots-staging.txt") {
+		t.Fatalf("relative paths not resolved against the config's folder: %+v", c)
+	}
+	if c.Backup.Wait.Minutes() != 45 || c.Backup.MaxAge.Hours() != 20 || c.Service.HealthTimeout.Seconds() != 60 {
+		t.Fatalf("durations: %+v %+v", c.Backup, c.Service)
+	}
+	if err := c.RequireBackups(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadEnvironmentErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct{ edit, want string }{
+		{`s/wait     = "45m"/wait = "45 minutes"/`, `backup.wait`},
+		{`s/keep     = 3/keep = 3\nkepp = 4/`, `unknown key code.kepp`},
+		{`s/^name         = "launchpad_staging"//`, `missing required key database.name`},
+		{`s/strategy     = "swap"/strategy = "rsync"/`, `database.strategy "rsync"`},
+		{`s/type           = "process"/type = "upstart"/`, `service.type "upstart"`},
+		{`s/^pidfile .*//`, `missing required key service.pidfile`},
+		{`s/^smtp = .*//`, `missing required key notify.email.smtp`},
+		{`s/^lock_file .*//`, `missing required key lock_file`},
+	} {
+		text := sed(t, sampleConfig, tc.edit)
+		_, err := LoadEnvironment(writeConfig(t, text))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want one naming %q", tc.edit, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("password in error: %v", err)
+		}
+	}
+}
+
+// sed applies one s/old/new/ edit (old anchored with ^ matches at a line start).
+func sed(t *testing.T, text, edit string) string {
+	t.Helper()
+	parts := strings.Split(edit, "/")
+	if len(parts) != 4 || parts[0] != "s" {
+		t.Fatalf("bad edit %q", edit)
+	}
+	old, repl := parts[1], strings.ReplaceAll(parts[2], `\n`, "\n")
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(old, "^") {
+			if strings.HasPrefix(l, strings.TrimSuffix(old[1:], ".*")) {
+				lines[i] = repl
+				return strings.Join(lines, "\n")
+			}
+			continue
+		}
+		if strings.Contains(l, old) {
+			lines[i] = strings.Replace(l, old, repl, 1)
+			return strings.Join(lines, "\n")
+		}
+	}
+	t.Fatalf("edit %q matched nothing", edit)
+	return ""
+}

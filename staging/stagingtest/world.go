@@ -1,0 +1,350 @@
+package stagingtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/schema"
+)
+
+// Options shape a World.
+type Options struct {
+	// Dir is the world's folder; it must exist and be empty. Required.
+	Dir string
+	// App is the argv prefix that runs ServeApp: App[0] is copied into the code tree as
+	// bin/app and the rest are its first arguments (e.g. ["/path/to/nightly", "demo-app"]).
+	// Required.
+	App []string
+	// People and Bugs size the production data (comments are twice the bugs);
+	// 0: 2,000 and 20,000.
+	People, Bugs int
+	// Clones are listed in the staging config's database.clones.
+	Clones []string
+	// Strategy is the staging config's database.strategy; "": swap.
+	Strategy string
+	// Logger receives progress; nil: discarded.
+	Logger *slog.Logger
+}
+
+// World is a throwaway production + staging setup. Close tears it down.
+type World struct {
+	Dir        string
+	Production *pgtest.Server
+	Staging    *pgtest.Server
+	Mail       *MailServer
+
+	ProdDB     string // production database
+	StagingDB  string // staging database name (live)
+	BackupDir  string
+	Source     string // the code tree (a folder)
+	Releases   string
+	Current    string
+	StateDir   string
+	LockFile   string
+	Pidfile    string
+	AppURL     string // the staging service's base URL
+	ConfigPath string // staging.toml
+
+	opts Options
+	log  *slog.Logger
+}
+
+// Backups is the folder name of the world's production backups.
+const backupsDir = "backups"
+
+// NewWorld builds a world in opts.Dir: two servers, the production database with its
+// data at ProductionPatch, one backup, a code tree at CodePatch, a mail server and the
+// staging config file.
+func NewWorld(ctx context.Context, opts Options) (w *World, err error) {
+	if opts.Dir == "" || len(opts.App) == 0 {
+		return nil, errors.New("stagingtest: Options.Dir and Options.App are required")
+	}
+	if opts.People == 0 {
+		opts.People = 2000
+	}
+	if opts.Bugs == 0 {
+		opts.Bugs = 20000
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	w = &World{Dir: opts.Dir, opts: opts, log: log, ProdDB: "bugs_prod", StagingDB: "bugs_staging"}
+	defer func() {
+		if err != nil {
+			w.Close()
+		}
+	}()
+	w.BackupDir = filepath.Join(w.Dir, backupsDir)
+	w.Source = filepath.Join(w.Dir, "build", "bugs")
+	w.Releases = filepath.Join(w.Dir, "staging", "releases")
+	w.Current = filepath.Join(w.Dir, "staging", "current")
+	w.StateDir = filepath.Join(w.Dir, "state")
+	w.LockFile = filepath.Join(w.Dir, "run", "staging.lock")
+	w.Pidfile = filepath.Join(w.Dir, "run", "app.pid")
+	for _, d := range []string{w.BackupDir, w.Releases, filepath.Dir(w.LockFile), w.StateDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+
+	log.Info("starting the production and staging PostgreSQL servers")
+	if w.Production, err = startServer(ctx); err != nil {
+		return nil, fmt.Errorf("production server: %w", err)
+	}
+	if w.Staging, err = startServer(ctx); err != nil {
+		return nil, fmt.Errorf("staging server: %w", err)
+	}
+	if w.Mail, err = StartMailServer(); err != nil {
+		return nil, err
+	}
+	if err := w.makeProduction(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := w.Backup(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.makeCode(); err != nil {
+		return nil, err
+	}
+	if err := w.writeConfig(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// startServer starts a local cluster, or a container where there are no binaries.
+func startServer(ctx context.Context) (*pgtest.Server, error) {
+	bin, err := pgtest.BinDir()
+	if err != nil {
+		if StartContainer != nil {
+			return StartContainer(ctx)
+		}
+		return nil, err
+	}
+	return pgtest.StartLocal(ctx, bin)
+}
+
+// StartContainer starts a containerised server when there are no local binaries; nil
+// when container support is not built in.
+var StartContainer func(ctx context.Context) (*pgtest.Server, error)
+
+// Close stops the service, the servers and the mail server. The folder is left to the caller.
+func (w *World) Close() {
+	if w.Pidfile != "" {
+		stopPidfile(w.Pidfile)
+	}
+	if w.Mail != nil {
+		_ = w.Mail.Close()
+	}
+	if w.Staging != nil {
+		_ = w.Staging.Stop()
+	}
+	if w.Production != nil {
+		_ = w.Production.Stop()
+	}
+}
+
+func (w *World) exec(ctx context.Context, srv *pgtest.Server, db, sql string) error {
+	conn, err := pgx.Connect(ctx, srv.DSN(db))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func writeMigrations(dir string, upto int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i, m := range migrations {
+		if i >= upto {
+			break
+		}
+		if err := os.WriteFile(filepath.Join(dir, m.name), []byte(m.up+"\n"), 0o644); err != nil {
+			return err
+		}
+		down := strings.Replace(m.name, ".up.", ".down.", 1)
+		if err := os.WriteFile(filepath.Join(dir, down), []byte(m.down+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *World) makeProduction(ctx context.Context) error {
+	w.log.Info("creating the production database", "database", w.ProdDB, "bugs", w.opts.Bugs)
+	if err := w.exec(ctx, w.Production, "postgres", "CREATE DATABASE "+w.ProdDB); err != nil {
+		return err
+	}
+	dir := filepath.Join(w.Dir, "production", "migrations")
+	if err := writeMigrations(dir, ProductionPatch); err != nil {
+		return err
+	}
+	up, err := schema.New(schema.Config{Logger: w.log})
+	if err != nil {
+		return err
+	}
+	if _, err := up.Upgrade(ctx, schema.Target{DSN: w.Production.DSN(w.ProdDB), Dir: dir}); err != nil {
+		return fmt.Errorf("production schema: %w", err)
+	}
+	return w.exec(ctx, w.Production, w.ProdDB, fmt.Sprintf(productionData, w.opts.People, w.opts.Bugs))
+}
+
+// Backup takes a backup of the production database, as production's nightly job does.
+func (w *World) Backup(ctx context.Context) (*dbrestore.Backup, error) {
+	w.log.Info("backing up production", "dir", w.BackupDir)
+	return dbrestore.Dump(ctx, dbrestore.Config{Logger: w.log}, dbrestore.DumpOptions{
+		DSN: w.Production.DSN(w.ProdDB), Dir: w.BackupDir, Counts: true})
+}
+
+func (w *World) makeCode() error {
+	w.log.Info("writing the code tree", "dir", w.Source)
+	if err := writeMigrations(filepath.Join(w.Source, "migrations"), CodePatch); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(w.Source, "bin"), 0o755); err != nil {
+		return err
+	}
+	if err := copyFile(w.opts.App[0], filepath.Join(w.Source, "bin", "app"), 0o755); err != nil {
+		return fmt.Errorf("install the app: %w", err)
+	}
+	files := map[string]string{
+		"robots.txt":           RobotsCode,
+		"README":               "The bug tracker.\n",
+		".git/HEAD":            "ref: refs/heads/main\n", // excluded from releases
+		"lib/bugs/__init__.py": "",
+	}
+	for i := range 200 {
+		files[fmt.Sprintf("lib/bugs/module%03d.py", i)] = fmt.Sprintf("# module %d\n\ndef handler_%d(request):\n    return %d\n", i, i, i)
+		files[fmt.Sprintf("templates/page%03d.html", i)] = fmt.Sprintf("<html><body>Page %d</body></html>\n", i)
+	}
+	for name, text := range files {
+		p := filepath.Join(w.Source, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(w.Dir, "robots-staging.txt"), []byte(RobotsStaging), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(w.Dir, "sanitize.sql"), []byte(SanitizeSQL), 0o644)
+}
+
+func copyFile(from, to string, mode os.FileMode) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tomlList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func (w *World) writeConfig() error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	listen := "127.0.0.1:" + strconv.Itoa(port)
+	w.AppURL = "http://" + listen
+	command := append([]string{filepath.Join(w.Current, "bin", "app")}, w.opts.App[1:]...)
+	command = append(command, "-listen", listen, "-dsn", w.Staging.DSN(w.StagingDB))
+	strategy := w.opts.Strategy
+	if strategy == "" {
+		strategy = "swap"
+	}
+	text := fmt.Sprintf(`# The demo's staging environment (made by stagingtest).
+environment = "staging"
+lock_file   = "run/staging.lock"
+state_dir   = "state"
+
+[backup]
+dir      = %q
+database = %q
+wait     = "10s"
+max_age  = "20h"
+poll     = "1s"
+
+[database]
+admin_dsn    = %q
+name         = %q
+strategy     = %q
+jobs         = 2
+protect      = [%q]
+post_restore = ["sanitize.sql"]
+clones       = %s
+
+[code]
+source   = "build/bugs"
+releases = "staging/releases"
+current  = "staging/current"
+keep     = 3
+exclude  = [".git"]
+[code.overlay]
+"robots.txt" = "robots-staging.txt"
+
+[schema]
+migrations = "migrations"
+
+[service]
+type           = "process"
+command        = %s
+pidfile        = "run/app.pid"
+stop_timeout   = "10s"
+health_url     = %q
+health_timeout = "30s"
+
+[notify]
+topic = "staging-rebuild"
+[notify.email]
+smtp = %q
+from = "staging@example.org"
+to   = ["error-reports@example.org"]
+tls  = "none"
+`, backupsDir, w.ProdDB, w.Staging.AdminDSN(), w.StagingDB, strategy, w.ProdDB, tomlList(w.opts.Clones),
+		tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
+	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
+	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
+}
