@@ -58,6 +58,9 @@ type Config struct {
 	// MigrationsTable is golang-migrate's version table. Empty: "schema_migrations"
 	// in the connection's current schema.
 	MigrationsTable string
+	// MigrationTimeout bounds each migration; one that runs longer is cancelled by
+	// PostgreSQL, fails, and leaves the database dirty at its version. Zero: no bound.
+	MigrationTimeout time.Duration
 	// OnApplied, if set, is called after each migration is applied, before the next one
 	// starts (progress reporting; it runs on Upgrade's goroutine).
 	OnApplied func(Applied)
@@ -71,6 +74,8 @@ type MigrateUpgrader struct {
 	lockTimeout time.Duration
 	table       string
 	onApplied   func(Applied)
+
+	migrationTimeout time.Duration
 }
 
 var _ Upgrader = (*MigrateUpgrader)(nil)
@@ -80,6 +85,9 @@ func New(cfg Config) (*MigrateUpgrader, error) {
 	if cfg.LockTimeout < 0 {
 		return nil, fmt.Errorf("schema: negative LockTimeout %v", cfg.LockTimeout)
 	}
+	if cfg.MigrationTimeout < 0 {
+		return nil, fmt.Errorf("schema: negative MigrationTimeout %v", cfg.MigrationTimeout)
+	}
 	if strings.ContainsAny(cfg.MigrationsTable, "\".\x00") {
 		return nil, fmt.Errorf("schema: MigrationsTable %q: want a plain table name", cfg.MigrationsTable)
 	}
@@ -88,6 +96,8 @@ func New(cfg Config) (*MigrateUpgrader, error) {
 		lockTimeout: cfg.LockTimeout,
 		table:       cfg.MigrationsTable,
 		onApplied:   cfg.OnApplied,
+
+		migrationTimeout: cfg.MigrationTimeout,
 	}
 	if u.log == nil {
 		u.log = slog.Default()
@@ -192,25 +202,40 @@ func versionList(folder *Folder) string {
 
 // dirtyError explains a dirty database and the exact Force call that clears it.
 func dirtyError(version uint, hasVersion bool, folder *Folder, db string) error {
+	prev := previous(folder, version)
+	if !hasVersion {
+		return &sentinelError{ErrDirty, fmt.Sprintf("schema: database %s is dirty with no version: "+
+			"fix the database by hand, then call Force(ctx, target, -1)", db)}
+	}
+	file := fmt.Sprintf("migration %d", version)
+	if m, ok := folder.find(version); ok {
+		file = m.Path
+	}
+	return &sentinelError{ErrDirty, fmt.Sprintf("schema: database %s is dirty at version %d (%s did not complete): "+
+		"fix the database by hand, then call Force(ctx, target, %d) if you completed that migration, "+
+		"or Force(ctx, target, %d) if you undid it",
+		db, version, file, version, prev)}
+}
+
+// previous returns the folder's version before version, or -1 (golang-migrate's "none").
+func previous(folder *Folder, version uint) int {
 	prev := -1
 	for _, m := range folder.Migrations {
 		if m.Version < version {
 			prev = int(m.Version)
 		}
 	}
-	if !hasVersion {
-		return fmt.Errorf("%w: database %s is dirty with no version: fix the database by hand, then call Force(ctx, target, -1)",
-			ErrDirty, db)
-	}
-	file := fmt.Sprintf("migration %d", version)
-	if m, ok := folder.find(version); ok {
-		file = m.Path
-	}
-	return fmt.Errorf("%w: database %s is dirty at version %d (%s did not complete): "+
-		"fix the database by hand, then call Force(ctx, target, %d) if you completed that migration, "+
-		"or Force(ctx, target, %d) if you undid it",
-		ErrDirty, db, version, file, version, prev)
+	return prev
 }
+
+// sentinelError is an error with its own text that matches a sentinel with errors.Is.
+type sentinelError struct {
+	sentinel error
+	text     string
+}
+
+func (e *sentinelError) Error() string { return e.text }
+func (e *sentinelError) Unwrap() error { return e.sentinel }
 
 // Plan returns the migrations Upgrade would run, in order, without running them; it fails
 // as Upgrade would for a bad folder or a dirty or ahead database.
@@ -409,6 +434,10 @@ type session struct {
 	m           *migrate.Migrate
 	db          *sql.DB
 	dbName      string
+	cfg         *pgx.ConnConfig
+	table       string
+
+	migrationTimeout time.Duration
 	lockTimeout time.Duration
 
 	mu       sync.Mutex
@@ -418,7 +447,7 @@ type session struct {
 
 // open connects to the database and builds golang-migrate over the folder.
 func (u *MigrateUpgrader) open(ctx context.Context, cfg *pgx.ConnConfig, folder *Folder) (*session, error) {
-	s := &session{lockTimeout: u.lockTimeout, dbName: cfg.Database}
+	s := &session{lockTimeout: u.lockTimeout, dbName: cfg.Database, cfg: cfg, table: u.table, migrationTimeout: u.migrationTimeout}
 	s.db = stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
 		s.mu.Lock()
 		s.conns = append(s.conns, c.PgConn())
@@ -435,7 +464,7 @@ func (u *MigrateUpgrader) open(ctx context.Context, cfg *pgx.ConnConfig, folder 
 	var drv database.Driver
 	err := s.guard(ctx, func() error {
 		var err error
-		drv, err = pgxmigrate.WithInstance(s.db, &pgxmigrate.Config{MigrationsTable: u.table})
+		drv, err = pgxmigrate.WithInstance(s.db, &pgxmigrate.Config{MigrationsTable: u.table, StatementTimeout: u.migrationTimeout})
 		return err
 	})
 	if err != nil {
@@ -514,9 +543,9 @@ func (s *session) guard(ctx context.Context, fn func() error) error {
 		case <-done:
 			return
 		case <-timer.C:
-			fired = ErrLockTimeout
+			fired = &lockWaitError{fmt.Errorf("%w after %v (another migration run holds golang-migrate's advisory lock on the database)", ErrLockTimeout, s.lockTimeout)}
 		case <-ctx.Done():
-			fired = ctx.Err()
+			fired = &lockWaitError{fmt.Errorf("waiting for the migration lock: %w", ctx.Err())}
 		}
 		s.mu.Lock()
 		conns := append([]*pgconn.PgConn(nil), s.conns...)
@@ -535,6 +564,12 @@ func (s *session) guard(ctx context.Context, fn func() error) error {
 	}
 	return err
 }
+
+// lockWaitError is a lock wait that guard gave up.
+type lockWaitError struct{ err error }
+
+func (e *lockWaitError) Error() string { return e.err.Error() }
+func (e *lockWaitError) Unwrap() error { return e.err }
 
 // guardedDriver bounds golang-migrate's lock wait with session.guard.
 type guardedDriver struct {
@@ -558,29 +593,55 @@ func (d *guardedDriver) Lock() error {
 	return err
 }
 
+// version reads the database version on the session's connection or, when that is broken
+// (the server ended it), on a fresh one. It returns migrate.ErrNilVersion for no version.
+func (s *session) version(ctx context.Context) (uint, bool, error) {
+	v, dirty, err := s.m.Version()
+	if err == nil || errors.Is(err, migrate.ErrNilVersion) {
+		return v, dirty, err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	conn, cerr := pgx.ConnectConfig(cctx, s.cfg)
+	if cerr != nil {
+		return 0, false, errors.Join(unwrapDB(err), cerr)
+	}
+	defer conn.Close(cctx)
+	var iv int64
+	q := `SELECT version, dirty FROM ` + pgx.Identifier{s.table}.Sanitize() + ` LIMIT 1`
+	switch qerr := conn.QueryRow(cctx, q).Scan(&iv, &dirty); {
+	case errors.Is(qerr, pgx.ErrNoRows):
+		return 0, false, migrate.ErrNilVersion
+	case qerr != nil:
+		return 0, false, errors.Join(unwrapDB(err), qerr)
+	case iv < 0:
+		return 0, dirty, migrate.ErrNilVersion
+	}
+	return uint(iv), dirty, nil
+}
+
 // stepError builds the error for a migration that failed.
 func (s *session) stepError(ctx context.Context, mig Migration, folder *Folder, err error) error {
-	if errors.Is(err, ErrLockTimeout) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("schema: waiting for the migration lock before %s: %w", mig.Path, err)
+	var lw *lockWaitError
+	if errors.As(err, &lw) {
+		return fmt.Errorf("schema: %s not started (database %s is clean at its previous version): %w", mig.Path, s.dbName, err)
 	}
 	var dirtyErr migrate.ErrDirty
 	if errors.As(err, &dirtyErr) {
 		return dirtyError(uint(dirtyErr.Version), dirtyErr.Version >= 0, folder, s.dbName)
 	}
 	me := &MigrationError{Migration: mig, Err: unwrapDB(err)}
+	if s.migrationTimeout > 0 && errors.Is(me.Err, context.DeadlineExceeded) {
+		me.Err = fmt.Errorf("cancelled after MigrationTimeout %v: %w", s.migrationTimeout, me.Err)
+	}
 	var pe *pgconn.PgError
 	if errors.As(me.Err, &pe) && pe.Position > 0 {
 		if body, rerr := os.ReadFile(mig.Path); rerr == nil {
 			me.Line, me.Column = position(string(body), int(pe.Position))
 		}
 	}
-	v, dirty, verr := s.m.Version()
-	prev := -1
-	for _, m := range folder.Migrations {
-		if m.Version < mig.Version {
-			prev = int(m.Version)
-		}
-	}
+	v, dirty, verr := s.version(ctx)
+	prev := previous(folder, mig.Version)
 	switch {
 	case verr != nil && !errors.Is(verr, migrate.ErrNilVersion):
 		me.Dirty = true

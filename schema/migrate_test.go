@@ -266,6 +266,7 @@ func TestDirtyDatabaseNeedsExplicitForce(t *testing.T) {
 	if !errors.Is(err, schema.ErrDirty) {
 		t.Fatalf("Upgrade of a dirty database: %v", err)
 	}
+	t.Logf("dirty: %v", err)
 	for _, want := range []string{"dirty at version 2", "2_email.up.sql", "by hand", "Force(ctx, target, 2)", "Force(ctx, target, 1)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
@@ -313,6 +314,7 @@ func TestDatabaseAheadOfCode(t *testing.T) {
 	if !errors.Is(err, schema.ErrAhead) || !strings.Contains(err.Error(), "is at 5, code knows 3") {
 		t.Fatalf("Upgrade with older code: %v", err)
 	}
+	t.Logf("ahead: %v", err)
 	if _, err := u.Plan(ctx, tg); !errors.Is(err, schema.ErrAhead) {
 		t.Fatalf("Plan with older code: %v", err)
 	}
@@ -331,6 +333,7 @@ func TestDatabaseAheadOfCode(t *testing.T) {
 	if !errors.Is(err, schema.ErrAhead) || !strings.Contains(err.Error(), "is at 5") {
 		t.Fatalf("Upgrade with a folder lacking the database's version: %v", err)
 	}
+	t.Logf("unknown: %v", err)
 	if f.tableExists(t, "z") {
 		t.Fatal("a migration ran although the database version is unknown to the folder")
 	}
@@ -348,6 +351,7 @@ func TestFailingMigrationNamesFileMessageAndPosition(t *testing.T) {
 	if err == nil {
 		t.Fatal("Upgrade succeeded")
 	}
+	t.Logf("failed: %v", err)
 	var me *schema.MigrationError
 	if !errors.As(err, &me) {
 		t.Fatalf("error %T %v is not a *MigrationError", err, err)
@@ -453,6 +457,9 @@ func TestBadFoldersFailBeforeAnythingRuns(t *testing.T) {
 				if !errors.Is(err, schema.ErrMigrations) {
 					t.Fatalf("error %v does not wrap ErrMigrations", err)
 				}
+				if err == readErr {
+					t.Logf("%s: %v", c.name, err)
+				}
 				for _, w := range c.want {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("error %q lacks %q", err, w)
@@ -497,6 +504,7 @@ func TestCancelStopsBetweenMigrations(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error = %v", err)
 	}
+	t.Logf("cancelled: %v", err)
 	if !strings.Contains(err.Error(), "clean at version 1") || !strings.Contains(err.Error(), "2_email.up.sql") {
 		t.Fatalf("error %q does not say where it stopped", err)
 	}
@@ -590,6 +598,7 @@ func TestLockHeldByAnotherRunTimesOut(t *testing.T) {
 	if !errors.Is(err, schema.ErrLockTimeout) {
 		t.Fatalf("error = %v", err)
 	}
+	t.Logf("lock timeout: %v", err)
 	if f.tableExists(t, "users") {
 		t.Fatal("a migration ran without the lock")
 	}
@@ -664,6 +673,7 @@ func TestPasswordNeverInErrorsOrLogs(t *testing.T) {
 			if i >= 2 && err == nil {
 				t.Errorf("dsn %d: no error", i)
 			}
+			t.Logf("dsn %d: %v", i, err)
 			if err != nil && strings.Contains(err.Error(), secret) {
 				t.Errorf("dsn %d: error holds the password: %v", i, err)
 			}
@@ -712,4 +722,90 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestLockTakenBetweenMigrations: another run takes the lock after migration 1; the wait for
+// migration 2 times out, and the database is clean at 1.
+func TestLockTakenBetweenMigrations(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, three)
+	u := newUpgrader(t, schema.Config{LockTimeout: 500 * time.Millisecond, OnApplied: func(a schema.Applied) {
+		if a.Version == 1 {
+			f.holdMigrateLock(t)
+		}
+	}})
+	res, err := u.Upgrade(ctxFor(t), f.target())
+	if !errors.Is(err, schema.ErrLockTimeout) || errors.Is(err, schema.ErrDirty) {
+		t.Fatalf("error = %v", err)
+	}
+	t.Logf("lock timeout between migrations: %v", err)
+	if !strings.Contains(err.Error(), "2_email.up.sql not started") {
+		t.Fatalf("error %q does not name the migration that did not start", err)
+	}
+	if !equal(appliedVersions(res.Applied), []uint{1}) {
+		t.Fatalf("result = %+v", res)
+	}
+	st, err := u.Status(ctxFor(t), f.target())
+	if err != nil || st.Dirty || st.Version != 1 {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+}
+
+// TestMigrationTimeoutLeavesDirtyAndSaysSo: a migration cancelled by MigrationTimeout is
+// reported as a failure that left the database dirty at its version.
+func TestMigrationTimeoutLeavesDirtyAndSaysSo(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, three)
+	f.write(t, map[string]string{"2_email.up.sql": "SELECT pg_sleep(600);\n"})
+	u := newUpgrader(t, schema.Config{MigrationTimeout: 300 * time.Millisecond})
+	res, err := u.Upgrade(ctxFor(t), f.target())
+	if !errors.Is(err, schema.ErrMigrationFailed) || !errors.Is(err, schema.ErrDirty) {
+		t.Fatalf("error = %v", err)
+	}
+	t.Logf("migration timeout: %v", err)
+	if !strings.Contains(err.Error(), "2_email.up.sql") || !strings.Contains(err.Error(), "dirty at version 2") || !strings.Contains(err.Error(), "MigrationTimeout 300ms") {
+		t.Fatalf("error %q", err)
+	}
+	if !equal(appliedVersions(res.Applied), []uint{1}) {
+		t.Fatalf("result = %+v", res)
+	}
+	st, err := u.Status(ctxFor(t), f.target())
+	if err != nil || !st.Dirty || st.Version != 2 {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	f.waitNoConnections(t)
+}
+
+// TestTerminatedMigrationReportsDirty: the server ends the session during migration 2 (an
+// operator's pg_terminate_backend, a restart); the error says the database is dirty at 2.
+func TestTerminatedMigrationReportsDirty(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, three)
+	f.write(t, map[string]string{"2_email.up.sql": "SELECT pg_advisory_xact_lock(4343);\n" + three["2_email.up.sql"]})
+	holder := f.srv.Connect(t, f.db)
+	if _, err := holder.Exec(ctxFor(t), "SELECT pg_advisory_lock(4343)"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	u := newUpgrader(t, schema.Config{})
+	go func() {
+		_, err := u.Upgrade(ctxFor(t), f.target())
+		done <- err
+	}()
+	waiting := "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_advisory_xact_lock(4343)%' AND wait_event_type = 'Lock'"
+	deadline := time.Now().Add(2 * time.Minute)
+	for f.srv.QueryInt(t, "postgres", "SELECT count(*) FROM ("+waiting+") w", f.db) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("migration 2 never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.srv.QueryInt(t, "postgres", "SELECT count(pg_terminate_backend(pid)) FROM ("+waiting+") w", f.db)
+	err := <-done
+	if !errors.Is(err, schema.ErrMigrationFailed) || !errors.Is(err, schema.ErrDirty) || !strings.Contains(err.Error(), "dirty at version 2") {
+		t.Fatalf("error = %v", err)
+	}
+	t.Logf("terminated: %v", err)
+	holder.Close(context.Background())
+	f.waitNoConnections(t)
 }
