@@ -431,14 +431,14 @@ func errText(err error) string {
 
 // session is one golang-migrate instance over one connection.
 type session struct {
-	m           *migrate.Migrate
-	db          *sql.DB
-	dbName      string
-	cfg         *pgx.ConnConfig
-	table       string
+	m      *migrate.Migrate
+	db     *sql.DB
+	dbName string
+	cfg    *pgx.ConnConfig
+	table  string
 
 	migrationTimeout time.Duration
-	lockTimeout time.Duration
+	lockTimeout      time.Duration
 
 	mu       sync.Mutex
 	conns    []*pgconn.PgConn
