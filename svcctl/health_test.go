@@ -1,0 +1,89 @@
+package svcctl
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestHTTPCheckBecomesHealthy(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) <= 3 {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	if err := (HTTPCheck{URL: srv.URL, Backoff: 10 * time.Millisecond}).Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load(); got != 4 {
+		t.Fatalf("%d requests, want 4", got)
+	}
+}
+
+func TestHTTPCheckNeverHealthy(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 5000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "database   is\n\tstill starting up "+long, http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	err := (HTTPCheck{URL: srv.URL + "/+health", Timeout: time.Second}).Wait(t.Context())
+	requireIs(t, err, ErrUnhealthy)
+	requireErrorContains(t, err, srv.URL+"/+health", "502 Bad Gateway", "database is still starting up")
+	if len(err.Error()) > 600 {
+		t.Fatalf("error quotes too much of the body (%d bytes): %v", len(err.Error()), err)
+	}
+}
+
+func TestHTTPCheckNoAnswer(t *testing.T) {
+	t.Parallel()
+	t.Run("connection refused", func(t *testing.T) {
+		t.Parallel()
+		url := "http://" + freeAddr(t) + "/health"
+		err := (HTTPCheck{URL: url, Timeout: time.Second}).Wait(t.Context())
+		requireIs(t, err, ErrUnhealthy)
+		requireErrorContains(t, err, url, "connection refused")
+	})
+	t.Run("hangs", func(t *testing.T) {
+		t.Parallel()
+		release := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		defer srv.Close()
+		defer close(release)
+		err := (HTTPCheck{URL: srv.URL, Timeout: 2 * time.Second, PerTry: 300 * time.Millisecond}).Wait(t.Context())
+		requireIs(t, err, ErrUnhealthy)
+		requireErrorContains(t, err, "no answer within 300ms")
+	})
+	t.Run("caller cancels", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		err := (HTTPCheck{URL: "http://" + freeAddr(t) + "/"}).Wait(ctx)
+		requireIs(t, err, ErrUnhealthy)
+		requireIs(t, err, context.Canceled)
+	})
+}
+
+func TestHTTPCheckBadURL(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"", "127.0.0.1:8080/health", "ftp://host/x", "http://"} {
+		err := (HTTPCheck{URL: u}).Wait(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "URL") {
+			t.Fatalf("URL %q: got %v", u, err)
+		}
+	}
+}

@@ -1,0 +1,525 @@
+package svcctl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ProcessConfig configures a Process controller.
+type ProcessConfig struct {
+	// Command is the service's argv (required). Command[0] is looked up in PATH unless it
+	// holds a slash; a relative path is relative to Dir. It must run in the foreground (not
+	// daemonize itself): a main process that exits counts as the service exiting.
+	Command []string
+	// Dir is the service's working folder; "": the caller's.
+	Dir string
+	// Env is added to the caller's environment ("KEY=value"; later entries win).
+	Env []string
+	// Pidfile records the service's pid, its start time and the boot id (required). Its
+	// folder must exist. The first line is the pid alone, as pkill -F and
+	// start-stop-daemon expect.
+	Pidfile string
+	// LogFile receives the service's stdout and stderr, appended; "": Pidfile + ".log".
+	LogFile string
+	// StopTimeout is the grace between SIGTERM and SIGKILL; 0: 10s.
+	StopTimeout time.Duration
+	// StartWait is how long the service must stay up to count as started (supervisor's
+	// startsecs); 0: 1s.
+	StartWait time.Duration
+	// Logger receives progress; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Process runs the service as a detached process: its own session and process group,
+// stdin from /dev/null, output appended to a log file, a pidfile. The service outlives the
+// program that started it; any later program with the same config can stop it.
+type Process struct {
+	cfg ProcessConfig
+	log *slog.Logger
+
+	mu    sync.Mutex
+	child *child // the last process this value started, reaped by a goroutine
+}
+
+var _ Controller = (*Process)(nil)
+
+// child is a process started by this program: Wait runs in a goroutine so no zombie stays.
+type child struct {
+	pid  int
+	done chan struct{}
+	err  error // the result of Wait, once done is closed
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// NewProcess returns a Process controller. The pidfile's and log file's folders must exist;
+// the program itself is looked up at Start (it may be deployed later).
+func NewProcess(cfg ProcessConfig) (*Process, error) {
+	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
+		return nil, errors.New("svcctl: process: Command is required")
+	}
+	if cfg.Pidfile == "" {
+		return nil, errors.New("svcctl: process: Pidfile is required")
+	}
+	if cfg.LogFile == "" {
+		cfg.LogFile = cfg.Pidfile + ".log"
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.StartWait <= 0 {
+		cfg.StartWait = time.Second
+	}
+	cfg.Command = append([]string(nil), cfg.Command...)
+	p := &Process{cfg: cfg, log: loggerOr(cfg.Logger).With(logKeyService, cfg.Command[0])}
+	if err := p.checkDirs(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Pidfile returns the pidfile's path.
+func (p *Process) Pidfile() string { return p.cfg.Pidfile }
+
+// LogFile returns the path of the service's log file.
+func (p *Process) LogFile() string { return p.cfg.LogFile }
+
+func (p *Process) checkDirs() error {
+	for _, f := range []struct{ what, path string }{{"pidfile", p.cfg.Pidfile}, {"log file", p.cfg.LogFile}} {
+		dir := filepath.Dir(f.path)
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("svcctl: process: folder of %s %s: %w", f.what, f.path, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("svcctl: process: folder of %s %s: %s is not a folder", f.what, f.path, dir)
+		}
+	}
+	return nil
+}
+
+// pidRecord is a parsed pidfile.
+type pidRecord struct {
+	raw       []byte
+	pid       int
+	startTime uint64 // 0: not recorded (a pidfile written by another tool)
+	boot      string // "": not recorded
+}
+
+func (r pidRecord) encode() []byte {
+	return fmt.Appendf(nil, "%d\n%d\n%s\n", r.pid, r.startTime, r.boot)
+}
+
+func parsePidfile(b []byte) (pidRecord, error) {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	rec := pidRecord{raw: b}
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil || pid <= 0 {
+		return rec, fmt.Errorf("no pid in %q", tail(b))
+	}
+	rec.pid = pid
+	if len(lines) > 1 {
+		if rec.startTime, err = strconv.ParseUint(strings.TrimSpace(lines[1]), 10, 64); err != nil {
+			return rec, fmt.Errorf("bad start time in %q", tail(b))
+		}
+	}
+	if len(lines) > 2 {
+		rec.boot = strings.TrimSpace(lines[2])
+	}
+	return rec, nil
+}
+
+// readPidfile reads the pidfile; ok is false when there is none.
+func (p *Process) readPidfile() (rec pidRecord, ok bool, err error) {
+	b, err := os.ReadFile(p.cfg.Pidfile)
+	if errors.Is(err, os.ErrNotExist) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("svcctl: process: %w", err)
+	}
+	rec, err = parsePidfile(b)
+	return rec, true, err // a parse error means a stale pidfile, reported by check
+}
+
+// check tells whether the pidfile's process is alive and the one the pidfile names. If not,
+// detail says why the pidfile is stale.
+func (p *Process) check(rec pidRecord, parseErr error) (alive bool, st procStat, detail string, err error) {
+	if parseErr != nil {
+		return false, st, fmt.Sprintf("stale pidfile %s: %v", p.cfg.Pidfile, parseErr), nil
+	}
+	st, err = readProcStat(rec.pid)
+	switch {
+	case errors.Is(err, errNoProcess):
+		return false, st, fmt.Sprintf("stale pidfile %s: pid %d is gone", p.cfg.Pidfile, rec.pid), nil
+	case err != nil:
+		return false, st, "", fmt.Errorf("svcctl: process: pid %d: %w", rec.pid, err)
+	case rec.boot != "" && rec.boot != bootID():
+		return false, st, fmt.Sprintf("stale pidfile %s: written before the last reboot", p.cfg.Pidfile), nil
+	case rec.startTime != 0 && st.startTime != rec.startTime:
+		return false, st, fmt.Sprintf("stale pidfile %s: pid %d now belongs to another process", p.cfg.Pidfile, rec.pid), nil
+	case st.dead():
+		return false, st, fmt.Sprintf("stale pidfile %s: pid %d has exited", p.cfg.Pidfile, rec.pid), nil
+	}
+	return true, st, "", nil
+}
+
+// Status reports whether the pidfile's process runs. A stale pidfile (process gone, pid
+// reused, written before a reboot) means stopped, with Detail saying so; a process this
+// value started that exited on its own means failed.
+func (p *Process) Status(ctx context.Context) (Status, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status()
+}
+
+func (p *Process) status() (Status, error) {
+	rec, ok, err := p.readPidfile()
+	if !ok {
+		if err != nil {
+			return Status{}, err
+		}
+		return Status{State: StateStopped, Detail: "no pidfile"}, nil
+	}
+	alive, _, detail, cerr := p.check(rec, err)
+	if cerr != nil {
+		return Status{}, cerr
+	}
+	if alive {
+		return Status{State: StateRunning, PID: rec.pid}, nil
+	}
+	if c := p.child; c != nil && c.pid == rec.pid && c.exited() {
+		return Status{State: StateFailed, PID: rec.pid, Detail: fmt.Sprintf("exited on its own: %v", exitText(c.err))}, nil
+	}
+	return Status{State: StateStopped, Detail: detail}, nil
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// removePidfile removes the pidfile if it still holds raw (another start may have
+// replaced it).
+func (p *Process) removePidfile(raw []byte) {
+	b, err := os.ReadFile(p.cfg.Pidfile)
+	if err != nil || !bytes.Equal(b, raw) {
+		return
+	}
+	if err := os.Remove(p.cfg.Pidfile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		p.log.Warn("svcctl: removing pidfile", logKeyError, err)
+	}
+}
+
+// resolve finds the program to run, so that a missing one is a clear error.
+func (p *Process) resolve() (string, error) {
+	name := p.cfg.Command[0]
+	if !strings.Contains(name, "/") {
+		path, err := exec.LookPath(name)
+		if err != nil {
+			return "", fmt.Errorf("svcctl: process: program %q not found in PATH: %w: %w", name, ErrNotFound, err)
+		}
+		return path, nil
+	}
+	path := name
+	if !filepath.IsAbs(path) && p.cfg.Dir != "" {
+		path = filepath.Join(p.cfg.Dir, path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("svcctl: process: program %q: %w", name, err)
+	}
+	fi, err := os.Stat(abs)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("svcctl: process: program %q (%s) does not exist: %w", name, abs, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("svcctl: process: program %q: %w", name, err)
+	}
+	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("svcctl: process: program %q (%s) is not an executable file", name, abs)
+	}
+	return abs, nil
+}
+
+// Start starts the service detached and returns once it has stayed up for StartWait. A
+// running service (per the pidfile) is left alone. A service that exits within StartWait
+// is an error wrapping ErrExited and a *CommandError holding the tail of its log.
+func (p *Process) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.checkDirs(); err != nil {
+		return err
+	}
+	rec, ok, perr := p.readPidfile()
+	if ok {
+		alive, _, detail, err := p.check(rec, perr)
+		if err != nil {
+			return err
+		}
+		if alive {
+			p.log.Info("svcctl: process already running", logKeyPID, rec.pid)
+			return nil
+		}
+		p.log.Info("svcctl: removing stale pidfile", logKeyDetail, detail)
+		p.removePidfile(rec.raw)
+	} else if perr != nil {
+		return perr
+	}
+	path, err := p.resolve()
+	if err != nil {
+		return err
+	}
+
+	logf, err := os.OpenFile(p.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("svcctl: process: log file: %w", err)
+	}
+	defer logf.Close()
+	var offset int64
+	if fi, err := logf.Stat(); err == nil {
+		offset = fi.Size()
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("svcctl: process: %w", err)
+	}
+	defer devnull.Close()
+
+	// Not CommandContext: the service must not die with the caller's context or process.
+	cmd := exec.Command(path, p.cfg.Command[1:]...)
+	cmd.Args[0] = p.cfg.Command[0]
+	cmd.Dir = p.cfg.Dir
+	if len(p.cfg.Env) > 0 {
+		cmd.Env = append(os.Environ(), p.cfg.Env...)
+	}
+	cmd.Stdin = devnull
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("svcctl: process: starting %s: %w", p.cfg.Command[0], err)
+	}
+	pid := cmd.Process.Pid
+	// Not yet reaped, so /proc/<pid> exists even if it already exited.
+	st, err := readProcStat(pid)
+	c := &child{pid: pid, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	p.child = c
+	if err != nil {
+		p.kill(context.WithoutCancel(ctx), c, pid)
+		return fmt.Errorf("svcctl: process: reading start time of pid %d: %w", pid, err)
+	}
+	rec = pidRecord{pid: pid, startTime: st.startTime, boot: bootID()}
+	rec.raw = rec.encode()
+	if err := writeFileAtomic(p.cfg.Pidfile, rec.raw); err != nil {
+		p.kill(context.WithoutCancel(ctx), c, pid)
+		return fmt.Errorf("svcctl: process: writing pidfile: %w", err)
+	}
+	p.log.Info("svcctl: process started", logKeyPID, pid, logKeyArgs, p.cfg.Command)
+
+	timer := time.NewTimer(p.cfg.StartWait)
+	defer timer.Stop()
+	select {
+	case <-c.done:
+		p.removePidfile(rec.raw)
+		// Whatever it left in its process group (a daemonizing program's child) goes too.
+		leftovers, _ := groupMembers(pid)
+		for _, m := range leftovers {
+			_ = syscall.Kill(m, syscall.SIGKILL)
+		}
+		out, _ := tailFile(p.cfg.LogFile, offset)
+		code := -1
+		if cmd.ProcessState != nil {
+			code = cmd.ProcessState.ExitCode()
+		}
+		hint := ""
+		if code == 0 {
+			hint = " (if it daemonizes itself, make it run in the foreground)"
+		}
+		return fmt.Errorf("svcctl: process %s exited within %s of starting%s, log %s: %w: %w",
+			p.cfg.Command[0], p.cfg.StartWait, hint, p.cfg.LogFile, ErrExited,
+			&CommandError{Args: p.cfg.Command, ExitCode: code, Stderr: out})
+	case <-ctx.Done():
+		p.kill(context.WithoutCancel(ctx), c, pid)
+		p.removePidfile(rec.raw)
+		return fmt.Errorf("svcctl: process %s: start interrupted, stopped it again: %w", p.cfg.Command[0], ctx.Err())
+	case <-timer.C:
+	}
+	return nil
+}
+
+// kill stops a process just started (TERM, then KILL after StopTimeout).
+func (p *Process) kill(ctx context.Context, c *child, pid int) {
+	if err := p.terminate(ctx, c, pid, pid); err != nil {
+		p.log.Warn("svcctl: stopping process", logKeyPID, pid, logKeyError, err)
+	}
+}
+
+// Stop sends SIGTERM to the service's process group, waits up to StopTimeout for the
+// whole group to exit, then sends SIGKILL. A missing or stale pidfile means stopped; the
+// pidfile is removed.
+func (p *Process) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rec, ok, perr := p.readPidfile()
+	if !ok {
+		if perr != nil {
+			return perr
+		}
+		p.log.Info("svcctl: process not running (no pidfile)")
+		return nil
+	}
+	alive, st, detail, err := p.check(rec, perr)
+	if err != nil {
+		return err
+	}
+	if !alive {
+		p.log.Info("svcctl: process not running, removing pidfile", logKeyDetail, detail)
+		p.removePidfile(rec.raw)
+		return nil
+	}
+	var c *child
+	if p.child != nil && p.child.pid == rec.pid {
+		c = p.child
+	}
+	pgid := rec.pid
+	if st.pgrp != rec.pid {
+		pgid = 0 // not a group leader (pidfile of another tool): signal the pid alone
+	}
+	start := time.Now()
+	if err := p.terminate(ctx, c, rec.pid, pgid); err != nil {
+		return err
+	}
+	p.removePidfile(rec.raw)
+	p.log.Info("svcctl: process stopped", logKeyPID, rec.pid, logKeyElapsed, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// terminate sends SIGTERM to the group pgid (or to pid alone when pgid is 0), waits up to
+// StopTimeout for it to be gone, then sends SIGKILL and waits again.
+func (p *Process) terminate(ctx context.Context, c *child, pid, pgid int) error {
+	target := pid
+	if pgid > 0 {
+		target = -pgid
+	}
+	gone := func() bool {
+		if pgid > 0 {
+			m, err := groupMembers(pgid)
+			return err == nil && len(m) == 0
+		}
+		if c != nil {
+			return c.exited()
+		}
+		st, err := readProcStat(pid)
+		return errors.Is(err, errNoProcess) || (err == nil && st.dead())
+	}
+	signal := func(sig syscall.Signal) error {
+		if err := syscall.Kill(target, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("svcctl: process: %v to pid %d: %w", sig, target, err)
+		}
+		return nil
+	}
+	if err := signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	if waitGone(ctx, gone, p.cfg.StopTimeout) {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("svcctl: process: stopping pid %d: %w", pid, err)
+	}
+	p.log.Warn("svcctl: process ignored SIGTERM, sending SIGKILL", logKeyPID, pid, "grace", p.cfg.StopTimeout)
+	if err := signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	if waitGone(ctx, gone, time.Minute) {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("svcctl: process: stopping pid %d: %w", pid, err)
+	}
+	return fmt.Errorf("svcctl: process: pid %d still there a minute after SIGKILL", pid)
+}
+
+// waitGone polls gone until it is true (returns true), d passes or ctx is done.
+func waitGone(ctx context.Context, gone func() bool, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	pause := 5 * time.Millisecond
+	for {
+		if gone() {
+			return true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return gone()
+		case <-t.C:
+		}
+		pause = min(pause*2, 100*time.Millisecond)
+	}
+}
+
+// LogTail returns the last lines of the service's log file.
+func (p *Process) LogTail(ctx context.Context) (string, error) {
+	s, err := tailFile(p.cfg.LogFile, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	return s, err
+}
+
+// writeFileAtomic writes b to path through a temporary file in the same folder and a
+// rename, so that readers see the old content or the new, never a part.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}

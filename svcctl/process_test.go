@@ -1,0 +1,367 @@
+package svcctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func newTestProcess(t *testing.T, tag string, cfg ProcessConfig) *Process {
+	t.Helper()
+	if cfg.Pidfile == "" {
+		cfg.Pidfile = filepath.Join(t.TempDir(), "app.pid")
+	}
+	cfg.Env = append(cfg.Env, serviceEnv(tag)...)
+	p, err := NewProcess(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(t.Context()) })
+	return p
+}
+
+func TestProcessMissingProgram(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, argv0 := range []string{"restage-no-such-program", filepath.Join(dir, "bin", "app"), "bin/app"} {
+		p, err := NewProcess(ProcessConfig{Command: []string{argv0, "-listen", ":8080"}, Dir: dir, Pidfile: filepath.Join(dir, "app.pid")})
+		if err != nil {
+			t.Fatalf("NewProcess must not look for the program (it may be deployed later): %v", err)
+		}
+		err = p.Start(t.Context())
+		requireIs(t, err, ErrNotFound)
+		requireErrorContains(t, err, argv0)
+		if _, err := os.Stat(p.Pidfile()); !os.IsNotExist(err) {
+			t.Fatalf("pidfile written for a program that does not exist: %v", err)
+		}
+	}
+	// A file that is not executable.
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("hi"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProcess(ProcessConfig{Command: []string{"./notes.txt"}, Dir: dir, Pidfile: filepath.Join(dir, "app.pid")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireErrorContains(t, p.Start(t.Context()), "./notes.txt", "not an executable")
+}
+
+func TestProcessPidfileMissingFolder(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "run", "restage", "app.pid")
+	_, err := NewProcess(ProcessConfig{Command: []string{"sleep", "60"}, Pidfile: missing})
+	requireErrorContains(t, err, "pidfile", missing)
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("error does not wrap ErrNotExist: %v", err)
+	}
+
+	// The folder disappears after New (e.g. /run is a tmpfs and the host rebooted).
+	sub := filepath.Join(dir, "run")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProcess(ProcessConfig{Command: []string{"sleep", "60"}, Pidfile: filepath.Join(sub, "app.pid")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sub); err != nil {
+		t.Fatal(err)
+	}
+	requireErrorContains(t, p.Start(t.Context()), "pidfile", sub)
+
+	// A log file folder that does not exist.
+	_, err = NewProcess(ProcessConfig{Command: []string{"sleep", "60"}, Pidfile: filepath.Join(dir, "app.pid"), LogFile: filepath.Join(dir, "nolog", "app.log")})
+	requireErrorContains(t, err, "log file", "nolog")
+}
+
+func TestProcessExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	tag := newTag(t)
+	p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "exit"}, StartWait: 30 * time.Second})
+	start := time.Now()
+	err := p.Start(t.Context())
+	requireIs(t, err, ErrExited)
+	requireErrorContains(t, err, "exited within", "fatal: cannot open config /etc/app/missing.conf", p.LogFile())
+	var cerr *CommandError
+	if !errors.As(err, &cerr) || cerr.ExitCode != 3 {
+		t.Fatalf("want a *CommandError with exit code 3, got %#v", err)
+	}
+	if time.Since(start) > 25*time.Second {
+		t.Fatalf("Start waited out StartWait instead of noticing the exit")
+	}
+	if _, err := os.Stat(p.Pidfile()); !os.IsNotExist(err) {
+		t.Fatalf("pidfile left behind: %v", err)
+	}
+	requireState(t, p, StateStopped)
+	requireNoOrphans(t, tag)
+
+	// The error shows this run's output only, not an earlier run's.
+	if err := os.WriteFile(p.LogFile(), []byte("old line from yesterday\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Start(t.Context())
+	requireIs(t, err, ErrExited)
+	if strings.Contains(err.Error(), "yesterday") {
+		t.Fatalf("error quotes an earlier run's output: %v", err)
+	}
+}
+
+func TestProcessIgnoresSIGTERM(t *testing.T) {
+	t.Parallel()
+	tag := newTag(t)
+	p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "ignore-term"}, StopTimeout: 500 * time.Millisecond, StartWait: 200 * time.Millisecond})
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pid := requireState(t, p, StateRunning).PID
+	waitForLog(t, p, "ignoring SIGTERM from now on")
+	if err := p.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	requireState(t, p, StateStopped)
+	requireNoOrphans(t, tag)
+	if _, err := readProcStat(pid); !errors.Is(err, errNoProcess) {
+		t.Fatalf("pid %d still there: %v", pid, err)
+	}
+	waitForLog(t, p, "got SIGTERM, ignoring it") // so it was SIGKILL that ended it
+}
+
+// TestProcessGroup: a child the service started (same process group) that ignores SIGTERM
+// is killed with it.
+func TestProcessGroup(t *testing.T) {
+	t.Parallel()
+	tag, addr := newTag(t), freeAddr(t)
+	p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "tree", addr}, StopTimeout: 500 * time.Millisecond, StartWait: 200 * time.Millisecond})
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	requireServing(t, "http://"+addr+"/health")
+	waitForLog(t, p, "ignoring SIGTERM from now on")
+	if n := len(taggedProcesses(tag)); n != 2 {
+		t.Fatalf("want the service and its child, found %d processes", n)
+	}
+	if err := p.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	requireNoOrphans(t, tag)
+}
+
+// TestProcessOutlivesStarter starts the service from a helper process that then exits, as
+// the nightly job does; the service keeps running, and a new controller stops it.
+func TestProcessOutlivesStarter(t *testing.T) {
+	t.Parallel()
+	tag, addr := newTag(t), freeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "app.pid")
+	sc, _ := json.Marshal(starterConfig{Command: []string{testBinary(t), "http", addr}, Env: serviceEnv(tag), Pidfile: pidfile})
+	starter := exec.CommandContext(t.Context(), testBinary(t), string(sc))
+	starter.Env = append(os.Environ(), envRole+"=starter", envTag+"="+tag)
+	out, err := starter.Output()
+	if err != nil {
+		t.Fatalf("starter: %v\n%s", err, out)
+	}
+	starterPID := starter.Process.Pid
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("starter printed %q", out)
+	}
+
+	p, err := NewProcess(ProcessConfig{Command: []string{testBinary(t), "http", addr}, Pidfile: pidfile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := requireState(t, p, StateRunning)
+	if st.PID != pid {
+		t.Fatalf("Status pid %d, starter started %d", st.PID, pid)
+	}
+	requireServing(t, "http://"+addr+"/health")
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); f[1] == strconv.Itoa(starterPID) {
+		t.Fatalf("service still a child of the starter: %s", stat)
+	}
+	if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); f[3] != strconv.Itoa(pid) {
+		t.Fatalf("service is not a session leader: %s", stat)
+	}
+	if err := p.Start(t.Context()); err != nil { // already running: left alone
+		t.Fatal(err)
+	}
+	if got := requireState(t, p, StateRunning).PID; got != pid {
+		t.Fatalf("Start replaced the running service: pid %d, was %d", got, pid)
+	}
+	if err := p.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	requireState(t, p, StateStopped)
+	requireNotServing(t, "http://"+addr+"/health")
+	requireNoOrphans(t, tag)
+}
+
+// TestProcessStalePidfile: a pidfile whose process is gone, or whose pid now belongs to
+// another process, means stopped; Stop removes it and signals nobody.
+func TestProcessStalePidfile(t *testing.T) {
+	t.Parallel()
+	tag := newTag(t)
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "app.pid")
+	p, err := NewProcess(ProcessConfig{Command: []string{"sleep", "60"}, Pidfile: pidfile})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// An unrelated process (its own session, like a service) whose pid the pidfile names,
+	// with another start time: the pid was reused.
+	other := exec.Command("sleep", "300")
+	other.Env = append(os.Environ(), envTag+"="+tag)
+	other.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	ost, err := readProcStat(other.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{
+		"reused":       fmt.Sprintf("%d\n%d\n%s\n", other.Process.Pid, ost.startTime+1, bootID()),
+		"other boot":   fmt.Sprintf("%d\n%d\n%s\n", other.Process.Pid, ost.startTime, "00000000-0000-0000-0000-000000000000"),
+		"gone":         fmt.Sprintf("%d\n%d\n%s\n", deadPID(t), 12345, bootID()),
+		"garbage":      "not a pid\n",
+		"empty":        "",
+		"zero pid":     "0\n",
+		"negative pid": "-1\n",
+	} {
+		if err := os.WriteFile(pidfile, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st := requireState(t, p, StateStopped)
+		if !strings.Contains(st.Detail, "stale") {
+			t.Fatalf("%s: Status.Detail = %q, want it to say stale", name, st.Detail)
+		}
+		if _, err := os.Stat(pidfile); err != nil {
+			t.Fatalf("%s: Status removed the pidfile: %v", name, err)
+		}
+		if err := p.Stop(t.Context()); err != nil {
+			t.Fatalf("%s: Stop: %v", name, err)
+		}
+		if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+			t.Fatalf("%s: stale pidfile not removed by Stop: %v", name, err)
+		}
+		if st, err := readProcStat(other.Process.Pid); err != nil || st.dead() {
+			t.Fatalf("%s: Stop signalled the process that reused the pid", name)
+		}
+	}
+
+	// A pidfile of another tool (pid only) naming a living process counts as running.
+	if err := os.WriteFile(pidfile, fmt.Appendf(nil, "%d\n", other.Process.Pid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st := requireState(t, p, StateRunning); st.PID != other.Process.Pid {
+		t.Fatalf("pid %d, want %d", st.PID, other.Process.Pid)
+	}
+	if err := p.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	requireNoOrphans(t, tag)
+}
+
+// deadPID returns a pid with no process.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+// TestProcessStartCanceled: a start interrupted by the caller's context leaves nothing.
+func TestProcessStartCanceled(t *testing.T) {
+	t.Parallel()
+	tag, addr := newTag(t), freeAddr(t)
+	p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "http", addr}, StartWait: time.Minute})
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	err := p.Start(ctx)
+	requireErrorContains(t, err, "interrupted")
+	requireState(t, p, StateStopped)
+	requireNoOrphans(t, tag)
+}
+
+func TestProcessStartHealthy(t *testing.T) {
+	t.Parallel()
+	t.Run("dies while waiting", func(t *testing.T) {
+		t.Parallel()
+		tag := newTag(t)
+		p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "die-later", "1500ms"}, StartWait: 200 * time.Millisecond})
+		err := StartHealthy(t.Context(), p, HTTPCheck{URL: "http://" + freeAddr(t) + "/health", Timeout: 2 * time.Minute})
+		requireIs(t, err, ErrExited)
+		requireErrorContains(t, err, "while waiting", "exit status 1", "panic: lost connection to the database")
+		requireNoOrphans(t, tag)
+	})
+	t.Run("never healthy", func(t *testing.T) {
+		t.Parallel()
+		tag, addr := newTag(t), freeAddr(t)
+		p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "http", addr}, StartWait: 200 * time.Millisecond})
+		err := StartHealthy(t.Context(), p, HTTPCheck{URL: "http://" + addr + "/fail", Timeout: 3 * time.Second})
+		requireIs(t, err, ErrUnhealthy)
+		requireErrorContains(t, err, "/fail", "503", "database is still starting up")
+		requireState(t, p, StateRunning) // left for the caller to stop or roll back
+		if err := p.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		requireNoOrphans(t, tag)
+	})
+	t.Run("health URL that never answers", func(t *testing.T) {
+		t.Parallel()
+		tag, addr := newTag(t), freeAddr(t)
+		p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "http", addr}, StartWait: 200 * time.Millisecond})
+		url := "http://" + freeAddr(t) + "/health"
+		err := StartHealthy(t.Context(), p, HTTPCheck{URL: url, Timeout: 2 * time.Second})
+		requireIs(t, err, ErrUnhealthy)
+		requireErrorContains(t, err, url, "connection refused")
+		if err := p.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		requireNoOrphans(t, tag)
+	})
+}
+
+func TestParseProcStat(t *testing.T) {
+	st, err := parseProcStat([]byte("4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1000 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.state != 'S' || st.pgrp != 4242 || st.startTime != 987654 {
+		t.Fatalf("parsed %+v", st)
+	}
+	if _, err := parseProcStat([]byte("4242 (x) S 1 2")); err == nil {
+		t.Fatal("short stat accepted")
+	}
+}
+
+func waitForLog(t *testing.T, p *Process, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(p.LogFile())
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q:\n%s", want, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
