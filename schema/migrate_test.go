@@ -809,3 +809,20 @@ func TestTerminatedMigrationReportsDirty(t *testing.T) {
 	holder.Close(context.Background())
 	f.waitNoConnections(t)
 }
+
+// TestFinalCheckCatchesMismatch: something else moves the version while Upgrade runs; the
+// final "patch level matches code" check fails with ErrMismatch.
+func TestFinalCheckCatchesMismatch(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, three)
+	u := newUpgrader(t, schema.Config{OnApplied: func(a schema.Applied) {
+		if a.Version == 3 {
+			f.srv.Exec(t, f.db, "UPDATE schema_migrations SET version = 2")
+		}
+	}})
+	_, err := u.Upgrade(ctxFor(t), f.target())
+	if !errors.Is(err, schema.ErrMismatch) || !strings.Contains(err.Error(), "is at 2") {
+		t.Fatalf("error = %v", err)
+	}
+	t.Logf("mismatch: %v", err)
+}
