@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 //	pid FILE           write the process ID to FILE
 //	waitfile FILE      wait until FILE exists
 //	ignoreterm         ignore SIGTERM
-//	spawn FILE ARGS…   start a copy of this helper with ARGS (to the end), write its PID to FILE
+//	spawn FILE N ARGS  start a copy of this helper with the next N args, write its PID to FILE
 //	sleep DURATION     sleep
 //	exit N             exit with status N
 func helperMain(args []string) int {
@@ -95,15 +95,16 @@ func helperMain(args []string) int {
 			signal.Ignore(syscall.SIGTERM)
 		case "spawn":
 			file := arg()
+			n, _ := strconv.Atoi(arg())
 			exe, _ := os.Executable()
-			c := exec.Command(exe, args...)
+			c := exec.Command(exe, args[:n]...)
+			args = args[n:]
 			c.Stdout, c.Stderr = os.Stdout, os.Stderr // keeps the job's output pipe open
 			if err := c.Start(); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 102
 			}
 			_ = os.WriteFile(file, []byte(strconv.Itoa(c.Process.Pid)), 0o644)
-			args = nil
 		case "sleep":
 			d, _ := time.ParseDuration(arg())
 			time.Sleep(d)

@@ -427,8 +427,15 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 	}
 	res.End = time.Now()
 	timedOut := errors.Is(jctx.Err(), context.DeadlineExceeded)
-	if cmd.Process != nil && timedOut {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what is left of the group
+	if cmd.Process != nil {
+		// Nothing of the job may outlive its hold on the lock: kill what is left of
+		// its process group (after a timeout, or processes it left behind).
+		if syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) == nil && !timedOut {
+			log.Warn("job left processes behind; they were killed")
+		}
+	}
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		err = nil // it exited 0; what kept its output open was killed above
 	}
 	res.Output = out.bytes()
 	if cmd.ProcessState != nil {
