@@ -40,6 +40,8 @@ type Backup struct {
 	Path         string // the dump file (custom) or folder (directory)
 	ManifestPath string
 	Manifest     Manifest
+
+	verified bool // Verify passed in this process; Restore then skips re-reading the dump
 }
 
 // Name returns the dump's base name.

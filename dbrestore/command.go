@@ -1,0 +1,235 @@
+package dbrestore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config configures the PostgreSQL client programs and logging shared by Dump, DirCatalog
+// and Server.
+type Config struct {
+	// BinDir holds pg_dump and pg_restore. "": the ones on PATH, else the newest
+	// /usr/lib/postgresql/*/bin.
+	BinDir string
+	// Logger receives progress and diagnostics. nil: slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+// Log keys.
+const (
+	logKeyDatabase = "database"
+	logKeyBackup   = "backup"
+	logKeyDSN      = "dsn"
+	logKeyDuration = "duration"
+	logKeyObjects  = "objects"
+	logKeyFile     = "file"
+	logKeyTarget   = "target"
+	logKeyError    = "error"
+)
+
+// ErrNoTool reports that a PostgreSQL client program was not found.
+var errNoTool = errors.New("PostgreSQL client program not found")
+
+// tool returns the path of the PostgreSQL client program name.
+func (c Config) tool(name string) (string, error) {
+	if c.BinDir != "" {
+		p := filepath.Join(c.BinDir, name)
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%w: %s", errNoTool, p)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return pgMajor(dirs[i]) > pgMajor(dirs[j]) })
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %s is not on PATH or under /usr/lib/postgresql/*/bin", errNoTool, name)
+}
+
+func pgMajor(binDir string) float64 {
+	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	return v
+}
+
+// proc is one run of an external program.
+type proc struct {
+	path    string
+	args    []string
+	env     []string // added to the environment (e.g. PGPASSWORD)
+	secrets []string // removed from CommandError and logs
+	// stdout, when set, receives standard output line by line.
+	stdout func(line string)
+	// stderr, when set, receives standard error line by line; it returns true for
+	// routine lines (progress), which are kept out of CommandError.Stderr.
+	stderr func(line string) bool
+	// tail, when set, receives every line of standard error (bounded by the caller).
+	tail *lineTail
+}
+
+const (
+	errTailLines = 30
+	maxLineBytes = 4096
+)
+
+// run runs p, killing its whole process group when ctx ends. A non-zero exit is a
+// *CommandError; a cancelled run wraps ctx.Err() as well.
+func (p *proc) run(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, p.path, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// pg_restore -j and pg_dump -j fork workers: end them all.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 10 * time.Second
+	errTail := newLineTail(errTailLines)
+	cmd.Stderr = &lineWriter{fn: func(line string) {
+		if p.tail != nil {
+			p.tail.add(line)
+		}
+		if p.stderr != nil && p.stderr(line) {
+			return
+		}
+		errTail.add(line)
+	}}
+	var stdout *lineWriter
+	if p.stdout != nil {
+		stdout = &lineWriter{fn: p.stdout}
+		cmd.Stdout = stdout
+	}
+	err := cmd.Run()
+	cmd.Stderr.(*lineWriter).flush()
+	if stdout != nil {
+		stdout.flush()
+	}
+	if err == nil {
+		return nil
+	}
+	ce := &CommandError{Args: p.argv(), ExitCode: -1, Stderr: redact(errTail.String(), p.secrets...)}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		ce.ExitCode = ee.ExitCode()
+	} else if ce.Stderr == "" {
+		ce.Stderr = redact(err.Error(), p.secrets...)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%w)", ce, context.Cause(ctx))
+	}
+	return ce
+}
+
+// argv returns the program and its arguments with passwords removed.
+func (p *proc) argv() []string {
+	out := make([]string, 0, len(p.args)+1)
+	out = append(out, filepath.Base(p.path))
+	for _, a := range p.args {
+		out = append(out, redact(a, p.secrets...))
+	}
+	return out
+}
+
+// lineWriter splits what is written to it into lines.
+type lineWriter struct {
+	fn  func(string)
+	buf []byte
+}
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			w.buf = append(w.buf, b...)
+			if len(w.buf) > maxLineBytes {
+				w.emit()
+			}
+			break
+		}
+		w.buf = append(w.buf, b[:i]...)
+		w.emit()
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+func (w *lineWriter) emit() {
+	line := strings.TrimRight(string(w.buf), "\r")
+	if len(line) > maxLineBytes {
+		line = line[:maxLineBytes] + "…"
+	}
+	w.buf = w.buf[:0]
+	w.fn(line)
+}
+
+func (w *lineWriter) flush() {
+	if len(w.buf) > 0 {
+		w.emit()
+	}
+}
+
+// lineTail keeps the last n lines.
+type lineTail struct {
+	n     int
+	lines []string
+	next  int
+	full  bool
+}
+
+func newLineTail(n int) *lineTail { return &lineTail{n: n, lines: make([]string, n)} }
+
+func (t *lineTail) add(line string) {
+	t.lines[t.next] = line
+	t.next = (t.next + 1) % t.n
+	if t.next == 0 {
+		t.full = true
+	}
+}
+
+// String returns the kept lines, oldest first.
+func (t *lineTail) String() string {
+	var out []string
+	if t.full {
+		out = append(out, t.lines[t.next:]...)
+	}
+	out = append(out, t.lines[:t.next]...)
+	return strings.Join(out, "\n")
+}
+
+// toolVersion returns the first line of `tool --version`.
+func toolVersion(ctx context.Context, path string) (string, error) {
+	var first string
+	p := &proc{path: path, args: []string{"--version"}, stdout: func(l string) {
+		if first == "" {
+			first = strings.TrimSpace(l)
+		}
+	}}
+	if err := p.run(ctx); err != nil {
+		return "", err
+	}
+	return first, nil
+}

@@ -1,0 +1,287 @@
+package dbrestore
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// connString is a parsed libpq connection string: a postgres:// URL or keyword=value pairs.
+// It exists so that passwords can be taken out of what external programs see on their
+// command line (they get them through PGPASSWORD) and out of every message.
+type connString struct {
+	u  *url.URL // URL form; nil for keyword/value form
+	kv []kvPair // keyword/value form
+}
+
+type kvPair struct{ key, value string }
+
+var errBadDSN = errors.New("malformed connection string")
+
+// parseConnString parses a postgres:// or postgresql:// URL or a keyword/value string.
+// Its errors never contain the string itself.
+func parseConnString(s string) (*connString, error) {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: not a valid URL", errBadDSN)
+		}
+		return &connString{u: u}, nil
+	}
+	kv, err := parseKeywordValue(s)
+	if err != nil {
+		return nil, err
+	}
+	return &connString{kv: kv}, nil
+}
+
+// parseKeywordValue parses libpq's "key = value key2 = 'quoted \' value'" form.
+func parseKeywordValue(s string) ([]kvPair, error) {
+	var pairs []kvPair
+	i := 0
+	skipSpace := func() {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+	}
+	for {
+		skipSpace()
+		if i >= len(s) {
+			return pairs, nil
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
+			i++
+		}
+		key := s[start:i]
+		skipSpace()
+		if i >= len(s) || s[i] != '=' || key == "" {
+			return nil, fmt.Errorf("%w: expected key=value", errBadDSN)
+		}
+		i++ // '='
+		skipSpace()
+		var val strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			closed := false
+			for i < len(s) {
+				c := s[i]
+				if c == '\\' && i+1 < len(s) {
+					val.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if c == '\'' {
+					i++
+					closed = true
+					break
+				}
+				val.WriteByte(c)
+				i++
+			}
+			if !closed {
+				return nil, fmt.Errorf("%w: unterminated quoted value of %q", errBadDSN, key)
+			}
+		} else {
+			for i < len(s) && !isSpace(s[i]) {
+				if s[i] == '\\' && i+1 < len(s) {
+					val.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				val.WriteByte(s[i])
+				i++
+			}
+		}
+		pairs = append(pairs, kvPair{key: key, value: val.String()})
+	}
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+func (c *connString) clone() *connString {
+	out := &connString{}
+	if c.u != nil {
+		u := *c.u
+		if c.u.User != nil {
+			ui := *c.u.User
+			u.User = &ui
+		}
+		out.u = &u
+	}
+	out.kv = append([]kvPair(nil), c.kv...)
+	return out
+}
+
+// password returns the password the string carries, or "".
+func (c *connString) password() string {
+	if c.u != nil {
+		if p, ok := c.u.User.Password(); ok && p != "" {
+			return p
+		}
+		return c.u.Query().Get("password")
+	}
+	var p string
+	for _, kv := range c.kv {
+		if kv.key == "password" {
+			p = kv.value
+		}
+	}
+	return p
+}
+
+// withoutPassword returns a copy without any password.
+func (c *connString) withoutPassword() *connString {
+	out := c.clone()
+	if out.u != nil {
+		if out.u.User != nil {
+			out.u.User = url.User(out.u.User.Username())
+		}
+		q := out.u.Query()
+		if q.Has("password") {
+			q.Del("password")
+			out.u.RawQuery = q.Encode()
+		}
+		return out
+	}
+	kept := out.kv[:0]
+	for _, kv := range out.kv {
+		if kv.key != "password" {
+			kept = append(kept, kv)
+		}
+	}
+	out.kv = kept
+	return out
+}
+
+// withDatabase returns a copy pointed at database name.
+func (c *connString) withDatabase(name string) *connString {
+	out := c.clone()
+	if out.u != nil {
+		out.u.Path = "/" + name
+		out.u.RawPath = "/" + url.PathEscape(name)
+		q := out.u.Query()
+		if q.Has("dbname") {
+			q.Del("dbname")
+			out.u.RawQuery = q.Encode()
+		}
+		return out
+	}
+	kept := out.kv[:0]
+	for _, kv := range out.kv {
+		if kv.key != "dbname" {
+			kept = append(kept, kv)
+		}
+	}
+	out.kv = append(kept, kvPair{key: "dbname", value: name})
+	return out
+}
+
+// database returns the database named in the string, or "".
+func (c *connString) database() string {
+	if c.u != nil {
+		if d := c.u.Query().Get("dbname"); d != "" {
+			return d
+		}
+		return strings.TrimPrefix(c.u.Path, "/")
+	}
+	var d string
+	for _, kv := range c.kv {
+		if kv.key == "dbname" {
+			d = kv.value
+		}
+	}
+	return d
+}
+
+// String returns the connection string (with its password, if it has one).
+func (c *connString) String() string {
+	if c.u != nil {
+		return c.u.String()
+	}
+	parts := make([]string, len(c.kv))
+	for i, kv := range c.kv {
+		v := strings.ReplaceAll(kv.value, `\`, `\\`)
+		v = strings.ReplaceAll(v, `'`, `\'`)
+		parts[i] = kv.key + "='" + v + "'"
+	}
+	return strings.Join(parts, " ")
+}
+
+// Redacted returns the connection string with its password replaced by "xxxxx".
+func (c *connString) Redacted() string {
+	if c.password() == "" {
+		return c.String()
+	}
+	out := c.clone()
+	if out.u != nil {
+		if _, ok := out.u.User.Password(); ok {
+			out.u.User = url.UserPassword(out.u.User.Username(), redactedMark)
+		}
+		q := out.u.Query()
+		if q.Has("password") {
+			q.Set("password", redactedMark)
+			out.u.RawQuery = q.Encode()
+		}
+		return out.u.String()
+	}
+	for i := range out.kv {
+		if out.kv[i].key == "password" {
+			out.kv[i].value = redactedMark
+		}
+	}
+	return out.String()
+}
+
+const redactedMark = "xxxxx"
+
+var (
+	urlPasswordRE = regexp.MustCompile(`(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@`)
+	kvPasswordRE  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'"]+)`)
+)
+
+// redact removes passwords from s: every occurrence of one of secrets (also in its
+// URL-escaped forms), the password part of postgres:// URLs and password=... settings.
+func redact(s string, secrets ...string) string {
+	for _, secret := range secrets {
+		if secret == "" {
+			continue
+		}
+		forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret),
+			url.UserPassword("u", secret).String()[2:]}
+		for _, f := range forms {
+			s = strings.ReplaceAll(s, f, redactedMark)
+		}
+	}
+	s = urlPasswordRE.ReplaceAllString(s, "${1}:"+redactedMark+"@")
+	s = kvPasswordRE.ReplaceAllString(s, "${1}"+redactedMark)
+	return s
+}
+
+// redactedError is an error whose message has passwords removed. It still unwraps to
+// the original, so errors.Is and errors.As keep working.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactErr returns err with passwords removed from its message (err itself when its
+// message has none).
+func redactErr(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := redact(msg, secrets...)
+	if clean == msg {
+		return err
+	}
+	return &redactedError{msg: clean, err: err}
+}

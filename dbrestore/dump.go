@@ -1,0 +1,343 @@
+package dbrestore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DumpOptions are the per-call options of Dump.
+type DumpOptions struct {
+	// DSN is the database to back up: a postgres:// URL or keyword=value string. Its
+	// password reaches pg_dump through PGPASSWORD, never its command line. Required.
+	DSN string
+	// Dir is the existing folder the dump and manifest are written to. Required.
+	Dir string
+	// Format is the dump format. "": custom, or directory when Jobs > 1.
+	Format Format
+	// Jobs is pg_dump -j (directory format only). 0: 1.
+	Jobs int
+	// Counts records exact per-table row counts, taken in the dump's snapshot, in the
+	// manifest, so that a restore can prove it lost nothing.
+	Counts bool
+	// Keep, when positive, removes this database's complete backups beyond the newest
+	// Keep once the new one is in place (see DirCatalog.Prune). 0: keep all.
+	Keep int
+	// Compress is pg_dump --compress (e.g. "6", "zstd:3" with pg_dump 16+). "": pg_dump's default.
+	Compress string
+	// Args are extra pg_dump arguments, e.g. "--exclude-table-data=sessions".
+	Args []string
+}
+
+func (o *DumpOptions) validate() error {
+	if o.DSN == "" {
+		return errors.New("dbrestore: DumpOptions.DSN is required")
+	}
+	if o.Dir == "" {
+		return errors.New("dbrestore: DumpOptions.Dir is required")
+	}
+	if o.Jobs < 0 || o.Keep < 0 {
+		return errors.New("dbrestore: DumpOptions.Jobs and Keep must not be negative")
+	}
+	if o.Jobs == 0 {
+		o.Jobs = 1
+	}
+	switch o.Format {
+	case "":
+		o.Format = FormatCustom
+		if o.Jobs > 1 {
+			o.Format = FormatDirectory
+		}
+	case FormatCustom:
+		if o.Jobs > 1 {
+			return errors.New("dbrestore: pg_dump -j needs the directory format")
+		}
+	case FormatDirectory:
+	default:
+		return fmt.Errorf("dbrestore: unknown dump format %q", o.Format)
+	}
+	for _, a := range o.Args {
+		for _, long := range []string{"--file", "--format", "--jobs", "--snapshot", "--dbname"} {
+			if a == long || strings.HasPrefix(a, long+"=") {
+				return fmt.Errorf("dbrestore: DumpOptions.Args must not set %s (Dump sets it)", long)
+			}
+		}
+		for _, short := range []string{"-f", "-F", "-j", "-d"} {
+			if strings.HasPrefix(a, short) && !strings.HasPrefix(a, "--") {
+				return fmt.Errorf("dbrestore: DumpOptions.Args must not set %s (Dump sets it)", short)
+			}
+		}
+	}
+	st, err := os.Stat(o.Dir)
+	if err != nil {
+		return fmt.Errorf("dbrestore: backup folder: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("dbrestore: backup folder %s is not a folder", o.Dir)
+	}
+	return nil
+}
+
+// Dump backs up one database with pg_dump into opts.Dir and writes its Manifest beside it.
+// pg_dump runs in a snapshot exported from a REPEATABLE READ transaction that Dump holds
+// open meanwhile, so the row counts (opts.Counts) describe exactly the dumped data. Dump
+// and manifest are written under ".tmp-" names and renamed into place, the manifest last,
+// so a catalog never sees a half-written backup. On failure nothing but the temporary
+// files is touched, and those are removed.
+func Dump(ctx context.Context, cfg Config, opts DumpOptions) (*Backup, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	cs, err := parseConnString(opts.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: DumpOptions.DSN: %w", err)
+	}
+	secret := cs.password()
+	b, err := dump(ctx, cfg, opts, cs)
+	return b, redactErr(err, secret)
+}
+
+func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*Backup, error) {
+	log := cfg.logger()
+	pgDump, err := cfg.tool("pg_dump")
+	if err != nil {
+		return nil, err
+	}
+	dumpVersion, err := toolVersion(ctx, pgDump)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: pg_dump --version: %w", err)
+	}
+	start := time.Now()
+
+	conn, err := pgx.Connect(ctx, cs.String())
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: connect to source %s: %w", cs.withoutPassword().String(), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: begin snapshot transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	var (
+		m        = Manifest{Format: opts.Format}
+		snapshot string
+		sysid    int64
+	)
+	err = tx.QueryRow(ctx, `SELECT current_database(), current_setting('server_version'),
+		(SELECT system_identifier FROM pg_control_system()), pg_export_snapshot()`).
+		Scan(&m.Database, &m.ServerVersion, &sysid, &snapshot)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: export snapshot: %w", err)
+	}
+	m.Created = time.Now().UTC()
+	m.SystemIdentifier = uint64(sysid)
+	m.PgDumpVersion = strings.TrimPrefix(dumpVersion, "pg_dump (PostgreSQL) ")
+
+	base := backupBase(m.Database, m.Created)
+	m.Dump = base + dumpSuffix
+	final := filepath.Join(opts.Dir, m.Dump)
+	tmp := filepath.Join(opts.Dir, tmpPrefix+m.Dump)
+	manifestPath := filepath.Join(opts.Dir, base+manifestSuffix)
+	tmpManifest := filepath.Join(opts.Dir, tmpPrefix+base+manifestSuffix)
+	for _, p := range []string{final, tmp, manifestPath, tmpManifest} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("dbrestore: %s already exists", p)
+		}
+	}
+	published := false
+	defer func() {
+		if !published {
+			_ = os.RemoveAll(tmp)
+			_ = os.Remove(tmpManifest)
+		}
+	}()
+
+	args := []string{"--dbname", cs.withoutPassword().String(), "--snapshot", snapshot, "--file", tmp}
+	if opts.Format == FormatDirectory {
+		args = append(args, "--format=directory", "--jobs", strconv.Itoa(opts.Jobs))
+	} else {
+		args = append(args, "--format=custom")
+	}
+	if opts.Compress != "" {
+		args = append(args, "--compress", opts.Compress)
+	}
+	args = append(args, opts.Args...)
+	p := &proc{path: pgDump, args: args, secrets: []string{cs.password()}}
+	if pw := cs.password(); pw != "" {
+		p.env = []string{"PGPASSWORD=" + pw}
+	}
+	log.Info("dbrestore: dump started", logKeyDatabase, m.Database, logKeyDSN, cs.Redacted(),
+		"format", string(opts.Format), "jobs", opts.Jobs, logKeyFile, final)
+
+	// pg_dump imports the snapshot while this transaction counts rows in it.
+	type counted struct {
+		byOID map[uint32]tableCount
+		err   error
+	}
+	countsDone := make(chan counted, 1)
+	countCtx, cancelCounts := context.WithCancel(ctx)
+	defer cancelCounts()
+	if opts.Counts {
+		go func() {
+			c, err := countTables(countCtx, tx)
+			countsDone <- counted{c, err}
+		}()
+	}
+	dumpErr := p.run(ctx)
+	if dumpErr != nil {
+		cancelCounts()
+	}
+	var counts counted
+	if opts.Counts {
+		counts = <-countsDone
+	}
+	if dumpErr != nil {
+		return nil, fmt.Errorf("dbrestore: pg_dump %s: %w", m.Database, dumpErr)
+	}
+	if counts.err != nil {
+		return nil, fmt.Errorf("dbrestore: count rows of %s: %w", m.Database, counts.err)
+	}
+	_ = tx.Rollback(ctx)
+
+	// Read back what pg_dump wrote: checksum and table of contents.
+	m.Size, m.SHA256, err = checksum(ctx, tmp, opts.Format)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: checksum of the dump: %w", err)
+	}
+	t, err := listTOC(ctx, cfg, tmp)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: the new dump: %w", err)
+	}
+	if opts.Counts {
+		m.RowCounts = map[string]int64{}
+		for _, e := range t.entries {
+			if e.desc != "TABLE DATA" {
+				continue
+			}
+			c, ok := counts.byOID[e.oid]
+			if !ok {
+				return nil, fmt.Errorf("dbrestore: dump has data for %s, which was not counted", e.label())
+			}
+			m.RowCounts[c.key] = c.rows
+		}
+	}
+
+	// Publish: the dump, then the manifest.
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileSync(tmpManifest, append(data, '\n')); err != nil {
+		return nil, fmt.Errorf("dbrestore: write manifest: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, fmt.Errorf("dbrestore: %w", err)
+	}
+	if err := os.Rename(tmpManifest, manifestPath); err != nil {
+		_ = os.RemoveAll(final)
+		return nil, fmt.Errorf("dbrestore: %w", err)
+	}
+	published = true
+	if err := syncDir(opts.Dir); err != nil {
+		return nil, fmt.Errorf("dbrestore: sync backup folder: %w", err)
+	}
+	b := &Backup{Path: final, ManifestPath: manifestPath, Manifest: m}
+	log.Info("dbrestore: dump complete", logKeyDatabase, m.Database, logKeyFile, final, "bytes", m.Size,
+		logKeyObjects, len(t.entries), "tables_counted", len(m.RowCounts), logKeyDuration, time.Since(start).Round(time.Millisecond))
+
+	if opts.Keep > 0 {
+		cat := &DirCatalog{dir: opts.Dir, cfg: cfg, now: time.Now}
+		if _, err := cat.Prune(PruneOptions{Database: m.Database, Keep: opts.Keep}); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+type tableCount struct {
+	key  string // "schema.table"
+	rows int64
+}
+
+// userTablesSQL lists the tables whose data pg_dump may dump: ordinary tables (including
+// partitions) outside the system schemas that no extension owns.
+const userTablesSQL = `
+SELECT c.oid, n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY n.nspname, c.relname`
+
+type userTable struct {
+	oid          uint32
+	schema, name string
+}
+
+func (t userTable) key() string { return t.schema + "." + t.name }
+
+func listUserTables(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) ([]userTable, error) {
+	rows, err := q.Query(ctx, userTablesSQL)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (userTable, error) {
+		var t userTable
+		err := r.Scan(&t.oid, &t.schema, &t.name)
+		return t, err
+	})
+}
+
+// countTables counts the rows of every user table in tx's snapshot.
+func countTables(ctx context.Context, tx pgx.Tx) (map[uint32]tableCount, error) {
+	tables, err := listUserTables(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uint32]tableCount, len(tables))
+	for _, t := range tables {
+		var n int64
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{t.schema, t.name}.Sanitize()).Scan(&n); err != nil {
+			return nil, fmt.Errorf("%s: %w", t.key(), err)
+		}
+		out[t.oid] = tableCount{key: t.key(), rows: n}
+	}
+	return out, nil
+}
+
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

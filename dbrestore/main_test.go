@@ -1,0 +1,178 @@
+package dbrestore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/restage/restage/dbrestore/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if _, err := pgtest.BinDir(); err != nil && os.Getenv(pgtest.RequireEnv) != "1" {
+		// Examples need real servers and cannot skip themselves: run the tests only
+		// (which skip with a message).
+		if f := flag.Lookup("test.run"); f != nil && f.Value.String() == "" {
+			_ = flag.Set("test.run", "^(Test|Benchmark)")
+		}
+	}
+	os.Exit(pgtest.Main(m))
+}
+
+// testCtx returns a context ending with the test (generous: machines are loaded).
+func testCtx(tb testing.TB) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// servers returns the production and staging servers, skipping when the PostgreSQL
+// client programs are missing (failing with RESTAGE_REQUIRE_POSTGRES=1).
+func servers(tb testing.TB) (prod, staging *pgtest.Server) {
+	tb.Helper()
+	pgtest.Require(tb)
+	for _, tool := range []string{"pg_dump", "pg_restore"} {
+		if _, err := (Config{}).tool(tool); err != nil {
+			if os.Getenv(pgtest.RequireEnv) == "1" {
+				tb.Fatal(err)
+			}
+			tb.Skip(err)
+		}
+	}
+	return pgtest.Shared(tb, "production"), pgtest.Shared(tb, "staging")
+}
+
+// logBuffer collects slog output for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func testLogger(tb testing.TB) (*slog.Logger, *logBuffer) {
+	tb.Helper()
+	lb := &logBuffer{}
+	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
+}
+
+// seed fills db with a few tables, one with an awkward name in an awkward schema.
+func seed(tb testing.TB, srv *pgtest.Server, db string, rows int) {
+	tb.Helper()
+	srv.Exec(tb, db, fmt.Sprintf(`
+CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL UNIQUE, created timestamptz DEFAULT now());
+INSERT INTO users (email) SELECT 'user' || g || '@example.org' FROM generate_series(1, %[1]d) g;
+CREATE TABLE sessions (id bigserial PRIMARY KEY, user_id int REFERENCES users, token text);
+INSERT INTO sessions (user_id, token) SELECT g, md5(g::text) FROM generate_series(1, %[1]d / 2) g;
+CREATE SCHEMA "Odd ""schema""";
+CREATE TABLE "Odd ""schema"""."we ird 'table'" (id int PRIMARY KEY, note text);
+INSERT INTO "Odd ""schema"""."we ird 'table'" SELECT g, 'n' || g FROM generate_series(1, 7) g;
+CREATE INDEX ON users (created);
+CREATE VIEW active AS SELECT u.email FROM users u JOIN sessions s ON s.user_id = u.id;
+COMMENT ON TABLE users IS 'people';
+`, rows))
+}
+
+// dumpOf backs up db of srv into a fresh folder with row counts.
+func dumpOf(tb testing.TB, srv *pgtest.Server, db string, opts DumpOptions) *Backup {
+	tb.Helper()
+	if opts.DSN == "" {
+		opts.DSN = srv.DSN(db)
+	}
+	if opts.Dir == "" {
+		opts.Dir = tb.TempDir()
+	}
+	b, err := Dump(testCtx(tb), Config{}, opts)
+	if err != nil {
+		tb.Fatalf("Dump: %v", err)
+	}
+	return b
+}
+
+// newServer returns a Server on srv.
+func newServer(tb testing.TB, srv *pgtest.Server, cfg ServerConfig) *Server {
+	tb.Helper()
+	if cfg.AdminDSN == "" {
+		cfg.AdminDSN = srv.AdminDSN()
+	}
+	s, err := NewServer(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// dbName returns a fresh database name for the test, dropped at the end.
+func dbName(tb testing.TB, srv *pgtest.Server, stem string) string {
+	tb.Helper()
+	name := fmt.Sprintf("%s_%d", stem, time.Now().UnixNano()%1e9)
+	tb.Cleanup(func() { dropQuietly(srv, name) })
+	return name
+}
+
+func dropQuietly(srv *pgtest.Server, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, srv.AdminDSN())
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+}
+
+func dbExists(tb testing.TB, srv *pgtest.Server, name string) bool {
+	tb.Helper()
+	return srv.QueryInt(tb, "postgres", "SELECT count(*) FROM pg_database WHERE datname = $1", name) == 1
+}
+
+func allowConn(tb testing.TB, srv *pgtest.Server, name string) bool {
+	tb.Helper()
+	return srv.QueryInt(tb, "postgres", "SELECT datallowconn::int FROM pg_database WHERE datname = $1", name) == 1
+}
+
+// rewriteManifest changes a backup's manifest on disk (and in b).
+func rewriteManifest(tb testing.TB, b *Backup, change func(*Manifest)) {
+	tb.Helper()
+	change(&b.Manifest)
+	data, err := json.MarshalIndent(b.Manifest, "", "  ")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(b.ManifestPath, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func requireErrContains(tb testing.TB, err error, parts ...string) {
+	tb.Helper()
+	if err == nil {
+		tb.Fatalf("no error, want one containing %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			tb.Fatalf("error %q does not contain %q", err, p)
+		}
+	}
+}

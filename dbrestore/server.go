@@ -1,0 +1,538 @@
+package dbrestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// AdminDSN connects to the staging server as a user that may create, drop and rename
+	// databases and terminate connections (usually the superuser), normally to its
+	// "postgres" database. Required. Its password never appears in argv, logs or errors.
+	AdminDSN string
+	// Protect lists databases never dropped, renamed, replaced or restored into, in
+	// addition to template0, template1, postgres and the AdminDSN's own database.
+	Protect []string
+	// Production lists system_identifiers of servers this Server refuses to change, in
+	// addition to the source servers of every backup it has been asked to restore.
+	Production []uint64
+	// Settings are session settings for pg_restore's connections (through PGOPTIONS) that
+	// speed a bulk load. nil: DefaultRestoreSettings.
+	Settings map[string]string
+	// TerminateTimeout bounds the wait for terminated connections to go. 0: 30s.
+	TerminateTimeout time.Duration
+	// BinDir holds pg_restore. "": PATH, else the newest /usr/lib/postgresql/*/bin.
+	BinDir string
+	// Logger receives progress and diagnostics. nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultRestoreSettings are the session settings pg_restore gets when
+// ServerConfig.Settings is nil: more memory for index builds, no waiting for WAL flushes.
+var DefaultRestoreSettings = map[string]string{
+	"maintenance_work_mem": "512MB",
+	"synchronous_commit":   "off",
+}
+
+// Server restores backups into, and manages the databases of, one staging PostgreSQL
+// server. It implements Restorer and Admin; admin SQL goes through pgx with quoted
+// identifiers, and restores through pg_restore with argv, never a shell.
+type Server struct {
+	cfg    ServerConfig
+	cs     *connString
+	secret string
+	tools  Config
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	sources map[uint64]bool // source servers of the backups seen by Restore
+
+	// afterTerminate, when set (tests), runs after connections were terminated and
+	// before the rename or drop that follows.
+	afterTerminate func()
+}
+
+var (
+	_ Restorer = (*Server)(nil)
+	_ Admin    = (*Server)(nil)
+)
+
+// NewServer returns a Server for the staging server cfg.AdminDSN connects to. It does not
+// connect yet.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.AdminDSN == "" {
+		return nil, errors.New("dbrestore: ServerConfig.AdminDSN is required")
+	}
+	cs, err := parseConnString(cfg.AdminDSN)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: ServerConfig.AdminDSN: %w", err)
+	}
+	if cfg.Settings == nil {
+		cfg.Settings = DefaultRestoreSettings
+	}
+	for k, v := range cfg.Settings {
+		if k == "" || strings.ContainsAny(k, " \t\n=") || strings.ContainsAny(v, "\n\r") {
+			return nil, fmt.Errorf("dbrestore: ServerConfig.Settings: bad setting %q", k)
+		}
+	}
+	if cfg.TerminateTimeout <= 0 {
+		cfg.TerminateTimeout = 30 * time.Second
+	}
+	s := &Server{
+		cfg:     cfg,
+		cs:      cs,
+		secret:  cs.password(),
+		tools:   Config{BinDir: cfg.BinDir, Logger: cfg.Logger},
+		sources: map[uint64]bool{},
+	}
+	s.log = s.tools.logger()
+	return s, nil
+}
+
+// DSN returns the admin DSN pointed at database (with its password, for pgx and
+// migrations; never log it).
+func (s *Server) DSN(database string) string { return s.cs.withDatabase(database).String() }
+
+// RedactedDSN returns DSN(database) with the password replaced by "xxxxx".
+func (s *Server) RedactedDSN(database string) string { return s.cs.withDatabase(database).Redacted() }
+
+func (s *Server) connect(ctx context.Context, database string) (*pgx.Conn, error) {
+	cs := s.cs
+	if database != "" {
+		cs = cs.withDatabase(database)
+	}
+	conn, err := pgx.Connect(ctx, cs.String())
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", cs.Redacted(), err)
+	}
+	return conn, nil
+}
+
+// withConn runs fn on a fresh admin connection and removes passwords from its error.
+func (s *Server) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	conn, err := s.connect(ctx, "")
+	if err != nil {
+		return redactErr(fmt.Errorf("dbrestore: %w", err), s.secret)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return redactErr(fn(conn), s.secret)
+}
+
+// SystemIdentifier returns the server's pg_control_system().system_identifier.
+func (s *Server) SystemIdentifier(ctx context.Context) (uint64, error) {
+	var id uint64
+	err := s.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		id, err = systemIdentifier(ctx, c)
+		return err
+	})
+	return id, err
+}
+
+func systemIdentifier(ctx context.Context, c *pgx.Conn) (uint64, error) {
+	var id int64
+	if err := c.QueryRow(ctx, "SELECT system_identifier FROM pg_control_system()").Scan(&id); err != nil {
+		return 0, fmt.Errorf("dbrestore: read system_identifier: %w", err)
+	}
+	return uint64(id), nil
+}
+
+// List returns the names of the server's databases, templates excluded, sorted.
+func (s *Server) List(ctx context.Context) ([]string, error) {
+	var names []string
+	err := s.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname")
+		if err != nil {
+			return fmt.Errorf("dbrestore: list databases: %w", err)
+		}
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return names, err
+}
+
+// Exists reports whether a database called name exists.
+func (s *Server) Exists(ctx context.Context, name string) (bool, error) {
+	var ok bool
+	err := s.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		ok, err = exists(ctx, c, name)
+		return err
+	})
+	return ok, err
+}
+
+func exists(ctx context.Context, c *pgx.Conn, name string) (bool, error) {
+	var ok bool
+	err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("dbrestore: look up database %q: %w", name, err)
+	}
+	return ok, nil
+}
+
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// protected says why name may not be changed, or "".
+func (s *Server) protected(name string) string {
+	switch name {
+	case "template0", "template1", "postgres":
+		return "a system database"
+	}
+	if slices.Contains(s.cfg.Protect, name) {
+		return "listed in protect"
+	}
+	if db := s.cs.database(); db != "" && db == name {
+		return "the admin connection's database"
+	}
+	return ""
+}
+
+// guard refuses to let op change names on this server when the server is a production
+// server or a name is protected. It runs before anything is changed.
+func (s *Server) guard(ctx context.Context, c *pgx.Conn, op string, names ...string) error {
+	for _, n := range names {
+		if n == "" {
+			return fmt.Errorf("dbrestore: %s: empty database name", op)
+		}
+		if why := s.protected(n); why != "" {
+			return fmt.Errorf("dbrestore: %s %q: %w (%s)", op, n, ErrProtected, why)
+		}
+	}
+	id, err := systemIdentifier(ctx, c)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	seen := s.sources[id]
+	s.mu.Unlock()
+	switch {
+	case slices.Contains(s.cfg.Production, id):
+		return fmt.Errorf("dbrestore: %s %s: %w (system_identifier %d is listed as production)",
+			op, quoteNames(names), ErrProduction, id)
+	case seen:
+		return fmt.Errorf("dbrestore: %s %s: %w (system_identifier %d is the source of a restored backup)",
+			op, quoteNames(names), ErrProduction, id)
+	}
+	return nil
+}
+
+func quoteNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}
+
+func serverVersionNum(ctx context.Context, c *pgx.Conn) (int, error) {
+	var v int
+	err := c.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&v)
+	return v, err
+}
+
+// cleanupCtx returns a context for undoing things that outlives a cancelled ctx.
+func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+}
+
+// closeOut turns off new connections to name and terminates the existing ones, waiting
+// until they are gone. It returns whether connections were allowed before, so that the
+// caller can restore that with allowConnections (always, also after a failure).
+func (s *Server) closeOut(ctx context.Context, c *pgx.Conn, name string) (wasAllowed bool, n int, err error) {
+	if err := c.QueryRow(ctx, "SELECT datallowconn FROM pg_database WHERE datname = $1", name).Scan(&wasAllowed); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, 0, fmt.Errorf("dbrestore: database %q: %w", name, ErrNotFound)
+		}
+		return false, 0, fmt.Errorf("dbrestore: database %q: %w", name, err)
+	}
+	if wasAllowed {
+		if _, err := c.Exec(ctx, "ALTER DATABASE "+ident(name)+" ALLOW_CONNECTIONS false"); err != nil {
+			return false, 0, fmt.Errorf("dbrestore: disallow connections to %q: %w", name, err)
+		}
+	}
+	deadline := time.Now().Add(s.cfg.TerminateTimeout)
+	for {
+		var left, killed int
+		err := c.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE pg_terminate_backend(pid))
+			FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name).Scan(&left, &killed)
+		if err != nil {
+			return wasAllowed, n, fmt.Errorf("dbrestore: terminate connections to %q: %w", name, err)
+		}
+		n += killed
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return wasAllowed, n, fmt.Errorf("dbrestore: %d connection(s) to %q still there after %s", left, name, s.cfg.TerminateTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return wasAllowed, n, fmt.Errorf("dbrestore: terminate connections to %q: %w", name, context.Cause(ctx))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if n > 0 {
+		s.log.Info("dbrestore: terminated connections", logKeyDatabase, name, "count", n)
+	}
+	return wasAllowed, n, nil
+}
+
+// allowConnections sets name's datallowconn back to allowed, on a fresh connection and
+// a context that survives the caller's cancellation. Failures are logged and returned.
+func (s *Server) allowConnections(ctx context.Context, name string, allowed bool) error {
+	if !allowed {
+		return nil
+	}
+	cctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	conn, err := s.connect(cctx, "")
+	if err == nil {
+		defer conn.Close(cctx)
+		_, err = conn.Exec(cctx, "ALTER DATABASE "+ident(name)+" ALLOW_CONNECTIONS true")
+	}
+	if err != nil {
+		err = redactErr(fmt.Errorf("dbrestore: allow connections to %q again: %w", name, err), s.secret)
+		s.log.Error("dbrestore: could not allow connections again", logKeyDatabase, name, logKeyError, err.Error())
+	}
+	return err
+}
+
+// Terminate terminates every other connection to name, with new connections refused
+// meanwhile and allowed again afterwards (also after a failure). It returns how many it
+// terminated. It refuses production servers and protected names.
+func (s *Server) Terminate(ctx context.Context, name string) (int, error) {
+	var n int
+	err := s.withConn(ctx, func(c *pgx.Conn) error {
+		if err := s.guard(ctx, c, "terminate connections to", name); err != nil {
+			return err
+		}
+		allowed, killed, err := s.closeOut(ctx, c, name)
+		n = killed
+		return errors.Join(err, s.allowConnections(ctx, name, allowed))
+	})
+	return n, err
+}
+
+// Drop drops name after terminating its connections; a missing database is not an error.
+func (s *Server) Drop(ctx context.Context, name string) error {
+	return s.withConn(ctx, func(c *pgx.Conn) error {
+		if err := s.guard(ctx, c, "drop", name); err != nil {
+			return err
+		}
+		return s.drop(ctx, c, name)
+	})
+}
+
+// drop drops name (guarded by the caller).
+func (s *Server) drop(ctx context.Context, c *pgx.Conn, name string) error {
+	ok, err := exists(ctx, c, name)
+	if err != nil || !ok {
+		return err
+	}
+	allowed, _, err := s.closeOut(ctx, c, name)
+	if err == nil && s.afterTerminate != nil {
+		s.afterTerminate()
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		stmt := "DROP DATABASE " + ident(name)
+		if v, verr := serverVersionNum(ctx, c); verr == nil && v >= 130000 {
+			stmt += " WITH (FORCE)"
+		}
+		if _, err = c.Exec(ctx, stmt); err == nil {
+			s.log.Info("dbrestore: dropped database", logKeyDatabase, name)
+			return nil
+		}
+		err = fmt.Errorf("dbrestore: drop %q: %w", name, err)
+	}
+	return errors.Join(err, s.allowConnections(ctx, name, allowed))
+}
+
+// Rename renames from to to, after terminating from's connections. to must not exist.
+func (s *Server) Rename(ctx context.Context, from, to string) error {
+	return s.withConn(ctx, func(c *pgx.Conn) error {
+		if err := s.guard(ctx, c, "rename", from, to); err != nil {
+			return err
+		}
+		if from == to {
+			return fmt.Errorf("dbrestore: rename %q to itself", from)
+		}
+		if ok, err := exists(ctx, c, to); err != nil {
+			return err
+		} else if ok {
+			return fmt.Errorf("dbrestore: rename %q to %q: %w", from, to, ErrExists)
+		}
+		allowed, _, err := s.closeOut(ctx, c, from)
+		if err != nil {
+			return errors.Join(err, s.allowConnections(ctx, from, allowed))
+		}
+		if s.afterTerminate != nil {
+			s.afterTerminate()
+		}
+		if _, err := c.Exec(ctx, "ALTER DATABASE "+ident(from)+" RENAME TO "+ident(to)); err != nil {
+			return errors.Join(fmt.Errorf("dbrestore: rename %q to %q: %w", from, to, err),
+				s.allowConnections(ctx, from, allowed))
+		}
+		s.log.Info("dbrestore: renamed database", logKeyDatabase, from, "to", to)
+		return s.allowConnections(ctx, to, allowed)
+	})
+}
+
+// Swap renames live to prev (when live exists) and next to live, in one transaction, after
+// terminating the connections to both. next must exist and prev must not.
+func (s *Server) Swap(ctx context.Context, live, next, prev string) error {
+	return s.withConn(ctx, func(c *pgx.Conn) (err error) {
+		if err := s.guard(ctx, c, "swap", live, next, prev); err != nil {
+			return err
+		}
+		if live == next || live == prev || next == prev {
+			return fmt.Errorf("dbrestore: swap needs three different names, got %q, %q, %q", live, next, prev)
+		}
+		if ok, err := exists(ctx, c, next); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("dbrestore: swap: %q: %w", next, ErrNotFound)
+		}
+		if ok, err := exists(ctx, c, prev); err != nil {
+			return err
+		} else if ok {
+			return fmt.Errorf("dbrestore: swap: %q: %w (drop it first)", prev, ErrExists)
+		}
+		liveExists, err := exists(ctx, c, live)
+		if err != nil {
+			return err
+		}
+
+		// Names as they will be once the swap is done, and what their datallowconn was.
+		type closed struct {
+			before, after string
+			allowed       bool
+		}
+		var done []closed
+		swapped := false
+		defer func() {
+			for _, d := range done {
+				name := d.before
+				if swapped {
+					name = d.after
+				}
+				if aerr := s.allowConnections(ctx, name, d.allowed); aerr != nil {
+					err = errors.Join(err, aerr)
+				}
+			}
+		}()
+		if liveExists {
+			allowed, _, err := s.closeOut(ctx, c, live)
+			done = append(done, closed{live, prev, allowed})
+			if err != nil {
+				return err
+			}
+		}
+		allowed, _, err := s.closeOut(ctx, c, next)
+		done = append(done, closed{next, live, allowed})
+		if err != nil {
+			return err
+		}
+		if s.afterTerminate != nil {
+			s.afterTerminate()
+		}
+		err = pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if liveExists {
+				if _, err := tx.Exec(ctx, "ALTER DATABASE "+ident(live)+" RENAME TO "+ident(prev)); err != nil {
+					return fmt.Errorf("rename %q to %q: %w", live, prev, err)
+				}
+			}
+			if _, err := tx.Exec(ctx, "ALTER DATABASE "+ident(next)+" RENAME TO "+ident(live)); err != nil {
+				return fmt.Errorf("rename %q to %q: %w", next, live, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("dbrestore: swap (nothing renamed): %w", err)
+		}
+		swapped = true
+		s.log.Info("dbrestore: swapped databases", "live", live, "next", next, "prev", prev, "had_live", liveExists)
+		return nil
+	})
+}
+
+// Clone creates name as a copy of template (CREATE DATABASE … TEMPLATE … STRATEGY
+// FILE_COPY), replacing an existing name. template's connections are terminated for the
+// copy and allowed again afterwards.
+func (s *Server) Clone(ctx context.Context, template, name string) error {
+	return s.withConn(ctx, func(c *pgx.Conn) error {
+		if err := s.guard(ctx, c, "clone into", name); err != nil {
+			return err
+		}
+		if template == "" || template == name {
+			return fmt.Errorf("dbrestore: clone %q from %q: need a different template", name, template)
+		}
+		if ok, err := exists(ctx, c, template); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("dbrestore: clone template %q: %w", template, ErrNotFound)
+		}
+		if err := s.drop(ctx, c, name); err != nil {
+			return err
+		}
+		v, err := serverVersionNum(ctx, c)
+		if err != nil {
+			return fmt.Errorf("dbrestore: server version: %w", err)
+		}
+		start := time.Now()
+		allowed, _, err := s.closeOut(ctx, c, template)
+		if err == nil {
+			stmt := "CREATE DATABASE " + ident(name) + " TEMPLATE " + ident(template)
+			if v >= 150000 {
+				stmt += " STRATEGY FILE_COPY"
+			}
+			if _, err = c.Exec(ctx, stmt); err != nil {
+				err = fmt.Errorf("dbrestore: clone %q from %q: %w", name, template, err)
+			}
+		}
+		err = errors.Join(err, s.allowConnections(ctx, template, allowed))
+		if err == nil {
+			s.log.Info("dbrestore: cloned database", logKeyDatabase, name, "template", template,
+				logKeyDuration, time.Since(start).Round(time.Millisecond))
+		}
+		return err
+	})
+}
+
+// noteSource remembers a backup's source server as production.
+func (s *Server) noteSource(id uint64) {
+	if id == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.sources[id] = true
+	s.mu.Unlock()
+}
+
+// Sources returns the system_identifiers this Server treats as production: the configured
+// ones and the sources of backups it has seen.
+func (s *Server) Sources() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.cfg.Production)
+	for id := range s.sources {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
