@@ -44,7 +44,7 @@ func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, er
 
 func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 	db := ru.r.cfg.Databases
-	live, next, prev := ru.r.cfg.Database, ru.r.next(), ru.r.prev()
+	live, next := ru.r.cfg.Database, ru.r.next()
 	var waiting bool
 	err := ru.step(ctx, "clean", func(ctx context.Context) (string, error) {
 		var err error
@@ -59,13 +59,6 @@ func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 		}
 		if !waiting && !ru.hadLive {
 			return "", fmt.Errorf("no database %s and no waiting clone %s: run the nightly rebuild with clones = [%q] first", live, next, live)
-		}
-		if ok, err := db.Exists(ctx, prev); err != nil {
-			return "", err
-		} else if ok {
-			if err := db.Drop(ctx, prev); err != nil {
-				return "", err
-			}
 		}
 		if waiting {
 			return "refreshing the database from the waiting clone " + next, nil

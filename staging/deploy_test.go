@@ -16,7 +16,7 @@ func TestDeployFromWaitingClone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Deploy: %v\n%s", err, rep.Text())
 	}
-	if got, want := w.snapshot(), "dbs=[staging=backup 7 @v2] current=r1 running=true serving=r1/backup 7 @v2"; got != want {
+	if got, want := w.snapshot(), "dbs=[staging=backup 7 @v2 staging_prev=backup 0 @v1] current=r1 running=true serving=r1/backup 7 @v2"; got != want {
 		t.Fatalf("got %s\nwant %s", got, want)
 	}
 	if rep.Kind != "deploy" || rep.RequestedBy != "alice" || !strings.Contains(rep.Text(), "requested by: alice") {
@@ -30,7 +30,7 @@ func TestDeployKeepsDatabaseAndUpgradesACopy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Deploy: %v\n%s", err, rep.Text())
 	}
-	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v2] current=r1 running=true serving=r1/backup 0 @v2"; got != want {
+	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v2 staging_prev=backup 0 @v1] current=r1 running=true serving=r1/backup 0 @v2"; got != want {
 		t.Fatalf("got %s\nwant %s", got, want)
 	}
 }

@@ -35,7 +35,7 @@ type world struct {
 }
 
 func newWorld() *world {
-	return &world{dbs: map[string]string{"staging": "backup 0 @v1"}, current: "r0",
+	return &world{dbs: map[string]string{"staging": "backup 0 @v1", "staging_prev": "backup -1 @v1"}, current: "r0",
 		releases: []*codesync.Release{{ID: "r0", Dir: "/releases/r0", State: codesync.StateActive}},
 		running:  true, serving: "r0/backup 0 @v1", backupSeq: 1}
 }
@@ -57,9 +57,6 @@ func (w *world) snapshot() string {
 	defer w.mu.Unlock()
 	names := make([]string, 0, len(w.dbs))
 	for n := range w.dbs {
-		if n == "staging_prev" {
-			continue // yesterday's copy, kept between runs
-		}
 		names = append(names, n+"="+w.dbs[n])
 	}
 	sort.Strings(names)
@@ -125,6 +122,21 @@ func (w *world) Swap(ctx context.Context, live, next, prev string) error {
 	w.event("swap %s %s %s", live, next, prev)
 	return nil
 }
+func (w *world) Rename(ctx context.Context, from, to string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, ok := w.dbs[from]
+	if !ok {
+		return dbrestore.ErrNotFound
+	}
+	if _, ok := w.dbs[to]; ok {
+		return dbrestore.ErrExists
+	}
+	w.dbs[to] = c
+	delete(w.dbs, from)
+	return nil
+}
+
 func (w *world) Clone(ctx context.Context, template, name string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

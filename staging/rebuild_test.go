@@ -40,7 +40,7 @@ func TestSwapRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, rep.Text())
 	}
-	if got, want := w.snapshot(), "dbs=[staging=backup 1 @v2] current=r1 running=true serving=r1/backup 1 @v2"; got != want {
+	if got, want := w.snapshot(), "dbs=[staging=backup 1 @v2 staging_prev=backup 0 @v1] current=r1 running=true serving=r1/backup 1 @v2"; got != want {
 		t.Fatalf("after rebuild:\n got %s\nwant %s", got, want)
 	}
 	if w.dbs["staging_prev"] != "backup 0 @v1" {

@@ -16,6 +16,7 @@ import (
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/schema"
+	"github.com/restage/restage/svcctl"
 )
 
 // Log keys.
@@ -41,6 +42,7 @@ type run struct {
 	backup    *dbrestore.Backup
 	release   *codesync.Release
 	hadLive   bool // the live database existed before the run
+	hadPrev   bool // <db>_prev existed at the cutover (renamed to <db>_old)
 	stopAt    time.Time
 	downtimed bool
 }
@@ -227,13 +229,13 @@ func (ru *run) clean(ctx context.Context) error {
 			}
 			ru.note("dropped %s, left over by a crashed or failed run", ru.r.next())
 		}
-		if ok, err := db.Exists(ctx, ru.r.prev()); err != nil {
+		if ok, err := db.Exists(ctx, ru.r.old()); err != nil {
 			return "", err
 		} else if ok {
-			if err := db.Drop(ctx, ru.r.prev()); err != nil {
+			if err := db.Drop(ctx, ru.r.old()); err != nil {
 				return "", err
 			}
-			done = append(done, "dropped "+ru.r.prev()+" of the run before")
+			ru.note("dropped %s, left over by a crashed run", ru.r.old())
 		}
 		if !live {
 			done = append(done, "no live database "+ru.r.cfg.Database+": first rebuild")
@@ -308,16 +310,10 @@ func (ru *run) upgrade(ctx context.Context, database string) error {
 // startHealthy starts the service and waits for the health gate.
 func (ru *run) startHealthy(ctx context.Context, name string) error {
 	return ru.step(ctx, name, func(ctx context.Context) (string, error) {
-		if err := ru.r.cfg.Service.Start(ctx); err != nil {
-			return "", err
+		if ru.r.cfg.Health == nil {
+			return "started (no health check configured)", ru.r.cfg.Service.Start(ctx)
 		}
-		if ru.r.cfg.Health != nil {
-			if err := ru.r.cfg.Health.Wait(ctx); err != nil {
-				return "", err
-			}
-			return "started, healthy", nil
-		}
-		return "started (no health check configured)", nil
+		return "started, healthy", svcctl.StartHealthy(ctx, ru.r.cfg.Service, ru.r.cfg.Health)
 	})
 }
 
@@ -412,7 +408,23 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 	err = ru.step(ctx, "cutover", func(ctx context.Context) (string, error) {
 		var did []string
 		if next != "" {
+			// Yesterday's <db>_prev steps aside (dropped once the service is healthy) so
+			// that a failure up to here leaves staging exactly as it was.
+			var err error
+			if ru.hadPrev, err = db.Exists(ctx, prev); err != nil {
+				return "", err
+			}
+			if ru.hadPrev {
+				if err := db.Rename(ctx, prev, ru.r.old()); err != nil {
+					return "", err
+				}
+			}
 			if err := db.Swap(ctx, live, next, prev); err != nil {
+				if ru.hadPrev {
+					if rerr := db.Rename(ctx, ru.r.old(), prev); rerr != nil {
+						err = errors.Join(err, rerr)
+					}
+				}
 				return "", err
 			}
 			swapped = true
@@ -470,11 +482,21 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 				if err := db.Drop(ctx, next); err != nil {
 					ru.log.Warn("could not drop the rolled-back database; the next run will", "database", next, keyErr, redact(err.Error()))
 				}
+				if ru.hadPrev {
+					if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
+						return "", fmt.Errorf("database: %w", err)
+					}
+				}
 			} else {
 				if err := db.Drop(ctx, live); err != nil {
 					return "", fmt.Errorf("database: %w", err)
 				}
 				done = append(done, "dropped "+live+" (there was none before)")
+				if ru.hadPrev {
+					if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
+						return "", fmt.Errorf("database: %w", err)
+					}
+				}
 			}
 		} else {
 			ru.abandon(ctx, next)
@@ -499,7 +521,14 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 
 func (ru *run) prune(ctx context.Context) {
 	_ = ru.step(ctx, "prune", func(ctx context.Context) (string, error) {
-		return "", ru.r.cfg.Releases.Prune(ctx)
+		var did string
+		if ru.hadPrev {
+			if err := ru.r.cfg.Databases.Drop(ctx, ru.r.old()); err != nil {
+				return "", err
+			}
+			did = "dropped the database kept by the run before"
+		}
+		return did, ru.r.cfg.Releases.Prune(ctx)
 	})
 	if s := ru.rep.Steps[len(ru.rep.Steps)-1]; s.Status == "failed" {
 		// Pruning is housekeeping: it does not fail the rebuild.
@@ -520,6 +549,15 @@ func (ru *run) inplace(ctx context.Context) error {
 	if err := ru.clean(ctx); err != nil {
 		ru.rep.State = ru.untouched()
 		return err
+	}
+	// In place is for hosts without room for two copies: a <db>_prev kept by an earlier
+	// swap rebuild goes first.
+	if ok, err := ru.r.cfg.Databases.Exists(ctx, ru.r.prev()); err == nil && ok {
+		if err := ru.r.cfg.Databases.Drop(ctx, ru.r.prev()); err != nil {
+			ru.rep.State = ru.untouched()
+			return err
+		}
+		ru.note("dropped %s, kept by an earlier swap rebuild, to make room", ru.r.prev())
 	}
 	if err := ru.stop(ctx); err != nil {
 		return ru.inplaceFailed(ctx, err, false)

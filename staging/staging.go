@@ -27,10 +27,13 @@ const (
 	InPlace Strategy = "inplace"
 )
 
-// Databases is what the Rebuilder needs of the staging database server.
+// Databases is what the Rebuilder needs of the staging database server
+// (dbrestore.Server implements it).
 type Databases interface {
 	dbrestore.Restorer
 	dbrestore.Admin
+	// Rename renames a database, refusing protected names and the production server.
+	Rename(ctx context.Context, from, to string) error
 }
 
 // Flusher is implemented by notifiers that keep undelivered reports (notify's spool).
@@ -145,3 +148,7 @@ func New(cfg Config) (*Rebuilder, error) {
 
 func (r *Rebuilder) next() string { return r.cfg.Database + "_next" }
 func (r *Rebuilder) prev() string { return r.cfg.Database + "_prev" }
+
+// old names the previous run's <db>_prev while a cutover is under way; it is dropped
+// once the service is healthy, or renamed back by a rollback.
+func (r *Rebuilder) old() string { return r.cfg.Database + "_old" }

@@ -47,11 +47,11 @@ const productionData = `
 INSERT INTO person (name, email)
 	SELECT 'Person ' || i, 'person' || i || '@users.example.com' FROM generate_series(1, %[1]d) i;
 INSERT INTO bug (title, reporter, status)
-	SELECT 'Bug ' || i || ': something is broken', 1 + (i * 7919) %% %[1]d,
+	SELECT 'Bug ' || i || ': something is broken', 1 + (i::bigint * 7919) %% %[1]d,
 	       (ARRAY['New','Confirmed','Triaged','In Progress','Fix Released'])[1 + i %% 5]
 	FROM generate_series(1, %[2]d) i;
 INSERT INTO comment (bug, author, body)
-	SELECT 1 + i %% %[2]d, 1 + (i * 104729) %% %[1]d, 'Comment ' || i || repeat(' lorem ipsum', 5)
+	SELECT 1 + i %% %[2]d, 1 + (i::bigint * 104729) %% %[1]d, 'Comment ' || i || repeat(' lorem ipsum', 5)
 	FROM generate_series(1, %[2]d * 2) i;
 INSERT INTO session (id, person, expires)
 	SELECT md5(i::text), 1 + i %% %[1]d, now() + interval '1 day' FROM generate_series(1, 500) i;

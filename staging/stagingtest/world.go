@@ -67,7 +67,7 @@ const backupsDir = "backups"
 // NewWorld builds a world in opts.Dir: two servers, the production database with its
 // data at ProductionPatch, one backup, a code tree at CodePatch, a mail server and the
 // staging config file.
-func NewWorld(ctx context.Context, opts Options) (w *World, err error) {
+func NewWorld(ctx context.Context, opts Options) (_ *World, err error) {
 	if opts.Dir == "" || len(opts.App) == 0 {
 		return nil, errors.New("stagingtest: Options.Dir and Options.App are required")
 	}
@@ -81,7 +81,7 @@ func NewWorld(ctx context.Context, opts Options) (w *World, err error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	w = &World{Dir: opts.Dir, opts: opts, log: log, ProdDB: "bugs_prod", StagingDB: "bugs_staging"}
+	w := &World{Dir: opts.Dir, opts: opts, log: log, ProdDB: "bugs_prod", StagingDB: "bugs_staging"}
 	defer func() {
 		if err != nil {
 			w.Close()

@@ -1,0 +1,157 @@
+package cron_test
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/cron"
+)
+
+const head = `
+environment = "staging"
+lock_file   = "run/staging.lock"
+state_dir   = "state"
+`
+
+func writeConfig(t testing.TB, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "staging-cron.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadIssueExample(t *testing.T) {
+	path := writeConfig(t, `
+environment  = "staging"
+enabled      = true                    # false: no job runs at all
+lock_file    = "/run/restage/staging.lock"   # the rebuild's lock
+state_dir    = "/var/lib/restage/cron"
+control      = "/srv/www/cron.ini"     # optional: a path or an http(s) URL
+control_fail = "open"                  # or "closed"
+
+[notify]                               # as in DESIGN.md; topic defaults to "<environment>-cron"
+
+[[job]]
+name     = "expire-sessions"
+schedule = "*/5 * * * *"
+command  = ["/srv/staging/current/cronscripts/expire-sessions"]
+timeout  = "10m"
+env      = { LP_ENV = "staging" }
+dir      = "/srv/staging/current"     # working folder (default: the config file's folder)
+`)
+	cfg, err := cron.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := cfg.Jobs[0]
+	if cfg.Environment != "staging" || *cfg.Enabled != true || cfg.LockFile != "/run/restage/staging.lock" ||
+		cfg.Control != "/srv/www/cron.ini" || cfg.ControlFail != "open" || cfg.Dir != filepath.Dir(path) ||
+		j.Name != "expire-sessions" || j.Schedule != "*/5 * * * *" || j.Timeout.Duration != 10*time.Minute ||
+		j.Env["LP_ENV"] != "staging" || j.Dir != "/srv/staging/current" || len(j.Command) != 1 {
+		t.Fatalf("%+v", cfg)
+	}
+	r, err := cron.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Topic() != "staging-cron" {
+		t.Fatalf("topic %q", r.Topic())
+	}
+}
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	path := writeConfig(t, head+`
+[[job]]
+name = "where"
+schedule = "* * * * *"
+command = ["true"]
+dir = "work"
+`)
+	dir := filepath.Dir(path)
+	cfg, err := cron.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	if err := os.Mkdir(filepath.Join(dir, "work"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Jobs[0].Command = []string{exe, "cwd", filepath.Join(dir, "cwd")}
+	cfg.Jobs[0].Env = map[string]string{helperEnv: "1"}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	sum := runOnce(t, newRunner(t, cfg), at(0))
+	if outcomes(sum) != "where=ok" {
+		t.Fatalf("%s: %v", outcomes(sum), sum.Jobs[0].Err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "cwd")); string(data) != filepath.Join(dir, "work") {
+		t.Fatalf("ran in %q", data)
+	}
+	for _, p := range []string{"run/staging.lock", "state/state.json"} {
+		if !exists(filepath.Join(dir, p)) {
+			t.Errorf("%s not under the config's folder", p)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	job := func(s string) string { return head + "[[job]]\n" + s }
+	ok := "name = \"a\"\nschedule = \"* * * * *\"\ncommand = [\"true\"]\n"
+	for _, tc := range []struct{ name, text, want string }{
+		{"unknown top-level key", head + "enabled_jobs = 3\n", "unknown key enabled_jobs"},
+		{"unknown job key", job(ok + "comand = [\"x\"]\n"), "unknown key job.comand"},
+		{"bad timeout", job(ok + "timeout = \"ten minutes\"\n"), "ten minutes"},
+		{"bad enabled", head + "enabled = \"yes\"\n", "enabled"},
+		{"four fields", job("name = \"a\"\nschedule = \"*/5 * * *\"\ncommand = [\"true\"]\n"), `job "a": schedule "*/5 * * *"`},
+		{"bad minute", job("name = \"a\"\nschedule = \"61 * * * *\"\ncommand = [\"true\"]\n"), `job "a": schedule "61 * * * *"`},
+		{"every", job("name = \"a\"\nschedule = \"@every 5m\"\ncommand = [\"true\"]\n"), "@every is not supported"},
+		{"zone only", job("name = \"a\"\nschedule = \"CRON_TZ=UTC\"\ncommand = [\"true\"]\n"), `job "a": schedule`},
+		{"bad zone", job("name = \"a\"\nschedule = \"CRON_TZ=Nowhere/Else * * * * *\"\ncommand = [\"true\"]\n"), `job "a": schedule`},
+		{"duplicate", job(ok + "[[job]]\n" + ok), `job "a": duplicate job name`},
+		{"empty command", job("name = \"a\"\nschedule = \"* * * * *\"\ncommand = []\n"), `job "a": missing required key command`},
+		{"no command", job("name = \"a\"\nschedule = \"* * * * *\"\n"), `job "a": missing required key command`},
+		{"empty program", job("name = \"a\"\nschedule = \"* * * * *\"\ncommand = [\"\"]\n"), `job "a": command: empty program name`},
+		{"no name", job("schedule = \"* * * * *\"\ncommand = [\"true\"]\n"), "job[0]: missing required key name"},
+		{"bad name", job("name = \"a b\"\nschedule = \"* * * * *\"\ncommand = [\"true\"]\n"), `job "a b": bad name`},
+		{"DEFAULT", job("name = \"DEFAULT\"\nschedule = \"* * * * *\"\ncommand = [\"true\"]\n"), `job "DEFAULT": bad name`},
+		{"no schedule", job("name = \"a\"\ncommand = [\"true\"]\n"), `job "a": missing required key schedule`},
+		{"bad env", job(ok + "env = { \"A=B\" = \"x\" }\n"), `job "a": env: bad variable name`},
+		{"control_fail", head + "control_fail = \"maybe\"\n", `control_fail "maybe"`},
+		{"control scheme", head + "control = \"ftp://example.org/cron.ini\"\n", "control \"ftp://"},
+		{"no environment", "lock_file = \"l\"\nstate_dir = \"s\"\n", "missing required key environment"},
+		{"no lock_file", "environment = \"s\"\nstate_dir = \"s\"\n", "missing required key lock_file"},
+		{"no state_dir", "environment = \"s\"\nlock_file = \"l\"\n", "missing required key state_dir"},
+		{"syntax", head + "[[job]\n", "staging-cron.toml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := cron.Load(writeConfig(t, tc.text))
+			if !errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrConfig naming %q", err, tc.want)
+			}
+		})
+	}
+	// New validates too, before anything runs.
+	if _, err := cron.New(cron.Config{Environment: "s", LockFile: "l", StateDir: "s",
+		Jobs: []cron.Job{{Name: "a", Schedule: "* * *", Command: []string{"true"}}}}); !errors.Is(err, staging.ErrConfig) {
+		t.Fatalf("New: %v", err)
+	}
+}
+
+func TestScheduleTimeZone(t *testing.T) {
+	e := newEnv(t)
+	// 12:00 UTC is 13:00 in Paris (CET in November).
+	r := newRunner(t, e.config(
+		helperJob(t, "paris", "CRON_TZ=Europe/Paris 0 13 * * *", "append", e.path("a"), "run"),
+		helperJob(t, "utc-noon", "0 12 * * *", "append", e.path("b"), "run"),
+	))
+	if got := outcomes(runOnce(t, r, at(0))); got != "paris=ok utc-noon=ok" {
+		t.Fatalf("%s", got)
+	}
+}

@@ -1,0 +1,146 @@
+package cron_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/restage/restage/staging/cron"
+)
+
+func TestParseControl(t *testing.T) {
+	c, err := cron.ParseControl(strings.NewReader(`# Launchpad cron control
+; another comment
+[DEFAULT]
+enabled: True
+
+[expire-sessions]
+Enabled = FALSE
+other: ignored
+  continued
+
+[garbo-daily]
+enabled: on
+
+[garbo-hourly]
+owner: ops
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job, want := range map[string]bool{"expire-sessions": false, "garbo-daily": true, "garbo-hourly": true, "unlisted": true} {
+		if got := c.Enabled(job); got != want {
+			t.Errorf("Enabled(%q) = %v, want %v", job, got, want)
+		}
+	}
+	c, err = cron.ParseControl(strings.NewReader("[DEFAULT]\nenabled = 0\n[a]\nenabled = yes\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Enabled("a") || c.Enabled("b") {
+		t.Fatalf("per-job value must override [DEFAULT]: %+v", c)
+	}
+	var nilControl *cron.Control
+	if !nilControl.Enabled("a") {
+		t.Fatal("no control file: enabled")
+	}
+	for _, bad := range []string{
+		"enabled: True\n",                // before any section
+		"[a]\nenabled: maybe\n",          // not a boolean
+		"[a\nenabled: True\n",            // bad header
+		"[a]\njust words\n",              // no separator
+		"[a]\nenabled: True\n  False\n",  // enabled spanning lines
+		"  indented: first\n[a]\nx: y\n", // continuation without a key
+	} {
+		if _, err := cron.ParseControl(strings.NewReader(bad)); err == nil {
+			t.Errorf("ParseControl(%q): no error", bad)
+		}
+	}
+}
+
+func TestSetEnabled(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cron.ini")
+	// A missing file is created.
+	if err := cron.SetEnabled(path, "expire-sessions", false); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); string(data) != "[expire-sessions]\nenabled: False\n" {
+		t.Fatalf("new file:\n%s", data)
+	}
+	orig := `# keep this comment
+[DEFAULT]
+enabled = True
+
+[garbo]
+owner: ops
+enabled: False
+enabled: False
+; trailing comment
+[other]
+x: y`
+	if err := os.WriteFile(path, []byte(orig), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := cron.SetEnabled(path, "garbo", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := cron.SetEnabled(path, "other", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := cron.SetEnabled(path, "new-job", false); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	want := `# keep this comment
+[DEFAULT]
+enabled = True
+
+[garbo]
+owner: ops
+enabled: True
+; trailing comment
+[other]
+x: y
+enabled: False
+
+[new-job]
+enabled: False
+`
+	if string(data) != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", data, want)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640 kept", st.Mode().Perm())
+	}
+	c, err := cron.ReadControl(t.Context(), nil, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Enabled("garbo") || c.Enabled("other") || c.Enabled("new-job") || !c.Enabled("x") {
+		t.Fatalf("%+v", c)
+	}
+	// A file that does not parse is not rewritten.
+	if err := os.WriteFile(path, []byte("[a]\nenabled: perhaps\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cron.SetEnabled(path, "b", true); err == nil {
+		t.Fatal("edited an unparsable file")
+	}
+	if data, _ := os.ReadFile(path); string(data) != "[a]\nenabled: perhaps\n" {
+		t.Fatalf("file changed: %s", data)
+	}
+	for _, bad := range []string{"", "a]b", "a\nb", " a"} {
+		if err := cron.SetEnabled(path, bad, true); err == nil {
+			t.Errorf("SetEnabled(%q): no error", bad)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("files left: %v", entries)
+	}
+}
