@@ -624,7 +624,12 @@ func (s *session) version(ctx context.Context) (uint, bool, error) {
 func (s *session) stepError(ctx context.Context, mig Migration, folder *Folder, err error) error {
 	var lw *lockWaitError
 	if errors.As(err, &lw) {
-		return fmt.Errorf("schema: %s not started (database %s is clean at its previous version): %w", mig.Path, s.dbName, err)
+		prev := previous(folder, mig.Version)
+		at := "with no version"
+		if prev >= 0 {
+			at = fmt.Sprintf("at version %d", prev)
+		}
+		return fmt.Errorf("schema: %s not started (database %s is clean %s): %w", mig.Path, s.dbName, at, err)
 	}
 	var dirtyErr migrate.ErrDirty
 	if errors.As(err, &dirtyErr) {
