@@ -59,6 +59,8 @@ type Config struct {
 	// file's folder); "": the current folder. It is also the default working folder.
 	Dir string `toml:"-"`
 	// Notifier receives a report for every failed or timed-out job; nil: only logged.
+	// If it keeps undelivered reports (a Flush(ctx) error method, as notify's spool
+	// has), every run ends with a Flush, so that they go out once the target is back.
 	Notifier notify.Notifier `toml:"-"`
 	// Logger receives one line per job started, skipped or finished; nil: slog.Default().
 	Logger *slog.Logger `toml:"-"`

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,12 +117,13 @@ const (
 
 // Runner runs an environment's cron jobs. Create it with New.
 type Runner struct {
-	cfg     Config
-	log     *slog.Logger
-	jobs    []*job
-	topic   string
-	control string
-	running sync.WaitGroup
+	cfg      Config
+	log      *slog.Logger
+	jobs     []*job
+	topic    string
+	control  string
+	running  sync.WaitGroup
+	flushing atomic.Bool
 }
 
 type job struct {
@@ -202,7 +204,27 @@ func (r *Runner) RunOnce(ctx context.Context, now time.Time) (*Summary, error) {
 		}()
 	}
 	wg.Wait()
+	r.flush(ctx)
 	return sum, nil
+}
+
+// flusher is implemented by notifiers that keep undelivered reports (notify's spool).
+type flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// flush delivers the reports the Notifier kept from earlier runs, if it keeps any.
+func (r *Runner) flush(ctx context.Context) {
+	f, ok := r.cfg.Notifier.(flusher)
+	if !ok || !r.flushing.CompareAndSwap(false, true) {
+		return
+	}
+	defer r.flushing.Store(false)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := f.Flush(fctx); err != nil {
+		r.log.Warn("kept failure reports still not delivered", logKeyErr, err)
+	}
 }
 
 // Run is the daemon: it runs the due jobs at once and then at the start of every
@@ -224,6 +246,11 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.finish(ctx, s)
 			}()
 		}
+		r.running.Add(1)
+		go func() {
+			defer r.running.Done()
+			r.flush(ctx)
+		}()
 		next := now.Truncate(time.Minute).Add(time.Minute)
 		timer := time.NewTimer(max(next.Sub(r.cfg.Now()), 0) + 10*time.Millisecond)
 		select {

@@ -522,3 +522,25 @@ func TestCancelledRunStartsNothing(t *testing.T) {
 		t.Fatal("job ran")
 	}
 }
+
+// flushNotifier is a fake notifier that keeps reports, with a Flush.
+type flushNotifier struct {
+	notifierFunc
+	flush func(ctx context.Context) error
+}
+
+func (f flushNotifier) Flush(ctx context.Context) error { return f.flush(ctx) }
+
+func TestRunFlushesKeptReports(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(helperJob(t, "a", "* * * * *", "echo", "x"))
+	flushes := make(chan struct{}, 10)
+	cfg.Notifier = flushNotifier{notifierFunc: cfg.Notifier.(notifierFunc), flush: func(ctx context.Context) error {
+		flushes <- struct{}{}
+		return nil
+	}}
+	runOnce(t, newRunner(t, cfg), at(0))
+	if len(flushes) != 1 {
+		t.Fatalf("%d flushes, want 1", len(flushes))
+	}
+}
