@@ -345,11 +345,11 @@ func TestSIGTERMKillsJobAfterItsTimeout(t *testing.T) {
 
 func TestExitCode(t *testing.T) {
 	for err, want := range map[error]int{
-		nil:                                    0,
-		errUsage:                               2,
-		flag.ErrHelp:                           2,
-		fmt.Errorf("x: %w", staging.ErrConfig): 2,
-		errors.New("job failed"):               1,
+		nil:      0,
+		errUsage: 2,
+		fmt.Errorf("%w: %w", errUsage, flag.ErrHelp): 0,
+		fmt.Errorf("x: %w", staging.ErrConfig):       2,
+		errors.New("job failed"):                     1,
 	} {
 		if got := exitCode(err); got != want {
 			t.Errorf("exitCode(%v) = %d, want %d", err, got, want)
