@@ -37,4 +37,11 @@ type Notifier interface {
 // Errors callers test with errors.Is.
 var (
 	ErrSpooled = errors.New("report not delivered; spooled for the next run")
+	// ErrInvalidConfig wraps every configuration error; the message names the field.
+	ErrInvalidConfig = errors.New("invalid notify configuration")
+	// ErrInvalidMessage is returned for a nil message or one that cannot be spooled.
+	ErrInvalidMessage = errors.New("invalid report message")
+	// ErrCorruptSpoolFile is returned for a spool file that cannot be read back; the file is
+	// moved aside (renamed to *.corrupt), never deleted.
+	ErrCorruptSpoolFile = errors.New("corrupt spool file")
 )

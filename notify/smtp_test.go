@@ -1,0 +1,283 @@
+package notify_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/notify"
+)
+
+func newSMTP(t testing.TB, cfg notify.SMTPConfig) *notify.SMTP {
+	t.Helper()
+	if cfg.From == "" {
+		cfg.From = "Staging <staging@example.org>"
+	}
+	if cfg.To == nil {
+		cfg.To = []string{"error-reports@example.org", "ops@example.org"}
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = time.Minute
+	}
+	n, err := notify.NewSMTP(cfg)
+	if err != nil {
+		t.Fatalf("NewSMTP: %v", err)
+	}
+	return n
+}
+
+func smtpReports(srv *testSMTP) func(t testing.TB) []report {
+	return func(t testing.TB) []report {
+		var out []report
+		for _, m := range srv.Messages() {
+			out = append(out, parseMail(t, m.Data))
+		}
+		return out
+	}
+}
+
+func TestSMTPSuite(t *testing.T) {
+	testNotifier(t, func(t *testing.T) harness {
+		srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
+		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "s3cret-Pa55",
+			TLSConfig: &tls.Config{RootCAs: srv.CAPool}})
+		return harness{N: n, Received: smtpReports(srv), HasLog: true}
+	})
+}
+
+func TestSMTPEnvelopeHeadersBodyAttachment(t *testing.T) {
+	srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
+	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "s3cret-Pa55",
+		TLS: notify.TLSRequired, TLSConfig: &tls.Config{RootCAs: srv.CAPool}})
+	m := testMessage("2026-11-25-abc")
+	if err := n.Notify(t.Context(), m); err != nil {
+		t.Fatalf("Notify: %v", err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("server got %d messages, want 1", len(msgs))
+	}
+	got := msgs[0]
+	if got.From != "staging@example.org" {
+		t.Errorf("MAIL FROM %q", got.From)
+	}
+	if strings.Join(got.To, ",") != "error-reports@example.org,ops@example.org" {
+		t.Errorf("RCPT TO %q", got.To)
+	}
+	if !got.TLS {
+		t.Error("message was not sent over STARTTLS")
+	}
+	if got.AuthUser != "restage" {
+		t.Errorf("AUTH user %q, want restage", got.AuthUser)
+	}
+	hdr, err := mail.ReadMessage(bytes.NewReader(got.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"Keywords":              "staging-rebuild",
+		"X-Restage-Environment": "staging",
+		"X-Restage-Status":      "failed",
+		"X-Restage-Report-ID":   "2026-11-25-abc",
+		"Message-Id":            "<restage.2026-11-25-abc@example.org>",
+		"To":                    "<error-reports@example.org>, <ops@example.org>",
+	} {
+		if v := hdr.Header.Get(k); v != want {
+			t.Errorf("header %s = %q, want %q", k, v, want)
+		}
+	}
+	if from, err := hdr.Header.AddressList("From"); err != nil || from[0].Address != "staging@example.org" || from[0].Name != "Staging" {
+		t.Errorf("From %v %v", from, err)
+	}
+	if d, err := hdr.Header.Date(); err != nil || !d.Equal(m.Time) {
+		t.Errorf("Date %v %v, want %v", d, err, m.Time)
+	}
+	r := parseMail(t, got.Data)
+	if r.Subject != "[staging-rebuild] FAILED: staging rebuild failed at step restore" {
+		t.Errorf("subject %q", r.Subject)
+	}
+	if r.Body != m.Body {
+		t.Errorf("body %q", r.Body)
+	}
+	if r.LogName != "staging-20261125.log" || !bytes.Equal(r.Log, m.Log) {
+		t.Errorf("attachment %q %q", r.LogName, r.Log)
+	}
+}
+
+func TestSMTPOpportunisticSelfSignedWithoutAuth(t *testing.T) {
+	// A local MTA offering STARTTLS with a self-signed certificate still gets the report,
+	// encrypted (opportunistic security), when no password is at stake.
+	srv := startSMTP(t, smtpOptions{STARTTLS: true})
+	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
+	if err := n.Notify(t.Context(), testMessage("opp-1")); err != nil {
+		t.Fatalf("Notify: %v", err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 || !msgs[0].TLS {
+		t.Fatalf("got %d messages (TLS %v), want 1 over TLS", len(msgs), len(msgs) == 1 && msgs[0].TLS)
+	}
+}
+
+func TestSMTPPlainServer(t *testing.T) {
+	srv := startSMTP(t, smtpOptions{})
+	t.Run("opportunistic sends in clear", func(t *testing.T) {
+		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
+		if err := n.Notify(t.Context(), testMessage("plain-1")); err != nil {
+			t.Fatalf("Notify: %v", err)
+		}
+	})
+	t.Run("none", func(t *testing.T) {
+		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, TLS: notify.TLSNone})
+		if err := n.Notify(t.Context(), testMessage("plain-2")); err != nil {
+			t.Fatalf("Notify: %v", err)
+		}
+	})
+	t.Run("required fails", func(t *testing.T) {
+		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, TLS: notify.TLSRequired})
+		err := n.Notify(t.Context(), testMessage("plain-3"))
+		if err == nil || !strings.Contains(err.Error(), "STARTTLS") {
+			t.Fatalf("Notify = %v, want a STARTTLS error", err)
+		}
+	})
+	if got := len(srv.Messages()); got != 2 {
+		t.Errorf("server got %d messages, want 2", got)
+	}
+	for _, m := range srv.Messages() {
+		if m.TLS {
+			t.Error("TLS used against a server without STARTTLS")
+		}
+	}
+}
+
+func TestSMTPUntrustedCertificateWithAuth(t *testing.T) {
+	// With credentials the certificate must verify: the password is never handed to a
+	// server whose certificate we cannot check.
+	srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "hunter2-secret"})
+	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "hunter2-secret"})
+	err := n.Notify(t.Context(), testMessage("untrusted"))
+	if err == nil {
+		t.Fatal("Notify succeeded against an untrusted certificate")
+	}
+	if !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("error %q does not mention the certificate", err)
+	}
+	if len(srv.Messages()) != 0 {
+		t.Error("message delivered")
+	}
+	// Skipping verification is an explicit choice.
+	n = newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "hunter2-secret",
+		TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err := n.Notify(t.Context(), testMessage("skip-verify")); err != nil {
+		t.Fatalf("Notify with InsecureSkipVerify: %v", err)
+	}
+}
+
+func TestSMTPPasswordNeverShown(t *testing.T) {
+	const password = "Zq9-very-secret-pw"
+	srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "the-right-one"})
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: password,
+		TLSConfig: &tls.Config{RootCAs: srv.CAPool}, Logger: logger})
+	err := n.Notify(t.Context(), testMessage("badpw"))
+	if err == nil {
+		t.Fatal("Notify with a wrong password succeeded")
+	}
+	if srv.AuthFailures() != 1 {
+		t.Errorf("server saw %d AUTH failures, want 1", srv.AuthFailures())
+	}
+	if !strings.Contains(err.Error(), "AUTH") {
+		t.Errorf("error %q does not say AUTH failed", err)
+	}
+	// Server down, bad config: none of the messages may carry the password either.
+	down := newSMTP(t, notify.SMTPConfig{Addr: deadPort(t), Username: "restage", Password: password, Logger: logger})
+	errDown := down.Notify(t.Context(), testMessage("down"))
+	_, errCfg := notify.NewSMTP(notify.SMTPConfig{Addr: "127.0.0.1:25", From: "bad address", To: []string{"a@b"},
+		Username: "restage", Password: password})
+	sp, spErr := notify.NewSpool(t.TempDir(), down, logger)
+	if spErr != nil {
+		t.Fatal(spErr)
+	}
+	errSpool := sp.Notify(t.Context(), testMessage("spooled"))
+	for _, e := range []error{err, errDown, errCfg, errSpool} {
+		if e == nil {
+			t.Fatal("expected an error")
+		}
+		if strings.Contains(e.Error(), password) {
+			t.Errorf("password in error: %v", e)
+		}
+	}
+	if strings.Contains(logs.String(), password) {
+		t.Errorf("password in logs:\n%s", logs.String())
+	}
+	if s := n.String(); strings.Contains(s, password) {
+		t.Errorf("password in String(): %s", s)
+	}
+}
+
+func TestSMTPServerDown(t *testing.T) {
+	n := newSMTP(t, notify.SMTPConfig{Addr: deadPort(t)})
+	err := n.Notify(t.Context(), testMessage("down"))
+	if err == nil {
+		t.Fatal("Notify to a closed port succeeded")
+	}
+	if !strings.Contains(err.Error(), "smtp 127.0.0.1:") {
+		t.Errorf("error %q does not name the server", err)
+	}
+}
+
+func TestSMTPRecipientRejected(t *testing.T) {
+	srv := startSMTP(t, smtpOptions{RejectRcpts: true})
+	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
+	err := n.Notify(t.Context(), testMessage("rejected"))
+	if err == nil || !strings.Contains(err.Error(), "550") {
+		t.Fatalf("Notify = %v, want the 550 answer", err)
+	}
+}
+
+func TestNewSMTPValidation(t *testing.T) {
+	ok := notify.SMTPConfig{Addr: "127.0.0.1:25", From: "staging@example.org", To: []string{"ops@example.org"}}
+	cases := []struct {
+		name  string
+		edit  func(*notify.SMTPConfig)
+		field string
+	}{
+		{"no addr", func(c *notify.SMTPConfig) { c.Addr = "" }, "Addr"},
+		{"bad port", func(c *notify.SMTPConfig) { c.Addr = "mail:smtp" }, "Addr"},
+		{"port range", func(c *notify.SMTPConfig) { c.Addr = "mail:70000" }, "Addr"},
+		{"no from", func(c *notify.SMTPConfig) { c.From = "" }, "From"},
+		{"bad from", func(c *notify.SMTPConfig) { c.From = "not an address" }, "From"},
+		{"no to", func(c *notify.SMTPConfig) { c.To = nil }, "To"},
+		{"bad to", func(c *notify.SMTPConfig) { c.To = []string{"ops@example.org", "bogus"} }, "To[1]"},
+		{"password without user", func(c *notify.SMTPConfig) { c.Password = "x" }, "Password"},
+		{"bad tls", func(c *notify.SMTPConfig) { c.TLS = "sometimes" }, "TLS"},
+		{"negative timeout", func(c *notify.SMTPConfig) { c.Timeout = -time.Second }, "Timeout"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ok
+			cfg.To = append([]string(nil), ok.To...)
+			tc.edit(&cfg)
+			_, err := notify.NewSMTP(cfg)
+			if !errors.Is(err, notify.ErrInvalidConfig) {
+				t.Fatalf("NewSMTP = %v, want ErrInvalidConfig", err)
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error %q does not name %s", err, tc.field)
+			}
+		})
+	}
+	if _, err := notify.NewSMTP(ok); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	noPort := ok
+	noPort.Addr = "mail.example.org"
+	if _, err := notify.NewSMTP(noPort); err != nil {
+		t.Fatalf("host without port: %v", err)
+	}
+}
