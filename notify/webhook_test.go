@@ -1,0 +1,170 @@
+package notify_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/notify"
+)
+
+func newWebhook(t testing.TB, cfg notify.WebhookConfig) *notify.Webhook {
+	t.Helper()
+	n, err := notify.NewWebhook(cfg)
+	if err != nil {
+		t.Fatalf("NewWebhook: %v", err)
+	}
+	return n
+}
+
+func TestWebhookSuite(t *testing.T) {
+	testNotifier(t, func(t *testing.T) harness {
+		ws := startWebhook(t)
+		return harness{N: newWebhook(t, notify.WebhookConfig{URL: ws.URL + "/hooks/abc"}), Received: ws.reports}
+	})
+}
+
+func TestWebhookPayloadAndHeaders(t *testing.T) {
+	ws := startWebhook(t)
+	n := newWebhook(t, notify.WebhookConfig{URL: ws.URL + "/hooks/abc",
+		Headers: http.Header{"Authorization": {"Bearer tok-123"}}})
+	m := testMessage("wh-1")
+	if err := n.Notify(t.Context(), m); err != nil {
+		t.Fatalf("Notify: %v", err)
+	}
+	ps := ws.Payloads()
+	if len(ps) != 1 {
+		t.Fatalf("got %d payloads", len(ps))
+	}
+	p := ps[0]
+	if !strings.HasPrefix(p.Text, "[staging-rebuild] FAILED: staging rebuild failed at step restore\n\n") ||
+		!strings.Contains(p.Text, "pg_restore exited 1") {
+		t.Errorf("text %q", p.Text)
+	}
+	if p.ID != "wh-1" || p.Environment != "staging" || p.Topic != "staging-rebuild" ||
+		p.Status != notify.StatusFailed || p.Body != m.Body || !p.Time.Equal(m.Time) {
+		t.Errorf("payload %+v", p)
+	}
+	if p.LogName != m.LogName || p.LogBytes != len(m.Log) {
+		t.Errorf("log fields %q %d", p.LogName, p.LogBytes)
+	}
+	h := ws.headers[0]
+	if h.Get("Authorization") != "Bearer tok-123" || h.Get("Idempotency-Key") != "wh-1" {
+		t.Errorf("headers %v", h)
+	}
+}
+
+func TestWebhookLongBodyTruncatedInText(t *testing.T) {
+	ws := startWebhook(t)
+	n := newWebhook(t, notify.WebhookConfig{URL: ws.URL})
+	m := testMessage("long")
+	m.Body = strings.Repeat("ü", 10000)
+	if err := n.Notify(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	p := ws.Payloads()[0]
+	if len([]rune(p.Text)) > 4100 || !strings.HasSuffix(p.Text, "(truncated)") {
+		t.Errorf("text has %d runes", len([]rune(p.Text)))
+	}
+	if p.Body != m.Body {
+		t.Error("body field truncated")
+	}
+}
+
+func TestWebhookNon2xx(t *testing.T) {
+	ws := startWebhook(t)
+	ws.set(http.StatusInternalServerError, "database on fire\nsecond line "+strings.Repeat("x", 2000))
+	n := newWebhook(t, notify.WebhookConfig{URL: ws.URL + "/hooks/T000/B000/XXXXsecretXXXX"})
+	err := n.Notify(t.Context(), testMessage("fail"))
+	var se *notify.WebhookStatusError
+	if !errors.As(err, &se) {
+		t.Fatalf("Notify = %v, want *WebhookStatusError", err)
+	}
+	if se.StatusCode != 500 || !strings.Contains(err.Error(), "500 Internal Server Error") ||
+		!strings.Contains(err.Error(), "database on fire second line") {
+		t.Errorf("error %q", err)
+	}
+	if len(se.Excerpt) > 600 {
+		t.Errorf("excerpt of %d bytes", len(se.Excerpt))
+	}
+	if strings.Contains(err.Error(), "XXXXsecretXXXX") {
+		t.Errorf("token in error: %v", err)
+	}
+	ws.set(http.StatusNoContent, "")
+	if err := n.Notify(t.Context(), testMessage("ok")); err != nil {
+		t.Fatalf("204: %v", err)
+	}
+}
+
+func TestWebhookCredentialsRedacted(t *testing.T) {
+	u := "http://user:pa55word@" + strings.TrimPrefix(deadURL(t), "http://") + "/hooks/tok-secret?token=qsecret"
+	n := newWebhook(t, notify.WebhookConfig{URL: u, Timeout: time.Minute})
+	err := n.Notify(t.Context(), testMessage("down"))
+	if err == nil {
+		t.Fatal("Notify to a closed port succeeded")
+	}
+	for _, s := range []string{"pa55word", "tok-secret", "qsecret", "user:"} {
+		if strings.Contains(err.Error(), s) || strings.Contains(n.String(), s) {
+			t.Errorf("%q shown: %v / %s", s, err, n.String())
+		}
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Errorf("error %q does not name the host", err)
+	}
+}
+
+func TestWebhookTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	n := newWebhook(t, notify.WebhookConfig{URL: srv.URL, Timeout: 200 * time.Millisecond})
+	err := n.Notify(t.Context(), testMessage("slow"))
+	if err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("Notify = %v, want a deadline error", err)
+	}
+}
+
+func TestNewWebhookValidation(t *testing.T) {
+	for _, u := range []string{"", "ftp://example.org/x", "example.org/hook", "http://", "http://a b/%zz"} {
+		_, err := notify.NewWebhook(notify.WebhookConfig{URL: u})
+		if !errors.Is(err, notify.ErrInvalidConfig) || !strings.Contains(err.Error(), "URL") {
+			t.Errorf("NewWebhook(%q) = %v, want ErrInvalidConfig naming URL", u, err)
+		}
+	}
+	_, err := notify.NewWebhook(notify.WebhookConfig{URL: "http://x:secretpw@example.org:99999/"})
+	if err != nil && strings.Contains(err.Error(), "secretpw") {
+		t.Errorf("password in error %v", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://hooks.slack.com/services/T0/B0/XYZ": "https://hooks.slack.com/services/xxxxx",
+		"https://u:p@chat.example.org/hooks/abc?x=1": "https://xxxxx@chat.example.org/hooks/xxxxx?x=xxxxx",
+		"http://127.0.0.1:8080/notify":               "http://127.0.0.1:8080/notify",
+	} {
+		u, err := url.Parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := notify.RedactURL(u); got != want {
+			t.Errorf("RedactURL(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// deadURL returns an http URL of a loopback port nothing listens on.
+func deadURL(t testing.TB) string {
+	t.Helper()
+	return "http://" + deadPort(t)
+}
