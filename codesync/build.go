@@ -55,8 +55,11 @@ func (s *SymlinkSyncer) Build(ctx context.Context, src Source) (_ *Release, err 
 		return nil, fmt.Errorf("codesync: source %s: %w", tree.Revision, err)
 	}
 	srcDir, err := filepath.Abs(tree.Dir)
+	if err == nil {
+		srcDir, err = filepath.EvalSymlinks(srcDir) // copy the folder, not a link to it
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("codesync: source %s: %w", tree.Revision, err)
 	}
 	list, err := s.List(ctx)
 	if err != nil {

@@ -228,8 +228,8 @@ func (s *GitSource) Open(ctx context.Context) (tree *Tree, err error) {
 	gitDir := s.Repo
 	if !local {
 		gitDir = filepath.Join(tmp, "repo.git")
-		if _, err := s.git(ctx, nil, "clone", "--bare", "--quiet", "--", s.Repo, gitDir); err != nil {
-			return nil, s.remoteErr(err)
+		if err := s.fetch(ctx, gitDir); err != nil {
+			return nil, err
 		}
 	}
 	commit, err := s.resolve(ctx, gitDir)
@@ -249,6 +249,43 @@ func (s *GitSource) Open(ctx context.Context) (tree *Tree, err error) {
 		}
 	}
 	return &Tree{Dir: dir, Revision: s.revision(commit), Close: cleanup}, nil
+}
+
+// fetch copies what Ref needs of a remote repository into the bare repository gitDir:
+// only the tip of a branch or tag (a shallow clone), the commit alone when the server lets
+// us fetch it by id, else the whole repository.
+func (s *GitSource) fetch(ctx context.Context, gitDir string) error {
+	ref := s.ref()
+	if !isCommitID(ref) {
+		args := []string{"clone", "--bare", "--quiet", "--depth=1"}
+		if ref != "HEAD" {
+			args = append(args, "--branch="+ref)
+		}
+		_, err := s.git(ctx, nil, append(args, "--", s.Repo, gitDir)...)
+		var ce *CommandError
+		if errors.As(err, &ce) && strings.Contains(ce.Stderr, "not found in upstream") {
+			return s.errorf("%w (a remote ref must be a branch, a tag or a full commit id)", ErrNoRevision)
+		}
+		if err != nil {
+			return s.remoteErr(err)
+		}
+		return nil
+	}
+	if _, err := s.git(ctx, nil, "init", "--bare", "--quiet", gitDir); err != nil {
+		return s.errorf("%w", err)
+	}
+	if _, err := s.git(ctx, nil, "-C", gitDir, "fetch", "--quiet", "--depth=1", "--", s.Repo, ref); err == nil {
+		return nil
+	} else if ctx.Err() != nil {
+		return s.errorf("%w", ctx.Err())
+	}
+	if err := removeTree(gitDir); err != nil {
+		return s.errorf("%w", err)
+	}
+	if _, err := s.git(ctx, nil, "clone", "--bare", "--quiet", "--", s.Repo, gitDir); err != nil {
+		return s.remoteErr(err)
+	}
+	return nil
 }
 
 // export runs `git archive` and unpacks its tar stream into dir.

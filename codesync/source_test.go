@@ -148,6 +148,7 @@ func TestGitSourceBadInput(t *testing.T) {
 		{file, "main", ErrNotDir},
 		{"file://" + filepath.Join(notRepo, "missing"), "main", ErrNoSource},
 		{g.dir, "--upload-pack=evil", ErrNoRevision},
+		{"file://" + g.dir, "abcdef0", ErrNoRevision}, // remote refs: no short ids
 	} {
 		tmp := t.TempDir()
 		src := &GitSource{Repo: tc.repo, Ref: tc.ref, TempDir: tmp}

@@ -174,6 +174,7 @@ func New(cfg Config) (*SymlinkSyncer, error) {
 		}
 		s.exclude = append(s.exclude, pat)
 	}
+	overlay := make(map[string]string, len(cfg.Overlay))
 	for rel, file := range cfg.Overlay {
 		if !filepath.IsLocal(rel) || filepath.Clean(rel) != rel || rel == MetadataFile {
 			return nil, fmt.Errorf("codesync: %w: overlay path %q must be a clean path inside the release", ErrConfig, rel)
@@ -185,7 +186,11 @@ func New(cfg Config) (*SymlinkSyncer, error) {
 		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("codesync: %w: overlay for %s: %s is not a regular file", ErrConfig, rel, file)
 		}
+		if overlay[rel], err = filepath.Abs(file); err != nil {
+			return nil, fmt.Errorf("codesync: %w: overlay for %s: %w", ErrConfig, rel, err)
+		}
 	}
+	s.cfg.Overlay = overlay
 	return s, nil
 }
 
@@ -373,6 +378,11 @@ func (s *SymlinkSyncer) Activate(ctx context.Context, r *Release) (*Release, err
 	for _, x := range list {
 		if x.State == StateActive {
 			previous = x
+		}
+	}
+	if previous == nil {
+		if target, err := os.Readlink(s.current); err == nil {
+			s.log.Warn("codesync: current pointed at no release of ours", logPath, s.current, logTarget, target)
 		}
 	}
 	if err := s.point(r.Dir); err != nil {

@@ -70,6 +70,18 @@ func TestBuildCopiesTree(t *testing.T) {
 	if _, err := s.Current(t.Context()); !errors.Is(err, ErrNoRelease) {
 		t.Errorf("Current before activation: %v", err)
 	}
+
+	// A source given as a symlink to the folder: the folder is copied.
+	link := filepath.Join(t.TempDir(), "build")
+	os.Symlink(src, link)
+	r2 := build(t, s, dirSource(t, link))
+	if fi, err := os.Lstat(r2.Dir); err != nil || !fi.IsDir() {
+		t.Fatalf("release from a linked source: %v %v", fi, err)
+	}
+	compareTrees(t, src, r2.Dir, ".git", "cache.pyc", "build/tmp")
+	if r2.Linked != 6 {
+		t.Errorf("release from the same tree: %d linked, want 6", r2.Linked)
+	}
 }
 
 func TestBuildHardLinksUnchangedFiles(t *testing.T) {
