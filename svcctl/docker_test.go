@@ -218,7 +218,11 @@ func TestDockerStartHealthyUnhealthy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = StartHealthy(t.Context(), d, HTTPCheck{URL: "http://" + addr + "/fail", Timeout: 3 * time.Second})
+	if err := d.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	requireServing(t, "http://"+addr+"/health") // so the last answer is surely the 503
+	err = StartHealthy(t.Context(), d, HTTPCheck{URL: "http://" + addr + "/fail", Timeout: 2 * time.Second})
 	requireIs(t, err, ErrUnhealthy)
 	requireErrorContains(t, err, "503", "database is still starting up")
 	requireState(t, d, StateRunning) // left for the caller to stop or roll back

@@ -20,8 +20,9 @@ import (
 
 // fakeUnit describes a unit of the fake systemd.
 type fakeUnit struct {
-	Command []string
-	Env     []string
+	Command   []string
+	Env       []string
+	StartWait time.Duration // 0: 300ms
 }
 
 // fakeSystemd is the fake's folder.
@@ -111,9 +112,12 @@ func fakeUnitProcess(dir, unit string) (p *Process, ok bool, err error) {
 	if err := json.Unmarshal(b, &u); err != nil {
 		return nil, false, err
 	}
+	if u.StartWait == 0 {
+		u.StartWait = 300 * time.Millisecond
+	}
 	p, err = NewProcess(ProcessConfig{
 		Command: u.Command, Env: u.Env, Pidfile: filepath.Join(dir, "units", unit+".pid"),
-		StartWait: 300 * time.Millisecond, StopTimeout: 5 * time.Second,
+		StartWait: u.StartWait, StopTimeout: 5 * time.Second,
 	})
 	return p, err == nil, err
 }

@@ -36,7 +36,7 @@ func TestHTTPCheckNeverHealthy(t *testing.T) {
 		http.Error(w, "database   is\n\tstill starting up "+long, http.StatusBadGateway)
 	}))
 	defer srv.Close()
-	err := (HTTPCheck{URL: srv.URL + "/+health", Timeout: time.Second}).Wait(t.Context())
+	err := (HTTPCheck{URL: srv.URL + "/+health", Timeout: 3 * time.Second}).Wait(t.Context())
 	requireIs(t, err, ErrUnhealthy)
 	requireErrorContains(t, err, srv.URL+"/+health", "502 Bad Gateway", "database is still starting up")
 	if len(err.Error()) > 600 {

@@ -268,6 +268,9 @@ func (p *Process) resolve() (string, error) {
 func (p *Process) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("svcctl: process: start: %w", err)
+	}
 	if err := p.checkDirs(); err != nil {
 		return err
 	}

@@ -175,6 +175,20 @@ func TestProcessOutlivesStarter(t *testing.T) {
 		t.Fatalf("starter printed %q", out)
 	}
 
+	// The pidfile's first line is the pid alone (pkill -F, start-stop-daemon), then the
+	// start time from /proc/<pid>/stat.
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	if lines[0] != strconv.Itoa(pid) || len(lines) < 3 {
+		t.Fatalf("pidfile %q, want pid %d on the first line, start time on the second", b, pid)
+	}
+	if pst, err := readProcStat(pid); err != nil || lines[1] != strconv.FormatUint(pst.startTime, 10) {
+		t.Fatalf("pidfile %q: start time does not match /proc (%+v, %v)", b, pst, err)
+	}
+
 	p, err := NewProcess(ProcessConfig{Command: []string{testBinary(t), "http", addr}, Pidfile: pidfile})
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +328,11 @@ func TestProcessStartHealthy(t *testing.T) {
 		t.Parallel()
 		tag, addr := newTag(t), freeAddr(t)
 		p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "http", addr}, StartWait: 200 * time.Millisecond})
-		err := StartHealthy(t.Context(), p, HTTPCheck{URL: "http://" + addr + "/fail", Timeout: 3 * time.Second})
+		if err := p.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		requireServing(t, "http://"+addr+"/health") // so the last answer is surely the 503
+		err := StartHealthy(t.Context(), p, HTTPCheck{URL: "http://" + addr + "/fail", Timeout: 2 * time.Second})
 		requireIs(t, err, ErrUnhealthy)
 		requireErrorContains(t, err, "/fail", "503", "database is still starting up")
 		requireState(t, p, StateRunning) // left for the caller to stop or roll back

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSystemdOnPATH uses the default program names, found on PATH.
@@ -35,7 +36,7 @@ func TestSystemdFailure(t *testing.T) {
 	t.Parallel()
 	tag := newTag(t)
 	f := newFakeSystemd(t)
-	f.addUnit(t, "broken.service", fakeUnit{Command: []string{testBinary(t), "exit"}, Env: serviceEnv(tag)})
+	f.addUnit(t, "broken.service", fakeUnit{Command: []string{testBinary(t), "exit"}, Env: serviceEnv(tag), StartWait: time.Minute})
 	s, err := NewSystemd(SystemdConfig{Unit: "broken.service", Systemctl: filepath.Join(f.bin(), "systemctl"), Journalctl: filepath.Join(f.bin(), "journalctl")})
 	if err != nil {
 		t.Fatal(err)
