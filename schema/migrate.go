@@ -393,6 +393,7 @@ type MigrationError struct {
 	Err error
 }
 
+// Error names the file, the position and PostgreSQL's message, and says what to do.
 func (e *MigrationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "schema: migration %s failed", e.Migration.Path)
