@@ -5,4 +5,22 @@
 // overlay files (staging's robots.txt), renames it to releases/<id> when complete, and
 // switches the `current` symlink to it with a rename, so `current` is never missing or
 // half-written. It rolls back to the previous good release and prunes old ones.
+//
+// Usage:
+//
+//	releases, err := codesync.New(codesync.Config{
+//		Releases: "/srv/staging/releases",
+//		Current:  "/srv/staging/current",
+//		Exclude:  []string{".git"},
+//		Overlay:  map[string]string{"robots.txt": "/etc/restage/robots-staging.txt"},
+//	})
+//	src := &codesync.GitSource{Repo: "/srv/build/launchpad", Ref: "main"}
+//	r, err := releases.Build(ctx, src)         // releases/<id>, current untouched
+//	previous, err := releases.Activate(ctx, r) // current -> releases/<id>
+//	back, err := releases.Rollback(ctx)        // r failed; current -> previous good one
+//	err = releases.Prune(ctx)                  // keep 3 good ones (failed ones go first)
+//
+// Each release holds a metadata file (MetadataFile, JSON: id, revision, created, state,
+// file counts) in its root. Hard-linked files share their inode with older releases: the
+// code tree must be treated as read-only by the program it contains (or set NoHardLinks).
 package codesync
