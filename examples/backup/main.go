@@ -1,0 +1,108 @@
+// Command backup is the production side of restage: it backs up one PostgreSQL database
+// with pg_dump into a folder and writes the JSON manifest restage's catalog trusts, both
+// under temporary names renamed into place, then keeps the newest -keep backups.
+//
+//	backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC]
+//
+// Give the password through PGPASSWORD or ~/.pgpass rather than in -dsn, which other users
+// of the machine can read in the process list; it never reaches pg_dump's command line,
+// logs or messages either way.
+//
+// Exit status: 0 a complete backup was written (and old ones pruned); 1 it was not (the
+// message says why; no partial backup is left), or pruning failed; 2 usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/restage/restage/dbrestore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "backup:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "backup:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// run parses args, takes the backup and prints where it is.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		opts    dbrestore.DumpOptions
+		format  string
+		binDir  string
+		verbose bool
+	)
+	fs.StringVar(&opts.DSN, "dsn", "", "database to back up (postgres:// URL or key=value; password better in PGPASSWORD)")
+	fs.StringVar(&opts.Dir, "dir", "", "existing folder for the dump and its manifest")
+	fs.IntVar(&opts.Jobs, "jobs", 1, "parallel pg_dump jobs (more than 1 uses the directory format)")
+	fs.IntVar(&opts.Keep, "keep", 0, "keep the newest N backups of this database (0: keep all)")
+	fs.BoolVar(&opts.Counts, "counts", false, "record exact per-table row counts from the dump's snapshot")
+	fs.StringVar(&format, "format", "", "custom or directory (default: custom, directory with -jobs > 1)")
+	fs.StringVar(&opts.Compress, "compress", "", "pg_dump --compress value (default: pg_dump's)")
+	fs.StringVar(&binDir, "bindir", "", "folder holding pg_dump (default: PATH, then the newest /usr/lib/postgresql/*/bin)")
+	fs.BoolVar(&verbose, "v", false, "log progress")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	case opts.DSN == "":
+		return fmt.Errorf("%w: -dsn is required", errUsage)
+	case opts.Dir == "":
+		return fmt.Errorf("%w: -dir is required", errUsage)
+	case opts.Jobs < 1 || opts.Keep < 0:
+		return fmt.Errorf("%w: -jobs must be at least 1 and -keep not negative", errUsage)
+	}
+	opts.Format = dbrestore.Format(format)
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	cfg := dbrestore.Config{BinDir: binDir, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+	start := time.Now()
+	b, err := dbrestore.Dump(ctx, cfg, opts)
+	if err != nil && b == nil {
+		return fmt.Errorf("no backup written: %w", err)
+	}
+	m := b.Manifest
+	fmt.Fprintf(stdout, "backup of %s complete in %s\n  dump:     %s (%s, %d bytes)\n  manifest: %s\n  sha256:   %s\n",
+		m.Database, time.Since(start).Round(time.Millisecond), b.Path, m.Format, m.Size, b.ManifestPath, m.SHA256)
+	if len(m.RowCounts) > 0 {
+		fmt.Fprintf(stdout, "  tables counted: %d\n", len(m.RowCounts))
+	}
+	if err != nil {
+		return fmt.Errorf("backup written, but removing old backups failed: %w", err)
+	}
+	return nil
+}

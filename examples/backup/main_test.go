@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// buildBackup builds the command into a temporary folder.
+func buildBackup(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "backup")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func runBackup(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+func TestBackupCommand(t *testing.T) {
+	pgtest.Require(t)
+	prod := pgtest.Shared(t, "production")
+	db := prod.Database(t)
+	prod.Exec(t, db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 123)")
+	bin := buildBackup(t)
+	dir := t.TempDir()
+
+	for i := range 3 {
+		code, out, errOut := runBackup(t, bin, nil, "-dsn", prod.DSN(db), "-dir", dir, "-keep", "2", "-counts")
+		if code != 0 {
+			t.Fatalf("run %d: exit %d\n%s%s", i, code, out, errOut)
+		}
+		if !strings.Contains(out, "backup of "+db+" complete") {
+			t.Fatalf("output:\n%s", out)
+		}
+	}
+	manifests, _ := filepath.Glob(filepath.Join(dir, "*.manifest.json"))
+	dumps, _ := filepath.Glob(filepath.Join(dir, "*.dump"))
+	if len(manifests) != 2 || len(dumps) != 2 {
+		t.Fatalf("-keep 2 left %d manifests and %d dumps", len(manifests), len(dumps))
+	}
+	data, _ := os.ReadFile(manifests[0])
+	var m dbrestore.Manifest
+	if err := json.Unmarshal(data, &m); err != nil || m.RowCounts["public.t"] != 123 || m.SystemIdentifier != prod.SystemIdentifier(t) {
+		t.Fatalf("manifest %v: %s", err, data)
+	}
+	cat, err := dbrestore.NewCatalog(dir, dbrestore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cat.Wait(context.Background(), dbrestore.WaitOptions{Database: db, MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.Verify(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+
+	// Directory format with parallel jobs.
+	pdir := t.TempDir()
+	if code, out, errOut := runBackup(t, bin, nil, "-dsn", prod.DSN(db), "-dir", pdir, "-jobs", "2"); code != 0 || !strings.Contains(out, "directory") {
+		t.Fatalf("-jobs 2: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestBackupCommandFailures(t *testing.T) {
+	pgtest.Require(t)
+	prod := pgtest.Shared(t, "production")
+	db := prod.Database(t)
+	bin := buildBackup(t)
+	dir := t.TempDir()
+
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no args", nil, 2, "-dsn is required"},
+		{"no dir", []string{"-dsn", prod.DSN(db)}, 2, "-dir is required"},
+		{"bad flag", []string{"-frobnicate"}, 2, "frobnicate"},
+		{"missing folder", []string{"-dsn", prod.DSN(db), "-dir", filepath.Join(dir, "nope")}, 1, "no such file or directory"},
+		{"missing database", []string{"-dsn", prod.DSN("no_such_db"), "-dir", dir}, 1, `database "no_such_db" does not exist`},
+		{"password stays secret", []string{"-v", "-dsn", strings.Replace(prod.DSN("no_such_db"), "postgres@", "postgres:Hunter2Secret@", 1), "-dir", dir}, 1, "no backup written"},
+	}
+	for _, c := range cases {
+		code, out, errOut := runBackup(t, bin, nil, c.args...)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d mentioning %q", c.name, code, errOut, c.code, c.want)
+		}
+		if strings.Contains(out+errOut, "Hunter2Secret") {
+			t.Errorf("%s: password printed:\n%s%s", c.name, out, errOut)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("failed backups left %d entries", len(entries))
+	}
+	if code, _, _ := runBackup(t, bin, nil, "-h"); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+}
