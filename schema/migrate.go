@@ -22,16 +22,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// More errors callers test with errors.Is.
-var (
-	// ErrMigrationFailed marks a migration that PostgreSQL rejected or that was interrupted;
-	// the error is a *MigrationError.
-	ErrMigrationFailed = errors.New("migration failed")
-	// ErrLockTimeout reports that golang-migrate's advisory lock on the database was held
-	// by someone else for longer than Config.LockTimeout.
-	ErrLockTimeout = errors.New("timed out waiting for the migration lock")
-)
-
 // Log keys used by MigrateUpgrader.
 const (
 	LogKeyVersion  = "version"

@@ -58,4 +58,10 @@ var (
 	ErrAhead      = errors.New("database is ahead of the code")
 	ErrMismatch   = errors.New("database patch level does not match the code")
 	ErrMigrations = errors.New("bad migrations folder")
+	// ErrMigrationFailed marks a migration that PostgreSQL rejected or that was interrupted;
+	// the error is a *MigrationError.
+	ErrMigrationFailed = errors.New("migration failed")
+	// ErrLockTimeout reports that golang-migrate's advisory lock on the database was held
+	// by someone else for longer than Config.LockTimeout.
+	ErrLockTimeout = errors.New("timed out waiting for the migration lock")
 )
