@@ -44,9 +44,19 @@ type testSMTP struct {
 	msgs     []received
 	authFail int
 	srv      *smtp.Server
+	stop     func()
 }
 
+// Stop shuts the server down (the port is closed: a server that is down).
+func (ts *testSMTP) Stop() { ts.stop() }
+
 func startSMTP(t testing.TB, opt smtpOptions) *testSMTP {
+	t.Helper()
+	return startSMTPAt(t, "127.0.0.1:0", opt)
+}
+
+// startSMTPAt starts the server on addr (e.g. the address of a server that was stopped).
+func startSMTPAt(t testing.TB, addr string, opt smtpOptions) *testSMTP {
 	t.Helper()
 	ts := &testSMTP{}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -61,7 +71,7 @@ func startSMTP(t testing.TB, opt smtpOptions) *testSMTP {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 		ts.CAPool = pool
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +82,15 @@ func startSMTP(t testing.TB, opt smtpOptions) *testSMTP {
 		defer close(done)
 		_ = srv.Serve(l)
 	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		_ = l.Close() // Close misses the listener if Serve has not registered it yet
-		<-done
-	})
+	var once sync.Once
+	ts.stop = func() {
+		once.Do(func() {
+			_ = srv.Close()
+			_ = l.Close() // Close misses the listener if Serve has not registered it yet
+			<-done
+		})
+	}
+	t.Cleanup(ts.Stop)
 	return ts
 }
 

@@ -1,0 +1,420 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/restage/restage/notify"
+)
+
+func newSpool(t testing.TB, dir string, next notify.Notifier) *notify.Spool {
+	t.Helper()
+	s, err := notify.NewSpool(dir, next, nil)
+	if err != nil {
+		t.Fatalf("NewSpool: %v", err)
+	}
+	return s
+}
+
+// reportIDs returns the X-Restage-Report-ID of every message the server accepted, in order.
+func reportIDs(t testing.TB, srv *testSMTP) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range srv.Messages() {
+		msg, err := mail.ReadMessage(strings.NewReader(string(m.Data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, msg.Header.Get("X-Restage-Report-ID"))
+	}
+	return ids
+}
+
+func pendingIDs(t testing.TB, s *notify.Spool) []string {
+	t.Helper()
+	ms, err := s.Pending()
+	if err != nil {
+		t.Fatalf("Pending: %v", err)
+	}
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+// dirNames lists a folder.
+func dirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+func TestSpoolSuite(t *testing.T) {
+	testNotifier(t, func(t *testing.T) harness {
+		srv := startSMTP(t, smtpOptions{})
+		return harness{N: newSpool(t, t.TempDir(), newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})),
+			Received: smtpReports(srv), HasLog: true}
+	})
+}
+
+func TestSpoolSMTPDownThenUp(t *testing.T) {
+	srv := startSMTP(t, smtpOptions{})
+	addr := srv.Addr
+	srv.Stop() // the mail server is down
+	dir := t.TempDir()
+	sp := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: addr}))
+
+	for _, id := range []string{"run-1", "run-2"} {
+		err := sp.Notify(t.Context(), testMessage(id))
+		if !errors.Is(err, notify.ErrSpooled) {
+			t.Fatalf("Notify(%s) = %v, want ErrSpooled", id, err)
+		}
+		if !strings.Contains(err.Error(), "smtp "+addr) {
+			t.Errorf("error %q lacks the delivery error", err)
+		}
+	}
+	if got := pendingIDs(t, sp); !slices.Equal(got, []string{"run-1", "run-2"}) {
+		t.Fatalf("pending %v", got)
+	}
+	// The same report again is not spooled twice.
+	if err := sp.Notify(t.Context(), testMessage("run-2")); !errors.Is(err, notify.ErrSpooled) {
+		t.Fatalf("re-Notify = %v", err)
+	}
+	if got := pendingIDs(t, sp); len(got) != 2 {
+		t.Fatalf("pending %v after re-Notify", got)
+	}
+
+	srv = startSMTPAt(t, addr, smtpOptions{}) // back up
+	if err := sp.Notify(t.Context(), testMessage("run-3")); err != nil {
+		t.Fatalf("Notify with the server up: %v", err)
+	}
+	if got := reportIDs(t, srv); !slices.Equal(got, []string{"run-1", "run-2", "run-3"}) {
+		t.Fatalf("server got %v, want the spooled ones first, once each", got)
+	}
+	if got := pendingIDs(t, sp); len(got) != 0 {
+		t.Fatalf("still pending: %v", got)
+	}
+	// Nothing is sent twice: not on the next run, not for a retried ID.
+	if err := sp.Notify(t.Context(), testMessage("run-4")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Notify(t.Context(), testMessage("run-3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := reportIDs(t, srv); !slices.Equal(got, []string{"run-1", "run-2", "run-3", "run-4"}) {
+		t.Fatalf("server got %v", got)
+	}
+	// The spooled copies carried everything, attachment included.
+	r := parseMail(t, srv.Messages()[0].Data)
+	m := testMessage("run-1")
+	if r.Body != m.Body || string(r.Log) != string(m.Log) || r.Topic != m.Topic {
+		t.Errorf("spooled report changed: %+v", r)
+	}
+}
+
+func TestSpoolCrashAfterDeliveryBeforeRemove(t *testing.T) {
+	srv := startSMTP(t, smtpOptions{})
+	dir := t.TempDir()
+	sp := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: srv.Addr}))
+	m := testMessage("crash-1")
+	if err := sp.Notify(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	// A crash between recording the delivery and removing the spool file leaves the file.
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "00000000000000000001-crash-1.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(t, sp); len(got) != 0 {
+		t.Errorf("a delivered report is listed as pending: %v", got)
+	}
+	if err := sp.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.Messages()); n != 1 {
+		t.Fatalf("server got %d messages, want 1 (sent twice)", n)
+	}
+	if slices.Contains(dirNames(t, dir), "00000000000000000001-crash-1.json") {
+		t.Error("delivered spool file not removed")
+	}
+}
+
+func TestSpoolFileAtomicAndComplete(t *testing.T) {
+	dir := t.TempDir()
+	down := newWebhook(t, notify.WebhookConfig{URL: deadURL(t)})
+	sp := newSpool(t, dir, down)
+	// A crash while writing a spool file leaves only a temporary file.
+	if err := os.WriteFile(filepath.Join(dir, ".tmp-123456"), []byte(`{"id":"half`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(t, sp); len(got) != 0 {
+		t.Fatalf("partial file listed: %v", got)
+	}
+	m := testMessage("atomic-1")
+	if err := sp.Notify(t.Context(), m); !errors.Is(err, notify.ErrSpooled) {
+		t.Fatalf("Notify = %v", err)
+	}
+	var jsons []string
+	for _, n := range dirNames(t, dir) {
+		switch {
+		case strings.HasPrefix(n, ".tmp-"):
+			t.Errorf("partial file %s left", n)
+		case strings.HasSuffix(n, ".json"):
+			jsons = append(jsons, n)
+		case n == ".lock" || n == "delivered":
+		default:
+			t.Errorf("unexpected file %s", n)
+		}
+	}
+	if len(jsons) != 1 || !strings.HasSuffix(jsons[0], "-atomic-1.json") {
+		t.Fatalf("spool files %v", jsons)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, jsons[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got notify.Message
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != m.ID || got.Body != m.Body || string(got.Log) != string(m.Log) || !got.Time.Equal(m.Time) ||
+		got.Topic != m.Topic || got.Status != m.Status || got.LogName != m.LogName {
+		t.Errorf("spooled %+v, want %+v", got, m)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, jsons[0])); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("spool file mode %v %v", fi.Mode(), err)
+	}
+}
+
+func TestSpoolCorruptFile(t *testing.T) {
+	ws := startWebhook(t)
+	dir := t.TempDir()
+	sp := newSpool(t, dir, newWebhook(t, notify.WebhookConfig{URL: ws.URL}))
+	ws.set(http.StatusServiceUnavailable, "maintenance")
+	if err := sp.Notify(t.Context(), testMessage("good-1")); !errors.Is(err, notify.ErrSpooled) {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "00000000000000000001-bad.json")
+	noID := filepath.Join(dir, "00000000000000000002-noid.json")
+	if err := os.WriteFile(bad, []byte(`{"id": "trunc`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(noID, []byte(`{"subject": "x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := sp.Pending()
+	if !errors.Is(err, notify.ErrCorruptSpoolFile) || len(ms) != 1 || ms[0].ID != "good-1" {
+		t.Fatalf("Pending = %d, %v", len(ms), err)
+	}
+	ws.set(http.StatusOK, "")
+	err = sp.Flush(t.Context())
+	if !errors.Is(err, notify.ErrCorruptSpoolFile) || !strings.Contains(err.Error(), bad) ||
+		!strings.Contains(err.Error(), noID) {
+		t.Fatalf("Flush = %v, want both corrupt files reported", err)
+	}
+	names := dirNames(t, dir)
+	for _, want := range []string{"00000000000000000001-bad.corrupt", "00000000000000000002-noid.corrupt"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("%s not kept aside (have %v)", want, names)
+		}
+	}
+	if ps := ws.Payloads(); len(ps) != 1 || ps[0].ID != "good-1" {
+		t.Errorf("good report not delivered past the corrupt ones: %+v", ps)
+	}
+	if err := sp.Flush(t.Context()); err != nil {
+		t.Errorf("second Flush = %v (corrupt files already moved aside)", err)
+	}
+}
+
+func TestSpoolPoisonReportDoesNotBlockNewOnes(t *testing.T) {
+	// A fake target that rejects one report for good: the new report must still get out.
+	var got []string
+	var mu sync.Mutex
+	target := funcNotifier(func(_ context.Context, m *notify.Message) error {
+		if m.ID == "poison" {
+			return errors.New("552 message too large")
+		}
+		mu.Lock()
+		got = append(got, m.ID)
+		mu.Unlock()
+		return nil
+	})
+	sp := newSpool(t, t.TempDir(), target)
+	if err := sp.Notify(t.Context(), testMessage("poison")); !errors.Is(err, notify.ErrSpooled) {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"new-1", "new-2"} {
+		if err := sp.Notify(t.Context(), testMessage(id)); err != nil {
+			t.Fatalf("Notify(%s) = %v", id, err)
+		}
+	}
+	if !slices.Equal(got, []string{"new-1", "new-2"}) {
+		t.Errorf("delivered %v", got)
+	}
+	if p := pendingIDs(t, sp); !slices.Equal(p, []string{"poison"}) {
+		t.Errorf("pending %v", p)
+	}
+	if err := sp.Flush(t.Context()); err == nil || !strings.Contains(err.Error(), "552") {
+		t.Errorf("Flush = %v, want the rejection", err)
+	}
+}
+
+func TestSpoolAssignsIDWithoutChangingCaller(t *testing.T) {
+	sp := newSpool(t, t.TempDir(), newWebhook(t, notify.WebhookConfig{URL: deadURL(t)}))
+	m := testMessage("")
+	if err := sp.Notify(t.Context(), m); !errors.Is(err, notify.ErrSpooled) {
+		t.Fatal(err)
+	}
+	if m.ID != "" {
+		t.Error("caller's message modified")
+	}
+	if p := pendingIDs(t, sp); len(p) != 1 || p[0] == "" {
+		t.Errorf("pending %v", p)
+	}
+}
+
+func TestSpoolCancelledContextSpools(t *testing.T) {
+	srv := startSMTP(t, smtpOptions{})
+	sp := newSpool(t, t.TempDir(), newSMTP(t, notify.SMTPConfig{Addr: srv.Addr}))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := sp.Notify(ctx, testMessage("late")); !errors.Is(err, notify.ErrSpooled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Notify = %v, want ErrSpooled and context.Canceled", err)
+	}
+	if err := sp.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := reportIDs(t, srv); !slices.Equal(got, []string{"late"}) {
+		t.Errorf("server got %v", got)
+	}
+}
+
+func TestSpoolCannotSpool(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	sp := newSpool(t, dir, newWebhook(t, notify.WebhookConfig{URL: deadURL(t)}))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil { // a file where the folder was
+		t.Fatal(err)
+	}
+	err := sp.Notify(t.Context(), testMessage("lost"))
+	if err == nil || errors.Is(err, notify.ErrSpooled) {
+		t.Fatalf("Notify = %v, want a non-spooled error", err)
+	}
+}
+
+func TestSpoolManyProcessesDeliverOnce(t *testing.T) {
+	// Several Spool values on one folder (as several processes would have) flushing at
+	// once: every report arrives exactly once.
+	srv := startSMTP(t, smtpOptions{})
+	addr := srv.Addr
+	srv.Stop()
+	dir := t.TempDir()
+	var want []string
+	first := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: addr}))
+	for i := range 6 {
+		id := fmt.Sprintf("multi-%d", i)
+		want = append(want, id)
+		if err := first.Notify(t.Context(), testMessage(id)); !errors.Is(err, notify.ErrSpooled) {
+			t.Fatal(err)
+		}
+	}
+	srv = startSMTPAt(t, addr, smtpOptions{})
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	for range 4 {
+		sp := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: addr}))
+		wg.Go(func() {
+			if err := sp.Flush(t.Context()); err != nil {
+				t.Errorf("Flush: %v", err)
+				failures.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := reportIDs(t, srv); !slices.Equal(got, want) {
+		t.Fatalf("server got %v, want %v", got, want)
+	}
+}
+
+func TestSpoolEach(t *testing.T) {
+	srv := startSMTP(t, smtpOptions{})
+	ws := startWebhook(t)
+	ws.set(http.StatusBadGateway, "upstream down")
+	dir := t.TempDir()
+	f, err := notify.SpoolEach(dir, map[string]notify.Notifier{
+		"email":   newSMTP(t, notify.SMTPConfig{Addr: srv.Addr}),
+		"webhook": newWebhook(t, notify.WebhookConfig{URL: ws.URL}),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Notify(t.Context(), testMessage("each-1"))
+	if !errors.Is(err, notify.ErrSpooled) || !strings.HasPrefix(err.Error(), "webhook: ") ||
+		!strings.Contains(err.Error(), "502 Bad Gateway") {
+		t.Fatalf("Notify = %v, want the webhook spooled", err)
+	}
+	if strings.Contains(err.Error(), "email") {
+		t.Errorf("healthy target in error: %v", err)
+	}
+	ws.set(http.StatusOK, "")
+	if err := f.Notify(t.Context(), testMessage("each-2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := reportIDs(t, srv); !slices.Equal(got, []string{"each-1", "each-2"}) {
+		t.Errorf("email got %v: the healthy target must not get a report twice", got)
+	}
+	var wh []string
+	for _, p := range ws.Payloads() {
+		wh = append(wh, p.ID)
+	}
+	if !slices.Equal(wh, []string{"each-1", "each-2"}) {
+		t.Errorf("webhook got %v", wh)
+	}
+	if err := f.Flush(t.Context()); err != nil {
+		t.Errorf("Flush: %v", err)
+	}
+	for _, sub := range []string{"email", "webhook"} {
+		if _, err := os.Stat(filepath.Join(dir, sub, "delivered")); err != nil {
+			t.Errorf("spool %s: %v", sub, err)
+		}
+	}
+	if _, err := notify.SpoolEach(dir, map[string]notify.Notifier{"../x": f}, nil); !errors.Is(err, notify.ErrInvalidConfig) {
+		t.Errorf("bad name: %v", err)
+	}
+}
+
+func TestNewSpoolValidation(t *testing.T) {
+	if _, err := notify.NewSpool("", funcNotifier(nil), nil); !errors.Is(err, notify.ErrInvalidConfig) {
+		t.Errorf("empty dir: %v", err)
+	}
+	if _, err := notify.NewSpool(t.TempDir(), nil, nil); !errors.Is(err, notify.ErrInvalidConfig) {
+		t.Errorf("nil next: %v", err)
+	}
+}
