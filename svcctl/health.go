@@ -68,7 +68,9 @@ func (h HTTPCheck) Wait(ctx context.Context) error {
 			log.Info("svcctl: healthy", "status", code, "tries", tries, logKeyElapsed, time.Since(start).Round(time.Millisecond))
 			return nil
 		}
-		last = msg
+		if dctx.Err() == nil || last == "" {
+			last = msg // a try cut short by the deadline says less than the one before
+		}
 		t := time.NewTimer(pause)
 		select {
 		case <-dctx.Done():
@@ -93,10 +95,14 @@ func (h HTTPCheck) try(ctx context.Context, client *http.Client, perTry time.Dur
 	if err != nil {
 		return 0, err.Error()
 	}
+	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		if tctx.Err() != nil && ctx.Err() == nil {
-			return 0, fmt.Sprintf("no answer within %s", perTry)
+		if tctx.Err() != nil {
+			if ctx.Err() == nil {
+				return 0, fmt.Sprintf("no answer within %s", perTry)
+			}
+			return 0, fmt.Sprintf("no answer within %s (the deadline)", time.Since(start).Round(time.Millisecond))
 		}
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
