@@ -324,7 +324,7 @@ func TestSIGTERMStopsDaemonCleanly(t *testing.T) {
 
 func TestSIGTERMKillsJobAfterItsTimeout(t *testing.T) {
 	w := newWorld(t, "",
-		"stuck|* * * * *|2s|pid {dir}/pid ignoreterm append {dir}/started x sleep 10m")
+		"stuck|* * * * *|5s|pid {dir}/pid ignoreterm append {dir}/started x sleep 10m")
 	cmd, stderr, done := daemon(t, w)
 	waitFor(t, "the job to start", func() bool { return exists(w.path("started")) })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -400,7 +400,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	stuck := helperJob(t, "stuck", "* * * * *", "pid", e.path("pid1"), "ignoreterm",
 		"spawn", e.path("pid2"), "3", "ignoreterm", "sleep", "10m",
 		"echo", "stuck here", "sleep", "10m")
-	stuck.Timeout = staging.Duration{Duration: 500 * time.Millisecond}
+	stuck.Timeout = staging.Duration{Duration: 5 * time.Second} // generous: the helper must start under load
 	// A job that exits but leaves a process behind holding its output.
 	leaves := helperJob(t, "leaves", "* * * * *", "spawn", e.path("pid3"), "2", "sleep", "10m", "echo", "bye")
 	cfg := e.config(stuck, leaves)
@@ -491,7 +491,7 @@ func TestRunDaemonStopsCleanly(t *testing.T) {
 func TestRunDaemonKillsJobAfterItsTimeout(t *testing.T) {
 	e := newEnv(t)
 	j := helperJob(t, "stuck", "* * * * *", "pid", e.path("pid"), "append", e.path("started"), "x", "ignoreterm", "sleep", "10m")
-	j.Timeout = staging.Duration{Duration: 2 * time.Second}
+	j.Timeout = staging.Duration{Duration: 5 * time.Second}
 	cfg := e.config(j)
 	cfg.KillDelay = 100 * time.Millisecond
 	ctx, cancel := context.WithCancel(t.Context())
