@@ -81,3 +81,24 @@ func (f *FanOut) each(fn func(Target) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// Pending returns the reports still spooled, by target name, for the targets that keep
+// them (the Spools of SpoolEach); targets with none are left out.
+func (f *FanOut) Pending() (map[string][]*Message, error) {
+	out := map[string][]*Message{}
+	var errs []error
+	for _, t := range f.targets {
+		p, ok := t.Notifier.(interface{ Pending() ([]*Message, error) })
+		if !ok {
+			continue
+		}
+		ms, err := p.Pending()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t.Name, err))
+		}
+		if len(ms) > 0 {
+			out[t.Name] = ms
+		}
+	}
+	return out, errors.Join(errs...)
+}

@@ -2,11 +2,14 @@ package notify_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
 	"net/mail"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,5 +282,41 @@ func TestNewSMTPValidation(t *testing.T) {
 	noPort.Addr = "mail.example.org"
 	if _, err := notify.NewSMTP(noPort); err != nil {
 		t.Fatalf("host without port: %v", err)
+	}
+}
+
+func TestSMTPContextEndsHungSession(t *testing.T) {
+	// A server that accepts and never greets: the context, not the (long) Timeout, ends it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	n := newSMTP(t, notify.SMTPConfig{Addr: l.Addr().String(), Timeout: time.Hour})
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	err = n.Notify(ctx, testMessage("hung"))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Notify = %v, want context.DeadlineExceeded", err)
 	}
 }

@@ -383,6 +383,10 @@ func TestSpoolEach(t *testing.T) {
 	if strings.Contains(err.Error(), "email") {
 		t.Errorf("healthy target in error: %v", err)
 	}
+	pend, err := f.Pending()
+	if err != nil || len(pend) != 1 || len(pend["webhook"]) != 1 || pend["webhook"][0].ID != "each-1" {
+		t.Errorf("Pending = %v, %v", pend, err)
+	}
 	ws.set(http.StatusOK, "")
 	if err := f.Notify(t.Context(), testMessage("each-2")); err != nil {
 		t.Fatal(err)
