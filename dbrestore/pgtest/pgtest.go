@@ -61,6 +61,8 @@ type Server struct {
 	Dir string
 	// BinDir holds the server binaries that run it; empty for servers not run locally.
 	BinDir string
+	// Container describes the container of a server run by StartContainer; nil otherwise.
+	Container *ContainerInfo
 
 	stopOnce sync.Once
 	stopErr  error
@@ -287,9 +289,9 @@ func startFor(tb testing.TB) (*Server, error) {
 	return StartLocal(context.Background(), binDir)
 }
 
-// startContainerFallback is replaced by the container support when it is built in; it
-// returns nil, nil when containers are not available.
-var startContainerFallback = func(tb testing.TB) (*Server, error) { return nil, nil }
+// startContainerFallback starts a container (container.go); it returns nil, nil when
+// containers are not available.
+var startContainerFallback = startContainerIfAvailable
 
 // StartLocal starts a cluster from the binaries in binDir. The caller must Stop it.
 func StartLocal(ctx context.Context, binDir string) (*Server, error) {

@@ -10,6 +10,11 @@
 # "database system is ready to accept connections" appears twice on a first start.
 set -Eeuo pipefail
 
+# As in the official image, "postgres -c ..." and "-c ..." both mean arguments for postgres.
+if [[ ${1:-} == postgres ]]; then
+	shift
+fi
+
 PGDATA=${PGDATA:-/var/lib/postgresql/data}
 export PGDATA
 bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
