@@ -324,6 +324,7 @@ func (p *Process) Start(ctx context.Context) error {
 		return fmt.Errorf("svcctl: process: starting %s: %w", p.cfg.Command[0], err)
 	}
 	pid := cmd.Process.Pid
+	started := time.Now()
 	// Not yet reaped, so /proc/<pid> exists even if it already exited.
 	st, err := readProcStat(pid)
 	c := &child{pid: pid, done: make(chan struct{})}
@@ -363,8 +364,8 @@ func (p *Process) Start(ctx context.Context) error {
 		if code == 0 {
 			hint = " (if it daemonizes itself, make it run in the foreground)"
 		}
-		return fmt.Errorf("svcctl: process %s exited within %s of starting%s, log %s: %w: %w",
-			p.cfg.Command[0], p.cfg.StartWait, hint, p.cfg.LogFile, ErrExited,
+		return fmt.Errorf("svcctl: process %s exited %s after starting (before StartWait %s)%s, log %s: %w: %w",
+			p.cfg.Command[0], time.Since(started).Round(time.Millisecond), p.cfg.StartWait, hint, p.cfg.LogFile, ErrExited,
 			&CommandError{Args: p.cfg.Command, ExitCode: code, Stderr: out})
 	case <-ctx.Done():
 		p.kill(context.WithoutCancel(ctx), c, pid)

@@ -91,7 +91,7 @@ func TestProcessExitsAtOnce(t *testing.T) {
 	start := time.Now()
 	err := p.Start(t.Context())
 	requireIs(t, err, ErrExited)
-	requireErrorContains(t, err, "exited within", "fatal: cannot open config /etc/app/missing.conf", p.LogFile())
+	requireErrorContains(t, err, "after starting (before StartWait 30s)", "fatal: cannot open config /etc/app/missing.conf", p.LogFile())
 	var cerr *CommandError
 	if !errors.As(err, &cerr) || cerr.ExitCode != 3 {
 		t.Fatalf("want a *CommandError with exit code 3, got %#v", err)

@@ -125,7 +125,11 @@ func (s *Systemd) LogTail(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(out), nil
+	out = strings.TrimSpace(out)
+	if out == "-- No entries --" {
+		return "", nil
+	}
+	return out, nil
 }
 
 // explain wraps err with the unit's state and journal, where available.
