@@ -140,6 +140,18 @@ func ensureDockerImage(t *testing.T, cli *client.Client) string {
 	if _, err := cli.ImageInspect(ctx, tag); err != nil {
 		t.Fatalf("image %s missing after build: %v", tag, err)
 	}
+	// Images built from an older testdata/httpd are of no more use.
+	if old, err := cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", dockerImageRepo)}); err == nil {
+		for _, im := range old.Items {
+			for _, ref := range im.RepoTags {
+				if ref != tag && strings.HasPrefix(ref, dockerImageRepo+":") {
+					if _, err := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil {
+						t.Logf("removing old test image %s: %v", ref, err)
+					}
+				}
+			}
+		}
+	}
 	dockerImage = tag
 	return tag
 }
