@@ -40,13 +40,10 @@ const bodyExcerpt = 200
 // Wait polls URL until it answers 2xx or Timeout passes. The error wraps ErrUnhealthy and
 // names the last HTTP status and an excerpt of the body, or the last connection error.
 func (h HTTPCheck) Wait(ctx context.Context) error {
-	if h.URL == "" {
-		return errors.New("svcctl: health check: URL is required")
+	if err := h.Validate(); err != nil {
+		return err
 	}
-	u, err := url.Parse(h.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("svcctl: health check: bad URL %q: want http(s)://host/path", h.URL)
-	}
+	u, _ := url.Parse(h.URL)
 	timeout := orDefault(h.Timeout, 60*time.Second)
 	perTry := orDefault(h.PerTry, 5*time.Second)
 	pause := orDefault(h.Backoff, 100*time.Millisecond)
@@ -85,6 +82,22 @@ func (h HTTPCheck) Wait(ctx context.Context) error {
 		}
 		pause = min(pause*2, maxPause)
 	}
+}
+
+// Validate checks the configuration (Wait does too), so that a config can be rejected
+// before anything runs.
+func (h HTTPCheck) Validate() error {
+	if h.URL == "" {
+		return errors.New("svcctl: health check: URL is required")
+	}
+	u, err := url.Parse(h.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("svcctl: health check: bad URL %q: want http(s)://host/path", h.URL)
+	}
+	if h.Timeout < 0 || h.PerTry < 0 || h.Backoff < 0 || h.MaxBackoff < 0 {
+		return errors.New("svcctl: health check: negative duration")
+	}
+	return nil
 }
 
 // try makes one request: it returns the status code (0: no answer) and a description.

@@ -85,5 +85,14 @@ func TestHTTPCheckBadURL(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "URL") {
 			t.Fatalf("URL %q: got %v", u, err)
 		}
+		if err := (HTTPCheck{URL: u}).Validate(); err == nil {
+			t.Fatalf("Validate accepted URL %q", u)
+		}
+	}
+	if err := (HTTPCheck{URL: "http://127.0.0.1:8080/+health", Timeout: -time.Second}).Validate(); err == nil {
+		t.Fatal("negative timeout accepted")
+	}
+	if err := (HTTPCheck{URL: "http://127.0.0.1:8080/+health"}).Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
