@@ -138,6 +138,15 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 		poll = 200 * time.Millisecond
 	}
 	start := time.Now()
+	// While it waits for shared holders, a rebuild leaves its record in "<lock>.waiting"
+	// so that no new cron job starts meanwhile (flock has no writer preference: a
+	// stream of overlapping jobs would otherwise keep it out until WaitShared passes).
+	waiting, marked := path+".waiting", false
+	defer func() {
+		if o, _ := readOwner(waiting); o != nil && o.PID == os.Getpid() {
+			_ = os.Remove(waiting)
+		}
+	}()
 	for {
 		ok, err := tryFlock(f, syscall.LOCK_EX)
 		if err != nil {
@@ -163,6 +172,10 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 			owner, _ := readOwner(path)
 			f.Close()
 			return nil, &LockedError{Path: path, Owner: owner}
+		}
+		if opts.WaitShared > 0 && !marked {
+			data, _ := json.Marshal(self(""))
+			marked = os.WriteFile(waiting, append(data, '\n'), 0o644) == nil
 		}
 		if time.Since(start) >= opts.WaitShared {
 			f.Close()
@@ -191,8 +204,14 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 }
 
 // AcquireShared takes the lock for a cron job. It fails at once with a *LockedError
-// when a rebuild holds it.
+// when a rebuild holds it or is waiting for it.
 func AcquireShared(path, job string) (*Lock, error) {
+	if o, _ := readOwner(path + ".waiting"); o != nil {
+		if processAlive(o.PID) {
+			return nil, &LockedError{Path: path, Owner: o}
+		}
+		_ = os.Remove(path + ".waiting") // left by a rebuild that died waiting
+	}
 	f, err := openLockFile(path)
 	if err != nil {
 		return nil, err

@@ -113,7 +113,7 @@ func TestFaultsBeforeCutoverLeaveStagingUntouched(t *testing.T) {
 			if rep.FailedStep != tc.step || rep.Outcome != OutcomeFailed || !strings.HasPrefix(rep.State, "untouched") {
 				t.Fatalf("report: step %q outcome %q state %q", rep.FailedStep, rep.Outcome, rep.State)
 			}
-			if len(w.delivered) != 1 || w.delivered[0].Status != "failed" || !strings.Contains(w.delivered[0].Subject, "FAILED at step "+tc.step) {
+			if len(w.delivered) != 1 || w.delivered[0].Status != "failed" || !strings.Contains(w.delivered[0].Subject, "failed at step "+tc.step) {
 				t.Fatalf("delivered %+v", w.delivered)
 			}
 			if _, ok := w.dbs["staging_next"]; ok {
@@ -177,7 +177,7 @@ func TestFaultsAfterCutoverRollBack(t *testing.T) {
 			if got := w.snapshot(); got != before {
 				t.Fatalf("not rolled back:\n got %s\nwant %s\n%s", got, before, rep.Text())
 			}
-			if rep.Outcome != OutcomeRolledBack || !strings.Contains(w.delivered[0].Subject, "ROLLED BACK") {
+			if rep.Outcome != OutcomeRolledBack || !strings.Contains(w.delivered[0].Subject, "rolled back at step") {
 				t.Fatalf("outcome %s subject %q", rep.Outcome, w.delivered[0].Subject)
 			}
 			if w.find("r1").State != "failed" {

@@ -99,7 +99,7 @@ func (rep *Report) Subject() string {
 	case OutcomePlanned:
 		return fmt.Sprintf("%s %s dry run", rep.Environment, what)
 	default:
-		return fmt.Sprintf("%s %s %s at step %s", rep.Environment, what, strings.ToUpper(string(rep.Outcome)), rep.FailedStep)
+		return fmt.Sprintf("%s %s %s at step %s", rep.Environment, what, rep.Outcome, rep.FailedStep)
 	}
 }
 

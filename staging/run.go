@@ -428,7 +428,11 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 				return "", err
 			}
 			swapped = true
-			did = append(did, fmt.Sprintf("%s is the new database (the old one kept as %s)", live, prev))
+			if ru.hadLive {
+				did = append(did, fmt.Sprintf("%s is the new database (the old one kept as %s)", live, prev))
+			} else {
+				did = append(did, live+" is the new database")
+			}
 		}
 		previous, err := ru.r.cfg.Releases.Activate(ctx, ru.release)
 		if err != nil {

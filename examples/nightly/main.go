@@ -14,7 +14,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/mail"
 	"os"
 	"os/signal"
 	"strings"
@@ -199,22 +202,40 @@ func get(ctx context.Context, url string) string {
 	return resp.Status + "\n" + string(body)
 }
 
-// headersAndBody keeps a mail's interesting headers and its first part, not the attachment.
+// headersAndBody shows a mail's interesting headers and its decoded text part (not the
+// attached log).
 func headersAndBody(raw string) string {
-	raw = strings.ReplaceAll(raw, "\r\n", "\n")
-	head, body, _ := strings.Cut(raw, "\n\n")
-	var keep []string
-	for _, h := range strings.Split(head, "\n") {
-		for _, k := range []string{"Subject:", "Keywords:", "From:", "To:", "X-Restage"} {
-			if strings.HasPrefix(h, k) {
-				keep = append(keep, h)
-			}
+	m, err := mail.ReadMessage(strings.NewReader(raw))
+	if err != nil {
+		return raw
+	}
+	var b strings.Builder
+	for _, k := range []string{"From", "To", "Subject", "Keywords", "X-Restage-Status"} {
+		if v := m.Header.Get(k); v != "" {
+			fmt.Fprintf(&b, "%s: %s\n", k, v)
 		}
 	}
-	if len(body) > 2500 {
-		body = body[:2500] + "\n[...]"
+	b.WriteString("\n")
+	_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || params["boundary"] == "" {
+		body, _ := io.ReadAll(m.Body)
+		return b.String() + string(body)
 	}
-	return strings.Join(keep, "\n") + "\n\n" + body
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart() // decodes quoted-printable
+		if err != nil {
+			break
+		}
+		if name := p.FileName(); name != "" {
+			fmt.Fprintf(&b, "[attachment %s]\n", name)
+			continue
+		}
+		text, _ := io.ReadAll(p)
+		b.Write(text)
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 func indent(s string) string {

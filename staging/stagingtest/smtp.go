@@ -27,7 +27,9 @@ type MailServer struct {
 }
 
 // StartMailServer starts a MailServer on 127.0.0.1 and a free port.
-func StartMailServer() (*MailServer, error) {
+func StartMailServer() (*MailServer, error) { return startMailServer("127.0.0.1:0") }
+
+func startMailServer(addr string) (*MailServer, error) {
 	ms := &MailServer{done: make(chan struct{})}
 	ms.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &mailSession{ms: ms}, nil
@@ -35,7 +37,7 @@ func StartMailServer() (*MailServer, error) {
 	ms.srv.Domain = "localhost"
 	ms.srv.ReadTimeout, ms.srv.WriteTimeout = time.Minute, time.Minute
 	ms.srv.ErrorLog = discardLog{}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -87,3 +89,6 @@ type discardLog struct{}
 
 func (discardLog) Printf(string, ...any) {}
 func (discardLog) Println(...any)        {}
+
+// StartMailServerAt starts a MailServer on addr (e.g. the address of one that stopped).
+func StartMailServerAt(addr string) (*MailServer, error) { return startMailServer(addr) }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,6 +35,8 @@ type Options struct {
 	Clones []string
 	// Strategy is the staging config's database.strategy; "": swap.
 	Strategy string
+	// BackupWait is the staging config's backup.wait; 0: 10s.
+	BackupWait time.Duration
 	// Logger receives progress; nil: discarded.
 	Logger *slog.Logger
 }
@@ -291,6 +294,10 @@ func (w *World) writeConfig() error {
 	w.AppURL = "http://" + listen
 	command := append([]string{filepath.Join(w.Current, "bin", "app")}, w.opts.App[1:]...)
 	command = append(command, "-listen", listen, "-dsn", w.Staging.DSN(w.StagingDB))
+	wait := w.opts.BackupWait
+	if wait == 0 {
+		wait = 10 * time.Second
+	}
 	strategy := w.opts.Strategy
 	if strategy == "" {
 		strategy = "swap"
@@ -303,7 +310,7 @@ state_dir   = "state"
 [backup]
 dir      = %q
 database = %q
-wait     = "10s"
+wait     = %q
 max_age  = "20h"
 poll     = "1s"
 
@@ -343,7 +350,7 @@ smtp = %q
 from = "staging@example.org"
 to   = ["error-reports@example.org"]
 tls  = "none"
-`, backupsDir, w.ProdDB, w.Staging.AdminDSN(), w.StagingDB, strategy, w.ProdDB, tomlList(w.opts.Clones),
+`, backupsDir, w.ProdDB, wait.String(), w.Staging.AdminDSN(), w.StagingDB, strategy, w.ProdDB, tomlList(w.opts.Clones),
 		tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
 	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
 	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
