@@ -409,7 +409,15 @@ func (s *SymlinkSyncer) point(target string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("codesync: folder of current: %w", err)
 	}
-	tmp := filepath.Join(dir, "."+filepath.Base(s.current)+".restage-"+randomSuffix())
+	prefix := "." + filepath.Base(s.current) + ".restage-"
+	if stale, _ := filepath.Glob(filepath.Join(dir, globEscape(prefix)+"*")); len(stale) > 0 {
+		for _, p := range stale { // a crashed switch's temporary symlink
+			if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				os.Remove(p)
+			}
+		}
+	}
+	tmp := filepath.Join(dir, prefix+randomSuffix())
 	if err := os.Symlink(target, tmp); err != nil {
 		return fmt.Errorf("codesync: switching %s: %w", s.current, err)
 	}
@@ -425,6 +433,18 @@ func (s *SymlinkSyncer) point(target string) error {
 		return fmt.Errorf("codesync: switching %s: reads back as %q (%v), want %q", s.current, got, err, target)
 	}
 	return nil
+}
+
+// globEscape quotes the glob metacharacters of s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[\\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 func randomSuffix() string {

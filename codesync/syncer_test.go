@@ -439,6 +439,8 @@ func TestActivateAndRollback(t *testing.T) {
 		t.Errorf("Rollback with nothing active: %v", err)
 	}
 	r1 := build(t, s, dirSource(t, src))
+	// A crashed switch left its temporary symlink.
+	os.Symlink("nowhere", filepath.Join(filepath.Dir(s.current), ".current.restage-0123456789ab"))
 	prev, err := s.Activate(ctx, r1)
 	if err != nil || prev != nil {
 		t.Fatalf("Activate(r1) = %v, %v", prev, err)
