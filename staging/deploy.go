@@ -44,13 +44,14 @@ func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, er
 
 func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 	db := ru.r.cfg.Databases
-	live, next := ru.r.cfg.Database, ru.r.next()
+	live, next, work := ru.r.cfg.Database, ru.r.next(), ru.r.working()
+	if err := ru.clean(ctx); err != nil {
+		ru.rep.State = ru.untouched()
+		return err
+	}
 	var waiting bool
-	err := ru.step(ctx, "clean", func(ctx context.Context) (string, error) {
+	err := ru.step(ctx, "database", func(ctx context.Context) (string, error) {
 		var err error
-		if ru.hadLive, err = db.Exists(ctx, live); err != nil {
-			return "", err
-		}
 		if waiting, err = db.Exists(ctx, next); err != nil {
 			return "", err
 		}
@@ -60,27 +61,33 @@ func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 		if !waiting && !ru.hadLive {
 			return "", fmt.Errorf("no database %s and no waiting clone %s: run the nightly rebuild with clones = [%q] first", live, next, live)
 		}
-		if waiting {
-			return "refreshing the database from the waiting clone " + next, nil
+		if !waiting {
+			return "keeping the database " + live, nil
 		}
-		return "keeping the database " + live, nil
+		// Claim the clone, so that a nightly rebuild running meanwhile can leave a new
+		// one without touching this one.
+		if err := db.Rename(ctx, next, work); err != nil {
+			return "", err
+		}
+		return "refreshing the database from the waiting clone " + next, nil
 	})
 	if err != nil {
 		ru.rep.State = ru.untouched()
 		return err
 	}
 	if err := ru.build(ctx); err != nil {
+		ru.abandon(ctx, ifThen(waiting, work))
 		ru.rep.State = ru.untouched()
 		return err
 	}
 	if waiting {
-		if err := ru.upgrade(ctx, next); err != nil {
-			// The clone is consumed (possibly dirty); the next nightly makes a fresh one.
-			ru.abandon(ctx, next)
-			ru.rep.State = ru.untouched() + "; the waiting clone " + next + " was dropped"
+		if err := ru.upgrade(ctx, work); err != nil {
+			// The clone is used up (possibly dirty); the next nightly makes a fresh one.
+			ru.abandon(ctx, work)
+			ru.rep.State = ru.untouched() + "; the waiting clone " + next + " was used up"
 			return err
 		}
-		return ru.cutover(ctx, next, nil)
+		return ru.cutover(ctx, work, nil)
 	}
 
 	// Keep the live database: check the release is not behind it before stopping anything.
@@ -112,13 +119,20 @@ func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 	}
 	// Copy the live database while the service is stopped and upgrade the copy, so a
 	// failing migration leaves the live one as it was.
-	return ru.cutover(ctx, next, func(ctx context.Context) error {
+	return ru.cutover(ctx, work, func(ctx context.Context) error {
 		err := ru.step(ctx, "copy", func(ctx context.Context) (string, error) {
-			return live + " -> " + next, db.Clone(ctx, live, next)
+			return live + " -> " + work, db.Clone(ctx, live, work)
 		})
 		if err != nil {
 			return err
 		}
-		return ru.upgrade(ctx, next)
+		return ru.upgrade(ctx, work)
 	})
+}
+
+func ifThen(cond bool, s string) string {
+	if cond {
+		return s
+	}
+	return ""
 }

@@ -81,7 +81,7 @@ func open(t *testing.T, w *stagingtest.World) *staging.Rebuilder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb, err := staging.Open(c, staging.OpenOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	rb, err := staging.Open(c, staging.OpenOptions{Logger: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,3 +480,5 @@ func TestDryRunChangesNothing(t *testing.T) {
 	_ = dbrestore.ErrNoBackup
 	_ = schema.ErrDirty
 }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

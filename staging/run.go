@@ -221,21 +221,21 @@ func (ru *run) clean(ctx context.Context) error {
 			return "", err
 		}
 		ru.hadLive = live
-		if ok, err := db.Exists(ctx, ru.r.next()); err != nil {
-			return "", err
-		} else if ok {
-			if err := db.Drop(ctx, ru.r.next()); err != nil {
-				return "", err
-			}
-			ru.note("dropped %s, left over by a crashed or failed run", ru.r.next())
+		leftovers := []string{ru.r.old(), ru.r.failed(), ru.r.working()}
+		if ru.rep.Kind == "rebuild" {
+			leftovers = append(leftovers, ru.r.next()) // for a deploy, it is the waiting clone
 		}
-		if ok, err := db.Exists(ctx, ru.r.old()); err != nil {
-			return "", err
-		} else if ok {
-			if err := db.Drop(ctx, ru.r.old()); err != nil {
+		for _, name := range leftovers {
+			ok, err := db.Exists(ctx, name)
+			if err != nil {
 				return "", err
 			}
-			ru.note("dropped %s, left over by a crashed run", ru.r.old())
+			if ok {
+				if err := db.Drop(ctx, name); err != nil {
+					return "", err
+				}
+				ru.note("dropped %s, left over by a crashed or failed run", name)
+			}
 		}
 		if !live {
 			done = append(done, "no live database "+ru.r.cfg.Database+": first rebuild")
@@ -452,12 +452,12 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 			return nil
 		}
 	}
-	return ru.rollback(ctx, err, swapped, activated)
+	return ru.rollback(ctx, err, swapped, activated, next)
 }
 
 // rollback puts the previous database and release back and starts the service again.
-func (ru *run) rollback(ctx context.Context, cause error, swapped, activated bool) error {
-	live, prev, next := ru.r.cfg.Database, ru.r.prev(), ru.r.next()
+func (ru *run) rollback(ctx context.Context, cause error, swapped, activated bool, next string) error {
+	live, prev := ru.r.cfg.Database, ru.r.prev()
 	db := ru.r.cfg.Databases
 	err := ru.step(ctx, "rollback", func(ctx context.Context) (string, error) {
 		var done []string
@@ -479,12 +479,13 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 		}
 		if swapped {
 			if ru.hadLive {
-				if err := db.Swap(ctx, live, prev, next); err != nil {
+				failed := ru.r.failed()
+				if err := db.Swap(ctx, live, prev, failed); err != nil {
 					return "", fmt.Errorf("database: %w", err)
 				}
 				done = append(done, live+" is the previous database again")
-				if err := db.Drop(ctx, next); err != nil {
-					ru.log.Warn("could not drop the rolled-back database; the next run will", "database", next, keyErr, redact(err.Error()))
+				if err := db.Drop(ctx, failed); err != nil {
+					ru.log.Warn("could not drop the rolled-back database; the next run will", "database", failed, keyErr, redact(err.Error()))
 				}
 				if ru.hadPrev {
 					if err := db.Rename(ctx, ru.r.old(), prev); err != nil {

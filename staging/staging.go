@@ -152,3 +152,11 @@ func (r *Rebuilder) prev() string { return r.cfg.Database + "_prev" }
 // old names the previous run's <db>_prev while a cutover is under way; it is dropped
 // once the service is healthy, or renamed back by a rollback.
 func (r *Rebuilder) old() string { return r.cfg.Database + "_old" }
+
+// failed names the database a rollback takes out of service, dropped at once.
+func (r *Rebuilder) failed() string { return r.cfg.Database + "_failed" }
+
+// working names the database a deploy upgrades before its cutover: the claimed waiting
+// clone, or a copy of the live database. A nightly rebuild may meanwhile leave a new
+// "<db>_next" without touching it.
+func (r *Rebuilder) working() string { return r.cfg.Database + "_deploy" }

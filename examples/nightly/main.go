@@ -32,14 +32,6 @@ import (
 	"github.com/restage/restage/staging/stagingtest"
 )
 
-// Exit statuses.
-const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
-	exitLocked = 3
-)
-
 // usageError marks command-line mistakes (exit 2).
 type usageError struct{ error }
 
@@ -63,16 +55,10 @@ func main() {
 
 func exitCode(err error) int {
 	var ue usageError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, flag.ErrHelp), errors.As(err, &ue), errors.Is(err, staging.ErrConfig):
-		return exitUsage
-	case errors.Is(err, staging.ErrLocked):
-		return exitLocked
-	default:
-		return exitFailed
+	if errors.Is(err, flag.ErrHelp) || errors.As(err, &ue) {
+		return staging.ExitUsage
 	}
+	return staging.ExitStatus(err)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -37,6 +37,9 @@ type Options struct {
 	Strategy string
 	// BackupWait is the staging config's backup.wait; 0: 10s.
 	BackupWait time.Duration
+	// Experimental adds the experimental environment: its config (experimental.toml,
+	// sharing the staging server), and "bugs_experimental" in staging's clones.
+	Experimental bool
 	// Logger receives progress; nil: discarded.
 	Logger *slog.Logger
 }
@@ -59,6 +62,9 @@ type World struct {
 	Pidfile    string
 	AppURL     string // the staging service's base URL
 	ConfigPath string // staging.toml
+
+	// The experimental environment, with Options.Experimental.
+	Exp *Env
 
 	opts Options
 	log  *slog.Logger
@@ -122,6 +128,12 @@ func NewWorld(ctx context.Context, opts Options) (_ *World, err error) {
 	if err := w.makeCode(); err != nil {
 		return nil, err
 	}
+	if opts.Experimental {
+		w.opts.Clones = append(w.opts.Clones, "bugs_experimental")
+		if err := w.writeExperimental(); err != nil {
+			return nil, err
+		}
+	}
 	if err := w.writeConfig(); err != nil {
 		return nil, err
 	}
@@ -148,6 +160,9 @@ var StartContainer func(ctx context.Context) (*pgtest.Server, error)
 func (w *World) Close() {
 	if w.Pidfile != "" {
 		stopPidfile(w.Pidfile)
+	}
+	if w.Exp != nil {
+		stopPidfile(w.Exp.Pidfile)
 	}
 	if w.Mail != nil {
 		_ = w.Mail.Close()
@@ -319,7 +334,7 @@ admin_dsn    = %q
 name         = %q
 strategy     = %q
 jobs         = 2
-protect      = [%q]
+protect      = [%q, "bugs_experimental"]
 post_restore = ["sanitize.sql"]
 clones       = %s
 
@@ -354,4 +369,78 @@ tls  = "none"
 		tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
 	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
 	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
+}
+
+// Env is a second environment of a World (experimental): deploys only, sharing the
+// staging server.
+type Env struct {
+	ConfigPath string
+	DB         string
+	Releases   string
+	Current    string
+	StateDir   string
+	LockFile   string
+	Pidfile    string
+	AppURL     string
+}
+
+func (w *World) writeExperimental() error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	root := filepath.Join(w.Dir, "experimental")
+	e := &Env{
+		ConfigPath: filepath.Join(w.Dir, "experimental.toml"), DB: "bugs_experimental",
+		Releases: filepath.Join(root, "releases"), Current: filepath.Join(root, "current"),
+		StateDir: filepath.Join(root, "state"), LockFile: filepath.Join(root, "run", "experimental.lock"),
+		Pidfile: filepath.Join(root, "run", "app.pid"), AppURL: "http://127.0.0.1:" + strconv.Itoa(port),
+	}
+	for _, d := range []string{e.Releases, filepath.Dir(e.Pidfile)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	command := append([]string{filepath.Join(e.Current, "bin", "app")}, w.opts.App[1:]...)
+	command = append(command, "-listen", strings.TrimPrefix(e.AppURL, "http://"), "-dsn", w.Staging.DSN(e.DB))
+	text := fmt.Sprintf(`# The experimental environment (made by stagingtest): bleeding-edge code on a
+# database cloned from the nightly restore; deploys only, on staging's server.
+environment = "experimental"
+lock_file   = "experimental/run/experimental.lock"
+state_dir   = "experimental/state"
+
+[database]
+admin_dsn = %q
+name      = %q
+protect   = [%q, %q, %q]
+
+[code]
+source   = "build/bugs"
+releases = "experimental/releases"
+current  = "experimental/current"
+keep     = 3
+exclude  = [".git"]
+[code.overlay]
+"robots.txt" = "robots-staging.txt"
+
+[schema]
+migrations = "migrations"
+
+[service]
+type           = "process"
+command        = %s
+pidfile        = "experimental/run/app.pid"
+health_url     = %q
+health_timeout = "30s"
+
+[notify]
+topic = "experimental-deploy"
+[notify.email]
+smtp = %q
+from = "experimental@example.org"
+to   = ["error-reports@example.org"]
+tls  = "none"
+`, w.Staging.AdminDSN(), e.DB, w.ProdDB, w.StagingDB, w.StagingDB+"_next", tomlList(command), e.AppURL+"/+health", w.Mail.Addr)
+	w.Exp = e
+	return os.WriteFile(e.ConfigPath, []byte(text), 0o644)
 }

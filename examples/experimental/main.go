@@ -1,0 +1,105 @@
+// Command experimental deploys a branch to the experimental environment: code, schema
+// and restart, on the database cloned from the night's restore when one is waiting.
+//
+//	experimental -config FILE [-source DIR | -git REPO -ref REF] [-refresh-db]
+//
+// Without -source or -git, the config's [code] source is deployed. Exit status: 0
+// deployed; 1 failed (experimental left or put back as it was); 2 usage or config
+// error; 3 another run holds the lock.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"syscall"
+
+	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/staging"
+)
+
+type usageError struct{ error }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "experimental:", err)
+	}
+	os.Exit(exitCode(err))
+}
+
+func exitCode(err error) int {
+	var ue usageError
+	if errors.Is(err, flag.ErrHelp) || errors.As(err, &ue) {
+		return staging.ExitUsage
+	}
+	return staging.ExitStatus(err)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("experimental", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "the experimental environment's TOML config `file`")
+	source := fs.String("source", "", "deploy this code `folder`")
+	repo := fs.String("git", "", "deploy from this git `repository` (path or URL) ...")
+	ref := fs.String("ref", "", "... at this `ref` (branch, tag or commit)")
+	refresh := fs.Bool("refresh-db", false, "require the nightly's waiting clone and swap it in")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	case *config == "":
+		fs.Usage()
+		return usageError{errors.New("-config FILE is required")}
+	case *source != "" && *repo != "":
+		return usageError{errors.New("-source and -git are exclusive")}
+	case *repo != "" && *ref == "":
+		return usageError{errors.New("-git REPO needs -ref REF")}
+	case *ref != "" && *repo == "":
+		return usageError{errors.New("-ref needs -git REPO")}
+	}
+	cfg, err := staging.LoadEnvironment(*config)
+	if err != nil {
+		return err
+	}
+	var src codesync.Source
+	switch {
+	case *source != "":
+		if src, err = codesync.NewDirSource(*source); err != nil {
+			return usageError{fmt.Errorf("-source: %w", err)}
+		}
+	case *repo != "":
+		src = &codesync.GitSource{Repo: *repo, Ref: *ref}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	rb, err := staging.Open(cfg, staging.OpenOptions{Source: src, Logger: log})
+	if err != nil {
+		return err
+	}
+	rep, err := rb.Deploy(ctx, staging.DeployOptions{RefreshDB: *refresh, RequestedBy: requester()})
+	if rep != nil {
+		fmt.Fprint(stdout, rep.Text())
+	}
+	return err
+}
+
+// requester names who asked for the deploy: $USER, else the current user.
+func requester() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}
