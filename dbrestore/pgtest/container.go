@@ -62,7 +62,7 @@ var (
 	// ErrNoDocker reports that no Docker engine answers.
 	ErrNoDocker = errors.New("pgtest: no Docker engine")
 	// ErrImageUnavailable reports an image that is neither present nor pullable.
-	ErrImageUnavailable = errors.New("pgtest: PostgreSQL image unavailable")
+	ErrImageUnavailable = errors.New("pgtest: image unavailable")
 )
 
 // ContainerOptions configure StartContainer. The zero value starts DefaultImage (or the
@@ -203,6 +203,18 @@ var dockerCheck = sync.OnceValue(func() (err error) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		// testcontainers-go would fall back to the default socket when DOCKER_HOST does
+		// not answer; like the docker CLI, take DOCKER_HOST as the one engine to use.
+		cli, err := client.New(client.FromEnv)
+		if err != nil {
+			return fmt.Errorf("%w: DOCKER_HOST=%s: %v", ErrNoDocker, h, err)
+		}
+		defer cli.Close()
+		if _, err := cli.Ping(ctx, client.PingOptions{}); err != nil {
+			return fmt.Errorf("%w: DOCKER_HOST=%s: %v", ErrNoDocker, h, err)
+		}
+	}
 	p, err := testcontainers.NewDockerProvider(testcontainers.WithLogger(tclog.NewNoopLogger()))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNoDocker, err)
@@ -214,15 +226,35 @@ var dockerCheck = sync.OnceValue(func() (err error) {
 	return nil
 })
 
+// reaperError marks a failure of testcontainers-go's reaper (Ryuk) as an environment
+// problem: its image cannot be pulled where there is no registry.
+func reaperError(err error) error {
+	if err == nil || os.Getenv(RyukDisabledEnv) == "true" || !strings.Contains(strings.ToLower(err.Error()), "reaper") {
+		return err
+	}
+	return fmt.Errorf("%w: testcontainers-go's reaper (Ryuk) did not start (without an image registry set %s=true): %v",
+		ErrImageUnavailable, RyukDisabledEnv, err)
+}
+
+// skipOrFail ends the test for err: a skip when the error is the environment's (no engine,
+// no image) and RESTAGE_REQUIRE_DOCKER is not 1, else a failure.
+func skipOrFail(tb testing.TB, err error) {
+	tb.Helper()
+	if (errors.Is(err, ErrNoDocker) || errors.Is(err, ErrImageUnavailable)) && os.Getenv(RequireDockerEnv) != "1" {
+		tb.Skipf("%v; set %s=1 to make this a failure", err, RequireDockerEnv)
+	}
+	if os.Getenv(RequireDockerEnv) == "1" && errors.Is(err, ErrNoDocker) {
+		tb.Fatalf("%v (%s=1)", err, RequireDockerEnv)
+	}
+	tb.Fatal(err)
+}
+
 // RequireDocker skips the test when no Docker engine answers, or fails it when
 // RESTAGE_REQUIRE_DOCKER=1.
 func RequireDocker(tb testing.TB) {
 	tb.Helper()
 	if err := DockerAvailable(); err != nil {
-		if os.Getenv(RequireDockerEnv) == "1" {
-			tb.Fatalf("%v (%s=1)", err, RequireDockerEnv)
-		}
-		tb.Skipf("%v; set %s=1 to make this a failure", err, RequireDockerEnv)
+		skipOrFail(tb, err)
 	}
 }
 
@@ -306,8 +338,8 @@ func StartContainer(ctx context.Context, opts ContainerOptions) (*Server, error)
 	if err != nil {
 		msg := containerLogTail(ctx, c)
 		_ = terminate()
-		if os.Getenv(RyukDisabledEnv) != "true" && strings.Contains(strings.ToLower(err.Error()), "reaper") {
-			return nil, fmt.Errorf("pgtest: start %s: %w (without an image registry set %s=true)", opts.Image, err, RyukDisabledEnv)
+		if rerr := reaperError(err); rerr != err {
+			return nil, rerr
 		}
 		return nil, fmt.Errorf("pgtest: start %s: %w%s", opts.Image, err, msg)
 	}
@@ -506,13 +538,16 @@ func NewNetwork(ctx context.Context) (*Network, error) {
 	}
 	nw, err := network.New(ctx)
 	if err != nil {
+		if rerr := reaperError(err); rerr != err {
+			return nil, rerr
+		}
 		return nil, fmt.Errorf("pgtest: create network: %w", err)
 	}
 	return &Network{Name: nw.Name, nw: nw}, nil
 }
 
 // ContainerNetwork creates a Docker network for the test, removed when it ends, and
-// returns its name for ContainerOptions.Network. It skips or fails like RequireDocker.
+// returns its name for ContainerOptions.Network. It skips or fails like Container.
 func ContainerNetwork(tb testing.TB) string {
 	tb.Helper()
 	RequireDocker(tb)
@@ -520,7 +555,7 @@ func ContainerNetwork(tb testing.TB) string {
 	defer cancel()
 	n, err := NewNetwork(ctx)
 	if err != nil {
-		tb.Fatal(err)
+		skipOrFail(tb, err)
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -550,10 +585,7 @@ func Container(tb testing.TB, opts ContainerOptions) *Server {
 	defer cancel()
 	s, err := StartContainer(ctx, opts)
 	if err != nil {
-		if errors.Is(err, ErrImageUnavailable) && os.Getenv(RequireDockerEnv) != "1" {
-			tb.Skipf("%v; set %s=1 to make this a failure", err, RequireDockerEnv)
-		}
-		tb.Fatal(err)
+		skipOrFail(tb, err)
 	}
 	tb.Cleanup(func() {
 		if err := s.Stop(); err != nil {

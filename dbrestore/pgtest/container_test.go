@@ -44,14 +44,9 @@ func TestContainerHonoursCredentialsAndDatabase(t *testing.T) {
 }
 
 func TestContainerStopRemovesIt(t *testing.T) {
-	pgtest.RequireDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	srv, err := pgtest.StartContainer(ctx, pgtest.ContainerOptions{Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	srv := pgtest.Container(t, pgtest.ContainerOptions{})
 	if n := srv.QueryInt(t, "postgres", "SELECT 1"); n != 1 {
 		t.Fatalf("SELECT 1 = %d", n)
 	}
