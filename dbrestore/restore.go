@@ -31,7 +31,7 @@ const outputTailLines = 60
 //     reporting Progress;
 //  5. compare the restored tables' row counts with the manifest's (ErrRowCountMismatch);
 //  6. run opts.PostRestore files, each in its own transaction;
-//  7. ANALYZE.
+//  7. ANALYZE every table (in the same parallel pass as 5 when there are no files).
 //
 // Row counts are compared before the post-restore files run, because they check that the
 // restore is complete, and sanitising legitimately deletes rows. On any failure, and when
@@ -184,12 +184,26 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	if len(b.Manifest.RowCounts) > 0 && !opts.SkipRowCounts {
-		counts, err := s.compareRowCounts(ctx, opts.Target, opts.Jobs, b.Manifest.RowCounts)
-		if err != nil {
-			return err
-		}
+	// Row counts, and ANALYZE in the same pass when no post-restore file changes data.
+	rels, err := listRelations(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("dbrestore: list restored tables: %w", err)
+	}
+	var want map[string]int64
+	if !opts.SkipRowCounts {
+		want = b.Manifest.RowCounts
+	}
+	together := len(files) == 0
+	start = time.Now()
+	counts, err := s.checkAndAnalyze(ctx, opts.Target, opts.Jobs, rels, want, together)
+	if err != nil {
+		return err
+	}
+	if len(want) > 0 {
 		res.RowCounts = counts
+	}
+	if together {
+		res.Analyze = time.Since(start)
 	}
 
 	start = time.Now()
@@ -208,11 +222,17 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 	}
 	res.PostRestore = time.Since(start)
 
-	start = time.Now()
-	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
-		return fmt.Errorf("dbrestore: analyze %q: %w", opts.Target, err)
+	if !together {
+		start = time.Now()
+		// The files may have created or dropped tables: list again.
+		if rels, err = listRelations(ctx, conn); err != nil {
+			return fmt.Errorf("dbrestore: list tables: %w", err)
+		}
+		if _, err := s.checkAndAnalyze(ctx, opts.Target, opts.Jobs, rels, nil, true); err != nil {
+			return err
+		}
+		res.Analyze = time.Since(start)
 	}
-	res.Analyze = time.Since(start)
 	s.log.Info("dbrestore: restore complete", logKeyTarget, opts.Target, "restore", res.Restore.Round(time.Millisecond),
 		"post_restore", res.PostRestore.Round(time.Millisecond), "analyze", res.Analyze.Round(time.Millisecond),
 		"tables_compared", len(res.RowCounts))
@@ -266,93 +286,135 @@ func describeSQLError(err error, text string) string {
 	return msg
 }
 
-// compareRowCounts counts the rows of the manifest's tables in database with jobs
-// connections and fails with ErrRowCountMismatch naming every table that differs.
-func (s *Server) compareRowCounts(ctx context.Context, database string, jobs int, want map[string]int64) (map[string]int64, error) {
+// relation is a table or materialized view of the restored database.
+type relation struct {
+	schema, name string
+	kind         string // pg_class.relkind
+	partition    bool
+	bytes        int64
+}
+
+func (r relation) key() string   { return r.schema + "." + r.name }
+func (r relation) ident() string { return pgx.Identifier{r.schema, r.name}.Sanitize() }
+
+// listRelations lists the tables (ordinary, partitioned, partitions) and materialized
+// views outside the system schemas, the largest first.
+func listRelations(ctx context.Context, conn *pgx.Conn) ([]relation, error) {
+	rows, err := conn.Query(ctx, `
+SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, pg_total_relation_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm') AND c.relpersistence <> 't'
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+ORDER BY 5 DESC, 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (relation, error) {
+		var rel relation
+		err := r.Scan(&rel.schema, &rel.name, &rel.kind, &rel.partition, &rel.bytes)
+		return rel, err
+	})
+}
+
+// checkAndAnalyze counts the rows of want's tables and, when analyze is set, analyses
+// every table and materialized view (partitioned tables through their root), on jobs
+// connections to database, the largest tables first. A table whose count differs from
+// want, or that is missing, fails with ErrRowCountMismatch naming them all.
+func (s *Server) checkAndAnalyze(ctx context.Context, database string, jobs int, rels []relation,
+	want map[string]int64, analyze bool) (map[string]int64, error) {
 	start := time.Now()
-	conn, err := s.connect(ctx, database)
-	if err != nil {
-		return nil, fmt.Errorf("dbrestore: %w", err)
+	type task struct {
+		rel            relation
+		count, analyze bool
 	}
-	tables, err := listUserTables(ctx, conn)
-	conn.Close(context.WithoutCancel(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("dbrestore: list restored tables: %w", err)
-	}
-	byKey := map[string]userTable{}
-	for _, t := range tables {
-		byKey[t.key()] = t
-	}
-	var (
-		missing []string
-		todo    []userTable
-	)
-	for k := range want {
-		if t, ok := byKey[k]; ok {
-			todo = append(todo, t)
-		} else {
-			missing = append(missing, k)
+	var tasks []task
+	present := map[string]bool{}
+	for _, r := range rels {
+		t := task{rel: r}
+		if _, ok := want[r.key()]; ok && r.kind == "r" {
+			t.count = true
+			present[r.key()] = true
+		}
+		t.analyze = analyze && !r.partition
+		if t.count || t.analyze {
+			tasks = append(tasks, t)
 		}
 	}
-	got := make(map[string]int64, len(todo))
+	got := make(map[string]int64, len(present))
 	var (
 		mu    sync.Mutex
 		wg    sync.WaitGroup
 		errs  []error
-		queue = make(chan userTable)
+		queue = make(chan task)
 	)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for range min(jobs, max(len(todo), 1)) {
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+		cancel()
+	}
+	for range min(jobs, max(len(tasks), 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c, err := s.connect(cctx, database)
 			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				cancel()
+				fail(err)
 				for range queue {
 				}
 				return
 			}
 			defer c.Close(context.WithoutCancel(cctx))
 			for t := range queue {
-				var n int64
-				err := c.QueryRow(cctx, "SELECT count(*) FROM "+pgx.Identifier{t.schema, t.name}.Sanitize()).Scan(&n)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, fmt.Errorf("count %s: %w", t.key(), err))
-					cancel()
-				} else {
-					got[t.key()] = n
+				if cctx.Err() != nil {
+					continue
 				}
-				mu.Unlock()
+				if t.count {
+					var n int64
+					if err := c.QueryRow(cctx, "SELECT count(*) FROM "+t.rel.ident()).Scan(&n); err != nil {
+						fail(fmt.Errorf("count %s: %w", t.rel.key(), err))
+						continue
+					}
+					mu.Lock()
+					got[t.rel.key()] = n
+					mu.Unlock()
+				}
+				if t.analyze {
+					if _, err := c.Exec(cctx, "ANALYZE "+t.rel.ident()); err != nil {
+						fail(fmt.Errorf("analyze %s: %w", t.rel.key(), err))
+					}
+				}
 			}
 		}()
 	}
-	for _, t := range todo {
+	for _, t := range tasks {
 		queue <- t
 	}
 	close(queue)
 	wg.Wait()
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("dbrestore: count restored rows: %w", errors.Join(errs...))
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("dbrestore: check %q: %w", database, context.Cause(ctx))
+		}
+		return nil, fmt.Errorf("dbrestore: check %q: %w", database, errors.Join(errs...))
+	}
+	if len(want) == 0 {
+		return nil, nil
 	}
 	var diffs []string
-	sort.Strings(missing)
-	for _, k := range missing {
-		diffs = append(diffs, fmt.Sprintf("%s missing (backup has %d rows)", k, want[k]))
-	}
-	keys := make([]string, 0, len(got))
-	for k := range got {
+	keys := make([]string, 0, len(want))
+	for k := range want {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if got[k] != want[k] {
-			diffs = append(diffs, fmt.Sprintf("%s has %d rows, backup %d", k, got[k], want[k]))
+		switch n, ok := got[k]; {
+		case !ok:
+			diffs = append(diffs, fmt.Sprintf("%s missing (backup has %d rows)", k, want[k]))
+		case n != want[k]:
+			diffs = append(diffs, fmt.Sprintf("%s has %d rows, backup %d", k, n, want[k]))
 		}
 	}
 	if len(diffs) > 0 {

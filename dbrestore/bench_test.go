@@ -1,0 +1,194 @@
+package dbrestore
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore/pgtest"
+)
+
+// BenchmarkRestore compares Server.Restore with a bare `pg_restore -j 2` of the same
+// backup into the same staging server, in the same run. The dataset is pgbench -i -s
+// $RESTAGE_BENCH_SCALE (default 20, about 300 MB) plus an indexed table of 50000 rows per
+// scale unit. Run it with:
+//
+//	go test ./dbrestore -run '^$' -bench BenchmarkRestore -benchtime 1x -timeout 60m
+//
+// Each iteration restores twice with each tool, alternating (bare, restage, restage, bare),
+// and reports:
+//   - time-ratio: restage's whole Restore (create, pg_restore, row count check, ANALYZE)
+//     over bare (create + pg_restore); pgrestore-ratio: restage's pg_restore phase alone;
+//   - extra-s: what restage adds to pg_restore (create, table of contents, row counts,
+//     ANALYZE) per restore;
+//   - peak-go-MiB: the most memory the Go runtime held (heap, stacks, runtime) during
+//     restage's restores, sampled every 5 ms; peak-heap-MiB: the heap's peak;
+//     peak-rss-MiB: the test process's peak resident set (VmHWM, reset before each).
+func BenchmarkRestore(b *testing.B) {
+	prod, staging := servers(b)
+	ctx := testCtx(b)
+	scale := 20
+	if s := os.Getenv("RESTAGE_BENCH_SCALE"); s != "" {
+		var err error
+		if scale, err = strconv.Atoi(s); err != nil || scale < 1 {
+			b.Fatalf("RESTAGE_BENCH_SCALE=%q", s)
+		}
+	}
+	binDir, err := pgtest.BinDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := prod.Database(b)
+	start := time.Now()
+	gen := exec.CommandContext(ctx, filepath.Join(binDir, "pgbench"), "-i", "-q", "-s", strconv.Itoa(scale),
+		"-h", prod.Host, "-p", strconv.Itoa(prod.Port), "-U", prod.User, db)
+	if out, err := gen.CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	prod.Exec(b, db, fmt.Sprintf(`
+CREATE TABLE extra AS
+  SELECT g AS id, md5(g::text) AS h, timestamptz '2026-01-01' + g * interval '1 second' AS at, repeat('x', 40) AS pad
+  FROM generate_series(1, %d) g;
+ALTER TABLE extra ADD PRIMARY KEY (id);
+CREATE INDEX extra_h ON extra (h);
+CREATE INDEX extra_at ON extra (at);`, scale*50000))
+	dbBytes := prod.QueryInt(b, db, "SELECT pg_database_size(current_database())")
+	b.Logf("dataset: %d MB in %s", dbBytes>>20, time.Since(start).Round(time.Second))
+
+	start = time.Now()
+	backup := dumpOf(b, prod, db, DumpOptions{Counts: true})
+	b.Logf("manifest row counts: %v", backup.Manifest.RowCounts)
+	b.Logf("dump: %d MB in %s", backup.Manifest.Size>>20, time.Since(start).Round(time.Second))
+	cat, err := NewCatalog(filepath.Dir(backup.Path), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start = time.Now()
+	if err := cat.Verify(ctx, backup); err != nil {
+		b.Fatal(err)
+	}
+	verify := time.Since(start)
+
+	srv := newServer(b, staging, ServerConfig{Logger: slog.New(slog.DiscardHandler)})
+	pgRestore, err := (Config{}).tool("pg_restore")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bare := func() time.Duration {
+		b.Helper()
+		name := dbName(b, staging, "bench_bare")
+		start := time.Now()
+		staging.Exec(b, "postgres", "CREATE DATABASE "+ident(name)+" TEMPLATE template0")
+		cmd := exec.CommandContext(ctx, pgRestore, "-j", "2", "--no-owner", "--no-acl", "--exit-on-error",
+			"-d", staging.DSN(name), backup.Path)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("bare pg_restore: %v\n%s", err, out)
+		}
+		d := time.Since(start)
+		dropQuietly(staging, name)
+		return d
+	}
+	var peakGo, peakHeap, peakRSS uint64
+	restage := func() (time.Duration, *RestoreResult) {
+		b.Helper()
+		name := dbName(b, staging, "bench_restage")
+		runtime.GC()
+		_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset VmHWM (Linux)
+		stop := sampleMemory(&peakGo, &peakHeap)
+		start := time.Now()
+		res, err := srv.Restore(ctx, backup, RestoreOptions{Target: name, Jobs: 2})
+		d := time.Since(start)
+		stop()
+		peakRSS = max(peakRSS, vmHWM())
+		if err != nil {
+			b.Fatal(err)
+		}
+		dropQuietly(staging, name)
+		return d, res
+	}
+	checkpoint := func() { staging.Exec(b, "postgres", "CHECKPOINT") }
+
+	var bareTotal, restageTotal, phaseTotal, extraTotal time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, order := range []string{"bare", "restage", "restage", "bare"} {
+			checkpoint()
+			if order == "bare" {
+				d := bare()
+				bareTotal += d
+				b.Logf("bare pg_restore -j 2: %s", d.Round(time.Millisecond))
+				continue
+			}
+			d, res := restage()
+			restageTotal += d
+			phaseTotal += res.Restore
+			extraTotal += res.Analyze + (d - res.Restore - res.Analyze - res.PostRestore)
+			b.Logf("restage Restore: %s (pg_restore %s, analyze %s, %d tables' row counts compared)",
+				d.Round(time.Millisecond), res.Restore.Round(time.Millisecond), res.Analyze.Round(time.Millisecond), len(res.RowCounts))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(dbBytes)/1e6, "dataset-MB")
+	b.ReportMetric(verify.Seconds(), "verify-s")
+	b.ReportMetric(bareTotal.Seconds()/float64(2*b.N), "bare-s")
+	b.ReportMetric(restageTotal.Seconds()/float64(2*b.N), "restage-s")
+	b.ReportMetric(restageTotal.Seconds()/bareTotal.Seconds(), "time-ratio")
+	b.ReportMetric(phaseTotal.Seconds()/bareTotal.Seconds(), "pgrestore-ratio")
+	b.ReportMetric(extraTotal.Seconds()/float64(2*b.N), "extra-s")
+	b.ReportMetric(float64(peakGo)/(1<<20), "peak-go-MiB")
+	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-rss-MiB")
+}
+
+// sampleMemory records the Go runtime's peak memory until the returned stop is called.
+func sampleMemory(peakGo, peakHeap *uint64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	sample := func() {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		*peakGo = max(*peakGo, ms.Sys-ms.HeapReleased)
+		*peakHeap = max(*peakHeap, ms.HeapAlloc)
+	}
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait(); sample() }
+}
+
+// vmHWM returns the process's peak resident set size in bytes (Linux), or 0.
+func vmHWM() uint64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
