@@ -45,7 +45,7 @@ const (
 	logKeyError    = "error"
 )
 
-// ErrNoTool reports that a PostgreSQL client program was not found.
+// errNoTool reports that a PostgreSQL client program was not found.
 var errNoTool = errors.New("PostgreSQL client program not found")
 
 // tool returns the path of the PostgreSQL client program name.

@@ -98,7 +98,8 @@ type RestoreOptions struct {
 	// KeepOwners restores ownership and privileges; by default --no-owner --no-acl.
 	KeepOwners bool
 	// PostRestore lists SQL files run in order on the restored database, each in a
-	// transaction, before row counts are compared (e.g. sanitising).
+	// transaction (e.g. sanitising). They run after the row counts were compared (the
+	// counts prove the restore complete; sanitising may delete rows) and before ANALYZE.
 	PostRestore []string
 	// SkipRowCounts skips comparing the manifest's row counts with the restored tables.
 	SkipRowCounts bool
