@@ -373,7 +373,7 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 		if !ok {
 			res.Outcome, res.Err = SkippedRunning, ErrRunning
 			done[j.Name] = minute
-			log.Warn("job skipped: still running from an earlier run")
+			log.Info("job skipped: still running from an earlier run")
 			continue
 		}
 		el, err := staging.AcquireShared(r.cfg.LockFile, j.Name)
@@ -386,7 +386,7 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 				if le.Owner != nil {
 					owner = le.Owner.String()
 				}
-				log.Warn("job skipped: a rebuild holds the lock; it runs after the rebuild", logKeyOwner, owner, "lock", r.cfg.LockFile)
+				log.Info("job skipped: a rebuild holds the lock; it runs after the rebuild", logKeyOwner, owner, "lock", r.cfg.LockFile)
 				continue // done stays at last: the minute is still owed
 			}
 			res.Outcome, res.Err = Failed, &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: err}

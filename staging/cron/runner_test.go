@@ -544,3 +544,30 @@ func TestRunFlushesKeptReports(t *testing.T) {
 		t.Fatalf("%d flushes, want 1", len(flushes))
 	}
 }
+
+func TestNoJobStartsWhileRebuildWaitsForRunningJob(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(longJob(t, e), helperJob(t, "other", "1 * * * *", "append", e.path("other"), "run"))
+	done := startBlocking(t, e, newRunner(t, cfg))
+	got := make(chan error, 1)
+	go func() {
+		l, err := staging.AcquireExclusive(t.Context(), e.lock, staging.LockOptions{WaitShared: 5 * time.Minute, Poll: 20 * time.Millisecond})
+		if err == nil {
+			l.Release()
+		}
+		got <- err
+	}()
+	waitFor(t, "the rebuild to wait", func() bool { return exists(e.lock + ".waiting") })
+	sum := runOnce(t, newRunner(t, cfg), at(1))
+	if got := outcomes(sum); got != "long=skipped-running other=skipped-locked" {
+		t.Fatalf("while the rebuild waits: %s", got)
+	}
+	touch(t, e.path("release"))
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if got := outcomes(runOnce(t, newRunner(t, cfg), at(2))); got != "long=ok other=ok" {
+		t.Fatalf("after the rebuild: %s", got)
+	}
+}
