@@ -1,7 +1,17 @@
 package pgtest
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
 	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 )
 
 // The fallback startFor uses without local binaries starts a working container server.
@@ -25,5 +35,53 @@ func TestContainerFallbackStartsAServer(t *testing.T) {
 	}
 	if s.SystemIdentifier(t) == 0 {
 		t.Fatal("system_identifier 0")
+	}
+}
+
+// A container left by a test process that died is removed by the next start; one whose
+// process lives is left alone.
+func TestStartContainerRemovesOrphans(t *testing.T) {
+	RequireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	image := os.Getenv(ImageEnv)
+	if image == "" {
+		image = DefaultImage
+	}
+	create := func(pid int) testcontainers.Container {
+		t.Helper()
+		c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+			ContainerRequest: testcontainers.ContainerRequest{
+				Image:  image,
+				Labels: map[string]string{labelPgtest: "1", labelHost: host, labelPID: strconv.Itoa(pid)},
+			},
+			Logger: tclog.NewNoopLogger(),
+		})
+		if err != nil {
+			skipOrFail(t, reaperError(err))
+		}
+		t.Cleanup(func() { _ = c.Terminate(context.Background()) })
+		return c
+	}
+	orphan, alive := create(dead.Process.Pid), create(os.Getpid())
+
+	srv := Container(t, ContainerOptions{})
+	if srv.Container.ID == orphan.GetContainerID() {
+		t.Fatal("the new container has the orphan's ID")
+	}
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.ContainerInspect(ctx, orphan.GetContainerID(), client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("orphan container of dead process %d: inspect gave %v, want not found", dead.Process.Pid, err)
+	}
+	if _, err := cli.ContainerInspect(ctx, alive.GetContainerID(), client.ContainerInspectOptions{}); err != nil {
+		t.Fatalf("container of this live process was removed: %v", err)
 	}
 }
