@@ -18,7 +18,10 @@
 //		...
 //	}
 //
-// Without server binaries the tests are skipped, or fail when RESTAGE_REQUIRE_POSTGRES=1.
+// Without server binaries, Shared and Start run the server in a container where a Docker
+// engine answers (StartContainer); otherwise the tests are skipped, or fail when
+// RESTAGE_REQUIRE_POSTGRES=1. Container starts one for a test explicitly, e.g. on a
+// Docker network with other containers (ContainerNetwork).
 package pgtest
 
 import (
