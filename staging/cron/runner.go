@@ -277,23 +277,6 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 		return sum, nil, fmt.Errorf("state_dir: %w", err)
 	}
 	enabled := r.cfg.enabled()
-	var ctl *Control
-	if enabled && r.control != "" && len(r.jobs) > 0 {
-		c, err := ReadControl(ctx, r.cfg.HTTPClient, r.control)
-		switch {
-		case err == nil:
-			ctl = c
-		case r.cfg.ControlFail == FailClosed:
-			sum.ControlErr = err
-			off := false
-			ctl = &Control{Default: &off}
-			r.log.Warn("control file cannot be read: every job is disabled (control_fail = closed)", logKeyControl, r.control, logKeyErr, err)
-		default:
-			sum.ControlErr = err
-			r.log.Warn("control file cannot be read: every job is enabled (control_fail = open)", logKeyControl, r.control, logKeyErr, err)
-		}
-	}
-
 	sl, err := lockFile(ctx, filepath.Join(r.cfg.StateDir, "state.lock"))
 	if err != nil {
 		return sum, nil, err
@@ -343,6 +326,11 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 		}
 		done[j.Name] = last // until it is started or skipped for good
 		dues = append(dues, due{j: j, res: JobResult{Job: j.Name, Due: next, ExitCode: -1}})
+	}
+	// The control file is read only when a job is due (a URL is fetched once per run).
+	var ctl *Control
+	if len(dues) > 0 && r.control != "" {
+		ctl = r.readControl(ctx, sum)
 	}
 	sum.Jobs = make([]JobResult, len(dues))
 	var run []*started
@@ -412,6 +400,24 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 		r.report(ctx, dues[i].j, &sum.Jobs[i])
 	}
 	return sum, run, nil
+}
+
+// readControl reads the control file, applying control_fail when it cannot.
+func (r *Runner) readControl(ctx context.Context, sum *Summary) *Control {
+	c, err := ReadControl(ctx, r.cfg.HTTPClient, r.control)
+	switch {
+	case err == nil:
+		return c
+	case r.cfg.ControlFail == FailClosed:
+		sum.ControlErr = err
+		r.log.Warn("control file cannot be read: every job is disabled (control_fail = closed)", logKeyControl, r.control, logKeyErr, err)
+		off := false
+		return &Control{Default: &off}
+	default:
+		sum.ControlErr = err
+		r.log.Warn("control file cannot be read: every job is enabled (control_fail = open)", logKeyControl, r.control, logKeyErr, err)
+		return nil
+	}
 }
 
 // finish runs a started job, releases its locks, logs and reports the result.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -569,5 +570,27 @@ func TestNoJobStartsWhileRebuildWaitsForRunningJob(t *testing.T) {
 	<-done
 	if got := outcomes(runOnce(t, newRunner(t, cfg), at(2))); got != "long=ok other=ok" {
 		t.Fatalf("after the rebuild: %s", got)
+	}
+}
+
+func TestControlURLFetchedOnlyWhenAJobIsDue(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write([]byte("[DEFAULT]\nenabled: True\n"))
+	}))
+	defer srv.Close()
+	e := newEnv(t)
+	cfg := e.config(helperJob(t, "half-past", "30 * * * *", "append", e.path("a"), "run"))
+	cfg.Control = srv.URL
+	r := newRunner(t, cfg)
+	for m := 0; m < 3; m++ {
+		runOnce(t, r, at(m))
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("fetched %d times with nothing due", n)
+	}
+	if got := outcomes(runOnce(t, r, at(30))); got != "half-past=ok" || hits.Load() != 1 {
+		t.Fatalf("%s, %d fetches", got, hits.Load())
 	}
 }
