@@ -85,7 +85,8 @@ type ContainerOptions struct {
 	// Args are extra arguments for the postgres server (e.g. "-c", "work_mem=64MB"),
 	// after the defaults, which favour speed over durability (fsync=off and friends).
 	Args []string
-	// Env holds extra environment variables for the container.
+	// Env holds extra environment variables for the container (e.g. POSTGRES_INITDB_ARGS,
+	// by default "--no-sync"); POSTGRES_USER, _PASSWORD and _DB come from the fields above.
 	Env map[string]string
 	// StartupTimeout bounds the wait for the server to accept connections; 0: 3m.
 	StartupTimeout time.Duration
@@ -174,7 +175,11 @@ func (o ContainerOptions) validate() error {
 	}
 	for k := range o.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return fmt.Errorf("pgtest: bad environment variable name %q", k)
+			return fmt.Errorf("pgtest: ContainerOptions.Env: bad variable name %q", k)
+		}
+		switch k {
+		case "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB":
+			return fmt.Errorf("pgtest: ContainerOptions.Env: set %s through User, Password or Database", k)
 		}
 	}
 	return nil
@@ -311,8 +316,8 @@ func StartContainer(ctx context.Context, opts ContainerOptions) (*Server, error)
 		},
 		WaitingFor: wait.ForAll(
 			wait.ForLog(ReadyLog).WithOccurrence(opts.ReadyLogOccurrence),
-			// The check from this process is waitConnect's: testcontainers-go's guess of the
-			// Docker host's address is wrong where the engine runs inside this very container.
+			// The check from this process is reachableHost's and waitConnect's: testcontainers-go's
+			// guess of the Docker host's address is wrong where the engine runs in this very container.
 			wait.ForListeningPort(port).SkipExternalCheck(),
 		).WithDeadline(opts.StartupTimeout),
 	}

@@ -98,4 +98,8 @@ func TestStartContainerValidatesOptions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Network") {
 		t.Fatalf("aliases without a network: got %v, want an error naming Network", err)
 	}
+	_, err = pgtest.StartContainer(context.Background(), pgtest.ContainerOptions{Env: map[string]string{"POSTGRES_PASSWORD": "x"}})
+	if err == nil || !strings.Contains(err.Error(), "Password") {
+		t.Fatalf("POSTGRES_PASSWORD in Env: got %v, want an error pointing to Password", err)
+	}
 }
