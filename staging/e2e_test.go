@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 	os.Exit(pgtest.Main(m))
 }
 
-func newWorld(t *testing.T, opts stagingtest.Options) *stagingtest.World {
+func newWorld(t testing.TB, opts stagingtest.Options) *stagingtest.World {
 	t.Helper()
 	pgtest.Require(t)
 	exe, err := os.Executable()
@@ -75,7 +75,7 @@ func newWorld(t *testing.T, opts stagingtest.Options) *stagingtest.World {
 	return w
 }
 
-func open(t *testing.T, w *stagingtest.World) *staging.Rebuilder {
+func open(t testing.TB, w *stagingtest.World) *staging.Rebuilder {
 	t.Helper()
 	c, err := staging.LoadEnvironment(w.ConfigPath)
 	if err != nil {
@@ -88,14 +88,14 @@ func open(t *testing.T, w *stagingtest.World) *staging.Rebuilder {
 	return rb
 }
 
-func run(t *testing.T, w *stagingtest.World) (*staging.Report, error) {
+func run(t testing.TB, w *stagingtest.World) (*staging.Report, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	return open(t, w).Run(ctx)
 }
 
-func mustRun(t *testing.T, w *stagingtest.World) *staging.Report {
+func mustRun(t testing.TB, w *stagingtest.World) *staging.Report {
 	t.Helper()
 	rep, err := run(t, w)
 	if err != nil {
@@ -115,7 +115,7 @@ func get(t *testing.T, url string) string {
 	return fmt.Sprintf("%d %s", resp.StatusCode, body)
 }
 
-func query(t *testing.T, srv *pgtest.Server, db, sql string) string {
+func query(t testing.TB, srv *pgtest.Server, db, sql string) string {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, srv.DSN(db))

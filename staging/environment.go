@@ -72,11 +72,12 @@ type ServiceSection struct {
 	Pidfile       string   `toml:"pidfile"`
 	LogFile       string   `toml:"log_file"`
 	StopTimeout   Duration `toml:"stop_timeout"`
-	Start         []string `toml:"start"`     // command type
-	Stop          []string `toml:"stop"`      // command type
-	Status        []string `toml:"status"`    // command type
-	Unit          string   `toml:"unit"`      // systemd type
-	Container     string   `toml:"container"` // docker type
+	StartWait     Duration `toml:"start_wait"` // how long a process must stay up to count as started; "": 1s, or 200ms with a health_url
+	Start         []string `toml:"start"`      // command type
+	Stop          []string `toml:"stop"`       // command type
+	Status        []string `toml:"status"`     // command type
+	Unit          string   `toml:"unit"`       // systemd type
+	Container     string   `toml:"container"`  // docker type
 	HealthURL     string   `toml:"health_url"`
 	HealthTimeout Duration `toml:"health_timeout"`
 }

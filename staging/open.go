@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
@@ -100,8 +101,12 @@ func (c *EnvironmentConfig) service(log *slog.Logger) (svcctl.Controller, svcctl
 		if err := os.MkdirAll(filepath.Dir(s.Pidfile), 0o755); err != nil {
 			return nil, nil, c.errorf("service.pidfile: %v", err)
 		}
+		startWait := s.StartWait.Duration
+		if startWait == 0 && s.HealthURL != "" {
+			startWait = 200 * time.Millisecond // the health gate watches the process from then on
+		}
 		ctl, err = svcctl.NewProcess(svcctl.ProcessConfig{Command: s.Command, Dir: s.Dir, Env: s.Env,
-			Pidfile: s.Pidfile, LogFile: s.LogFile, StopTimeout: s.StopTimeout.Duration, Logger: log})
+			Pidfile: s.Pidfile, LogFile: s.LogFile, StopTimeout: s.StopTimeout.Duration, StartWait: startWait, Logger: log})
 	case "command":
 		ctl, err = svcctl.NewCommand(svcctl.CommandConfig{Start: s.Start, Stop: s.Stop, Status: s.Status,
 			Dir: s.Dir, Env: s.Env, Logger: log})

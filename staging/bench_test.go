@@ -1,0 +1,154 @@
+package staging_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/staging/stagingtest"
+)
+
+// benchSizes are the numbers of bugs of the benchmark datasets (people: a tenth,
+// comments: twice as many). RESTAGE_BENCH_BUGS="200000,2000000" overrides them.
+func benchSizes() []int {
+	sizes := []int{100_000, 1_000_000}
+	if s := os.Getenv("RESTAGE_BENCH_BUGS"); s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			var n int
+			fmt.Sscan(f, &n)
+			sizes = append(sizes, n)
+		}
+	}
+	return sizes
+}
+
+func newestDump(tb testing.TB, dir string) string {
+	tb.Helper()
+	dumps, _ := filepath.Glob(filepath.Join(dir, "*.dump"))
+	sort.Strings(dumps)
+	if len(dumps) == 0 {
+		tb.Fatal("no dump")
+	}
+	return dumps[len(dumps)-1]
+}
+
+func timed(tb testing.TB, name string, args ...string) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		tb.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkRebuild compares, on the same data in one run: the downtime of a swap
+// rebuild and of an in-place one (at two database sizes: swap's must not grow), and a
+// swap rebuild's total time with the sum of the bare tools doing the same work:
+// pg_restore -j 2, cp -a of the code tree, and psql running the migrations.
+//
+//	go test -run '^$' -bench Rebuild -benchtime 1x ./staging
+func BenchmarkRebuild(b *testing.B) {
+	for _, bugs := range benchSizes() {
+		b.Run(fmt.Sprintf("bugs=%d", bugs), func(b *testing.B) {
+			w := newWorld(b, stagingtest.Options{People: max(bugs/10, 100), Bugs: bugs})
+			mustRun(b, w) // the first rebuild: from here on, each one replaces a live staging
+			dump := newestDump(b, w.BackupDir)
+			st, _ := os.Stat(dump)
+			b.Logf("dump %s: %d MiB", filepath.Base(dump), st.Size()>>20)
+			var swapDown, swapTotal, inplaceDown, baseline time.Duration
+			for i := 0; i < b.N; i++ {
+				rep := mustRun(b, w)
+				swapDown += rep.Downtime
+				swapTotal += rep.Total
+				baseline += bareTools(b, w, dump)
+			}
+			cfg, _ := os.ReadFile(w.ConfigPath)
+			inplace := strings.Replace(string(cfg), `strategy     = "swap"`, `strategy     = "inplace"`, 1)
+			if err := os.WriteFile(w.ConfigPath, []byte(inplace), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i++ {
+				inplaceDown += mustRun(b, w).Downtime
+			}
+			n := float64(b.N)
+			b.ReportMetric(swapDown.Seconds()/n, "swap-downtime-s")
+			b.ReportMetric(inplaceDown.Seconds()/n, "inplace-downtime-s")
+			b.ReportMetric(swapTotal.Seconds()/n, "swap-total-s")
+			b.ReportMetric(baseline.Seconds()/n, "bare-tools-s")
+			b.ReportMetric(swapTotal.Seconds()/baseline.Seconds(), "total/bare-tools")
+		})
+	}
+}
+
+// bareTools does a rebuild's work with the standard tools and returns how long it took.
+func bareTools(b *testing.B, w *stagingtest.World, dump string) time.Duration {
+	b.Helper()
+	db := "bench_bare"
+	w.Staging.Exec(b, "postgres", "DROP DATABASE IF EXISTS "+db)
+	tree := filepath.Join(w.Dir, "bench-tree")
+	_ = os.RemoveAll(tree)
+	start := time.Now()
+	w.Staging.Exec(b, "postgres", "CREATE DATABASE "+db+" TEMPLATE template0")
+	elapsed := time.Since(start)
+	elapsed += timed(b, "pg_restore", "-j", "2", "--no-owner", "--no-acl", "--exit-on-error", "-d", w.Staging.DSN(db), dump)
+	elapsed += timed(b, "cp", "-a", w.Source, tree)
+	for _, m := range []string{"4_bug_importance.up.sql", "5_bug_heat.up.sql"} {
+		elapsed += timed(b, "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", w.Staging.DSN(db), "-f", filepath.Join(w.Source, "migrations", m))
+	}
+	w.Staging.Exec(b, "postgres", "DROP DATABASE "+db)
+	return elapsed
+}
+
+// BenchmarkExperimentalClone compares making experimental's database as a template
+// copy of the night's restore with a second restore of the same backup (target ≤ 0.3×).
+//
+//	go test -run '^$' -bench ExperimentalClone -benchtime 1x ./staging
+func BenchmarkExperimentalClone(b *testing.B) {
+	for _, bugs := range benchSizes() {
+		b.Run(fmt.Sprintf("bugs=%d", bugs), func(b *testing.B) {
+			w := newWorld(b, stagingtest.Options{People: max(bugs/10, 100), Bugs: bugs})
+			ctx := context.Background()
+			srv, err := dbrestore.NewServer(dbrestore.ServerConfig{AdminDSN: w.Staging.AdminDSN(), Logger: discard()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			cat, err := dbrestore.NewCatalog(w.BackupDir, dbrestore.Config{Logger: discard()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			backup, err := cat.Wait(ctx, dbrestore.WaitOptions{Database: w.ProdDB})
+			if err != nil {
+				b.Fatal(err)
+			}
+			opts := dbrestore.RestoreOptions{Target: "bench_next", Replace: true, Jobs: 2}
+			if _, err := srv.Restore(ctx, backup, opts); err != nil {
+				b.Fatal(err)
+			}
+			var clone, restore time.Duration
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				if err := srv.Clone(ctx, "bench_next", "bench_clone"); err != nil {
+					b.Fatal(err)
+				}
+				clone += time.Since(start)
+				start = time.Now()
+				opts.Target = "bench_second"
+				if _, err := srv.Restore(ctx, backup, opts); err != nil {
+					b.Fatal(err)
+				}
+				restore += time.Since(start)
+			}
+			b.ReportMetric(clone.Seconds()/float64(b.N), "clone-s")
+			b.ReportMetric(restore.Seconds()/float64(b.N), "second-restore-s")
+			b.ReportMetric(clone.Seconds()/restore.Seconds(), "clone/restore")
+		})
+	}
+}
