@@ -9,7 +9,12 @@
 //
 //	cronrunner -config FILE -disable JOB   # or -enable JOB; JOB may be DEFAULT
 //
-// rewrites the local control file atomically.
+// rewrites the local control file atomically, and
+//
+//	cronrunner -config FILE -list
+//
+// prints each job's schedule, control-file state, next run, owed run and running
+// instances.
 //
 // Exit status: 0 done (or -h); 1 a job failed (it was also reported) or the runner failed;
 // 2 usage or config error.
@@ -27,6 +32,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/restage/restage/staging"
@@ -65,6 +71,7 @@ func run(ctx context.Context, args []string) error {
 	once := fs.Bool("once", false, "run the jobs due since the last run, then exit (for system cron, every minute)")
 	disable := fs.String("disable", "", "disable `JOB` (or DEFAULT) in the local control file, then exit")
 	enable := fs.String("enable", "", "enable `JOB` (or DEFAULT) in the local control file, then exit")
+	list := fs.Bool("list", false, "print each job's schedule, next run, control-file state and running instances, then exit")
 	level := fs.String("log-level", "", "debug, info, warn or error (default: warn with -once, so that cron mails only problems; info otherwise)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -108,6 +115,9 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *list {
+		return printStatus(ctx, r, os.Stdout)
+	}
 	if !*once {
 		return r.Run(ctx)
 	}
@@ -123,6 +133,31 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d job(s) failed: %s", len(failed), strings.Join(names, ", "))
 	}
 	return nil
+}
+
+// printStatus prints the -list table.
+func printStatus(ctx context.Context, r *cron.Runner, out io.Writer) error {
+	sts, _ := r.Status(ctx, time.Now()) // a control file that cannot be read is logged
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSCHEDULE\tENABLED\tNEXT\tOWED\tRUNNING")
+	for _, s := range sts {
+		enabled, owed, running := "yes", "-", "-"
+		if !s.Enabled {
+			enabled = "no"
+		}
+		if !s.Owed.IsZero() {
+			owed = s.Owed.Format("2006-01-02 15:04")
+		}
+		if len(s.Running) > 0 {
+			names := make([]string, len(s.Running))
+			for i, o := range s.Running {
+				names[i] = fmt.Sprintf("pid %d since %s", o.PID, o.Start.Local().Format("15:04:05"))
+			}
+			running = strings.Join(names, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Job.Name, s.Job.Schedule, enabled, s.Next.Format("2006-01-02 15:04"), owed, running)
+	}
+	return tw.Flush()
 }
 
 // setEnabled edits the local control file for -disable and -enable.

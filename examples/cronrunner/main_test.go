@@ -373,3 +373,22 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestList(t *testing.T) {
+	w := newWorld(t, "control = \"cron.ini\"\n",
+		"a|*/5 * * * *||echo x",
+		"b|0 3 * * *||echo y")
+	if code, _, stderr := cronrunner(t, "-config", w.config, "-disable", "b"); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, stdout, stderr := cronrunner(t, "-config", w.config, "-list")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	rows := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(rows) != 3 || !strings.HasPrefix(rows[0], "JOB") ||
+		!strings.Contains(rows[1], "*/5 * * * *") || !strings.Contains(rows[1], "yes") ||
+		!strings.Contains(rows[2], "0 3 * * *") || !strings.Contains(rows[2], " no ") {
+		t.Fatalf("-list:\n%s", stdout)
+	}
+}

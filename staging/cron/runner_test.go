@@ -594,3 +594,31 @@ func TestControlURLFetchedOnlyWhenAJobIsDue(t *testing.T) {
 		t.Fatalf("%s, %d fetches", got, hits.Load())
 	}
 }
+
+func TestStatus(t *testing.T) {
+	e := newEnv(t)
+	control := e.path("cron.ini")
+	if err := cron.SetEnabled(control, "other", false); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.config(longJob(t, e), helperJob(t, "other", "*/5 * * * *", "append", e.path("a"), "run"))
+	cfg.Control = control
+	done := startBlocking(t, e, newRunner(t, cfg))
+	r := newRunner(t, cfg)
+	st, err := r.Status(t.Context(), at(2, 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 2 {
+		t.Fatalf("%+v", st)
+	}
+	long, other := st[0], st[1]
+	if len(long.Running) != 1 || long.Running[0].Job != "long" || !long.Enabled || !long.Next.Equal(at(3)) || !long.Owed.Equal(at(1)) {
+		t.Fatalf("long: %+v", long)
+	}
+	if len(other.Running) != 0 || other.Enabled || !other.Next.Equal(at(5)) || !other.Owed.IsZero() {
+		t.Fatalf("other: %+v", other)
+	}
+	touch(t, e.path("release"))
+	<-done
+}
