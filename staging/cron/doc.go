@@ -24,5 +24,13 @@
 // once in them runs once, however many minutes were missed. A job skipped because a
 // rebuild holds the lock is still owed and runs at the next run that can take the lock;
 // a job disabled by the control file or still running from an earlier run is not owed.
-// The first run ever (no state) only runs the jobs due in the current minute.
+// The first run ever (no state) only runs the jobs due in the current minute. The state
+// is written before the jobs start, so a job runs at most once per due minute even if
+// the runner is killed while it runs.
+//
+// A job runs without a shell in its own process group, with RESTAGE_ENVIRONMENT and
+// RESTAGE_CRON_JOB added to its environment; its output (standard output and error)
+// goes to state_dir/jobs/<name>.log and its tail into the report. Past its timeout the
+// group gets SIGTERM, then SIGKILL; processes a job leaves behind are killed when it
+// ends, so nothing of it runs without the lock.
 package cron
