@@ -152,9 +152,11 @@ func startServer(ctx context.Context) (*pgtest.Server, error) {
 	return pgtest.StartLocal(ctx, bin)
 }
 
-// StartContainer starts a containerised server when there are no local binaries; nil
-// when container support is not built in.
-var StartContainer func(ctx context.Context) (*pgtest.Server, error)
+// StartContainer starts a containerised server, used when there are no local binaries
+// (the image: $RESTAGE_TEST_PG_IMAGE, else pgtest.DefaultImage). Stop stops it.
+var StartContainer = func(ctx context.Context) (*pgtest.Server, error) {
+	return pgtest.StartContainer(ctx, pgtest.ContainerOptions{})
+}
 
 // Close stops the service, the servers and the mail server. The folder is left to the caller.
 func (w *World) Close() {
