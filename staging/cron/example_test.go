@@ -56,7 +56,7 @@ command  = ["sh", "-c", "echo 'cannot reach the database' >&2; exit 2"]
 		fmt.Printf("%s: %s: %s", j.Job, j.Outcome, j.Output)
 	}
 	// Output:
-	// report [staging-cron] cron job broken failed: exit status 2
+	// report [staging-cron] cron job broken: exit status 2
 	// say-hello: ok: hello from cron
 	// broken: failed: cannot reach the database
 }

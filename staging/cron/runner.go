@@ -61,7 +61,7 @@ type CommandError struct {
 }
 
 func (e *CommandError) Error() string {
-	return fmt.Sprintf("job %q (%s): %v", e.Job, strings.Join(e.Args, " "), e.Err)
+	return fmt.Sprintf("job %q %q: %v", e.Job, e.Args, e.Err)
 }
 
 // Unwrap returns the cause.
@@ -453,7 +453,7 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 	}
 	cmd.WaitDelay = r.cfg.KillDelay // then SIGKILL, and the output pipes are closed
 	res.Start = time.Now()
-	log.Info("job started", "command", strings.Join(j.Command, " "))
+	log.Info("job started", "command", fmt.Sprintf("%q", j.Command))
 	err := cmd.Start()
 	if err == nil {
 		err = cmd.Wait()
@@ -502,13 +502,13 @@ func (r *Runner) report(ctx context.Context, j *job, res *JobResult) {
 	if errors.As(res.Err, &ce) {
 		cause = ce.Err
 	}
-	what := "failed: " + oneLine(cause.Error())
+	what := oneLine(cause.Error())
 	if res.Outcome == TimedOut {
 		what = fmt.Sprintf("timed out after %s (killed)", j.timeout)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Cron job %s in %s %s.\n\n", j.Name, r.cfg.Environment, what)
-	fmt.Fprintf(&b, "Command:  %s\n", strings.Join(j.Command, " "))
+	fmt.Fprintf(&b, "Cron job %s in %s failed: %s.\n\n", j.Name, r.cfg.Environment, what)
+	fmt.Fprintf(&b, "Command:  %q\n", j.Command)
 	fmt.Fprintf(&b, "Folder:   %s\n", j.dir)
 	fmt.Fprintf(&b, "Due:      %s\n", res.Due.Format(time.RFC3339))
 	if !res.Start.IsZero() {
@@ -535,7 +535,7 @@ func (r *Runner) report(ctx context.Context, j *job, res *JobResult) {
 		Environment: r.cfg.Environment,
 		Topic:       r.topic,
 		Status:      notify.StatusFailed,
-		Subject:     fmt.Sprintf("cron job %s %s", j.Name, what),
+		Subject:     fmt.Sprintf("cron job %s: %s", j.Name, what), // notify adds "FAILED: "
 		Body:        b.String(),
 		Log:         res.Output,
 		LogName:     j.Name + ".log",
