@@ -27,11 +27,7 @@ func (ru *run) plan(ctx context.Context) error {
 	if ru.r.cfg.Backups != nil {
 		wait := ru.r.cfg.Backup
 		wait.Wait = 0 // look once
-		saved := ru.r.cfg.Backup
-		ru.r.cfg.Backup = wait
-		err := ru.fetchBackup(ctx)
-		ru.r.cfg.Backup = saved
-		if err != nil {
+		if err := ru.fetchBackup(ctx, wait); err != nil {
 			return err
 		}
 	}

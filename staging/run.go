@@ -189,12 +189,12 @@ func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 }
 
 // fetchBackup waits for and verifies the backup: nothing is destroyed before this passes.
-func (ru *run) fetchBackup(ctx context.Context) error {
+func (ru *run) fetchBackup(ctx context.Context, wait dbrestore.WaitOptions) error {
 	if ru.r.cfg.Backups == nil {
 		return fmt.Errorf("%w: no backup catalog", ErrConfig)
 	}
 	err := ru.step(ctx, "backup", func(ctx context.Context) (string, error) {
-		b, err := ru.r.cfg.Backups.Wait(ctx, ru.r.cfg.Backup)
+		b, err := ru.r.cfg.Backups.Wait(ctx, wait)
 		if err != nil {
 			return "", err
 		}
@@ -353,7 +353,7 @@ func (ru *run) untouched() string {
 // swap is the default flow: everything is prepared beside the live environment, which
 // is touched only at the cutover.
 func (ru *run) swap(ctx context.Context) error {
-	if err := ru.fetchBackup(ctx); err != nil {
+	if err := ru.fetchBackup(ctx, ru.r.cfg.Backup); err != nil {
 		ru.rep.State = ru.untouched()
 		return err
 	}
@@ -546,7 +546,7 @@ func (ru *run) prune(ctx context.Context) {
 // start. The downtime is the whole restore; a failure after the database was replaced
 // cannot put yesterday's data back.
 func (ru *run) inplace(ctx context.Context) error {
-	if err := ru.fetchBackup(ctx); err != nil {
+	if err := ru.fetchBackup(ctx, ru.r.cfg.Backup); err != nil {
 		ru.rep.State = ru.untouched()
 		return err
 	}
