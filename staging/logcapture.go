@@ -54,6 +54,27 @@ func (c *capture) WithGroup(name string) slog.Handler {
 	return &capture{next: c.next.WithGroup(name), text: c.text.WithGroup(name), state: c.state}
 }
 
+// CaptureLogger returns a logger that writes to base and also into the report of the
+// Rebuilder whose Config.Logger it is: give it to the parts too, so that their messages
+// (pg_restore's, each migration's) appear in the report's log and in a failed step's tail.
+func CaptureLogger(base *slog.Logger) *slog.Logger {
+	if base == nil {
+		base = slog.Default()
+	}
+	if _, ok := base.Handler().(*capture); ok {
+		return base
+	}
+	return slog.New(newCapture(base.Handler()))
+}
+
+// reset forgets everything captured, at the start of a run.
+func (c *capture) reset() {
+	c.state.mu.Lock()
+	c.state.all.Reset()
+	c.state.step.Reset()
+	c.state.mu.Unlock()
+}
+
 // startStep forgets the previous step's lines.
 func (c *capture) startStep() {
 	c.state.mu.Lock()

@@ -32,10 +32,7 @@ type OpenOptions struct {
 // service with its health gate, and the notifiers, each spooled in state_dir. This is the
 // one place the parts are put together.
 func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := CaptureLogger(opts.Logger) // the parts' messages go into the report too
 	cfg := Config{Environment: c.Environment}
 	var err error
 	if c.Backup.Dir != "" {

@@ -48,7 +48,8 @@ type run struct {
 }
 
 func (r *Rebuilder) begin(kind string) *run {
-	c := newCapture(r.log.Handler())
+	c := r.cap
+	c.reset()
 	now := r.cfg.Now()
 	id := make([]byte, 6)
 	_, _ = rand.Read(id)

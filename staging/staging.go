@@ -88,7 +88,8 @@ type Options struct {
 	// Topic tags the report; "": "<Environment>-rebuild".
 	Topic string
 	// Logger receives one line per step; nil: slog.Default(). The run's log is also
-	// captured for the report's attachment.
+	// captured for the report's attachment: give the parts CaptureLogger(Logger) so that
+	// their messages are captured too.
 	Logger *slog.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
@@ -98,6 +99,7 @@ type Options struct {
 type Rebuilder struct {
 	cfg Config
 	log *slog.Logger
+	cap *capture // the run's log, for the report
 }
 
 // Errors callers test with errors.Is, besides ErrLocked and ErrBusy.
@@ -139,11 +141,8 @@ func New(cfg Config) (*Rebuilder, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Rebuilder{cfg: cfg, log: log}, nil
+	log := CaptureLogger(cfg.Logger)
+	return &Rebuilder{cfg: cfg, log: log, cap: log.Handler().(*capture)}, nil
 }
 
 func (r *Rebuilder) next() string { return r.cfg.Database + "_next" }
