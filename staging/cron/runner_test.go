@@ -622,3 +622,26 @@ func TestStatus(t *testing.T) {
 	touch(t, e.path("release"))
 	<-done
 }
+
+func TestRunDaemonTicksAtEachMinute(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(helperJob(t, "every-minute", "* * * * *", "append", e.path("a"), "run"))
+	start, fake := time.Now(), at(0, 59).Add(800*time.Millisecond)
+	cfg.Now = func() time.Time { return fake.Add(time.Since(start)) } // 12:00:59.8, running
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- newRunner(t, cfg).Run(ctx) }()
+	// 12:00 at once, 12:01 at the start of the next minute, 0.2 s later (the job may
+	// then be skipped as still running: the minute is dealt with all the same).
+	waitFor(t, "the 12:01 run", func() bool {
+		data, _ := os.ReadFile(filepath.Join(e.state, cron.StateFile))
+		return strings.Contains(string(data), `"last_run": "2026-11-25T12:01:00Z"`)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := lineCount(t, e.path("a")); n < 1 || n > 2 {
+		t.Fatalf("%d runs", n)
+	}
+}
