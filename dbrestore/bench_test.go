@@ -24,10 +24,11 @@ import (
 //
 //	go test ./dbrestore -run '^$' -bench BenchmarkRestore -benchtime 1x -timeout 60m
 //
-// Each iteration restores twice with each tool, alternating (bare, restage, restage, bare),
-// and reports:
+// Each of $RESTAGE_BENCH_ROUNDS rounds (default 2) restores twice with each tool,
+// alternating (bare, restage, restage, bare), and reports:
 //   - time-ratio: restage's whole Restore (create, pg_restore, row count check, ANALYZE)
-//     over bare (create + pg_restore); pgrestore-ratio: restage's pg_restore phase alone;
+//     over bare (create + pg_restore); time-ratio-vs-analyzed: over bare plus
+//     vacuumdb --analyze-only -j 2; pgrestore-ratio: restage's pg_restore phase alone;
 //   - extra-s: what restage adds to pg_restore (create, table of contents, row counts,
 //     ANALYZE) per restore;
 //   - peak-go-MiB: the most memory the Go runtime held (heap, stacks, runtime) during
@@ -83,7 +84,13 @@ CREATE INDEX extra_at ON extra (at);`, scale*50000))
 	if err != nil {
 		b.Fatal(err)
 	}
-	bare := func() time.Duration {
+	vacuumdb, err := (Config{}).tool("vacuumdb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// bare restores with pg_restore alone, then runs vacuumdb --analyze-only -j 2 (the
+	// ANALYZE restage includes), returning both times.
+	bare := func() (time.Duration, time.Duration) {
 		b.Helper()
 		name := dbName(b, staging, "bench_bare")
 		start := time.Now()
@@ -94,8 +101,14 @@ CREATE INDEX extra_at ON extra (at);`, scale*50000))
 			b.Fatalf("bare pg_restore: %v\n%s", err, out)
 		}
 		d := time.Since(start)
+		start = time.Now()
+		cmd = exec.CommandContext(ctx, vacuumdb, "--analyze-only", "-j", "2", "-q", "-d", staging.DSN(name))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("vacuumdb: %v\n%s", err, out)
+		}
+		a := time.Since(start)
 		dropQuietly(staging, name)
-		return d
+		return d, a
 	}
 	var peakGo, peakHeap, peakRSS uint64
 	restage := func() (time.Duration, *RestoreResult) {
@@ -117,33 +130,42 @@ CREATE INDEX extra_at ON extra (at);`, scale*50000))
 	}
 	checkpoint := func() { staging.Exec(b, "postgres", "CHECKPOINT") }
 
-	var bareTotal, restageTotal, phaseTotal, extraTotal time.Duration
+	rounds := 2
+	if s := os.Getenv("RESTAGE_BENCH_ROUNDS"); s != "" {
+		if rounds, err = strconv.Atoi(s); err != nil || rounds < 1 {
+			b.Fatalf("RESTAGE_BENCH_ROUNDS=%q", s)
+		}
+	}
+	var bareTotal, analyzeTotal, restageTotal, phaseTotal, extraTotal time.Duration
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	for i := 0; i < b.N*rounds; i++ {
 		for _, order := range []string{"bare", "restage", "restage", "bare"} {
 			checkpoint()
 			if order == "bare" {
-				d := bare()
+				d, a := bare()
 				bareTotal += d
-				b.Logf("bare pg_restore -j 2: %s", d.Round(time.Millisecond))
+				analyzeTotal += a
+				b.Logf("bare pg_restore -j 2: %s (then vacuumdb --analyze-only -j 2: %s)", d.Round(time.Millisecond), a.Round(time.Millisecond))
 				continue
 			}
 			d, res := restage()
 			restageTotal += d
 			phaseTotal += res.Restore
-			extraTotal += res.Analyze + (d - res.Restore - res.Analyze - res.PostRestore)
-			b.Logf("restage Restore: %s (pg_restore %s, analyze %s, %d tables' row counts compared)",
-				d.Round(time.Millisecond), res.Restore.Round(time.Millisecond), res.Analyze.Round(time.Millisecond), len(res.RowCounts))
+			extraTotal += d - res.Restore - res.PostRestore
+			b.Logf("restage Restore: %s (pg_restore %s, row counts of %d tables + ANALYZE %s)",
+				d.Round(time.Millisecond), res.Restore.Round(time.Millisecond), len(res.RowCounts), res.Analyze.Round(time.Millisecond))
 		}
 	}
+	n := float64(2 * b.N * rounds)
 	b.StopTimer()
 	b.ReportMetric(float64(dbBytes)/1e6, "dataset-MB")
 	b.ReportMetric(verify.Seconds(), "verify-s")
-	b.ReportMetric(bareTotal.Seconds()/float64(2*b.N), "bare-s")
-	b.ReportMetric(restageTotal.Seconds()/float64(2*b.N), "restage-s")
+	b.ReportMetric(bareTotal.Seconds()/n, "bare-s")
+	b.ReportMetric(restageTotal.Seconds()/n, "restage-s")
 	b.ReportMetric(restageTotal.Seconds()/bareTotal.Seconds(), "time-ratio")
+	b.ReportMetric(restageTotal.Seconds()/(bareTotal+analyzeTotal).Seconds(), "time-ratio-vs-analyzed")
 	b.ReportMetric(phaseTotal.Seconds()/bareTotal.Seconds(), "pgrestore-ratio")
-	b.ReportMetric(extraTotal.Seconds()/float64(2*b.N), "extra-s")
+	b.ReportMetric(extraTotal.Seconds()/n, "extra-s")
 	b.ReportMetric(float64(peakGo)/(1<<20), "peak-go-MiB")
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-rss-MiB")

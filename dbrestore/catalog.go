@@ -332,7 +332,7 @@ func verifyBackup(ctx context.Context, cfg Config, b *Backup) error {
 	}
 	cfg.logger().Info("dbrestore: backup verified", logKeyBackup, b.Name(), "bytes", size, logKeyObjects, len(toc.entries),
 		logKeyDuration, time.Since(start).Round(time.Millisecond))
-	b.verified = true
+	b.verified, b.toc = true, toc
 	return nil
 }
 

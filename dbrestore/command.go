@@ -19,8 +19,8 @@ import (
 // Config configures the PostgreSQL client programs and logging shared by Dump, DirCatalog
 // and Server.
 type Config struct {
-	// BinDir holds pg_dump and pg_restore. "": the ones on PATH, else the newest
-	// /usr/lib/postgresql/*/bin.
+	// BinDir holds pg_dump and pg_restore. "": the ones on PATH (Debian's pg_wrapper
+	// resolved to the newest version), else the newest /usr/lib/postgresql/*/bin.
 	BinDir string
 	// Logger receives progress and diagnostics. nil: slog.Default().
 	Logger *slog.Logger
@@ -57,16 +57,29 @@ func (c Config) tool(name string) (string, error) {
 		}
 		return p, nil
 	}
+	newest := func() string {
+		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+		sort.Slice(dirs, func(i, j int) bool { return pgMajor(dirs[i]) > pgMajor(dirs[j]) })
+		for _, d := range dirs {
+			p := filepath.Join(d, name)
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+		return ""
+	}
 	if p, err := exec.LookPath(name); err == nil {
+		// Debian's pg_wrapper (a Perl script) picks the newest version for a remote
+		// server anyway; calling that directly saves ~100 ms a call.
+		if real, err := filepath.EvalSymlinks(p); err == nil && filepath.Base(real) == "pg_wrapper" {
+			if n := newest(); n != "" {
+				return n, nil
+			}
+		}
 		return p, nil
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool { return pgMajor(dirs[i]) > pgMajor(dirs[j]) })
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
+	if n := newest(); n != "" {
+		return n, nil
 	}
 	return "", fmt.Errorf("%w: %s is not on PATH or under /usr/lib/postgresql/*/bin", errNoTool, name)
 }

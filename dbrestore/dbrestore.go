@@ -42,6 +42,7 @@ type Backup struct {
 	Manifest     Manifest
 
 	verified bool // Verify passed in this process; Restore then skips re-reading the dump
+	toc      *toc // its table of contents, read by Verify
 }
 
 // Name returns the dump's base name.

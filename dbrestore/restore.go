@@ -72,6 +72,10 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 		return nil, err
 	}
 	s.noteSource(b.Manifest.SystemIdentifier)
+	t0 := time.Now()
+	step := func(what string) {
+		s.log.Debug("dbrestore: restore step", "step", what, "elapsed", time.Since(t0).Round(time.Millisecond))
+	}
 
 	admin, err := s.connect(ctx, "")
 	if err != nil {
@@ -92,17 +96,21 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 		return nil, err
 	}
 
+	step("guarded")
 	// 2. Verify.
 	if !b.verified {
 		if err := verifyBackup(ctx, s.tools, b); err != nil {
 			return nil, err
 		}
 	}
-	t, err := listTOC(ctx, s.tools, b.Path)
-	if err != nil {
-		return nil, err
+	t := b.toc
+	if t == nil {
+		if t, err = listTOC(ctx, s.tools, b.Path); err != nil {
+			return nil, err
+		}
 	}
 
+	step("verified")
 	// 3. Create the target.
 	ok, err := exists(ctx, admin, opts.Target)
 	if err != nil {
@@ -120,6 +128,7 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident(opts.Target)+" TEMPLATE template0"); err != nil {
 		return nil, fmt.Errorf("dbrestore: create %q: %w", opts.Target, err)
 	}
+	step("created")
 	res := &RestoreResult{Database: opts.Target, Objects: len(t.entries)}
 	output := newLineTail(outputTailLines)
 	var outMu sync.Mutex
@@ -129,6 +138,7 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 		outMu.Unlock()
 	}
 	err = s.fill(ctx, b, opts, t, files, pgRestore, res, addOutput)
+	step("filled")
 	outMu.Lock()
 	res.Output = redact(output.String(), s.secret)
 	outMu.Unlock()
