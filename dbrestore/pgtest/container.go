@@ -55,6 +55,7 @@ const (
 	labelPgtest = "org.restage.pgtest"
 	labelHost   = "org.restage.pgtest.host"
 	labelPID    = "org.restage.pgtest.pid"
+	labelPIDNS  = "org.restage.pgtest.pidns" // the PID namespace labelPID is in
 )
 
 // Errors of the container support.
@@ -310,6 +311,7 @@ func StartContainer(ctx context.Context, opts ContainerOptions) (*Server, error)
 			labelPgtest: "1",
 			labelHost:   host,
 			labelPID:    strconv.Itoa(os.Getpid()),
+			labelPIDNS:  pidNamespace(),
 		},
 		ConfigModifier: func(c *container.Config) {
 			c.StopSignal = "SIGINT" // PostgreSQL's fast shutdown
@@ -507,7 +509,7 @@ func containerLogTail(ctx context.Context, c testcontainers.Container) string {
 // that no longer run (killed before they could stop them; there is no reaper without Ryuk).
 func removeOrphans(ctx context.Context, cli client.APIClient, logger tclog.Logger) {
 	host, _ := os.Hostname()
-	f := make(client.Filters).Add("label", labelPgtest+"=1", labelHost+"="+host)
+	f := make(client.Filters).Add("label", labelPgtest+"=1", labelHost+"="+host, labelPIDNS+"="+pidNamespace())
 	list, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return
@@ -520,6 +522,16 @@ func removeOrphans(ctx context.Context, cli client.APIClient, logger tclog.Logge
 		logger.Printf("pgtest: removing container %.12s left by dead test process %d", c.ID, pid)
 		_, _ = cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	}
+}
+
+// pidNamespace names this process's PID namespace, so that only processes of the same
+// namespace are taken for dead.
+func pidNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return "unknown"
+	}
+	return ns
 }
 
 func processAlive(pid int) bool {

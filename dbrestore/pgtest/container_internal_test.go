@@ -39,7 +39,7 @@ func TestContainerFallbackStartsAServer(t *testing.T) {
 }
 
 // A container left by a test process that died is removed by the next start; one whose
-// process lives is left alone.
+// process lives, or whose process is in another PID namespace, is left alone.
 func TestStartContainerRemovesOrphans(t *testing.T) {
 	RequireDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -53,12 +53,12 @@ func TestStartContainerRemovesOrphans(t *testing.T) {
 	if image == "" {
 		image = DefaultImage
 	}
-	create := func(pid int) testcontainers.Container {
+	create := func(pid int, pidns string) testcontainers.Container {
 		t.Helper()
 		c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
 			ContainerRequest: testcontainers.ContainerRequest{
 				Image:  image,
-				Labels: map[string]string{labelPgtest: "1", labelHost: host, labelPID: strconv.Itoa(pid)},
+				Labels: map[string]string{labelPgtest: "1", labelHost: host, labelPID: strconv.Itoa(pid), labelPIDNS: pidns},
 			},
 			Logger: tclog.NewNoopLogger(),
 		})
@@ -68,7 +68,8 @@ func TestStartContainerRemovesOrphans(t *testing.T) {
 		t.Cleanup(func() { _ = c.Terminate(context.Background()) })
 		return c
 	}
-	orphan, alive := create(dead.Process.Pid), create(os.Getpid())
+	orphan, alive := create(dead.Process.Pid, pidNamespace()), create(os.Getpid(), pidNamespace())
+	elsewhere := create(dead.Process.Pid, "pid:[1]") // same pid, another namespace: not ours to judge
 
 	srv := Container(t, ContainerOptions{})
 	if srv.Container.ID == orphan.GetContainerID() {
@@ -83,5 +84,8 @@ func TestStartContainerRemovesOrphans(t *testing.T) {
 	}
 	if _, err := cli.ContainerInspect(ctx, alive.GetContainerID(), client.ContainerInspectOptions{}); err != nil {
 		t.Fatalf("container of this live process was removed: %v", err)
+	}
+	if _, err := cli.ContainerInspect(ctx, elsewhere.GetContainerID(), client.ContainerInspectOptions{}); err != nil {
+		t.Fatalf("container of another PID namespace was removed: %v", err)
 	}
 }
