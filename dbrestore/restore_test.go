@@ -483,3 +483,35 @@ func TestPasswordNeverLeaks(t *testing.T) {
 }
 
 func urlUser(user, password string) *url.Userinfo { return url.UserPassword(user, password) }
+
+// A source database whose name has quotes, spaces and a slash: dumped, found and restored.
+func TestAwkwardDatabaseNames(t *testing.T) {
+	prod, staging := servers(t)
+	src := dbName(t, prod, `prod "db" with spaces/and 'quotes'`)
+	prod.Exec(t, "postgres", "CREATE DATABASE "+ident(src))
+	seed(t, prod, src, 25)
+	dir := t.TempDir()
+	b := dumpOf(t, prod, src, DumpOptions{Dir: dir, Counts: true})
+	if b.Manifest.Database != src || filepath.Dir(b.Path) != dir {
+		t.Fatalf("manifest database %q, dump %s", b.Manifest.Database, b.Path)
+	}
+	cat, _ := NewCatalog(dir, Config{})
+	found, err := cat.Wait(testCtx(t), WaitOptions{Database: src})
+	if err != nil || found.Path != b.Path {
+		t.Fatalf("Wait = %v, %v", found, err)
+	}
+	if err := cat.Verify(testCtx(t), found); err != nil {
+		t.Fatal(err)
+	}
+	target := dbName(t, staging, `staging "db"; DROP DATABASE postgres; --`)
+	res, err := newServer(t, staging, ServerConfig{}).Restore(testCtx(t), found, RestoreOptions{Target: target, Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RowCounts["public.users"] != 25 || !dbExists(t, staging, "postgres") {
+		t.Fatalf("restored %v", res.RowCounts)
+	}
+	if n := staging.QueryInt(t, target, "SELECT count(*) FROM users"); n != 25 {
+		t.Fatalf("users %d", n)
+	}
+}
