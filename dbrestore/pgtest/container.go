@@ -235,7 +235,11 @@ var dockerCheck = sync.OnceValue(func() (err error) {
 // reaperError marks a failure of testcontainers-go's reaper (Ryuk) as an environment
 // problem: its image cannot be pulled where there is no registry.
 func reaperError(err error) error {
-	if err == nil || os.Getenv(RyukDisabledEnv) == "true" || !strings.Contains(strings.ToLower(err.Error()), "reaper") {
+	if err == nil {
+		return nil
+	}
+	msg := strings.ToLower(err.Error())
+	if os.Getenv(RyukDisabledEnv) == "true" || !(strings.Contains(msg, "reaper") || strings.Contains(msg, "ryuk") || strings.Contains(msg, "registry")) {
 		return err
 	}
 	return fmt.Errorf("%w: testcontainers-go's reaper (Ryuk) did not start (without an image registry set %s=true): %v",
