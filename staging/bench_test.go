@@ -63,12 +63,13 @@ func BenchmarkRebuild(b *testing.B) {
 			dump := newestDump(b, w.BackupDir)
 			st, _ := os.Stat(dump)
 			b.Logf("dump %s: %d MiB", filepath.Base(dump), st.Size()>>20)
-			var swapDown, swapTotal, inplaceDown, baseline time.Duration
+			var swapDown, swapTotal, inplaceDown, baseline, analyzed time.Duration
 			for i := 0; i < b.N; i++ {
 				rep := mustRun(b, w)
 				swapDown += rep.Downtime
 				swapTotal += rep.Total
-				baseline += bareTools(b, w, dump)
+				baseline += bareTools(b, w, dump, false)
+				analyzed += bareTools(b, w, dump, true)
 			}
 			cfg, _ := os.ReadFile(w.ConfigPath)
 			inplace := strings.Replace(string(cfg), `strategy     = "swap"`, `strategy     = "inplace"`, 1)
@@ -84,12 +85,16 @@ func BenchmarkRebuild(b *testing.B) {
 			b.ReportMetric(swapTotal.Seconds()/n, "swap-total-s")
 			b.ReportMetric(baseline.Seconds()/n, "bare-tools-s")
 			b.ReportMetric(swapTotal.Seconds()/baseline.Seconds(), "total/bare-tools")
+			b.ReportMetric(analyzed.Seconds()/n, "bare-tools+analyze-s")
+			b.ReportMetric(swapTotal.Seconds()/analyzed.Seconds(), "total/bare-tools+analyze")
 		})
 	}
 }
 
-// bareTools does a rebuild's work with the standard tools and returns how long it took.
-func bareTools(b *testing.B, w *stagingtest.World, dump string) time.Duration {
+// bareTools does a rebuild's work with the standard tools and returns how long it took;
+// with analyze, vacuumdb --analyze-only runs before the migrations (as restage analyzes
+// after its restore), so that they run with statistics.
+func bareTools(b *testing.B, w *stagingtest.World, dump string, analyze bool) time.Duration {
 	b.Helper()
 	db := "bench_bare"
 	w.Staging.Exec(b, "postgres", "DROP DATABASE IF EXISTS "+db)
@@ -99,6 +104,9 @@ func bareTools(b *testing.B, w *stagingtest.World, dump string) time.Duration {
 	w.Staging.Exec(b, "postgres", "CREATE DATABASE "+db+" TEMPLATE template0")
 	elapsed := time.Since(start)
 	elapsed += timed(b, "pg_restore", "-j", "2", "--no-owner", "--no-acl", "--exit-on-error", "-d", w.Staging.DSN(db), dump)
+	if analyze {
+		elapsed += timed(b, "vacuumdb", "--analyze-only", "-q", "-d", w.Staging.DSN(db))
+	}
 	elapsed += timed(b, "cp", "-a", w.Source, tree)
 	for _, m := range []string{"4_bug_importance.up.sql", "5_bug_heat.up.sql"} {
 		elapsed += timed(b, "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", w.Staging.DSN(db), "-f", filepath.Join(w.Source, "migrations", m))
