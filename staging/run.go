@@ -435,14 +435,10 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 				did = append(did, live+" is the new database")
 			}
 		}
-		previous, err := ru.r.cfg.Releases.Activate(ctx, ru.release)
-		if err != nil {
+		if err := ru.activate(ctx); err != nil {
 			return "", err
 		}
 		activated = true
-		if previous != nil {
-			ru.rep.Release.Previous = previous.ID
-		}
 		return strings.Join(append(did, "current -> "+ru.release.ID), "; "), nil
 	})
 	if err == nil {
@@ -454,6 +450,18 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 		}
 	}
 	return ru.rollback(ctx, err, swapped, activated, next)
+}
+
+// activate points `current` at the new release and notes the one it replaced.
+func (ru *run) activate(ctx context.Context) error {
+	previous, err := ru.r.cfg.Releases.Activate(ctx, ru.release)
+	if err != nil {
+		return err
+	}
+	if previous != nil {
+		ru.rep.Release.Previous = previous.ID
+	}
+	return nil
 }
 
 // rollback puts the previous database and release back and starts the service again.
@@ -579,14 +587,10 @@ func (ru *run) inplace(ctx context.Context) error {
 	}
 	var activated bool
 	err := ru.step(ctx, "cutover", func(ctx context.Context) (string, error) {
-		previous, err := ru.r.cfg.Releases.Activate(ctx, ru.release)
-		if err != nil {
+		if err := ru.activate(ctx); err != nil {
 			return "", err
 		}
 		activated = true
-		if previous != nil {
-			ru.rep.Release.Previous = previous.ID
-		}
 		return "current -> " + ru.release.ID, nil
 	})
 	if err == nil {
