@@ -27,7 +27,7 @@ type ServerConfig struct {
 	// addition to the source servers of every backup it has been asked to restore.
 	Production []uint64
 	// Settings are session settings for pg_restore's connections (through PGOPTIONS) that
-	// speed a bulk load. nil: DefaultRestoreSettings.
+	// speed a bulk load. nil: DefaultRestoreSettings().
 	Settings map[string]string
 	// TerminateTimeout bounds the wait for terminated connections to go. 0: 30s.
 	TerminateTimeout time.Duration
@@ -37,11 +37,14 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
-// DefaultRestoreSettings are the session settings pg_restore gets when
-// ServerConfig.Settings is nil: more memory for index builds, no waiting for WAL flushes.
-var DefaultRestoreSettings = map[string]string{
-	"maintenance_work_mem": "512MB",
-	"synchronous_commit":   "off",
+// DefaultRestoreSettings returns the session settings pg_restore gets when
+// ServerConfig.Settings is nil: more memory for index builds (per pg_restore job), no
+// waiting for WAL flushes.
+func DefaultRestoreSettings() map[string]string {
+	return map[string]string{
+		"maintenance_work_mem": "512MB",
+		"synchronous_commit":   "off",
+	}
 }
 
 // Server restores backups into, and manages the databases of, one staging PostgreSQL
@@ -78,7 +81,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("dbrestore: ServerConfig.AdminDSN: %w", err)
 	}
 	if cfg.Settings == nil {
-		cfg.Settings = DefaultRestoreSettings
+		cfg.Settings = DefaultRestoreSettings()
 	}
 	for k, v := range cfg.Settings {
 		if k == "" || strings.ContainsAny(k, " \t\n=") || strings.ContainsAny(v, "\n\r") {
