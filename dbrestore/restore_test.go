@@ -515,3 +515,21 @@ func TestAwkwardDatabaseNames(t *testing.T) {
 		t.Fatalf("users %d", n)
 	}
 }
+
+// The session settings reach pg_restore's connections: a bad one fails the restore.
+func TestRestoreSessionSettingsReachPgRestore(t *testing.T) {
+	prod, staging := servers(t)
+	db := prod.Database(t)
+	seed(t, prod, db, 10)
+	b := dumpOf(t, prod, db, DumpOptions{})
+	srv := newServer(t, staging, ServerConfig{Settings: map[string]string{"maintenance_work_mem": "lots"}})
+	target := dbName(t, staging, "settings")
+	_, err := srv.Restore(testCtx(t), b, RestoreOptions{Target: target})
+	requireErrContains(t, err, "maintenance_work_mem")
+	if dbExists(t, staging, target) {
+		t.Fatal("target left after a failed restore")
+	}
+	if got := pgOptions("-c geqo=off", map[string]string{"b": "x y", "a": `1\2`}); got != `-c geqo=off -c a=1\\2 -c b=x\ y` {
+		t.Fatalf("pgOptions = %q", got)
+	}
+}
