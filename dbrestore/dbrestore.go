@@ -146,6 +146,7 @@ type CommandError struct {
 	Stderr   string // tail of its standard error
 }
 
+// Error describes the failure.
 func (e *CommandError) Error() string {
 	msg := strings.TrimSpace(e.Stderr)
 	if msg == "" {

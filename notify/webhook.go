@@ -59,6 +59,7 @@ type WebhookStatusError struct {
 	Excerpt    string // the start of the response body, on one line
 }
 
+// Error describes the failure.
 func (e *WebhookStatusError) Error() string {
 	s := fmt.Sprintf("notify: webhook %s: HTTP %s", e.URL, e.Status)
 	if e.Excerpt != "" {

@@ -22,6 +22,7 @@ type Owner struct {
 	Job   string    `json:"job,omitempty"` // cron job name, for shared holders
 }
 
+// String describes the owner for messages.
 func (o Owner) String() string {
 	s := fmt.Sprintf("pid %d on %s since %s", o.PID, o.Host, o.Start.Format(time.RFC3339))
 	if o.Job != "" {
@@ -36,6 +37,7 @@ type LockedError struct {
 	Owner *Owner // nil when the holder left no record (e.g. flock(1) in a shell script)
 }
 
+// Error describes the failure.
 func (e *LockedError) Error() string {
 	if e.Owner == nil {
 		return fmt.Sprintf("%s is locked by a process that left no owner record", e.Path)
@@ -53,6 +55,7 @@ type BusyError struct {
 	Holders []Owner // live holders that left a record
 }
 
+// Error describes the failure.
 func (e *BusyError) Error() string {
 	names := make([]string, 0, len(e.Holders))
 	for _, h := range e.Holders {

@@ -56,6 +56,7 @@ type CommandError struct {
 	Stderr   string // tail of its output
 }
 
+// Error describes the failure.
 func (e *CommandError) Error() string {
 	msg := strings.TrimSpace(e.Stderr)
 	if msg == "" {

@@ -60,6 +60,7 @@ type CommandError struct {
 	Err      error  // the cause: *exec.ExitError, ErrTimeout, exec.ErrNotFound, ...
 }
 
+// Error describes the failure.
 func (e *CommandError) Error() string {
 	return fmt.Sprintf("job %q %q: %v", e.Job, e.Args, e.Err)
 }
