@@ -6,4 +6,22 @@
 // stops the service, swaps database names and the `current` symlink, starts the service
 // and waits until it is healthy (svcctl), rolling everything back if it is not. The
 // whole run holds the environment's lock, and ends with a Report delivered by notify.
+// Deploy does the same without a restore (the experimental environment), Plan is a dry
+// run. Package staging/cron runs cron jobs that never overlap a rebuild.
+//
+// From a config file (the nightly program):
+//
+//	cfg, err := staging.LoadEnvironment("/etc/restage/staging.toml")
+//	if err != nil {
+//		return err // wraps staging.ErrConfig and names the key
+//	}
+//	rb, err := staging.Open(cfg, staging.OpenOptions{})
+//	if err != nil {
+//		return err
+//	}
+//	report, err := rb.Run(ctx)
+//	fmt.Print(report.Text())
+//	os.Exit(staging.ExitStatus(err))
+//
+// Or wired by hand from any implementations of the parts' interfaces, with New(Config).
 package staging
