@@ -539,3 +539,19 @@ func (s *Server) Sources() []uint64 {
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
+
+// GuardSource records b's source server as production for every later operation and
+// refuses, with ErrProduction, when this server is that source. A rebuild calls it right
+// after verifying the backup, before anything is dropped or renamed.
+func (s *Server) GuardSource(ctx context.Context, b *Backup) error {
+	s.noteSource(b.Manifest.SystemIdentifier)
+	id, err := s.SystemIdentifier(ctx)
+	if err != nil {
+		return err
+	}
+	if id == b.Manifest.SystemIdentifier || slices.Contains(s.cfg.Production, id) {
+		return fmt.Errorf("dbrestore: %w: this server (system_identifier %d) is the source of backup %s; check the staging admin DSN",
+			ErrProduction, id, b.Name())
+	}
+	return nil
+}

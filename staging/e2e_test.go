@@ -482,3 +482,28 @@ func TestDryRunChangesNothing(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Rule 1 in the Rebuilder: an admin DSN that points at the production server (by mistake,
+// under any name) is refused by system_identifier before anything is dropped.
+func TestRebuildRefusesProductionServer(t *testing.T) {
+	w := newWorld(t, stagingtest.Options{})
+	cfg, err := os.ReadFile(w.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(cfg), w.Staging.AdminDSN(), w.Production.AdminDSN(), 1)
+	if err := os.WriteFile(w.ConfigPath, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := query(t, w.Production, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`)
+	rep, err := run(t, w)
+	if !errors.Is(err, dbrestore.ErrProduction) || rep.FailedStep != "verify" {
+		t.Fatalf("err %v, step %q", err, rep.FailedStep)
+	}
+	if after := query(t, w.Production, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`); after != before {
+		t.Fatalf("production's databases changed: %s -> %s", before, after)
+	}
+	if v := query(t, w.Production, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
+		t.Fatalf("production schema changed to %s", v)
+	}
+}

@@ -208,7 +208,18 @@ func (ru *run) fetchBackup(ctx context.Context, wait dbrestore.WaitOptions) erro
 		return err
 	}
 	return ru.step(ctx, "verify", func(ctx context.Context) (string, error) {
-		return "checksum and table of contents ok", ru.r.cfg.Backups.Verify(ctx, ru.backup)
+		if err := ru.r.cfg.Backups.Verify(ctx, ru.backup); err != nil {
+			return "", err
+		}
+		// Rule 1, checked before anything is dropped: the staging server must not be the
+		// backup's source, whatever its name or address.
+		if g, ok := ru.r.cfg.Databases.(SourceGuard); ok {
+			if err := g.GuardSource(ctx, ru.backup); err != nil {
+				return "", err
+			}
+			return "checksum and table of contents ok; the staging server is not the backup's source", nil
+		}
+		return "checksum and table of contents ok", nil
 	})
 }
 

@@ -36,6 +36,13 @@ type Databases interface {
 	Rename(ctx context.Context, from, to string) error
 }
 
+// SourceGuard is implemented by database servers that can tell whether they are a
+// backup's source (dbrestore.Server): the Rebuilder calls it before dropping anything.
+type SourceGuard interface {
+	// GuardSource refuses (dbrestore.ErrProduction) when the server is b's source.
+	GuardSource(ctx context.Context, b *dbrestore.Backup) error
+}
+
 // Flusher is implemented by notifiers that keep undelivered reports (notify's spool).
 type Flusher interface {
 	// Flush delivers kept reports.
