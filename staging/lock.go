@@ -257,6 +257,11 @@ func (l *Lock) Release() error {
 	return err
 }
 
+// File returns the open lock file. A process started with it among its files (e.g.
+// exec.Cmd.ExtraFiles) shares the flock: the lock stays held while that process lives,
+// even if the holder that started it dies.
+func (l *Lock) File() *os.File { return l.f }
+
 // Path returns the lock file's path.
 func (l *Lock) Path() string { return l.path }
 

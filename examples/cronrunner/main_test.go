@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -391,4 +392,32 @@ func TestList(t *testing.T) {
 		!strings.Contains(rows[2], "0 3 * * *") || !strings.Contains(rows[2], " no ") {
 		t.Fatalf("-list:\n%s", stdout)
 	}
+}
+
+// A runner killed while its job runs cannot let a rebuild start under the job: the job
+// holds the lock's descriptor itself until it ends.
+func TestKilledRunnerLeavesJobHoldingLock(t *testing.T) {
+	w := newWorld(t, "",
+		"long|* * * * *|10m|append {dir}/started x waitfile {dir}/release")
+	cmd, _, done := daemon(t, w)
+	waitFor(t, "the job to start", func() bool { return exists(w.path("started")) })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	lock := w.path("run/staging.lock")
+	if _, err := staging.AcquireExclusive(context.Background(), lock, staging.LockOptions{}); !errors.Is(err, staging.ErrBusy) {
+		t.Fatalf("a rebuild could take the lock while the job still runs: %v", err)
+	}
+	if err := os.WriteFile(w.path("release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the job to end and the lock to be free", func() bool {
+		l, err := staging.AcquireExclusive(context.Background(), lock, staging.LockOptions{})
+		if err != nil {
+			return false
+		}
+		l.Release()
+		return true
+	})
 }

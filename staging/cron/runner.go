@@ -447,6 +447,10 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 		cmd.Env = append(cmd.Env, k+"="+j.Env[k])
 	}
 	cmd.Stdout, cmd.Stderr = out, out
+	// The job inherits the lock's descriptor (as fd 3): it holds the shared lock itself,
+	// so that a runner killed mid-job cannot let a rebuild start under the job.
+	cmd.ExtraFiles = []*os.File{s.envLock.File()}
+	cmd.Env = append(cmd.Env, "RESTAGE_LOCK_FD=3")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
