@@ -83,6 +83,7 @@ func (ru *run) step(ctx context.Context, name string, fn func(ctx context.Contex
 	} else {
 		s.Status = "ok"
 		ru.log.Info("step done", keyStep, name, keyDuration, s.Duration, keyDetail, s.Detail)
+		s.Output = redact(ru.cap.stepTail(5))
 	}
 	ru.rep.Steps = append(ru.rep.Steps, s)
 	return err
