@@ -29,9 +29,12 @@ const outputTailLines = 60
 //  4. pg_restore -j N --exit-on-error (never "errors ignored on restore"), --no-owner
 //     --no-acl unless opts.KeepOwners, with ServerConfig.Settings as session settings,
 //     reporting Progress;
-//  5. compare the restored tables' row counts with the manifest's (ErrRowCountMismatch);
+//  5. compare the restored tables' row counts with the manifest's (ErrRowCountMismatch):
+//     from the statistics (pg_stat_user_tables.n_tup_ins: every row of the fresh Target
+//     was inserted by pg_restore) where they match, else by count(*);
 //  6. run opts.PostRestore files, each in its own transaction;
-//  7. ANALYZE every table (in the same parallel pass as 5 when there are no files).
+//  7. ANALYZE every table (in the same parallel pass as the counts of 5 when there are
+//     no files).
 //
 // Row counts are compared before the post-restore files run, because they check that the
 // restore is complete, and sanitising legitimately deletes rows. On any failure, and when
@@ -205,12 +208,31 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 	}
 	together := len(files) == 0
 	start = time.Now()
-	counts, err := s.checkAndAnalyze(ctx, opts.Target, opts.Jobs, rels, want, together)
+	// Tables whose insert statistics match the manifest need no scan; count the rest.
+	var fromStats map[string]int64
+	toCount := want
+	if len(want) > 0 {
+		settings := pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings)
+		if fromStats, toCount, err = insertedFromStats(ctx, conn, rels, want, settings); err != nil {
+			return fmt.Errorf("dbrestore: read statistics of %q: %w", opts.Target, err)
+		}
+		s.log.Debug("dbrestore: row counts from statistics", logKeyTarget, opts.Target, "verified", len(fromStats),
+			"to_count", len(toCount), logKeyDuration, time.Since(start).Round(time.Millisecond))
+	}
+	counts, err := s.checkAndAnalyze(ctx, opts.Target, opts.Jobs, rels, toCount, together)
 	if err != nil {
 		return err
 	}
 	if len(want) > 0 {
-		res.RowCounts = counts
+		res.RowCounts = make(map[string]int64, len(want))
+		for k, n := range fromStats {
+			res.RowCounts[k] = n
+		}
+		for k, n := range counts {
+			res.RowCounts[k] = n
+		}
+		s.log.Info("dbrestore: row counts match", logKeyTarget, opts.Target, "tables", len(res.RowCounts),
+			"from_statistics", len(fromStats), "counted", len(counts), logKeyDuration, time.Since(start).Round(time.Millisecond))
 	}
 	if together {
 		res.Analyze = time.Since(start)
@@ -301,6 +323,7 @@ type relation struct {
 	schema, name string
 	kind         string // pg_class.relkind
 	partition    bool
+	children     bool // pg_class.relhassubclass: count(*) includes inheritance children
 	bytes        int64
 }
 
@@ -311,17 +334,17 @@ func (r relation) ident() string { return pgx.Identifier{r.schema, r.name}.Sanit
 // views outside the system schemas, the largest first.
 func listRelations(ctx context.Context, conn *pgx.Conn) ([]relation, error) {
 	rows, err := conn.Query(ctx, `
-SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, pg_total_relation_size(c.oid)
+SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, c.relhassubclass, pg_total_relation_size(c.oid)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'm') AND c.relpersistence <> 't'
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
-ORDER BY 5 DESC, 1, 2`)
+ORDER BY 6 DESC, 1, 2`)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (relation, error) {
 		var rel relation
-		err := r.Scan(&rel.schema, &rel.name, &rel.kind, &rel.partition, &rel.bytes)
+		err := r.Scan(&rel.schema, &rel.name, &rel.kind, &rel.partition, &rel.children, &rel.bytes)
 		return rel, err
 	})
 }
@@ -434,9 +457,79 @@ func (s *Server) checkAndAnalyze(ctx context.Context, database string, jobs int,
 		}
 		return got, fmt.Errorf("dbrestore: %w in %q: %s", ErrRowCountMismatch, database, strings.Join(shown, "; "))
 	}
-	s.log.Info("dbrestore: row counts match", logKeyTarget, database, "tables", len(got),
+	s.log.Debug("dbrestore: counted rows", logKeyTarget, database, "tables", len(got),
 		logKeyDuration, time.Since(start).Round(time.Millisecond))
 	return got, nil
+}
+
+// statsWait bounds how long insertedFromStats waits for pg_restore's sessions to publish
+// their statistics (PostgreSQL flushes a backend's counts when it exits, and at most once
+// a second when it goes idle).
+const statsWait = 2 * time.Second
+
+// insertedFromStats takes the row counts of a freshly restored database from its
+// statistics: every row of such a database was inserted by pg_restore, and
+// pg_stat_user_tables.n_tup_ins counts the rows COPY inserted. It polls until every
+// ordinary table of want without inheritance children has as many inserted rows as want
+// says, or has more, or statsWait passed, and returns those that match (verified) and
+// the part of want that must be counted (the rest). With track_counts off, or set for
+// pg_restore's sessions, it verifies nothing.
+func insertedFromStats(ctx context.Context, conn *pgx.Conn, rels []relation, want map[string]int64,
+	sessionOptions string) (verified, rest map[string]int64, err error) {
+	var on bool
+	if err := conn.QueryRow(ctx, "SELECT current_setting('track_counts')::boolean").Scan(&on); err != nil {
+		return nil, nil, err
+	}
+	if !on || strings.Contains(sessionOptions, "track_counts") {
+		return nil, want, nil
+	}
+	pending := map[string]bool{}
+	for _, r := range rels {
+		if _, ok := want[r.key()]; ok && r.kind == "r" && !r.children {
+			pending[r.key()] = true
+		}
+	}
+	verified = map[string]int64{}
+	deadline := time.Now().Add(statsWait)
+	for pause := 5 * time.Millisecond; len(pending) > 0; pause = min(2*pause, 100*time.Millisecond) {
+		// Each query is its own transaction: a fresh statistics snapshot.
+		rows, err := conn.Query(ctx, "SELECT schemaname, relname, n_tup_ins FROM pg_stat_user_tables")
+		if err != nil {
+			return nil, nil, err
+		}
+		var schema, name string
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&schema, &name, &n}, func() error {
+			k := schema + "." + name
+			switch {
+			case !pending[k]:
+			case n == want[k]:
+				verified[k] = n
+				delete(pending, k)
+			case n > want[k]: // counts never go down: count it
+				delete(pending, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(pending) == 0 || time.Now().Add(pause).After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, context.Cause(ctx)
+		case <-time.After(pause):
+		}
+	}
+	rest = map[string]int64{}
+	for k, n := range want {
+		if _, ok := verified[k]; !ok {
+			rest[k] = n
+		}
+	}
+	return verified, rest, nil
 }
 
 // pgOptions returns PGOPTIONS: the inherited value plus "-c key=value" per setting.

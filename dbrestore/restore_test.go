@@ -3,12 +3,18 @@ package dbrestore
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/restage/restage/dbrestore/pgtest"
 )
@@ -322,7 +328,8 @@ func TestRestoreFailuresDropTarget(t *testing.T) {
 	t.Run("row count mismatch names the tables", func(t *testing.T) {
 		b := dumpOf(t, prod, db, DumpOptions{Counts: true})
 		rewriteManifest(t, b, func(m *Manifest) {
-			m.RowCounts["public.users"] = 61
+			m.RowCounts["public.users"] = 61    // fewer rows restored than the manifest says
+			m.RowCounts["public.sessions"] = 29 // more
 			m.RowCounts["public.gone"] = 5
 		})
 		target := dbName(t, staging, "countfail")
@@ -330,7 +337,8 @@ func TestRestoreFailuresDropTarget(t *testing.T) {
 		if !errors.Is(err, ErrRowCountMismatch) {
 			t.Fatalf("mismatch: %v", err)
 		}
-		requireErrContains(t, err, "public.users has 60 rows, backup 61", "public.gone missing")
+		requireErrContains(t, err, "public.users has 60 rows, backup 61", "public.sessions has 30 rows, backup 29",
+			"public.gone missing")
 		if dbExists(t, staging, target) {
 			t.Fatal("target left after a row count mismatch")
 		}
@@ -531,5 +539,95 @@ func TestRestoreSessionSettingsReachPgRestore(t *testing.T) {
 	}
 	if got := pgOptions("-c geqo=off", map[string]string{"b": "x y", "a": `1\2`}); got != `-c geqo=off -c a=1\\2 -c b=x\ y` {
 		t.Fatalf("pgOptions = %q", got)
+	}
+}
+
+// TestRestoreRowCountsFromStatistics checks the fast path of the row count comparison:
+// tables whose insert statistics match the manifest are not scanned, and the others
+// (inheritance parents, whose count(*) includes their children; tables whose statistics
+// differ) are counted exactly.
+func TestRestoreRowCountsFromStatistics(t *testing.T) {
+	prod, staging := servers(t)
+	ctx := testCtx(t)
+	db := prod.Database(t)
+	seed(t, prod, db, 50)
+	prod.Exec(t, db, `
+CREATE TABLE parent (id int);
+CREATE TABLE child (note text) INHERITS (parent);
+INSERT INTO parent SELECT g FROM generate_series(1, 3) g;
+INSERT INTO child SELECT g, 'c' FROM generate_series(1, 4) g;`)
+	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+	if b.Manifest.RowCounts["public.parent"] != 7 || b.Manifest.RowCounts["public.child"] != 4 {
+		t.Fatalf("manifest counts %v", b.Manifest.RowCounts)
+	}
+	log, logs := testLogger(t)
+	srv := newServer(t, staging, ServerConfig{Logger: log})
+	target := dbName(t, staging, "fromstats")
+	res, err := srv.Restore(ctx, b, RestoreOptions{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(res.RowCounts, b.Manifest.RowCounts) {
+		t.Errorf("compared counts %v, manifest %v", res.RowCounts, b.Manifest.RowCounts)
+	}
+	m := regexp.MustCompile(`row counts match.* tables=(\d+) from_statistics=(\d+) counted=(\d+)`).FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no row count record in the log:\n%s", logs)
+	}
+	tables, _ := strconv.Atoi(m[1])
+	fromStats, _ := strconv.Atoi(m[2])
+	counted, _ := strconv.Atoi(m[3])
+	// The parent is always counted; the others are verified from the statistics unless
+	// pg_restore's sessions published them later than statsWait (a loaded machine).
+	if tables != len(b.Manifest.RowCounts) || fromStats+counted != tables || counted < 1 {
+		t.Errorf("tables=%d from_statistics=%d counted=%d, manifest has %d tables", tables, fromStats, counted, len(b.Manifest.RowCounts))
+	}
+	t.Logf("restore verified %d tables from statistics, counted %d", fromStats, counted)
+
+	// insertedFromStats itself, once the statistics are published (no timing involved).
+	conn, err := pgx.Connect(ctx, staging.DSN(target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for deadline := time.Now().Add(2 * time.Minute); staging.QueryInt(t, target,
+		"SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('users', 'child') AND n_tup_ins > 0") != 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("restored rows never showed in pg_stat_user_tables")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rels, err := listRelations(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := maps.Clone(b.Manifest.RowCounts)
+	verified, rest, err := insertedFromStats(ctx, conn, rels, want, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVerified := maps.Clone(want)
+	delete(wantVerified, "public.parent")
+	if !maps.Equal(verified, wantVerified) || !maps.Equal(rest, map[string]int64{"public.parent": 7}) {
+		t.Errorf("verified %v, rest %v", verified, rest)
+	}
+
+	// Statistics that differ from the manifest (either way) send the table to count(*).
+	want["public.users"], want["public.sessions"] = 51, 24
+	verified, rest, err = insertedFromStats(ctx, conn, rels, want, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := verified["public.users"]; ok || rest["public.users"] != 51 || rest["public.sessions"] != 24 || len(verified)+len(rest) != len(want) {
+		t.Errorf("mismatching statistics: verified %v, rest %v", verified, rest)
+	}
+
+	// track_counts set for pg_restore's sessions: nothing comes from the statistics.
+	verified, rest, err = insertedFromStats(ctx, conn, rels, want, "-c track_counts=off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(verified) != 0 || !maps.Equal(rest, want) {
+		t.Errorf("track_counts in the session options: verified %v, rest %v", verified, rest)
 	}
 }
