@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Control is a parsed control file in the Launchpad format: an INI file with a
@@ -148,11 +149,20 @@ func ReadControl(ctx context.Context, client *http.Client, source string) (*Cont
 
 // SetEnabled sets "enabled: True|False" for job (or "DEFAULT") in the local control
 // file at path, keeping every other line, and replaces the file atomically (it writes
-// path+".new", syncs it and renames it over path). A missing file is created.
-// Concurrent calls on the same file are not serialised: the last rename wins.
+// a temporary file, syncs it and renames it over path). A missing file is created.
+// Calls on the same file, from any process, take turns on an OS lock of path+".lock",
+// so that no change is lost.
 func SetEnabled(path, job string, enabled bool) error {
 	if job == "" || strings.ContainsAny(job, "[]\r\n") || strings.TrimSpace(job) != job {
 		return fmt.Errorf("control file: bad job name %q", job)
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("control file: %w", err)
+	}
+	defer lock.Close() // releases the lock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("control file: lock %s: %w", lock.Name(), err)
 	}
 	old, err := os.ReadFile(path)
 	mode := fs.FileMode(0o644)
@@ -229,14 +239,14 @@ func setEnabledText(text, job, line string) string {
 	return strings.Join(out, "\n") + "\n"
 }
 
-// writeFileAtomic writes data to path+".new", syncs it, renames it over path and syncs
-// the folder.
+// writeFileAtomic writes data to a temporary file beside path, syncs it, renames it over
+// path and syncs the folder.
 func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp := path + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	tmp := f.Name()
 	err = f.Chmod(mode) // whatever the umask
 	if err == nil {
 		_, err = f.Write(data)

@@ -1,9 +1,12 @@
 package cron_test
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/restage/restage/staging/cron"
@@ -139,8 +142,52 @@ enabled: False
 			t.Errorf("SetEnabled(%q): no error", bad)
 		}
 	}
+	// The control file, and the lock file that serialises SetEnabled calls: no temporary.
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
+	if len(entries) != 2 || entries[0].Name() != "cron.ini" || entries[1].Name() != "cron.ini.lock" {
 		t.Fatalf("files left: %v", entries)
+	}
+}
+
+func TestSetEnabledConcurrentCallsLoseNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cron.ini")
+	const n = 24
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- cron.SetEnabled(path, fmt.Sprintf("job-%02d", i), i%2 == 0)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cron.ParseControl(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	if len(c.Jobs) != n {
+		t.Fatalf("%d of %d jobs in the file:\n%s", len(c.Jobs), n, data)
+	}
+	for i := range n {
+		if got := c.Enabled(fmt.Sprintf("job-%02d", i)); got != (i%2 == 0) {
+			t.Errorf("job-%02d enabled = %v", i, got)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".new") {
+			t.Errorf("temporary file left: %s", e.Name())
+		}
 	}
 }
