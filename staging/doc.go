@@ -19,6 +19,7 @@
 //	if err != nil {
 //		return err
 //	}
+//	defer rb.Close()
 //	report, err := rb.Run(ctx)
 //	fmt.Print(report.Text())
 //	os.Exit(staging.ExitStatus(err))

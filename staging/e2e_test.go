@@ -85,6 +85,7 @@ func open(t testing.TB, w *stagingtest.World) *staging.Rebuilder {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { rb.Close() })
 	return rb
 }
 

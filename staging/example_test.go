@@ -22,6 +22,7 @@ func ExampleOpen() {
 		os.Exit(staging.ExitUsage)
 	}
 	report, err := rb.Run(ctx)
+	rb.Close()
 	fmt.Print(report.Text()) // also mailed, and appended to state_dir/history.jsonl
 	os.Exit(staging.ExitStatus(err))
 }
@@ -36,6 +37,7 @@ func ExampleRebuilder_Deploy() {
 	if err != nil {
 		panic(err)
 	}
+	defer rb.Close()
 	report, err := rb.Deploy(context.Background(), staging.DeployOptions{RefreshDB: true, RequestedBy: os.Getenv("USER")})
 	fmt.Println(report.Subject(), err)
 }

@@ -71,6 +71,7 @@ func openEnv(t *testing.T, path string, src codesync.Source) *staging.Rebuilder 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { rb.Close() })
 	return rb
 }
 

@@ -30,7 +30,7 @@ type OpenOptions struct {
 // Open wires a Rebuilder from an environment's config: the backup catalog (when [backup]
 // is set), the staging server, the code source and releases, the schema upgrader, the
 // service with its health gate, and the notifiers, each spooled in state_dir. This is the
-// one place the parts are put together.
+// one place the parts are put together. Close the Rebuilder when done.
 func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	log := CaptureLogger(opts.Logger) // the parts' messages go into the report too
 	cfg := Config{Environment: c.Environment}
@@ -70,6 +70,7 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 		return nil, err
 	}
 	if cfg.Notifier, err = c.notifier(opts.Report, log); err != nil {
+		_ = closeParts(cfg.Service)
 		return nil, err
 	}
 
@@ -86,7 +87,11 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	cfg.StateDir = c.StateDir
 	cfg.Topic = c.Notify.Topic
 	cfg.Logger = log
-	return New(cfg)
+	r, err := New(cfg)
+	if err != nil {
+		_ = closeParts(cfg.Service, cfg.Notifier)
+	}
+	return r, err
 }
 
 func (c *EnvironmentConfig) service(log *slog.Logger) (svcctl.Controller, svcctl.Checker, error) {

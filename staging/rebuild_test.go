@@ -245,3 +245,23 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+type closingService struct {
+	svc
+	closed *int
+}
+
+func (c closingService) Close() error { *c.closed++; return errors.New("engine gone") }
+
+func TestCloseClosesTheParts(t *testing.T) {
+	w := newWorld()
+	closed := 0
+	r := w.rebuilder(t, func(c *Config) { c.Service = closingService{svc{w}, &closed} })
+	if err := r.Close(); err == nil || !strings.Contains(err.Error(), "engine gone") || closed != 1 {
+		t.Fatalf("Close: %v, service closed %d times", err, closed)
+	}
+	// Parts without Close are left alone.
+	if err := w.rebuilder(t).Close(); err != nil {
+		t.Fatal(err)
+	}
+}

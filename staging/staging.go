@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -114,6 +115,24 @@ var (
 	ErrRolledBack = errors.New("rebuild failed after the cutover and was rolled back")
 	ErrRollback   = errors.New("rollback failed")
 )
+
+// Close releases what the parts hold open (e.g. the Docker engine client of a docker
+// service): every part of Config that is an io.Closer is closed, errors joined. Call it
+// when done with the Rebuilder.
+func (r *Rebuilder) Close() error {
+	return closeParts(r.cfg.Service, r.cfg.Health, r.cfg.Notifier)
+}
+
+// closeParts closes those of parts that are io.Closers.
+func closeParts(parts ...any) error {
+	var errs []error
+	for _, p := range parts {
+		if c, ok := p.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // New validates cfg and returns a Rebuilder.
 func New(cfg Config) (*Rebuilder, error) {

@@ -86,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer rb.Close()
 	rep, err := rb.Deploy(ctx, staging.DeployOptions{RefreshDB: *refresh, RequestedBy: requester()})
 	if rep != nil {
 		fmt.Fprint(stdout, rep.Text())

@@ -98,6 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer rb.Close()
 	var rep *staging.Report
 	if *dryRun {
 		rep, err = rb.Plan(ctx)
@@ -160,6 +161,7 @@ func runDemo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog
 	if err != nil {
 		return err
 	}
+	defer rb.Close()
 	fmt.Fprintln(stdout, "== rebuilding staging (strategy swap)")
 	rep, runErr := rb.Run(ctx)
 	if rep != nil {
