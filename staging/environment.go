@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/restage/restage/codesync"
 )
 
 // EnvironmentConfig is an environment's TOML config file, as DESIGN.md defines it
@@ -56,6 +58,23 @@ type CodeSection struct {
 	Keep     int               `toml:"keep"`
 	Exclude  []string          `toml:"exclude"`
 	Overlay  map[string]string `toml:"overlay"`
+	// HardLinks links files unchanged since the previous release; nil: true. False
+	// copies every file (for programs that write into their own code tree).
+	HardLinks *bool `toml:"hard_links"`
+	// Compare is how unchanged files are found: "auto" (default), "stat" or "content".
+	Compare string `toml:"compare"`
+	// Workers is how many files are copied at once; 0: 4.
+	Workers int `toml:"workers"`
+	// Sync flushes a release to disk before it is put in place.
+	Sync bool `toml:"sync"`
+	// AllowExternalSymlinks lets symlinks that point outside the tree through.
+	AllowExternalSymlinks bool `toml:"allow_external_symlinks"`
+}
+
+// codesyncCompare maps [code] compare to codesync's.
+var codesyncCompare = map[string]codesync.Compare{
+	"": codesync.CompareAuto, "auto": codesync.CompareAuto,
+	"stat": codesync.CompareStat, "content": codesync.CompareContent,
 }
 
 // SchemaSection is [schema].
@@ -130,6 +149,12 @@ func (c *EnvironmentConfig) check() error {
 	}
 	if c.Code.Keep < 0 {
 		return c.errorf("code.keep %d: want a positive number", c.Code.Keep)
+	}
+	if _, ok := codesyncCompare[c.Code.Compare]; !ok {
+		return c.errorf("code.compare %q: want \"auto\", \"stat\" or \"content\"", c.Code.Compare)
+	}
+	if c.Code.Workers < 0 {
+		return c.errorf("code.workers %d: want a positive number", c.Code.Workers)
 	}
 	if _, err := url.Parse(c.Database.AdminDSN); err != nil && strings.Contains(c.Database.AdminDSN, "://") {
 		return c.errorf("database.admin_dsn is not a valid URL")

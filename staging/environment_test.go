@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/restage/restage/codesync"
 )
 
 const sampleConfig = `
@@ -93,6 +95,9 @@ func TestLoadEnvironmentErrorsNameTheKey(t *testing.T) {
 		{`s/^pidfile .*//`, `missing required key service.pidfile`},
 		{`s/^smtp = .*//`, `missing required key notify.email.smtp`},
 		{`s/^lock_file .*//`, `missing required key lock_file`},
+		{`s/keep     = 3/keep = 3\ncompare = "mtime"/`, `code.compare "mtime"`},
+		{`s/keep     = 3/keep = 3\nworkers = -1/`, `code.workers -1`},
+		{`s/keep     = 3/keep = 3\nhard_links = "no"/`, `code.hard_links`},
 	} {
 		text := sed(t, sampleConfig, tc.edit)
 		_, err := LoadEnvironment(writeConfig(t, text))
@@ -129,4 +134,22 @@ func sed(t *testing.T, text, edit string) string {
 	}
 	t.Fatalf("edit %q matched nothing", edit)
 	return ""
+}
+
+func TestCodeKeysReachCodesync(t *testing.T) {
+	c, err := LoadEnvironment(writeConfig(t, sampleConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := c.releasesConfig(nil); rc.NoHardLinks || rc.Compare != codesync.CompareAuto || rc.Workers != 0 || rc.Sync {
+		t.Fatalf("defaults: %+v", rc)
+	}
+	text := sed(t, sampleConfig, `s/keep     = 3/keep = 3\nhard_links = false\ncompare = "content"\nworkers = 8\nsync = true\nallow_external_symlinks = true/`)
+	if c, err = LoadEnvironment(writeConfig(t, text)); err != nil {
+		t.Fatal(err)
+	}
+	rc := c.releasesConfig(nil)
+	if !rc.NoHardLinks || rc.Compare != codesync.CompareContent || rc.Workers != 8 || !rc.Sync || !rc.AllowExternalSymlinks {
+		t.Fatalf("set: %+v", rc)
+	}
 }

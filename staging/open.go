@@ -57,10 +57,7 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 			return nil, c.errorf("code.source: %v", err)
 		}
 	}
-	if cfg.Releases, err = codesync.New(codesync.Config{
-		Releases: c.Code.Releases, Current: c.Code.Current, Keep: c.Code.Keep,
-		Exclude: c.Code.Exclude, Overlay: c.Code.Overlay, Logger: log,
-	}); err != nil {
+	if cfg.Releases, err = codesync.New(c.releasesConfig(log)); err != nil {
 		return nil, c.errorf("code: %v", err)
 	}
 	if cfg.Schema, err = schema.New(schema.Config{Logger: log}); err != nil {
@@ -92,6 +89,16 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 		_ = closeParts(cfg.Service, cfg.Notifier)
 	}
 	return r, err
+}
+
+// releasesConfig is [code] as codesync's Config.
+func (c *EnvironmentConfig) releasesConfig(log *slog.Logger) codesync.Config {
+	return codesync.Config{
+		Releases: c.Code.Releases, Current: c.Code.Current, Keep: c.Code.Keep,
+		Exclude: c.Code.Exclude, Overlay: c.Code.Overlay, Logger: log,
+		NoHardLinks: c.Code.HardLinks != nil && !*c.Code.HardLinks, Compare: codesyncCompare[c.Code.Compare],
+		Workers: c.Code.Workers, Sync: c.Code.Sync, AllowExternalSymlinks: c.Code.AllowExternalSymlinks,
+	}
 }
 
 func (c *EnvironmentConfig) service(log *slog.Logger) (svcctl.Controller, svcctl.Checker, error) {
