@@ -44,4 +44,8 @@ var (
 	// ErrCorruptSpoolFile is returned for a spool file that cannot be read back; the file is
 	// moved aside (renamed to *.corrupt), never deleted.
 	ErrCorruptSpoolFile = errors.New("corrupt spool file")
+	// ErrRejected wraps a delivery error where the target answered and refused the report
+	// for good (an SMTP 5xx reply; a webhook 4xx other than 408 and 429): the target is
+	// up, so a Spool goes on with the next spooled report instead of stopping there.
+	ErrRejected = errors.New("report rejected by the target")
 )

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -169,8 +170,12 @@ func (s *SMTP) Notify(ctx context.Context, m *Message) error {
 	defer stop()
 	start := time.Now()
 	if err := client.DialAndSendWithContext(ctx, msg); err != nil {
-		if ctx.Err() != nil {
+		var se *gomail.SendError
+		switch {
+		case ctx.Err() != nil:
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		case errors.As(err, &se) && se.ErrorCode() >= 500 && se.ErrorCode() <= 599:
+			err = fmt.Errorf("%w: %w", ErrRejected, err)
 		}
 		return s.redact(fmt.Errorf("notify: smtp %s: %w", s.cfg.Addr, err))
 	}

@@ -232,6 +232,9 @@ func TestSMTPServerDown(t *testing.T) {
 	if !strings.Contains(err.Error(), "smtp 127.0.0.1:") {
 		t.Errorf("error %q does not name the server", err)
 	}
+	if errors.Is(err, notify.ErrRejected) {
+		t.Errorf("a server that is down counts as a rejection: %v", err)
+	}
 }
 
 func TestSMTPRecipientRejected(t *testing.T) {
@@ -240,6 +243,9 @@ func TestSMTPRecipientRejected(t *testing.T) {
 	err := n.Notify(t.Context(), testMessage("rejected"))
 	if err == nil || !strings.Contains(err.Error(), "550") {
 		t.Fatalf("Notify = %v, want the 550 answer", err)
+	}
+	if !errors.Is(err, notify.ErrRejected) {
+		t.Errorf("a 550 answer is not ErrRejected: %v", err)
 	}
 }
 

@@ -44,7 +44,9 @@ type Flusher interface {
 // Spool wraps a Notifier so that no report is lost and none is sent twice.
 //
 // Notify first delivers the reports spooled by earlier calls, oldest first (stopping at
-// the first failure, as the target is then most likely still down), then the new one.
+// the first failure, as the target is then most likely still down, unless the target
+// answered that it rejects that report for good, ErrRejected: it stays spooled, and the
+// next ones are tried), then the new one.
 // A report that cannot be delivered is written atomically (temporary file, fsync,
 // rename, fsync of the folder) into the spool folder as JSON, and Notify returns an error
 // wrapping ErrSpooled and the delivery error. A report without an ID is given one
@@ -226,9 +228,15 @@ func (s *Spool) flushLocked(ctx context.Context, delivered map[string]bool) (map
 			continue
 		}
 		if err := s.next.Notify(ctx, m); err != nil {
-			failed = true
 			pending[m.ID] = path
 			errs = append(errs, fmt.Errorf("spooled report %s: %w", m.ID, err))
+			if errors.Is(err, ErrRejected) {
+				// The target is up and refuses this one: it must not hold the others up.
+				s.logger.Error("notify: spooled report rejected by the target; kept, the next ones are tried",
+					logKeyID, m.ID, logKeyFile, path, logKeyError, err.Error())
+				continue
+			}
+			failed = true
 			continue
 		}
 		s.markDelivered(m.ID)

@@ -422,3 +422,57 @@ func TestNewSpoolValidation(t *testing.T) {
 		t.Errorf("nil next: %v", err)
 	}
 }
+
+func TestSpoolRejectedReportDoesNotHoldUpLaterSpooledOnes(t *testing.T) {
+	// "poison" is refused for good; while the target is down, "later" is spooled behind it.
+	var up atomic.Bool
+	var got []string
+	target := funcNotifier(func(_ context.Context, m *notify.Message) error {
+		switch {
+		case m.ID == "poison":
+			return fmt.Errorf("552 message too large: %w", notify.ErrRejected)
+		case !up.Load():
+			return errors.New("connection refused")
+		}
+		got = append(got, m.ID)
+		return nil
+	})
+	sp := newSpool(t, t.TempDir(), target)
+	for _, id := range []string{"poison", "later"} {
+		if err := sp.Notify(t.Context(), testMessage(id)); !errors.Is(err, notify.ErrSpooled) {
+			t.Fatalf("Notify(%s) = %v", id, err)
+		}
+	}
+	up.Store(true)
+	err := sp.Flush(t.Context())
+	if !errors.Is(err, notify.ErrRejected) {
+		t.Errorf("Flush = %v, want the rejection", err)
+	}
+	if !slices.Equal(got, []string{"later"}) {
+		t.Errorf("delivered %v, want [later]", got)
+	}
+	if p := pendingIDs(t, sp); !slices.Equal(p, []string{"poison"}) {
+		t.Errorf("pending %v: the rejected report must stay spooled", p)
+	}
+}
+
+func TestSpoolStopsAtTheFirstTargetFailure(t *testing.T) {
+	// A target that is down for the first report is not tried for the others.
+	var tries atomic.Int32
+	sp := newSpool(t, t.TempDir(), funcNotifier(func(context.Context, *notify.Message) error {
+		tries.Add(1)
+		return errors.New("connection refused")
+	}))
+	for _, id := range []string{"a", "b", "c"} {
+		if err := sp.Notify(t.Context(), testMessage(id)); !errors.Is(err, notify.ErrSpooled) {
+			t.Fatal(err)
+		}
+	}
+	tries.Store(0)
+	if err := sp.Flush(t.Context()); err == nil || errors.Is(err, notify.ErrRejected) {
+		t.Fatalf("Flush = %v", err)
+	}
+	if n := tries.Load(); n != 1 {
+		t.Errorf("%d delivery attempts, want 1", n)
+	}
+}

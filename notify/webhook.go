@@ -59,6 +59,13 @@ type WebhookStatusError struct {
 	Excerpt    string // the start of the response body, on one line
 }
 
+// Is reports a 4xx status other than 408 (timeout) and 429 (too many requests) as
+// ErrRejected.
+func (e *WebhookStatusError) Is(target error) bool {
+	return target == ErrRejected && e.StatusCode >= 400 && e.StatusCode <= 499 &&
+		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
+}
+
 // Error describes the failure.
 func (e *WebhookStatusError) Error() string {
 	s := fmt.Sprintf("notify: webhook %s: HTTP %s", e.URL, e.Status)

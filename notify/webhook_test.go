@@ -94,6 +94,16 @@ func TestWebhookNon2xx(t *testing.T) {
 	if strings.Contains(err.Error(), "XXXXsecretXXXX") {
 		t.Errorf("token in error: %v", err)
 	}
+	if errors.Is(err, notify.ErrRejected) {
+		t.Errorf("a 500 counts as a rejection: %v", err)
+	}
+	// 4xx: rejected for good, except a timeout or rate limit.
+	for code, rejected := range map[int]bool{400: true, 413: true, 404: true, 408: false, 429: false} {
+		ws.set(code, "no")
+		if err := n.Notify(t.Context(), testMessage("4xx")); errors.Is(err, notify.ErrRejected) != rejected {
+			t.Errorf("HTTP %d: %v, want rejected %v", code, err, rejected)
+		}
+	}
 	ws.set(http.StatusNoContent, "")
 	if err := n.Notify(t.Context(), testMessage("ok")); err != nil {
 		t.Fatalf("204: %v", err)
