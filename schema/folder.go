@@ -50,6 +50,14 @@ func (f *Folder) find(version uint) (Migration, bool) {
 	return f.Migrations[i], true
 }
 
+// pending returns the migrations newer than version, or all without a version.
+func (f *Folder) pending(version uint, hasVersion bool) []Migration {
+	if !hasVersion {
+		return append([]Migration(nil), f.Migrations...)
+	}
+	return f.after(version)
+}
+
 // after returns the migrations newer than version.
 func (f *Folder) after(version uint) []Migration {
 	var out []Migration

@@ -152,13 +152,23 @@ func (u *MigrateUpgrader) status(ctx context.Context, cfg *pgx.ConnConfig, folde
 			st.Dirty = dirty
 		}
 	}
-	if st.HasVersion {
-		st.Pending = folder.after(st.Version)
-	} else {
-		st.Pending = append([]Migration(nil), folder.Migrations...)
-	}
+	st.Pending = folder.pending(st.Version, st.HasVersion)
 	return st, nil
 }
+
+// StatusAt is the status of a database whose version table says version (hasVersion
+// false: no version) and dirty, against folder, as Status would report it for that
+// database; and the error Upgrade would give for it before running anything (dirty, or
+// ahead of the code), naming the database as db. For a version read elsewhere, e.g. from
+// a backup's copy of the version table.
+func (f *Folder) StatusAt(version uint, hasVersion, dirty bool, db string) (*Status, error) {
+	st := &Status{Version: version, HasVersion: hasVersion, Dirty: dirty, Latest: f.Latest(),
+		Pending: f.pending(version, hasVersion)}
+	return st, check(st, f, db)
+}
+
+// Table returns the name of the version table the upgrader reads and writes.
+func (u *MigrateUpgrader) Table() string { return u.table }
 
 // check returns the error Upgrade gives for st before running anything: dirty, or ahead of
 // (or unknown to) the folder.

@@ -829,3 +829,28 @@ func TestFinalCheckCatchesMismatch(t *testing.T) {
 	}
 	t.Logf("mismatch: %v", err)
 }
+
+func TestFolderStatusAt(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"1_a.up.sql": "SELECT 1", "2_b.up.sql": "SELECT 1", "5_c.up.sql": "SELECT 1"})
+	fo, err := schema.ReadFolder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := fo.StatusAt(1, true, false, "prod backup")
+	if err != nil || !equal(versions(st.Pending), []uint{2, 5}) || st.Latest != 5 {
+		t.Fatalf("at 1: %+v %v", st, err)
+	}
+	if st, err = fo.StatusAt(0, false, false, "prod backup"); err != nil || len(st.Pending) != 3 {
+		t.Fatalf("no version: %+v %v", st, err)
+	}
+	if _, err = fo.StatusAt(2, true, true, "prod backup"); !errors.Is(err, schema.ErrDirty) || !strings.Contains(err.Error(), "prod backup is dirty at version 2") {
+		t.Errorf("dirty: %v", err)
+	}
+	if _, err = fo.StatusAt(7, true, false, "prod backup"); !errors.Is(err, schema.ErrAhead) || !strings.Contains(err.Error(), "is at 7, code knows 5") {
+		t.Errorf("ahead: %v", err)
+	}
+	if _, err = fo.StatusAt(3, true, false, "prod backup"); !errors.Is(err, schema.ErrAhead) {
+		t.Errorf("unknown version: %v", err)
+	}
+}

@@ -472,6 +472,12 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if rep.Backup == nil || rep.Schema == nil || rep.Release == nil {
 		t.Fatalf("plan: %s", rep.Text())
 	}
+	// Staging is at the code's level already; the rebuild would start from production's.
+	if rep.Schema.From != stagingtest.ProductionPatch || rep.Schema.To != stagingtest.CodePatch ||
+		len(rep.Schema.Pending) != stagingtest.CodePatch-stagingtest.ProductionPatch ||
+		!strings.Contains(rep.Text(), "against the backup "+rep.Backup.Name) {
+		t.Errorf("plan's schema %+v:\n%s", rep.Schema, rep.Text())
+	}
 	if snapshot(t, w) != before {
 		t.Fatal("a dry run changed staging")
 	}

@@ -2,16 +2,21 @@ package staging
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 
+	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/schema"
 )
 
 // Plan is a dry run: it says which backup a rebuild would take, which release it would
 // build and which migrations would run, and changes nothing (it takes no lock, restores
-// nothing, builds no release, stops nothing). Migrations are listed against the live
-// database, or all of them when there is none yet.
+// nothing, builds no release, stops nothing). Migrations are listed against the backup's
+// schema level, read from its copy of the version table when the catalog can
+// (dbrestore.DirCatalog.TableRows); else against the live database, or all of them when
+// there is none yet.
 func (r *Rebuilder) Plan(ctx context.Context) (*Report, error) {
 	ru := r.begin("rebuild")
 	ru.rep.Outcome = OutcomePlanned
@@ -34,8 +39,13 @@ func (ru *run) plan(ctx context.Context) error {
 	return ru.planCode(ctx, ru.r.cfg.Database)
 }
 
+// tableReader is a catalog that reads small tables from its backups (DirCatalog).
+type tableReader interface {
+	TableRows(ctx context.Context, b *dbrestore.Backup, table string) ([][]*string, error)
+}
+
 // planCode describes the release that would be built and the migrations that would run
-// against database.
+// against the backup (when one was fetched), else against database.
 func (ru *run) planCode(ctx context.Context, database string) error {
 	err := ru.step(ctx, "release", func(ctx context.Context) (string, error) {
 		rev, err := ru.r.cfg.Source.Describe(ctx)
@@ -49,10 +59,6 @@ func (ru *run) planCode(ctx context.Context, database string) error {
 		return err
 	}
 	return ru.step(ctx, "schema", func(ctx context.Context) (string, error) {
-		live, err := ru.r.cfg.Databases.Exists(ctx, database)
-		if err != nil {
-			return "", err
-		}
 		tree, err := ru.r.cfg.Source.Open(ctx)
 		if err != nil {
 			return "", err
@@ -61,15 +67,7 @@ func (ru *run) planCode(ctx context.Context, database string) error {
 			defer tree.Close()
 		}
 		dir := filepath.Join(tree.Dir, ru.r.cfg.Migrations)
-		against := database
-		var st *schema.Status
-		if live {
-			st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{DSN: ru.r.cfg.DSN(database), Dir: dir})
-		} else {
-			// No live database yet: list every migration of the release.
-			against = "an empty database"
-			st, err = folderStatus(dir)
-		}
+		st, against, err := ru.planSchema(ctx, dir, database)
 		if err != nil {
 			return "", err
 		}
@@ -82,11 +80,67 @@ func (ru *run) planCode(ctx context.Context, database string) error {
 	})
 }
 
-// folderStatus is the status of an empty database against the migrations in dir.
-func folderStatus(dir string) (*schema.Status, error) {
-	f, err := schema.ReadFolder(dir)
-	if err != nil {
-		return nil, err
+// planSchema returns the schema status the schema step would start from, and what it is
+// the status of.
+func (ru *run) planSchema(ctx context.Context, dir, database string) (*schema.Status, string, error) {
+	if tr, ok := ru.r.cfg.Backups.(tableReader); ok && ru.backup != nil {
+		table := "schema_migrations"
+		if t, ok := ru.r.cfg.Schema.(interface{ Table() string }); ok {
+			table = t.Table()
+		}
+		folder, err := schema.ReadFolder(dir)
+		if err != nil {
+			return nil, "", err
+		}
+		what := "the backup " + ru.backup.Name()
+		rows, err := tr.TableRows(ctx, ru.backup, table)
+		switch {
+		case errors.Is(err, dbrestore.ErrNoTable):
+			st, err := folder.StatusAt(0, false, false, what)
+			return st, what + " (no " + table + " table in it)", err
+		case err != nil:
+			return nil, "", err
+		}
+		version, has, dirty, err := versionRow(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: version table %s: %w", what, table, err)
+		}
+		st, err := folder.StatusAt(version, has, dirty, what)
+		return st, what, err
 	}
-	return &schema.Status{Latest: f.Latest(), Pending: f.Migrations}, nil
+	live, err := ru.r.cfg.Databases.Exists(ctx, database)
+	if err != nil {
+		return nil, "", err
+	}
+	if !live {
+		// No live database yet: list every migration of the release.
+		folder, err := schema.ReadFolder(dir)
+		if err != nil {
+			return nil, "", err
+		}
+		st, err := folder.StatusAt(0, false, false, "an empty database")
+		return st, "an empty database", err
+	}
+	st, err := ru.r.cfg.Schema.Status(ctx, schema.Target{DSN: ru.r.cfg.DSN(database), Dir: dir})
+	return st, database, err
+}
+
+// versionRow reads golang-migrate's version table: no row, or one (version, dirty), where
+// version -1 means none.
+func versionRow(rows [][]*string) (version uint, has, dirty bool, err error) {
+	switch {
+	case len(rows) == 0:
+		return 0, false, false, nil
+	case len(rows) > 1 || len(rows[0]) != 2 || rows[0][0] == nil || rows[0][1] == nil:
+		return 0, false, false, fmt.Errorf("want one row (version, dirty), found %d", len(rows))
+	}
+	v, err := strconv.ParseInt(*rows[0][0], 10, 64)
+	if err != nil {
+		return 0, false, false, fmt.Errorf("version %q: %w", *rows[0][0], err)
+	}
+	dirty = *rows[0][1] == "t"
+	if v < 0 {
+		return 0, false, dirty, nil
+	}
+	return uint(v), true, dirty, nil
 }
