@@ -19,7 +19,7 @@ import (
 
 // BenchmarkRestore compares Server.Restore with a bare `pg_restore -j 2` of the same
 // backup into the same staging server, in the same run. The dataset is pgbench -i -s
-// $RESTAGE_BENCH_SCALE (default 20, about 700 MB) plus an indexed table of 50000 rows per
+// $RESTAGE_BENCH_SCALE (default 20, about 760 MB) plus an indexed table of 50000 rows per
 // scale unit and 20 smaller ones (250 to 5000 rows per scale unit). Run it with:
 //
 //	go test ./dbrestore -run '^$' -bench BenchmarkRestore -benchtime 1x -timeout 60m
@@ -62,8 +62,7 @@ CREATE TABLE extra AS
 ALTER TABLE extra ADD PRIMARY KEY (id);
 CREATE INDEX extra_h ON extra (h);
 CREATE INDEX extra_at ON extra (at);`, scale*50000))
-	// Many smaller indexed tables, as real schemas have: the restore's tail leaves room to
-	// analyse the finished ones.
+	// Many smaller indexed tables, as real schemas have.
 	var more strings.Builder
 	for i := 1; i <= 20; i++ {
 		fmt.Fprintf(&more, `

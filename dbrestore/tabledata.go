@@ -20,10 +20,6 @@ const maxTableRows = 10000
 // columns as COPY's text, NULL as nil. A table the dump does not hold is ErrNoTable; a
 // table of more than 10000 rows is an error.
 func (c *DirCatalog) TableRows(ctx context.Context, b *Backup, table string) ([][]*string, error) {
-	return tableRows(ctx, c.cfg, b, table)
-}
-
-func tableRows(ctx context.Context, cfg Config, b *Backup, table string) ([][]*string, error) {
 	if b == nil {
 		return nil, errors.New("dbrestore: TableRows needs a backup")
 	}
@@ -34,7 +30,7 @@ func tableRows(ctx context.Context, cfg Config, b *Backup, table string) ([][]*s
 	if name == "" || strings.ContainsAny(table, "\"\x00\n") || strings.Contains(name, ".") {
 		return nil, fmt.Errorf("dbrestore: TableRows: bad table name %q: want name or schema.name", table)
 	}
-	bin, err := cfg.tool("pg_restore")
+	bin, err := c.cfg.tool("pg_restore")
 	if err != nil {
 		return nil, err
 	}

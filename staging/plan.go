@@ -131,8 +131,10 @@ func versionRow(rows [][]*string) (version uint, has, dirty bool, err error) {
 	switch {
 	case len(rows) == 0:
 		return 0, false, false, nil
-	case len(rows) > 1 || len(rows[0]) != 2 || rows[0][0] == nil || rows[0][1] == nil:
+	case len(rows) > 1:
 		return 0, false, false, fmt.Errorf("want one row (version, dirty), found %d", len(rows))
+	case len(rows[0]) != 2 || rows[0][0] == nil || rows[0][1] == nil:
+		return 0, false, false, fmt.Errorf("want one row (version, dirty), found %d columns or a NULL", len(rows[0]))
 	}
 	v, err := strconv.ParseInt(*rows[0][0], 10, 64)
 	if err != nil {

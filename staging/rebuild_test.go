@@ -265,3 +265,21 @@ func TestCloseClosesTheParts(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPlanWithoutTableReaderListsAgainstTheLiveDatabase(t *testing.T) {
+	// The fake catalog cannot read the backup's version table: the plan falls back to the
+	// live database's status, says so, and changes nothing.
+	w := newWorld()
+	before := w.snapshot()
+	rep, err := w.rebuilder(t).Plan(context.Background())
+	if err != nil {
+		t.Fatalf("Plan: %v\n%s", err, rep.Text())
+	}
+	if rep.Outcome != OutcomePlanned || rep.Schema == nil || rep.Schema.From != 1 || rep.Schema.To != 2 ||
+		len(rep.Schema.Pending) != 1 || !strings.Contains(rep.Text(), "1 migrations would run against staging (1 -> 2)") {
+		t.Fatalf("plan: %+v\n%s", rep.Schema, rep.Text())
+	}
+	if got := w.snapshot(); got != before {
+		t.Fatalf("a plan changed staging:\n got %s\nwant %s", got, before)
+	}
+}

@@ -149,7 +149,7 @@ func ReadControl(ctx context.Context, client *http.Client, source string) (*Cont
 
 // SetEnabled sets "enabled: True|False" for job (or "DEFAULT") in the local control
 // file at path, keeping every other line, and replaces the file atomically (it writes
-// a temporary file, syncs it and renames it over path). A missing file is created.
+// path+".new", syncs it and renames it over path). A missing file is created.
 // Calls on the same file, from any process, take turns on an OS lock of path+".lock",
 // so that no change is lost.
 func SetEnabled(path, job string, enabled bool) error {
@@ -239,14 +239,14 @@ func setEnabledText(text, job, line string) string {
 	return strings.Join(out, "\n") + "\n"
 }
 
-// writeFileAtomic writes data to a temporary file beside path, syncs it, renames it over
-// path and syncs the folder.
+// writeFileAtomic writes data to path+".new", syncs it, renames it over path and syncs
+// the folder. Callers serialise writes to one path (SetEnabled's lock, the runner's).
 func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
 	err = f.Chmod(mode) // whatever the umask
 	if err == nil {
 		_, err = f.Write(data)
