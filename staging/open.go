@@ -10,6 +10,7 @@ import (
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/schema"
 	"github.com/restage/restage/svcctl"
@@ -43,7 +44,7 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	srv, err := dbrestore.NewServer(dbrestore.ServerConfig{
 		AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, BinDir: c.Database.BinDir, Logger: log})
 	if err != nil {
-		return nil, c.errorf("database: %v", redact(err.Error()))
+		return nil, c.errorf("database: %v", redact.String(err.Error()))
 	}
 	cfg.Databases, cfg.DSN = srv, srv.DSN
 

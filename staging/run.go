@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/schema"
 	"github.com/restage/restage/svcctl"
@@ -70,12 +70,12 @@ func (ru *run) step(ctx context.Context, name string, fn func(ctx context.Contex
 	ru.log.Info("step started", keyStep, name)
 	detail, err := fn(ctx)
 	s.Duration = ru.r.cfg.Now().Sub(s.Started)
-	s.Detail = redact(detail)
+	s.Detail = redact.String(detail)
 	if err != nil {
 		s.Status = "failed"
-		s.Error = redact(err.Error())
+		s.Error = redact.String(err.Error())
 		ru.log.Error("step failed", keyStep, name, keyDuration, s.Duration, keyErr, s.Error)
-		s.Output = redact(ru.cap.stepTail(20))
+		s.Output = redact.String(ru.cap.stepTail(20))
 		if ru.rep.FailedStep == "" {
 			ru.rep.FailedStep = name
 			ru.rep.Error = s.Error
@@ -83,14 +83,14 @@ func (ru *run) step(ctx context.Context, name string, fn func(ctx context.Contex
 	} else {
 		s.Status = "ok"
 		ru.log.Info("step done", keyStep, name, keyDuration, s.Duration, keyDetail, s.Detail)
-		s.Output = redact(ru.cap.stepTail(5))
+		s.Output = redact.String(ru.cap.stepTail(5))
 	}
 	ru.rep.Steps = append(ru.rep.Steps, s)
 	return err
 }
 
 func (ru *run) note(format string, args ...any) {
-	n := redact(fmt.Sprintf(format, args...))
+	n := redact.String(fmt.Sprintf(format, args...))
 	ru.rep.Notes = append(ru.rep.Notes, n)
 	ru.log.Warn(n)
 }
@@ -130,7 +130,7 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 		}
 	}
 	ru.log.Info("finished", "outcome", rep.Outcome, "total", rep.Total, "downtime", rep.Downtime)
-	rep.Log = redact(ru.cap.all())
+	rep.Log = redact.String(ru.cap.all())
 	if rep.Outcome == OutcomeLocked || rep.Outcome == OutcomePlanned {
 		return rep, runErr
 	}
@@ -151,9 +151,9 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 		defer cancel()
 		if err := n.Notify(nctx, msg); err != nil {
 			if errors.Is(err, notify.ErrSpooled) {
-				ru.log.Warn("report not delivered; spooled for the next run", keyErr, redact(err.Error()))
+				ru.log.Warn("report not delivered; spooled for the next run", keyErr, redact.String(err.Error()))
 			} else {
-				ru.log.Error("report not delivered", keyErr, redact(err.Error()))
+				ru.log.Error("report not delivered", keyErr, redact.String(err.Error()))
 				runErr = errors.Join(runErr, fmt.Errorf("report not delivered: %w", err))
 			}
 		}
@@ -165,7 +165,7 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 func (ru *run) flushSpool(ctx context.Context) {
 	if f, ok := ru.r.cfg.Notifier.(Flusher); ok {
 		if err := f.Flush(ctx); err != nil {
-			ru.log.Warn("spooled reports still undelivered", keyErr, redact(err.Error()))
+			ru.log.Warn("spooled reports still undelivered", keyErr, redact.String(err.Error()))
 		}
 	}
 }
@@ -353,7 +353,7 @@ func (ru *run) abandon(ctx context.Context, next string) {
 	}
 	if next != "" {
 		if err := ru.r.cfg.Databases.Drop(ctx, next); err != nil {
-			ru.log.Warn("could not drop the unused database; the next run will", "database", next, keyErr, redact(err.Error()))
+			ru.log.Warn("could not drop the unused database; the next run will", "database", next, keyErr, redact.String(err.Error()))
 		}
 	}
 }
@@ -506,7 +506,7 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 				}
 				done = append(done, live+" is the previous database again")
 				if err := db.Drop(ctx, failed); err != nil {
-					ru.log.Warn("could not drop the rolled-back database; the next run will", "database", failed, keyErr, redact(err.Error()))
+					ru.log.Warn("could not drop the rolled-back database; the next run will", "database", failed, keyErr, redact.String(err.Error()))
 				}
 				if ru.hadPrev {
 					if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
@@ -531,7 +531,7 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 	})
 	if err != nil {
 		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = "ROLLBACK FAILED: " + redact(err.Error()) + "; staging needs an operator"
+		ru.rep.State = "ROLLBACK FAILED: " + redact.String(err.Error()) + "; staging needs an operator"
 		return errors.Join(cause, fmt.Errorf("%w: %w", ErrRollback, err))
 	}
 	if err := ru.startHealthy(ctx, "restart"); err != nil {
@@ -647,15 +647,4 @@ func (ru *run) inplaceFailed(ctx context.Context, cause error, replaced bool) er
 	ru.rep.Outcome = OutcomeBroken
 	ru.rep.State = "the service is down; " + dbState
 	return cause
-}
-
-var (
-	urlPassword = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]*@`)
-	kvPassword  = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
-)
-
-// redact removes passwords from DSNs in s.
-func redact(s string) string {
-	s = urlPassword.ReplaceAllString(s, "${1}xxxxx@")
-	return kvPassword.ReplaceAllString(s, "${1}xxxxx")
 }
