@@ -72,12 +72,15 @@ type Syncer interface {
 	// releases/<id> when complete. Leftover .partial folders of crashed runs are removed first.
 	Build(ctx context.Context, src Source) (*Release, error)
 	// Activate points `current` at r atomically and returns the release it pointed at
-	// before (nil when there was none).
+	// before (nil when there was none). It is all or nothing: on an error, current is
+	// what it was before (unless the error says that putting it back failed too).
 	Activate(ctx context.Context, r *Release) (previous *Release, err error)
 	// Rollback marks the active release failed and points `current` back at the newest
 	// good release before it (removing `current` when there is none), which it returns.
 	Rollback(ctx context.Context) (*Release, error)
 	// Discard marks a release that never went live failed, so Prune removes it first.
+	// Should `current` point at r (an activation that could not be undone), Discard rolls
+	// it back first, as Rollback does.
 	Discard(ctx context.Context, r *Release) error
 	// Prune removes releases beyond the configured number of good ones, never the active
 	// release nor the newest good one.

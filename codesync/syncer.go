@@ -360,8 +360,14 @@ func (s *SymlinkSyncer) setState(r *Release, state State, activated time.Time) e
 }
 
 // Activate points `current` at r atomically: a new symlink under a temporary name in
-// current's folder is renamed over it, the folder is synced, and the link is read back.
-// It returns the release current pointed at before (nil when none), now marked built.
+// current's folder is renamed over it, the folder is synced, the link is read back, and
+// the metadata of both releases is updated. It returns the release current pointed at
+// before (nil when none), now marked built.
+//
+// Activate is all or nothing: when any step fails after current moved (the sync, the
+// read-back, a metadata write), it puts current back to exactly what it was (the previous
+// target, or no current at all) before returning the error, which says so. Should that
+// fail too, the error says current still points at r (Discard or Rollback puts it back).
 func (s *SymlinkSyncer) Activate(ctx context.Context, r *Release) (*Release, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -380,34 +386,77 @@ func (s *SymlinkSyncer) Activate(ctx context.Context, r *Release) (*Release, err
 			previous = x
 		}
 	}
-	if previous == nil {
-		if target, err := os.Readlink(s.current); err == nil {
-			s.log.Warn("codesync: current pointed at no release of ours", logPath, s.current, logTarget, target)
+	oldTarget, err := os.Readlink(s.current)
+	hadCurrent := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if cerr := s.checkCurrent(); cerr != nil {
+			return nil, cerr
 		}
+		return nil, fmt.Errorf("codesync: current %s: %w", s.current, err)
 	}
-	if err := s.point(r.Dir); err != nil {
-		return nil, err
+	if previous == nil && hadCurrent {
+		s.log.Warn("codesync: current pointed at no release of ours", logPath, s.current, logTarget, oldTarget)
 	}
-	if previous != nil && previous.ID != r.ID {
-		if err := s.setState(previous, StateBuilt, time.Time{}); err != nil {
+	moved, err := s.point(r.Dir)
+	if err == nil && previous != nil && previous.ID != r.ID {
+		err = s.setState(previous, StateBuilt, time.Time{})
+	}
+	if err == nil {
+		err = s.setState(r, StateActive, s.cfg.Now())
+	}
+	if err != nil {
+		if !moved {
 			return nil, err
 		}
-	}
-	if err := s.setState(r, StateActive, s.cfg.Now()); err != nil {
-		return nil, err
+		return nil, s.undoActivate(r, previous, oldTarget, hadCurrent, err)
 	}
 	s.log.Info("codesync: activated release", logRelease, r.ID, logTarget, s.current)
 	return previous, nil
 }
 
-// point switches current to target.
-func (s *SymlinkSyncer) point(target string) error {
+// undoActivate puts current back to oldTarget (or removes it when there was none) after
+// Activate failed with cause once current had moved to r, and returns the error to report.
+func (s *SymlinkSyncer) undoActivate(r, previous *Release, oldTarget string, hadCurrent bool, cause error) error {
+	var err error
+	if hadCurrent {
+		_, err = s.point(oldTarget)
+	} else {
+		err = s.removeCurrent()
+	}
+	if err != nil {
+		s.log.Error("codesync: activation failed and current could not be put back", logRelease, r.ID, logTarget, s.current, "err", err)
+		return fmt.Errorf("codesync: activating release %s: %w; putting current back failed too, so %s still points at it (Discard or Rollback puts it back): %w",
+			r.ID, cause, s.current, err)
+	}
+	// The metadata follows current again (List reports the release current points at
+	// active whatever its metadata says, so a failure here changes nothing that matters).
+	if previous != nil && previous.ID != r.ID {
+		if err := s.setState(previous, StateActive, time.Time{}); err != nil {
+			s.log.Warn("codesync: activation undone, but the previous release's metadata still says built", logRelease, previous.ID, "err", err)
+		}
+	}
+	if r.State == StateActive {
+		if err := s.setState(r, StateBuilt, time.Time{}); err != nil {
+			s.log.Warn("codesync: activation undone, but the release's metadata still says active", logRelease, r.ID, "err", err)
+		}
+	}
+	if !hadCurrent {
+		s.log.Warn("codesync: activation failed; current removed again", logRelease, r.ID, logTarget, s.current, "err", cause)
+		return fmt.Errorf("codesync: activating release %s: %w (activation undone: %s removed again, as it was)", r.ID, cause, s.current)
+	}
+	s.log.Warn("codesync: activation failed; current put back", logRelease, r.ID, logTarget, oldTarget, "err", cause)
+	return fmt.Errorf("codesync: activating release %s: %w (activation undone: %s points at %s again)", r.ID, cause, s.current, oldTarget)
+}
+
+// point switches current to target. moved says whether current changed (it may have
+// even when err is not nil: the folder's sync or the read-back failed).
+func (s *SymlinkSyncer) point(target string) (moved bool, err error) {
 	if err := s.checkCurrent(); err != nil {
-		return err
+		return false, err
 	}
 	dir := filepath.Dir(s.current)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("codesync: folder of current: %w", err)
+		return false, fmt.Errorf("codesync: folder of current: %w", err)
 	}
 	prefix := "." + filepath.Base(s.current) + ".restage-"
 	if stale, _ := filepath.Glob(filepath.Join(dir, globEscape(prefix)+"*")); len(stale) > 0 {
@@ -419,18 +468,32 @@ func (s *SymlinkSyncer) point(target string) error {
 	}
 	tmp := filepath.Join(dir, prefix+randomSuffix())
 	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("codesync: switching %s: %w", s.current, err)
+		return false, fmt.Errorf("codesync: switching %s: %w", s.current, err)
 	}
 	if err := os.Rename(tmp, s.current); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("codesync: switching %s: %w", s.current, err)
+		return false, fmt.Errorf("codesync: switching %s: %w", s.current, err)
 	}
 	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("codesync: switching %s: sync folder: %w", s.current, err)
+		return true, fmt.Errorf("codesync: switching %s: sync folder: %w", s.current, err)
 	}
 	got, err := os.Readlink(s.current)
 	if err != nil || got != target {
-		return fmt.Errorf("codesync: switching %s: reads back as %q (%v), want %q", s.current, got, err, target)
+		return true, fmt.Errorf("codesync: switching %s: reads back as %q (%v), want %q", s.current, got, err, target)
+	}
+	return true, nil
+}
+
+// removeCurrent removes the current symlink (never anything else) and syncs its folder.
+func (s *SymlinkSyncer) removeCurrent() error {
+	if err := s.checkCurrent(); err != nil {
+		return err
+	}
+	if err := os.Remove(s.current); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("codesync: removing %s: %w", s.current, err)
+	}
+	if err := syncDir(filepath.Dir(s.current)); err != nil {
+		return fmt.Errorf("codesync: removing %s: sync folder: %w", s.current, err)
 	}
 	return nil
 }
@@ -494,19 +557,11 @@ func (s *SymlinkSyncer) Rollback(ctx context.Context) (*Release, error) {
 		}
 	}
 	if target != nil {
-		if err := s.point(target.Dir); err != nil {
+		if _, err := s.point(target.Dir); err != nil {
 			return nil, err
 		}
-	} else {
-		if err := s.checkCurrent(); err != nil {
-			return nil, err
-		}
-		if err := os.Remove(s.current); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("codesync: rollback: removing %s: %w", s.current, err)
-		}
-		if err := syncDir(filepath.Dir(s.current)); err != nil {
-			return nil, fmt.Errorf("codesync: rollback: sync folder: %w", err)
-		}
+	} else if err := s.removeCurrent(); err != nil {
+		return nil, fmt.Errorf("codesync: rollback: %w", err)
 	}
 	if err := s.setState(active, StateFailed, time.Time{}); err != nil {
 		return nil, err
@@ -522,8 +577,10 @@ func (s *SymlinkSyncer) Rollback(ctx context.Context) (*Release, error) {
 	return target, nil
 }
 
-// Discard marks a release that never went live failed, so Prune removes it first. The
-// active release cannot be discarded (use Rollback).
+// Discard marks a release failed, so Prune removes it first. It is meant for a release
+// that never went live; should `current` point at r all the same (an Activate whose undo
+// failed too), Discard first rolls it back as Rollback does, so that a caller's recovery
+// (discard what it built) never leaves current on the discarded release.
 func (s *SymlinkSyncer) Discard(ctx context.Context, r *Release) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -533,7 +590,12 @@ func (s *SymlinkSyncer) Discard(ctx context.Context, r *Release) error {
 		return err
 	}
 	if id, _ := s.currentID(); id == got.ID {
-		return fmt.Errorf("codesync: release %s is active; roll it back instead of discarding it", got.ID)
+		s.log.Warn("codesync: discarding the release current points at; rolling it back", logRelease, got.ID, logTarget, s.current)
+		if _, err := s.Rollback(ctx); err != nil {
+			return fmt.Errorf("codesync: discarding release %s, which current points at: %w", got.ID, err)
+		}
+		r.State = StateFailed
+		return nil
 	}
 	if err := s.setState(got, StateFailed, time.Time{}); err != nil {
 		return err

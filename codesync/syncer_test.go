@@ -525,12 +525,11 @@ func TestDiscardAndPrune(t *testing.T) {
 		t.Fatalf("Discard = %v, state %s", err, rs[2].State)
 	}
 	s.Activate(ctx, rs[3])
-	if err := s.Discard(ctx, rs[3]); err == nil {
-		t.Error("Discard of the active release: no error")
+	// Discarding the release current points at rolls it back first (to r1).
+	if err := s.Discard(ctx, rs[3]); err != nil || rs[3].State != StateFailed {
+		t.Fatalf("Discard of the active release = %v, state %s", err, rs[3].State)
 	}
-	if back, err := s.Rollback(ctx); err != nil || back.ID != rs[1].ID {
-		t.Fatalf("Rollback = %v, %v", back, err)
-	}
+	assertCurrent(t, s, rs[1])
 	assertStates(t, s, map[string]State{rs[0].ID: StateBuilt, rs[1].ID: StateActive, rs[2].ID: StateFailed,
 		rs[3].ID: StateFailed, rs[4].ID: StateBuilt, rs[5].ID: StateBuilt})
 	if err := s.Prune(ctx); err != nil {
@@ -553,6 +552,79 @@ func TestDiscardAndPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertStates(t, s, map[string]State{rs[1].ID: StateActive, rs[5].ID: StateBuilt, r7.ID: StateFailed})
+}
+
+// failMetadataWrites makes every metadata write into release r fail (a folder where
+// writeMetadata puts its temporary file: refused even to root); the returned func undoes it.
+func failMetadataWrites(t *testing.T, r *Release) func() {
+	t.Helper()
+	block := filepath.Join(r.Dir, MetadataFile+".tmp")
+	if err := os.Mkdir(block, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func() { os.Remove(block) }
+}
+
+func TestActivateIsAllOrNothing(t *testing.T) {
+	src := makeSource(t)
+	ctx := t.Context()
+
+	t.Run("new release's metadata fails", func(t *testing.T) {
+		s := newSyncer(t, "", nil)
+		r1 := build(t, s, dirSource(t, src))
+		if _, err := s.Activate(ctx, r1); err != nil {
+			t.Fatal(err)
+		}
+		r2 := build(t, s, dirSource(t, src))
+		unblock := failMetadataWrites(t, r2)
+		prev, err := s.Activate(ctx, r2)
+		if err == nil || prev != nil {
+			t.Fatalf("Activate with r2's metadata unwritable = %v, %v; want an error", prev, err)
+		}
+		if !strings.Contains(err.Error(), "undone") || !strings.Contains(err.Error(), r1.Dir) {
+			t.Errorf("error %q does not say current is back on %s", err, r1.Dir)
+		}
+		assertCurrent(t, s, r1)
+		assertStates(t, s, map[string]State{r1.ID: StateActive, r2.ID: StateBuilt})
+		// The caller's recovery: Discard the release it could not activate.
+		unblock()
+		if err := s.Discard(ctx, r2); err != nil {
+			t.Fatalf("Discard after a failed Activate: %v", err)
+		}
+		assertCurrent(t, s, r1)
+		assertStates(t, s, map[string]State{r1.ID: StateActive, r2.ID: StateFailed})
+	})
+
+	t.Run("previous release's metadata fails", func(t *testing.T) {
+		s := newSyncer(t, "", nil)
+		r1 := build(t, s, dirSource(t, src))
+		if _, err := s.Activate(ctx, r1); err != nil {
+			t.Fatal(err)
+		}
+		r2 := build(t, s, dirSource(t, src))
+		defer failMetadataWrites(t, r1)()
+		if _, err := s.Activate(ctx, r2); err == nil {
+			t.Fatal("Activate with r1's metadata unwritable: no error")
+		}
+		assertCurrent(t, s, r1)
+	})
+
+	t.Run("first activation", func(t *testing.T) {
+		s := newSyncer(t, "", nil)
+		r1 := build(t, s, dirSource(t, src))
+		unblock := failMetadataWrites(t, r1)
+		if _, err := s.Activate(ctx, r1); err == nil || !strings.Contains(err.Error(), "removed again") {
+			t.Fatalf("Activate with its metadata unwritable = %v; want an error saying current is removed again", err)
+		}
+		if _, err := os.Lstat(s.current); !os.IsNotExist(err) {
+			t.Errorf("current after a failed first activation: %v; want it absent as before", err)
+		}
+		unblock()
+		if _, err := s.Activate(ctx, r1); err != nil {
+			t.Fatal(err)
+		}
+		assertCurrent(t, s, r1)
+	})
 }
 
 func assertCurrent(t *testing.T, s *SymlinkSyncer, want *Release) {
