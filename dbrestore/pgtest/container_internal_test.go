@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -53,6 +54,16 @@ func TestStartContainerRemovesOrphans(t *testing.T) {
 	if image == "" {
 		image = DefaultImage
 	}
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		skipOrFail(t, fmt.Errorf("%w: %v", ErrNoDocker, err))
+	}
+	defer cli.Close()
+	// The containers below are created from the image as it is: one that is neither
+	// present nor pullable (no registry) is the machine's limit, not a failure.
+	if err := ensureImage(ctx, cli, image, tclog.NewNoopLogger()); err != nil {
+		skipOrFail(t, err)
+	}
 	create := func(pid int, pidns string) testcontainers.Container {
 		t.Helper()
 		c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
@@ -74,10 +85,6 @@ func TestStartContainerRemovesOrphans(t *testing.T) {
 	srv := Container(t, ContainerOptions{})
 	if srv.Container.ID == orphan.GetContainerID() {
 		t.Fatal("the new container has the orphan's ID")
-	}
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		t.Fatal(err)
 	}
 	if _, err := cli.ContainerInspect(ctx, orphan.GetContainerID(), client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
 		t.Fatalf("orphan container of dead process %d: inspect gave %v, want not found", dead.Process.Pid, err)
