@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -552,6 +553,59 @@ func TestDiscardAndPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertStates(t, s, map[string]State{rs[1].ID: StateActive, rs[5].ID: StateBuilt, r7.ID: StateFailed})
+}
+
+// TestCurrentNeverAbsentOrDangling reads current in a loop while releases are activated
+// over and over: it must always be a symlink to an existing release.
+func TestCurrentNeverAbsentOrDangling(t *testing.T) {
+	src := makeSource(t)
+	s := newSyncer(t, "", nil)
+	ctx := t.Context()
+	rs := []*Release{build(t, s, dirSource(t, src)), build(t, s, dirSource(t, src))}
+	if _, err := s.Activate(ctx, rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	bad := make(chan error, 1)
+	var reads atomic.Int64
+	go func() {
+		defer close(bad)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			reads.Add(1)
+			target, err := os.Readlink(s.current)
+			if err == nil {
+				_, err = os.Stat(target)
+			}
+			if err != nil {
+				bad <- err
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(2 * time.Second)
+	var n int
+	for n = 0; n < 100 && time.Now().Before(deadline); n++ {
+		if _, err := s.Activate(ctx, rs[(n+1)%2]); err != nil {
+			close(stop)
+			t.Fatalf("Activate #%d: %v", n, err)
+		}
+		if len(bad) > 0 {
+			break
+		}
+	}
+	close(stop)
+	if err, ok := <-bad; ok && err != nil {
+		t.Fatalf("current was absent or dangling during activation %d (after %d reads): %v", n, reads.Load(), err)
+	}
+	t.Logf("%d activations, %d reads", n, reads.Load())
+	if reads.Load() < int64(n) {
+		t.Errorf("only %d reads during %d activations: the test saw too little", reads.Load(), n)
+	}
 }
 
 // failMetadataWrites makes every metadata write into release r fail (a folder where
