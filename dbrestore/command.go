@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // Config configures the PostgreSQL client programs and logging shared by Dump, DirCatalog
@@ -143,12 +145,12 @@ func (p *proc) run(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	ce := &CommandError{Args: p.argv(), ExitCode: -1, Stderr: redact(errTail.String(), p.secrets...)}
+	ce := &CommandError{Args: p.argv(), ExitCode: -1, Stderr: redact.String(errTail.String(), p.secrets...)}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		ce.ExitCode = ee.ExitCode()
 	} else if ce.Stderr == "" {
-		ce.Stderr = redact(err.Error(), p.secrets...)
+		ce.Stderr = redact.String(err.Error(), p.secrets...)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w (%w)", ce, context.Cause(ctx))
@@ -161,7 +163,7 @@ func (p *proc) argv() []string {
 	out := make([]string, 0, len(p.args)+1)
 	out = append(out, filepath.Base(p.path))
 	for _, a := range p.args {
-		out = append(out, redact(a, p.secrets...))
+		out = append(out, redact.String(a, p.secrets...))
 	}
 	return out
 }

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // connString is a parsed libpq connection string: a postgres:// URL or keyword=value pairs.
@@ -220,68 +221,19 @@ func (c *connString) Redacted() string {
 	out := c.clone()
 	if out.u != nil {
 		if _, ok := out.u.User.Password(); ok {
-			out.u.User = url.UserPassword(out.u.User.Username(), redactedMark)
+			out.u.User = url.UserPassword(out.u.User.Username(), redact.Mark)
 		}
 		q := out.u.Query()
 		if q.Has("password") {
-			q.Set("password", redactedMark)
+			q.Set("password", redact.Mark)
 			out.u.RawQuery = q.Encode()
 		}
 		return out.u.String()
 	}
 	for i := range out.kv {
 		if out.kv[i].key == "password" {
-			out.kv[i].value = redactedMark
+			out.kv[i].value = redact.Mark
 		}
 	}
 	return out.String()
-}
-
-const redactedMark = "xxxxx"
-
-var (
-	urlPasswordRE = regexp.MustCompile(`(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@`)
-	kvPasswordRE  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'"]+)`)
-)
-
-// redact removes passwords from s: every occurrence of one of secrets (also in its
-// URL-escaped forms), the password part of postgres:// URLs and password=... settings.
-func redact(s string, secrets ...string) string {
-	for _, secret := range secrets {
-		if secret == "" {
-			continue
-		}
-		forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret),
-			url.UserPassword("u", secret).String()[2:]}
-		for _, f := range forms {
-			s = strings.ReplaceAll(s, f, redactedMark)
-		}
-	}
-	s = urlPasswordRE.ReplaceAllString(s, "${1}:"+redactedMark+"@")
-	s = kvPasswordRE.ReplaceAllString(s, "${1}"+redactedMark)
-	return s
-}
-
-// redactedError is an error whose message has passwords removed. It still unwraps to
-// the original, so errors.Is and errors.As keep working.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// redactErr returns err with passwords removed from its message (err itself when its
-// message has none).
-func redactErr(err error, secrets ...string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	clean := redact(msg, secrets...)
-	if clean == msg {
-		return err
-	}
-	return &redactedError{msg: clean, err: err}
 }

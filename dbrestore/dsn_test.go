@@ -7,48 +7,77 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/restage/restage/internal/redact"
 )
 
+// Passwords are removed from what dbrestore shows of its children (CommandError.Args and
+// Stderr) and from its errors, by the module's one redaction function (internal/redact),
+// with the DSN's password passed as a named secret.
 func TestRedact(t *testing.T) {
 	const pw = `p@ss w:rd/'"%`
-	cases := []struct{ in, secret string }{
-		{"postgres://alice:" + strings.ReplaceAll(pw, " ", "%20") + "@db:5432/x", pw},
-		{"failed: postgres://alice:hunter2@db/x?sslmode=disable", ""},
-		{"postgresql://alice:hunter2@db/x", ""},
-		{"host=db password=hunter2 user=alice", ""},
-		{"host=db password = 'hun ter\\'2' user=alice", ""},
-		{"postgres://db/x?password=hunter2&sslmode=disable", ""},
-		{"plain hunter2 in a message", "hunter2"},
-		{"escaped " + "p%40ss+w%3Ard%2F%27%22%25", pw},
+	cases := []struct {
+		in, secret string
+		leaks      []string
+	}{
+		{"postgres://alice:" + strings.ReplaceAll(pw, " ", "%20") + "@db:5432/x", pw, []string{pw, "p@ss", "w:rd"}},
+		{"failed: postgres://alice:hunter2@db/x?sslmode=disable", "", []string{"hunter2"}},
+		{"postgresql://alice:hunter2@db/x", "", []string{"hunter2"}},
+		{"host=db password=hunter2 user=alice", "", []string{"hunter2"}},
+		{"host=db password = 'hun ter\\'2' user=alice", "", []string{"hun ter", "hunter2"}},
+		{"postgres://db/x?password=hunter2&sslmode=disable", "", []string{"hunter2"}},
+		{"plain hunter2 in a message", "hunter2", []string{"hunter2"}},
+		{"escaped " + "p%40ss+w%3Ard%2F%27%22%25", pw, []string{"p%40ss"}},
+		// An empty user, a quoted password with an escaped quote and a space, upper case.
+		{"postgres://:pw1234@h/db", "", []string{"pw1234"}},
+		{`host=h password='a\'b c' dbname=x`, "", []string{`a\'b`, "b c"}},
+		{"host=h PASSWORD=x9secret dbname=x", "", []string{"x9secret"}},
+		{"PGPASSWORD=x9secret pg_restore", "", []string{"x9secret"}},
+		// Other schemes (a git remote in a message): dbrestore's own patterns knew only postgres://.
+		{"fetch https://deploy:tok3n@git.example.org/r.git", "", []string{"tok3n"}},
+		{"fetch https://ghp_tok3n@git.example.org/r.git", "", []string{"ghp_tok3n"}},
 	}
+	ctx := testCtx(t)
 	for _, c := range cases {
-		out := redact(c.in, c.secret)
-		for _, leak := range []string{"hunter2", "hun ter", pw, "p%40ss", "p@ss"} {
-			if strings.Contains(out, leak) {
-				t.Errorf("redact(%q) = %q: still contains %q", c.in, out, leak)
+		// A real child: its argument and its standard error carry the string.
+		p := &proc{path: "/bin/sh", args: []string{"-c", `echo "$0" >&2; exit 3`, c.in}, secrets: []string{c.secret}}
+		err := p.run(ctx)
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.ExitCode != 3 {
+			t.Fatalf("%q: %v", c.in, err)
+		}
+		wrapped := redact.Error(fmt.Errorf("dbrestore: restore: %w", err), c.secret)
+		for what, out := range map[string]string{
+			"CommandError.Args": strings.Join(ce.Args, " "), "CommandError.Stderr": ce.Stderr, "error": wrapped.Error(),
+		} {
+			for _, leak := range c.leaks {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q: %s %q still contains %q", c.in, what, out, leak)
+				}
+			}
+			if !strings.Contains(out, redact.Mark) {
+				t.Errorf("%q: %s %q has no %q marker", c.in, what, out, redact.Mark)
 			}
 		}
-		if !strings.Contains(out, redactedMark) {
-			t.Errorf("redact(%q) = %q: no %q marker", c.in, out, redactedMark)
-		}
 	}
-	if got := redact("postgres://alice@db/x", "hunter2"); got != "postgres://alice@db/x" {
-		t.Errorf("redact changed a string without password: %q", got)
+	p := &proc{path: "/usr/bin/pg_restore", args: []string{"--dbname", "postgres://alice@db/x"}, secrets: []string{"hunter2"}}
+	if got := strings.Join(p.argv(), " "); got != "pg_restore --dbname postgres://alice@db/x" {
+		t.Errorf("argv changed a string without password: %q", got)
 	}
 }
 
 func TestRedactErrKeepsChain(t *testing.T) {
 	sentinel := errors.New("sentinel")
-	err := redactErr(fmt.Errorf("connect postgres://u:hunter2@h/db: %w", sentinel), "hunter2")
+	err := redact.Error(fmt.Errorf("connect postgres://u:hunter2@h/db: %w", sentinel), "hunter2")
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("password in %q", err)
 	}
 	if !errors.Is(err, sentinel) {
-		t.Fatal("redactErr broke errors.Is")
+		t.Fatal("redact.Error broke errors.Is")
 	}
 	plain := errors.New("nothing secret")
-	if redactErr(plain, "hunter2") != plain {
-		t.Fatal("redactErr wrapped an error without secrets")
+	if redact.Error(plain, "hunter2") != plain {
+		t.Fatal("redact.Error wrapped an error without secrets")
 	}
 }
 
@@ -83,7 +112,7 @@ func TestConnString(t *testing.T) {
 			if err != nil || pc.Database != db || pc.Password != "" {
 				t.Errorf("withoutPassword(%q): %v, database %q, password %q", out.String(), err, pc.Database, pc.Password)
 			}
-			if r := out.Redacted(); strings.Contains(r, "cret") || !strings.Contains(r, redactedMark) {
+			if r := out.Redacted(); strings.Contains(r, "cret") || !strings.Contains(r, redact.Mark) {
 				t.Errorf("Redacted() = %q", r)
 			}
 		}

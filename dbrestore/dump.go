@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // DumpOptions are the per-call options of Dump.
@@ -102,7 +104,7 @@ func Dump(ctx context.Context, cfg Config, opts DumpOptions) (*Backup, error) {
 	}
 	secret := cs.password()
 	b, err := dump(ctx, cfg, opts, cs)
-	return b, redactErr(err, secret)
+	return b, redact.Error(err, secret)
 }
 
 func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*Backup, error) {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 const outputTailLines = 60
@@ -41,7 +43,7 @@ const outputTailLines = 60
 // ctx ends, the half-built Target is dropped.
 func (s *Server) Restore(ctx context.Context, b *Backup, opts RestoreOptions) (*RestoreResult, error) {
 	res, err := s.restore(ctx, b, opts)
-	return res, redactErr(err, s.secret)
+	return res, redact.Error(err, s.secret)
 }
 
 type sqlFile struct {
@@ -143,7 +145,7 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	err = s.fill(ctx, b, opts, t, files, pgRestore, res, addOutput)
 	step("filled")
 	outMu.Lock()
-	res.Output = redact(output.String(), s.secret)
+	res.Output = redact.String(output.String(), s.secret)
 	outMu.Unlock()
 	if err == nil {
 		return res, nil
@@ -153,7 +155,7 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	cctx, cancel := cleanupCtx(ctx)
 	defer cancel()
 	s.log.Warn("dbrestore: restore failed; dropping the half-built target", logKeyTarget, opts.Target,
-		logKeyError, redact(err.Error(), s.secret))
+		logKeyError, redact.String(err.Error(), s.secret))
 	derr := s.withConn(cctx, func(c *pgx.Conn) error { return s.drop(cctx, c, opts.Target) })
 	if derr != nil {
 		return res, fmt.Errorf("%w (dropping the half-built %q failed too: %v)", err, opts.Target, derr)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // ServerConfig configures a Server.
@@ -128,10 +130,10 @@ func (s *Server) connect(ctx context.Context, database string) (*pgx.Conn, error
 func (s *Server) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
 	conn, err := s.connect(ctx, "")
 	if err != nil {
-		return redactErr(fmt.Errorf("dbrestore: %w", err), s.secret)
+		return redact.Error(fmt.Errorf("dbrestore: %w", err), s.secret)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	return redactErr(fn(conn), s.secret)
+	return redact.Error(fn(conn), s.secret)
 }
 
 // SystemIdentifier returns the server's pg_control_system().system_identifier.
@@ -308,7 +310,7 @@ func (s *Server) allowConnections(ctx context.Context, name string, allowed bool
 		_, err = conn.Exec(cctx, "ALTER DATABASE "+ident(name)+" ALLOW_CONNECTIONS true")
 	}
 	if err != nil {
-		err = redactErr(fmt.Errorf("dbrestore: allow connections to %q again: %w", name, err), s.secret)
+		err = redact.Error(fmt.Errorf("dbrestore: allow connections to %q again: %w", name, err), s.secret)
 		s.log.Error("dbrestore: could not allow connections again", logKeyDatabase, name, logKeyError, err.Error())
 	}
 	return err
