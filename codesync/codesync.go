@@ -75,6 +75,8 @@ type Syncer interface {
 	// before (nil when there was none). It is all or nothing: on an error, current is
 	// what it was before (unless the error says that putting it back failed too).
 	Activate(ctx context.Context, r *Release) (previous *Release, err error)
+	// Current returns the release `current` points at (nil when there is none).
+	Current(ctx context.Context) (*Release, error)
 	// Rollback marks the active release failed and points `current` back at the newest
 	// good release before it (removing `current` when there is none), which it returns.
 	Rollback(ctx context.Context) (*Release, error)
@@ -97,6 +99,9 @@ var (
 	ErrNoRelease       = errors.New("no release")
 	ErrNoRevision      = errors.New("no such revision")
 	ErrConfig          = errors.New("invalid codesync configuration")
+	// ErrUnsafeTree: a git tree holds what no checkout can (a name twice, an entry under a
+	// symlink, a path leaving the tree); nothing of it is written outside the export.
+	ErrUnsafeTree = errors.New("unsafe git tree")
 )
 
 // CommandError is a failed external program (git).
