@@ -2,6 +2,7 @@ package codesync
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -168,7 +169,14 @@ func newGitRepo(tb testing.TB) *gitRepo {
 
 func (g *gitRepo) run(args ...string) string {
 	g.tb.Helper()
+	return g.runStdin("", args...)
+}
+
+// runStdin runs git with stdin as its standard input.
+func (g *gitRepo) runStdin(stdin string, args ...string) string {
+	g.tb.Helper()
 	cmd := exec.CommandContext(g.tb.Context(), "git", append([]string{"-C", g.dir}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
 		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org", "GIT_CONFIG_NOSYSTEM=1", "HOME="+g.dir)
 	out, err := cmd.CombinedOutput()
@@ -176,6 +184,35 @@ func (g *gitRepo) run(args ...string) string {
 		g.tb.Fatalf("git %v: %v\n%s", args, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// plumb makes a commit of a tree built with git's plumbing, whatever porcelain would
+// refuse: entries are "mode name target", target being a blob's content (100644, 120000)
+// or, for 040000, a tree made by plumb's entries given in trees[name]. It points
+// refs/heads/branch at the commit.
+func (g *gitRepo) plumb(branch string, entries []string, trees map[string][]string) string {
+	g.tb.Helper()
+	tree := g.mktree(entries, trees)
+	commit := g.run("commit-tree", "-m", branch, tree)
+	g.run("update-ref", "refs/heads/"+branch, commit)
+	return commit
+}
+
+func (g *gitRepo) mktree(entries []string, trees map[string][]string) string {
+	g.tb.Helper()
+	var list strings.Builder
+	for _, e := range entries {
+		mode, rest, _ := strings.Cut(e, " ")
+		name, target, _ := strings.Cut(rest, " ")
+		var kind, id string
+		if mode == "040000" {
+			kind, id = "tree", g.mktree(trees[target], trees)
+		} else {
+			kind, id = "blob", g.runStdin(target, "hash-object", "-w", "--stdin")
+		}
+		fmt.Fprintf(&list, "%s %s %s\t%s\n", mode, kind, id, name)
+	}
+	return g.runStdin(list.String(), "mktree")
 }
 
 // commit writes files and commits them; it returns the commit id.

@@ -324,14 +324,36 @@ func (s *GitSource) export(ctx context.Context, gitDir, commit, dir string) erro
 	return nil
 }
 
-// untar unpacks a git archive stream (folders, files, symlinks) into dir.
+// untar unpacks a git archive stream (folders, files, symlinks) into dir. It writes
+// through an os.Root of dir, so nothing lands outside dir whatever the stream holds, and
+// it refuses, with ErrUnsafeTree, what a well-formed tree never has but a crafted one can
+// (git mktree accepts it): a name that is not clean, a name that appears twice (a symlink
+// "a" and a folder "a"), and an entry under a symlink or a file of the stream ("a/x"
+// after the symlink "a").
 func untar(ctx context.Context, r io.Reader, dir string) error {
-	tr := tar.NewReader(r)
-	type dirTime struct {
-		path string
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	const implicitDir byte = 0xff // a parent folder made for an entry before its own entry
+	made := map[string]byte{}     // name: the tar type flag of the entry that made it
+	kind := func(flag byte) string {
+		switch flag {
+		case tar.TypeDir, implicitDir:
+			return "a folder"
+		case tar.TypeSymlink:
+			return "a symlink"
+		}
+		return "a file"
+	}
+	type dirAttr struct {
+		name string
+		mode fs.FileMode
 		t    time.Time
 	}
-	var dirs []dirTime
+	var dirs []dirAttr
+	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -343,26 +365,49 @@ func untar(ctx context.Context, r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
-		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
 		if h.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
-		if name == "" || name == "." || !filepath.IsLocal(name) {
-			return fmt.Errorf("unsafe path %q in archive", h.Name)
+		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
+		if name == "" || name == "." || !filepath.IsLocal(name) || filepath.Clean(name) != name {
+			return fmt.Errorf("%w: unsafe path %q", ErrUnsafeTree, h.Name)
 		}
-		path := filepath.Join(dir, name)
+		switch h.Typeflag {
+		case tar.TypeDir, tar.TypeReg, tar.TypeSymlink:
+		default:
+			continue // submodules and other entries git does not export as files
+		}
+		if flag, dup := made[name]; dup && !(flag == implicitDir && h.Typeflag == tar.TypeDir) {
+			return fmt.Errorf("%w: %q appears twice (%s, then %s)", ErrUnsafeTree, filepath.ToSlash(name), kind(flag), kind(h.Typeflag))
+		}
+		var parents []string
+		for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
+			parents = append(parents, p)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			p := parents[i]
+			flag, ok := made[p]
+			switch {
+			case !ok:
+				if err := root.Mkdir(p, 0o755); err != nil {
+					return err
+				}
+				made[p] = implicitDir
+			case flag != tar.TypeDir && flag != implicitDir:
+				return fmt.Errorf("%w: %q is under %q, which is %s", ErrUnsafeTree, filepath.ToSlash(name), filepath.ToSlash(p), kind(flag))
+			}
+		}
 		mode := fs.FileMode(h.Mode).Perm()
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(path, 0o755); err != nil {
-				return err
+			if _, implicit := made[name]; !implicit { // the check above: made only as a parent
+				if err := root.Mkdir(name, 0o755); err != nil {
+					return err
+				}
 			}
-			if err := os.Chmod(path, mode); err != nil {
-				return err
-			}
-			dirs = append(dirs, dirTime{path, h.ModTime})
+			dirs = append(dirs, dirAttr{name, mode, h.ModTime})
 		case tar.TypeReg:
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
 				return err
 			}
@@ -373,19 +418,22 @@ func untar(ctx context.Context, r io.Reader, dir string) error {
 			if err != nil {
 				return err
 			}
-			if err := os.Chtimes(path, h.ModTime, h.ModTime); err != nil {
+			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
 				return err
 			}
 		case tar.TypeSymlink:
-			if err := os.Symlink(h.Linkname, path); err != nil {
+			if err := root.Symlink(h.Linkname, name); err != nil {
 				return err
 			}
-		default:
-			// Submodules and other entries git does not export as files.
 		}
+		made[name] = h.Typeflag
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chtimes(dirs[i].path, dirs[i].t, dirs[i].t); err != nil {
+	for i := len(dirs) - 1; i >= 0; i-- { // innermost first: a folder's time is its last change
+		d := dirs[i]
+		if err := root.Chmod(d.name, d.mode); err != nil {
+			return err
+		}
+		if err := root.Chtimes(d.name, d.t, d.t); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,8 @@
 package codesync
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -178,5 +180,115 @@ func TestGitSourceBadInput(t *testing.T) {
 	}
 	if _, err := (&GitSource{}).Describe(t.Context()); !errors.Is(err, ErrConfig) {
 		t.Errorf("empty GitSource: %v", err)
+	}
+}
+
+// TestGitSourceRefusesUnsafeTrees builds trees no checkout can hold with git's plumbing
+// (a symlink and a folder of the same name, a name twice) and checks that Build refuses
+// them with ErrUnsafeTree and that nothing is written outside the export.
+func TestGitSourceRefusesUnsafeTrees(t *testing.T) {
+	g := newGitRepo(t)
+	for _, tc := range []struct {
+		name    string
+		entries []string
+		trees   map[string][]string
+		says    string
+	}{
+		{"symlink out, then folder", []string{"120000 a {outside}", "040000 a sub"},
+			map[string][]string{"sub": {"100644 x pwned", "100755 run.sh pwned"}}, `"a" appears twice (a symlink, then a folder)`},
+		{"relative symlink out, then folder", []string{"100644 app.txt v1", "120000 a {up}", "040000 a sub"},
+			map[string][]string{"sub": {"040000 deep sub2"}, "sub2": {"100644 x pwned"}}, `"a" appears twice`},
+		{"symlink in the tree, then folder", []string{"120000 a b", "040000 a sub", "040000 b sub"},
+			map[string][]string{"sub": {"100644 x pwned"}}, `"a" appears twice`},
+		{"file twice", []string{"100644 f one", "120000 f {outside}"}, nil, `"f" appears twice (a file, then a symlink)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			outside := t.TempDir()
+			if err := os.Chmod(outside, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			up := strings.Repeat("../", 40) + strings.TrimPrefix(outside, "/")
+			var entries []string
+			for _, e := range tc.entries {
+				entries = append(entries, strings.NewReplacer("{outside}", outside, "{up}", up).Replace(e))
+			}
+			g.plumb("evil", entries, tc.trees)
+			s := newSyncer(t, "", nil)
+			tmp := t.TempDir()
+			_, err := s.Build(t.Context(), &GitSource{Repo: g.dir, Ref: "evil", TempDir: tmp})
+			if !errors.Is(err, ErrUnsafeTree) || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("Build = %v; want ErrUnsafeTree saying %s", err, tc.says)
+			}
+			if left, _ := os.ReadDir(outside); len(left) != 0 {
+				t.Errorf("written outside the export: %v", left)
+			}
+			if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("folder outside the export changed: %v, %v", fi.Mode(), err)
+			}
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				t.Errorf("export left behind: %v", left)
+			}
+			if list, _ := s.List(t.Context()); len(list) != 0 {
+				t.Errorf("releases built from an unsafe tree: %v", list)
+			}
+		})
+	}
+}
+
+// TestUntarRefusesUnsafeEntries feeds untar streams git does not write but a crafted
+// archive could: entries under a symlink or a file without a folder entry between,
+// names that are not clean.
+func TestUntarRefusesUnsafeEntries(t *testing.T) {
+	type entry struct {
+		name, link string
+		dir        bool
+	}
+	for _, tc := range []struct {
+		name    string
+		entries []entry
+		says    string
+	}{
+		{"under a symlink out", []entry{{name: "a", link: "{outside}"}, {name: "a/x"}}, `"a/x" is under "a", which is a symlink`},
+		{"deep under a symlink out", []entry{{name: "a", link: "{outside}"}, {name: "a/b/x"}}, `"a/b/x" is under "a", which is a symlink`},
+		{"under a symlink in", []entry{{name: "d", dir: true}, {name: "a", link: "d"}, {name: "a/x"}}, `is under "a", which is a symlink`},
+		{"under a file", []entry{{name: "f"}, {name: "f/x"}}, `"f/x" is under "f", which is a file`},
+		{"not clean", []entry{{name: "d", dir: true}, {name: "d/../x"}}, `unsafe path "d/../x"`},
+		{"leaving", []entry{{name: "../x"}}, `unsafe path "../x"`},
+		{"absolute", []entry{{name: "{outside}/x"}}, `unsafe path`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			outside := t.TempDir()
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			for _, e := range tc.entries {
+				e.name = strings.ReplaceAll(e.name, "{outside}", outside)
+				e.link = strings.ReplaceAll(e.link, "{outside}", outside)
+				h := &tar.Header{Name: e.name, Mode: 0o644, Typeflag: tar.TypeReg, Size: 6}
+				switch {
+				case e.dir:
+					h.Typeflag, h.Name, h.Mode, h.Size = tar.TypeDir, e.name+"/", 0o755, 0
+				case e.link != "":
+					h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
+				}
+				if err := tw.WriteHeader(h); err != nil {
+					t.Fatal(err)
+				}
+				if h.Size > 0 {
+					tw.Write([]byte("pwned\n"))
+				}
+			}
+			tw.Close()
+			dir := t.TempDir()
+			err := untar(t.Context(), &buf, dir)
+			if !errors.Is(err, ErrUnsafeTree) || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("untar = %v; want ErrUnsafeTree saying %s", err, tc.says)
+			}
+			if left, _ := os.ReadDir(outside); len(left) != 0 {
+				t.Errorf("written outside: %v", left)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "d", "x")); err == nil {
+				t.Error("d/x written through the in-tree symlink")
+			}
+		})
 	}
 }
