@@ -445,9 +445,8 @@ type session struct {
 	migrationTimeout time.Duration
 	lockTimeout      time.Duration
 
-	mu       sync.Mutex
-	conns    []*pgconn.PgConn
-	timedOut bool
+	mu    sync.Mutex
+	conns []*pgconn.PgConn
 }
 
 // open connects to the database and builds golang-migrate over the folder.
