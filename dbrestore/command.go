@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/redact"
 )
 
@@ -91,11 +93,48 @@ func pgMajor(binDir string) float64 {
 	return v
 }
 
+// libpqTarget are libpq's variables that say which server, user and database a
+// connection reaches, when the DSN does not. pgx reads them for the admin connections, so
+// the children must see them too: a pg_restore that reached another server than the one
+// the production guard checked would be worse than a failure. None holds a secret.
+var libpqTarget = []string{"PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE",
+	"PGAPPNAME", "PGOPTIONS", "PGCLIENTENCODING", "PGREQUIRESSL", "PGSSLCOMPRESSION", "PGKRBSRVNAME",
+	"PGLOAD_BALANCE_HOSTS", "PGREQUIREAUTH", "PGCHANNELBINDING", "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION"}
+
+// childEnv returns the environment of a PostgreSQL client program: childenv's basics
+// (PATH, HOME, the locale), libpq's settings that hold no secret, and set (what dbrestore
+// sets itself: PGPASSWORD for the DSN's password, PGOPTIONS), never this process's whole
+// environment, which may hold secrets (safety rule 10).
+func childEnv(set ...string) []string {
+	return childenv.Env(slices.Concat(childenv.LibPQ, libpqTarget), set...)
+}
+
+// passwordEnv returns the PGPASSWORD entry for a child that connects with cs: its
+// password, else the PGPASSWORD of this process, which pgx uses for the same connection
+// (e.g. the backup command's documented way to pass it); none when there is neither.
+func passwordEnv(cs *connString) []string {
+	if pw := connPassword(cs); pw != "" {
+		return []string{"PGPASSWORD=" + pw}
+	}
+	return nil
+}
+
+// connPassword returns the password a connection with cs uses: the DSN's, else
+// $PGPASSWORD (as libpq and pgx do).
+func connPassword(cs *connString) string {
+	if pw := cs.password(); pw != "" {
+		return pw
+	}
+	return os.Getenv("PGPASSWORD")
+}
+
 // proc is one run of an external program.
 type proc struct {
-	path    string
-	args    []string
-	env     []string // added to the environment (e.g. PGPASSWORD)
+	path string
+	args []string
+	// env is what dbrestore sets for the child (PGPASSWORD, PGOPTIONS); the rest of its
+	// environment is childEnv's, never this process's.
+	env     []string
 	secrets []string // removed from CommandError and logs
 	// stdout, when set, receives standard output line by line.
 	stdout func(line string)
@@ -115,7 +154,7 @@ const (
 // *CommandError; a cancelled run wraps ctx.Err() as well.
 func (p *proc) run(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, p.path, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Env = childEnv(p.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		// pg_restore -j and pg_dump -j fork workers: end them all.

@@ -102,7 +102,7 @@ func Dump(ctx context.Context, cfg Config, opts DumpOptions) (*Backup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dbrestore: DumpOptions.DSN: %w", err)
 	}
-	secret := cs.password()
+	secret := connPassword(cs)
 	b, err := dump(ctx, cfg, opts, cs)
 	return b, redact.Error(err, secret)
 }
@@ -173,10 +173,7 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 		args = append(args, "--compress", opts.Compress)
 	}
 	args = append(args, opts.Args...)
-	p := &proc{path: pgDump, args: args, secrets: []string{cs.password()}}
-	if pw := cs.password(); pw != "" {
-		p.env = []string{"PGPASSWORD=" + pw}
-	}
+	p := &proc{path: pgDump, args: args, env: passwordEnv(cs), secrets: []string{connPassword(cs)}}
 	log.Info("dbrestore: dump started", logKeyDatabase, m.Database, logKeyDSN, cs.Redacted(),
 		"format", string(opts.Format), "jobs", opts.Jobs, logKeyFile, final)
 

@@ -173,10 +173,7 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 		args = append(args, "--no-owner", "--no-acl")
 	}
 	args = append(args, b.Path)
-	env := []string{"PGOPTIONS=" + pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings)}
-	if s.secret != "" {
-		env = append(env, "PGPASSWORD="+s.secret)
-	}
+	env := append(passwordEnv(s.cs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
 	pp := &progressParser{toc: t, ids: opts.Jobs > 1, fn: opts.Progress, seen: map[int]bool{}}
 	p := &proc{path: pgRestore, args: args, env: env, secrets: []string{s.secret},
 		stderr: func(line string) bool {

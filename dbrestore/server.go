@@ -99,7 +99,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		cs:      cs,
-		secret:  cs.password(),
+		secret:  connPassword(cs),
 		tools:   Config{BinDir: cfg.BinDir, Logger: cfg.Logger},
 		sources: map[uint64]bool{},
 	}
