@@ -18,7 +18,7 @@ type Source interface {
 
 // Revision says what a source delivered.
 type Revision struct {
-	Source string `json:"source"`           // folder path or repository
+	Source string `json:"source"`           // folder path or repository (credentials removed)
 	Ref    string `json:"ref,omitempty"`    // branch, tag or commit asked for (git)
 	Commit string `json:"commit,omitempty"` // commit id (git)
 }

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,6 +155,16 @@ func inode(tb testing.TB, path string) uint64 {
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
+// fakeGit writes a shell script to use as GitSource.Git and returns its path.
+func fakeGit(tb testing.TB, script string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "git")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
 // gitRepo is a git repository made in the test.
 type gitRepo struct {
 	tb  testing.TB
@@ -184,6 +198,36 @@ func (g *gitRepo) runStdin(stdin string, args ...string) string {
 		g.tb.Fatalf("git %v: %v\n%s", args, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// serveHTTP serves the repository over git's smart HTTP protocol (git http-backend as a
+// CGI program) to clients that authenticate as user with password, and returns its URL
+// with those credentials in it.
+func (g *gitRepo) serveHTTP(user, password string) string {
+	g.tb.Helper()
+	execPath := g.run("--exec-path")
+	backend := filepath.Join(execPath, "git-http-backend")
+	if _, err := os.Stat(backend); err != nil {
+		g.tb.Skipf("git http-backend not available: %v", err)
+	}
+	h := &cgi.Handler{
+		Path: backend,
+		Env:    []string{"GIT_PROJECT_ROOT=" + filepath.Dir(g.dir), "GIT_HTTP_EXPORT_ALL=1"},
+		Stderr: tbWriter{g.tb},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	g.tb.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	u.User = url.UserPassword(user, password)
+	u.Path = "/" + filepath.Base(g.dir)
+	return u.String()
 }
 
 // plumb makes a commit of a tree built with git's plumbing, whatever porcelain would

@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 var (
@@ -90,6 +93,10 @@ func (s *DirSource) Open(ctx context.Context) (*Tree, error) {
 // bare into that temporary folder. Files get the commit's time as their modification time,
 // so Build finds unchanged files by content (see Config.Compare). Files marked
 // `export-ignore` in .gitattributes are left out, as with any `git archive`.
+//
+// Credentials in Repo (https://user:token@host/repo) are given to git, and to nothing
+// else: revisions (so release metadata, history and reports), errors (git's standard
+// error and argv included) show Repo with them removed by internal/redact.
 type GitSource struct {
 	Repo    string // local path or URL; required
 	Ref     string // branch, tag or commit; "": HEAD
@@ -104,8 +111,42 @@ func (s *GitSource) ref() string {
 	return s.Ref
 }
 
+// errorf returns an error naming the repository (credentials removed) and the ref; its
+// whole text, wrapped errors included, is redacted.
 func (s *GitSource) errorf(format string, a ...any) error {
-	return fmt.Errorf("codesync: git %s at %s: "+format, append([]any{s.Repo, s.ref()}, a...)...)
+	err := fmt.Errorf("codesync: git %s at %s: "+format, append([]any{s.repoName(), s.ref()}, a...)...)
+	return redact.Error(err, s.secrets()...)
+}
+
+// repoName is Repo with its credentials removed: what revisions, errors and logs show.
+// Git itself gets Repo as it is.
+func (s *GitSource) repoName() string {
+	return s.redact(s.Repo)
+}
+
+// redact removes Repo's credentials, and any other secret redact knows, from text.
+func (s *GitSource) redact(text string) string {
+	return redact.String(text, s.secrets()...)
+}
+
+// secrets returns the credentials of Repo: a URL's password, or the user part of an
+// http(s) URL without one (a token) when it is long enough to be one (the user part is
+// removed from URLs anyway; a short name like "git" is not hunted down elsewhere).
+func (s *GitSource) secrets() []string {
+	u, err := url.Parse(s.Repo)
+	if err != nil || u.User == nil {
+		return nil
+	}
+	if pw, ok := u.User.Password(); ok {
+		if pw == "" {
+			return nil
+		}
+		return []string{pw}
+	}
+	if user := u.User.Username(); (u.Scheme == "http" || u.Scheme == "https") && len(user) >= 8 {
+		return []string{user}
+	}
+	return nil
 }
 
 // local says whether Repo is a folder on this machine (else it is handed to git as a URL).
@@ -129,7 +170,7 @@ func (s *GitSource) check() error {
 	case strings.HasPrefix(s.ref(), "-"), strings.ContainsAny(s.ref(), " \t\n\x00"):
 		return s.errorf("%w: bad ref", ErrNoRevision)
 	case strings.HasPrefix(s.Repo, "-"):
-		return fmt.Errorf("codesync: git source %q: %w: bad repository", s.Repo, ErrConfig)
+		return fmt.Errorf("codesync: git source %q: %w: bad repository", s.repoName(), ErrConfig)
 	}
 	return nil
 }
@@ -175,7 +216,7 @@ func (s *GitSource) Describe(ctx context.Context) (Revision, error) {
 }
 
 func (s *GitSource) revision(commit string) Revision {
-	return Revision{Source: s.Repo, Ref: s.ref(), Commit: commit}
+	return Revision{Source: s.repoName(), Ref: s.ref(), Commit: commit}
 }
 
 func (s *GitSource) remoteErr(err error) error {
@@ -302,7 +343,7 @@ func (s *GitSource) export(ctx context.Context, gitDir, commit, dir string) erro
 		return s.errorf("%w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return s.errorf("%w", &CommandError{Args: append([]string{s.program()}, args...), ExitCode: -1, Stderr: err.Error()})
+		return s.errorf("%w", s.commandError(args, err, ""))
 	}
 	untarErr := untar(ctx, out, dir)
 	if untarErr != nil {
@@ -315,7 +356,7 @@ func (s *GitSource) export(ctx context.Context, gitDir, commit, dir string) erro
 			return s.errorf("%w", err)
 		}
 		if untarErr == nil {
-			return s.errorf("%w", commandError(append([]string{s.program()}, args...), waitErr, stderr.String()))
+			return s.errorf("%w", s.commandError(args, waitErr, stderr.String()))
 		}
 	}
 	if untarErr != nil {
@@ -460,7 +501,7 @@ func (s *GitSource) git(ctx context.Context, stdin io.Reader, args ...string) ([
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, commandError(append([]string{s.program()}, args...), err, stderr.String())
+		return nil, s.commandError(args, err, stderr.String())
 	}
 	return stdout.Bytes(), nil
 }
@@ -470,7 +511,10 @@ func gitEnv() []string {
 	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=")
 }
 
-func commandError(argv []string, err error, stderr string) *CommandError {
+// commandError describes git run with args failing with err, having written stderr;
+// Repo's credentials are removed from its argv and its standard error (git may echo the
+// URL), so that callers that unwrap it see no secret either.
+func (s *GitSource) commandError(args []string, err error, stderr string) *CommandError {
 	code := -1
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -479,7 +523,11 @@ func commandError(argv []string, err error, stderr string) *CommandError {
 	if code < 0 {
 		stderr = strings.TrimSpace(err.Error() + " " + stderr)
 	}
-	return &CommandError{Args: argv, ExitCode: code, Stderr: stderr}
+	argv := []string{s.program()}
+	for _, a := range args {
+		argv = append(argv, s.redact(a))
+	}
+	return &CommandError{Args: argv, ExitCode: code, Stderr: s.redact(stderr)}
 }
 
 func isCommitID(s string) bool {

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -290,5 +292,88 @@ func TestUntarRefusesUnsafeEntries(t *testing.T) {
 				t.Error("d/x written through the in-tree symlink")
 			}
 		})
+	}
+}
+
+// TestGitSourceRedactsCredentials builds from a repository served over HTTP that wants
+// the credentials of its URL: they reach git (the clone works) and nothing else.
+func TestGitSourceRedactsCredentials(t *testing.T) {
+	const token = "ghp_T0kenS3cretValue42"
+	g := newGitRepo(t)
+	g.commit("one", map[string]string{"app.py": "print(1)\n"})
+	repo := g.serveHTTP("deploy", token)
+	var logs bytes.Buffer
+	s := newSyncer(t, "", func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	noToken := func(what, text string) {
+		t.Helper()
+		if strings.Contains(text, token) || strings.Contains(text, "T0kenS3cret") {
+			t.Errorf("%s holds the token: %s", what, text)
+		}
+	}
+
+	src := &GitSource{Repo: repo, Ref: "main", TempDir: t.TempDir()}
+	rev, err := src.Describe(t.Context())
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	noToken("Describe's revision", rev.String())
+	if !strings.Contains(rev.Source, "127.0.0.1") || !strings.Contains(rev.Source, "deploy:") {
+		t.Errorf("revision source %q does not name the repository", rev.Source)
+	}
+	r, err := s.Build(t.Context(), src)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	noToken("the release's revision", r.Revision.String())
+	if r.Revision != rev {
+		t.Errorf("Build revision %+v, Describe %+v", r.Revision, rev)
+	}
+	meta, err := os.ReadFile(filepath.Join(r.Dir, MetadataFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noToken(MetadataFile, string(meta))
+	if _, err := s.Activate(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := s.List(t.Context()); err != nil || len(list) != 1 {
+		t.Fatalf("List = %v, %v", list, err)
+	} else {
+		noToken("List's revision", list[0].Revision.String())
+	}
+
+	// Errors: a missing ref (git's own message), a refused login, an unreachable server.
+	wrongPassword := strings.Replace(repo, token, token+"x", 1)
+	unreachable := "http://deploy:" + token + "@127.0.0.1:1/repo"
+	for _, bad := range []*GitSource{
+		{Repo: repo, Ref: "nosuchbranch"},
+		{Repo: repo, Ref: strings.Repeat("ab", 20)},
+		{Repo: wrongPassword, Ref: "main"},
+		{Repo: unreachable, Ref: "main"},
+		{Repo: "https://" + token + "@127.0.0.1:1/repo", Ref: "main"},
+		// A git that echoes its arguments, token included, on its standard error.
+		{Repo: repo, Ref: "main", Git: fakeGit(t, `echo "fatal: cannot reach $* (password ${*##*deploy:})" >&2; exit 128`)},
+	} {
+		bad.TempDir = t.TempDir()
+		_, derr := bad.Describe(t.Context())
+		_, oerr := bad.Open(t.Context())
+		_, berr := s.Build(t.Context(), bad)
+		for _, err := range []error{derr, oerr, berr} {
+			if err == nil {
+				if bad.Ref != strings.Repeat("ab", 20) || err != derr { // Describe takes a remote commit id as it is
+					t.Errorf("%s@%s: no error", bad.redact(bad.Repo), bad.Ref)
+				}
+				continue
+			}
+			noToken("error", err.Error())
+			var ce *CommandError
+			if errors.As(err, &ce) {
+				noToken("CommandError", fmt.Sprint(ce.Args, ce.Stderr))
+			}
+		}
+	}
+	noToken("the log", logs.String())
+	if !strings.Contains(logs.String(), "127.0.0.1") {
+		t.Errorf("the log never names the repository:\n%s", logs.String())
 	}
 }
