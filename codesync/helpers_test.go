@@ -211,7 +211,7 @@ func (g *gitRepo) serveHTTP(user, password string) string {
 		g.tb.Skipf("git http-backend not available: %v", err)
 	}
 	h := &cgi.Handler{
-		Path: backend,
+		Path:   backend,
 		Env:    []string{"GIT_PROJECT_ROOT=" + filepath.Dir(g.dir), "GIT_HTTP_EXPORT_ALL=1"},
 		Stderr: tbWriter{g.tb},
 	}
