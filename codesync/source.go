@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/redact"
 )
 
@@ -506,9 +507,11 @@ func (s *GitSource) git(ctx context.Context, stdin io.Reader, args ...string) ([
 	return stdout.Bytes(), nil
 }
 
-// gitEnv keeps git from asking for credentials on a terminal.
+// gitEnv is git's whole environment: the basics and what git needs to reach a remote
+// (childenv.Git), never this process's secrets (safety rule 10), and no asking for
+// credentials on a terminal or through a helper program.
 func gitEnv() []string {
-	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=")
+	return childenv.Env(childenv.Git, "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=")
 }
 
 // commandError describes git run with args failing with err, having written stderr;

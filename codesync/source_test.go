@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -375,5 +377,52 @@ func TestGitSourceRedactsCredentials(t *testing.T) {
 	noToken("the log", logs.String())
 	if !strings.Contains(logs.String(), "127.0.0.1") {
 		t.Errorf("the log never names the repository:\n%s", logs.String())
+	}
+}
+
+// TestGitGetsNoSecrets runs GitSource with a git that records its environment before it
+// becomes the real git: a secret of this process must not reach it.
+func TestGitGetsNoSecrets(t *testing.T) {
+	realGit, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("git is not installed")
+	}
+	g := newGitRepo(t)
+	g.commit("one", suiteFiles)
+	record := t.TempDir()
+	spy := fakeGit(t, `env > "`+record+`/env.$$"; exec "`+realGit+`" "$@"`)
+	t.Setenv("SMTP_PASSWORD", "hunter2-smtp")
+	t.Setenv("PGPASSWORD", "hunter2-pg")
+	t.Setenv("RESTAGE_MASK_KEY", "hunter2-mask")
+	t.Setenv("GIT_ASKPASS", "/bin/echo")
+	for _, repo := range []string{g.dir, "file://" + g.dir} {
+		src := &GitSource{Repo: repo, Ref: "main", Git: spy, TempDir: t.TempDir()}
+		if _, err := src.Describe(t.Context()); err != nil {
+			t.Fatalf("Describe(%s): %v", repo, err)
+		}
+		tree, err := src.Open(t.Context())
+		if err != nil {
+			t.Fatalf("Open(%s): %v", repo, err)
+		}
+		tree.Close()
+	}
+	files, _ := filepath.Glob(filepath.Join(record, "env.*"))
+	if len(files) < 5 { // rev-parse, archive; ls-remote, clone, rev-parse, archive
+		t.Fatalf("git ran %d times, want at least 5", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := strings.Split(string(b), "\n")
+		if strings.Contains(string(b), "hunter2") {
+			t.Errorf("a secret reached git (%s):\n%s", f, b)
+		}
+		for _, want := range []string{"GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "PATH=" + os.Getenv("PATH")} {
+			if !slices.Contains(env, want) {
+				t.Errorf("git's environment lacks %s (%s):\n%s", want, f, b)
+			}
+		}
 	}
 }
