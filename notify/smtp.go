@@ -16,6 +16,8 @@ import (
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // TLSMode says how the SMTP notifier uses TLS.
@@ -283,32 +285,14 @@ func (s *SMTP) client(ctx context.Context) (*gomail.Client, func(), error) {
 	return c, stop, nil
 }
 
-// redact returns err with every form of the password in its text replaced.
+// redact returns err with the password hidden (internal/redact, with the password and
+// its AUTH PLAIN encodings as named secrets).
 func (s *SMTP) redact(err error) error {
-	if err == nil || s.cfg.Password == "" {
-		return err
+	if s.cfg.Password == "" {
+		return redact.Error(err)
 	}
-	secrets := []string{
-		s.cfg.Password,
+	return redact.Error(err, // longest first: one may hold another
+		base64.StdEncoding.EncodeToString([]byte("\x00"+s.cfg.Username+"\x00"+s.cfg.Password)),
 		base64.StdEncoding.EncodeToString([]byte(s.cfg.Password)),
-		base64.StdEncoding.EncodeToString([]byte("\x00" + s.cfg.Username + "\x00" + s.cfg.Password)),
-	}
-	msg := err.Error()
-	clean := msg
-	for _, sec := range secrets {
-		clean = strings.ReplaceAll(clean, sec, "xxxxx")
-	}
-	if clean == msg {
-		return err
-	}
-	return &redactedError{msg: clean, err: err}
+		s.cfg.Password)
 }
-
-// redactedError shows a cleaned message and keeps the chain for errors.Is/As.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }

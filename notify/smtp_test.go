@@ -1,10 +1,13 @@
 package notify_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/mail"
@@ -324,5 +327,62 @@ func TestSMTPContextEndsHungSession(t *testing.T) {
 	err = n.Notify(ctx, testMessage("hung"))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Notify = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestSMTPCredentialsEchoedByServerAreHidden: a server that quotes the AUTH exchange in its
+// refusal (some do) gets the password's AUTH PLAIN encoding into go-mail's error; the
+// notifier's error must not show it.
+func TestSMTPCredentialsEchoedByServerAreHidden(t *testing.T) {
+	const password = "Echo-pw-Secret9"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				r := bufio.NewReader(c)
+				fmt.Fprint(c, "220 echo ESMTP\r\n")
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					line = strings.TrimSpace(line)
+					switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
+					case "EHLO", "HELO":
+						fmt.Fprint(c, "250-echo\r\n250 AUTH PLAIN\r\n")
+					case "AUTH":
+						fmt.Fprintf(c, "535 5.7.8 credentials rejected: %s\r\n", line)
+					case "QUIT":
+						fmt.Fprint(c, "221 bye\r\n")
+						return
+					default:
+						fmt.Fprint(c, "502 no\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	n := newSMTP(t, notify.SMTPConfig{Addr: l.Addr().String(), TLS: notify.TLSNone, Username: "restage", Password: password})
+	err = n.Notify(t.Context(), testMessage("echo"))
+	if err == nil {
+		t.Fatal("Notify succeeded")
+	}
+	t.Logf("error: %v", err)
+	enc := base64.StdEncoding.EncodeToString([]byte("\x00restage\x00" + password))
+	if !strings.Contains(err.Error(), "credentials rejected") {
+		t.Fatalf("error %q does not carry the server's answer", err)
+	}
+	if strings.Contains(err.Error(), enc) || strings.Contains(err.Error(), password) {
+		t.Fatalf("error shows the credentials: %v", err)
 	}
 }

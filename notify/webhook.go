@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // Default webhook settings.
@@ -81,6 +83,7 @@ type Webhook struct {
 	cfg      WebhookConfig
 	url      string
 	redacted string
+	secrets  []string // shown nowhere: the URL's password, or its user (a token alone)
 	client   *http.Client
 	logger   *slog.Logger
 }
@@ -106,6 +109,13 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 		cfg.Timeout = DefaultWebhookTimeout
 	}
 	w := &Webhook{cfg: cfg, url: cfg.URL, redacted: RedactURL(u), client: cfg.Client, logger: cfg.Logger}
+	if u.User != nil {
+		p, ok := u.User.Password()
+		if !ok {
+			p = u.User.Username() // a token alone: https://TOKEN@host/...
+		}
+		w.secrets = append(w.secrets, p)
+	}
 	if w.client == nil {
 		w.client = &http.Client{}
 	}
@@ -138,8 +148,14 @@ func Payload(m *Message) WebhookPayload {
 	return p
 }
 
-// Notify posts m and waits for a 2xx answer.
+// Notify posts m and waits for a 2xx answer. Its errors show the URL as RedactURL does
+// and pass through internal/redact with the URL's credentials as named secrets (header
+// values never reach an error: net/http does not quote them).
 func (w *Webhook) Notify(ctx context.Context, m *Message) error {
+	return redact.Error(w.notify(ctx, m), w.secrets...)
+}
+
+func (w *Webhook) notify(ctx context.Context, m *Message) error {
 	if err := checkMessage(m); err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // Log keys used by MigrateUpgrader.
@@ -113,13 +114,13 @@ func (u *MigrateUpgrader) Status(ctx context.Context, t Target) (*Status, error)
 	if err != nil {
 		return nil, err
 	}
-	cfg, scrub, err := parseDSN(t.DSN)
+	cfg, sec, err := parseDSN(t.DSN)
 	if err != nil {
 		return nil, err
 	}
 	st, err := u.status(ctx, cfg, folder)
 	if err != nil {
-		return nil, scrub.wrap(err)
+		return nil, sec.wrap(err)
 	}
 	return st, nil
 }
@@ -248,13 +249,13 @@ func (u *MigrateUpgrader) Plan(ctx context.Context, t Target) ([]Migration, erro
 	if err != nil {
 		return nil, err
 	}
-	cfg, scrub, err := parseDSN(t.DSN)
+	cfg, sec, err := parseDSN(t.DSN)
 	if err != nil {
 		return nil, err
 	}
 	st, err := u.status(ctx, cfg, folder)
 	if err != nil {
-		return nil, scrub.wrap(err)
+		return nil, sec.wrap(err)
 	}
 	if err := check(st, folder, cfg.Database); err != nil {
 		return nil, err
@@ -276,7 +277,7 @@ func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, e
 	if err != nil {
 		return nil, err
 	}
-	cfg, scrub, err := parseDSN(t.DSN)
+	cfg, sec, err := parseDSN(t.DSN)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +286,7 @@ func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, e
 	}
 	st, err := u.status(ctx, cfg, folder)
 	if err != nil {
-		return nil, scrub.wrap(err)
+		return nil, sec.wrap(err)
 	}
 	if err := check(st, folder, cfg.Database); err != nil {
 		return nil, err
@@ -299,11 +300,11 @@ func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, e
 
 	s, err := u.open(ctx, cfg, folder)
 	if err != nil {
-		return nil, scrub.wrap(err)
+		return nil, sec.wrap(err)
 	}
 	defer func() {
 		if cerr := s.close(ctx); cerr != nil && err == nil {
-			err = scrub.wrap(cerr)
+			err = sec.wrap(cerr)
 		}
 	}()
 
@@ -316,11 +317,11 @@ func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, e
 		err := s.step(ctx)
 		d := time.Since(start)
 		if err != nil {
-			return res, scrub.wrap(s.stepError(ctx, mig, folder, err))
+			return res, sec.wrap(s.stepError(ctx, mig, folder, err))
 		}
 		v, dirty, verr := s.m.Version()
 		if verr != nil || dirty || v != mig.Version {
-			return res, scrub.wrap(s.stepError(ctx, mig, folder, fmt.Errorf("after the migration the version is %d (dirty %v, err %v), want %d", v, dirty, verr, mig.Version)))
+			return res, sec.wrap(s.stepError(ctx, mig, folder, fmt.Errorf("after the migration the version is %d (dirty %v, err %v), want %d", v, dirty, verr, mig.Version)))
 		}
 		a := Applied{Migration: mig, Duration: d}
 		res.Applied = append(res.Applied, a)
@@ -333,7 +334,7 @@ func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, e
 
 	v, dirty, err := s.m.Version()
 	if err != nil {
-		return res, scrub.wrap(fmt.Errorf("schema: read version of %s after upgrade: %w", cfg.Database, err))
+		return res, sec.wrap(fmt.Errorf("schema: read version of %s after upgrade: %w", cfg.Database, err))
 	}
 	if dirty || v != folder.Latest() {
 		return res, fmt.Errorf("%w: database %s is at %d (dirty %v), code's latest is %d", ErrMismatch, cfg.Database, v, dirty, folder.Latest())
@@ -360,21 +361,21 @@ func (u *MigrateUpgrader) Force(ctx context.Context, t Target, version int) (err
 		return fmt.Errorf("%w: cannot force version %d: not a migration in %s (it knows %s; -1 means none)",
 			ErrMigrations, version, folder.Dir, versionList(folder))
 	}
-	cfg, scrub, err := parseDSN(t.DSN)
+	cfg, sec, err := parseDSN(t.DSN)
 	if err != nil {
 		return err
 	}
 	s, err := u.open(ctx, cfg, folder)
 	if err != nil {
-		return scrub.wrap(err)
+		return sec.wrap(err)
 	}
 	defer func() {
 		if cerr := s.close(ctx); cerr != nil && err == nil {
-			err = scrub.wrap(cerr)
+			err = sec.wrap(cerr)
 		}
 	}()
 	if err := s.m.Force(version); err != nil {
-		return scrub.wrap(fmt.Errorf("schema: force %s to version %d: %w", cfg.Database, version, err))
+		return sec.wrap(fmt.Errorf("schema: force %s to version %d: %w", cfg.Database, version, err))
 	}
 	u.log.WarnContext(ctx, "schema: forced version", LogKeyVersion, version)
 	return nil
@@ -707,47 +708,21 @@ func (l migrateLogger) Printf(format string, v ...any) {
 
 func (l migrateLogger) Verbose() bool { return false }
 
-// scrubber removes a DSN's password from error text.
-type scrubber struct{ secrets []string }
+// secrets are the forms of a DSN's password that redact.Error must hide, besides what it
+// recognises by itself (URL user info, password= values).
+type secrets []string
 
-var kvPassword = regexp.MustCompile(`password=('[^']*'|\S+)`)
-
-func (s scrubber) clean(text string) string {
-	for _, p := range s.secrets {
-		if p != "" {
-			text = strings.ReplaceAll(text, p, "xxxxx")
-		}
-	}
-	return kvPassword.ReplaceAllString(text, "password=xxxxx")
-}
-
-// wrap returns err unchanged when its text holds no secret, else an error with the text
-// cleaned that still matches err with errors.Is and errors.As.
-func (s scrubber) wrap(err error) error {
-	if err == nil {
-		return nil
-	}
-	text := err.Error()
-	if c := s.clean(text); c != text {
-		return &scrubbedError{text: c, err: err}
-	}
-	return err
-}
-
-type scrubbedError struct {
-	text string
-	err  error
-}
-
-func (e *scrubbedError) Error() string { return e.text }
-func (e *scrubbedError) Unwrap() error { return e.err }
+// wrap returns err with every secret hidden (redact.Error): unchanged when its text holds
+// none, else an error with the text cleaned that still matches err with errors.Is and
+// errors.As.
+func (s secrets) wrap(err error) error { return redact.Error(err, s...) }
 
 // parseDSN parses a postgres:// URL or keyword/value DSN. Its errors never hold the password.
-func parseDSN(dsn string) (*pgx.ConnConfig, scrubber, error) {
-	var sc scrubber
+func parseDSN(dsn string) (*pgx.ConnConfig, secrets, error) {
+	var sc secrets
 	if u, err := url.Parse(dsn); err == nil && u.User != nil {
 		if p, ok := u.User.Password(); ok {
-			sc.secrets = append(sc.secrets, p, url.QueryEscape(p), url.PathEscape(p))
+			sc = append(sc, p)
 		}
 	}
 	if strings.TrimSpace(dsn) == "" {
@@ -755,11 +730,17 @@ func parseDSN(dsn string) (*pgx.ConnConfig, scrubber, error) {
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		// Not wrapped: pgconn's ParseConfigError keeps the raw DSN.
-		return nil, sc, fmt.Errorf("schema: bad DSN: %s", sc.clean(err.Error()))
+		// pgconn's ParseConfigError keeps the raw DSN and its own redaction of it falls short
+		// (password='a\'b c' leaves "c'"): hide the password before pgconn's text is made,
+		// and keep only that text (not wrapped).
+		var pce *pgconn.ParseConfigError
+		if errors.As(err, &pce) {
+			pce.ConnString = redact.String(pce.ConnString, sc...)
+		}
+		return nil, sc, fmt.Errorf("schema: bad DSN: %s", redact.String(err.Error(), sc...))
 	}
 	if cfg.Password != "" {
-		sc.secrets = append(sc.secrets, cfg.Password)
+		sc = append(sc, cfg.Password)
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = DefaultApplicationName

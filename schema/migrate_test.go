@@ -662,6 +662,14 @@ func TestPasswordNeverInErrorsOrLogs(t *testing.T) {
 		// Unparseable.
 		fmt.Sprintf("postgres://x:%s@127.0.0.1:notaport/db", secret),
 		fmt.Sprintf("host=127.0.0.1 password=%s port=notaport", secret),
+		// Every form internal/redact knows, where pgconn's own redaction of its parse errors
+		// falls short (a quoted value with an escaped quote, spaces around '=', upper case).
+		fmt.Sprintf(`host=127.0.0.1 port=notaport password='a\'b %s'`, secret),
+		fmt.Sprintf("host=127.0.0.1 port=notaport password = %s", secret),
+		fmt.Sprintf("host=127.0.0.1 port=notaport PASSWORD=%s", secret),
+		fmt.Sprintf("postgres://:%s@127.0.0.1:notaport/db", secret),
+		fmt.Sprintf("postgres://:%s@127.0.0.1:1/db?connect_timeout=5", secret),
+		fmt.Sprintf(`host=127.0.0.1 port=1 user=x password='a\'b %s' dbname=x connect_timeout=5`, secret),
 	}
 	for i, dsn := range dsns {
 		tg := schema.Target{DSN: dsn, Dir: f.dir}

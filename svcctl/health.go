@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // HTTPCheck is a Checker that polls an HTTP URL until it answers 2xx. Its zero values
@@ -43,7 +45,7 @@ func (h HTTPCheck) Wait(ctx context.Context) error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
-	u, _ := url.Parse(h.URL)
+	shown := redact.String(h.URL)
 	timeout := orDefault(h.Timeout, 60*time.Second)
 	perTry := orDefault(h.PerTry, 5*time.Second)
 	pause := orDefault(h.Backoff, 100*time.Millisecond)
@@ -53,7 +55,7 @@ func (h HTTPCheck) Wait(ctx context.Context) error {
 		client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 		defer client.CloseIdleConnections()
 	}
-	log := loggerOr(h.Logger).With(logKeyURL, u.Redacted())
+	log := loggerOr(h.Logger).With(logKeyURL, shown)
 
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -73,7 +75,7 @@ func (h HTTPCheck) Wait(ctx context.Context) error {
 		case <-dctx.Done():
 			t.Stop()
 			err := fmt.Errorf("svcctl: %s not healthy after %s (%d tries), last: %s: %w",
-				u.Redacted(), time.Since(start).Round(time.Millisecond), tries, last, ErrUnhealthy)
+				shown, time.Since(start).Round(time.Millisecond), tries, last, ErrUnhealthy)
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w: %w", err, ctx.Err())
 			}
@@ -92,7 +94,7 @@ func (h HTTPCheck) Validate() error {
 	}
 	u, err := url.Parse(h.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("svcctl: health check: bad URL %q: want http(s)://host/path", h.URL)
+		return fmt.Errorf("svcctl: health check: bad URL %q: want http(s)://host/path", redact.String(h.URL))
 	}
 	if h.Timeout < 0 || h.PerTry < 0 || h.Backoff < 0 || h.MaxBackoff < 0 {
 		return errors.New("svcctl: health check: negative duration")

@@ -1,10 +1,13 @@
 package svcctl
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,4 +98,49 @@ func TestHTTPCheckBadURL(t *testing.T) {
 	if err := (HTTPCheck{URL: "http://127.0.0.1:8080/+health"}).Validate(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestHTTPCheckHidesURLCredentials: a health URL's password or token appears in no error
+// or log line (internal/redact; url.URL.Redacted shows a token alone, %q showed it all).
+func TestHTTPCheckHidesURLCredentials(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	dead := freeAddr(t)
+	for _, u := range []string{
+		"http://tok-Secret1@" + dead + "/health",
+		"https://:pw-Secret1@" + dead + "/health",
+		"http://user:pw-Secret1@" + dead + "/health",
+		"ftp://user:pw-Secret1@" + dead + "/health",       // refused by Validate
+		"http://user:pw-Secret1@127.0.0.1:notaport/health", // refused by Validate
+	} {
+		err := HTTPCheck{URL: u, Timeout: 300 * time.Millisecond, Backoff: 50 * time.Millisecond, Logger: log}.Wait(t.Context())
+		if err == nil {
+			t.Fatalf("%s answered", u)
+		}
+		if strings.Contains(err.Error(), "Secret1") {
+			t.Errorf("error shows the credential: %v", err)
+		}
+	}
+	if strings.Contains(logs.String(), "Secret1") {
+		t.Errorf("logs show the credential:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
