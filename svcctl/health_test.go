@@ -111,7 +111,7 @@ func TestHTTPCheckHidesURLCredentials(t *testing.T) {
 		"http://tok-Secret1@" + dead + "/health",
 		"https://:pw-Secret1@" + dead + "/health",
 		"http://user:pw-Secret1@" + dead + "/health",
-		"ftp://user:pw-Secret1@" + dead + "/health",       // refused by Validate
+		"ftp://user:pw-Secret1@" + dead + "/health",        // refused by Validate
 		"http://user:pw-Secret1@127.0.0.1:notaport/health", // refused by Validate
 	} {
 		err := HTTPCheck{URL: u, Timeout: 300 * time.Millisecond, Backoff: 50 * time.Millisecond, Logger: log}.Wait(t.Context())
