@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,7 +181,46 @@ func readManifest(path string) (*Backup, error) {
 	if m.Format != FormatCustom && m.Format != FormatDirectory {
 		return nil, fmt.Errorf("%w: manifest %s has unknown format %q", ErrCorrupt, filepath.Base(path), m.Format)
 	}
+	if m.SystemIdentifier == 0 {
+		// The source's identity is what the production guard refuses: a backup without it
+		// would switch the guard off.
+		return nil, fmt.Errorf("%w: manifest %s lacks system_identifier", ErrCorrupt, filepath.Base(path))
+	}
 	return &Backup{Path: filepath.Join(filepath.Dir(path), m.Dump), ManifestPath: path, Manifest: m}, nil
+}
+
+// SourceIDs returns the distinct system_identifiers of the source servers of every
+// manifest in the folder, of any database and whether or not its dump is still there,
+// sorted. Corrupt manifests are ignored (and logged); a manifest that cannot be read for
+// another reason is an error, since a production identity could hide in it.
+func (c *DirCatalog) SourceIDs(ctx context.Context) ([]uint64, error) {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: backup folder: %w", err)
+	}
+	var ids []uint64
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("dbrestore: source ids: %w", context.Cause(ctx))
+		}
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, manifestSuffix) {
+			continue
+		}
+		b, err := readManifest(filepath.Join(c.dir, name))
+		switch {
+		case errors.Is(err, ErrCorrupt):
+			c.cfg.logger().Warn("dbrestore: unreadable manifest ignored", logKeyFile, name, logKeyError, err)
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("dbrestore: source ids: %w", err)
+		}
+		if !slices.Contains(ids, b.Manifest.SystemIdentifier) {
+			ids = append(ids, b.Manifest.SystemIdentifier)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // Latest returns the newest complete backup of database, or an error wrapping ErrNoBackup

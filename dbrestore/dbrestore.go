@@ -59,6 +59,10 @@ type Catalog interface {
 	// Verify checks the dump's size and checksum against its manifest and that
 	// pg_restore --list reads its table of contents. Nothing is destroyed before it passes.
 	Verify(ctx context.Context, b *Backup) error
+	// SourceIDs returns the distinct system_identifiers of the source servers of every
+	// backup in the catalog (any database), sorted: production's identities, for flows
+	// that restore no backup but must refuse production all the same.
+	SourceIDs(ctx context.Context) ([]uint64, error)
 }
 
 // WaitOptions says which backup to wait for.
@@ -72,12 +76,14 @@ type WaitOptions struct {
 // Restorer restores backups into databases of the staging server.
 type Restorer interface {
 	// Restore restores b into opts.Target, refusing a server that is the backup's source
-	// and protected names. A failed or cancelled restore drops the half-built target.
+	// or otherwise known as production, a backup that names no source (ErrCorrupt), and
+	// protected names. A failed or cancelled restore drops the half-built target.
 	Restore(ctx context.Context, b *Backup, opts RestoreOptions) (*RestoreResult, error)
 }
 
 // Admin manages whole databases on the staging server. Every operation that drops or
-// renames refuses the production server (by system_identifier) and protected names.
+// renames refuses the production server (by system_identifier), protected names, and,
+// failing closed, any server while no production identity is known (ErrNoProduction).
 type Admin interface {
 	// Exists reports whether a database called name exists.
 	Exists(ctx context.Context, name string) (bool, error)
@@ -133,6 +139,7 @@ var (
 	ErrChecksum         = errors.New("backup checksum mismatch")
 	ErrCorrupt          = errors.New("backup unreadable")
 	ErrProduction       = errors.New("refusing to touch the production server")
+	ErrNoProduction     = errors.New("no production system_identifier known")
 	ErrProtected        = errors.New("refusing to touch a protected database")
 	ErrNotFound         = errors.New("database does not exist")
 	ErrExists           = errors.New("database already exists")

@@ -20,6 +20,11 @@
 // a folder in directory format) with "<same>.manifest.json" beside it; while being
 // written both carry the prefix ".tmp-". The catalog trusts manifests only.
 //
+// Production is known by its system_identifier: ServerConfig.Production, the sources of
+// the backups a Server restores or guards (GuardSource), the ids given to GuardProduction
+// (e.g. a Catalog's SourceIDs). A Server that knows none refuses to drop, rename, restore,
+// clone or terminate anything (ErrNoProduction): it fails closed.
+//
 // Passwords in DSNs reach pg_dump and pg_restore through PGPASSWORD, never argv, and are
 // removed from every error, log line and CommandError.
 package dbrestore

@@ -140,6 +140,10 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 	if err != nil {
 		return nil, fmt.Errorf("dbrestore: export snapshot: %w", err)
 	}
+	if sysid == 0 {
+		// A manifest without its source's identity is corrupt (the guard needs it).
+		return nil, errors.New("dbrestore: the source server reports system_identifier 0")
+	}
 	m.Created = time.Now().UTC()
 	m.SystemIdentifier = uint64(sysid)
 	m.PgDumpVersion = strings.TrimPrefix(dumpVersion, "pg_dump (PostgreSQL) ")

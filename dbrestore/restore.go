@@ -24,8 +24,10 @@ const outputTailLines = 60
 
 // Restore restores b into opts.Target on this server:
 //
-//  1. guard: refuse when this server is the backup's source (its system_identifier) or
-//     listed as production, and protected target names (ErrProduction, ErrProtected);
+//  1. guard: refuse a backup whose manifest names no source (ErrCorrupt); note its source
+//     as production, then refuse when this server is the backup's source (its
+//     system_identifier) or otherwise known as production, and protected target names
+//     (ErrProduction, ErrProtected);
 //  2. verify b, unless a Verify of this *Backup passed already (nothing is destroyed before);
 //  3. drop a leftover Target (opts.Replace; else ErrExists), create it from template0;
 //  4. pg_restore -j N --exit-on-error (never "errors ignored on restore"), --no-owner
@@ -63,6 +65,10 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	}
 	if opts.Jobs == 0 {
 		opts.Jobs = 2
+	}
+	if b.Manifest.SystemIdentifier == 0 {
+		// Without its source the guard could not know production: a corrupt backup.
+		return nil, fmt.Errorf("dbrestore: %w: manifest of %s has no system_identifier", ErrCorrupt, b.Name())
 	}
 	var files []sqlFile
 	for _, p := range opts.PostRestore {

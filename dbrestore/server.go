@@ -26,7 +26,10 @@ type ServerConfig struct {
 	// addition to template0, template1, postgres and the AdminDSN's own database.
 	Protect []string
 	// Production lists system_identifiers of servers this Server refuses to change, in
-	// addition to the source servers of every backup it has been asked to restore.
+	// addition to the source servers of every backup it has been asked to restore or
+	// guard (GuardSource) and the ids given to GuardProduction. A Server that knows no
+	// production identity at all refuses every drop, rename, restore, clone and
+	// termination (ErrNoProduction): it cannot tell production from staging.
 	Production []uint64
 	// Settings are session settings for pg_restore's connections (through PGOPTIONS) that
 	// speed a bulk load. nil: DefaultRestoreSettings().
@@ -95,6 +98,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.TerminateTimeout <= 0 {
 		cfg.TerminateTimeout = 30 * time.Second
+	}
+	if slices.Contains(cfg.Production, 0) {
+		return nil, errors.New("dbrestore: ServerConfig.Production: 0 is not a system_identifier")
 	}
 	s := &Server{
 		cfg:     cfg,
@@ -206,8 +212,9 @@ func (s *Server) protected(name string) string {
 	return ""
 }
 
-// guard refuses to let op change names on this server when the server is a production
-// server or a name is protected. It runs before anything is changed.
+// guard refuses to let op change names on this server when a name is protected, when the
+// server is a production server, or when no production identity is known at all (fail
+// closed). It runs before anything is changed.
 func (s *Server) guard(ctx context.Context, c *pgx.Conn, op string, names ...string) error {
 	for _, n := range names {
 		if n == "" {
@@ -221,16 +228,26 @@ func (s *Server) guard(ctx context.Context, c *pgx.Conn, op string, names ...str
 	if err != nil {
 		return err
 	}
+	if err := s.checkProduction(id); err != nil {
+		return fmt.Errorf("dbrestore: %s %s: %w", op, quoteNames(names), err)
+	}
+	return nil
+}
+
+// checkProduction refuses a server whose system_identifier is id when id is a known
+// production identity (ErrProduction), or when none is known (ErrNoProduction).
+func (s *Server) checkProduction(id uint64) error {
 	s.mu.Lock()
-	seen := s.sources[id]
+	seen, known := s.sources[id], len(s.sources) > 0
 	s.mu.Unlock()
 	switch {
 	case slices.Contains(s.cfg.Production, id):
-		return fmt.Errorf("dbrestore: %s %s: %w (system_identifier %d is listed as production)",
-			op, quoteNames(names), ErrProduction, id)
+		return fmt.Errorf("%w (system_identifier %d is listed as production)", ErrProduction, id)
 	case seen:
-		return fmt.Errorf("dbrestore: %s %s: %w (system_identifier %d is the source of a restored backup)",
-			op, quoteNames(names), ErrProduction, id)
+		return fmt.Errorf("%w (system_identifier %d is the source of a backup, or given as production)", ErrProduction, id)
+	case !known && len(s.cfg.Production) == 0:
+		return fmt.Errorf("%w: set ServerConfig.Production (restage config: [database] production_ids) or restore a backup first",
+			ErrNoProduction)
 	}
 	return nil
 }
@@ -545,18 +562,39 @@ func (s *Server) Sources() []uint64 {
 	return out
 }
 
-// GuardSource records b's source server as production for every later operation and
-// refuses, with ErrProduction, when this server is that source. A rebuild calls it right
-// after verifying the backup, before anything is dropped or renamed.
-func (s *Server) GuardSource(ctx context.Context, b *Backup) error {
-	s.noteSource(b.Manifest.SystemIdentifier)
+// GuardProduction notes ids (zeros are ignored) as production servers' identities for
+// every later operation, then refuses with ErrProduction when this server's
+// system_identifier is one of the production identities it knows, and with
+// ErrNoProduction when it knows none. A flow that never sees a backup (a deploy) calls it
+// with the identities it learned (config, the backup folder's manifests) before anything
+// is dropped or renamed.
+func (s *Server) GuardProduction(ctx context.Context, ids ...uint64) error {
+	for _, id := range ids {
+		s.noteSource(id)
+	}
 	id, err := s.SystemIdentifier(ctx)
 	if err != nil {
 		return err
 	}
-	if id == b.Manifest.SystemIdentifier || slices.Contains(s.cfg.Production, id) {
-		return fmt.Errorf("dbrestore: %w: this server (system_identifier %d) is the source of backup %s; check the staging admin DSN",
-			ErrProduction, id, b.Name())
+	if err := s.checkProduction(id); err != nil {
+		return fmt.Errorf("dbrestore: this server: %w; check the admin DSN", err)
+	}
+	return nil
+}
+
+// GuardSource refuses a backup whose manifest names no source server (ErrCorrupt), then
+// is GuardProduction with that source: it records it as production for every later
+// operation and refuses, with ErrProduction, when this server is that source. A rebuild
+// calls it right after verifying the backup, before anything is dropped or renamed.
+func (s *Server) GuardSource(ctx context.Context, b *Backup) error {
+	if b == nil {
+		return errors.New("dbrestore: GuardSource needs a backup")
+	}
+	if b.Manifest.SystemIdentifier == 0 {
+		return fmt.Errorf("dbrestore: %w: manifest of %s has no system_identifier", ErrCorrupt, b.Name())
+	}
+	if err := s.GuardProduction(ctx, b.Manifest.SystemIdentifier); err != nil {
+		return fmt.Errorf("backup %s: %w", b.Name(), err)
 	}
 	return nil
 }

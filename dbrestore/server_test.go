@@ -25,8 +25,8 @@ func marker(tb testing.TB, srv *pgtest.Server, name string) int64 {
 }
 
 func TestSwap(t *testing.T) {
-	_, staging := servers(t)
-	srv := newServer(t, staging, ServerConfig{})
+	prod, staging := servers(t)
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
 	ctx := testCtx(t)
 	stem := dbName(t, staging, `sw "q" `)
 	live, next, prev := stem+" live", stem+" next", stem+"'s prev"
@@ -79,12 +79,12 @@ func TestSwap(t *testing.T) {
 // datallowconn is restored when an operation fails after closing a database to new
 // connections (here: its context is cancelled at that moment).
 func TestAllowConnectionsRestoredAfterFailure(t *testing.T) {
-	_, staging := servers(t)
+	prod, staging := servers(t)
 	stem := dbName(t, staging, "allow")
 	live, next, prev := stem+"_live", stem+"_next", stem+"_prev"
 	makeDB(t, staging, live, 1)
 	makeDB(t, staging, next, 2)
-	srv := newServer(t, staging, ServerConfig{})
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
 	check := func(op string, err error, names ...string) {
 		t.Helper()
 		if !errors.Is(err, context.Canceled) {
@@ -123,8 +123,8 @@ func TestAllowConnectionsRestoredAfterFailure(t *testing.T) {
 }
 
 func TestCloneDropRenameListTerminate(t *testing.T) {
-	_, staging := servers(t)
-	srv := newServer(t, staging, ServerConfig{})
+	prod, staging := servers(t)
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
 	ctx := testCtx(t)
 	stem := dbName(t, staging, `cl "x"`)
 	tmpl, clone, renamed := stem+" tmpl", stem+" clone", stem+" renamed"
