@@ -102,6 +102,7 @@ var (
 	// ErrUnsafeTree: a git tree holds what no checkout can (a name twice, an entry under a
 	// symlink, a path leaving the tree); nothing of it is written outside the export.
 	ErrUnsafeTree = errors.New("unsafe git tree")
+	ErrTimeout    = errors.New("timed out") // a git command ran longer than GitSource.Timeout
 )
 
 // CommandError is a failed external program (git).

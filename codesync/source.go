@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/restage/restage/internal/childenv"
@@ -103,6 +104,24 @@ type GitSource struct {
 	Ref     string // branch, tag or commit; "": HEAD
 	Git     string // the git program; "": "git" on PATH
 	TempDir string // where exports are made; "": os.TempDir()
+	// Timeout bounds each git command (ls-remote, clone, fetch, rev-parse, archive with its
+	// unpacking); on expiry the command and the programs it started are killed and the
+	// error wraps ErrTimeout. 0: DefaultGitTimeout.
+	Timeout time.Duration
+}
+
+// DefaultGitTimeout bounds each git command of a GitSource whose Timeout is 0.
+const DefaultGitTimeout = 10 * time.Minute
+
+// gitWaitDelay is how long a git command's output is waited for once it was killed or
+// has exited (a program it started may still hold its pipes).
+const gitWaitDelay = 5 * time.Second
+
+func (s *GitSource) timeout() time.Duration {
+	if s.Timeout == 0 {
+		return DefaultGitTimeout
+	}
+	return s.Timeout
 }
 
 func (s *GitSource) ref() string {
@@ -168,6 +187,8 @@ func (s *GitSource) check() error {
 	switch {
 	case s.Repo == "":
 		return fmt.Errorf("codesync: git source: %w: Repo is required", ErrConfig)
+	case s.Timeout < 0:
+		return fmt.Errorf("codesync: git source %q: %w: Timeout is negative", s.repoName(), ErrConfig)
 	case strings.HasPrefix(s.ref(), "-"), strings.ContainsAny(s.ref(), " \t\n\x00"):
 		return s.errorf("%w: bad ref", ErrNoRevision)
 	case strings.HasPrefix(s.Repo, "-"):
@@ -316,10 +337,12 @@ func (s *GitSource) fetch(ctx context.Context, gitDir string) error {
 	if _, err := s.git(ctx, nil, "init", "--bare", "--quiet", gitDir); err != nil {
 		return s.errorf("%w", err)
 	}
-	if _, err := s.git(ctx, nil, "-C", gitDir, "fetch", "--quiet", "--depth=1", "--", s.Repo, ref); err == nil {
+	_, err := s.git(ctx, nil, "-C", gitDir, "fetch", "--quiet", "--depth=1", "--", s.Repo, ref)
+	if err == nil {
 		return nil
-	} else if ctx.Err() != nil {
-		return s.errorf("%w", ctx.Err())
+	}
+	if ctx.Err() != nil || errors.Is(err, ErrTimeout) {
+		return s.errorf("%w", err) // not worth a whole clone
 	}
 	if err := removeTree(gitDir); err != nil {
 		return s.errorf("%w", err)
@@ -330,15 +353,13 @@ func (s *GitSource) fetch(ctx context.Context, gitDir string) error {
 	return nil
 }
 
-// export runs `git archive` and unpacks its tar stream into dir.
+// export runs `git archive` and unpacks its tar stream into dir, both within Timeout.
 func (s *GitSource) export(ctx context.Context, gitDir, commit, dir string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	args := []string{"-c", "tar.umask=0022", "-C", gitDir, "archive", "--format=tar", commit}
+	cmd, cmdCtx, cancel := s.command(ctx, args)
+	defer cancel()
 	var stderr tailBuffer
-	cmd := exec.CommandContext(ctx, s.program(), args...)
 	cmd.Stderr = &stderr
-	cmd.Env = gitEnv()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return s.errorf("%w", err)
@@ -346,22 +367,24 @@ func (s *GitSource) export(ctx context.Context, gitDir, commit, dir string) erro
 	if err := cmd.Start(); err != nil {
 		return s.errorf("%w", s.commandError(args, err, ""))
 	}
-	untarErr := untar(ctx, out, dir)
+	archived, untarErr := untar(cmdCtx, out, dir)
+	if untarErr == nil && archived != commit {
+		untarErr = fmt.Errorf("the stream is no archive of commit %s (its header names %q)", commit, archived)
+	}
 	if untarErr != nil {
 		cancel()
 		io.Copy(io.Discard, out)
 	}
 	waitErr := cmd.Wait()
-	if waitErr != nil {
-		if err := ctx.Err(); err != nil && untarErr == nil {
-			return s.errorf("%w", err)
-		}
-		if untarErr == nil {
-			return s.errorf("%w", s.commandError(args, waitErr, stderr.String()))
-		}
-	}
-	if untarErr != nil {
+	switch {
+	case ctx.Err() != nil:
+		return s.errorf("%w", ctx.Err())
+	case errors.Is(context.Cause(cmdCtx), ErrTimeout):
+		return s.errorf("git archive: %w (killed)", context.Cause(cmdCtx))
+	case untarErr != nil:
 		return s.errorf("unpacking git archive: %w", untarErr)
+	case waitErr != nil:
+		return s.errorf("%w", s.commandError(args, waitErr, stderr.String()))
 	}
 	return nil
 }
@@ -371,11 +394,12 @@ func (s *GitSource) export(ctx context.Context, gitDir, commit, dir string) erro
 // it refuses, with ErrUnsafeTree, what a well-formed tree never has but a crafted one can
 // (git mktree accepts it): a name that is not clean, a name that appears twice (a symlink
 // "a" and a folder "a"), and an entry under a symlink or a file of the stream ("a/x"
-// after the symlink "a").
-func untar(ctx context.Context, r io.Reader, dir string) error {
+// after the symlink "a"). It returns the commit id git archive records in the stream's
+// global header (empty if none: an empty stream is no archive).
+func untar(ctx context.Context, r io.Reader, dir string) (commit string, err error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer root.Close()
 	const implicitDir byte = 0xff // a parent folder made for an entry before its own entry
@@ -398,21 +422,22 @@ func untar(ctx context.Context, r io.Reader, dir string) error {
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return "", err
 		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return err
+			return "", err
 		}
 		if h.Typeflag == tar.TypeXGlobalHeader {
+			commit = h.PAXRecords["comment"]
 			continue
 		}
 		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
 		if name == "" || name == "." || !filepath.IsLocal(name) || filepath.Clean(name) != name {
-			return fmt.Errorf("%w: unsafe path %q", ErrUnsafeTree, h.Name)
+			return "", fmt.Errorf("%w: unsafe path %q", ErrUnsafeTree, h.Name)
 		}
 		switch h.Typeflag {
 		case tar.TypeDir, tar.TypeReg, tar.TypeSymlink:
@@ -420,7 +445,7 @@ func untar(ctx context.Context, r io.Reader, dir string) error {
 			continue // submodules and other entries git does not export as files
 		}
 		if flag, dup := made[name]; dup && !(flag == implicitDir && h.Typeflag == tar.TypeDir) {
-			return fmt.Errorf("%w: %q appears twice (%s, then %s)", ErrUnsafeTree, filepath.ToSlash(name), kind(flag), kind(h.Typeflag))
+			return "", fmt.Errorf("%w: %q appears twice (%s, then %s)", ErrUnsafeTree, filepath.ToSlash(name), kind(flag), kind(h.Typeflag))
 		}
 		var parents []string
 		for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
@@ -432,11 +457,11 @@ func untar(ctx context.Context, r io.Reader, dir string) error {
 			switch {
 			case !ok:
 				if err := root.Mkdir(p, 0o755); err != nil {
-					return err
+					return "", err
 				}
 				made[p] = implicitDir
 			case flag != tar.TypeDir && flag != implicitDir:
-				return fmt.Errorf("%w: %q is under %q, which is %s", ErrUnsafeTree, filepath.ToSlash(name), filepath.ToSlash(p), kind(flag))
+				return "", fmt.Errorf("%w: %q is under %q, which is %s", ErrUnsafeTree, filepath.ToSlash(name), filepath.ToSlash(p), kind(flag))
 			}
 		}
 		mode := fs.FileMode(h.Mode).Perm()
@@ -444,28 +469,28 @@ func untar(ctx context.Context, r io.Reader, dir string) error {
 		case tar.TypeDir:
 			if _, implicit := made[name]; !implicit { // the check above: made only as a parent
 				if err := root.Mkdir(name, 0o755); err != nil {
-					return err
+					return "", err
 				}
 			}
 			dirs = append(dirs, dirAttr{name, mode, h.ModTime})
 		case tar.TypeReg:
 			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
-				return err
+				return "", err
 			}
 			_, err = io.Copy(f, tr)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
-				return err
+				return "", err
 			}
 			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
-				return err
+				return "", err
 			}
 		case tar.TypeSymlink:
 			if err := root.Symlink(h.Linkname, name); err != nil {
-				return err
+				return "", err
 			}
 		}
 		made[name] = h.Typeflag
@@ -473,13 +498,13 @@ func untar(ctx context.Context, r io.Reader, dir string) error {
 	for i := len(dirs) - 1; i >= 0; i-- { // innermost first: a folder's time is its last change
 		d := dirs[i]
 		if err := root.Chmod(d.name, d.mode); err != nil {
-			return err
+			return "", err
 		}
 		if err := root.Chtimes(d.name, d.t, d.t); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	return commit, nil
 }
 
 func (s *GitSource) program() string {
@@ -489,20 +514,49 @@ func (s *GitSource) program() string {
 	return s.Git
 }
 
-// git runs the git program and returns its standard output.
+// command returns the git program with args, bounded by Timeout through the returned
+// context. It runs in a session of its own, so that killing its process group on expiry
+// (or cancellation) also kills what it started (remote helpers, ssh), and so that nothing
+// it starts waits on a terminal.
+func (s *GitSource) command(ctx context.Context, args []string) (*exec.Cmd, context.Context, context.CancelFunc) {
+	d := s.timeout()
+	ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("%w after %s", ErrTimeout, d))
+	cmd := exec.CommandContext(ctx, s.program(), args...)
+	cmd.Env = gitEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Cancel = func() error {
+		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return err
+		}
+		return nil
+	}
+	cmd.WaitDelay = gitWaitDelay
+	return cmd, ctx, cancel
+}
+
+// git runs the git program and returns its standard output. When ctx is done it returns
+// ctx's error; when Timeout expires, an error wrapping ErrTimeout and the *CommandError.
 func (s *GitSource) git(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	cmd, cmdCtx, cancel := s.command(ctx, args)
+	defer cancel()
 	var stdout bytes.Buffer
 	var stderr tailBuffer
-	cmd := exec.CommandContext(ctx, s.program(), args...)
 	cmd.Stdin = stdin
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
-	cmd.Env = gitEnv()
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) && cmdCtx.Err() == nil {
+		err = nil // git succeeded; something it started kept its pipes open
+	}
+	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, s.commandError(args, err, stderr.String())
+		ce := s.commandError(args, err, stderr.String())
+		if cause := context.Cause(cmdCtx); errors.Is(cause, ErrTimeout) {
+			return nil, fmt.Errorf("%w (killed): %w", cause, ce)
+		}
+		return nil, ce
 	}
 	return stdout.Bytes(), nil
 }

@@ -3,6 +3,7 @@ package codesync
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDirSource(t *testing.T) {
@@ -283,7 +285,7 @@ func TestUntarRefusesUnsafeEntries(t *testing.T) {
 			}
 			tw.Close()
 			dir := t.TempDir()
-			err := untar(t.Context(), &buf, dir)
+			_, err := untar(t.Context(), &buf, dir)
 			if !errors.Is(err, ErrUnsafeTree) || !strings.Contains(err.Error(), tc.says) {
 				t.Errorf("untar = %v; want ErrUnsafeTree saying %s", err, tc.says)
 			}
@@ -424,5 +426,128 @@ func TestGitGetsNoSecrets(t *testing.T) {
 				t.Errorf("git's environment lacks %s (%s):\n%s", want, f, b)
 			}
 		}
+	}
+}
+
+// TestGitSourceTimeout points GitSource at a remote that never answers (git's ext::
+// transport running a shell that records its pid and sleeps): each git command is killed
+// after Timeout, with the programs it started, and the error says so.
+func TestGitSourceTimeout(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".gitconfig"), []byte("[protocol \"ext\"]\n\tallow = always\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home) // git's environment keeps HOME: its config allows ext::
+	// A broken bound must fail fast, not hang: the remote gives up after 3 s on its own,
+	// and the whole test is bounded.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	const bound = 300 * time.Millisecond
+	for _, tc := range []struct{ op, ref string }{
+		{"Describe", "main"},
+		{"Open", "main"},
+		{"Open", strings.Repeat("ab", 20)}, // init + fetch of a commit id; no clone after a timeout
+	} {
+		t.Run(tc.op+"@"+tc.ref[:4], func(t *testing.T) {
+			pids := filepath.Join(t.TempDir(), "pids")
+			src := &GitSource{
+				Repo:    "ext::sh -c echo% $$% >>" + pids + ";% exec% sleep% 3",
+				Ref:     tc.ref,
+				TempDir: t.TempDir(),
+				Timeout: bound,
+			}
+			start := time.Now()
+			var err error
+			if tc.op == "Describe" {
+				_, err = src.Describe(ctx)
+			} else {
+				_, err = src.Open(ctx)
+			}
+			elapsed := time.Since(start)
+			if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "timed out after 300ms") {
+				t.Errorf("%s = %v; want ErrTimeout saying it timed out after %s", tc.op, err, bound)
+			}
+			if elapsed > 2*time.Second {
+				t.Errorf("%s took %s with a %s bound", tc.op, elapsed, bound)
+			}
+			b, rerr := os.ReadFile(pids)
+			if rerr != nil {
+				t.Fatalf("the remote never ran: %v", rerr)
+			}
+			lines := strings.Fields(string(b))
+			if len(lines) != 1 {
+				t.Errorf("the remote was started %d times, want once", len(lines))
+			}
+			for _, pid := range lines {
+				waitGone(t, pid)
+			}
+			if left, _ := os.ReadDir(src.TempDir); len(left) != 0 {
+				t.Errorf("Open left %v behind", left)
+			}
+		})
+	}
+	t.Run("archive", func(t *testing.T) {
+		// A local repository whose `git archive` hangs (a git that sleeps instead).
+		realGit, _ := exec.LookPath("git")
+		g := newGitRepo(t)
+		g.commit("one", suiteFiles)
+		slowArchive := fakeGit(t, `case " $* " in *" archive "*) exec sleep 3;; esac; exec "`+realGit+`" "$@"`)
+		src := &GitSource{Repo: g.dir, Git: slowArchive, TempDir: t.TempDir(), Timeout: bound}
+		start := time.Now()
+		_, err := src.Open(ctx)
+		if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "git archive: timed out after 300ms") {
+			t.Errorf("Open = %v; want ErrTimeout saying git archive timed out after %s", err, bound)
+		}
+		if elapsed := time.Since(start); elapsed > 2*time.Second {
+			t.Errorf("Open took %s with a %s bound", elapsed, bound)
+		}
+		if left, _ := os.ReadDir(src.TempDir); len(left) != 0 {
+			t.Errorf("Open left %v behind", left)
+		}
+	})
+	if ctx.Err() != nil {
+		t.Fatal("the test's own bound expired")
+	}
+	if _, err := (&GitSource{Repo: home, Timeout: -1}).Describe(ctx); !errors.Is(err, ErrConfig) {
+		t.Errorf("negative Timeout: %v, want ErrConfig", err)
+	}
+}
+
+// waitGone fails unless process pid is gone (or a zombie) within a second.
+func waitGone(t *testing.T, pid string) {
+	t.Helper()
+	for range 100 {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return
+		}
+		if _, after, ok := strings.Cut(string(b), ") "); ok && strings.HasPrefix(after, "Z") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("process %s, started by git, still runs after git was killed", pid)
+}
+
+// TestGitSourceRefusesEmptyArchive: a git archive that exits 0 without writing an archive
+// of the commit (a broken or wrapped git) must not become an empty release.
+func TestGitSourceRefusesEmptyArchive(t *testing.T) {
+	realGit, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("git is not installed")
+	}
+	g := newGitRepo(t)
+	g.commit("one", suiteFiles)
+	silent := fakeGit(t, `case " $* " in *" archive "*) exit 0;; esac; exec "`+realGit+`" "$@"`)
+	s := newSyncer(t, "", nil)
+	_, err = s.Build(t.Context(), &GitSource{Repo: g.dir, Git: silent, TempDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "no archive of commit") {
+		t.Errorf("Build from an empty archive = %v; want an error", err)
+	}
+	if list, _ := s.List(t.Context()); len(list) != 0 {
+		t.Errorf("releases built from an empty archive: %v", list)
 	}
 }
