@@ -1,10 +1,13 @@
 package staging
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +23,13 @@ type Owner struct {
 	Host  string    `json:"host"`
 	Start time.Time `json:"start"`
 	Job   string    `json:"job,omitempty"` // cron job name, for shared holders
+	// ProcStart is the process's start time in clock ticks since boot (field 22 of
+	// /proc/<pid>/stat) and BootID the kernel's boot id: with them, a record whose pid
+	// now belongs to another process, or that is from before a reboot, is known to be
+	// stale. 0 and "": not recorded (a record written before they existed, or without
+	// /proc), then the pid alone is checked.
+	ProcStart uint64 `json:"proc_start,omitempty"`
+	BootID    string `json:"boot_id,omitempty"`
 }
 
 // String describes the owner for messages.
@@ -31,15 +41,22 @@ func (o Owner) String() string {
 	return s
 }
 
-// LockedError is returned when another rebuild (an exclusive holder) holds the lock.
+// LockedError is returned when another rebuild (an exclusive holder) holds the lock,
+// or, to AcquireShared, when a rebuild waits for it.
 type LockedError struct {
 	Path  string
 	Owner *Owner // nil when the holder left no record (e.g. flock(1) in a shell script)
+	// Waiting: the rebuild does not hold the lock yet; it waits for the shared holders
+	// (its "<lock file>.waiting" record), and no new shared holder may start meanwhile.
+	Waiting bool
 }
 
 // Error describes the failure.
 func (e *LockedError) Error() string {
-	if e.Owner == nil {
+	switch {
+	case e.Waiting:
+		return fmt.Sprintf("%s is awaited by a rebuild, %s", e.Path, e.Owner)
+	case e.Owner == nil:
 		return fmt.Sprintf("%s is locked by a process that left no owner record", e.Path)
 	}
 	return fmt.Sprintf("%s is locked by %s", e.Path, e.Owner)
@@ -75,6 +92,10 @@ func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 // writes its record into the lock file; shared holders each write one into the folder
 // "<lock file>.holders". The kernel releases the flock when a holder dies, so a record
 // found under a lock that could be taken belongs to a dead owner.
+//
+// The lock file, the records and "<lock file>.waiting" are opened without following a
+// symbolic link (a link planted there is refused, its target untouched); files it
+// creates are 0600, folders 0700.
 type Lock struct {
 	f         *os.File
 	path      string
@@ -82,6 +103,10 @@ type Lock struct {
 	record    string // shared holder's record file
 	// TookOver is the record of a dead exclusive owner whose lock this one replaced.
 	TookOver *Owner
+	// RecordErr says why a shared holder's record could not be written. The lock is
+	// held all the same, but a rebuild waiting for it cannot name this holder: callers
+	// should log it.
+	RecordErr error
 }
 
 // LockOptions are the options of AcquireExclusive.
@@ -93,14 +118,44 @@ type LockOptions struct {
 	Poll time.Duration
 }
 
+// openNoFollow opens path like os.OpenFile, but refuses a symbolic link at path
+// (O_NOFOLLOW) with an error that says so (errors.Is(err, syscall.ELOOP)).
+func openNoFollow(path string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, perm)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link: refused (restage does not follow links to its lock and state files): %w", path, syscall.ELOOP)
+	}
+	return f, err
+}
+
+// writeRecord writes an owner record to path (0600, no link followed).
+func writeRecord(path string, o Owner) error {
+	data, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	f, err := openNoFollow(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(0o600) // a file left by an older version may be 0644
+	if err == nil {
+		_, err = f.Write(append(data, '\n'))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func openLockFile(path string) (*os.File, error) {
 	if path == "" {
 		return nil, errors.New("lock: no lock file given")
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openNoFollow(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
@@ -125,7 +180,11 @@ func tryFlock(f *os.File, how int) (bool, error) {
 
 func self(job string) Owner {
 	host, _ := os.Hostname()
-	return Owner{PID: os.Getpid(), Host: host, Start: time.Now().UTC().Truncate(time.Second), Job: job}
+	o := Owner{PID: os.Getpid(), Host: host, Start: time.Now().UTC().Truncate(time.Second), Job: job, BootID: bootID()}
+	if st, err := readProcStat(o.PID); err == nil {
+		o.ProcStart = st.start
+	}
+	return o
 }
 
 // AcquireExclusive takes the lock for a rebuild. It fails at once with a *LockedError
@@ -146,7 +205,7 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 	// stream of overlapping jobs would otherwise keep it out until WaitShared passes).
 	waiting, marked := path+".waiting", false
 	defer func() {
-		if o, _ := readOwner(waiting); o != nil && o.PID == os.Getpid() {
+		if o, _ := readOwner(waiting); marked && o != nil && o.PID == os.Getpid() {
 			_ = os.Remove(waiting)
 		}
 	}()
@@ -160,7 +219,7 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 			break
 		}
 		// Held. By another exclusive holder (a rebuild), or only by shared ones (jobs)?
-		probe, err := os.Open(path)
+		probe, err := openNoFollow(path, os.O_RDONLY, 0)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("lock: %w", err)
@@ -177,8 +236,12 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 			return nil, &LockedError{Path: path, Owner: owner}
 		}
 		if opts.WaitShared > 0 && !marked {
-			data, _ := json.Marshal(self(""))
-			marked = os.WriteFile(waiting, append(data, '\n'), 0o644) == nil
+			// Without its record a waiting rebuild could be kept out by new jobs.
+			if err := writeRecord(waiting, self("")); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("lock %s: write waiting record: %w", path, err)
+			}
+			marked = true
 		}
 		if time.Since(start) >= opts.WaitShared {
 			f.Close()
@@ -192,26 +255,41 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 		}
 	}
 	l := &Lock{f: f, path: path, exclusive: true}
-	if prev, err := readOwner(path); err == nil && prev != nil {
+	if prev, err := readOwnerFrom(f); err == nil && prev != nil {
 		l.TookOver = prev
 	}
-	data, _ := json.Marshal(self(""))
-	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt(append(data, '\n'), 0)
-	}
-	if err != nil {
+	if err := writeOwnerInto(f, self("")); err != nil {
 		l.Release()
 		return nil, fmt.Errorf("lock %s: write owner record: %w", path, err)
 	}
 	return l, nil
 }
 
+// writeOwnerInto replaces the contents of the held lock file f by o's record.
+func writeOwnerInto(f *os.File, o Owner) error {
+	data, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err = f.WriteAt(append(data, '\n'), 0)
+	return err
+}
+
 // AcquireShared takes the lock for a cron job. It fails at once with a *LockedError
-// when a rebuild holds it or is waiting for it.
+// when a rebuild holds it or is waiting for it (a "<lock file>.waiting" record whose
+// process still runs: same pid, same start time, same boot). A failure to write the
+// holder's record does not fail it: see Lock.RecordErr.
 func AcquireShared(path, job string) (*Lock, error) {
-	if o, _ := readOwner(path + ".waiting"); o != nil {
-		if processAlive(o.PID) {
-			return nil, &LockedError{Path: path, Owner: o}
+	o, err := readOwner(path + ".waiting")
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if o != nil {
+		if o.alive() {
+			return nil, &LockedError{Path: path, Owner: o, Waiting: true}
 		}
 		_ = os.Remove(path + ".waiting") // left by a rebuild that died waiting
 	}
@@ -231,14 +309,34 @@ func AcquireShared(path, job string) (*Lock, error) {
 	}
 	l := &Lock{f: f, path: path}
 	dir := path + ".holders"
-	if err := os.MkdirAll(dir, 0o755); err == nil {
-		rec := filepath.Join(dir, strconv.Itoa(os.Getpid())+"-"+sanitizeFileName(job)+".json")
-		data, _ := json.Marshal(self(job))
-		if os.WriteFile(rec, data, 0o644) == nil {
-			l.record = rec
-		}
+	rec := filepath.Join(dir, strconv.Itoa(os.Getpid())+"-"+sanitizeFileName(job)+".json")
+	if err := mkdirNoFollow(dir); err != nil {
+		l.RecordErr = fmt.Errorf("lock %s: holder record: %w", path, err)
+	} else if err := writeRecord(rec, self(job)); err != nil {
+		l.RecordErr = fmt.Errorf("lock %s: holder record: %w", path, err)
+	} else {
+		l.record = rec
 	}
 	return l, nil
+}
+
+// mkdirNoFollow makes the folder dir (0700) unless it exists, and refuses a symbolic
+// link or a file there.
+func mkdirNoFollow(dir string) error {
+	err := os.Mkdir(dir, 0o700)
+	if err == nil || !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	switch {
+	case err != nil:
+		return err
+	case st.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link: refused: %w", dir, syscall.ELOOP)
+	case !st.IsDir():
+		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
+	}
+	return nil
 }
 
 // Release releases the lock and removes its owner record. It is safe to call twice.
@@ -265,14 +363,32 @@ func (l *Lock) File() *os.File { return l.f }
 // Path returns the lock file's path.
 func (l *Lock) Path() string { return l.path }
 
+// readOwner reads the owner record at path without following a symbolic link; a
+// missing or empty file is no record (nil, nil).
 func readOwner(path string) (*Owner, error) {
-	data, err := os.ReadFile(path)
-	if err != nil || len(strings.TrimSpace(string(data))) == 0 {
+	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readOwnerFrom(f)
+}
+
+// maxRecordSize bounds what is read of an owner record.
+const maxRecordSize = 64 << 10
+
+// readOwnerFrom reads the owner record in f from its start.
+func readOwnerFrom(f *os.File) (*Owner, error) {
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, maxRecordSize))
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil, err
 	}
 	var o Owner
 	if err := json.Unmarshal(data, &o); err != nil {
-		return nil, fmt.Errorf("lock %s: owner record: %w", path, err)
+		return nil, fmt.Errorf("lock %s: owner record: %w", f.Name(), err)
 	}
 	return &o, nil
 }
@@ -285,30 +401,87 @@ func SharedHolders(path string) []Owner {
 	var out []Owner
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
-		data, err := os.ReadFile(p)
-		if err != nil {
+		o, err := readOwner(p)
+		if err != nil || o == nil {
 			continue
 		}
-		var o Owner
-		if json.Unmarshal(data, &o) != nil {
-			continue
-		}
-		if !processAlive(o.PID) {
+		if !o.alive() {
 			_ = os.Remove(p)
 			continue
 		}
-		out = append(out, o)
+		out = append(out, *o)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
 }
 
-func processAlive(pid int) bool {
-	if pid <= 0 {
+// alive reports whether the process that wrote the record still runs: its pid is
+// used by a process that is not a zombie and, where the record has them, that process
+// started at the recorded time of the recorded boot (so a recycled pid is not it).
+func (o Owner) alive() bool {
+	if o.PID <= 0 {
 		return false
 	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err := syscall.Kill(o.PID, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	if o.BootID != "" {
+		if id := bootID(); id != "" && id != o.BootID {
+			return false // written before a reboot
+		}
+	}
+	st, err := readProcStat(o.PID)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false // gone since the signal
+	case err != nil:
+		return true // no /proc to ask: the pid is all there is
+	case st.state == 'Z' || st.state == 'X' || st.state == 'x':
+		return false // exited, not reaped yet: its descriptors are closed
+	}
+	return o.ProcStart == 0 || st.start == o.ProcStart
+}
+
+// procStat is what /proc/<pid>/stat says about a process.
+type procStat struct {
+	state byte   // R, S, D, Z, X, ...
+	start uint64 // field 22: start time in clock ticks since boot
+}
+
+// readProcStat reads /proc/<pid>/stat; a process that is gone yields an error that is
+// fs.ErrNotExist.
+func readProcStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if errors.Is(err, syscall.ESRCH) {
+		err = fs.ErrNotExist
+	}
+	if err != nil {
+		return procStat{}, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces and
+	// parentheses: fields are counted from the last ')'; f[0] is field 3.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 22-3+1 || f[0] == "" {
+		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	start, err := strconv.ParseUint(f[22-3], 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("malformed /proc/%d/stat: starttime %q", pid, f[22-3])
+	}
+	return procStat{state: f[0][0], start: start}, nil
+}
+
+// bootID identifies the running kernel ("" where it cannot be read).
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func sanitizeFileName(s string) string {

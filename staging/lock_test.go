@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -105,4 +106,167 @@ func TestLockInteroperatesWithSharedHoldersAcrossDescriptors(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	l.Release()
+}
+
+// A rebuild whose owner record cannot be written does not hold the lock silently
+// anonymous: AcquireExclusive fails and says why (staticcheck SA4006 found the error
+// dropped). Here the lock file is a FIFO, which cannot be truncated or written at an
+// offset.
+func TestOwnerRecordWriteFailureIsReported(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.lock")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skip(err)
+	}
+	l, err := AcquireExclusive(context.Background(), path, LockOptions{})
+	if err == nil {
+		l.Release()
+		t.Fatal("the lock was taken without an owner record")
+	}
+	if !strings.Contains(err.Error(), "write owner record") {
+		t.Fatalf("err = %v", err)
+	}
+	// The failed attempt released the flock: the next holder gets it.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatalf("flock still held after the failure: %v", err)
+	}
+}
+
+// A cron job whose holder record cannot be written holds the lock all the same, and
+// says so (Lock.RecordErr) for its runner to log.
+func TestHolderRecordWriteFailureIsReported(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.lock")
+	if err := os.WriteFile(path+".holders", []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := AcquireShared(path, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if l.RecordErr == nil || !strings.Contains(l.RecordErr.Error(), "holder record") {
+		t.Fatalf("RecordErr = %v", l.RecordErr)
+	}
+	if _, err := AcquireExclusive(context.Background(), path, LockOptions{}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("the job does not hold the lock: %v", err)
+	}
+}
+
+// The lock's files are 0600 and the folders it creates 0700.
+func TestLockFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run", "restage")
+	path := filepath.Join(dir, "staging.lock")
+	l, err := AcquireShared(path, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, _ := filepath.Glob(filepath.Join(path+".holders", "*.json"))
+	if len(records) != 1 {
+		t.Fatalf("holder records %v", records)
+	}
+	want := map[string]os.FileMode{dir: 0o700, filepath.Dir(dir): 0o700, path: 0o600, path + ".holders": 0o700, records[0]: 0o600}
+	for p, mode := range want {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v, want %v", p, st.Mode().Perm(), mode)
+		}
+	}
+	l.Release()
+}
+
+// A symbolic link planted at the lock file, ".waiting" or ".holders" is refused with
+// an error that says so, and its target is left as it was.
+func TestLockRefusesSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	victimDir := filepath.Join(dir, "victim.d")
+	if err := os.Mkdir(victimDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func(t *testing.T) {
+		t.Helper()
+		st, err := os.Lstat(victim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(victim); string(data) != "precious\n" || st.Mode().Perm() != 0o644 {
+			t.Fatalf("victim changed: %q %v", data, st.Mode().Perm())
+		}
+		if ents, _ := os.ReadDir(victimDir); len(ents) != 0 {
+			t.Fatalf("files written into the victim folder: %v", ents)
+		}
+	}
+	refused := func(t *testing.T, what string, err error) {
+		t.Helper()
+		if !errors.Is(err, syscall.ELOOP) || !strings.Contains(err.Error(), "symbolic link") {
+			t.Fatalf("%s: err = %v", what, err)
+		}
+	}
+
+	t.Run("lock file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "staging.lock")
+		if err := os.Symlink(victim, path); err != nil {
+			t.Fatal(err)
+		}
+		l, err := AcquireExclusive(context.Background(), path, LockOptions{})
+		if err == nil {
+			l.Release()
+		}
+		refused(t, "exclusive", err)
+		l, err = AcquireShared(path, "job")
+		if err == nil {
+			l.Release()
+		}
+		refused(t, "shared", err)
+		unchanged(t)
+	})
+	t.Run("waiting record", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "staging.lock")
+		job, err := AcquireShared(path, "long-job")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer job.Release()
+		if err := os.Symlink(victim, path+".waiting"); err != nil {
+			t.Fatal(err)
+		}
+		l, err := AcquireShared(path, "next-job")
+		if err == nil {
+			l.Release()
+		}
+		refused(t, "shared", err)
+		os.Remove(path + ".waiting")
+		if err := os.Symlink(victim, path+".waiting"); err != nil {
+			t.Fatal(err)
+		}
+		l, err = AcquireExclusive(context.Background(), path, LockOptions{WaitShared: time.Minute, Poll: 10 * time.Millisecond})
+		if err == nil {
+			l.Release()
+		}
+		refused(t, "exclusive, waiting", err)
+		unchanged(t)
+	})
+	t.Run("holders folder", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "staging.lock")
+		if err := os.Symlink(victimDir, path+".holders"); err != nil {
+			t.Fatal(err)
+		}
+		l, err := AcquireShared(path, "job")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+		refused(t, "holder record", l.RecordErr)
+		unchanged(t)
+	})
 }
