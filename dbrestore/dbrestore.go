@@ -143,6 +143,7 @@ var (
 	ErrProtected        = errors.New("refusing to touch a protected database")
 	ErrNotFound         = errors.New("database does not exist")
 	ErrExists           = errors.New("database already exists")
+	ErrNameTooLong      = errors.New("database name longer than 63 bytes")
 	ErrRowCountMismatch = errors.New("restored row counts differ from the backup's")
 )
 

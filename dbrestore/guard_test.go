@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -348,5 +349,49 @@ func TestSourceIDs(t *testing.T) {
 	}
 	if ids, err := cat.SourceIDs(ctx); err == nil {
 		t.Fatalf("SourceIDs with an unreadable manifest = %v, want an error", ids)
+	}
+}
+
+// Issue 12 item 3: PostgreSQL cuts identifiers to 63 bytes, so with a 63-byte live name,
+// "<live>_next" is the live database. The guard refuses such names before anything.
+func TestGuardRefusesNamesPostgreSQLWouldTruncate(t *testing.T) {
+	prod, staging := servers(t)
+	ctx := testCtx(t)
+	stem := dbName(t, staging, "long")
+	live := stem + strings.Repeat("x", MaxNameLen-len(stem))
+	next, prev := live+"_next", live+"_prev"
+	if len(live) != MaxNameLen {
+		t.Fatalf("live name has %d bytes", len(live))
+	}
+	makeDB(t, staging, live, 1)
+	// The hazard is real: the server takes next for live.
+	if n := staging.QueryInt(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = $1::text::name", next); n != 1 {
+		t.Fatalf("%d databases match the %d-byte name cut to 63 bytes", n, len(next))
+	}
+	db := prod.Database(t)
+	seed(t, prod, db, 10)
+	b := dumpOf(t, prod, db, DumpOptions{})
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	_, restoreErr := srv.Restore(ctx, b, RestoreOptions{Target: next, Replace: true})
+	_, terminateErr := srv.Terminate(ctx, next)
+	for name, err := range map[string]error{
+		"drop":           srv.Drop(ctx, next),
+		"restore":        restoreErr,
+		"swap":           srv.Swap(ctx, prev, next, live+"_old"),
+		"rename":         srv.Rename(ctx, next, stem+"_y"),
+		"clone":          srv.Clone(ctx, "template1", next),
+		"clone template": srv.Clone(ctx, next, stem+"_z"),
+		"terminate":      terminateErr,
+	} {
+		if !errors.Is(err, ErrNameTooLong) {
+			t.Errorf("%s with a %d-byte name: %v, want ErrNameTooLong", name, len(next), err)
+		}
+	}
+	if !dbExists(t, staging, live) || marker(t, staging, live) != 1 {
+		t.Fatal("the live database was changed through its truncated name")
+	}
+	// 63 bytes are fine.
+	if err := srv.Drop(ctx, live); err != nil || dbExists(t, staging, live) {
+		t.Fatalf("drop of a 63-byte name: %v", err)
 	}
 }

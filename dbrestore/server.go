@@ -212,13 +212,22 @@ func (s *Server) protected(name string) string {
 	return ""
 }
 
-// guard refuses to let op change names on this server when a name is protected, when the
-// server is a production server, or when no production identity is known at all (fail
-// closed). It runs before anything is changed.
+// MaxNameLen is the longest database name PostgreSQL keeps, in bytes (NAMEDATALEN-1). It
+// silently truncates longer identifiers, so "<63-byte name>_next" would be the live
+// database itself: every guarded operation refuses longer names (ErrNameTooLong).
+const MaxNameLen = 63
+
+// guard refuses to let op change names on this server when a name is longer than
+// MaxNameLen or protected, when the server is a production server, or when no production
+// identity is known at all (fail closed). It runs before anything is changed.
 func (s *Server) guard(ctx context.Context, c *pgx.Conn, op string, names ...string) error {
 	for _, n := range names {
 		if n == "" {
 			return fmt.Errorf("dbrestore: %s: empty database name", op)
+		}
+		if len(n) > MaxNameLen {
+			return fmt.Errorf("dbrestore: %s %q: %w (%d bytes; PostgreSQL would cut it to its first %d, another name)",
+				op, n, ErrNameTooLong, len(n), MaxNameLen)
 		}
 		if why := s.protected(n); why != "" {
 			return fmt.Errorf("dbrestore: %s %q: %w (%s)", op, n, ErrProtected, why)
@@ -504,6 +513,9 @@ func (s *Server) Clone(ctx context.Context, template, name string) error {
 		}
 		if template == "" || template == name {
 			return fmt.Errorf("dbrestore: clone %q from %q: need a different template", name, template)
+		}
+		if len(template) > MaxNameLen {
+			return fmt.Errorf("dbrestore: clone template %q: %w", template, ErrNameTooLong)
 		}
 		if ok, err := exists(ctx, c, template); err != nil {
 			return err
