@@ -114,7 +114,7 @@ func (u *MigrateUpgrader) Status(ctx context.Context, t Target) (*Status, error)
 	if err != nil {
 		return nil, err
 	}
-	cfg, sec, err := parseDSN(t.DSN)
+	cfg, sec, err := targetConfig(t)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (u *MigrateUpgrader) Status(ctx context.Context, t Target) (*Status, error)
 func (u *MigrateUpgrader) status(ctx context.Context, cfg *pgx.ConnConfig, folder *Folder) (*Status, error) {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("schema: connect to %s: %w", cfg.Database, err)
+		return nil, fmt.Errorf("schema: connect to %s%s: %w", cfg.Database, asRole(cfg), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
@@ -249,7 +249,7 @@ func (u *MigrateUpgrader) Plan(ctx context.Context, t Target) ([]Migration, erro
 	if err != nil {
 		return nil, err
 	}
-	cfg, sec, err := parseDSN(t.DSN)
+	cfg, sec, err := targetConfig(t)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, e
 	if err != nil {
 		return nil, err
 	}
-	cfg, sec, err := parseDSN(t.DSN)
+	cfg, sec, err := targetConfig(t)
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +361,7 @@ func (u *MigrateUpgrader) Force(ctx context.Context, t Target, version int) (err
 		return fmt.Errorf("%w: cannot force version %d: not a migration in %s (it knows %s; -1 means none)",
 			ErrMigrations, version, folder.Dir, versionList(folder))
 	}
-	cfg, sec, err := parseDSN(t.DSN)
+	cfg, sec, err := targetConfig(t)
 	if err != nil {
 		return err
 	}
@@ -442,6 +442,7 @@ type session struct {
 	dbName string
 	cfg    *pgx.ConnConfig
 	table  string
+	role   string // Target.Role; "": none
 
 	migrationTimeout time.Duration
 	lockTimeout      time.Duration
@@ -452,7 +453,8 @@ type session struct {
 
 // open connects to the database and builds golang-migrate over the folder.
 func (u *MigrateUpgrader) open(ctx context.Context, cfg *pgx.ConnConfig, folder *Folder) (*session, error) {
-	s := &session{lockTimeout: u.lockTimeout, dbName: cfg.Database, cfg: cfg, table: u.table, migrationTimeout: u.migrationTimeout}
+	s := &session{lockTimeout: u.lockTimeout, dbName: cfg.Database, cfg: cfg, table: u.table, role: cfg.RuntimeParams[roleParam],
+		migrationTimeout: u.migrationTimeout}
 	s.db = stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
 		s.mu.Lock()
 		s.conns = append(s.conns, c.PgConn())
@@ -464,7 +466,7 @@ func (u *MigrateUpgrader) open(ctx context.Context, cfg *pgx.ConnConfig, folder 
 	// Connect with ctx first, so that a bad DSN or a dead server fails fast and cancellably.
 	if err := s.db.PingContext(ctx); err != nil {
 		s.hardClose(ctx)
-		return nil, fmt.Errorf("schema: connect to %s: %w", cfg.Database, err)
+		return nil, fmt.Errorf("schema: connect to %s%s: %w", cfg.Database, asRole(cfg), err)
 	}
 	var drv database.Driver
 	err := s.guard(ctx, func() error {
@@ -598,6 +600,20 @@ func (d *guardedDriver) Lock() error {
 	return err
 }
 
+// SetVersion sets the session's role again (SET ROLE) before golang-migrate writes the
+// version table. golang-migrate writes it (dirty) right before each migration and (clean)
+// right after it, on the connection the migration runs on: so each migration starts as
+// the role, whatever the one before it did with SET ROLE, and the bookkeeping runs as the
+// role too.
+func (d *guardedDriver) SetVersion(version int, dirty bool) error {
+	if d.s.role != "" {
+		if err := d.Driver.Run(strings.NewReader("SET ROLE " + pgx.Identifier{d.s.role}.Sanitize())); err != nil {
+			return fmt.Errorf("SET ROLE %s: %w", d.s.role, unwrapDB(err))
+		}
+	}
+	return d.Driver.SetVersion(version, dirty)
+}
+
 // version reads the database version on the session's connection or, when that is broken
 // (the server ended it), on a fresh one. It returns migrate.ErrNilVersion for no version.
 func (s *session) version(ctx context.Context) (uint, bool, error) {
@@ -716,6 +732,35 @@ type secrets []string
 // none, else an error with the text cleaned that still matches err with errors.Is and
 // errors.As.
 func (s secrets) wrap(err error) error { return redact.Error(err, s...) }
+
+// targetConfig is the connection configuration of t: its DSN, with its Role set at
+// start-up. Its errors never hold the password.
+func targetConfig(t Target) (*pgx.ConnConfig, secrets, error) {
+	cfg, sec, err := parseDSN(t.DSN)
+	if err != nil {
+		return nil, sec, err
+	}
+	if t.Role != "" {
+		if strings.ContainsRune(t.Role, 0) {
+			return nil, sec, fmt.Errorf("schema: Role %q: NUL in a role name", t.Role)
+		}
+		// A startup parameter is a raw value, not SQL: no quoting needed, none possible to
+		// get wrong. It is applied after the DSN's options, so it wins over a -c role there.
+		cfg.RuntimeParams[roleParam] = t.Role
+	}
+	return cfg, sec, nil
+}
+
+// roleParam is the startup parameter (the GUC) that sets the role of a connection.
+const roleParam = "role"
+
+// asRole is " as role R" for a configuration with a Role, else "".
+func asRole(cfg *pgx.ConnConfig) string {
+	if r := cfg.RuntimeParams[roleParam]; r != "" {
+		return " as role " + r
+	}
+	return ""
+}
 
 // parseDSN parses a postgres:// URL or keyword/value DSN. Its errors never hold the password.
 func parseDSN(dsn string) (*pgx.ConnConfig, secrets, error) {

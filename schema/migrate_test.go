@@ -862,3 +862,115 @@ func TestFolderStatusAt(t *testing.T) {
 		t.Errorf("unknown version: %v", err)
 	}
 }
+
+// roleFixture makes a role that owns the fixture's database and nothing else (no
+// superuser, no CREATEDB, no CREATEROLE), with a name that needs quoting.
+func (f *fixture) roleFixture(t *testing.T) string {
+	t.Helper()
+	role := `Mig "Owner" ` + f.db
+	id := pgx.Identifier{role}.Sanitize()
+	f.srv.Exec(t, "postgres", "CREATE ROLE "+id+" NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+	f.srv.Exec(t, "postgres", "ALTER DATABASE "+pgx.Identifier{f.db}.Sanitize()+" OWNER TO "+id)
+	t.Cleanup(func() {
+		f.srv.Exec(t, "postgres", "DROP DATABASE IF EXISTS "+pgx.Identifier{f.db}.Sanitize()+" WITH (FORCE)")
+		f.srv.Exec(t, "postgres", "DROP ROLE IF EXISTS "+id)
+	})
+	return role
+}
+
+// owner returns the owner of a table in the fixture's database.
+func (f *fixture) owner(t *testing.T, table string) string {
+	t.Helper()
+	conn := f.srv.Connect(t, f.db)
+	var o string
+	if err := conn.QueryRow(ctxFor(t), "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename = $1", table).Scan(&o); err != nil {
+		t.Fatalf("owner of %s: %v", table, err)
+	}
+	return o
+}
+
+// TestMigrationsRunAsRole: with Target.Role, a migration cannot drop another environment's
+// database nor alter the superuser (permission denied, the other database still there), a
+// normal one works and what it creates (and the version table) belongs to the role, and a
+// migration that switches roles does not carry that into the next one.
+func TestMigrationsRunAsRole(t *testing.T) {
+	f := newFixture(t)
+	other := f.srv.Database(t) // another environment's database on the same server
+	role := f.roleFixture(t)
+	t.Cleanup(func() { f.srv.Exec(t, "postgres", "ALTER ROLE postgres RESET application_name") })
+	ctx := ctxFor(t)
+	u := newUpgrader(t, schema.Config{})
+	tg := f.target()
+	tg.Role = role
+	denied := func(what string, err error) {
+		t.Helper()
+		t.Logf("%s: %v", what, err)
+		var pe *pgconn.PgError
+		if !errors.Is(err, schema.ErrMigrationFailed) || !errors.As(err, &pe) || pe.Code != "42501" {
+			t.Fatalf("%s: want permission denied (42501), got %v", what, err)
+		}
+	}
+
+	f.write(t, map[string]string{
+		"1_users.up.sql": three["1_users.up.sql"],
+		"2_drop.up.sql":  "DROP DATABASE " + pgx.Identifier{other}.Sanitize() + ";\n",
+	})
+	_, err := u.Upgrade(ctx, tg)
+	denied("DROP DATABASE", err)
+	if n := f.srv.QueryInt(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = $1", other); n != 1 {
+		t.Fatalf("the other environment's database %s is gone", other)
+	}
+	if got := f.owner(t, "users"); got != role {
+		t.Fatalf("users is owned by %q, want %q", got, role)
+	}
+	if got := f.owner(t, "schema_migrations"); got != role {
+		t.Fatalf("the version table is owned by %q, want %q", got, role)
+	}
+
+	if err := u.Force(ctx, tg, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.write(t, map[string]string{"2_drop.up.sql": "ALTER ROLE postgres SET application_name = 'pwned';\n"})
+	_, err = u.Upgrade(ctx, tg)
+	denied("ALTER ROLE postgres", err)
+	if n := f.srv.QueryInt(t, "postgres", "SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'postgres'::regrole"); n != 0 {
+		t.Fatal("the migration altered the superuser")
+	}
+
+	// Normal migrations work; RESET ROLE stays with the role (it is the session's default),
+	// and a migration that leaves another role set does not pass it on to the next one.
+	if err := u.Force(ctx, tg, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(f.dir, "2_drop.up.sql")); err != nil {
+		t.Fatal(err)
+	}
+	f.write(t, map[string]string{
+		"2_a.up.sql": "RESET ROLE;\nCREATE TABLE a (i int);\n",
+		"3_b.up.sql": "SET ROLE NONE;\n",
+		"4_c.up.sql": "CREATE TABLE c (i int);\n",
+	})
+	res, err := u.Upgrade(ctx, tg)
+	if err != nil || res.To != 4 {
+		t.Fatalf("Upgrade as %s: %+v, %v", role, res, err)
+	}
+	for _, table := range []string{"a", "c"} {
+		if got := f.owner(t, table); got != role {
+			t.Errorf("%s is owned by %q, want %q", table, got, role)
+		}
+	}
+
+	// Status and Plan connect as the role too.
+	st, err := u.Status(ctx, tg)
+	if err != nil || st.Version != 4 || st.Dirty {
+		t.Fatalf("Status as %s: %+v, %v", role, st, err)
+	}
+	bad := tg
+	bad.Role = "restage_no_such_role"
+	if _, err := u.Status(ctx, bad); err == nil || !strings.Contains(err.Error(), "restage_no_such_role") {
+		t.Fatalf("Status with a role that does not exist: %v", err)
+	}
+	if _, err := u.Plan(ctx, bad); err == nil || !strings.Contains(err.Error(), "restage_no_such_role") {
+		t.Fatalf("Plan with a role that does not exist: %v", err)
+	}
+}

@@ -10,6 +10,21 @@ import (
 type Target struct {
 	DSN string // postgres:// URL of the database
 	Dir string // folder of golang-migrate files: <version>_<name>.up.sql / .down.sql
+	// Role is the role the migrations run as; "" keeps the DSN's user. Every connection
+	// sets it at start-up (the startup parameter role, as options=-c role=... would, so
+	// RESET ROLE and DISCARD ALL come back to it), and it is set again (SET ROLE, quoted)
+	// before each migration and each write of the version table: every statement of every
+	// migration, and golang-migrate's bookkeeping, run with the role's privileges, and what
+	// they create belongs to the role. Status, Plan, Upgrade and Force all use it. The
+	// DSN's user must be allowed to SET ROLE to it (a superuser, or a member of the role);
+	// give the role the ownership of the database (ALTER DATABASE ... OWNER TO) and of the
+	// objects the migrations change.
+	//
+	// SET ROLE guards against mistakes (a migration that drops or alters what is not its
+	// database's), not against a hostile one: while the DSN's user is a superuser, a
+	// migration can switch back (SET ROLE NONE) within its own file. Where migrations are
+	// not trusted, give a DSN that logs in as the unprivileged role itself.
+	Role string
 }
 
 // Migration is one migration file pair.
