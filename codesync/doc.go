@@ -4,7 +4,13 @@
 // releases/<id>.partial, hard-linking files unchanged since the previous release, installs
 // overlay files (staging's robots.txt), renames it to releases/<id> when complete, and
 // switches the `current` symlink to it with a rename, so `current` is never missing or
-// half-written. It rolls back to the previous good release and prunes old ones.
+// half-written. Activation is all or nothing: a failure after the switch puts `current`
+// back as it was. It rolls back to the previous good release and prunes old ones.
+//
+// A GitSource exports through os.Root (a crafted tree cannot write outside its folder),
+// runs git with an explicit environment (none of this process's secrets) and a bound on
+// each command (GitSource.Timeout), and keeps the credentials of its URL out of every
+// revision and error.
 //
 // Usage:
 //
