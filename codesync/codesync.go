@@ -75,7 +75,8 @@ type Syncer interface {
 	// before (nil when there was none). It is all or nothing: on an error, current is
 	// what it was before (unless the error says that putting it back failed too).
 	Activate(ctx context.Context, r *Release) (previous *Release, err error)
-	// Current returns the release `current` points at (nil when there is none).
+	// Current returns the release `current` points at, or an error wrapping ErrNoRelease
+	// when current is absent or points at none of the releases.
 	Current(ctx context.Context) (*Release, error)
 	// Rollback marks the active release failed and points `current` back at the newest
 	// good release before it (removing `current` when there is none), which it returns.
