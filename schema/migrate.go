@@ -267,11 +267,15 @@ func (u *MigrateUpgrader) Plan(ctx context.Context, t Target) ([]Migration, erro
 // applies the pending migrations one at a time (golang-migrate Steps(1)), timing each, and
 // checks that the database ends at the folder's latest version (ErrMismatch otherwise).
 //
-// ctx is checked between migrations: a cancelled Upgrade returns ctx's error with the
-// migrations applied so far in the Result, and leaves the database clean at the last one.
-// A running migration is not interrupted (golang-migrate runs it without a context).
-// A failing migration returns a *MigrationError naming the file and PostgreSQL's message
-// and position.
+// ctx bounds the whole upgrade, the running migration included: when ctx ends between
+// migrations, Upgrade returns ctx's error naming the next migration, with the migrations
+// applied so far in the Result, and leaves the database clean at the last one; when it
+// ends while a migration runs, PostgreSQL is asked to cancel that migration's statement
+// at once, and Upgrade returns a *MigrationError naming the file that also matches ctx's
+// error (errors.Is(err, context.DeadlineExceeded)); the database is then left dirty at
+// that migration's version (a migration without BEGIN/COMMIT of its own is rolled back as
+// a whole). A failing migration returns a *MigrationError naming the file and
+// PostgreSQL's message and position.
 func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, err error) {
 	folder, err := ReadFolder(t.Dir)
 	if err != nil {
@@ -388,6 +392,9 @@ type MigrationError struct {
 	Line, Column int
 	// Dirty reports that the database is left marked dirty at Migration.Version.
 	Dirty bool
+	// Stopped is the error of Upgrade's context (context.Canceled or
+	// context.DeadlineExceeded) when its end stopped the migration; nil otherwise.
+	Stopped error
 	// Advice says what to do next.
 	Advice string
 	// Err is the cause: a *pgconn.PgError when PostgreSQL rejected the migration.
@@ -398,6 +405,9 @@ type MigrationError struct {
 func (e *MigrationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "schema: migration %s failed", e.Migration.Path)
+	if e.Stopped != nil {
+		fmt.Fprintf(&b, ": stopped because its context ended (%v)", e.Stopped)
+	}
 	if e.Line > 0 {
 		fmt.Fprintf(&b, " at line %d, column %d", e.Line, e.Column)
 	}
@@ -408,11 +418,15 @@ func (e *MigrationError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns ErrMigrationFailed, ErrDirty when the database is left dirty, and the cause.
+// Unwrap returns ErrMigrationFailed, ErrDirty when the database is left dirty, the
+// context's error when it stopped the migration, and the cause.
 func (e *MigrationError) Unwrap() []error {
 	errs := []error{ErrMigrationFailed}
 	if e.Dirty {
 		errs = append(errs, ErrDirty)
+	}
+	if e.Stopped != nil {
+		errs = append(errs, e.Stopped)
 	}
 	return append(errs, e.Err)
 }
@@ -500,9 +514,34 @@ func (u *MigrateUpgrader) open(ctx context.Context, cfg *pgx.ConnConfig, folder 
 	return s, nil
 }
 
-// step applies one migration.
+// step applies one migration (golang-migrate Steps(1), which runs it without a context).
+// When ctx ends while it runs, PostgreSQL is asked to cancel whatever the session's
+// connections are running, so the migration stops within moments; step returns once that
+// is done, so that no cancel request can reach a later query.
 func (s *session) step(ctx context.Context) error {
-	return s.m.Steps(1)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		s.cancelQueries(ctx)
+	})
+	err := s.m.Steps(1)
+	if !stop() {
+		<-fired
+	}
+	return err
+}
+
+// cancelQueries sends PostgreSQL a cancel request for each of the session's connections
+// (each bounded by 10 seconds).
+func (s *session) cancelQueries(ctx context.Context) {
+	s.mu.Lock()
+	conns := append([]*pgconn.PgConn(nil), s.conns...)
+	s.mu.Unlock()
+	for _, c := range conns {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_ = c.CancelRequest(cctx)
+		cancel()
+	}
 }
 
 // close closes golang-migrate's source and database, then any connection left open.
@@ -554,14 +593,7 @@ func (s *session) guard(ctx context.Context, fn func() error) error {
 		case <-ctx.Done():
 			fired = &lockWaitError{fmt.Errorf("waiting for the migration lock: %w", ctx.Err())}
 		}
-		s.mu.Lock()
-		conns := append([]*pgconn.PgConn(nil), s.conns...)
-		s.mu.Unlock()
-		for _, c := range conns {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			c.CancelRequest(cctx)
-			cancel()
-		}
+		s.cancelQueries(ctx)
 	}()
 	err := fn()
 	close(done)
@@ -657,7 +689,10 @@ func (s *session) stepError(ctx context.Context, mig Migration, folder *Folder, 
 		return dirtyError(uint(dirtyErr.Version), dirtyErr.Version >= 0, folder, s.dbName)
 	}
 	me := &MigrationError{Migration: mig, Err: unwrapDB(err)}
-	if s.migrationTimeout > 0 && errors.Is(me.Err, context.DeadlineExceeded) {
+	switch cerr := ctx.Err(); {
+	case cerr != nil:
+		me.Stopped = cerr // step had PostgreSQL cancel it
+	case s.migrationTimeout > 0 && errors.Is(me.Err, context.DeadlineExceeded):
 		me.Err = fmt.Errorf("cancelled after MigrationTimeout %v: %w", s.migrationTimeout, me.Err)
 	}
 	var pe *pgconn.PgError

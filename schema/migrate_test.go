@@ -521,9 +521,10 @@ func TestCancelStopsBetweenMigrations(t *testing.T) {
 	f.waitNoConnections(t)
 }
 
-// TestCancelDuringMigrationFinishesIt cancels while migration 2 runs (it waits for an
-// advisory lock the test holds): migration 2 completes, 3 does not start, nothing is dirty.
-func TestCancelDuringMigrationFinishesIt(t *testing.T) {
+// TestCancelDuringMigrationStopsIt cancels while migration 2 runs (it waits for an
+// advisory lock the test holds, and goes on holding): Upgrade returns at once with ctx's
+// error naming migration 2, whose changes are rolled back; 3 does not start.
+func TestCancelDuringMigrationStopsIt(t *testing.T) {
 	f := newFixture(t)
 	f.write(t, three)
 	f.write(t, map[string]string{"2_email.up.sql": "SELECT pg_advisory_xact_lock(4242);\n" + three["2_email.up.sql"]})
@@ -552,25 +553,86 @@ func TestCancelDuringMigrationFinishesIt(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
-	if _, err := holder.Exec(ctxFor(t), "SELECT pg_advisory_unlock(4242)"); err != nil {
-		t.Fatal(err)
+	var o out
+	select {
+	case o = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Upgrade still runs 30s after its context was cancelled")
 	}
-	o := <-done
-	if !errors.Is(o.err, context.Canceled) || !strings.Contains(o.err.Error(), "clean at version 2") {
+	t.Logf("cancelled: %v", o.err)
+	if !errors.Is(o.err, context.Canceled) || !errors.Is(o.err, schema.ErrMigrationFailed) || !strings.Contains(o.err.Error(), "2_email.up.sql") {
 		t.Fatalf("error = %v", o.err)
 	}
-	if !equal(appliedVersions(o.res.Applied), []uint{1, 2}) {
+	if !equal(appliedVersions(o.res.Applied), []uint{1}) {
 		t.Fatalf("result = %+v", o.res)
+	}
+	if got := f.srv.QueryInt(t, f.db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email'"); got != 0 {
+		t.Fatal("the interrupted migration's changes stayed")
+	}
+	if f.tableExists(t, "orders") {
+		t.Fatal("migration 3 ran after the cancel")
 	}
 	st, err := u.Status(ctxFor(t), f.target())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Dirty || st.Version != 2 {
-		t.Fatalf("status = %+v", st)
+	if !st.Dirty || st.Version != 2 {
+		t.Fatalf("status = %+v, want dirty at 2 (never cleared automatically)", st)
 	}
 	holder.Close(context.Background())
 	f.waitNoConnections(t)
+}
+
+// TestDeadlineStopsRunningMigration: a migration that would run for two minutes is
+// stopped by its caller's 1s deadline within seconds, and the error says which one and
+// matches context.DeadlineExceeded. If the promise breaks, the test fails after 30s
+// rather than waiting for the migration.
+func TestDeadlineStopsRunningMigration(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, map[string]string{
+		"1_users.up.sql": three["1_users.up.sql"],
+		"2_slow.up.sql":  "CREATE TABLE slow (i int);\nSELECT pg_sleep(120);\n",
+	})
+	u := newUpgrader(t, schema.Config{})
+	// Migration 1 first, so that the deadline below only has migration 2 to cut short.
+	one := t.TempDir()
+	writeFiles(t, one, map[string]string{"1_users.up.sql": three["1_users.up.sql"]})
+	if _, err := u.Upgrade(ctxFor(t), schema.Target{DSN: f.srv.DSN(f.db), Dir: one}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctxFor(t), time.Second)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := u.Upgrade(ctx, f.target())
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Upgrade still runs 30s after its 1s deadline") // the cleanup's DROP ... WITH (FORCE) ends it
+	}
+	elapsed := time.Since(start)
+	t.Logf("after %v: %v", elapsed, err)
+	if elapsed > 10*time.Second {
+		t.Errorf("Upgrade took %v after a 1s deadline", elapsed)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, schema.ErrMigrationFailed) {
+		t.Fatalf("error = %v, want a migration failure matching context.DeadlineExceeded", err)
+	}
+	var me *schema.MigrationError
+	if !errors.As(err, &me) || me.Migration.Version != 2 || !errors.Is(me.Stopped, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "2_slow.up.sql") || !strings.Contains(err.Error(), "context deadline exceeded") {
+		t.Fatalf("error %v does not name 2_slow.up.sql", err)
+	}
+	if f.tableExists(t, "slow") {
+		t.Fatal("the stopped migration's changes stayed")
+	}
+	if n := f.srv.QueryInt(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(120)%'", f.db); n != 0 {
+		t.Fatal("pg_sleep(120) still runs on the server")
+	}
 }
 
 // holdMigrateLock takes golang-migrate's advisory lock on the fixture's database, as a
