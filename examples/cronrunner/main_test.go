@@ -217,8 +217,11 @@ func TestOnceSkipsDuringRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Release()
-	code, _, stderr := cronrunner(t, "-config", w.config, "-once", "-log-level", "info")
-	if code != 0 || !strings.Contains(stderr, "a rebuild holds the lock") || !strings.Contains(stderr, "pid "+strconv.Itoa(os.Getpid())) {
+	// -once prints warnings only: the skip is one, and names the rebuild.
+	code, _, stderr := cronrunner(t, "-config", w.config, "-once")
+	host, _ := os.Hostname()
+	if code != 0 || !strings.Contains(stderr, "level=WARN") || !strings.Contains(stderr, "a rebuild holds the lock") ||
+		!strings.Contains(stderr, "pid "+strconv.Itoa(os.Getpid())+" on "+host+" since ") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
 	if lines(t, w.path("a")) != 0 {
@@ -420,4 +423,83 @@ func TestKilledRunnerLeavesJobHoldingLock(t *testing.T) {
 		l.Release()
 		return true
 	})
+}
+
+// alive reports whether the process whose pid is in file runs (a zombie is dead).
+func alive(t *testing.T, pidFile string) bool {
+	t.Helper()
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(data)) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || len(s) < i+3 || (s[i+2] != 'Z' && s[i+2] != 'X')
+}
+
+// A -once runner killed with SIGKILL while its job runs cannot let the next runner
+// start a second copy of the job: the job holds its per-job lock itself (fd 4) until
+// it ends.
+func TestKilledOnceRunnerDoesNotLetJobStartTwice(t *testing.T) {
+	w := newWorld(t, "",
+		"long|* * * * *|10m|pid {dir}/pid append {dir}/started x waitfile {dir}/release")
+	first := exec.Command(binary, "-config", w.config, "-once")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(w.path("release"), nil, 0o644) }) // whatever happens, the jobs end
+	waitFor(t, "the job to start", func() bool { return lines(t, w.path("started")) == 1 && exists(w.path("pid")) })
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	first.Wait()
+	if !alive(t, w.path("pid")) {
+		t.Fatal("the job died with its runner")
+	}
+	// The job is due again (as at the next minute): forget the state.
+	state := w.path("state/state.json")
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	second := exec.Command(binary, "-config", w.config, "-once")
+	done := make(chan error, 1)
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- second.Wait() }()
+	var err error
+	waitFor(t, "the second runner to end or start the job again", func() bool {
+		select {
+		case err = <-done:
+			return true
+		default:
+			return lines(t, w.path("started")) > 1
+		}
+	})
+	if n := lines(t, w.path("started")); n != 1 {
+		os.WriteFile(w.path("release"), nil, 0o644)
+		<-done
+		t.Fatalf("the job was started again (%d times) while its first run still runs", n)
+	}
+	if err != nil {
+		t.Fatalf("second runner: %v", err)
+	}
+	// Once the first job is gone, the next runner starts it.
+	if err := os.WriteFile(w.path("release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first job to end", func() bool { return !alive(t, w.path("pid")) })
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cronrunner(t, "-config", w.config, "-once"); code != 0 {
+		t.Fatalf("third runner: exit %d\n%s", code, stderr)
+	}
+	if n := lines(t, w.path("started")); n != 2 {
+		t.Fatalf("after the first job ended: started %d times, want 2", n)
+	}
 }

@@ -27,8 +27,8 @@ const (
 
 // Control file failure policies (Config.ControlFail).
 const (
-	FailOpen   = "open"   // a control file that cannot be read enables every job
-	FailClosed = "closed" // a control file that cannot be read disables every job
+	FailOpen   = "open"   // a control file that cannot be read, with no good copy, enables every job
+	FailClosed = "closed" // a control file that cannot be read, with no good copy, disables every job
 )
 
 // Config is the cron runner's TOML config (the key names are the toml tags) plus the
@@ -41,12 +41,14 @@ type Config struct {
 	Enabled *bool `toml:"enabled"`
 	// LockFile is the rebuild's lock, held shared by every running job. Required.
 	LockFile string `toml:"lock_file"`
-	// StateDir keeps state.json (last-run times), per-job lock files and the output of
-	// each job's last run (jobs/<name>.log). Required.
+	// StateDir keeps state.json (last-run times), per-job lock files, the output of
+	// each job's last run (jobs/<name>.log) and the last good copy of the control file
+	// (ControlCopyFile). Files are 0600, folders the runner makes 0700. Required.
 	StateDir string `toml:"state_dir"`
 	// Control is an optional control file: a local path or an http(s) URL.
 	Control string `toml:"control"`
-	// ControlFail says what a control file that cannot be read or parsed means:
+	// ControlFail says what a control file that cannot be read or parsed means when
+	// there was never a good one (otherwise the last copy that parsed is used):
 	// FailOpen (""), every job enabled, or FailClosed, every job disabled.
 	ControlFail string `toml:"control_fail"`
 	// Notify is where failures are reported; the topic defaults to "<environment>-cron".
@@ -90,8 +92,10 @@ type Job struct {
 	// Timeout bounds one run; past it the job's process group gets SIGTERM, then
 	// SIGKILL after KillDelay. 0: DefaultTimeout.
 	Timeout staging.Duration `toml:"timeout"`
-	// Env is added to the runner's environment (with RESTAGE_ENVIRONMENT and
-	// RESTAGE_CRON_JOB).
+	// Env is the job's own environment, added to the few variables it gets from the
+	// runner's (PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, TZ, TMPDIR, LC_*: never the
+	// rest, which may hold secrets) and before RESTAGE_ENVIRONMENT, RESTAGE_CRON_JOB,
+	// RESTAGE_LOCK_FD and RESTAGE_JOB_LOCK_FD, which it cannot override.
 	Env map[string]string `toml:"env"`
 	// Dir is the working folder; "": Config.Dir. Relative paths are against Config.Dir.
 	Dir string `toml:"dir"`

@@ -111,16 +111,37 @@ func parseBool(s string) (bool, error) {
 	return false, fmt.Errorf("not a boolean: %q", s)
 }
 
+// ControlCopyFile is the name, in state_dir, of the last control file that parsed: the
+// runner uses it when the control file cannot be read or parsed.
+const ControlCopyFile = "control-last-good.ini"
+
 // ReadControl reads and parses the control file at source: a local path, or an
 // http(s) URL fetched with client (nil: a client with a ControlTimeout timeout).
 func ReadControl(ctx context.Context, client *http.Client, source string) (*Control, error) {
+	data, err := fetchControl(ctx, client, source)
+	if err != nil {
+		return nil, err
+	}
+	return ParseControl(bytes.NewReader(data))
+}
+
+// fetchControl returns the text of the control file at source (see ReadControl),
+// at most maxControlSize bytes.
+func fetchControl(ctx context.Context, client *http.Client, source string) ([]byte, error) {
 	if !strings.HasPrefix(source, "http://") && !strings.HasPrefix(source, "https://") {
 		f, err := os.Open(source)
 		if err != nil {
 			return nil, fmt.Errorf("control file: %w", err)
 		}
 		defer f.Close()
-		return ParseControl(f)
+		data, err := io.ReadAll(io.LimitReader(f, maxControlSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("control file: %w", err)
+		}
+		if len(data) > maxControlSize {
+			return nil, fmt.Errorf("control file %s: larger than %d bytes", source, maxControlSize)
+		}
+		return data, nil
 	}
 	if client == nil {
 		client = &http.Client{Timeout: ControlTimeout}
@@ -144,7 +165,7 @@ func ReadControl(ctx context.Context, client *http.Client, source string) (*Cont
 	if len(body) > maxControlSize {
 		return nil, fmt.Errorf("control file %s: larger than %d bytes", source, maxControlSize)
 	}
-	return ParseControl(bytes.NewReader(body))
+	return body, nil
 }
 
 // SetEnabled sets "enabled: True|False" for job (or "DEFAULT") in the local control
@@ -156,7 +177,7 @@ func SetEnabled(path, job string, enabled bool) error {
 	if job == "" || strings.ContainsAny(job, "[]\r\n") || strings.TrimSpace(job) != job {
 		return fmt.Errorf("control file: bad job name %q", job)
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := openNoFollow(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("control file: %w", err)
 	}
@@ -239,11 +260,12 @@ func setEnabledText(text, job, line string) string {
 	return strings.Join(out, "\n") + "\n"
 }
 
-// writeFileAtomic writes data to path+".new", syncs it, renames it over path and syncs
+// writeFileAtomic writes data to path+".new" (refusing a symbolic link there), syncs
+// it, renames it over path (which replaces a link at path, never its target) and syncs
 // the folder. Callers serialise writes to one path (SetEnabled's lock, the runner's).
 func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	tmp := path + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	f, err := openNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -3,12 +3,14 @@
 //
 // Every job holds the environment's lock (staging.AcquireShared) while it runs; a
 // rebuild takes it exclusively (staging.AcquireExclusive), so a job due during a rebuild
-// is skipped, logged with the rebuild's owner, and run by the first run after the
-// rebuild, and a rebuild waits for running jobs up to a bound. A job still running from
-// an earlier run is not started again. A central control file in the Launchpad format
-// (an INI with [DEFAULT] and one section per job, "enabled: True|False"), local or
-// fetched over HTTP, turns jobs off without editing the config. A failing or timed-out
-// job is reported through a notify.Notifier with the tail of its output.
+// is skipped, logged as a warning naming the rebuild's owner, and run by the first run
+// after the rebuild, and a rebuild waits for running jobs up to a bound. A job still
+// running from an earlier run is not started again. A central control file in the
+// Launchpad format (an INI with [DEFAULT] and one section per job, "enabled:
+// True|False"), local or fetched over HTTP, turns jobs off without editing the config;
+// when it cannot be read or parsed, the last copy of it that parsed (ControlCopyFile in
+// state_dir) is used, and control_fail applies only when there was never one. A failing
+// or timed-out job is reported through a notify.Notifier with the tail of its output.
 //
 // Usage:
 //
@@ -28,9 +30,18 @@
 // is written before the jobs start, so a job runs at most once per due minute even if
 // the runner is killed while it runs.
 //
-// A job runs without a shell in its own process group, with RESTAGE_ENVIRONMENT and
-// RESTAGE_CRON_JOB added to its environment; its output (standard output and error)
-// goes to state_dir/jobs/<name>.log and its tail into the report. Past its timeout the
-// group gets SIGTERM, then SIGKILL; processes a job leaves behind are killed when it
-// ends, so nothing of it runs without the lock.
+// A job runs without a shell in its own process group. Its environment is not the
+// runner's, which may hold secrets (the SMTP password): it gets PATH, HOME, USER,
+// LOGNAME, LANG, LANGUAGE, TZ, TMPDIR and LC_* from the runner's, its configured env,
+// and RESTAGE_ENVIRONMENT, RESTAGE_CRON_JOB, RESTAGE_LOCK_FD=3 and
+// RESTAGE_JOB_LOCK_FD=4. It inherits the environment lock's descriptor as fd 3 and its
+// per-job lock's as fd 4, so both locks live as long as the job: a runner killed
+// mid-job lets neither a rebuild nor a second copy of the job start. Its output
+// (standard output and error) goes to state_dir/jobs/<name>.log and its tail into the
+// report. Past its timeout the group gets SIGTERM, then SIGKILL; processes a job leaves
+// behind are killed when it ends, so nothing of it runs without the lock.
+//
+// Files: what the runner writes in state_dir (state, logs, locks, the control copy)
+// is 0600 and the folders it makes 0700; it opens them without following a symbolic
+// link (a link planted there is refused with an error, its target untouched).
 package cron

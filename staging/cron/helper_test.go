@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 //	echo TEXT          print TEXT on standard output; stderr TEXT on standard error
 //	lines N            print "line 1" … "line N"
 //	env FILE VAR       write $VAR to FILE
+//	environ FILE       write the whole environment to FILE, one KEY=value a line
 //	cwd FILE           write the working folder to FILE
 //	pid FILE           write the process ID to FILE
 //	waitfile FILE      wait until FILE exists
@@ -79,6 +80,8 @@ func helperMain(args []string) int {
 		case "env":
 			file, name := arg(), arg()
 			_ = os.WriteFile(file, []byte(os.Getenv(name)), 0o644)
+		case "environ":
+			_ = os.WriteFile(arg(), []byte(strings.Join(os.Environ(), "\n")+"\n"), 0o644)
 		case "cwd":
 			wd, _ := os.Getwd()
 			_ = os.WriteFile(arg(), []byte(wd), 0o644)

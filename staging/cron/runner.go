@@ -1,10 +1,13 @@
 package cron
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -19,6 +22,8 @@ import (
 
 	robfig "github.com/robfig/cron/v3"
 
+	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
 )
@@ -87,10 +92,14 @@ type JobResult struct {
 type Summary struct {
 	Minute   time.Time // the minute the run covered up to
 	Disabled bool      // the environment's enabled = false: nothing ran
-	// ControlErr is why the control file could not be read (then every job was
-	// enabled, or disabled with control_fail = "closed").
+	// ControlErr is why the control file could not be read or parsed. Then the last
+	// copy of it that parsed was used (ControlCopy names it) or, when there was never
+	// one, every job was enabled (disabled with control_fail = "closed").
 	ControlErr error
-	Jobs       []JobResult // the jobs that were due, in config order
+	// ControlCopy is the path of the last good copy of the control file (in
+	// state_dir) used because of ControlErr; "": none was used.
+	ControlCopy string
+	Jobs        []JobResult // the jobs that were due, in config order
 }
 
 // Failed returns the results of the jobs that failed or timed out.
@@ -114,17 +123,20 @@ const (
 	logKeyErr      = "err"
 	logKeyRunning  = "running"
 	logKeyControl  = "control"
+	logKeyCopy     = "copy"
+	logKeyLock     = "lock"
 )
 
 // Runner runs an environment's cron jobs. Create it with New.
 type Runner struct {
-	cfg      Config
-	log      *slog.Logger
-	jobs     []*job
-	topic    string
-	control  string
-	running  sync.WaitGroup
-	flushing atomic.Bool
+	cfg         Config
+	log         *slog.Logger
+	jobs        []*job
+	topic       string
+	control     string // path or URL
+	controlName string // control with any credential removed, for logs and the copy
+	running     sync.WaitGroup
+	flushing    atomic.Bool
 }
 
 type job struct {
@@ -154,6 +166,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg.HTTPClient = &http.Client{Timeout: ControlTimeout}
 	}
 	r := &Runner{cfg: cfg, log: cfg.Logger, topic: cfg.Notify.Topic, control: staging.ResolvePath(cfg.Dir, cfg.Control)}
+	r.controlName = redact.String(r.control)
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -274,8 +287,10 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 	if err := ctx.Err(); err != nil {
 		return sum, nil, err
 	}
-	if err := os.MkdirAll(jobsDir(r.cfg.StateDir), 0o755); err != nil {
-		return sum, nil, fmt.Errorf("state_dir: %w", err)
+	for _, dir := range []string{r.cfg.StateDir, jobsDir(r.cfg.StateDir)} {
+		if err := mkdirPrivate(dir); err != nil {
+			return sum, nil, fmt.Errorf("state_dir: %w", err)
+		}
 	}
 	enabled := r.cfg.enabled()
 	sl, err := lockFile(ctx, filepath.Join(r.cfg.StateDir, "state.lock"))
@@ -331,7 +346,7 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 	// The control file is read only when a job is due (a URL is fetched once per run).
 	var ctl *Control
 	if len(dues) > 0 && r.control != "" {
-		ctl = r.readControl(ctx, sum)
+		ctl = r.readControl(ctx, sum, true)
 	}
 	sum.Jobs = make([]JobResult, len(dues))
 	var run []*started
@@ -349,7 +364,7 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 		if !ctl.Enabled(j.Name) {
 			res.Outcome, res.Err = SkippedDisabled, ErrDisabled
 			done[j.Name] = minute
-			log.Info("job skipped: disabled by the control file", logKeyControl, r.control)
+			log.Info("job skipped: disabled by the control file", logKeyControl, r.controlName)
 			continue
 		}
 		jl, ok, err := tryLockFile(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".lock"))
@@ -375,13 +390,21 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 				if le.Owner != nil {
 					owner = le.Owner.String()
 				}
-				log.Info("job skipped: a rebuild holds the lock; it runs after the rebuild", logKeyOwner, owner, "lock", r.cfg.LockFile)
+				// A warning, so that -once (which prints warnings only) names the rebuild.
+				msg := "job skipped: a rebuild holds the lock; it runs after the rebuild"
+				if le.Waiting {
+					msg = "job skipped: a rebuild is waiting for the lock; it runs after the rebuild"
+				}
+				log.Warn(msg, logKeyOwner, owner, logKeyLock, r.cfg.LockFile)
 				continue // done stays at last: the minute is still owed
 			}
 			res.Outcome, res.Err = Failed, &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: err}
 			done[j.Name] = minute
 			early = append(early, i)
 			continue
+		}
+		if el.RecordErr != nil {
+			log.Warn("the job runs, but without its holder record a waiting rebuild cannot name it", logKeyErr, el.RecordErr)
 		}
 		done[j.Name] = minute
 		run = append(run, &started{j: j, res: res, jobLock: jl, envLock: el})
@@ -403,22 +426,95 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 	return sum, run, nil
 }
 
-// readControl reads the control file, applying control_fail when it cannot.
-func (r *Runner) readControl(ctx context.Context, sum *Summary) *Control {
-	c, err := ReadControl(ctx, r.cfg.HTTPClient, r.control)
-	switch {
-	case err == nil:
+// readControl reads the control file. When it parses and keep is set, it becomes the
+// last good copy (ControlCopyFile in state_dir; the caller holds the state lock). When
+// it cannot be read or parsed, the last good copy is used and, when there was never
+// one, control_fail applies.
+func (r *Runner) readControl(ctx context.Context, sum *Summary, keep bool) *Control {
+	data, err := fetchControl(ctx, r.cfg.HTTPClient, r.control)
+	if err == nil && len(bytes.TrimSpace(data)) == 0 {
+		// Most likely caught mid-write (or an empty answer): not a decision to run all.
+		err = fmt.Errorf("control file %s is empty", r.controlName)
+	}
+	var c *Control
+	if err == nil {
+		c, err = ParseControl(bytes.NewReader(data))
+	}
+	if err == nil {
+		if keep {
+			if err := r.keepControl(data); err != nil {
+				r.log.Warn("the control file parsed, but its copy cannot be kept for when it does not", logKeyControl, r.controlName, logKeyErr, err)
+			}
+		}
 		return c
-	case r.cfg.ControlFail == FailClosed:
-		sum.ControlErr = err
-		r.log.Warn("control file cannot be read: every job is disabled (control_fail = closed)", logKeyControl, r.control, logKeyErr, err)
+	}
+	err = redact.Error(err)
+	sum.ControlErr = err
+	copyPath := filepath.Join(r.cfg.StateDir, ControlCopyFile)
+	last, saved, cerr := r.lastGoodControl(copyPath)
+	switch {
+	case last != nil:
+		sum.ControlCopy = copyPath
+		r.log.Warn("control file cannot be read or parsed: using the last copy of it that parsed", logKeyControl, r.controlName,
+			logKeyErr, err, logKeyCopy, copyPath, "copied", saved.Format(time.RFC3339))
+		return last
+	case cerr != nil:
+		r.log.Warn("the last good copy of the control file cannot be used", logKeyCopy, copyPath, logKeyErr, cerr)
+	}
+	if r.cfg.ControlFail == FailClosed {
+		r.log.Warn("control file cannot be read or parsed, and there is no good copy of it: every job is disabled (control_fail = closed)", logKeyControl, r.controlName, logKeyErr, err)
 		off := false
 		return &Control{Default: &off}
-	default:
-		sum.ControlErr = err
-		r.log.Warn("control file cannot be read: every job is enabled (control_fail = open)", logKeyControl, r.control, logKeyErr, err)
+	}
+	r.log.Warn("control file cannot be read or parsed, and there is no good copy of it: every job is enabled (control_fail = open)", logKeyControl, r.controlName, logKeyErr, err)
+	return nil
+}
+
+// controlCopyHeader is the first line of the last good copy: it names the control
+// file it copies, so that a copy of another one (the config changed) is not used.
+func (r *Runner) controlCopyHeader() string {
+	return "# restage: the last copy that parsed of " + strings.ReplaceAll(r.controlName, "\n", " ") + "\n"
+}
+
+// keepControl makes data, a control file that parsed, the last good copy, unless the
+// copy already holds it.
+func (r *Runner) keepControl(data []byte) error {
+	path := filepath.Join(r.cfg.StateDir, ControlCopyFile)
+	want := append([]byte(r.controlCopyHeader()), data...)
+	if old, err := readFileNoFollow(path); err == nil && bytes.Equal(old, want) {
 		return nil
 	}
+	return writeFileAtomic(path, want, 0o600)
+}
+
+// lastGoodControl reads the last good copy of the control file at path: nil without
+// one (or with a copy of another control file), an error when it cannot be used.
+func (r *Runner) lastGoodControl(path string) (*Control, time.Time, error) {
+	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxControlSize+4096))
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	header := r.controlCopyHeader()
+	if !bytes.HasPrefix(data, []byte(header)) {
+		return nil, time.Time{}, nil
+	}
+	c, err := ParseControl(bytes.NewReader(data[len(header):]))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, st.ModTime(), nil
 }
 
 // finish runs a started job, releases its locks, logs and reports the result.
@@ -428,29 +524,27 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 	j, res := s.j, s.res
 	log := r.log.With(logKeyJob, j.Name, logKeyDue, res.Due.Format("2006-01-02T15:04"))
 	out := &tail{max: r.cfg.TailBytes}
-	if f, err := os.Create(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".log")); err == nil {
-		out.w = f
-		defer f.Close()
+	logFile, err := openJobLog(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".log"))
+	if err != nil {
+		res.Outcome = Failed
+		res.Err = &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: fmt.Errorf("job log: %w", err)}
+		log.Error("job not started", logKeyErr, res.Err)
+		r.report(ctx, j, res)
+		return
 	}
+	out.w = logFile
+	defer logFile.Close()
 	// The job's own timeout is its grace when the runner stops: not ctx's cancellation.
 	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(jctx, j.Command[0], j.Command[1:]...)
 	cmd.Dir = j.dir
-	cmd.Env = append(os.Environ(), "RESTAGE_ENVIRONMENT="+r.cfg.Environment, "RESTAGE_CRON_JOB="+j.Name)
-	keys := make([]string, 0, len(j.Env))
-	for k := range j.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cmd.Env = append(cmd.Env, k+"="+j.Env[k])
-	}
+	cmd.Env = jobEnv(r.cfg.Environment, j)
 	cmd.Stdout, cmd.Stderr = out, out
-	// The job inherits the lock's descriptor (as fd 3): it holds the shared lock itself,
-	// so that a runner killed mid-job cannot let a rebuild start under the job.
-	cmd.ExtraFiles = []*os.File{s.envLock.File()}
-	cmd.Env = append(cmd.Env, "RESTAGE_LOCK_FD=3")
+	// The job inherits the environment lock's descriptor (as fd 3) and its per-job
+	// lock's (as fd 4): it holds both locks itself, so that a runner killed mid-job can
+	// neither let a rebuild start under the job nor let the next runner start it again.
+	cmd.ExtraFiles = []*os.File{s.envLock.File(), s.jobLock.f}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
@@ -459,7 +553,7 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 	cmd.WaitDelay = r.cfg.KillDelay // then SIGKILL, and the output pipes are closed
 	res.Start = time.Now()
 	log.Info("job started", "command", fmt.Sprintf("%q", j.Command))
-	err := cmd.Start()
+	err = cmd.Start()
 	if err == nil {
 		err = cmd.Wait()
 	}
@@ -495,6 +589,49 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 	}
 	log.Error("job failed", logKeyExit, res.ExitCode, logKeyDuration, dur, logKeyErr, res.Err)
 	r.report(ctx, j, res)
+}
+
+// Descriptors a job inherits (in this order in exec.Cmd.ExtraFiles), named in its
+// RESTAGE_LOCK_FD and RESTAGE_JOB_LOCK_FD.
+const (
+	// LockFD is the job's descriptor of the environment's lock, held shared.
+	LockFD = 3
+	// JobLockFD is the job's descriptor of its per-job lock (state_dir/jobs/<name>.lock).
+	JobLockFD = 4
+)
+
+// jobEnv returns a job's environment: no more of the runner's own than childenv
+// passes on (PATH, HOME, the locale, ...: never a secret such as the SMTP password),
+// the job's configured env, then the runner's RESTAGE_* variables, which win.
+func jobEnv(environment string, j *job) []string {
+	keys := make([]string, 0, len(j.Env))
+	for k := range j.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	extra := make([]string, 0, len(keys)+4)
+	for _, k := range keys {
+		extra = append(extra, k+"="+j.Env[k])
+	}
+	extra = append(extra,
+		"RESTAGE_ENVIRONMENT="+environment,
+		"RESTAGE_CRON_JOB="+j.Name,
+		fmt.Sprintf("RESTAGE_LOCK_FD=%d", LockFD),
+		fmt.Sprintf("RESTAGE_JOB_LOCK_FD=%d", JobLockFD))
+	return childenv.Env(nil, extra...)
+}
+
+// openJobLog opens (truncates) a job's log file, 0600, refusing a symbolic link.
+func openJobLog(path string) (*os.File, error) {
+	f, err := openNoFollow(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil { // a log left by an older version may be 0644
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // report sends a failed job's report to the Notifier.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,7 +27,7 @@ type state struct {
 }
 
 func readState(path string) (*state, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFileNoFollow(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &state{Jobs: map[string]time.Time{}}, nil
 	}
@@ -48,7 +49,53 @@ func writeState(path string, st *state) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o644)
+	return writeFileAtomic(path, append(data, '\n'), 0o600)
+}
+
+// openNoFollow opens path like os.OpenFile, but refuses a symbolic link at path
+// (O_NOFOLLOW) with an error that says so (errors.Is(err, syscall.ELOOP)).
+func openNoFollow(path string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, perm)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link: refused (restage does not follow links to its lock and state files): %w", path, syscall.ELOOP)
+	}
+	return f, err
+}
+
+// readFileNoFollow reads the file at path (at most maxStateSize bytes) without
+// following a symbolic link.
+func readFileNoFollow(path string) ([]byte, error) {
+	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	if err == nil && len(data) > maxStateSize {
+		err = fmt.Errorf("%s: larger than %d bytes", path, maxStateSize)
+	}
+	return data, err
+}
+
+// maxStateSize bounds the state and control copy files read.
+const maxStateSize = 4 << 20
+
+// mkdirPrivate makes the folder dir (0700, and its missing parents) unless it
+// exists, and refuses a symbolic link or a file there.
+func mkdirPrivate(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	switch {
+	case err != nil:
+		return err
+	case st.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link: refused: %w", dir, syscall.ELOOP)
+	case !st.IsDir():
+		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
+	}
+	return nil
 }
 
 // fileLock is an flock(2) on a file of the state folder.
@@ -57,7 +104,7 @@ type fileLock struct{ f *os.File }
 // tryLockFile takes an exclusive flock on path without waiting; ok is false when
 // another open file description holds it.
 func tryLockFile(path string) (l *fileLock, ok bool, err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openNoFollow(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, err
 	}

@@ -16,7 +16,8 @@ type JobStatus struct {
 	Next time.Time
 	Owed time.Time
 	// Enabled is the control file's verdict (true without a control file; with one
-	// that cannot be read, as control_fail says).
+	// that cannot be read or parsed, its last good copy's, or as control_fail says
+	// when there was never one).
 	Enabled bool
 	// Running lists the live runs of the job holding the environment's lock.
 	Running []staging.Owner
@@ -24,7 +25,8 @@ type JobStatus struct {
 
 // Status reports, without running or locking anything, each job's next due minute,
 // what it is owed, whether the control file enables it and whether it runs now. The
-// error is the control file's, when it cannot be read (the statuses are still given).
+// error is the control file's, when it cannot be read (the statuses are still given,
+// from its last good copy if there is one; Status does not update that copy).
 func (r *Runner) Status(ctx context.Context, now time.Time) ([]JobStatus, error) {
 	minute := now.Truncate(time.Minute)
 	st, err := readState(filepath.Join(r.cfg.StateDir, StateFile))
@@ -34,7 +36,7 @@ func (r *Runner) Status(ctx context.Context, now time.Time) ([]JobStatus, error)
 	var ctl *Control
 	sum := &Summary{}
 	if r.control != "" {
-		ctl = r.readControl(ctx, sum)
+		ctl = r.readControl(ctx, sum, false)
 	}
 	holders := staging.SharedHolders(r.cfg.LockFile)
 	out := make([]JobStatus, 0, len(r.jobs))

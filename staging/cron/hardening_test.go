@@ -1,0 +1,331 @@
+package cron_test
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/cron"
+)
+
+// An unparsable control file must not make every job run: the last one that parsed
+// (kept in state_dir) is used, with a warning naming the problem; control_fail
+// applies only when there was never a good one.
+func TestUnparsableControlFileKeepsLastGoodOne(t *testing.T) {
+	e := newEnv(t)
+	control := e.path("cron.ini")
+	if err := os.WriteFile(control, []byte("[DEFAULT]\nenabled: True\n[mailer]\nenabled: False\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.config(
+		helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"),
+		helperJob(t, "mailer", "* * * * *", "append", e.path("mailer"), "run"),
+	)
+	cfg.Control = "cron.ini"
+	r := newRunner(t, cfg)
+	if got := outcomes(runOnce(t, r, at(0))); got != "a=ok mailer=skipped-disabled" {
+		t.Fatalf("good control file: %s", got)
+	}
+	copyPath := filepath.Join(e.state, cron.ControlCopyFile)
+	if st, err := os.Stat(copyPath); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("no 0600 copy of the control file: %v %v", st, err)
+	}
+
+	// Someone saves a broken file.
+	if err := os.WriteFile(control, []byte("[DEFAULT]\nenabled: True\n[mailer]\nenabled: Flase\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := runOnce(t, r, at(1))
+	if got := outcomes(sum); got != "a=ok mailer=skipped-disabled" {
+		t.Fatalf("broken control file: %s: the disabled job must stay disabled", got)
+	}
+	if sum.ControlErr == nil || !strings.Contains(sum.ControlErr.Error(), "line 4") || sum.ControlCopy != copyPath {
+		t.Fatalf("ControlErr %v, ControlCopy %q", sum.ControlErr, sum.ControlCopy)
+	}
+	log := e.log.String()
+	if !strings.Contains(log, "level=WARN") || !strings.Contains(log, "using the last copy of it that parsed") || !strings.Contains(log, `not a boolean: \"Flase\"`) {
+		t.Fatalf("no warning naming the problem:\n%s", log)
+	}
+	// control_fail = closed does not apply either: there is a good copy.
+	cfg.ControlFail = cron.FailClosed
+	if got := outcomes(runOnce(t, newRunner(t, cfg), at(2))); got != "a=ok mailer=skipped-disabled" {
+		t.Fatalf("broken control file, control_fail = closed: %s", got)
+	}
+	// Nor when the file is gone.
+	os.Remove(control)
+	cfg.ControlFail = ""
+	if got := outcomes(runOnce(t, newRunner(t, cfg), at(3))); got != "a=ok mailer=skipped-disabled" {
+		t.Fatalf("missing control file: %s", got)
+	}
+	// A copy of another control file is not used: the config now names another one,
+	// never good, so control_fail applies.
+	if err := os.WriteFile(e.path("other.ini"), []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Control = "other.ini"
+	if got := outcomes(runOnce(t, newRunner(t, cfg), at(4))); got != "a=ok mailer=ok" {
+		t.Fatalf("never-good control file, control_fail = open: %s", got)
+	}
+	if n := lineCount(t, e.path("mailer")); n != 1 {
+		t.Fatalf("the disabled job ran %d times, want 1 (after the switch to another control file)", n)
+	}
+}
+
+// A control URL that fails (HTTP 500, garbage, an empty answer, unreachable) uses the
+// last good copy;
+// its credentials appear neither in the log nor in the copy.
+func TestControlURLFailureUsesLastGoodCopy(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("ok")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch mode.Load() {
+		case "ok":
+			w.Write([]byte("[DEFAULT]\nenabled = true\n[mailer]\nenabled = false\n"))
+		case "500":
+			http.Error(w, "boom", http.StatusInternalServerError)
+		case "empty":
+		default:
+			w.Write([]byte("<html>a proxy's error page</html>\n"))
+		}
+	}))
+	e := newEnv(t)
+	cfg := e.config(
+		helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"),
+		helperJob(t, "mailer", "* * * * *", "append", e.path("mailer"), "run"),
+	)
+	cfg.Control = strings.Replace(srv.URL, "http://", "http://cron:s3cret-token@", 1) + "/cron.ini"
+	r := newRunner(t, cfg)
+	for i, m := range []string{"ok", "500", "garbage", "empty", "unreachable"} {
+		if m == "unreachable" {
+			srv.Close()
+		}
+		mode.Store(m)
+		sum := runOnce(t, r, at(i))
+		if got := outcomes(sum); got != "a=ok mailer=skipped-disabled" {
+			t.Fatalf("%s: %s", m, got)
+		}
+		if (sum.ControlErr != nil) != (m != "ok") || (sum.ControlCopy != "") != (m != "ok") {
+			t.Fatalf("%s: ControlErr %v, ControlCopy %q", m, sum.ControlErr, sum.ControlCopy)
+		}
+	}
+	if n := lineCount(t, e.path("mailer")); n != 0 {
+		t.Fatalf("the disabled job ran %d times", n)
+	}
+	data, _ := os.ReadFile(filepath.Join(e.state, cron.ControlCopyFile))
+	for what, text := range map[string]string{"log": e.log.String(), "copy": string(data)} {
+		if strings.Contains(text, "s3cret-token") {
+			t.Fatalf("the URL's credentials are in the %s:\n%s", what, text)
+		}
+	}
+	if !strings.Contains(e.log.String(), "500 Internal Server Error") {
+		t.Fatalf("the warning does not name the problem:\n%s", e.log)
+	}
+}
+
+// A job gets PATH, HOME and the like, its configured env and restage's variables, but
+// not the rest of the runner's environment, where secrets live.
+func TestJobEnvironmentHasNoSecrets(t *testing.T) {
+	t.Setenv("RESTAGE_SMTP_PASSWORD", "hunter2-smtp")
+	t.Setenv("PGPASSWORD", "hunter2-pg")
+	t.Setenv("HOME", "/home/restage-test")
+	e := newEnv(t)
+	j := helperJob(t, "env", "* * * * *", "environ", e.path("environ"))
+	j.Env["LP_ENV"] = "staging"
+	j.Env["RESTAGE_CRON_JOB"] = "spoofed" // restage's own variables win
+	if got := outcomes(runOnce(t, newRunner(t, e.config(j)), at(0))); got != "env=ok" {
+		t.Fatal(got)
+	}
+	data, err := os.ReadFile(e.path("environ"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v // the last one wins, as for the job
+	}
+	if strings.Contains(string(data), "hunter2") {
+		t.Fatalf("a secret of the runner's environment reached the job:\n%s", data)
+	}
+	for k, want := range map[string]string{
+		"PATH": os.Getenv("PATH"), "HOME": "/home/restage-test", "LP_ENV": "staging",
+		"RESTAGE_ENVIRONMENT": "staging", "RESTAGE_CRON_JOB": "env",
+		"RESTAGE_LOCK_FD": "3", "RESTAGE_JOB_LOCK_FD": "4",
+	} {
+		if env[k] != want {
+			t.Errorf("%s = %q, want %q", k, env[k], want)
+		}
+	}
+}
+
+// A job skipped because a rebuild holds the lock is a warning (what -once prints)
+// naming the rebuild: pid, host and start.
+func TestSkipDuringRebuildWarnsNamingTheRebuild(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"))
+	cfg.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rebuild, err := staging.AcquireExclusive(t.Context(), e.lock, staging.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rebuild.Release()
+	sum := runOnce(t, newRunner(t, cfg), at(0))
+	if outcomes(sum) != "a=skipped-locked" || sum.Jobs[0].LockOwner == nil {
+		t.Fatalf("%s %+v", outcomes(sum), sum.Jobs[0])
+	}
+	owner := sum.Jobs[0].LockOwner
+	host, _ := os.Hostname()
+	log := e.log.String()
+	for _, want := range []string{"level=WARN", "job skipped: a rebuild holds the lock", "job=a",
+		"pid " + strconv.Itoa(os.Getpid()) + " on " + host + " since " + owner.Start.Format("2006-01-02T15:04:05Z07:00")} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the warning lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// What the runner writes is 0600 and the folders it makes 0700, also a job log left
+// 0644 by an older version.
+func TestStateFilesArePrivate(t *testing.T) {
+	e := newEnv(t)
+	if err := os.WriteFile(e.path("cron.ini"), []byte("[DEFAULT]\nenabled: True\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.config(helperJob(t, "a", "* * * * *", "echo", "out"), helperJob(t, "b", "* * * * *", "echo", "out"))
+	cfg.Control = "cron.ini"
+	e.state = filepath.Join(e.dir, "var", "cron") // the runner makes it and its parent
+	cfg.StateDir = e.state
+	if got := outcomes(runOnce(t, newRunner(t, cfg), at(0))); got != "a=ok b=ok" {
+		t.Fatal(got)
+	}
+	// As an older version left it.
+	if err := os.Chmod(filepath.Join(e.state, "jobs", "b.log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes(runOnce(t, newRunner(t, cfg), at(1))); got != "a=ok b=ok" {
+		t.Fatal(got)
+	}
+	for p, want := range map[string]os.FileMode{
+		filepath.Join(e.dir, "var"):                  0o700,
+		e.state:                                      0o700,
+		filepath.Join(e.state, "jobs"):               0o700,
+		filepath.Join(e.state, cron.StateFile):       0o600,
+		filepath.Join(e.state, "state.lock"):         0o600,
+		filepath.Join(e.state, cron.ControlCopyFile): 0o600,
+		filepath.Join(e.state, "jobs", "a.log"):      0o600,
+		filepath.Join(e.state, "jobs", "b.log"):      0o600,
+		filepath.Join(e.state, "jobs", "a.lock"):     0o600,
+		e.lock:                                       0o600,
+		filepath.Dir(e.lock):                         0o700,
+	} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, st.Mode().Perm(), want)
+		}
+	}
+}
+
+// A symbolic link planted at a job's log or lock, the environment's lock or the
+// control copy is refused with an error that says so; its target is left as it was.
+func TestRunnerRefusesSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("[DEFAULT]\nenabled: False\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func(t *testing.T) {
+		t.Helper()
+		st, err := os.Stat(victim)
+		if data, _ := os.ReadFile(victim); err != nil || string(data) != "[DEFAULT]\nenabled: False\n" || st.Mode().Perm() != 0o644 {
+			t.Fatalf("victim changed: %q %v %v", data, st, err)
+		}
+	}
+	for _, name := range []string{"jobs/a.log", "jobs/a.lock", "lock"} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			link := filepath.Join(e.state, name)
+			if name == "lock" {
+				link = e.lock
+			}
+			if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(victim, link); err != nil {
+				t.Fatal(err)
+			}
+			sum := runOnce(t, newRunner(t, e.config(helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"))), at(0))
+			if got := outcomes(sum); got != "a=failed" {
+				t.Fatalf("%s: %v", got, sum.Jobs[0].Err)
+			}
+			if err := sum.Jobs[0].Err; !errors.Is(err, syscall.ELOOP) || !strings.Contains(err.Error(), "symbolic link") {
+				t.Fatalf("err = %v", err)
+			}
+			if exists(e.path("a")) {
+				t.Fatal("the job ran")
+			}
+			if msgs := e.messages(); len(msgs) != 1 || !strings.Contains(msgs[0].Body, "symbolic link") {
+				t.Fatalf("not reported: %+v", msgs)
+			}
+			unchanged(t)
+		})
+	}
+	t.Run("control copy", func(t *testing.T) {
+		e := newEnv(t)
+		if err := os.WriteFile(e.path("cron.ini"), []byte("garbage\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(e.state, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(victim, filepath.Join(e.state, cron.ControlCopyFile)); err != nil {
+			t.Fatal(err)
+		}
+		cfg := e.config(helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"))
+		cfg.Control = "cron.ini"
+		if got := outcomes(runOnce(t, newRunner(t, cfg), at(0))); got != "a=ok" {
+			t.Fatalf("a link at the copy was trusted: %s", got)
+		}
+		if log := e.log.String(); !strings.Contains(log, "cannot be used") || !strings.Contains(log, "symbolic link") {
+			t.Fatalf("not logged:\n%s", log)
+		}
+		// A good control file replaces the link, never its target.
+		if err := os.WriteFile(e.path("cron.ini"), []byte("[a]\nenabled: True\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runOnce(t, newRunner(t, cfg), at(1))
+		if st, err := os.Lstat(filepath.Join(e.state, cron.ControlCopyFile)); err != nil || !st.Mode().IsRegular() {
+			t.Fatalf("copy: %v %v", st, err)
+		}
+		unchanged(t)
+	})
+}
+
+// A job whose holder record cannot be written runs, and the runner says so.
+func TestHolderRecordFailureIsLogged(t *testing.T) {
+	e := newEnv(t)
+	if err := os.MkdirAll(filepath.Dir(e.lock), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.lock+".holders", []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes(runOnce(t, newRunner(t, e.config(helperJob(t, "a", "* * * * *", "echo", "x"))), at(0))); got != "a=ok" {
+		t.Fatal(got)
+	}
+	if log := e.log.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "holder record") {
+		t.Fatalf("not logged:\n%s", log)
+	}
+}
