@@ -19,7 +19,11 @@ type CommandConfig struct {
 	Status []string
 	// Dir is the commands' working folder; "": the caller's.
 	Dir string
-	// Env is added to the caller's environment ("KEY=value").
+	// Env is the commands' own environment ("KEY=value"; later entries win). Each command
+	// gets exactly childenv.Env(nil, Env...): PATH, HOME, USER, LOGNAME, LANG, LANGUAGE,
+	// TZ, TMPDIR and LC_* from the caller (where set), then Env. Nothing else of the
+	// caller's environment reaches them (no SMTP password, no PGPASSWORD, no token), also
+	// when Env is empty.
 	Env []string
 	// Timeout bounds each command; 0: 2m.
 	Timeout time.Duration

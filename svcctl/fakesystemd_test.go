@@ -16,7 +16,7 @@ import (
 // journalctl into DIR/bin, runs units described by DIR/units/<unit>.json with a real
 // Process controller (pidfile and log in DIR/units), and appends every argv to DIR/calls.
 // Only what the Systemd controller uses is implemented, with systemctl's exit codes and
-// messages.
+// messages. The fake systemctl writes the environment it was given to DIR/systemctl.env.
 
 // fakeUnit describes a unit of the fake systemd.
 type fakeUnit struct {
@@ -129,6 +129,7 @@ func fakeSystemctl(args []string) int {
 		return 1
 	}
 	recordCall(dir, append([]string{"systemctl"}, args...))
+	_ = os.WriteFile(filepath.Join(dir, "systemctl.env"), []byte(strings.Join(os.Environ(), "\n")+"\n"), 0o600)
 	if len(args) > 0 && args[0] == "--user" {
 		args = args[1:]
 	}

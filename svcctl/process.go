@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/restage/restage/internal/childenv"
 )
 
 // ProcessConfig configures a Process controller.
@@ -24,7 +26,11 @@ type ProcessConfig struct {
 	Command []string
 	// Dir is the service's working folder; "": the caller's.
 	Dir string
-	// Env is added to the caller's environment ("KEY=value"; later entries win).
+	// Env is the service's own environment ("KEY=value"; later entries win). The service
+	// gets exactly childenv.Env(nil, Env...): PATH, HOME, USER, LOGNAME, LANG, LANGUAGE,
+	// TZ, TMPDIR and LC_* from the caller (where set), then Env. Nothing else of the
+	// caller's environment reaches it (no SMTP password, no PGPASSWORD, no token), also
+	// when Env is empty.
 	Env []string
 	// Pidfile records the service's pid, its start time and the boot id (required). Its
 	// folder must exist. The first line is the pid alone, as pkill -F and
@@ -313,9 +319,7 @@ func (p *Process) Start(ctx context.Context) error {
 	cmd := exec.Command(path, p.cfg.Command[1:]...)
 	cmd.Args[0] = p.cfg.Command[0]
 	cmd.Dir = p.cfg.Dir
-	if len(p.cfg.Env) > 0 {
-		cmd.Env = append(os.Environ(), p.cfg.Env...)
-	}
+	cmd.Env = childenv.Env(nil, p.cfg.Env...)
 	cmd.Stdin = devnull
 	cmd.Stdout = logf
 	cmd.Stderr = logf

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/restage/restage/internal/childenv"
 )
 
 // Log keys.
@@ -85,11 +87,13 @@ func tailFile(path string, offset int64) (string, error) {
 // runner runs short external programs (start/stop/status commands, systemctl).
 type runner struct {
 	dir     string
-	env     []string
+	pass    []string // names of the caller's variables the program gets besides childenv's basic ones
+	env     []string // added last ("KEY=value")
 	timeout time.Duration
 }
 
-// run runs argv and returns its combined output. A program that cannot be started, times
+// run runs argv, with the environment childenv.Env(r.pass, r.env...) (never the caller's
+// whole environment), and returns its combined output. A program that cannot be started, times
 // out or exits non-zero yields a *CommandError (also for a timeout, with ExitCode -1).
 // The output goes to an unlinked temporary file rather than a pipe, so that a daemon the
 // program leaves behind cannot hold up Wait or die of SIGPIPE later.
@@ -111,9 +115,7 @@ func (r runner) run(ctx context.Context, argv []string) (string, int, error) {
 
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = r.dir
-	if len(r.env) > 0 {
-		cmd.Env = append(os.Environ(), r.env...)
-	}
+	cmd.Env = childenv.Env(r.pass, r.env...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.WaitDelay = 5 * time.Second

@@ -11,6 +11,12 @@ import (
 )
 
 // SystemdConfig configures a Systemd controller.
+//
+// systemctl and journalctl run with an explicit environment, never the caller's whole one:
+// PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, TZ, TMPDIR and LC_* (childenv's basic set),
+// plus DBUS_SESSION_BUS_ADDRESS, DBUS_SYSTEM_BUS_ADDRESS and XDG_RUNTIME_DIR (to reach the
+// system's or, with User, the user's service manager), each where the caller has it. The
+// unit's own environment is systemd's business (Environment= in the unit).
 type SystemdConfig struct {
 	// Unit is the unit to control, e.g. "app.service" (required).
 	Unit string
@@ -26,6 +32,13 @@ type SystemdConfig struct {
 	Timeout time.Duration
 	// Logger receives progress; nil: slog.Default().
 	Logger *slog.Logger
+}
+
+// systemctlEnv names the variables of the caller's environment that systemctl and
+// journalctl get besides childenv's basic ones: what they need to reach the system's or
+// the user's service manager.
+func systemctlEnv() []string {
+	return []string{"DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS", "XDG_RUNTIME_DIR"}
 }
 
 // Systemd controls a systemd unit with systemctl start, stop and is-active. Errors carry
@@ -60,7 +73,7 @@ func NewSystemd(cfg SystemdConfig) (*Systemd, error) {
 	}
 	return &Systemd{
 		cfg: cfg,
-		run: runner{timeout: cfg.Timeout},
+		run: runner{timeout: cfg.Timeout, pass: systemctlEnv()},
 		log: loggerOr(cfg.Logger).With(logKeyService, cfg.Unit),
 	}, nil
 }
