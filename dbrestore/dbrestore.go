@@ -105,7 +105,7 @@ type RestoreOptions struct {
 	// KeepOwners restores ownership and privileges; by default --no-owner --no-acl.
 	KeepOwners bool
 	// PostRestore lists SQL files run in order on the restored database, each in a
-	// transaction (e.g. sanitising). They run after the row counts were compared (the
+	// transaction (e.g. sanitising), as ServerConfig.Role when set. They run after the row counts were compared (the
 	// counts prove the restore complete; sanitising may delete rows) and before ANALYZE.
 	PostRestore []string
 	// SkipRowCounts skips comparing the manifest's row counts with the restored tables.

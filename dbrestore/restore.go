@@ -29,14 +29,16 @@ const outputTailLines = 60
 //     system_identifier) or otherwise known as production, and protected target names
 //     (ErrProduction, ErrProtected);
 //  2. verify b, unless a Verify of this *Backup passed already (nothing is destroyed before);
-//  3. drop a leftover Target (opts.Replace; else ErrExists), create it from template0;
+//  3. drop a leftover Target (opts.Replace; else ErrExists), create it from template0
+//     (OWNER ServerConfig.Role, when set);
 //  4. pg_restore -j N --exit-on-error (never "errors ignored on restore"), --no-owner
-//     --no-acl unless opts.KeepOwners, with ServerConfig.Settings as session settings,
-//     reporting Progress;
+//     --no-acl unless opts.KeepOwners, --role=ServerConfig.Role when set, with
+//     ServerConfig.Settings as session settings, reporting Progress;
 //  5. compare the restored tables' row counts with the manifest's (ErrRowCountMismatch):
 //     from the statistics (pg_stat_user_tables.n_tup_ins: every row of the fresh Target
 //     was inserted by pg_restore) where they match, else by count(*);
-//  6. run opts.PostRestore files, each in its own transaction;
+//  6. run opts.PostRestore files, each in its own transaction (after SET ROLE
+//     ServerConfig.Role, when set);
 //  7. ANALYZE every table (in the same parallel pass as the counts of 5 when there are
 //     no files).
 //
@@ -136,7 +138,7 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 			return nil, err
 		}
 	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident(opts.Target)+" TEMPLATE template0"); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident(opts.Target)+" TEMPLATE template0"+s.ownerClause()); err != nil {
 		return nil, fmt.Errorf("dbrestore: create %q: %w", opts.Target, err)
 	}
 	step("created")
@@ -177,6 +179,9 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 		"--exit-on-error", "--verbose"}
 	if !opts.KeepOwners {
 		args = append(args, "--no-owner", "--no-acl")
+	}
+	if s.cfg.Role != "" {
+		args = append(args, "--role="+s.cfg.Role)
 	}
 	args = append(args, b.Path)
 	env := append(passwordEnv(s.cs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
@@ -244,6 +249,11 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 	}
 
 	start = time.Now()
+	if role := s.cfg.Role; role != "" && len(files) > 0 {
+		if _, err := conn.Exec(ctx, "SET ROLE "+ident(role)); err != nil {
+			return fmt.Errorf("dbrestore: post-restore: set role %q: %w", role, err)
+		}
+	}
 	for _, f := range files {
 		fstart := time.Now()
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -251,7 +261,17 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("dbrestore: post-restore %s: %s", f.name, describeSQLError(err, f.text))
+			return fmt.Errorf("dbrestore: post-restore %s: %w", f.name, describeSQLError(err, f.text))
+		}
+		if role := s.cfg.Role; role != "" {
+			var user string
+			if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
+				return fmt.Errorf("dbrestore: post-restore %s: %w", f.name, err)
+			}
+			if user != role {
+				return fmt.Errorf("dbrestore: post-restore %s: it left the session as %q, not the role %q (SET ROLE or RESET ROLE in the file?)",
+					f.name, user, role)
+			}
 		}
 		addOutput(fmt.Sprintf("post-restore %s: done in %s", f.name, time.Since(fstart).Round(time.Millisecond)))
 		s.log.Info("dbrestore: post-restore file done", logKeyTarget, opts.Target, logKeyFile, f.name,
@@ -293,11 +313,22 @@ func (s *Server) connectNotices(ctx context.Context, database string, addOutput 
 	return conn, nil
 }
 
+// sqlError is a failed post-restore statement: PostgreSQL's message with the line of the
+// file it points at, unwrapping to the driver's error (a *pgconn.PgError, or the
+// context's error when ctx ended).
+type sqlError struct {
+	msg string
+	err error
+}
+
+func (e *sqlError) Error() string { return e.msg }
+func (e *sqlError) Unwrap() error { return e.err }
+
 // describeSQLError renders PostgreSQL's message with the line of the file it points at.
-func describeSQLError(err error, text string) string {
+func describeSQLError(err error, text string) error {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
-		return err.Error()
+		return err
 	}
 	msg := pe.Severity + ": " + pe.Message + " (SQLSTATE " + pe.Code + ")"
 	if pe.Position > 0 {
@@ -320,7 +351,7 @@ func describeSQLError(err error, text string) string {
 	if pe.Where != "" {
 		msg += "; CONTEXT: " + pe.Where
 	}
-	return msg
+	return &sqlError{msg: msg, err: err}
 }
 
 // relation is a table or materialized view of the restored database.

@@ -31,6 +31,17 @@ type ServerConfig struct {
 	// production identity at all refuses every drop, rename, restore, clone and
 	// termination (ErrNoProduction): it cannot tell production from staging.
 	Production []uint64
+	// Role, when set, is the role that owns what a restore makes: restored databases and
+	// clones are created OWNER Role, pg_restore runs with --role=Role (with the default
+	// --no-owner every restored object belongs to it), and the post-restore SQL files run
+	// after SET ROLE Role, so that they can change the restored database but not drop
+	// other databases or create roles. The admin user still creates, drops and renames
+	// databases. It must be an existing role the admin may SET ROLE to; it should not be a
+	// superuser. SET ROLE bounds mistakes, not malice: a file that deliberately switches
+	// back (RESET ROLE) acts as the admin until it does; a file that leaves the role
+	// changed fails the restore. With RestoreOptions.KeepOwners, pg_restore's ALTER …
+	// OWNER statements run as Role too. "": everything runs as the admin user.
+	Role string
 	// Settings are session settings for pg_restore's connections (through PGOPTIONS) that
 	// speed a bulk load. nil: DefaultRestoreSettings().
 	Settings map[string]string
@@ -98,6 +109,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.TerminateTimeout <= 0 {
 		cfg.TerminateTimeout = 30 * time.Second
+	}
+	if len(cfg.Role) > MaxNameLen || strings.ContainsRune(cfg.Role, 0) {
+		return nil, fmt.Errorf("dbrestore: ServerConfig.Role %q: not a role name", cfg.Role)
 	}
 	if slices.Contains(cfg.Production, 0) {
 		return nil, errors.New("dbrestore: ServerConfig.Production: 0 is not a system_identifier")
@@ -504,7 +518,7 @@ func (s *Server) Swap(ctx context.Context, live, next, prev string) error {
 }
 
 // Clone creates name as a copy of template (CREATE DATABASE … TEMPLATE … STRATEGY
-// FILE_COPY), replacing an existing name. template's connections are terminated for the
+// FILE_COPY, OWNER ServerConfig.Role when set), replacing an existing name. template's connections are terminated for the
 // copy and allowed again afterwards.
 func (s *Server) Clone(ctx context.Context, template, name string) error {
 	return s.withConn(ctx, func(c *pgx.Conn) error {
@@ -532,7 +546,7 @@ func (s *Server) Clone(ctx context.Context, template, name string) error {
 		start := time.Now()
 		allowed, _, err := s.closeOut(ctx, c, template)
 		if err == nil {
-			stmt := "CREATE DATABASE " + ident(name) + " TEMPLATE " + ident(template)
+			stmt := "CREATE DATABASE " + ident(name) + " TEMPLATE " + ident(template) + s.ownerClause()
 			if v >= 150000 {
 				stmt += " STRATEGY FILE_COPY"
 			}
@@ -547,6 +561,14 @@ func (s *Server) Clone(ctx context.Context, template, name string) error {
 		}
 		return err
 	})
+}
+
+// ownerClause returns " OWNER <Role>" for CREATE DATABASE, or "" without a Role.
+func (s *Server) ownerClause() string {
+	if s.cfg.Role == "" {
+		return ""
+	}
+	return " OWNER " + ident(s.cfg.Role)
 }
 
 // noteSource remembers a backup's source server as production.
