@@ -34,9 +34,13 @@ type ProcessConfig struct {
 	Env []string
 	// Pidfile records the service's pid, its start time and the boot id (required). Its
 	// folder must exist. The first line is the pid alone, as pkill -F and
-	// start-stop-daemon expect.
+	// start-stop-daemon expect. It is written with mode 0600 through a temporary file and
+	// a rename, and read without following a symbolic link: a symbolic link (or anything
+	// but a regular file) at its path is an error, never read nor signalled.
 	Pidfile string
 	// LogFile receives the service's stdout and stderr, appended; "": Pidfile + ".log".
+	// It is created with mode 0600 (an existing one is narrowed to 0600) and opened with
+	// O_NOFOLLOW: a symbolic link, FIFO or other non-regular file at its path is an error.
 	LogFile string
 	// StopTimeout is the grace between SIGTERM and SIGKILL; 0: 10s.
 	StopTimeout time.Duration
@@ -155,8 +159,8 @@ func parsePidfile(b []byte) (pidRecord, error) {
 
 // readPidfile reads the pidfile; ok is false when there is none.
 func (p *Process) readPidfile() (rec pidRecord, ok bool, err error) {
-	b, err := os.ReadFile(p.cfg.Pidfile)
-	if errors.Is(err, os.ErrNotExist) {
+	b, err := readPrivate(p.cfg.Pidfile)
+	if isNotExist(err) {
 		return rec, false, nil
 	}
 	if err != nil {
@@ -228,7 +232,7 @@ func exitText(err error) string {
 // removePidfile removes the pidfile if it still holds raw (another start may have
 // replaced it).
 func (p *Process) removePidfile(raw []byte) {
-	b, err := os.ReadFile(p.cfg.Pidfile)
+	b, err := readPrivate(p.cfg.Pidfile)
 	if err != nil || !bytes.Equal(b, raw) {
 		return
 	}
@@ -300,7 +304,7 @@ func (p *Process) Start(ctx context.Context) error {
 		return err
 	}
 
-	logf, err := os.OpenFile(p.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	logf, err := openPrivate(p.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 	if err != nil {
 		return fmt.Errorf("svcctl: process: log file: %w", err)
 	}
@@ -505,18 +509,16 @@ func (p *Process) LogTail(ctx context.Context) (string, error) {
 	return s, err
 }
 
-// writeFileAtomic writes b to path through a temporary file in the same folder and a
-// rename, so that readers see the old content or the new, never a part.
+// writeFileAtomic writes b to path through a temporary file in the same folder (created
+// exclusively, mode 0600) and a rename, so that readers see the old content or the new,
+// never a part; a symbolic link at path is replaced, never followed.
 func writeFileAtomic(path string, b []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
+	_, err = f.Write(b) // CreateTemp made it 0600 (stateFileMode)
 	if err == nil {
 		err = f.Sync()
 	}

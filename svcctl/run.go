@@ -56,9 +56,10 @@ func tail(b []byte) string {
 	return strings.TrimSpace(string(bytes.Join(lines, []byte("\n"))))
 }
 
-// tailFile returns the tail of the file at path from offset on.
+// tailFile returns the tail of the file at path from offset on (never through a symbolic
+// link at path).
 func tailFile(path string, offset int64) (string, error) {
-	f, err := os.Open(path)
+	f, err := openPrivate(path, os.O_RDONLY)
 	if err != nil {
 		return "", err
 	}
