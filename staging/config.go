@@ -69,30 +69,14 @@ func ResolvePath(dir, p string) string {
 	return filepath.Join(dir, p)
 }
 
-// missing returns a config error naming the first required key that is empty.
-func missing(path string, keys ...any) error {
-	for i := 0; i+1 < len(keys); i += 2 {
-		name := keys[i].(string)
-		empty := false
-		switch v := keys[i+1].(type) {
-		case string:
-			empty = v == ""
-		case []string:
-			empty = len(v) == 0
-		}
-		if empty {
-			return fmt.Errorf("%w: %s: missing required key %s", ErrConfig, path, name)
-		}
-	}
-	return nil
-}
-
 // NotifyConfig is the [notify] section: where reports go.
 type NotifyConfig struct {
 	Topic   string         `toml:"topic"` // subject tag and Keywords header; "": "<environment>-rebuild"
 	Email   *EmailConfig   `toml:"email"`
 	Webhook *WebhookConfig `toml:"webhook"`
 	Stdout  bool           `toml:"stdout"` // also print reports on standard output
+	// Timeout bounds the delivery of one run's reports, spooled ones included; "": 2m.
+	Timeout Duration `toml:"timeout"`
 }
 
 // EmailConfig is [notify.email].

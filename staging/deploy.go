@@ -38,6 +38,9 @@ func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, er
 		return ru.finish(ctx, err)
 	}
 	defer l.Release()
+	if err := ru.repair(ctx); err != nil {
+		return ru.finish(ctx, err)
+	}
 	ru.flushSpool(ctx)
 	return ru.finish(ctx, ru.deploy(ctx, opts))
 }
@@ -45,6 +48,10 @@ func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, er
 func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 	db := ru.r.cfg.Databases
 	live, next, work := ru.r.cfg.Database, ru.r.next(), ru.r.working()
+	if err := ru.guard(ctx); err != nil {
+		ru.rep.State = ru.untouched()
+		return err
+	}
 	if err := ru.clean(ctx); err != nil {
 		ru.rep.State = ru.untouched()
 		return err
@@ -121,7 +128,9 @@ func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 	// failing migration leaves the live one as it was.
 	return ru.cutover(ctx, work, func(ctx context.Context) error {
 		err := ru.step(ctx, "copy", func(ctx context.Context) (string, error) {
-			return live + " -> " + work, db.Clone(ctx, live, work)
+			return bounded(ctx, ru.r.cfg.Timeouts.Restore, "database.restore_timeout", func(ctx context.Context) (string, error) {
+				return live + " -> " + work, db.Clone(ctx, live, work)
+			})
 		})
 		if err != nil {
 			return err

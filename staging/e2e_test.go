@@ -260,6 +260,8 @@ func TestRebuildFaults(t *testing.T) {
 	mails := 1
 	ctx := context.Background()
 
+	// What the error must say, where the step alone does not prove which check caught it.
+	errSays := map[string]string{"corrupt backup": "checksum mismatch"}
 	fault := func(name, step string, outcome staging.Outcome, inject, repair func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) {
 			before := snapshot(t, w)
@@ -270,6 +272,9 @@ func TestRebuildFaults(t *testing.T) {
 			}
 			if rep.FailedStep != step || rep.Outcome != outcome {
 				t.Errorf("failed step %q outcome %q, want %q %q\n%s", rep.FailedStep, rep.Outcome, step, outcome, rep.Text())
+			}
+			if want := errSays[name]; !strings.Contains(rep.Error, want) {
+				t.Errorf("error %q does not say %q", rep.Error, want)
 			}
 			if after := snapshot(t, w); after != before {
 				t.Errorf("staging changed:\n--- before\n%s\n--- after\n%s", before, after)
@@ -337,9 +342,14 @@ func TestRebuildFaults(t *testing.T) {
 	var corruptRepair func(*testing.T)
 	fault("corrupt backup", "verify", staging.OutcomeFailed, func(t *testing.T) {
 		var inject func(*testing.T)
+		// Bytes flipped in the middle, the size kept: only the checksum can tell.
 		dump := newestDump(t)
 		data, _ := os.ReadFile(dump)
-		inject, corruptRepair = replace(dump, string(data[:len(data)/2]))
+		bad := []byte(string(data))
+		for i := len(bad) / 2; i < len(bad)/2+16; i++ {
+			bad[i] ^= 0xff
+		}
+		inject, corruptRepair = replace(dump, string(bad))
 		inject(t)
 	}, func(t *testing.T) { corruptRepair(t) })
 	fault("restore fails", "restore", staging.OutcomeFailed, func(t *testing.T) {

@@ -3,6 +3,7 @@ package staging
 import (
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/restage/restage/codesync"
@@ -12,6 +13,7 @@ import (
 // (nightly and experimental read it). Load it with LoadEnvironment; Open wires it.
 type EnvironmentConfig struct {
 	Environment string          `toml:"environment"`
+	Role        string          `toml:"role"` // staging (default) or experimental; production only for the train
 	LockFile    string          `toml:"lock_file"`
 	StateDir    string          `toml:"state_dir"`
 	CronWait    Duration        `toml:"cron_wait"` // wait for running cron jobs; "": 10m
@@ -46,6 +48,12 @@ type DatabaseSection struct {
 	Clones      []string `toml:"clones"`
 	KeepOwners  bool     `toml:"keep_owners"`
 	BinDir      string   `toml:"bin_dir"` // PostgreSQL client programs; "": PATH, then /usr/lib/postgresql/*/bin
+	// ProductionIDs are production servers' system_identifiers (decimal strings), refused
+	// by every drop, rename, restore and clone, besides the sources named by the backups'
+	// manifests. A run that knows none refuses to change anything.
+	ProductionIDs []string `toml:"production_ids"`
+	// RestoreTimeout bounds the restore (pg_restore, post-restore SQL, ANALYZE); "": 4h.
+	RestoreTimeout Duration `toml:"restore_timeout"`
 }
 
 // CodeSection is [code].
@@ -69,6 +77,8 @@ type CodeSection struct {
 	Sync bool `toml:"sync"`
 	// AllowExternalSymlinks lets symlinks that point outside the tree through.
 	AllowExternalSymlinks bool `toml:"allow_external_symlinks"`
+	// GitTimeout bounds each git command (clone, fetch, archive); "": 10m.
+	GitTimeout Duration `toml:"git_timeout"`
 }
 
 // codesyncCompare maps [code] compare to codesync's.
@@ -80,6 +90,11 @@ var codesyncCompare = map[string]codesync.Compare{
 // SchemaSection is [schema].
 type SchemaSection struct {
 	Migrations string `toml:"migrations"` // inside the release
+	// Role is the role the post-restore SQL and the migrations run as (SET ROLE), and
+	// that owns the restored database; "": the admin DSN's user (usually a superuser).
+	Role string `toml:"role"`
+	// Timeout bounds the schema step (all migrations of a run); "": 30m.
+	Timeout Duration `toml:"timeout"`
 }
 
 // ServiceSection is [service].
@@ -102,7 +117,7 @@ type ServiceSection struct {
 }
 
 // LoadEnvironment reads and checks an environment's config: unknown keys, bad values
-// and missing required keys are errors (wrapping ErrConfig) naming the key. Relative
+// and missing required keys are errors (wrapping ErrConfig) naming each key. Relative
 // paths are made absolute against the file's folder.
 func LoadEnvironment(path string) (*EnvironmentConfig, error) {
 	var c EnvironmentConfig
@@ -111,7 +126,7 @@ func LoadEnvironment(path string) (*EnvironmentConfig, error) {
 		return nil, err
 	}
 	c.path, c.dir = path, dir
-	if err := c.check(); err != nil {
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	c.resolve()
@@ -119,88 +134,165 @@ func LoadEnvironment(path string) (*EnvironmentConfig, error) {
 }
 
 func (c *EnvironmentConfig) errorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrConfig, c.path, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", ErrConfig, c.where(fmt.Sprintf(format, args...)))
 }
 
-func (c *EnvironmentConfig) check() error {
-	if err := missing(c.path,
-		"environment", c.Environment, "lock_file", c.LockFile, "state_dir", c.StateDir,
+// where prefixes msg with the config file's path, when there is one.
+func (c *EnvironmentConfig) where(msg string) string {
+	if c.path == "" {
+		return msg
+	}
+	return c.path + ": " + msg
+}
+
+// Validate checks the config as LoadEnvironment and Open do (for configs built in Go as
+// well as read from a file): every problem is reported at once, each naming its TOML
+// key, in an error wrapping ErrConfig.
+func (c *EnvironmentConfig) Validate() error {
+	var p problems
+	p.require("environment", c.Environment, "lock_file", c.LockFile, "state_dir", c.StateDir,
 		"database.admin_dsn", c.Database.AdminDSN, "database.name", c.Database.Name,
 		"code.releases", c.Code.Releases, "code.current", c.Code.Current,
-		"service.type", c.Service.Type,
-	); err != nil {
-		return err
+		"service.type", c.Service.Type)
+	switch c.Role {
+	case "", RoleStaging, RoleExperimental:
+	case RoleProduction:
+		p.add("role %q: a production config only releases code through the train's promote; nightly and experimental refuse it", c.Role)
+	default:
+		p.add("role %q: want %q or %q", c.Role, RoleStaging, RoleExperimental)
 	}
-	switch {
-	case c.Code.Source == "" && c.Code.Git == "":
-		return c.errorf("missing required key code.source (or code.git)")
-	case c.Code.Source != "" && c.Code.Git != "":
-		return c.errorf("code.source and code.git are exclusive")
-	case c.Code.Git != "" && c.Code.Ref == "":
-		return c.errorf("missing required key code.ref (with code.git)")
+	c.Database.validate(&p)
+	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" {
+		p.add("missing required key database.production_ids (or backup.dir, whose manifests name production): restage refuses to change a server before it knows production's identity")
 	}
-	switch c.Database.Strategy {
+	c.Code.validate(&p)
+	if c.Schema.Role != "" && !validRole(c.Schema.Role) {
+		p.add("schema.role %q: want a role name", c.Schema.Role)
+	}
+	c.Service.validate(&p)
+	if e := c.Notify.Email; e != nil {
+		p.require("notify.email.smtp", e.SMTP, "notify.email.from", e.From, "notify.email.to", e.To)
+	}
+	if w := c.Notify.Webhook; w != nil {
+		p.require("notify.webhook.url", w.URL)
+	}
+	return p.err(c)
+}
+
+func (d *DatabaseSection) validate(p *problems) {
+	switch d.Strategy {
 	case "", string(Swap), string(InPlace):
 	default:
-		return c.errorf("database.strategy %q: want %q or %q", c.Database.Strategy, Swap, InPlace)
+		p.add("database.strategy %q: want %q or %q", d.Strategy, Swap, InPlace)
 	}
-	if c.Database.Jobs < 0 {
-		return c.errorf("database.jobs %d: want a positive number", c.Database.Jobs)
+	if d.Jobs < 0 {
+		p.add("database.jobs %d: want a positive number", d.Jobs)
 	}
-	if c.Code.Keep < 0 {
-		return c.errorf("code.keep %d: want a positive number", c.Code.Keep)
+	if _, err := url.Parse(d.AdminDSN); err != nil && strings.Contains(d.AdminDSN, "://") {
+		p.add("database.admin_dsn is not a valid URL")
 	}
-	if _, ok := codesyncCompare[c.Code.Compare]; !ok {
-		return c.errorf("code.compare %q: want \"auto\", \"stat\" or \"content\"", c.Code.Compare)
+	if d.Name != "" {
+		if err := checkName(d.Name); err != nil {
+			p.add("database.name: %v", err)
+		}
 	}
-	if c.Code.Workers < 0 {
-		return c.errorf("code.workers %d: want a positive number", c.Code.Workers)
+	for _, clone := range d.Clones {
+		if err := checkName(clone); err != nil {
+			p.add("database.clones: %v", err)
+		}
 	}
-	if _, err := url.Parse(c.Database.AdminDSN); err != nil && strings.Contains(c.Database.AdminDSN, "://") {
-		return c.errorf("database.admin_dsn is not a valid URL")
+	if _, err := d.productionIDs(); err != nil {
+		p.add("database.production_ids: %v", err)
 	}
-	s := c.Service
+}
+
+// productionIDs parses [database] production_ids.
+func (d *DatabaseSection) productionIDs() ([]uint64, error) {
+	ids := make([]uint64, 0, len(d.ProductionIDs))
+	for _, s := range d.ProductionIDs {
+		id, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+		if err != nil || id == 0 {
+			return nil, fmt.Errorf("%q is not a system_identifier (SELECT system_identifier FROM pg_control_system() on production)", s)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func (cs *CodeSection) validate(p *problems) {
+	switch {
+	case cs.Source == "" && cs.Git == "":
+		p.add("missing required key code.source (or code.git)")
+	case cs.Source != "" && cs.Git != "":
+		p.add("code.source and code.git are exclusive")
+	case cs.Git != "" && cs.Ref == "":
+		p.add("missing required key code.ref (with code.git)")
+	}
+	if cs.Keep < 0 {
+		p.add("code.keep %d: want a positive number", cs.Keep)
+	}
+	if _, ok := codesyncCompare[cs.Compare]; !ok {
+		p.add("code.compare %q: want \"auto\", \"stat\" or \"content\"", cs.Compare)
+	}
+	if cs.Workers < 0 {
+		p.add("code.workers %d: want a positive number", cs.Workers)
+	}
+}
+
+func (s *ServiceSection) validate(p *problems) {
 	switch s.Type {
+	case "":
 	case "process":
-		if err := missing(c.path, "service.command", s.Command, "service.pidfile", s.Pidfile); err != nil {
-			return err
-		}
+		p.require("service.command", s.Command, "service.pidfile", s.Pidfile)
 	case "command":
-		if err := missing(c.path, "service.start", s.Start, "service.stop", s.Stop, "service.status", s.Status); err != nil {
-			return err
-		}
+		p.require("service.start", s.Start, "service.stop", s.Stop, "service.status", s.Status)
 	case "systemd":
-		if err := missing(c.path, "service.unit", s.Unit); err != nil {
-			return err
-		}
+		p.require("service.unit", s.Unit)
 	case "docker":
-		if err := missing(c.path, "service.container", s.Container); err != nil {
-			return err
-		}
+		p.require("service.container", s.Container)
 	default:
-		return c.errorf("service.type %q: want process, command, systemd or docker", s.Type)
+		p.add("service.type %q: want process, command, systemd or docker", s.Type)
 	}
 	if s.HealthURL != "" {
 		if u, err := url.Parse(s.HealthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-			return c.errorf("service.health_url %q: want an http(s) URL", s.HealthURL)
+			p.add("service.health_url %q: want an http(s) URL", s.HealthURL)
 		}
 	}
-	if e := c.Notify.Email; e != nil {
-		if err := missing(c.path, "notify.email.smtp", e.SMTP, "notify.email.from", e.From, "notify.email.to", e.To); err != nil {
-			return err
+}
+
+// problems collects a config's problems, each naming its key.
+type problems []string
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+// require adds "missing required key K" for each pair (key, value) whose value is empty.
+func (p *problems) require(pairs ...any) {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		empty := false
+		switch v := pairs[i+1].(type) {
+		case string:
+			empty = v == ""
+		case []string:
+			empty = len(v) == 0
+		}
+		if empty {
+			p.add("missing required key %s", pairs[i])
 		}
 	}
-	if w := c.Notify.Webhook; w != nil {
-		if err := missing(c.path, "notify.webhook.url", w.URL); err != nil {
-			return err
-		}
+}
+
+func (p problems) err(c *EnvironmentConfig) error {
+	if len(p) == 0 {
+		return nil
 	}
-	return nil
+	return c.errorf("%s", strings.Join(p, "; "))
 }
 
 // RequireBackups checks the [backup] keys a rebuild needs (a deploy does without).
 func (c *EnvironmentConfig) RequireBackups() error {
-	return missing(c.path, "backup.dir", c.Backup.Dir, "backup.database", c.Backup.Database)
+	var p problems
+	p.require("backup.dir", c.Backup.Dir, "backup.database", c.Backup.Database)
+	return p.err(c)
 }
 
 func (c *EnvironmentConfig) resolve() {

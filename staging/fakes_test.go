@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -29,15 +30,69 @@ type world struct {
 	events    []string
 	nextID    int
 	backupSeq int
+	sysID     uint64          // the staging server's system_identifier
+	sourceID  uint64          // production's, named by the backups' manifests
+	known     map[uint64]bool // production identities the guard has been told
+	sources   []uint64        // what the catalog's manifests name
+	allowed   []string        // AllowConnections calls
 
 	failWait, failVerify, failRestore, failBuild, failSchema func() error
 	failStop, failStart, failHealth, failNotify, failSwap    func() error
+	// failActivate fails Activate after it moved current (a metadata write failing).
+	failActivate func() error
 }
 
 func newWorld() *world {
 	return &world{dbs: map[string]string{"staging": "backup 0 @v1", "staging_prev": "backup -1 @v1"}, current: "r0",
 		releases: []*codesync.Release{{ID: "r0", Dir: "/releases/r0", State: codesync.StateActive}},
-		running:  true, serving: "r0/backup 0 @v1", backupSeq: 1}
+		running:  true, serving: "r0/backup 0 @v1", backupSeq: 1,
+		sysID: 2, sourceID: 1, known: map[uint64]bool{}, sources: []uint64{1}}
+}
+
+// guarded refuses changes, as dbrestore.Server does, while no production identity is
+// known or when this server is production. Called with w.mu held.
+func (w *world) guarded(op string) error {
+	if len(w.known) == 0 {
+		return fmt.Errorf("%s: %w", op, dbrestore.ErrNoProduction)
+	}
+	if w.known[w.sysID] {
+		return fmt.Errorf("%s: %w", op, dbrestore.ErrProduction)
+	}
+	return nil
+}
+
+func (w *world) GuardProduction(ctx context.Context, ids ...uint64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range ids {
+		if id != 0 {
+			w.known[id] = true
+		}
+	}
+	return w.guarded("guard")
+}
+
+func (w *world) GuardSource(ctx context.Context, b *dbrestore.Backup) error {
+	if b.Manifest.SystemIdentifier == 0 {
+		return dbrestore.ErrCorrupt
+	}
+	return w.GuardProduction(ctx, b.Manifest.SystemIdentifier)
+}
+
+func (w *world) AllowConnections(ctx context.Context, name string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.guarded("allow connections"); err != nil {
+		return err
+	}
+	w.allowed = append(w.allowed, name)
+	return nil
+}
+
+func (w *world) SourceIDs(ctx context.Context) ([]uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.sources), nil
 }
 
 func (w *world) event(format string, args ...any) {
@@ -69,7 +124,8 @@ func (w *world) Wait(ctx context.Context, o dbrestore.WaitOptions) (*dbrestore.B
 		return nil, err
 	}
 	return &dbrestore.Backup{Path: fmt.Sprintf("/backups/prod-%d.dump", w.backupSeq),
-		Manifest: dbrestore.Manifest{Database: o.Database, Created: time.Now().Add(-time.Hour), Size: 1 << 20}}, nil
+		Manifest: dbrestore.Manifest{Database: o.Database, Created: time.Now().Add(-time.Hour), Size: 1 << 20,
+			SystemIdentifier: w.sourceID}}, nil
 }
 func (w *world) Verify(ctx context.Context, b *dbrestore.Backup) error { return call(w.failVerify) }
 
@@ -77,6 +133,10 @@ func (w *world) Verify(ctx context.Context, b *dbrestore.Backup) error { return 
 func (w *world) Restore(ctx context.Context, b *dbrestore.Backup, o dbrestore.RestoreOptions) (*dbrestore.RestoreResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.known[b.Manifest.SystemIdentifier] = true
+	if err := w.guarded("restore"); err != nil {
+		return nil, err
+	}
 	if _, ok := w.dbs[o.Target]; ok {
 		if !o.Replace {
 			return nil, dbrestore.ErrExists
@@ -99,12 +159,18 @@ func (w *world) Exists(ctx context.Context, name string) (bool, error) {
 func (w *world) Drop(ctx context.Context, name string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.guarded("drop"); err != nil {
+		return err
+	}
 	delete(w.dbs, name)
 	return nil
 }
 func (w *world) Swap(ctx context.Context, live, next, prev string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.guarded("swap"); err != nil {
+		return err
+	}
 	if err := call(w.failSwap); err != nil {
 		return err
 	}
@@ -125,6 +191,9 @@ func (w *world) Swap(ctx context.Context, live, next, prev string) error {
 func (w *world) Rename(ctx context.Context, from, to string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.guarded("rename"); err != nil {
+		return err
+	}
 	c, ok := w.dbs[from]
 	if !ok {
 		return dbrestore.ErrNotFound
@@ -140,6 +209,9 @@ func (w *world) Rename(ctx context.Context, from, to string) error {
 func (w *world) Clone(ctx context.Context, template, name string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.guarded("clone"); err != nil {
+		return err
+	}
 	w.dbs[name] = w.dbs[template]
 	return nil
 }
@@ -183,8 +255,16 @@ func (w *world) Activate(ctx context.Context, r *codesync.Release) (*codesync.Re
 		prev.State = codesync.StateBuilt
 	}
 	w.current = r.ID
+	if err := call(w.failActivate); err != nil {
+		return nil, err // current moved, the release's metadata not written
+	}
 	w.find(r.ID).State = codesync.StateActive
 	return prev, nil
+}
+func (w *world) Current(ctx context.Context) (*codesync.Release, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.find(w.current), nil
 }
 func (w *world) Rollback(ctx context.Context) (*codesync.Release, error) {
 	w.mu.Lock()

@@ -33,16 +33,23 @@ type OpenOptions struct {
 // service with its health gate, and the notifiers, each spooled in state_dir. This is the
 // one place the parts are put together. Close the Rebuilder when done.
 func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
 	log := CaptureLogger(opts.Logger) // the parts' messages go into the report too
 	cfg := Config{Environment: c.Environment}
 	var err error
+	if cfg.Production, err = c.Database.productionIDs(); err != nil {
+		return nil, c.errorf("database.production_ids: %v", err)
+	}
 	if c.Backup.Dir != "" {
 		if cfg.Backups, err = dbrestore.NewCatalog(c.Backup.Dir, dbrestore.Config{BinDir: c.Database.BinDir, Logger: log}); err != nil {
 			return nil, c.errorf("backup.dir: %v", err)
 		}
 	}
 	srv, err := dbrestore.NewServer(dbrestore.ServerConfig{
-		AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, BinDir: c.Database.BinDir, Logger: log})
+		AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, Production: cfg.Production,
+		Role: c.Schema.Role, BinDir: c.Database.BinDir, Logger: log})
 	if err != nil {
 		return nil, c.errorf("database: %v", redact.String(err.Error()))
 	}
@@ -52,7 +59,7 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	case opts.Source != nil:
 		cfg.Source = opts.Source
 	case c.Code.Git != "":
-		cfg.Source = &codesync.GitSource{Repo: c.Code.Git, Ref: c.Code.Ref}
+		cfg.Source = &codesync.GitSource{Repo: c.Code.Git, Ref: c.Code.Ref, Timeout: c.Code.GitTimeout.Duration}
 	default:
 		if cfg.Source, err = codesync.NewDirSource(c.Code.Source); err != nil {
 			return nil, c.errorf("code.source: %v", err)
@@ -84,6 +91,9 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	cfg.CronWait = c.CronWait.Duration
 	cfg.StateDir = c.StateDir
 	cfg.Topic = c.Notify.Topic
+	cfg.SchemaRole = c.Schema.Role
+	cfg.Timeouts = Timeouts{Restore: c.Database.RestoreTimeout.Duration, Schema: c.Schema.Timeout.Duration,
+		Notify: c.Notify.Timeout.Duration}
 	cfg.Logger = log
 	r, err := New(cfg)
 	if err != nil {

@@ -17,24 +17,54 @@ import (
 // schema level, read from its copy of the version table when the catalog can
 // (dbrestore.DirCatalog.TableRows); else against the live database, or all of them when
 // there is none yet.
+//
+// A dry run delivers no report and writes no history; its error says why the real run
+// would not start (the same error the run would give). One thing it does change: a
+// cutover record left by a run killed during its cutover is repaired first (under the
+// lock), as the real run would, so that the plan describes a staging that serves.
 func (r *Rebuilder) Plan(ctx context.Context) (*Report, error) {
 	ru := r.begin("rebuild")
+	ru.dry = true
+	err := ru.planRepair(ctx)
+	if err == nil {
+		err = ru.plan(ctx)
+	}
 	ru.rep.Outcome = OutcomePlanned
-	err := ru.plan(ctx)
 	if err != nil {
 		ru.rep.Outcome = OutcomeFailed
 	}
-	ru.rep.State = "untouched (dry run)"
+	if ru.rep.State == "" {
+		ru.rep.State = "untouched (dry run)"
+	}
 	return ru.finish(ctx, err)
 }
 
+// planRepair repairs from a cutover record, holding the lock meanwhile; without a
+// record it does nothing and takes no lock.
+func (ru *run) planRepair(ctx context.Context) error {
+	in, err := ru.r.readIntent()
+	if err != nil || in == nil {
+		return err
+	}
+	l, err := AcquireExclusive(ctx, ru.r.cfg.LockFile, LockOptions{})
+	if err != nil {
+		return fmt.Errorf("a cutover record of run %s is there, but the lock is held (the run may still be under way): %w", in.Run, err)
+	}
+	defer l.Release()
+	return ru.repair(ctx)
+}
+
 func (ru *run) plan(ctx context.Context) error {
-	if ru.r.cfg.Backups != nil {
-		wait := ru.r.cfg.Backup
-		wait.Wait = 0 // look once
-		if err := ru.fetchBackup(ctx, wait); err != nil {
+	if ru.r.cfg.Backups == nil {
+		if err := ru.guard(ctx); err != nil {
 			return err
 		}
+		return ru.planCode(ctx, ru.r.cfg.Database)
+	}
+	wait := ru.r.cfg.Backup
+	wait.Wait = 0 // look once
+	if err := ru.fetchBackup(ctx, wait); err != nil {
+		return err
 	}
 	return ru.planCode(ctx, ru.r.cfg.Database)
 }

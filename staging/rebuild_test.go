@@ -136,7 +136,8 @@ func TestFaultsBeforeCutoverLeaveStagingUntouched(t *testing.T) {
 // newWorldLike clears the injected faults of w.
 func newWorldLike(w *world) *world {
 	c := &world{dbs: w.dbs, releases: w.releases, current: w.current, running: w.running,
-		serving: w.serving, nextID: w.nextID, backupSeq: w.backupSeq + 1}
+		serving: w.serving, nextID: w.nextID, backupSeq: w.backupSeq + 1,
+		sysID: w.sysID, sourceID: w.sourceID, known: map[uint64]bool{}, sources: w.sources}
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -190,15 +191,21 @@ func appendHistory(stateDir string, rep *Report) error {
 	if stateDir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+	if err := mkdirPrivate(stateDir); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	line, err := json.Marshal(rep)
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(stateDir, HistoryFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	// 0600 and never through a symlink planted at its path (rule 12); a file left
+	// readable by an older version is narrowed.
+	f, err := os.OpenFile(filepath.Join(stateDir, HistoryFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
 		return fmt.Errorf("history: %w", err)
 	}
 	if _, err := f.Write(append(line, '\n')); err != nil {

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,10 +30,6 @@ const (
 	keyErr      = "err"
 )
 
-// criticalTimeout bounds the cutover and rollback steps, which run even when the
-// caller's context is cancelled: a half-done cutover must always be finished or undone.
-const criticalTimeout = 10 * time.Minute
-
 // run is the state of one Run, Deploy or Plan.
 type run struct {
 	r   *Rebuilder
@@ -45,6 +43,26 @@ type run struct {
 	hadPrev   bool // <db>_prev existed at the cutover (renamed to <db>_old)
 	stopAt    time.Time
 	downtimed bool
+	dry       bool    // a dry run: no report delivered, no history written
+	intent    *intent // the cutover under way, recorded in the state folder
+}
+
+// critical returns a context for a phase that must run to its end even when the
+// caller's context is cancelled (a half-done cutover must be finished or undone), with
+// its own budget: each critical phase gets a fresh one.
+func (ru *run) critical(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), ru.r.cfg.Timeouts.Cutover)
+}
+
+// bounded runs fn with ctx bounded by d; an expiry reads "timed out after d (key)".
+func bounded(ctx context.Context, d time.Duration, key string, fn func(ctx context.Context) (string, error)) (string, error) {
+	bctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: timed out after %s (%s)", context.DeadlineExceeded, d, key))
+	defer cancel()
+	detail, err := fn(bctx)
+	if err != nil && bctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", context.Cause(bctx), err)
+	}
+	return detail, err
 }
 
 func (r *Rebuilder) begin(kind string) *run {
@@ -131,8 +149,8 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 	}
 	ru.log.Info("finished", "outcome", rep.Outcome, "total", rep.Total, "downtime", rep.Downtime)
 	rep.Log = redact.String(ru.cap.all())
-	if rep.Outcome == OutcomeLocked || rep.Outcome == OutcomePlanned {
-		return rep, runErr
+	if ru.dry || rep.Outcome == OutcomeLocked {
+		return rep, runErr // a dry run and a locked-out run leave no trace
 	}
 	if err := appendHistory(ru.r.cfg.StateDir, rep); err != nil {
 		ru.log.Error("history not written", keyErr, err)
@@ -147,7 +165,7 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 			Subject: rep.Subject(), Body: rep.Text(), Log: []byte(rep.Log),
 			LogName: rep.Environment + "-" + rep.Kind + "-" + rep.ID + ".log", Time: rep.Started,
 		}
-		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ru.r.cfg.Timeouts.Notify)
 		defer cancel()
 		if err := n.Notify(nctx, msg); err != nil {
 			if errors.Is(err, notify.ErrSpooled) {
@@ -161,9 +179,12 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 	return rep, runErr
 }
 
-// flushSpool delivers reports kept from earlier runs before this run's own.
+// flushSpool delivers reports kept from earlier runs before this run's own, within the
+// notify timeout.
 func (ru *run) flushSpool(ctx context.Context) {
-	if f, ok := ru.r.cfg.Notifier.(Flusher); ok {
+	if f, ok := ru.r.cfg.Notifier.(notify.Flusher); ok {
+		ctx, cancel := context.WithTimeout(ctx, ru.r.cfg.Timeouts.Notify)
+		defer cancel()
 		if err := f.Flush(ctx); err != nil {
 			ru.log.Warn("spooled reports still undelivered", keyErr, redact.String(err.Error()))
 		}
@@ -181,6 +202,9 @@ func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 		return ru.finish(ctx, err)
 	}
 	defer l.Release()
+	if err := ru.repair(ctx); err != nil {
+		return ru.finish(ctx, err)
+	}
 	ru.flushSpool(ctx)
 	if r.cfg.Strategy == InPlace {
 		err = ru.inplace(ctx)
@@ -212,15 +236,52 @@ func (ru *run) fetchBackup(ctx context.Context, wait dbrestore.WaitOptions) erro
 		if err := ru.r.cfg.Backups.Verify(ctx, ru.backup); err != nil {
 			return "", err
 		}
-		// Rule 1, checked before anything is dropped: the staging server must not be the
-		// backup's source, whatever its name or address.
-		if g, ok := ru.r.cfg.Databases.(SourceGuard); ok {
-			if err := g.GuardSource(ctx, ru.backup); err != nil {
-				return "", err
-			}
-			return "checksum and table of contents ok; the staging server is not the backup's source", nil
+		// Rule 1, checked before anything is dropped: the staging server must be neither
+		// the backup's source nor any production server known, whatever its name or address.
+		if err := ru.r.cfg.Databases.GuardSource(ctx, ru.backup); err != nil {
+			return "", err
 		}
-		return "checksum and table of contents ok", nil
+		ids, err := ru.productionIDs(ctx)
+		if err != nil {
+			return "", err
+		}
+		if err := ru.r.cfg.Databases.GuardProduction(ctx, ids...); err != nil {
+			return "", err
+		}
+		return "checksum and table of contents ok; the staging server is not the backup's source nor a production server", nil
+	})
+}
+
+// productionIDs returns what the run knows of production's identity: the configured
+// system_identifiers and the sources the backup catalog's manifests name.
+func (ru *run) productionIDs(ctx context.Context) ([]uint64, error) {
+	ids := slices.Clone(ru.r.cfg.Production)
+	if ru.r.cfg.Backups != nil {
+		more, err := ru.r.cfg.Backups.SourceIDs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, more...)
+	}
+	return ids, nil
+}
+
+// guard refuses to go on when the staging server is a production server, or when the
+// run knows no production identity at all (rule 7: fail closed). A deploy runs it before
+// anything else; a rebuild checks the same in its verify step, with the backup's source.
+func (ru *run) guard(ctx context.Context) error {
+	return ru.step(ctx, "guard", func(ctx context.Context) (string, error) {
+		ids, err := ru.productionIDs(ctx)
+		if err != nil {
+			return "", err
+		}
+		if err := ru.r.cfg.Databases.GuardProduction(ctx, ids...); err != nil {
+			if errors.Is(err, dbrestore.ErrNoProduction) {
+				return "", fmt.Errorf("%w: %w: set [database] production_ids to production's system_identifier (SELECT system_identifier FROM pg_control_system() there), or [backup] dir to the folder of production's backups", ErrConfig, err)
+			}
+			return "", err
+		}
+		return fmt.Sprintf("the staging server is none of the %d production server(s) known", len(slices.Compact(slices.Sorted(slices.Values(ids))))), nil
 	})
 }
 
@@ -258,34 +319,44 @@ func (ru *run) clean(ctx context.Context) error {
 }
 
 func (ru *run) restore(ctx context.Context, target string) error {
+	timeout := ru.r.cfg.Timeouts.Restore
 	err := ru.step(ctx, "restore", func(ctx context.Context) (string, error) {
-		opts := ru.r.cfg.Restore
-		opts.Target, opts.Replace = target, true
-		res, err := ru.r.cfg.Databases.Restore(ctx, ru.backup, opts)
-		if err != nil {
-			return "", err
-		}
-		d := fmt.Sprintf("%d objects into %s (pg_restore %s, post-restore %s, analyze %s)",
-			res.Objects, target, round(res.Restore), round(res.PostRestore), round(res.Analyze))
-		if len(res.RowCounts) > 0 {
-			d += fmt.Sprintf("; row counts of %d tables match", len(res.RowCounts))
-		}
-		return d, nil
+		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
+			return ru.restoreInto(ctx, target)
+		})
 	})
 	if err != nil || len(ru.r.cfg.Clones) == 0 {
 		return err
 	}
 	return ru.step(ctx, "clones", func(ctx context.Context) (string, error) {
-		var made []string
-		for _, c := range ru.r.cfg.Clones {
-			name := c + "_next"
-			if err := ru.r.cfg.Databases.Clone(ctx, target, name); err != nil {
-				return strings.Join(made, ", "), fmt.Errorf("clone %s: %w", name, err)
+		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
+			var made []string
+			for _, c := range ru.r.cfg.Clones {
+				name := c + "_next"
+				if err := ru.r.cfg.Databases.Clone(ctx, target, name); err != nil {
+					return strings.Join(made, ", "), fmt.Errorf("clone %s: %w", name, err)
+				}
+				made = append(made, name)
 			}
-			made = append(made, name)
-		}
-		return strings.Join(made, ", "), nil
+			return strings.Join(made, ", "), nil
+		})
 	})
+}
+
+// restoreInto restores the run's backup into target.
+func (ru *run) restoreInto(ctx context.Context, target string) (string, error) {
+	opts := ru.r.cfg.Restore
+	opts.Target, opts.Replace = target, true
+	res, err := ru.r.cfg.Databases.Restore(ctx, ru.backup, opts)
+	if err != nil {
+		return "", err
+	}
+	d := fmt.Sprintf("%d objects into %s (pg_restore %s, post-restore %s, analyze %s)",
+		res.Objects, target, round(res.Restore), round(res.PostRestore), round(res.Analyze))
+	if len(res.RowCounts) > 0 {
+		d += fmt.Sprintf("; row counts of %d tables match", len(res.RowCounts))
+	}
+	return d, nil
 }
 
 func (ru *run) build(ctx context.Context) error {
@@ -302,32 +373,48 @@ func (ru *run) build(ctx context.Context) error {
 
 func (ru *run) upgrade(ctx context.Context, database string) error {
 	return ru.step(ctx, "schema", func(ctx context.Context) (string, error) {
-		res, err := ru.r.cfg.Schema.Upgrade(ctx, schema.Target{
-			DSN: ru.r.cfg.DSN(database),
-			Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations),
+		return bounded(ctx, ru.r.cfg.Timeouts.Schema, "schema.timeout", func(ctx context.Context) (string, error) {
+			return ru.upgradeDB(ctx, database)
 		})
-		if res != nil {
-			info := &SchemaInfo{From: res.From, To: res.To}
-			for _, a := range res.Applied {
-				info.Migrations = append(info.Migrations, MigrationTime{Version: a.Version, Name: a.Name, Duration: a.Duration})
-			}
-			ru.rep.Schema = info
-		}
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%s at %d (from %d, %d migrations)", database, res.To, res.From, len(res.Applied)), nil
 	})
 }
 
-// startHealthy starts the service and waits for the health gate.
+// upgradeDB runs the release's migrations on database.
+func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
+	res, err := ru.r.cfg.Schema.Upgrade(ctx, schema.Target{
+		DSN:  ru.r.cfg.DSN(database),
+		Dir:  filepath.Join(ru.release.Dir, ru.r.cfg.Migrations),
+		Role: ru.r.cfg.SchemaRole,
+	})
+	if res != nil {
+		info := &SchemaInfo{From: res.From, To: res.To}
+		for _, a := range res.Applied {
+			info.Migrations = append(info.Migrations, MigrationTime{Version: a.Version, Name: a.Name, Duration: a.Duration})
+		}
+		ru.rep.Schema = info
+	}
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s at %d (from %d, %d migrations)", database, res.To, res.From, len(res.Applied)), nil
+}
+
+// startHealthy starts the service and waits for the health gate, as the step name.
 func (ru *run) startHealthy(ctx context.Context, name string) error {
 	return ru.step(ctx, name, func(ctx context.Context) (string, error) {
 		if ru.r.cfg.Health == nil {
-			return "started (no health check configured)", ru.r.cfg.Service.Start(ctx)
+			return "started (no health check configured)", ru.startService(ctx)
 		}
-		return "started, healthy", svcctl.StartHealthy(ctx, ru.r.cfg.Service, ru.r.cfg.Health)
+		return "started, healthy", ru.startService(ctx)
 	})
+}
+
+// startService starts the service and waits for the health gate when there is one.
+func (ru *run) startService(ctx context.Context) error {
+	if ru.r.cfg.Health == nil {
+		return ru.r.cfg.Service.Start(ctx)
+	}
+	return svcctl.StartHealthy(ctx, ru.r.cfg.Service, ru.r.cfg.Health)
 }
 
 func (ru *run) stop(ctx context.Context) error {
@@ -344,7 +431,7 @@ func (ru *run) up() {
 
 // abandon tidies what a run prepared before it failed ahead of the cutover.
 func (ru *run) abandon(ctx context.Context, next string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), criticalTimeout)
+	ctx, cancel := ru.critical(ctx)
 	defer cancel()
 	if ru.release != nil {
 		if err := ru.r.cfg.Releases.Discard(ctx, ru.release); err != nil {
@@ -395,21 +482,32 @@ func (ru *run) swap(ctx context.Context) error {
 
 // cutover stops the service, runs afterStop (nil for a rebuild), swaps database names
 // (when next is not "") and the release, starts the service and checks it, rolling back
-// on failure. It runs to its end even if ctx is cancelled.
+// on failure. Its critical phases run to their end even if ctx is cancelled, each with
+// its own budget, and an intent record follows them so that a killed run is repaired
+// by the next one.
 func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), criticalTimeout)
-	defer cancel()
 	live, prev := ru.r.cfg.Database, ru.r.prev()
 	db := ru.r.cfg.Databases
-
-	err := ru.stop(ctx)
+	in := &intent{Run: ru.rep.ID, Kind: ru.rep.Kind, PID: os.Getpid(), Started: ru.r.cfg.Now(), Live: live, Next: next,
+		Prev: prev, Old: ru.r.old(), Failed: ru.r.failed(), HadLive: ru.hadLive, Release: ru.release.ID}
+	if err := ru.record(in, phaseStopping); err != nil {
+		ru.abandon(ctx, next)
+		ru.rep.State = ru.untouched()
+		return err
+	}
+	cctx, cancel := ru.critical(ctx)
+	err := ru.stop(cctx)
+	cancel()
 	if err == nil && afterStop != nil {
 		err = afterStop(ctx)
 	}
 	if err != nil {
-		ru.abandon(ctx, next)
-		if ru.startHealthy(ctx, "restart") == nil {
+		rctx, cancel := ru.critical(ctx)
+		defer cancel()
+		ru.abandon(rctx, next)
+		if ru.startHealthy(rctx, "restart") == nil {
 			ru.up()
+			ru.clearIntent()
 			ru.rep.State = ru.untouched()
 			return err
 		}
@@ -417,14 +515,20 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 		ru.rep.State = "the service does not come up again on the previous release; database and release untouched"
 		return err
 	}
+	cctx, cancel = ru.critical(ctx)
+	defer cancel()
 	var swapped, activated bool
-	err = ru.step(ctx, "cutover", func(ctx context.Context) (string, error) {
+	err = ru.step(cctx, "cutover", func(ctx context.Context) (string, error) {
 		var did []string
 		if next != "" {
 			// Yesterday's <db>_prev steps aside (dropped once the service is healthy) so
 			// that a failure up to here leaves staging exactly as it was.
 			var err error
 			if ru.hadPrev, err = db.Exists(ctx, prev); err != nil {
+				return "", err
+			}
+			in.HadPrev = ru.hadPrev
+			if err := ru.record(in, phaseSwapping); err != nil {
 				return "", err
 			}
 			if ru.hadPrev {
@@ -441,43 +545,64 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 				return "", err
 			}
 			swapped = true
+			if err := ru.record(in, phaseSwapped); err != nil {
+				return "", err
+			}
 			if ru.hadLive {
 				did = append(did, fmt.Sprintf("%s is the new database (the old one kept as %s)", live, prev))
 			} else {
 				did = append(did, live+" is the new database")
 			}
 		}
-		if err := ru.activate(ctx); err != nil {
+		if err := ru.activate(ctx, in); err != nil {
 			return "", err
 		}
 		activated = true
 		return strings.Join(append(did, "current -> "+ru.release.ID), "; "), nil
 	})
 	if err == nil {
-		if err = ru.startHealthy(ctx, "start"); err == nil {
+		if err = ru.startHealthy(cctx, "start"); err == nil {
 			ru.up()
+			ru.clearIntent()
 			ru.rep.State = fmt.Sprintf("%s serves release %s on %s, healthy", ru.r.cfg.Environment, ru.release.ID, live)
-			ru.prune(ctx)
+			ru.prune(cctx)
 			return nil
 		}
 	}
 	return ru.rollback(ctx, err, swapped, activated, next)
 }
 
-// activate points `current` at the new release and notes the one it replaced.
-func (ru *run) activate(ctx context.Context) error {
+// activate points `current` at the new release and notes the one it replaced. When
+// Activate fails, whatever it may have moved is put back: `current` must not point at
+// the new release while the old database is live.
+func (ru *run) activate(ctx context.Context, in *intent) error {
+	if err := ru.record(in, phaseActivating); err != nil {
+		return err
+	}
 	previous, err := ru.r.cfg.Releases.Activate(ctx, ru.release)
 	if err != nil {
+		if cur, cerr := ru.r.cfg.Releases.Current(ctx); cerr != nil && !errors.Is(cerr, codesync.ErrNoRelease) {
+			err = errors.Join(err, fmt.Errorf("read current: %w", cerr))
+		} else if cur != nil && cur.ID == ru.release.ID {
+			if _, rerr := ru.r.cfg.Releases.Rollback(ctx); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("put current back: %w", rerr))
+			} else {
+				ru.note("activation failed after current moved; current put back")
+			}
+		}
 		return err
 	}
 	if previous != nil {
 		ru.rep.Release.Previous = previous.ID
 	}
-	return nil
+	return ru.record(in, phaseActivated)
 }
 
-// rollback puts the previous database and release back and starts the service again.
+// rollback puts the previous database and release back and starts the service again,
+// with a budget of its own.
 func (ru *run) rollback(ctx context.Context, cause error, swapped, activated bool, next string) error {
+	ctx, cancel := ru.critical(ctx)
+	defer cancel()
 	live, prev := ru.r.cfg.Database, ru.r.prev()
 	db := ru.r.cfg.Databases
 	err := ru.step(ctx, "rollback", func(ctx context.Context) (string, error) {
@@ -508,20 +633,15 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 				if err := db.Drop(ctx, failed); err != nil {
 					ru.log.Warn("could not drop the rolled-back database; the next run will", "database", failed, keyErr, redact.String(err.Error()))
 				}
-				if ru.hadPrev {
-					if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
-						return "", fmt.Errorf("database: %w", err)
-					}
-				}
 			} else {
 				if err := db.Drop(ctx, live); err != nil {
 					return "", fmt.Errorf("database: %w", err)
 				}
 				done = append(done, "dropped "+live+" (there was none before)")
-				if ru.hadPrev {
-					if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
-						return "", fmt.Errorf("database: %w", err)
-					}
+			}
+			if ru.hadPrev {
+				if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
+					return "", fmt.Errorf("database: %w", err)
 				}
 			}
 		} else {
@@ -531,7 +651,7 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 	})
 	if err != nil {
 		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = "ROLLBACK FAILED: " + redact.String(err.Error()) + "; staging needs an operator"
+		ru.rep.State = "ROLLBACK FAILED: " + redact.String(err.Error()) + "; staging needs an operator (the next run repairs what it can from " + ru.r.intentPath() + ")"
 		return errors.Join(cause, fmt.Errorf("%w: %w", ErrRollback, err))
 	}
 	if err := ru.startHealthy(ctx, "restart"); err != nil {
@@ -540,6 +660,7 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 		return errors.Join(cause, fmt.Errorf("%w: restart: %w", ErrRollback, err))
 	}
 	ru.up()
+	ru.clearIntent()
 	ru.rep.Outcome = OutcomeRolledBack
 	ru.rep.State = "rolled back: the service runs the previous release on the previous database, healthy"
 	return fmt.Errorf("%w: %w", ErrRolledBack, cause)
@@ -585,7 +706,16 @@ func (ru *run) inplace(ctx context.Context) error {
 		}
 		ru.note("dropped %s, kept by an earlier swap rebuild, to make room", ru.r.prev())
 	}
-	if err := ru.stop(ctx); err != nil {
+	in := &intent{Run: ru.rep.ID, Kind: ru.rep.Kind, PID: os.Getpid(), Started: ru.r.cfg.Now(), Live: live,
+		Prev: ru.r.prev(), Old: ru.r.old(), Failed: ru.r.failed(), HadLive: ru.hadLive}
+	if err := ru.record(in, phaseStopping); err != nil {
+		ru.rep.State = ru.untouched()
+		return err
+	}
+	cctx, cancel := ru.critical(ctx)
+	err := ru.stop(cctx)
+	cancel()
+	if err != nil {
 		return ru.inplaceFailed(ctx, err, false)
 	}
 	if err := ru.restore(ctx, live); err != nil {
@@ -597,24 +727,28 @@ func (ru *run) inplace(ctx context.Context) error {
 	if err := ru.upgrade(ctx, live); err != nil {
 		return ru.inplaceFailed(ctx, err, true)
 	}
+	cctx, cancel = ru.critical(ctx)
+	defer cancel()
+	in.Release = ru.release.ID
 	var activated bool
-	err := ru.step(ctx, "cutover", func(ctx context.Context) (string, error) {
-		if err := ru.activate(ctx); err != nil {
+	err = ru.step(cctx, "cutover", func(ctx context.Context) (string, error) {
+		if err := ru.activate(ctx, in); err != nil {
 			return "", err
 		}
 		activated = true
 		return "current -> " + ru.release.ID, nil
 	})
 	if err == nil {
-		if err = ru.startHealthy(ctx, "start"); err == nil {
+		if err = ru.startHealthy(cctx, "start"); err == nil {
 			ru.up()
+			ru.clearIntent()
 			ru.rep.State = fmt.Sprintf("rebuilt in place: %s serves release %s on the fresh %s", ru.r.cfg.Environment, ru.release.ID, live)
-			ru.prune(ctx)
+			ru.prune(cctx)
 			return nil
 		}
 	}
 	if activated {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), criticalTimeout)
+		ctx, cancel := ru.critical(ctx)
 		defer cancel()
 		_ = ru.r.cfg.Service.Stop(ctx)
 		if _, rerr := ru.r.cfg.Releases.Rollback(ctx); rerr != nil {
@@ -627,7 +761,7 @@ func (ru *run) inplace(ctx context.Context) error {
 // inplaceFailed starts the previous release again after an in-place failure and says
 // what state the database is in.
 func (ru *run) inplaceFailed(ctx context.Context, cause error, replaced bool) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), criticalTimeout)
+	ctx, cancel := ru.critical(ctx)
 	defer cancel()
 	if ru.release != nil && ru.rep.FailedStep != "start" && ru.rep.FailedStep != "cutover" {
 		_ = ru.r.cfg.Releases.Discard(ctx, ru.release)
@@ -638,6 +772,7 @@ func (ru *run) inplaceFailed(ctx context.Context, cause error, replaced bool) er
 	}
 	if ru.startHealthy(ctx, "restart") == nil {
 		ru.up()
+		ru.clearIntent()
 		ru.rep.State = "the service runs the previous release again, healthy; " + dbState
 		if replaced {
 			ru.rep.Outcome = OutcomeBroken

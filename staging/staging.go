@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/restage/restage/codesync"
@@ -29,25 +30,23 @@ const (
 )
 
 // Databases is what the Rebuilder needs of the staging database server
-// (dbrestore.Server implements it).
+// (dbrestore.Server implements it). The production guard is part of it: every
+// implementation must refuse to change a server whose system_identifier is production's.
 type Databases interface {
 	dbrestore.Restorer
 	dbrestore.Admin
 	// Rename renames a database, refusing protected names and the production server.
 	Rename(ctx context.Context, from, to string) error
-}
-
-// SourceGuard is implemented by database servers that can tell whether they are a
-// backup's source (dbrestore.Server): the Rebuilder calls it before dropping anything.
-type SourceGuard interface {
-	// GuardSource refuses (dbrestore.ErrProduction) when the server is b's source.
+	// GuardProduction notes ids as production servers' for every later operation and
+	// refuses with dbrestore.ErrProduction when this server is one of them, or with
+	// dbrestore.ErrNoProduction when no production identity is known at all.
+	GuardProduction(ctx context.Context, ids ...uint64) error
+	// GuardSource does the same for the source of backup b, refusing a backup that
+	// names none (dbrestore.ErrCorrupt).
 	GuardSource(ctx context.Context, b *dbrestore.Backup) error
-}
-
-// Flusher is implemented by notifiers that keep undelivered reports (notify's spool).
-type Flusher interface {
-	// Flush delivers kept reports.
-	Flush(ctx context.Context) error
+	// AllowConnections lets clients connect to name again (after a run was killed
+	// while connections were refused for its renames); a missing database is no error.
+	AllowConnections(ctx context.Context, name string) error
 }
 
 // Config wires a Rebuilder. The parts are interfaces; Options zero values are documented
@@ -99,9 +98,37 @@ type Options struct {
 	// captured for the report's attachment: give the parts CaptureLogger(Logger) so that
 	// their messages are captured too.
 	Logger *slog.Logger
+	// Production lists production servers' system_identifiers, refused by every drop,
+	// rename, restore and clone besides the sources the backup catalog's manifests name.
+	// A run that knows none refuses to change anything (fail closed).
+	Production []uint64
+	// SchemaRole is the role the migrations run as (schema.Target.Role); "": the DSN's
+	// user. Give the staging server's dbrestore.ServerConfig the same Role.
+	SchemaRole string
+	// Timeouts bound the steps that wait on other programs.
+	Timeouts Timeouts
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }
+
+// Timeouts bound a run's waits (safety rule 12); each zero value is the default given.
+// On expiry the step fails and staging is left as it was (or put back).
+type Timeouts struct {
+	Restore time.Duration // the restore step (pg_restore, post-restore SQL, ANALYZE) and the clones: 4h
+	Schema  time.Duration // the schema step, all migrations of a run: 30m
+	Notify  time.Duration // delivering the run's report, spooled ones first: 2m
+	// Cutover bounds each critical phase on its own: stop, renames and start with the
+	// health gate; then, separately, a rollback and its restart: 10m.
+	Cutover time.Duration
+}
+
+// Default timeouts.
+const (
+	DefaultRestoreTimeout = 4 * time.Hour
+	DefaultSchemaTimeout  = 30 * time.Minute
+	DefaultNotifyTimeout  = 2 * time.Minute
+	DefaultCutoverTimeout = 10 * time.Minute
+)
 
 // Rebuilder rebuilds one staging environment. Create it with New.
 type Rebuilder struct {
@@ -167,8 +194,62 @@ func New(cfg Config) (*Rebuilder, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if err := checkName(cfg.Database); err != nil {
+		return nil, fmt.Errorf("%w: Database: %w", ErrConfig, err)
+	}
+	for _, c := range cfg.Clones {
+		if err := checkName(c); err != nil {
+			return nil, fmt.Errorf("%w: Clones: %w", ErrConfig, err)
+		}
+	}
+	t := &cfg.Timeouts
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&t.Restore, DefaultRestoreTimeout}, {&t.Schema, DefaultSchemaTimeout},
+		{&t.Notify, DefaultNotifyTimeout}, {&t.Cutover, DefaultCutoverTimeout}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
 	log := CaptureLogger(cfg.Logger)
 	return &Rebuilder{cfg: cfg, log: log, cap: log.Handler().(*capture)}, nil
+}
+
+// Roles of an environment (the config's top-level role key).
+const (
+	RoleStaging      = "staging"      // rebuilt from production every night (the default)
+	RoleExperimental = "experimental" // branches deployed on demand
+	RoleProduction   = "production"   // only the release train's promote; never rebuilt
+)
+
+// maxNameLen is PostgreSQL's identifier limit (NAMEDATALEN-1): longer names are
+// truncated, so "<name>_next" could silently become "<name>".
+const maxNameLen = 63
+
+// nameSuffixes are what restage appends to the database's name for the databases it
+// keeps beside the live one.
+var nameSuffixes = []string{"_next", "_prev", "_old", "_failed", "_deploy"}
+
+// checkName refuses a database name that PostgreSQL would truncate once restage adds
+// its longest suffix.
+func checkName(name string) error {
+	longest := ""
+	for _, s := range nameSuffixes {
+		if len(s) > len(longest) {
+			longest = s
+		}
+	}
+	if max := maxNameLen - len(longest); len(name) > max {
+		return fmt.Errorf("%q is %d bytes: with the suffix %q restage adds it would pass PostgreSQL's %d-byte limit and be truncated (possibly onto another database's name); use at most %d bytes",
+			name, len(name), longest, maxNameLen, max)
+	}
+	return nil
+}
+
+// validRole reports whether name can be a PostgreSQL role name.
+func validRole(name string) bool {
+	return name != "" && len(name) <= maxNameLen && !strings.ContainsRune(name, 0)
 }
 
 func (r *Rebuilder) next() string { return r.cfg.Database + "_next" }

@@ -10,43 +10,21 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"os/user"
-	"syscall"
 
 	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/staging"
 )
 
-type usageError struct{ error }
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "experimental:", err)
-	}
-	os.Exit(exitCode(err))
-}
-
-func exitCode(err error) int {
-	var ue usageError
-	if errors.Is(err, flag.ErrHelp) || errors.As(err, &ue) {
-		return staging.ExitUsage
-	}
-	return staging.ExitStatus(err)
-}
+func main() { cli.Main("experimental", run, staging.ExitStatus) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("experimental", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.NewFlagSet("experimental", stderr, "-config FILE [-source DIR | -git REPO -ref REF] [-refresh-db]")
 	config := fs.String("config", "", "the experimental environment's TOML config `file`")
 	source := fs.String("source", "", "deploy this code `folder`")
 	repo := fs.String("git", "", "deploy from this git `repository` (path or URL) ...")
@@ -56,17 +34,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	switch {
-	case fs.NArg() > 0:
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	case *config == "":
-		fs.Usage()
-		return usageError{errors.New("-config FILE is required")}
+		return fs.Usagef("-config FILE is required")
 	case *source != "" && *repo != "":
-		return usageError{errors.New("-source and -git are exclusive")}
+		return fs.Usagef("-source and -git are exclusive")
 	case *repo != "" && *ref == "":
-		return usageError{errors.New("-git REPO needs -ref REF")}
+		return fs.Usagef("-git REPO needs -ref REF")
 	case *ref != "" && *repo == "":
-		return usageError{errors.New("-ref needs -git REPO")}
+		return fs.Usagef("-ref needs -git REPO")
 	}
 	cfg, err := staging.LoadEnvironment(*config)
 	if err != nil {
@@ -76,10 +51,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case *source != "":
 		if src, err = codesync.NewDirSource(*source); err != nil {
-			return usageError{fmt.Errorf("-source: %w", err)}
+			return fs.Usagef("-source: %w", err)
 		}
 	case *repo != "":
-		src = &codesync.GitSource{Repo: *repo, Ref: *ref}
+		src = &codesync.GitSource{Repo: *repo, Ref: *ref, Timeout: cfg.Code.GitTimeout.Duration}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	rb, err := staging.Open(cfg, staging.OpenOptions{Source: src, Logger: log})

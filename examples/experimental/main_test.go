@@ -1,35 +1,32 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/restage/restage/examples/internal/cli/clitest"
+	"github.com/restage/restage/staging"
 )
 
-func TestUsageErrors(t *testing.T) {
+func TestUsage(t *testing.T) {
+	const usage = "usage: experimental -config FILE [-source DIR | -git REPO -ref REF] [-refresh-db]\n"
 	cfg := filepath.Join(t.TempDir(), "experimental.toml")
 	if err := os.WriteFile(cfg, []byte("environment = \"experimental\"\nbogus = 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{nil, "-config FILE is required"},
-		{[]string{"-config", cfg, "-source", "a", "-git", "b", "-ref", "c"}, "exclusive"},
-		{[]string{"-config", cfg, "-git", "repo"}, "needs -ref"},
-		{[]string{"-config", cfg, "-ref", "main"}, "needs -git"},
-		{[]string{"-config", cfg}, "unknown key bogus"},
-	} {
-		var out, errs bytes.Buffer
-		err := run(context.Background(), tc.args, &out, &errs)
-		if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%v: exit %d, err %v; want 2 and %q", tc.args, exitCode(err), err, tc.want)
-		}
-	}
+	clitest.Check(t, "experimental", run, staging.ExitStatus, []clitest.Case{
+		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n"},
+		{Args: []string{"-help"}, Code: 0, StderrStart: usage},
+		{Args: nil, Code: 2, Stderr: "experimental: -config FILE is required\n" + usage},
+		{Args: []string{"-config", cfg, "-branch", "x"}, Code: 2, Stderr: "experimental: flag provided but not defined: -branch\n" + usage},
+		{Args: []string{"-config", cfg, "main"}, Code: 2, Stderr: "experimental: unexpected argument \"main\"\n" + usage},
+		{Args: []string{"-config", cfg, "-source", "a", "-git", "b", "-ref", "c"}, Code: 2, Stderr: "experimental: -source and -git are exclusive\n" + usage},
+		{Args: []string{"-config", cfg, "-git", "repo"}, Code: 2, Stderr: "experimental: -git REPO needs -ref REF\n" + usage},
+		{Args: []string{"-config", cfg, "-ref", "main"}, Code: 2, Stderr: "experimental: -ref needs -git REPO\n" + usage},
+		// A config error names the key, on one line without the usage.
+		{Args: []string{"-config", cfg}, Code: 2, Stderr: "experimental: config: " + cfg + ": unknown key bogus\n"},
+	})
 }
 
 func TestRequester(t *testing.T) {

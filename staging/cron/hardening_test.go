@@ -97,6 +97,7 @@ func TestControlURLFailureUsesLastGoodCopy(t *testing.T) {
 			w.Write([]byte("<html>a proxy's error page</html>\n"))
 		}
 	}))
+	t.Cleanup(srv.Close) // the loop closes it too
 	e := newEnv(t)
 	cfg := e.config(
 		helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"),

@@ -52,6 +52,7 @@ type World struct {
 	Mail       *MailServer
 
 	ProdDB     string // production database
+	ProdID     uint64 // the production server's system_identifier
 	StagingDB  string // staging database name (live)
 	BackupDir  string
 	Source     string // the code tree (a folder)
@@ -211,6 +212,17 @@ func (w *World) makeProduction(ctx context.Context) error {
 	if err := w.exec(ctx, w.Production, "postgres", "CREATE DATABASE "+w.ProdDB); err != nil {
 		return err
 	}
+	conn, err := pgx.Connect(ctx, w.Production.DSN("postgres"))
+	if err != nil {
+		return err
+	}
+	var id int64
+	err = conn.QueryRow(ctx, "SELECT system_identifier FROM pg_control_system()").Scan(&id)
+	conn.Close(ctx)
+	if err != nil {
+		return err
+	}
+	w.ProdID = uint64(id)
 	dir := filepath.Join(w.Dir, "production", "migrations")
 	if err := writeMigrations(dir, ProductionPatch); err != nil {
 		return err
@@ -415,6 +427,7 @@ state_dir   = "experimental/state"
 admin_dsn = %q
 name      = %q
 protect   = [%q, %q, %q]
+production_ids = ["%d"]   # the production server: every drop and rename refuses it
 
 [code]
 source   = "build/bugs"
@@ -442,7 +455,7 @@ smtp = %q
 from = "experimental@example.org"
 to   = ["error-reports@example.org"]
 tls  = "none"
-`, w.Staging.AdminDSN(), e.DB, w.ProdDB, w.StagingDB, w.StagingDB+"_next", tomlList(command), e.AppURL+"/+health", w.Mail.Addr)
+`, w.Staging.AdminDSN(), e.DB, w.ProdDB, w.StagingDB, w.StagingDB+"_next", w.ProdID, tomlList(command), e.AppURL+"/+health", w.Mail.Addr)
 	w.Exp = e
 	return os.WriteFile(e.ConfigPath, []byte(text), 0o644)
 }

@@ -1,0 +1,246 @@
+package staging
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/internal/atomicfile"
+	"github.com/restage/restage/internal/redact"
+)
+
+// IntentFile is the name, in the state folder, of the record of a cutover under way.
+const IntentFile = "cutover.json"
+
+// Phases of a cutover, in order, as its intent record says.
+const (
+	phaseStopping   = "stopping"   // the service is being (or was) stopped
+	phaseSwapping   = "swapping"   // database names are being changed
+	phaseSwapped    = "swapped"    // the new database is live, the old one kept as prev
+	phaseActivating = "activating" // `current` is being moved to the new release
+	phaseActivated  = "activated"  // `current` points at the new release
+)
+
+// intent records a cutover under way, so that a run killed during it (kill -9, power
+// loss) leaves a trace that the next run repairs from: it is written before the
+// service is stopped, updated before and after each change, and removed once the
+// service is healthy again, on the new environment or the old one.
+type intent struct {
+	Run     string    `json:"run"` // the report ID of the run that wrote it
+	Kind    string    `json:"kind"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	Phase   string    `json:"phase"`
+	Live    string    `json:"live"`           // the live database
+	Next    string    `json:"next,omitempty"` // the database swapped in; "": none (a deploy keeping its database, inplace)
+	Prev    string    `json:"prev"`
+	Old     string    `json:"old"`    // where a previous prev steps aside during the cutover
+	Failed  string    `json:"failed"` // where a rollback puts the new database
+	HadLive bool      `json:"had_live"`
+	HadPrev bool      `json:"had_prev"` // prev existed and was (or is being) renamed to old
+	Release string    `json:"release"`  // the release being activated
+}
+
+// intentPath is where the intent record lives: the state folder, else beside the lock.
+func (r *Rebuilder) intentPath() string {
+	if r.cfg.StateDir != "" {
+		return filepath.Join(r.cfg.StateDir, IntentFile)
+	}
+	return r.cfg.LockFile + "." + IntentFile
+}
+
+// record writes the intent record with the given phase (0600, atomically, never through
+// a symlink).
+func (ru *run) record(in *intent, phase string) error {
+	in.Phase = phase
+	data, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := ru.r.intentPath()
+	if err := mkdirPrivate(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("cutover record: %w", err)
+	}
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("cutover record: %w", err)
+	}
+	ru.intent = in
+	return nil
+}
+
+// clearIntent removes the intent record once the service is healthy again.
+func (ru *run) clearIntent() {
+	if ru.intent == nil {
+		return
+	}
+	path := ru.r.intentPath()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		ru.log.Error("could not remove the cutover record; the next run will repair from it", keyErr, err)
+		return
+	}
+	_ = atomicfile.SyncDir(filepath.Dir(path))
+	ru.intent = nil
+}
+
+// readIntent returns the intent record left by a killed run, or nil.
+func (r *Rebuilder) readIntent() (*intent, error) {
+	f, err := os.OpenFile(r.intentPath(), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cutover record: %w", err)
+	}
+	defer f.Close()
+	var in intent
+	if err := json.NewDecoder(f).Decode(&in); err != nil {
+		return nil, fmt.Errorf("cutover record %s: %w", r.intentPath(), err)
+	}
+	if in.Live == "" || in.Prev == "" || in.Old == "" || in.Failed == "" {
+		return nil, fmt.Errorf("cutover record %s: names missing", r.intentPath())
+	}
+	return &in, nil
+}
+
+// repair puts staging back as it was before a cutover that a killed run left half
+// done, following its intent record: connections allowed again on every database it
+// names, names as they were before the cutover, `current` back on the release before,
+// the service started and healthy. It runs (holding the lock) before anything else and
+// reports what it did; without a record it does nothing.
+func (ru *run) repair(ctx context.Context) error {
+	in, err := ru.r.readIntent()
+	if err != nil || in == nil {
+		return err
+	}
+	ctx, cancel := ru.critical(ctx)
+	defer cancel()
+	ru.intent = in
+	err = ru.step(ctx, "repair", func(ctx context.Context) (string, error) {
+		did, err := ru.repairFrom(ctx, in)
+		return strings.Join(did, "; "), err
+	})
+	if err != nil {
+		ru.rep.Outcome = OutcomeBroken
+		ru.rep.State = fmt.Sprintf("a cutover killed during phase %q (run %s) could not be repaired: %s; staging needs an operator (the record is %s)",
+			in.Phase, in.Run, redact.String(err.Error()), ru.r.intentPath())
+		return err
+	}
+	ru.note("repaired the cutover of run %s (%s, pid %d), killed during phase %q: %s",
+		in.Run, in.Kind, in.PID, in.Phase, ru.rep.Steps[len(ru.rep.Steps)-1].Detail)
+	ru.clearIntent()
+	return nil
+}
+
+func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
+	db := ru.r.cfg.Databases
+	var did []string
+	ids, err := ru.productionIDs(ctx)
+	if err != nil {
+		return did, err
+	}
+	if err := db.GuardProduction(ctx, ids...); err != nil {
+		return did, err
+	}
+	// The killed run may have started the service on the new release: stop it first.
+	if err := ru.r.cfg.Service.Stop(ctx); err != nil {
+		return did, fmt.Errorf("stop the service: %w", err)
+	}
+	for _, name := range []string{in.Live, in.Next, in.Prev, in.Old, in.Failed} {
+		if name == "" {
+			continue
+		}
+		if err := db.AllowConnections(ctx, name); err != nil {
+			return did, err
+		}
+	}
+	did = append(did, "connections allowed")
+
+	exists := func(name string) (bool, error) { return db.Exists(ctx, name) }
+	swapped := in.Phase != phaseStopping && in.Phase != phaseSwapping
+	if in.Phase == phaseSwapping && in.Next != "" {
+		// The swap consumes next: if it is gone, the swap's transaction committed.
+		ok, err := exists(in.Next)
+		if err != nil {
+			return did, err
+		}
+		swapped = !ok
+	}
+	if in.Next == "" {
+		swapped = false
+	}
+	if swapped {
+		if in.HadLive {
+			if err := db.Swap(ctx, in.Live, in.Prev, in.Failed); err != nil {
+				return did, fmt.Errorf("database: %w", err)
+			}
+			did = append(did, in.Live+" is the previous database again")
+			if err := db.Drop(ctx, in.Failed); err != nil {
+				return did, fmt.Errorf("database: %w", err)
+			}
+		} else {
+			if err := db.Drop(ctx, in.Live); err != nil {
+				return did, fmt.Errorf("database: %w", err)
+			}
+			did = append(did, "dropped "+in.Live+" (there was none before)")
+		}
+	}
+	if !swapped && in.Next != "" {
+		ok, err := exists(in.Next)
+		if err != nil {
+			return did, err
+		}
+		if ok {
+			if err := db.Drop(ctx, in.Next); err != nil {
+				return did, fmt.Errorf("database: %w", err)
+			}
+			did = append(did, "dropped "+in.Next+", prepared by the killed run")
+		}
+	}
+	if in.HadPrev {
+		oldThere, err := exists(in.Old)
+		if err != nil {
+			return did, err
+		}
+		prevThere, err := exists(in.Prev)
+		if err != nil {
+			return did, err
+		}
+		if oldThere && !prevThere {
+			if err := db.Rename(ctx, in.Old, in.Prev); err != nil {
+				return did, fmt.Errorf("database: %w", err)
+			}
+			did = append(did, in.Old+" is "+in.Prev+" again")
+		}
+	}
+	if in.Phase == phaseActivating || in.Phase == phaseActivated {
+		cur, err := ru.r.cfg.Releases.Current(ctx)
+		if err != nil && !errors.Is(err, codesync.ErrNoRelease) {
+			return did, fmt.Errorf("release: %w", err)
+		}
+		if cur != nil && cur.ID == in.Release {
+			back, err := ru.r.cfg.Releases.Rollback(ctx)
+			if err != nil {
+				return did, fmt.Errorf("release: %w", err)
+			}
+			if back != nil {
+				did = append(did, "current -> "+back.ID)
+			} else {
+				did = append(did, "current removed (there was no release before)")
+			}
+		}
+	}
+	if err := ru.startService(ctx); err != nil {
+		return did, fmt.Errorf("start the service: %w", err)
+	}
+	return append(did, "service started"+map[bool]string{true: ", healthy", false: ""}[ru.r.cfg.Health != nil]), nil
+}
+
+// mkdirPrivate creates dir (and its parents) as 0700 folders when missing.
+func mkdirPrivate(dir string) error { return os.MkdirAll(dir, 0o700) }

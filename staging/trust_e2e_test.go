@@ -1,0 +1,270 @@
+package staging_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/stagingtest"
+)
+
+// editConfig replaces old by repl in the config file at path (old must be there).
+func editConfig(t *testing.T, path, old, repl string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("%s does not hold %q", path, old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, repl, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func databases(t *testing.T, w *stagingtest.World) string {
+	t.Helper()
+	return query(t, w.Production, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`)
+}
+
+// Rule 7 for deploys: experimental's admin DSN pointed at production (by mistake) is
+// refused by system_identifier before anything is dropped or renamed.
+func TestExperimentalRefusesProductionServer(t *testing.T) {
+	w := newWorld(t, stagingtest.Options{Experimental: true})
+	w.Production.Exec(t, "postgres", "CREATE DATABASE bugs_experimental_next")
+	editConfig(t, w.Exp.ConfigPath, w.Staging.AdminDSN(), w.Production.AdminDSN())
+	before := databases(t, w)
+	rep, err := openEnv(t, w.Exp.ConfigPath, nil).Deploy(context.Background(), staging.DeployOptions{})
+	if !errors.Is(err, dbrestore.ErrProduction) || rep.FailedStep != "guard" {
+		t.Fatalf("err %v, failed step %q\n%s", err, rep.FailedStep, rep.Text())
+	}
+	if after := databases(t, w); after != before {
+		t.Fatalf("production's databases changed: %s -> %s", before, after)
+	}
+
+	// Without production_ids (and no backup folder) the config is refused outright.
+	editConfig(t, w.Exp.ConfigPath, "production_ids", "# production_ids")
+	if _, err := staging.LoadEnvironment(w.Exp.ConfigPath); !errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), "database.production_ids") {
+		t.Fatalf("config without a production identity: %v", err)
+	}
+}
+
+// gitHTTP serves the repositories under root over git's smart HTTP protocol (git
+// http-backend as CGI), requiring basic auth user:token.
+func gitHTTP(t *testing.T, root, user, token string) string {
+	t.Helper()
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("no git")
+	}
+	backend := &cgi.Handler{Path: gitPath, Args: []string{"http-backend"},
+		Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != token {
+			rw.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(rw, "auth required", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// Rule 10: a token in code.git and a password in the admin DSN reach git and
+// PostgreSQL, but no report, mail, history line, release file or log.
+func TestSecretsNeverLeak(t *testing.T) {
+	const token, password = "tok3n-SECRET-git", "pw-SECRET-dsn"
+	w := newWorld(t, stagingtest.Options{})
+	repo := gitRepo(t, w)
+	bare := filepath.Join(w.Dir, "served", "bugs.git")
+	if out, err := exec.Command("git", "clone", "-q", "--bare", repo, bare).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	base := gitHTTP(t, filepath.Dir(bare), "dev", token)
+	url := strings.Replace(base, "http://", "http://dev:"+token+"@", 1) + "/bugs.git"
+	editConfig(t, w.ConfigPath, `source   = "build/bugs"`, "git = \""+url+"\"\nref = \"main\"")
+	dsn := strings.Replace(w.Staging.AdminDSN(), "postgres@", "postgres:"+password+"@", 1)
+	editConfig(t, w.ConfigPath, w.Staging.AdminDSN(), dsn)
+
+	var logs strings.Builder
+	c, err := staging.LoadEnvironment(w.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := staging.Open(c, staging.OpenOptions{Logger: logger(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	rep, err := rb.Run(context.Background())
+	if err != nil {
+		t.Fatalf("rebuild from the git server: %v\n%s", err, rep.Text())
+	}
+	texts := []string{rep.Text(), rep.Log, rep.Subject()}
+	// A failing run: its error, step output and state go into the report too.
+	editConfig(t, w.ConfigPath, `ref = "main"`, `ref = "broken"`)
+	c, _ = staging.LoadEnvironment(w.ConfigPath)
+	rb2, err := staging.Open(c, staging.OpenOptions{Logger: logger(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb2.Close()
+	rep2, err := rb2.Run(context.Background())
+	if err == nil {
+		t.Fatal("the broken branch rebuilt")
+	}
+	texts = append(texts, rep2.Text(), rep2.Log, err.Error(), logs.String())
+	for _, m := range w.Mail.Mails() {
+		texts = append(texts, string(m.Data))
+	}
+	for _, root := range []string{w.StateDir, w.Releases} {
+		_ = filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() && fi.Size() < 1<<20 {
+				data, _ := os.ReadFile(p)
+				texts = append(texts, p+":\n"+string(data))
+			}
+			return nil
+		})
+	}
+	if rep.Release == nil || !strings.Contains(rep.Release.Revision, "127.0.0.1") {
+		t.Fatalf("the report does not name the repository: %+v", rep.Release)
+	}
+	for _, text := range texts {
+		for _, secret := range []string{token, password} {
+			if i := strings.Index(text, secret); i >= 0 {
+				t.Errorf("%s leaked: ...%s...", secret, text[max(0, i-200):min(len(text), i+50)])
+			}
+		}
+	}
+}
+
+// Item 6: a nightly killed with SIGKILL during its cutover (new database swapped in,
+// current moved, waiting for the health gate) leaves a record; the next dry run repairs
+// from it: the previous database and release back, connections allowed, the service
+// started and healthy.
+func TestKilledCutoverIsRepairedEndToEnd(t *testing.T) {
+	w := newWorld(t, stagingtest.Options{})
+	mustRun(t, w)
+	before := snapshot(t, w)
+	if _, err := w.Backup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(w.Source, stagingtest.FailHealthFile)
+	if err := os.WriteFile(broken, []byte("slow\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "RESTAGE_E2E_RUN="+w.ConfigPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	record := filepath.Join(w.StateDir, staging.IntentFile)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		data, _ := os.ReadFile(record)
+		if strings.Contains(string(data), `"phase": "activated"`) {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the run ended before its cutover: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("the cutover never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	// As if it had been killed inside a rename, with connections refused.
+	w.Staging.Exec(t, "postgres", "ALTER DATABASE bugs_staging ALLOW_CONNECTIONS false")
+
+	rep, err := open(t, w).Plan(context.Background())
+	if err != nil {
+		t.Fatalf("dry run: %v\n%s", err, rep.Text())
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "repaired the cutover") {
+		t.Fatalf("the dry run does not say what it repaired:\n%s", rep.Text())
+	}
+	if after := snapshot(t, w); after != before {
+		t.Fatalf("not repaired:\n--- before\n%s\n--- after\n%s\n%s", before, after, rep.Text())
+	}
+	if n := query(t, w.Staging, "postgres", "SELECT count(*)::text FROM pg_database WHERE NOT datallowconn AND datname LIKE 'bugs%'"); n != "0" {
+		t.Fatalf("%s databases still refuse connections", n)
+	}
+	if _, err := os.Stat(record); !os.IsNotExist(err) {
+		t.Fatalf("the record is still there: %v", err)
+	}
+	mustRun(t, w)
+}
+
+// Items 5 and 11: with [schema] role, a migration cannot drop another environment's
+// database; a migration that hangs is stopped by [schema] timeout, quickly, and staging
+// is left as it was.
+func TestSchemaRoleAndTimeout(t *testing.T) {
+	w := newWorld(t, stagingtest.Options{})
+	w.Staging.Exec(t, "postgres", "CREATE ROLE bugs_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; CREATE DATABASE bugs_other")
+	editConfig(t, w.ConfigPath, `migrations = "migrations"`, "migrations = \"migrations\"\nrole = \"bugs_owner\"\ntimeout = \"3s\"")
+	rep := mustRun(t, w)
+	if owner := query(t, w.Staging, w.StagingDB, "SELECT tableowner FROM pg_tables WHERE tablename = 'bug'"); owner != "bugs_owner" {
+		t.Errorf("bug is owned by %s, want the schema role", owner)
+	}
+	_ = rep
+	before := snapshot(t, w)
+	mig := filepath.Join(w.Source, "migrations", "6_evil.up.sql")
+	for name, sql := range map[string]string{
+		"drops another database": "DROP DATABASE bugs_other;\n",
+		"hangs":                  "SELECT pg_sleep(600);\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(mig, []byte(sql), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Remove(mig)
+			start := time.Now()
+			rep, err := run(t, w)
+			if err == nil || rep.FailedStep != "schema" || rep.Outcome != staging.OutcomeFailed {
+				t.Fatalf("err %v, step %q, outcome %s", err, rep.FailedStep, rep.Outcome)
+			}
+			if took := time.Since(start); took > 2*time.Minute {
+				t.Errorf("the run took %s", took)
+			}
+			if after := snapshot(t, w); after != before {
+				t.Errorf("staging changed:\n%s\n%s", before, after)
+			}
+			if n := query(t, w.Staging, "postgres", "SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_other'"); n != "1" {
+				t.Error("the migration dropped another environment's database")
+			}
+			if name == "hangs" && !strings.Contains(rep.Error, "schema.timeout") {
+				t.Errorf("the error does not name the timeout: %s", rep.Error)
+			}
+		})
+	}
+}
+
+// logger writes a run's log as text into b.
+func logger(b *strings.Builder) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

@@ -1,0 +1,246 @@
+package staging
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/dbrestore"
+)
+
+// Rule 7: a deploy never sees a backup, so it must learn production's identity from the
+// catalog's manifests or the config, and refuse everything when it knows none.
+func TestDeployKnowingNoProductionRefusesEverything(t *testing.T) {
+	w := newWorld()
+	w.dbs["staging_next"] = "clone"
+	before := w.snapshot()
+	rep, err := w.rebuilder(t, func(c *Config) { c.Backups = nil }).Deploy(context.Background(), DeployOptions{})
+	if !errors.Is(err, dbrestore.ErrNoProduction) || ExitStatus(err) != ExitUsage || rep.FailedStep != "guard" {
+		t.Fatalf("err %v (exit %d), failed step %q", err, ExitStatus(err), rep.FailedStep)
+	}
+	if !strings.Contains(err.Error(), "production_ids") {
+		t.Errorf("the error does not say which key to set: %v", err)
+	}
+	if w.snapshot() != before {
+		t.Fatalf("staging changed:\n%s\n%s", before, w.snapshot())
+	}
+}
+
+func TestDeployRefusesProductionServer(t *testing.T) {
+	for name, set := range map[string]func(w *world, c *Config){
+		"named by a manifest":  func(w *world, c *Config) { w.sources = []uint64{7, w.sysID} },
+		"listed in production": func(w *world, c *Config) { c.Backups = nil; c.Production = []uint64{w.sysID} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := newWorld()
+			w.dbs["staging_next"] = "clone"
+			before := w.snapshot()
+			rep, err := w.rebuilder(t, func(c *Config) { set(w, c) }).Deploy(context.Background(), DeployOptions{})
+			if !errors.Is(err, dbrestore.ErrProduction) || rep.FailedStep != "guard" {
+				t.Fatalf("err %v, failed step %q", err, rep.FailedStep)
+			}
+			if w.snapshot() != before {
+				t.Fatal("production changed")
+			}
+		})
+	}
+}
+
+func TestDeployWithProductionKnownFromConfig(t *testing.T) {
+	w := newWorld()
+	w.dbs["staging_next"] = "clone"
+	rep, err := w.rebuilder(t, func(c *Config) { c.Backups = nil; c.Production = []uint64{99} }).Deploy(context.Background(), DeployOptions{})
+	if err != nil {
+		t.Fatalf("deploy: %v\n%s", err, rep.Text())
+	}
+}
+
+func TestRebuildRefusesAServerNamedByAnyManifest(t *testing.T) {
+	w := newWorld()
+	w.sources = []uint64{w.sourceID, w.sysID} // another production database's backups
+	before := w.snapshot()
+	rep, err := w.rebuilder(t).Run(context.Background())
+	if !errors.Is(err, dbrestore.ErrProduction) || rep.FailedStep != "verify" {
+		t.Fatalf("err %v, step %q", err, rep.FailedStep)
+	}
+	if w.snapshot() != before {
+		t.Fatal("staging changed")
+	}
+}
+
+// Item 3: PostgreSQL truncates names to 63 bytes, so "<name>_next" could be "<name>".
+func TestLongDatabaseNamesAreRefused(t *testing.T) {
+	w := newWorld()
+	ok := strings.Repeat("s", maxNameLen-len("_failed"))
+	cfg := Config{Environment: "staging", Backups: w, Databases: w, Source: fakeSource{}, Releases: w, Schema: w,
+		Service: svc{w}, DSN: func(db string) string { return db }}
+	cfg.LockFile = filepath.Join(t.TempDir(), "l")
+	cfg.Database = ok
+	if _, err := New(cfg); err != nil {
+		t.Fatalf("a %d-byte name: %v", len(ok), err)
+	}
+	cfg.Database = ok + "s"
+	if _, err := New(cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "63-byte") {
+		t.Fatalf("a %d-byte name: %v", len(cfg.Database), err)
+	}
+	cfg.Database, cfg.Clones = "staging", []string{strings.Repeat("e", 60)}
+	if _, err := New(cfg); !errors.Is(err, ErrConfig) {
+		t.Fatalf("a long clone name: %v", err)
+	}
+
+	text := strings.Replace(sampleConfig, `name         = "launchpad_staging"`, `name = "`+strings.Repeat("x", 63)+`"`, 1)
+	_, err := LoadEnvironment(writeConfig(t, text))
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "database.name") {
+		t.Fatalf("config with a 63-byte name: %v", err)
+	}
+}
+
+// Item 4: Activate moved current and then failed: the rollback must put current back,
+// not leave the new code running on the old database.
+func TestHalfDoneActivationIsUndone(t *testing.T) {
+	w := newWorld()
+	before := w.snapshot()
+	w.failActivate = fail
+	rep, err := w.rebuilder(t).Run(context.Background())
+	if !errors.Is(err, errInjected) || rep.Outcome != OutcomeRolledBack {
+		t.Fatalf("err %v outcome %s\n%s", err, rep.Outcome, rep.Text())
+	}
+	if got := w.snapshot(); got != before {
+		t.Fatalf("not put back:\n got %s\nwant %s\n%s", got, before, rep.Text())
+	}
+}
+
+// Item 12: a dry run never notifies nor writes history, even when it fails.
+func TestFailedDryRunLeavesNoTrace(t *testing.T) {
+	w := newWorld()
+	w.failVerify = fail
+	r := w.rebuilder(t)
+	rep, err := r.Plan(context.Background())
+	if !errors.Is(err, errInjected) || ExitStatus(err) != ExitFailed || rep.Outcome != OutcomeFailed {
+		t.Fatalf("err %v outcome %s", err, rep.Outcome)
+	}
+	if len(w.delivered) != 0 {
+		t.Fatalf("a dry run delivered %d reports", len(w.delivered))
+	}
+	if _, err := os.Stat(filepath.Join(r.cfg.StateDir, HistoryFile)); !os.IsNotExist(err) {
+		t.Fatalf("a dry run wrote history: %v", err)
+	}
+}
+
+// Item 10: history 0600 in a 0700 folder, never through a planted symlink.
+func TestHistoryIsPrivate(t *testing.T) {
+	w := newWorld()
+	state := filepath.Join(t.TempDir(), "state")
+	r := w.rebuilder(t, func(c *Config) { c.StateDir = state })
+	if _, err := r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{state: 0o700, filepath.Join(state, HistoryFile): 0o600} {
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v (%v), want %v", path, st.Mode().Perm(), err, want)
+		}
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state2 := t.TempDir()
+	if err := os.Symlink(victim, filepath.Join(state2, HistoryFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.rebuilder(t, func(c *Config) { c.StateDir = state2 }).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(victim); string(got) != "keep" {
+		t.Fatalf("history written through a symlink: %q", got)
+	}
+}
+
+// Item 6: a run that dies during its cutover leaves an intent record; the next run
+// (or dry run) repairs from it first: names and current as before, connections
+// allowed, the service started, and says what it repaired.
+func TestKilledCutoverIsRepaired(t *testing.T) {
+	for _, phase := range []string{phaseStopping, phaseActivating, phaseActivated} {
+		for _, via := range []string{"run", "dry run"} {
+			t.Run(phase+" "+via, func(t *testing.T) {
+				w := newWorld()
+				before := w.snapshot()
+				state := t.TempDir()
+				lock := filepath.Join(t.TempDir(), "staging.lock")
+				set := func(c *Config) { c.StateDir, c.LockFile = state, lock }
+				r := w.rebuilder(t, set)
+				// The run dies (no deferred cleanup of its own runs after this point but the
+				// lock's release) right after the phase is recorded.
+				die := func() error {
+					if in, err := r.readIntent(); err == nil && in != nil && in.Phase == phase {
+						runtime.Goexit()
+					}
+					return nil
+				}
+				switch phase {
+				case phaseStopping:
+					w.failStop = func() error { w.running = false; w.serving = ""; return die() }
+				case phaseActivating: // after the swap, before current moved
+					r.cfg.Releases = dieOnActivate{w, die}
+				case phaseActivated:
+					w.failStart = die
+				}
+				done := make(chan struct{})
+				go func() { defer close(done); _, _ = r.Run(context.Background()) }()
+				<-done
+				if in, err := r.readIntent(); err != nil || in == nil {
+					t.Fatalf("no intent record after the kill: %v", err)
+				}
+				if w.running {
+					t.Fatal("the killed run left the service running; the test needs it stopped")
+				}
+				w.failStop, w.failStart = nil, nil
+
+				r2 := w.rebuilder(t, set)
+				var rep *Report
+				var err error
+				if via == "run" {
+					w.failVerify = fail // a run that fails early still repairs first
+					rep, err = r2.Run(context.Background())
+					if !errors.Is(err, errInjected) {
+						t.Fatalf("err %v", err)
+					}
+				} else {
+					rep, err = r2.Plan(context.Background())
+					if err != nil {
+						t.Fatalf("dry run: %v\n%s", err, rep.Text())
+					}
+				}
+				if got := w.snapshot(); got != before {
+					t.Fatalf("not repaired:\n got %s\nwant %s\n%s", got, before, rep.Text())
+				}
+				if !strings.Contains(strings.Join(rep.Notes, "\n"), "repaired the cutover") || rep.Steps[0].Name != "lock" && rep.Steps[0].Name != "repair" {
+					t.Fatalf("the report does not say what was repaired:\n%s", rep.Text())
+				}
+				if len(w.allowed) == 0 {
+					t.Fatal("connections were not allowed again")
+				}
+				if in, _ := r2.readIntent(); in != nil {
+					t.Fatal("the intent record is still there after the repair")
+				}
+			})
+		}
+	}
+}
+
+// dieOnActivate is the world's syncer with an Activate that dies first.
+type dieOnActivate struct {
+	*world
+	die func() error
+}
+
+func (d dieOnActivate) Activate(ctx context.Context, r *codesync.Release) (*codesync.Release, error) {
+	_ = d.die()
+	return d.world.Activate(ctx, r)
+}
