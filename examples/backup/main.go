@@ -2,53 +2,32 @@
 // with pg_dump into a folder and writes the JSON manifest restage's catalog trusts, both
 // under temporary names renamed into place, then keeps the newest -keep backups.
 //
-//	backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC]
+//	backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]
 //
 // Give the password through PGPASSWORD or ~/.pgpass rather than in -dsn, which other users
 // of the machine can read in the process list; it never reaches pg_dump's command line,
 // logs or messages either way.
 //
-// Exit status: 0 a complete backup was written (and old ones pruned); 1 it was not (the
-// message says why; no partial backup is left), or pruning failed; 2 usage error.
+// Exit status: 0 a complete backup was written (and old ones pruned), or -h; 1 it was not
+// (the message says why; no partial backup is left), or pruning failed; 2 usage error.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/examples/internal/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "backup:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "backup:", err)
-		os.Exit(1)
-	}
-}
-
-var errUsage = errors.New("usage")
+func main() { cli.Main("backup", run, nil) }
 
 // run parses args, takes the backup and prints where it is.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.NewFlagSet("backup", stderr, "-dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]")
 	var (
 		opts    dbrestore.DumpOptions
 		format  string
@@ -64,25 +43,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&opts.Compress, "compress", "", "pg_dump --compress value (default: pg_dump's)")
 	fs.StringVar(&binDir, "bindir", "", "folder holding pg_dump (default: PATH, then the newest /usr/lib/postgresql/*/bin)")
 	fs.BoolVar(&verbose, "v", false, "log progress")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts]")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return err
 	}
 	switch {
-	case fs.NArg() > 0:
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	case opts.DSN == "":
-		return fmt.Errorf("%w: -dsn is required", errUsage)
+		return fs.Usagef("-dsn is required")
 	case opts.Dir == "":
-		return fmt.Errorf("%w: -dir is required", errUsage)
+		return fs.Usagef("-dir is required")
 	case opts.Jobs < 1 || opts.Keep < 0:
-		return fmt.Errorf("%w: -jobs must be at least 1 and -keep not negative", errUsage)
+		return fs.Usagef("-jobs must be at least 1 and -keep not negative")
 	}
 	opts.Format = dbrestore.Format(format)
 	level := slog.LevelWarn

@@ -13,6 +13,7 @@ import (
 
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/examples/internal/cli/clitest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -126,5 +127,24 @@ func TestBackupCommandFailures(t *testing.T) {
 	}
 	if code, _, _ := runBackup(t, bin, nil, "-h"); code != 0 {
 		t.Errorf("-h: exit %d", code)
+	}
+}
+
+// TestUsage runs backup in-process as main does; no server needed.
+func TestUsage(t *testing.T) {
+	const usage = "usage: backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]\n"
+	dir := t.TempDir()
+	clitest.Check(t, "backup", run, nil, []clitest.Case{
+		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n"},
+		{Args: []string{"-help"}, Code: 0, StderrStart: usage},
+		{Args: nil, Code: 2, Stderr: "backup: -dsn is required\n" + usage},
+		{Args: []string{"-dsn", "postgres:///db"}, Code: 2, Stderr: "backup: -dir is required\n" + usage},
+		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "-jobs", "0"}, Code: 2, Stderr: "backup: -jobs must be at least 1 and -keep not negative\n" + usage},
+		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "-jobs", "many"}, Code: 2, Stderr: "backup: invalid value \"many\" for flag -jobs: parse error\n" + usage},
+		{Args: []string{"-frobnicate"}, Code: 2, Stderr: "backup: flag provided but not defined: -frobnicate\n" + usage},
+		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "db2"}, Code: 2, Stderr: "backup: unexpected argument \"db2\"\n" + usage},
+	})
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("usage errors left %d entries", len(entries))
 	}
 }

@@ -1,45 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/examples/internal/cli/clitest"
 	"github.com/restage/restage/staging"
-	"github.com/restage/restage/staging/stagingtest"
 )
 
-// The demo runs a copy of this test binary as its web app.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == stagingtest.AppCommand {
-		if err := stagingtest.ServeApp(context.Background(), os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-func TestDemo(t *testing.T) {
-	pgtest.Require(t)
-	var out, errs bytes.Buffer
-	if err := run(context.Background(), []string{"-demo"}, &out, &errs); err != nil {
-		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errs.String())
-	}
-	for _, want := range []string{
-		"staging rebuild OK", "schema:      3 -> 5", "GET /+health\n    200 OK",
-		"Disallow: /", "Subject: [staging-rebuild] staging rebuild OK", "Keywords: staging-rebuild",
-	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out.String())
-		}
-	}
+// invoke runs nightly in-process as main does.
+func invoke(ctx context.Context, args ...string) clitest.Result {
+	return clitest.Run(ctx, "nightly", run, staging.ExitStatus, args...)
 }
 
 // config writes a config whose parts exist but whose backup folder is empty and whose
@@ -80,18 +56,26 @@ pidfile = "run/app.pid"
 func TestExitStatuses(t *testing.T) {
 	ctx := context.Background()
 	status := func(args ...string) (int, string) {
-		var out, errs bytes.Buffer
-		err := run(ctx, args, &out, &errs)
-		msg := errs.String()
-		if err != nil {
-			msg += err.Error()
-		}
-		return exitCode(err), msg
+		r := invoke(ctx, args...)
+		return r.Code, r.Stdout + r.Stderr
 	}
 	good, lock := config(t, "")
 	bad, _ := config(t, "[schema]\nmigratons = \"db\"\n")
-	if code, msg := status("-config", bad); code != 2 || !strings.Contains(msg, "unknown key schema.migratons") {
+	if code, msg := status("-config", bad); code != 2 || !strings.HasPrefix(msg, "nightly: config: ") ||
+		!strings.Contains(msg, "unknown key schema.migratons") || strings.Contains(msg, "usage:") {
 		t.Errorf("unknown key: exit %d, %s", code, msg)
+	}
+	noBackups, _ := config(t, "")
+	text, err := os.ReadFile(noBackups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = []byte(strings.Replace(string(text), "[backup]\ndir = \"backups\"\ndatabase = \"prod\"\n", "", 1))
+	if err := os.WriteFile(noBackups, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := status("-config", noBackups); code != 2 || !strings.HasPrefix(msg, "nightly: config: ") || !strings.Contains(msg, "backup.dir") {
+		t.Errorf("no [backup]: exit %d, %s", code, msg)
 	}
 	if code, _ := status(); code != 2 {
 		t.Errorf("no -config: exit %d", code)
@@ -113,5 +97,74 @@ func TestExitStatuses(t *testing.T) {
 	defer l.Release()
 	if code, msg := status("-config", good); code != 3 || !strings.Contains(msg, fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Errorf("locked: exit %d, %s", code, msg)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	const usage = "usage: nightly -config FILE [-dry-run] [-v]\n       nightly -demo [-keep] [-v]\n"
+	cfg, _ := config(t, "")
+	clitest.Check(t, "nightly", run, staging.ExitStatus, []clitest.Case{
+		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n"},
+		{Args: []string{"-help"}, Code: 0, StderrStart: usage},
+		{Args: nil, Code: 2, Stderr: "nightly: -config FILE or -demo is required\n" + usage},
+		{Args: []string{"-config"}, Code: 2, Stderr: "nightly: flag needs an argument: -config\n" + usage},
+		{Args: []string{"-confg", cfg}, Code: 2, Stderr: "nightly: flag provided but not defined: -confg\n" + usage},
+		{Args: []string{"-config", cfg, "now"}, Code: 2, Stderr: "nightly: unexpected argument \"now\"\n" + usage},
+		{Args: []string{"-config", cfg, "-keep"}, Code: 2, Stderr: "nightly: -keep goes with -demo\n" + usage},
+		{Args: []string{"-demo", "-config", cfg}, Code: 2, Stderr: "nightly: -demo takes neither -config nor -dry-run\n" + usage},
+		{Args: []string{"-demo", "-dry-run"}, Code: 2, Stderr: "nightly: -demo takes neither -config nor -dry-run\n" + usage},
+	})
+}
+
+// testCode are packages an installed binary must not link: the test harness pulls in
+// testing, containers and throwaway servers.
+func testCode(pkg string) bool {
+	return pkg == "testing" || strings.HasPrefix(pkg, "testing/") ||
+		strings.HasPrefix(pkg, "github.com/testcontainers/") ||
+		pkg == "github.com/restage/restage/staging/stagingtest" ||
+		pkg == "github.com/restage/restage/dbrestore/pgtest" ||
+		strings.HasPrefix(pkg, "github.com/restage/restage/") && strings.HasSuffix(pkg, "test")
+}
+
+func TestTestCode(t *testing.T) {
+	for pkg, want := range map[string]bool{
+		"testing":        true,
+		"testing/iotest": true,
+		"github.com/testcontainers/testcontainers-go":    true,
+		"github.com/restage/restage/staging/stagingtest": true,
+		"github.com/restage/restage/dbrestore/pgtest":    true,
+		"github.com/restage/restage/svcctl/svctest":      true,
+		"github.com/restage/restage/staging":             false,
+		"github.com/moby/moby/client":                    false,
+		"net/http":                                       false,
+	} {
+		if testCode(pkg) != want {
+			t.Errorf("testCode(%q) = %v", pkg, !want)
+		}
+	}
+}
+
+// TestInstalledBinariesLinkNoTestCode: the binaries installed on a staging host link no
+// test code (the demo, which needs the test harness, is its own program).
+func TestInstalledBinariesLinkNoTestCode(t *testing.T) {
+	for _, bin := range []string{"nightly", "experimental", "backup", "cronrunner"} {
+		pkg := "github.com/restage/restage/examples/" + bin
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, stderr)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) < 10 || deps[len(deps)-1] != pkg {
+			t.Fatalf("go list -deps %s listed %d packages, ending %q", pkg, len(deps), deps[len(deps)-1:])
+		}
+		for _, dep := range deps {
+			if testCode(dep) {
+				t.Errorf("%s links test code: %s", bin, dep)
+			}
+		}
 	}
 }

@@ -1,0 +1,160 @@
+// Command demo runs a whole staging rebuild on throwaway local resources: a production
+// and a staging PostgreSQL server, a bug tracker database at patch 3 with a backup of
+// it, a code tree whose migrations go to patch 5 and which holds a small web app (this
+// program, run as "demo demo-app ..."), and an SMTP server. It prints the rebuild's
+// report, what the staging service answers and the mail received, then tears
+// everything down.
+//
+//	demo [-keep] [-v]
+//
+// -keep keeps the demo's folder; -v logs at debug level. Without local PostgreSQL server
+// binaries it uses containers (see staging/stagingtest). It links the test harness, so
+// it is not one of the binaries to install on a staging host; `nightly -demo` runs it.
+//
+// Exit status: 0 rebuilt; 1 the rebuild (or setting up the world) failed; 2 usage error.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/mail"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/restage/restage/examples/internal/cli"
+	"github.com/restage/restage/examples/internal/restorebar"
+	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/stagingtest"
+)
+
+func main() { cli.Main("demo", run, staging.ExitStatus) }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == stagingtest.AppCommand {
+		// The demo's code tree runs a copy of this program as its web app.
+		return stagingtest.ServeApp(ctx, args[1:])
+	}
+	fs := cli.NewFlagSet("demo", stderr, "[-keep] [-v]")
+	keep := fs.Bool("keep", false, "keep the demo's folder (servers stopped, files left)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return demo(ctx, *keep, stdout, stderr, log)
+}
+
+func demo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog.Logger) error {
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "restage-demo-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Fprintf(stdout, "demo folder: %s (kept)\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "== setting up: production and staging PostgreSQL, bug tracker data, a backup, a code tree, an SMTP server")
+	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: dir, App: []string{exe, stagingtest.AppCommand}, Logger: log})
+	if err != nil {
+		return fmt.Errorf("setting up: %w", err)
+	}
+	defer w.Close()
+	fmt.Fprintf(stdout, "   production %s (system_identifier differs from staging's), %d-patch schema, config %s\n",
+		w.ProdDB, stagingtest.ProductionPatch, w.ConfigPath)
+
+	cfg, err := staging.LoadEnvironment(w.ConfigPath)
+	if err != nil {
+		return err
+	}
+	rb, err := staging.Open(cfg, staging.OpenOptions{Logger: log, Progress: restorebar.New(stderr)})
+	if err != nil {
+		return err
+	}
+	defer rb.Close()
+	fmt.Fprintln(stdout, "== rebuilding staging (strategy swap)")
+	rep, runErr := rb.Run(ctx)
+	if rep != nil {
+		fmt.Fprintf(stdout, "\n== the report\n%s\n", rep.Text())
+	}
+	fmt.Fprintln(stdout, "== the staging service")
+	for _, path := range []string{"/+health", "/robots.txt", "/"} {
+		fmt.Fprintf(stdout, "GET %s\n%s\n", path, indent(get(ctx, w.AppURL+path)))
+	}
+	fmt.Fprintf(stdout, "== mail received by the SMTP server at %s\n", w.Mail.Addr)
+	for _, m := range w.Mail.Mails() {
+		fmt.Fprintf(stdout, "from %s to %s:\n%s\n", m.From, strings.Join(m.To, ", "), indent(headersAndBody(string(m.Data))))
+	}
+	fmt.Fprintf(stdout, "== demo finished in %s\n", time.Since(start).Round(100*time.Millisecond))
+	return runErr
+}
+
+// get returns the status and the start of the body of a GET of url, or the error.
+func get(ctx context.Context, url string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.Status + "\n" + string(body)
+}
+
+// headersAndBody shows a mail's interesting headers and its decoded text part (not the
+// attached log).
+func headersAndBody(raw string) string {
+	m, err := mail.ReadMessage(strings.NewReader(raw))
+	if err != nil {
+		return raw
+	}
+	var b strings.Builder
+	for _, k := range []string{"From", "To", "Subject", "Keywords", "X-Restage-Status"} {
+		if v := m.Header.Get(k); v != "" {
+			fmt.Fprintf(&b, "%s: %s\n", k, v)
+		}
+	}
+	b.WriteString("\n")
+	_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || params["boundary"] == "" {
+		body, _ := io.ReadAll(m.Body)
+		return b.String() + string(body)
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart() // decodes quoted-printable
+		if err != nil {
+			break
+		}
+		if name := p.FileName(); name != "" {
+			fmt.Fprintf(&b, "[attachment %s]\n", name)
+			continue
+		}
+		text, _ := io.ReadAll(p)
+		b.Write(text)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
