@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -83,7 +84,10 @@ var (
 )
 
 // NewSpool returns a Spool that delivers through next and keeps undelivered reports in
-// dir (created with mode 0700 if missing). A nil logger means slog.Default().
+// dir: created with mode 0700 if missing (its missing parents too), narrowed to 0700 if
+// wider, refused if it is a symbolic link or not a folder. Every file in it is created
+// with mode 0600 and opened without following a symbolic link at its path. A nil logger
+// means slog.Default().
 func NewSpool(dir string, next Notifier, logger *slog.Logger) (*Spool, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: spool dir: missing", ErrInvalidConfig)
@@ -94,7 +98,7 @@ func NewSpool(dir string, next Notifier, logger *slog.Logger) (*Spool, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := privateDir(dir); err != nil {
 		return nil, fmt.Errorf("notify: spool: %w", err)
 	}
 	return &Spool{dir: dir, next: next, logger: logger}, nil
@@ -278,7 +282,7 @@ func (s *Spool) list(locked bool) ([]string, error) {
 // readSpoolFile reads one spooled report; a file that does not parse or has no ID is
 // reported with ErrCorruptSpoolFile.
 func readSpoolFile(path string) (*Message, error) {
-	b, err := os.ReadFile(path)
+	b, err := readPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("notify: spool: %w", err)
 	}
@@ -324,8 +328,9 @@ func (s *Spool) write(m *Message) (string, error) {
 	return path, nil
 }
 
-// writeAtomic writes data to path through a temporary file in dir: write, fsync, rename,
-// fsync dir. Readers see the whole file or nothing.
+// writeAtomic writes data to path through a temporary file in dir (created exclusively,
+// mode 0600): write, fsync, rename, fsync dir. Readers see the whole file or nothing; a
+// symbolic link at path is replaced, never followed.
 func writeAtomic(dir, path string, data []byte) error {
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
@@ -382,7 +387,7 @@ func (s *Spool) readDelivered() map[string]bool {
 }
 
 func (s *Spool) deliveredIDs() []string {
-	b, err := os.ReadFile(filepath.Join(s.dir, deliveredName))
+	b, err := readPrivate(filepath.Join(s.dir, deliveredName))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.logger.Error("notify: cannot read delivered record", logKeyError, err.Error())
@@ -404,7 +409,7 @@ func (s *Spool) deliveredIDs() []string {
 // the report was delivered, and removing its spool file still prevents a second send.
 func (s *Spool) markDelivered(id string) {
 	err := func() error {
-		f, err := os.OpenFile(filepath.Join(s.dir, deliveredName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := openPrivate(filepath.Join(s.dir, deliveredName), os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 		if err != nil {
 			return err
 		}
@@ -438,7 +443,7 @@ func (s *Spool) trimDelivered() {
 
 // lock takes the spool folder's flock, polling until ctx ends.
 func (s *Spool) lock(ctx context.Context) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openPrivate(filepath.Join(s.dir, lockName), os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, fmt.Errorf("notify: spool lock: %w", err)
 	}
@@ -487,4 +492,74 @@ func SpoolEach(dir string, named map[string]Notifier, logger *slog.Logger) (*Fan
 		targets = append(targets, Target{Name: n, Notifier: sp})
 	}
 	return NewFanOut(targets...)
+}
+
+// Modes of what a Spool creates.
+const (
+	spoolDirMode  = 0o700
+	spoolFileMode = 0o600
+)
+
+// privateDir makes dir (and its missing parents) with spoolDirMode, or narrows an existing
+// one to it; a symbolic link or a non-folder at dir is an error.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), spoolDirMode); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, spoolDirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link; refusing to follow it", dir)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a folder", dir)
+	case fi.Mode().Perm() != spoolDirMode:
+		return os.Chmod(dir, spoolDirMode)
+	}
+	return nil
+}
+
+// openPrivate opens a spool file with flag, never through a symbolic link at path
+// (O_NOFOLLOW) nor blocking on a FIFO planted there (O_NONBLOCK), and only if it is a
+// regular file; a file it creates gets spoolFileMode, and one it opens for writing with
+// wider permissions is narrowed to it.
+func openPrivate(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, spoolFileMode)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("%s is a symbolic link; refusing to follow it: %w", path, err)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, fmt.Errorf("%s is not a regular file (%s); refusing it", path, fi.Mode().Type())
+	}
+	if flag&(os.O_WRONLY|os.O_RDWR) != 0 && fi.Mode().Perm()&^spoolFileMode != 0 {
+		if err := f.Chmod(spoolFileMode); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// readPrivate reads the file at path through openPrivate.
+func readPrivate(path string) ([]byte, error) {
+	f, err := openPrivate(path, os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

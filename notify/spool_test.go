@@ -476,3 +476,149 @@ func TestSpoolStopsAtTheFirstTargetFailure(t *testing.T) {
 		t.Errorf("%d delivery attempts, want 1", n)
 	}
 }
+
+// requireMode fails unless path (not followed) has permission bits want.
+func requireMode(t testing.TB, path string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != want {
+		t.Errorf("%s has mode %v, want %v", path, got, want)
+	}
+}
+
+// TestSpoolFilesArePrivate: the spool folder (and the parents NewSpool makes) is 0700,
+// also one that existed wider; every file in it is 0600.
+func TestSpoolFilesArePrivate(t *testing.T) {
+	base := t.TempDir()
+	var up atomic.Bool
+	target := funcNotifier(func(context.Context, *notify.Message) error {
+		if !up.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	})
+	fresh := filepath.Join(base, "state", "spool")
+	sp := newSpool(t, fresh, target)
+	requireMode(t, filepath.Join(base, "state"), 0o700)
+	requireMode(t, fresh, 0o700)
+	if err := sp.Notify(t.Context(), testMessage("one")); !errors.Is(err, notify.ErrSpooled) {
+		t.Fatal(err)
+	}
+	up.Store(true)
+	if err := sp.Notify(t.Context(), testMessage("two")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Notify(t.Context(), testMessage("three")); err != nil {
+		t.Fatal(err)
+	}
+	up.Store(false)
+	if err := sp.Notify(t.Context(), testMessage("four")); !errors.Is(err, notify.ErrSpooled) {
+		t.Fatal(err)
+	}
+	names := dirNames(t, fresh)
+	if !slices.Contains(names, "delivered") || !slices.Contains(names, ".lock") || len(names) != 3 {
+		t.Fatalf("spool holds %v, want delivered, .lock and one report", names)
+	}
+	for _, n := range names {
+		requireMode(t, filepath.Join(fresh, n), 0o600)
+	}
+
+	wide := filepath.Join(base, "wide")
+	if err := os.Mkdir(wide, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(wide, "delivered"), []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sp = newSpool(t, wide, target)
+	requireMode(t, wide, 0o700)
+	up.Store(true)
+	if err := sp.Notify(t.Context(), testMessage("five")); err != nil {
+		t.Fatal(err)
+	}
+	requireMode(t, filepath.Join(wide, "delivered"), 0o600)
+}
+
+// TestSpoolNeverFollowsPlantedSymlinks: symbolic links planted at the spool folder's path,
+// at its delivered record and at its lock file leave their targets as they were (a
+// missing target is not created); a linked report is not sent.
+func TestSpoolNeverFollowsPlantedSymlinks(t *testing.T) {
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(outside, "victim.txt")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func() {
+		t.Helper()
+		b, err := os.ReadFile(victim)
+		fi, _ := os.Stat(outside)
+		if err != nil || string(b) != "precious\n" || fi.Mode().Perm() != 0o755 {
+			t.Fatalf("a symlink's target changed: %q %v, folder mode %v", b, err, fi.Mode().Perm())
+		}
+		if names := dirNames(t, outside); len(names) != 1 {
+			t.Fatalf("files created through a symlink: %v", names)
+		}
+	}
+	var sent []string
+	target := funcNotifier(func(_ context.Context, m *notify.Message) error {
+		sent = append(sent, m.ID)
+		return nil
+	})
+
+	// The folder itself.
+	link := filepath.Join(base, "spool-link")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := notify.NewSpool(link, target, nil); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("NewSpool on a symlink: %v", err)
+	}
+	unchanged()
+
+	// The delivered record, the lock and a report.
+	dir := filepath.Join(base, "spool")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, "delivered")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "lock-target"), filepath.Join(dir, ".lock")); err != nil {
+		t.Fatal(err)
+	}
+	sp := newSpool(t, dir, target)
+	if err := sp.Notify(t.Context(), testMessage("real")); err != nil {
+		t.Logf("Notify: %v", err)
+	}
+	if err := sp.Flush(t.Context()); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("Flush with a symlink as its lock: %v", err)
+	}
+	unchanged()
+
+	// A report linked into an otherwise sound spool.
+	dir2 := filepath.Join(base, "spool2")
+	sp = newSpool(t, dir2, target)
+	if err := os.WriteFile(filepath.Join(outside, "report.json"), []byte(`{"id":"planted","subject":"x"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "report.json"), filepath.Join(dir2, "00000000000000000001-planted.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Flush(t.Context()); err != nil {
+		t.Errorf("Flush: %v", err)
+	}
+	if err := os.Remove(filepath.Join(outside, "report.json")); err != nil {
+		t.Fatal(err)
+	}
+	unchanged()
+	if slices.Contains(sent, "planted") {
+		t.Errorf("a report linked into the spool was sent: %v", sent)
+	}
+}
