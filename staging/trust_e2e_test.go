@@ -160,6 +160,10 @@ func TestKilledCutoverIsRepairedEndToEnd(t *testing.T) {
 	w := newWorld(t, stagingtest.Options{})
 	mustRun(t, w)
 	before := snapshot(t, w)
+	oldPid, err := os.ReadFile(w.Pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := w.Backup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +182,10 @@ func TestKilledCutoverIsRepairedEndToEnd(t *testing.T) {
 	record := filepath.Join(w.StateDir, staging.IntentFile)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
+		// Killed while it waits for the health gate of the new release's service.
 		data, _ := os.ReadFile(record)
-		if strings.Contains(string(data), `"phase": "activated"`) {
+		pid, _ := os.ReadFile(w.Pidfile)
+		if strings.Contains(string(data), `"phase": "activated"`) && len(pid) > 0 && string(pid) != string(oldPid) {
 			break
 		}
 		select {
@@ -225,13 +231,15 @@ func TestKilledCutoverIsRepairedEndToEnd(t *testing.T) {
 // is left as it was.
 func TestSchemaRoleAndTimeout(t *testing.T) {
 	w := newWorld(t, stagingtest.Options{})
-	w.Staging.Exec(t, "postgres", "CREATE ROLE bugs_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; CREATE DATABASE bugs_other")
+	w.Staging.Exec(t, "postgres", "CREATE ROLE bugs_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+	w.Staging.Exec(t, "postgres", "CREATE DATABASE bugs_other")
 	editConfig(t, w.ConfigPath, `migrations = "migrations"`, "migrations = \"migrations\"\nrole = \"bugs_owner\"\ntimeout = \"3s\"")
-	rep := mustRun(t, w)
-	if owner := query(t, w.Staging, w.StagingDB, "SELECT tableowner FROM pg_tables WHERE tablename = 'bug'"); owner != "bugs_owner" {
-		t.Errorf("bug is owned by %s, want the schema role", owner)
+	mustRun(t, w)
+	for _, table := range []string{"bug", "schema_migrations"} {
+		if owner := query(t, w.Staging, w.StagingDB, "SELECT coalesce(max(tableowner), 'none') FROM pg_tables WHERE tablename = '"+table+"'"); owner != "bugs_owner" {
+			t.Errorf("%s is owned by %s, want the schema role", table, owner)
+		}
 	}
-	_ = rep
 	before := snapshot(t, w)
 	mig := filepath.Join(w.Source, "migrations", "6_evil.up.sql")
 	for name, sql := range map[string]string{
