@@ -25,7 +25,7 @@ type Options struct {
 	// Dir is the world's folder; it must exist and be empty. Required.
 	Dir string
 	// App is the argv prefix that runs ServeApp: App[0] is copied into the code tree as
-	// bin/app and the rest are its first arguments (e.g. ["/path/to/nightly", "demo-app"]).
+	// bin/app and the rest are its first arguments (e.g. ["/path/to/demo", "demo-app"]).
 	// Required.
 	App []string
 	// People and Bugs size the production data (comments are twice the bugs);
