@@ -133,8 +133,10 @@ func LoadEnvironment(path string) (*EnvironmentConfig, error) {
 	return &c, nil
 }
 
+// errorf returns a config error (wrapping ErrConfig, and what format's %w verbs wrap)
+// prefixed with the config file's path.
 func (c *EnvironmentConfig) errorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrConfig, c.where(fmt.Sprintf(format, args...)))
+	return fmt.Errorf("%w: %s"+format, append([]any{ErrConfig, c.where("")}, args...)...)
 }
 
 // where prefixes msg with the config file's path, when there is one.

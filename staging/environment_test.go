@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/restage/restage/codesync"
@@ -152,4 +153,64 @@ func TestCodeKeysReachCodesync(t *testing.T) {
 	if !rc.NoHardLinks || rc.Compare != codesync.CompareContent || rc.Workers != 8 || !rc.Sync || !rc.AllowExternalSymlinks {
 		t.Fatalf("set: %+v", rc)
 	}
+}
+
+// A config built in Go goes through the same checks as a file, every problem named by
+// its key, and Open keeps the parts' errors for errors.Is.
+func TestHandBuiltConfigIsValidatedByOpen(t *testing.T) {
+	c := &EnvironmentConfig{Environment: "staging", LockFile: "/run/x.lock", StateDir: t.TempDir(),
+		Database: DatabaseSection{AdminDSN: "postgres://postgres@db/postgres", Name: "app", ProductionIDs: []string{"12"}},
+		Code:     CodeSection{Source: "/srv/src", Releases: "/srv/releases", Current: "/srv/current", Compare: "bogus"},
+		Service:  ServiceSection{Type: "sytemd"}}
+	_, err := Open(c, OpenOptions{})
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{`service.type "sytemd"`, `code.compare "bogus"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q not in %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), ": :") {
+		t.Errorf("an empty path in %v", err)
+	}
+}
+
+func TestOpenWrapsThePartsErrors(t *testing.T) {
+	shm := "/dev/shm"
+	if st, err := os.Stat(shm); err != nil || !st.IsDir() {
+		t.Skip("no /dev/shm to put current on another filesystem")
+	}
+	tmp := t.TempDir()
+	current, err := os.MkdirTemp(shm, "restage-current-")
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(current) })
+	if same, _ := sameDevice(tmp, current); same {
+		t.Skip("/dev/shm is on the same filesystem as the temporary folder")
+	}
+	c := &EnvironmentConfig{Environment: "staging", LockFile: filepath.Join(tmp, "x.lock"), StateDir: tmp,
+		Database: DatabaseSection{AdminDSN: "postgres://postgres@db/postgres", Name: "app", ProductionIDs: []string{"12"}},
+		Code:     CodeSection{Source: tmp, Releases: filepath.Join(tmp, "releases"), Current: filepath.Join(current, "current")},
+		Service:  ServiceSection{Type: "systemd", Unit: "app.service"}}
+	if err := os.Mkdir(c.Code.Releases, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(c, OpenOptions{})
+	if !errors.Is(err, ErrConfig) || !errors.Is(err, codesync.ErrCrossFilesystem) || !strings.Contains(err.Error(), "code") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func sameDevice(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return sa.Sys().(*syscall.Stat_t).Dev == sb.Sys().(*syscall.Stat_t).Dev, nil
 }

@@ -6,4 +6,7 @@ import "errors"
 var (
 	ErrLocked = errors.New("another rebuild holds the lock")
 	ErrBusy   = errors.New("cron jobs still hold the lock")
+	// ErrUndelivered: the run succeeded, but its report could be neither delivered nor
+	// spooled (ExitUndelivered).
+	ErrUndelivered = errors.New("succeeded, but the report could be neither delivered nor spooled")
 )

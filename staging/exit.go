@@ -8,6 +8,9 @@ const (
 	ExitFailed = 1 // failed; staging left or put back as it was, report delivered or spooled
 	ExitUsage  = 2 // usage or config error
 	ExitLocked = 3 // another run holds the lock
+	// ExitUndelivered: rebuilt (or deployed), but the report could be neither delivered
+	// nor spooled: staging is fine, the people who read the report do not know it.
+	ExitUndelivered = 4
 )
 
 // ExitStatus maps a Run, Deploy or Plan error to the programs' exit status.
@@ -19,6 +22,8 @@ func ExitStatus(err error) int {
 		return ExitUsage
 	case errors.Is(err, ErrLocked):
 		return ExitLocked
+	case errors.Is(err, ErrUndelivered):
+		return ExitUndelivered
 	default:
 		return ExitFailed
 	}

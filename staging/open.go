@@ -40,18 +40,18 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	cfg := Config{Environment: c.Environment}
 	var err error
 	if cfg.Production, err = c.Database.productionIDs(); err != nil {
-		return nil, c.errorf("database.production_ids: %v", err)
+		return nil, c.errorf("database.production_ids: %w", err)
 	}
 	if c.Backup.Dir != "" {
 		if cfg.Backups, err = dbrestore.NewCatalog(c.Backup.Dir, dbrestore.Config{BinDir: c.Database.BinDir, Logger: log}); err != nil {
-			return nil, c.errorf("backup.dir: %v", err)
+			return nil, c.errorf("backup.dir: %w", err)
 		}
 	}
 	srv, err := dbrestore.NewServer(dbrestore.ServerConfig{
 		AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, Production: cfg.Production,
 		Role: c.Schema.Role, BinDir: c.Database.BinDir, Logger: log})
 	if err != nil {
-		return nil, c.errorf("database: %v", redact.String(err.Error()))
+		return nil, c.errorf("database: %w", redact.Error(err))
 	}
 	cfg.Databases, cfg.DSN = srv, srv.DSN
 
@@ -62,14 +62,14 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 		cfg.Source = &codesync.GitSource{Repo: c.Code.Git, Ref: c.Code.Ref, Timeout: c.Code.GitTimeout.Duration}
 	default:
 		if cfg.Source, err = codesync.NewDirSource(c.Code.Source); err != nil {
-			return nil, c.errorf("code.source: %v", err)
+			return nil, c.errorf("code.source: %w", err)
 		}
 	}
 	if cfg.Releases, err = codesync.New(c.releasesConfig(log)); err != nil {
-		return nil, c.errorf("code: %v", err)
+		return nil, c.errorf("code: %w", err)
 	}
 	if cfg.Schema, err = schema.New(schema.Config{Logger: log}); err != nil {
-		return nil, c.errorf("schema: %v", err)
+		return nil, c.errorf("schema: %w", err)
 	}
 	if cfg.Service, cfg.Health, err = c.service(log); err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func (c *EnvironmentConfig) service(log *slog.Logger) (svcctl.Controller, svcctl
 	switch s.Type {
 	case "process":
 		if err := os.MkdirAll(filepath.Dir(s.Pidfile), 0o755); err != nil {
-			return nil, nil, c.errorf("service.pidfile: %v", err)
+			return nil, nil, c.errorf("service.pidfile: %w", err)
 		}
 		startWait := s.StartWait.Duration
 		if startWait == 0 && s.HealthURL != "" {
@@ -136,7 +136,7 @@ func (c *EnvironmentConfig) service(log *slog.Logger) (svcctl.Controller, svcctl
 		ctl, err = svcctl.NewDocker(svcctl.DockerConfig{Container: s.Container, StopTimeout: s.StopTimeout.Duration, Logger: log})
 	}
 	if err != nil {
-		return nil, nil, c.errorf("service: %v", err)
+		return nil, nil, c.errorf("service: %w", err)
 	}
 	if s.HealthURL == "" {
 		return ctl, nil, nil
@@ -148,7 +148,7 @@ func (c *EnvironmentConfig) service(log *slog.Logger) (svcctl.Controller, svcctl
 func (c *EnvironmentConfig) notifier(report io.Writer, log *slog.Logger) (notify.Notifier, error) {
 	n, err := NewNotifier(c.Notify, c.StateDir, log)
 	if err != nil {
-		return nil, c.errorf("notify: %v", err)
+		return nil, c.errorf("notify: %w", err)
 	}
 	if report == nil {
 		return n, nil

@@ -225,12 +225,21 @@ func TestInPlace(t *testing.T) {
 	}
 }
 
-func TestNotifyFailureIsAnError(t *testing.T) {
+// A report that can be neither delivered nor spooled is an outcome of its own: the
+// rebuild succeeded (exit 4, not 1, whose meaning is "staging left as it was").
+func TestUndeliveredReportHasItsOwnExitStatus(t *testing.T) {
 	w := newWorld()
 	w.failNotify = fail
-	_, err := w.rebuilder(t).Run(context.Background())
-	if !errors.Is(err, errInjected) {
-		t.Fatalf("err = %v", err)
+	rep, err := w.rebuilder(t).Run(context.Background())
+	if !errors.Is(err, errInjected) || !errors.Is(err, ErrUndelivered) || ExitStatus(err) != ExitUndelivered || rep.Outcome != OutcomeOK {
+		t.Fatalf("err = %v, exit %d, outcome %s", err, ExitStatus(err), rep.Outcome)
+	}
+	// A failed run whose report is lost too stays a failure.
+	w = newWorld()
+	w.failNotify, w.failBuild = fail, fail
+	_, err = w.rebuilder(t).Run(context.Background())
+	if errors.Is(err, ErrUndelivered) || ExitStatus(err) != ExitFailed {
+		t.Fatalf("err = %v, exit %d", err, ExitStatus(err))
 	}
 }
 

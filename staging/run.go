@@ -172,7 +172,12 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 				ru.log.Warn("report not delivered; spooled for the next run", keyErr, redact.String(err.Error()))
 			} else {
 				ru.log.Error("report not delivered", keyErr, redact.String(err.Error()))
-				runErr = errors.Join(runErr, fmt.Errorf("report not delivered: %w", err))
+				if runErr == nil {
+					// The run did what it should; only its report is lost: an outcome of its own.
+					runErr = fmt.Errorf("%w: %w", ErrUndelivered, err)
+				} else {
+					runErr = errors.Join(runErr, fmt.Errorf("report not delivered: %w", err))
+				}
 			}
 		}
 	}

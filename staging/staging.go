@@ -161,26 +161,58 @@ func closeParts(parts ...any) error {
 	return errors.Join(errs...)
 }
 
-// New validates cfg and returns a Rebuilder.
+// New validates cfg and returns a Rebuilder. Every problem is reported at once, each
+// naming its field, in an error wrapping ErrConfig: a missing part, a name PostgreSQL
+// would truncate, a backup catalog without the database to take (Backup.Database).
 func New(cfg Config) (*Rebuilder, error) {
-	switch {
-	case cfg.Environment == "":
-		return nil, fmt.Errorf("%w: Environment is required", ErrConfig)
-	case cfg.Databases == nil || cfg.Source == nil || cfg.Releases == nil || cfg.Schema == nil || cfg.Service == nil:
-		return nil, fmt.Errorf("%w: Databases, Source, Releases, Schema and Service are required", ErrConfig)
-	case cfg.DSN == nil:
-		return nil, fmt.Errorf("%w: DSN is required", ErrConfig)
-	case cfg.Database == "":
-		return nil, fmt.Errorf("%w: Database is required", ErrConfig)
-	case cfg.LockFile == "":
-		return nil, fmt.Errorf("%w: LockFile is required", ErrConfig)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	log := CaptureLogger(cfg.Logger)
+	return &Rebuilder{cfg: cfg, log: log, cap: log.Handler().(*capture)}, nil
+}
+
+func (cfg *Config) validate() error {
+	var p []string
+	for _, part := range []struct {
+		name    string
+		missing bool
+	}{{"Environment", cfg.Environment == ""}, {"Databases", cfg.Databases == nil}, {"Source", cfg.Source == nil},
+		{"Releases", cfg.Releases == nil}, {"Schema", cfg.Schema == nil}, {"Service", cfg.Service == nil},
+		{"DSN", cfg.DSN == nil}, {"Database", cfg.Database == ""}, {"LockFile", cfg.LockFile == ""}} {
+		if part.missing {
+			p = append(p, part.name+" is required")
+		}
+	}
+	if cfg.Backups != nil && cfg.Backup.Database == "" {
+		p = append(p, "Backup.Database is required with a backup catalog (which backups to take)")
 	}
 	switch cfg.Strategy {
-	case "":
-		cfg.Strategy = Swap
-	case Swap, InPlace:
+	case "", Swap, InPlace:
 	default:
-		return nil, fmt.Errorf("%w: strategy %q: want %q or %q", ErrConfig, cfg.Strategy, Swap, InPlace)
+		p = append(p, fmt.Sprintf("Strategy %q: want %q or %q", cfg.Strategy, Swap, InPlace))
+	}
+	if cfg.Database != "" {
+		if err := checkName(cfg.Database); err != nil {
+			p = append(p, "Database: "+err.Error())
+		}
+	}
+	for _, c := range cfg.Clones {
+		if err := checkName(c); err != nil {
+			p = append(p, "Clones: "+err.Error())
+		}
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("%w: %s", ErrConfig, strings.Join(p, "; "))
+	}
+	return nil
+}
+
+// defaults fills in the documented defaults of zero values: the one place they live.
+func (cfg *Config) defaults() {
+	if cfg.Strategy == "" {
+		cfg.Strategy = Swap
 	}
 	if cfg.Migrations == "" {
 		cfg.Migrations = "migrations"
@@ -194,14 +226,6 @@ func New(cfg Config) (*Rebuilder, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if err := checkName(cfg.Database); err != nil {
-		return nil, fmt.Errorf("%w: Database: %w", ErrConfig, err)
-	}
-	for _, c := range cfg.Clones {
-		if err := checkName(c); err != nil {
-			return nil, fmt.Errorf("%w: Clones: %w", ErrConfig, err)
-		}
-	}
 	t := &cfg.Timeouts
 	for _, d := range []struct {
 		v   *time.Duration
@@ -212,8 +236,6 @@ func New(cfg Config) (*Rebuilder, error) {
 			*d.v = d.def
 		}
 	}
-	log := CaptureLogger(cfg.Logger)
-	return &Rebuilder{cfg: cfg, log: log, cap: log.Handler().(*capture)}, nil
 }
 
 // Roles of an environment (the config's top-level role key).

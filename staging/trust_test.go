@@ -80,6 +80,7 @@ func TestLongDatabaseNamesAreRefused(t *testing.T) {
 	cfg := Config{Environment: "staging", Backups: w, Databases: w, Source: fakeSource{}, Releases: w, Schema: w,
 		Service: svc{w}, DSN: func(db string) string { return db }}
 	cfg.LockFile = filepath.Join(t.TempDir(), "l")
+	cfg.Backup.Database = "prod"
 	cfg.Database = ok
 	if _, err := New(cfg); err != nil {
 		t.Fatalf("a %d-byte name: %v", len(ok), err)
@@ -97,6 +98,24 @@ func TestLongDatabaseNamesAreRefused(t *testing.T) {
 	_, err := LoadEnvironment(writeConfig(t, text))
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "database.name") {
 		t.Fatalf("config with a 63-byte name: %v", err)
+	}
+}
+
+// New names every missing part at once, and what a run would only discover later.
+func TestNewNamesEveryProblem(t *testing.T) {
+	w := newWorld()
+	_, err := New(Config{Backups: w, Source: fakeSource{}, Options: Options{Strategy: "rsync", Database: strings.Repeat("d", 60)}})
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{"Environment", "Databases", "Releases", "Schema", "Service", "DSN", "LockFile",
+		"Backup.Database", `Strategy "rsync"`, "Database: "} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q not named in %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "Source") {
+		t.Errorf("Source was given: %v", err)
 	}
 }
 
