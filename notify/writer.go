@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 )
 
 // WriterConfig configures a Writer notifier.
@@ -15,10 +14,13 @@ type WriterConfig struct {
 }
 
 // Writer writes reports as plain text (Render) to an io.Writer, for logs and terminals.
-// Each report is written with one Write call; Notify is safe for concurrent use.
+// Each report is written with one Write call; Notify is safe for concurrent use, and
+// returns by its ctx deadline even when Out blocks (a pipe nobody reads): the blocked
+// Write then finishes in the background, and later reports wait for it, each within its
+// own ctx.
 type Writer struct {
-	mu  sync.Mutex
-	cfg WriterConfig
+	turn chan struct{} // holds a token while a Write runs
+	cfg  WriterConfig
 }
 
 var _ Notifier = (*Writer)(nil)
@@ -28,7 +30,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.Out == nil {
 		return nil, fmt.Errorf("%w: Out: missing writer", ErrInvalidConfig)
 	}
-	return &Writer{cfg: cfg}, nil
+	return &Writer{cfg: cfg, turn: make(chan struct{}, 1)}, nil
 }
 
 // String names the notifier.
@@ -52,10 +54,24 @@ func (w *Writer) Notify(ctx context.Context, m *Message) error {
 		}
 	}
 	b.WriteString(strings.Repeat("-", 72) + "\n")
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, err := io.WriteString(w.cfg.Out, b.String()); err != nil {
-		return fmt.Errorf("notify: writer: %w", err)
+	select {
+	case w.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("notify: writer: waiting for an earlier report's write: %w", ctx.Err())
 	}
-	return nil
+	done := make(chan error, 1)
+	go func() {
+		defer func() { <-w.turn }()
+		_, err := io.WriteString(w.cfg.Out, b.String())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("notify: writer: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("notify: writer: %T blocks; report left to finish in the background: %w", w.cfg.Out, ctx.Err())
+	}
 }
