@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -46,11 +47,14 @@ func DecodeFile(path string, v any) (dir string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
 	}
-	if extra := md.Undecoded(); len(extra) > 0 {
-		keys := make([]string, len(extra))
-		for i, k := range extra {
-			keys[i] = k.String()
+	var keys []string
+	raw := rawSections(v)
+	for _, k := range md.Undecoded() {
+		if !raw[k[0]] { // sections that decode themselves check their own keys
+			keys = append(keys, k.String())
 		}
+	}
+	if len(keys) > 0 {
 		sort.Strings(keys)
 		return "", fmt.Errorf("%w: %s: unknown key %s", ErrConfig, path, strings.Join(keys, ", "))
 	}
@@ -59,6 +63,24 @@ func DecodeFile(path string, v any) (dir string, err error) {
 		return "", fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return abs, nil
+}
+
+// rawSections returns the top-level keys of v (a pointer to a struct) whose fields decode
+// themselves (toml.Unmarshaler: [service], [notify]).
+func rawSections(v any) map[string]bool {
+	out := map[string]bool{}
+	t := reflect.TypeOf(v)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return out
+	}
+	unmarshaler := reflect.TypeFor[toml.Unmarshaler]()
+	for _, f := range reflect.VisibleFields(t.Elem()) {
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name != "" && name != "-" && reflect.PointerTo(f.Type).Implements(unmarshaler) {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // ResolvePath makes p absolute against dir; "" stays "". URLs are left alone.
@@ -71,12 +93,42 @@ func ResolvePath(dir, p string) string {
 
 // NotifyConfig is the [notify] section: where reports go.
 type NotifyConfig struct {
-	Topic   string         `toml:"topic"` // subject tag and Keywords header; "": "<environment>-rebuild"
-	Email   *EmailConfig   `toml:"email"`
-	Webhook *WebhookConfig `toml:"webhook"`
-	Stdout  bool           `toml:"stdout"` // also print reports on standard output
+	Topic string `toml:"topic"` // subject tag and Keywords header; "": "<environment>-rebuild"
 	// Timeout bounds the delivery of one run's reports, spooled ones included; "": 2m.
 	Timeout Duration `toml:"timeout"`
+	// Targets are the report's targets by driver name ([notify.email], [notify.webhook],
+	// stdout = true): read from a file, raw tables the drivers decode strictly; built in
+	// Go, the drivers' keys (e.g. &EmailConfig{...}).
+	Targets map[string]any `toml:"-"`
+}
+
+// UnmarshalTOML splits [notify] into its own keys and the targets'.
+func (n *NotifyConfig) UnmarshalTOML(v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("notify: want a table")
+	}
+	n.Targets = map[string]any{}
+	for k, val := range m {
+		switch k {
+		case "topic":
+			if err := tomlString(val, &n.Topic); err != nil {
+				return fmt.Errorf("notify.topic: %w", err)
+			}
+		case "timeout":
+			var text string
+			err := tomlString(val, &text)
+			if err == nil {
+				err = n.Timeout.UnmarshalText([]byte(text))
+			}
+			if err != nil {
+				return fmt.Errorf("notify.timeout: %w", err)
+			}
+		default:
+			n.Targets[k] = val
+		}
+	}
+	return nil
 }
 
 // EmailConfig is [notify.email].

@@ -12,6 +12,10 @@ import (
 // EnvironmentConfig is an environment's TOML config file, as DESIGN.md defines it
 // (nightly and experimental read it). Load it with LoadEnvironment; Open wires it.
 type EnvironmentConfig struct {
+	// Drivers are the service types and notify targets the config may name; nil:
+	// DefaultDrivers().
+	Drivers *Drivers `toml:"-"`
+
 	Environment string          `toml:"environment"`
 	Role        string          `toml:"role"` // staging (default) or experimental; production only for the train
 	LockFile    string          `toml:"lock_file"`
@@ -97,30 +101,67 @@ type SchemaSection struct {
 	Timeout Duration `toml:"timeout"`
 }
 
-// ServiceSection is [service].
+// ServiceSection is [service]: the type, the health gate, and the type's own keys.
 type ServiceSection struct {
-	Type          string   `toml:"type"` // process | command | systemd | docker
-	Command       []string `toml:"command"`
-	Dir           string   `toml:"dir"`
-	Env           []string `toml:"env"`
-	Pidfile       string   `toml:"pidfile"`
-	LogFile       string   `toml:"log_file"`
-	StopTimeout   Duration `toml:"stop_timeout"`
-	StartWait     Duration `toml:"start_wait"` // how long a process must stay up to count as started; "": 1s, or 200ms with a health_url
-	Start         []string `toml:"start"`      // command type
-	Stop          []string `toml:"stop"`       // command type
-	Status        []string `toml:"status"`     // command type
-	Unit          string   `toml:"unit"`       // systemd type
-	Container     string   `toml:"container"`  // docker type
+	Type          string   `toml:"type"` // a key of Drivers.Services: process, command, systemd (docker: staging/dockerservice)
 	HealthURL     string   `toml:"health_url"`
 	HealthTimeout Duration `toml:"health_timeout"`
+	// Keys are the type's own keys: read from a file, the raw table, which the type's
+	// driver decodes strictly; built in Go, the driver's keys value (e.g.
+	// &SystemdKeys{Unit: "app.service"}).
+	Keys any `toml:"-"`
+}
+
+// UnmarshalTOML splits [service] into the Rebuilder's keys and the driver's.
+func (s *ServiceSection) UnmarshalTOML(v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("service: want a table")
+	}
+	rest := map[string]any{}
+	for k, val := range m {
+		var err error
+		switch k {
+		case "type":
+			err = tomlString(val, &s.Type)
+		case "health_url":
+			err = tomlString(val, &s.HealthURL)
+		case "health_timeout":
+			var text string
+			if err = tomlString(val, &text); err == nil {
+				err = s.HealthTimeout.UnmarshalText([]byte(text))
+			}
+		default:
+			rest[k] = val
+		}
+		if err != nil {
+			return fmt.Errorf("service.%s: %w", k, err)
+		}
+	}
+	s.Keys = rest
+	return nil
+}
+
+func tomlString(v any, into *string) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("want a string, not %T", v)
+	}
+	*into = s
+	return nil
 }
 
 // LoadEnvironment reads and checks an environment's config: unknown keys, bad values
 // and missing required keys are errors (wrapping ErrConfig) naming each key. Relative
 // paths are made absolute against the file's folder.
 func LoadEnvironment(path string) (*EnvironmentConfig, error) {
-	var c EnvironmentConfig
+	return LoadEnvironmentWith(path, nil)
+}
+
+// LoadEnvironmentWith is LoadEnvironment with the program's drivers (nil:
+// DefaultDrivers()), e.g. with docker added.
+func LoadEnvironmentWith(path string, drivers *Drivers) (*EnvironmentConfig, error) {
+	c := EnvironmentConfig{Drivers: drivers}
 	dir, err := DecodeFile(path, &c)
 	if err != nil {
 		return nil, err
@@ -172,12 +213,12 @@ func (c *EnvironmentConfig) Validate() error {
 		p.add("schema.role %q: want a role name", c.Schema.Role)
 	}
 	c.Service.validate(&p)
-	if e := c.Notify.Email; e != nil {
-		p.require("notify.email.smtp", e.SMTP, "notify.email.from", e.From, "notify.email.to", e.To)
+	if c.Service.Type != "" {
+		_, bad := c.drivers().serviceKeys(&c.Service)
+		p = append(p, bad...)
 	}
-	if w := c.Notify.Webhook; w != nil {
-		p.require("notify.webhook.url", w.URL)
-	}
+	_, bad := c.drivers().notifierKeys(&c.Notify)
+	p = append(p, bad...)
 	return p.err(c)
 }
 
@@ -242,24 +283,18 @@ func (cs *CodeSection) validate(p *problems) {
 }
 
 func (s *ServiceSection) validate(p *problems) {
-	switch s.Type {
-	case "":
-	case "process":
-		p.require("service.command", s.Command, "service.pidfile", s.Pidfile)
-	case "command":
-		p.require("service.start", s.Start, "service.stop", s.Stop, "service.status", s.Status)
-	case "systemd":
-		p.require("service.unit", s.Unit)
-	case "docker":
-		p.require("service.container", s.Container)
-	default:
-		p.add("service.type %q: want process, command, systemd or docker", s.Type)
-	}
 	if s.HealthURL != "" {
 		if u, err := url.Parse(s.HealthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 			p.add("service.health_url %q: want an http(s) URL", s.HealthURL)
 		}
 	}
+}
+
+func (c *EnvironmentConfig) drivers() *Drivers {
+	if c.Drivers == nil {
+		return DefaultDrivers()
+	}
+	return c.Drivers
 }
 
 // problems collects a config's problems, each naming its key.
@@ -306,9 +341,6 @@ func (c *EnvironmentConfig) resolve() {
 	r(&c.Code.Releases)
 	r(&c.Code.Current)
 	r(&c.Database.BinDir)
-	r(&c.Service.Pidfile)
-	r(&c.Service.LogFile)
-	r(&c.Service.Dir)
 	if c.Code.Git != "" && !strings.Contains(c.Code.Git, ":") {
 		r(&c.Code.Git) // a local repository path
 	}

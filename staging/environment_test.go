@@ -193,7 +193,7 @@ func TestOpenWrapsThePartsErrors(t *testing.T) {
 	c := &EnvironmentConfig{Environment: "staging", LockFile: filepath.Join(tmp, "x.lock"), StateDir: tmp,
 		Database: DatabaseSection{AdminDSN: "postgres://postgres@db/postgres", Name: "app", ProductionIDs: []string{"12"}},
 		Code:     CodeSection{Source: tmp, Releases: filepath.Join(tmp, "releases"), Current: filepath.Join(current, "current")},
-		Service:  ServiceSection{Type: "systemd", Unit: "app.service"}}
+		Service:  ServiceSection{Type: "systemd", Keys: &SystemdKeys{Unit: "app.service"}}}
 	if err := os.Mkdir(c.Code.Releases, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"time"
+	"strings"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
@@ -112,29 +111,19 @@ func (c *EnvironmentConfig) releasesConfig(log *slog.Logger) codesync.Config {
 	}
 }
 
+// env is what the drivers get.
+func (c *EnvironmentConfig) env(log *slog.Logger) DriverEnv {
+	return DriverEnv{Logger: log, Dir: c.dir, StateDir: c.StateDir, HealthGate: c.Service.HealthURL != ""}
+}
+
+// service builds [service] through its type's driver, and the health gate.
 func (c *EnvironmentConfig) service(log *slog.Logger) (svcctl.Controller, svcctl.Checker, error) {
 	s := c.Service
-	var ctl svcctl.Controller
-	var err error
-	switch s.Type {
-	case "process":
-		if err := os.MkdirAll(filepath.Dir(s.Pidfile), 0o755); err != nil {
-			return nil, nil, c.errorf("service.pidfile: %w", err)
-		}
-		startWait := s.StartWait.Duration
-		if startWait == 0 && s.HealthURL != "" {
-			startWait = 200 * time.Millisecond // the health gate watches the process from then on
-		}
-		ctl, err = svcctl.NewProcess(svcctl.ProcessConfig{Command: s.Command, Dir: s.Dir, Env: s.Env,
-			Pidfile: s.Pidfile, LogFile: s.LogFile, StopTimeout: s.StopTimeout.Duration, StartWait: startWait, Logger: log})
-	case "command":
-		ctl, err = svcctl.NewCommand(svcctl.CommandConfig{Start: s.Start, Stop: s.Stop, Status: s.Status,
-			Dir: s.Dir, Env: s.Env, Logger: log})
-	case "systemd":
-		ctl, err = svcctl.NewSystemd(svcctl.SystemdConfig{Unit: s.Unit, Logger: log})
-	case "docker":
-		ctl, err = svcctl.NewDocker(svcctl.DockerConfig{Container: s.Container, StopTimeout: s.StopTimeout.Duration, Logger: log})
+	keys, bad := c.drivers().serviceKeys(&s)
+	if len(bad) > 0 {
+		return nil, nil, c.errorf("%s", strings.Join(bad, "; "))
 	}
+	ctl, err := keys.Open(c.env(log))
 	if err != nil {
 		return nil, nil, c.errorf("service: %w", err)
 	}
@@ -146,7 +135,7 @@ func (c *EnvironmentConfig) service(log *slog.Logger) (svcctl.Controller, svcctl
 
 // notifier builds the [notify] targets, each with its own spool under state_dir/spool.
 func (c *EnvironmentConfig) notifier(report io.Writer, log *slog.Logger) (notify.Notifier, error) {
-	n, err := NewNotifier(c.Notify, c.StateDir, log)
+	n, err := c.drivers().Notifier(c.Notify, c.env(log))
 	if err != nil {
 		return nil, c.errorf("notify: %w", err)
 	}
@@ -163,46 +152,43 @@ func (c *EnvironmentConfig) notifier(report io.Writer, log *slog.Logger) (notify
 	return notify.NewFanOut(notify.Target{Name: "spooled", Notifier: n}, notify.Target{Name: "writer", Notifier: w})
 }
 
-// NewNotifier builds the notifiers of a [notify] section (email, webhook, stdout), each
-// wrapped in its own spool under stateDir/spool, so that a report one of them cannot
-// take is kept and delivered first next time, and never sent twice to the others.
-// It returns nil when the section configures no target.
+// NewNotifier builds the notifiers of a [notify] section (email, webhook, stdout) with
+// the default drivers; see Drivers.Notifier.
 func NewNotifier(c NotifyConfig, stateDir string, log *slog.Logger) (notify.Notifier, error) {
+	return DefaultDrivers().Notifier(c, DriverEnv{Logger: log, StateDir: stateDir})
+}
+
+// Notifier builds the targets of a [notify] section through their drivers, each wrapped
+// in its own spool under env.StateDir/spool, so that a report one of them cannot take
+// is kept and delivered first next time, and never sent twice to the others. It
+// returns nil when the section configures no target.
+func (d *Drivers) Notifier(c NotifyConfig, env DriverEnv) (notify.Notifier, error) {
+	keys, bad := d.notifierKeys(&c)
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrConfig, strings.Join(bad, "; "))
+	}
 	named := map[string]notify.Notifier{}
-	if e := c.Email; e != nil {
-		var password string
-		if e.PasswordEnv != "" {
-			password = os.Getenv(e.PasswordEnv)
-			if password == "" {
-				return nil, fmt.Errorf("email.password_env: $%s is empty", e.PasswordEnv)
-			}
-		}
-		m, err := notify.NewSMTP(notify.SMTPConfig{Addr: e.SMTP, From: e.From, To: e.To, Username: e.Username,
-			Password: password, TLS: notify.TLSMode(e.TLS), Timeout: e.Timeout.Duration, Logger: log})
+	for name, k := range keys {
+		n, err := k.Open(env)
 		if err != nil {
-			return nil, fmt.Errorf("email: %w", err)
-		}
-		named["email"] = m
-	}
-	if h := c.Webhook; h != nil {
-		wh, err := notify.NewWebhook(notify.WebhookConfig{URL: h.URL, Timeout: h.Timeout.Duration, Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("webhook: %w", err)
-		}
-		named["webhook"] = wh
-	}
-	if c.Stdout {
-		w, err := notify.NewWriter(notify.WriterConfig{Out: os.Stdout})
-		if err != nil {
+			_ = closeParts(values(named)...)
 			return nil, err
 		}
-		named["stdout"] = w
+		named[name] = n
 	}
 	if len(named) == 0 {
 		return nil, nil
 	}
-	if stateDir == "" {
-		return nil, fmt.Errorf("state_dir is required to spool reports")
+	if env.StateDir == "" {
+		return nil, fmt.Errorf("%w: state_dir is required to spool reports", ErrConfig)
 	}
-	return notify.SpoolEach(filepath.Join(stateDir, "spool"), named, log)
+	return notify.SpoolEach(filepath.Join(env.StateDir, "spool"), named, env.Logger)
+}
+
+func values(m map[string]notify.Notifier) []any {
+	out := make([]any, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }

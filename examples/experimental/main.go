@@ -19,6 +19,7 @@ import (
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/dockerservice"
 )
 
 func main() { cli.Main("experimental", run, staging.ExitStatus) }
@@ -43,7 +44,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *ref != "" && *repo == "":
 		return fs.Usagef("-ref needs -git REPO")
 	}
-	cfg, err := staging.LoadEnvironment(*config)
+	drivers := staging.DefaultDrivers()
+	drivers.Services["docker"] = dockerservice.Keys // the Docker client is linked only here
+	cfg, err := staging.LoadEnvironmentWith(*config, drivers)
 	if err != nil {
 		return err
 	}

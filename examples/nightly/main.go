@@ -23,6 +23,7 @@ import (
 	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/examples/internal/restorebar"
 	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/dockerservice"
 )
 
 func main() { cli.Main("nightly", run, staging.ExitStatus) }
@@ -67,7 +68,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg, err := staging.LoadEnvironment(*config)
+	drivers := staging.DefaultDrivers()
+	drivers.Services["docker"] = dockerservice.Keys // the Docker client is linked only here
+	cfg, err := staging.LoadEnvironmentWith(*config, drivers)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,38 @@
+// Package dockerservice is the [service] type "docker" for staging's config: the staging
+// service is an existing container, started and stopped through the Docker Engine API.
+// It is a package of its own so that only programs that need it link the Docker client;
+// such a program registers it with one line:
+//
+//	d := staging.DefaultDrivers()
+//	d.Services["docker"] = dockerservice.Keys
+//	cfg, err := staging.LoadEnvironmentWith("/etc/restage/staging.toml", d)
+package dockerservice
+
+import (
+	"github.com/restage/restage/staging"
+	"github.com/restage/restage/svcctl"
+)
+
+// Keys returns new keys of [service] type "docker".
+func Keys() staging.ServiceKeys { return &Config{} }
+
+// Config is [service] type "docker".
+type Config struct {
+	Container   string           `toml:"container"`    // name or id of the existing container
+	StopTimeout staging.Duration `toml:"stop_timeout"` // grace before the engine kills it; "": 10s
+	StartWait   staging.Duration `toml:"start_wait"`   // how long it must stay up to count as started; "": 1s
+}
+
+// Check implements staging.ServiceKeys.
+func (c *Config) Check() []string {
+	if c.Container == "" {
+		return []string{"missing required key service.container"}
+	}
+	return nil
+}
+
+// Open implements staging.ServiceKeys.
+func (c *Config) Open(env staging.DriverEnv) (svcctl.Controller, error) {
+	return svcctl.NewDocker(svcctl.DockerConfig{Container: c.Container, StopTimeout: c.StopTimeout.Duration,
+		StartWait: c.StartWait.Duration, Logger: env.Logger})
+}

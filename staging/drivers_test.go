@@ -1,0 +1,83 @@
+package staging
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/restage/restage/notify"
+	"github.com/restage/restage/svcctl"
+)
+
+func TestDriverKeysAreStrictAndNamed(t *testing.T) {
+	for _, tc := range []struct{ edit, want string }{
+		{`s/^pidfile .*/pidfile = "run.pid"\npidfiel = "x"/`, `unknown key service.pidfiel`},
+		{`s/^pidfile .*/pidfile = "run.pid"\nstop_timeout = "soon"/`, `stop_timeout`},
+		{`s/type           = "process"/type = "docker"/`, `service.type "docker": want one of command, process, systemd`},
+		{`s/^to   = .*/to = ["a@example.org"]\nsmpt = "x"/`, `unknown key notify.email.smpt`},
+		{`s/^topic = .*/topic = "x"\n[notify.slack]\nurl = "x"/`, `unknown key notify.slack`},
+		{`s/^health_timeout = .*/health_timeout = "a minute"/`, `service.health_timeout`},
+	} {
+		_, err := LoadEnvironment(writeConfig(t, sed(t, sampleConfig, tc.edit)))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want one naming %q", tc.edit, err, tc.want)
+		}
+	}
+}
+
+// fakeKeys is a third-party [service] type: one struct and one line in Drivers.
+type fakeKeys struct {
+	Name string `toml:"name"`
+}
+
+func (k *fakeKeys) Check() []string {
+	if k.Name == "" {
+		return []string{"missing required key service.name"}
+	}
+	return nil
+}
+func (k *fakeKeys) Open(env DriverEnv) (svcctl.Controller, error) { return fakeController{k.Name}, nil }
+
+type fakeController struct{ name string }
+
+func (fakeController) Start(context.Context) error { return nil }
+func (fakeController) Stop(context.Context) error  { return nil }
+func (fakeController) Status(context.Context) (svcctl.Status, error) {
+	return svcctl.Status{State: svcctl.StateRunning}, nil
+}
+
+type fakeTarget struct {
+	Channel string `toml:"channel"`
+}
+
+func (f *fakeTarget) Check(prefix string) []string { return nil }
+func (f *fakeTarget) Open(DriverEnv) (notify.Notifier, error) {
+	return notify.NewWriter(notify.WriterConfig{Out: &strings.Builder{}})
+}
+
+func TestADriverIsOneLine(t *testing.T) {
+	d := DefaultDrivers()
+	d.Services["fake"] = func() ServiceKeys { return &fakeKeys{} }
+	d.Notifiers["chat"] = func() NotifierKeys { return &fakeTarget{} }
+	text := sed(t, sampleConfig, `s/type           = "process"/type = "fake"\nname = "app"/`)
+	text = strings.Replace(text, "command        = [", "# command = [", 1)
+	text = strings.Replace(text, "pidfile        =", "# pidfile =", 1)
+	text = sed(t, text, `s/^topic = .*/topic = "x"\n[notify.chat]\nchannel = "#ops"/`)
+	path := writeConfig(t, text)
+	if _, err := LoadEnvironment(path); err == nil || !strings.Contains(err.Error(), `service.type "fake"`) {
+		t.Fatalf("without the driver: %v", err)
+	}
+	c, err := LoadEnvironmentWith(path, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, _, err := c.service(nil)
+	if err != nil || ctl.(fakeController).name != "app" {
+		t.Fatalf("service %v, %v", ctl, err)
+	}
+	keys, bad := d.notifierKeys(&c.Notify)
+	if len(bad) > 0 || keys["chat"].(*fakeTarget).Channel != "#ops" || keys["email"] == nil {
+		t.Fatalf("targets %v %v", keys, bad)
+	}
+}
