@@ -1,0 +1,26 @@
+// Package cmderr is the error of an external program that failed, shared by the
+// packages that run programs (pg_dump and pg_restore, git, the service's commands,
+// systemctl): one type, one message shape. Each package exports it under its own name
+// (type CommandError = cmderr.Error) so that callers use errors.As with that name.
+package cmderr
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Error is a failed external program.
+type Error struct {
+	Args     []string // argv, with secrets removed
+	ExitCode int      // -1: not started, or killed by a signal
+	Stderr   string   // tail of its standard error (or of its output)
+}
+
+// Error describes the failure: "ARGV exited with status N: STDERR".
+func (e *Error) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" {
+		return fmt.Sprintf("%s exited with status %d", strings.Join(e.Args, " "), e.ExitCode)
+	}
+	return fmt.Sprintf("%s exited with status %d: %s", strings.Join(e.Args, " "), e.ExitCode, msg)
+}
