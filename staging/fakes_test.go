@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -35,6 +36,7 @@ type world struct {
 	known     map[uint64]bool // production identities the guard has been told
 	sources   []uint64        // what the catalog's manifests name
 	allowed   []string        // AllowConnections calls
+	log       *slog.Logger    // what the parts log to; nil: nothing
 
 	failWait, failVerify, failRestore, failBuild, failSchema func() error
 	failStop, failStart, failHealth, failNotify, failSwap    func() error
@@ -148,6 +150,9 @@ func (w *world) Restore(ctx context.Context, b *dbrestore.Backup, o dbrestore.Re
 	}
 	w.dbs[o.Target] = fmt.Sprintf("backup %d @v1", w.backupSeq)
 	w.event("restore %s", o.Target)
+	if w.log != nil {
+		w.log.Info("pg_restore: restored into the fake", "database", o.Target)
+	}
 	return &dbrestore.RestoreResult{Database: o.Target, Objects: 10}, nil
 }
 func (w *world) Exists(ctx context.Context, name string) (bool, error) {

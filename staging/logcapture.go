@@ -4,35 +4,45 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 )
 
 // capture is a slog.Handler that forwards records to the caller's handler and also
-// keeps them as text: the whole run (the report's attachment) and the current step
-// (the tail shown for a failed step).
+// writes them as text into the logs of the runs under way (a runLog each: the whole run,
+// the report's attachment, and the current step, the tail shown for a failed step).
 type capture struct {
 	next  slog.Handler
 	text  slog.Handler
 	state *captureState
 }
 
+// captureState is shared by a capture and the handlers derived from it (With, WithGroup).
 type captureState struct {
 	mu   sync.Mutex
-	all  bytes.Buffer
-	step bytes.Buffer
+	runs map[*runLog]bool
 }
 
+// Write adds formatted records to every run under way.
 func (s *captureState) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.all.Write(p)
-	s.step.Write(p)
+	for r := range s.runs {
+		r.whole.Write(p)
+		r.step.Write(p)
+	}
 	return len(p), nil
 }
 
+// runLog is one run's captured log.
+type runLog struct {
+	state       *captureState
+	whole, step bytes.Buffer
+}
+
 func newCapture(next slog.Handler) *capture {
-	st := &captureState{}
+	st := &captureState{runs: map[*runLog]bool{}}
 	return &capture{next: next, text: slog.NewTextHandler(st, &slog.HandlerOptions{Level: slog.LevelDebug}), state: st}
 }
 
@@ -54,46 +64,67 @@ func (c *capture) WithGroup(name string) slog.Handler {
 	return &capture{next: c.next.WithGroup(name), text: c.text.WithGroup(name), state: c.state}
 }
 
-// CaptureLogger returns a logger that writes to base and also into the report of the
-// Rebuilder whose Config.Logger it is: give it to the parts too, so that their messages
-// (pg_restore's, each migration's) appear in the report's log and in a failed step's tail.
+// captures maps a logger's handler to its capture, so that a Rebuilder given a plain
+// logger and parts given CaptureLogger of the same logger (or the other way round)
+// share one capture: the parts' lines always reach the report. It holds one entry per
+// handler a program logs to (usually one); handlers that cannot be map keys get a capture
+// of their own.
+var captures sync.Map // slog.Handler -> *capture
+
+// CaptureLogger returns a logger that writes to base and also into the reports of the
+// Rebuilders that log to base: the Rebuilder captures its own lines (Options.Logger),
+// and the parts' lines reach its report when they log to base through CaptureLogger(base)
+// (Open does this for the parts it wires). nil: slog.Default().
 func CaptureLogger(base *slog.Logger) *slog.Logger {
 	if base == nil {
 		base = slog.Default()
 	}
-	if _, ok := base.Handler().(*capture); ok {
+	h := base.Handler()
+	if _, ok := h.(*capture); ok {
 		return base
 	}
-	return slog.New(newCapture(base.Handler()))
+	if !reflect.TypeOf(h).Comparable() {
+		return slog.New(newCapture(h))
+	}
+	c, _ := captures.LoadOrStore(h, newCapture(h))
+	return slog.New(c.(*capture))
 }
 
-// reset forgets everything captured, at the start of a run.
-func (c *capture) reset() {
+// start begins capturing a run's log.
+func (c *capture) start() *runLog {
+	r := &runLog{state: c.state}
 	c.state.mu.Lock()
-	c.state.all.Reset()
-	c.state.step.Reset()
+	c.state.runs[r] = true
 	c.state.mu.Unlock()
+	return r
+}
+
+// stop ends capturing (the log stays readable).
+func (r *runLog) stop() {
+	r.state.mu.Lock()
+	delete(r.state.runs, r)
+	r.state.mu.Unlock()
 }
 
 // startStep forgets the previous step's lines.
-func (c *capture) startStep() {
-	c.state.mu.Lock()
-	c.state.step.Reset()
-	c.state.mu.Unlock()
+func (r *runLog) startStep() {
+	r.state.mu.Lock()
+	r.step.Reset()
+	r.state.mu.Unlock()
 }
 
 // stepTail returns the last lines logged since startStep.
-func (c *capture) stepTail(lines int) string {
-	c.state.mu.Lock()
-	defer c.state.mu.Unlock()
-	return tail(c.state.step.String(), lines)
+func (r *runLog) stepTail(lines int) string {
+	r.state.mu.Lock()
+	defer r.state.mu.Unlock()
+	return tail(r.step.String(), lines)
 }
 
 // all returns the whole captured log.
-func (c *capture) all() string {
-	c.state.mu.Lock()
-	defer c.state.mu.Unlock()
-	return c.state.all.String()
+func (r *runLog) all() string {
+	r.state.mu.Lock()
+	defer r.state.mu.Unlock()
+	return r.whole.String()
 }
 
 // tail returns the last n lines of s.

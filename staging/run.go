@@ -35,7 +35,7 @@ type run struct {
 	r   *Rebuilder
 	rep *Report
 	log *slog.Logger
-	cap *capture
+	cap *runLog // the run's captured log
 
 	backup    *dbrestore.Backup
 	release   *codesync.Release
@@ -66,8 +66,7 @@ func bounded(ctx context.Context, d time.Duration, key string, fn func(ctx conte
 }
 
 func (r *Rebuilder) begin(kind string) *run {
-	c := r.cap
-	c.reset()
+	c := r.cap.start()
 	now := r.cfg.Now()
 	id := make([]byte, 6)
 	_, _ = rand.Read(id)
@@ -78,7 +77,7 @@ func (r *Rebuilder) begin(kind string) *run {
 		Strategy:    r.cfg.Strategy,
 		Started:     now,
 	}
-	return &run{r: r, rep: rep, cap: c, log: slog.New(c).With(keyEnv, r.cfg.Environment)}
+	return &run{r: r, rep: rep, cap: c, log: slog.New(r.cap).With(keyEnv, r.cfg.Environment)}
 }
 
 // step runs fn as the step called name, recording it in the report.
@@ -149,6 +148,7 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 	}
 	ru.log.Info("finished", "outcome", rep.Outcome, "total", rep.Total, "downtime", rep.Downtime)
 	rep.Log = redact.String(ru.cap.all())
+	ru.cap.stop()
 	if ru.dry || rep.Outcome == OutcomeLocked {
 		return rep, runErr // a dry run and a locked-out run leave no trace
 	}

@@ -95,8 +95,8 @@ type Options struct {
 	// Topic tags the report; "": "<Environment>-rebuild".
 	Topic string
 	// Logger receives one line per step; nil: slog.Default(). The run's log is also
-	// captured for the report's attachment: give the parts CaptureLogger(Logger) so that
-	// their messages are captured too.
+	// captured for the report's attachment, with the lines of the parts that log to the
+	// same logger through CaptureLogger (Open wires them so).
 	Logger *slog.Logger
 	// Production lists production servers' system_identifiers, refused by every drop,
 	// rename, restore and clone besides the sources the backup catalog's manifests name.
