@@ -3,6 +3,7 @@ package dbrestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/url"
 	"os"
@@ -630,4 +631,84 @@ INSERT INTO child SELECT g, 'c' FROM generate_series(1, 4) g;`)
 	if len(verified) != 0 || !maps.Equal(rest, want) {
 		t.Errorf("track_counts in the session options: verified %v, rest %v", verified, rest)
 	}
+}
+
+// Issue 12 item 11: a restore's context bounds pg_restore and the post-restore SQL. When
+// its deadline passes, Restore returns within seconds with context.DeadlineExceeded in
+// the chain, nothing keeps running on the server, and the half-built target is gone.
+func TestRestoreDeadlineStopsSlowSteps(t *testing.T) {
+	prod, staging := servers(t)
+	db := prod.Database(t)
+	seed(t, prod, db, 20)
+	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+	ctx := testCtx(t)
+	const bound = 20 * time.Second // the deadline plus generous cleanup on a loaded machine; the slow steps take 60s
+
+	check := func(t *testing.T, err error, took time.Duration, target, marker string) {
+		t.Helper()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("restore past its deadline: %v, want context.DeadlineExceeded in the chain", err)
+		}
+		if took > bound {
+			t.Fatalf("restore returned %s after it started, want within %s", took.Round(time.Millisecond), bound)
+		}
+		if dbExists(t, staging, target) {
+			t.Fatal("half-built target left behind")
+		}
+		if marker == "" {
+			return
+		}
+		if n := staging.QueryInt(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()", marker); n != 0 {
+			t.Fatalf("%d sessions still run the slow step", n)
+		}
+	}
+
+	t.Run("post-restore SQL", func(t *testing.T) {
+		srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+		slow := writeSQL(t, "slow.sql", "UPDATE users SET email = email; SELECT pg_sleep(60) AS slow_step_marker;")
+		target := dbName(t, staging, "deadline_sql")
+		// The restore itself takes about a second; the deadline falls in the SQL.
+		dctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := srv.Restore(dctx, b, RestoreOptions{Target: target, PostRestore: []string{slow}})
+		took := time.Since(start)
+		t.Logf("after %s: %v", took.Round(time.Millisecond), err)
+		requireErrContains(t, err, "slow.sql")
+		check(t, err, took, target, "slow_step_marker")
+	})
+
+	t.Run("pg_restore", func(t *testing.T) {
+		// A pg_restore that hangs before it restores anything (a lock, a dead network).
+		real, err := (Config{}).tool("pg_restore")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := t.TempDir()
+		nap := fmt.Sprintf("60.%09d", time.Now().Nanosecond()) // names this test's sleep among the machine's processes
+		script := "#!/bin/sh\ncase \"$*\" in *--dbname*) sleep " + nap + " ;; esac\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(bin, "pg_restore"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}, BinDir: bin})
+		target := dbName(t, staging, "deadline_restore")
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err = srv.Restore(dctx, b, RestoreOptions{Target: target})
+		took := time.Since(start)
+		t.Logf("after %s: %v", took.Round(time.Millisecond), err)
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.Args[0] != "pg_restore" {
+			t.Fatalf("want pg_restore's CommandError, got %v", err)
+		}
+		check(t, err, took, target, "")
+		// pg_restore's whole process group is gone (here: the script's sleep).
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if cmd, err := os.ReadFile(p); err == nil && string(cmd) == "sleep\x00"+nap+"\x00" {
+				t.Fatalf("%s: a child of pg_restore survived the deadline", p)
+			}
+		}
+	})
 }
