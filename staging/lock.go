@@ -15,6 +15,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/restage/restage/internal/flock"
+	"github.com/restage/restage/internal/proc"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // Owner records who holds an environment's lock.
@@ -118,73 +122,44 @@ type LockOptions struct {
 	Poll time.Duration
 }
 
-// openNoFollow opens path like os.OpenFile, but refuses a symbolic link at path
-// (O_NOFOLLOW) with an error that says so (errors.Is(err, syscall.ELOOP)).
-func openNoFollow(path string, flag int, perm fs.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, perm)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, fmt.Errorf("%s is a symbolic link: refused (restage does not follow links to its lock and state files): %w", path, syscall.ELOOP)
-	}
-	return f, err
-}
-
 // writeRecord writes an owner record to path (0600, no link followed).
 func writeRecord(path string, o Owner) error {
 	data, err := json.Marshal(o)
 	if err != nil {
 		return err
 	}
-	f, err := openNoFollow(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := safefile.OpenPrivate(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return err
 	}
-	err = f.Chmod(0o600) // a file left by an older version may be 0644
-	if err == nil {
-		_, err = f.Write(append(data, '\n'))
-	}
+	_, err = f.Write(append(data, '\n'))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
 
+// openLockFile opens (creates) the lock file, never through a symbolic link, in a
+// folder it makes 0700. The file may be of any kind an operator's flock(1) can lock.
 func openLockFile(path string) (*os.File, error) {
 	if path == "" {
 		return nil, errors.New("lock: no lock file given")
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), safefile.DirMode); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	f, err := openNoFollow(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := safefile.Open(path, os.O_RDWR|os.O_CREATE, safefile.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
 	return f, nil
 }
 
-func tryFlock(f *os.File, how int) (bool, error) {
-	for {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.Is(err, syscall.EWOULDBLOCK):
-			return false, nil
-		case errors.Is(err, syscall.EINTR):
-			continue
-		default:
-			return false, fmt.Errorf("lock %s: %w", f.Name(), err)
-		}
-	}
-}
-
+// self is the calling process's owner record.
 func self(job string) Owner {
 	host, _ := os.Hostname()
-	o := Owner{PID: os.Getpid(), Host: host, Start: time.Now().UTC().Truncate(time.Second), Job: job, BootID: bootID()}
-	if st, err := readProcStat(o.PID); err == nil {
-		o.ProcStart = st.start
-	}
-	return o
+	id := proc.Self()
+	return Owner{PID: id.PID, Host: host, Start: time.Now().UTC().Truncate(time.Second), Job: job, ProcStart: id.StartTime, BootID: id.BootID}
 }
 
 // AcquireExclusive takes the lock for a rebuild. It fails at once with a *LockedError
@@ -195,64 +170,9 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 	if err != nil {
 		return nil, err
 	}
-	poll := opts.Poll
-	if poll <= 0 {
-		poll = 200 * time.Millisecond
-	}
-	start := time.Now()
-	// While it waits for shared holders, a rebuild leaves its record in "<lock>.waiting"
-	// so that no new cron job starts meanwhile (flock has no writer preference: a
-	// stream of overlapping jobs would otherwise keep it out until WaitShared passes).
-	waiting, marked := path+".waiting", false
-	defer func() {
-		if o, _ := readOwner(waiting); marked && o != nil && o.PID == os.Getpid() {
-			_ = os.Remove(waiting)
-		}
-	}()
-	for {
-		ok, err := tryFlock(f, syscall.LOCK_EX)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		if ok {
-			break
-		}
-		// Held. By another exclusive holder (a rebuild), or only by shared ones (jobs)?
-		probe, err := openNoFollow(path, os.O_RDONLY, 0)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock: %w", err)
-		}
-		shared, err := tryFlock(probe, syscall.LOCK_SH)
-		probe.Close() // releases the probe's shared lock, if taken
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		if !shared {
-			owner, _ := readOwner(path)
-			f.Close()
-			return nil, &LockedError{Path: path, Owner: owner}
-		}
-		if opts.WaitShared > 0 && !marked {
-			// Without its record a waiting rebuild could be kept out by new jobs.
-			if err := writeRecord(waiting, self("")); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("lock %s: write waiting record: %w", path, err)
-			}
-			marked = true
-		}
-		if time.Since(start) >= opts.WaitShared {
-			f.Close()
-			return nil, &BusyError{Path: path, Waited: time.Since(start).Round(time.Millisecond), Holders: SharedHolders(path)}
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: waiting for %v: %w", path, SharedHolders(path), ctx.Err())
-		case <-time.After(poll):
-		}
+	if err := waitExclusive(ctx, f, path, opts); err != nil {
+		f.Close()
+		return nil, err
 	}
 	l := &Lock{f: f, path: path, exclusive: true}
 	if prev, err := readOwnerFrom(f); err == nil && prev != nil {
@@ -263,6 +183,68 @@ func AcquireExclusive(ctx context.Context, path string, opts LockOptions) (*Lock
 		return nil, fmt.Errorf("lock %s: write owner record: %w", path, err)
 	}
 	return l, nil
+}
+
+// waitExclusive takes the exclusive flock on f, the lock file at path, waiting for
+// shared holders as AcquireExclusive says.
+//
+// While it waits, it leaves its record in "<lock>.waiting", so that no new cron job
+// starts meanwhile (flock has no writer preference: a stream of overlapping jobs would
+// otherwise keep the rebuild out until WaitShared passes), and removes it at the end.
+func waitExclusive(ctx context.Context, f *os.File, path string, opts LockOptions) error {
+	poll := opts.Poll
+	if poll <= 0 {
+		poll = 200 * time.Millisecond
+	}
+	start := time.Now()
+	waiting, marked := path+".waiting", false
+	defer func() {
+		if o, _ := readOwner(waiting); marked && o != nil && o.PID == os.Getpid() {
+			_ = os.Remove(waiting)
+		}
+	}()
+	for {
+		ok, err := flock.Try(f, flock.Exclusive)
+		if err != nil || ok {
+			return err
+		}
+		// Held. By another exclusive holder (a rebuild), or only by shared ones (jobs)?
+		shared, err := sharedFree(path)
+		if err != nil {
+			return err
+		}
+		if !shared {
+			owner, _ := readOwner(path)
+			return &LockedError{Path: path, Owner: owner}
+		}
+		if opts.WaitShared > 0 && !marked {
+			// Without its record a waiting rebuild could be kept out by new jobs.
+			if err := writeRecord(waiting, self("")); err != nil {
+				return fmt.Errorf("lock %s: write waiting record: %w", path, err)
+			}
+			marked = true
+		}
+		if time.Since(start) >= opts.WaitShared {
+			return &BusyError{Path: path, Waited: time.Since(start).Round(time.Millisecond), Holders: SharedHolders(path)}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lock %s: waiting for %v: %w", path, SharedHolders(path), ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+}
+
+// sharedFree reports whether a shared flock on the lock file at path could be taken
+// now, that is whether only shared holders hold it. It probes through a descriptor
+// of its own, closed at once (which releases the probe's lock).
+func sharedFree(path string) (bool, error) {
+	probe, err := safefile.Open(path, os.O_RDONLY, 0)
+	if err != nil {
+		return false, fmt.Errorf("lock: %w", err)
+	}
+	defer probe.Close()
+	return flock.Try(probe, flock.Shared)
 }
 
 // writeOwnerInto replaces the contents of the held lock file f by o's record.
@@ -297,20 +279,19 @@ func AcquireShared(path, job string) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	ok, err := tryFlock(f, syscall.LOCK_SH)
-	if err != nil {
+	ok, err := flock.Try(f, flock.Shared)
+	if err != nil || !ok {
 		f.Close()
-		return nil, err
-	}
-	if !ok {
+		if err != nil {
+			return nil, err
+		}
 		owner, _ := readOwner(path)
-		f.Close()
 		return nil, &LockedError{Path: path, Owner: owner}
 	}
 	l := &Lock{f: f, path: path}
 	dir := path + ".holders"
 	rec := filepath.Join(dir, strconv.Itoa(os.Getpid())+"-"+sanitizeFileName(job)+".json")
-	if err := mkdirNoFollow(dir); err != nil {
+	if err := safefile.MkdirPrivate(dir); err != nil {
 		l.RecordErr = fmt.Errorf("lock %s: holder record: %w", path, err)
 	} else if err := writeRecord(rec, self(job)); err != nil {
 		l.RecordErr = fmt.Errorf("lock %s: holder record: %w", path, err)
@@ -318,25 +299,6 @@ func AcquireShared(path, job string) (*Lock, error) {
 		l.record = rec
 	}
 	return l, nil
-}
-
-// mkdirNoFollow makes the folder dir (0700) unless it exists, and refuses a symbolic
-// link or a file there.
-func mkdirNoFollow(dir string) error {
-	err := os.Mkdir(dir, 0o700)
-	if err == nil || !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	st, err := os.Lstat(dir)
-	switch {
-	case err != nil:
-		return err
-	case st.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%s is a symbolic link: refused: %w", dir, syscall.ELOOP)
-	case !st.IsDir():
-		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
-	}
-	return nil
 }
 
 // Release releases the lock and removes its owner record. It is safe to call twice.
@@ -366,7 +328,7 @@ func (l *Lock) Path() string { return l.path }
 // readOwner reads the owner record at path without following a symbolic link; a
 // missing or empty file is no record (nil, nil).
 func readOwner(path string) (*Owner, error) {
-	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	f, err := safefile.OpenPrivate(path, os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -416,74 +378,14 @@ func SharedHolders(path string) []Owner {
 }
 
 // alive reports whether the process that wrote the record still runs: its pid is
-// used by a process that is not a zombie and, where the record has them, that process
+// used by a process that has not exited and, where the record has them, that process
 // started at the recorded time of the recorded boot (so a recycled pid is not it).
 func (o Owner) alive() bool {
-	if o.PID <= 0 {
-		return false
-	}
-	if err := syscall.Kill(o.PID, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	if o.BootID != "" {
-		if id := bootID(); id != "" && id != o.BootID {
-			return false // written before a reboot
-		}
-	}
-	st, err := readProcStat(o.PID)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false // gone since the signal
-	case err != nil:
-		return true // no /proc to ask: the pid is all there is
-	case st.state == 'Z' || st.state == 'X' || st.state == 'x':
-		return false // exited, not reaped yet: its descriptors are closed
-	}
-	return o.ProcStart == 0 || st.start == o.ProcStart
+	v, _, _ := proc.Check(proc.ID{PID: o.PID, StartTime: o.ProcStart, BootID: o.BootID})
+	return v == proc.Alive // where /proc cannot tell, Alive comes from kill(pid, 0)
 }
 
-// procStat is what /proc/<pid>/stat says about a process.
-type procStat struct {
-	state byte   // R, S, D, Z, X, ...
-	start uint64 // field 22: start time in clock ticks since boot
-}
-
-// readProcStat reads /proc/<pid>/stat; a process that is gone yields an error that is
-// fs.ErrNotExist.
-func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if errors.Is(err, syscall.ESRCH) {
-		err = fs.ErrNotExist
-	}
-	if err != nil {
-		return procStat{}, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces and
-	// parentheses: fields are counted from the last ')'; f[0] is field 3.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 22-3+1 || f[0] == "" {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	start, err := strconv.ParseUint(f[22-3], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat: starttime %q", pid, f[22-3])
-	}
-	return procStat{state: f[0][0], start: start}, nil
-}
-
-// bootID identifies the running kernel ("" where it cannot be read).
-func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
+// sanitizeFileName makes s usable as a part of a file name.
 func sanitizeFileName(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r == '/' || r == 0 {

@@ -1,0 +1,21 @@
+//go:build !linux
+
+package proc
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ReadStat fails: there is no /proc/<pid>/stat to read outside Linux.
+func ReadStat(pid int) (Stat, error) {
+	return Stat{}, fmt.Errorf("proc: stat of pid %d: %w", pid, errors.ErrUnsupported)
+}
+
+// BootID is "" outside Linux: records are not compared across reboots.
+func BootID() string { return "" }
+
+// GroupMembers fails: there is no /proc to list outside Linux.
+func GroupMembers(pgid int) ([]int, error) {
+	return nil, fmt.Errorf("proc: members of group %d: %w", pgid, errors.ErrUnsupported)
+}
