@@ -3,7 +3,6 @@ package notify_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -12,11 +11,11 @@ import (
 	"net"
 	"net/mail"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/restage/restage/notify"
+	"github.com/restage/restage/notify/notifytest"
 )
 
 func newSMTP(t testing.TB, cfg notify.SMTPConfig) *notify.SMTP {
@@ -37,9 +36,10 @@ func newSMTP(t testing.TB, cfg notify.SMTPConfig) *notify.SMTP {
 	return n
 }
 
-func smtpReports(srv *testSMTP) func(t testing.TB) []report {
-	return func(t testing.TB) []report {
-		var out []report
+// smtpReports returns what srv accepted, as reports.
+func smtpReports(srv *testSMTP) func(t testing.TB) []notifytest.Report {
+	return func(t testing.TB) []notifytest.Report {
+		var out []notifytest.Report
 		for _, m := range srv.Messages() {
 			out = append(out, parseMail(t, m.Data))
 		}
@@ -47,20 +47,37 @@ func smtpReports(srv *testSMTP) func(t testing.TB) []report {
 	}
 }
 
-func TestSMTPSuite(t *testing.T) {
-	testNotifier(t, func(t *testing.T) harness {
-		srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
-		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "s3cret-Pa55",
-			TLSConfig: &tls.Config{RootCAs: srv.CAPool}})
-		return harness{N: n, Received: smtpReports(srv), HasLog: true}
-	})
+// smtpFixture is the conformance fixture of SMTP, each notifier wrapped by wrap (the
+// Spool's suite reuses it).
+func smtpFixture(wrap func(t *testing.T, n notify.Notifier) notify.Notifier) notifytest.Fixture {
+	return notifytest.Fixture{
+		New: func(t *testing.T) notifytest.Setup {
+			srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
+			n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "s3cret-Pa55",
+				TLSConfig: &tls.Config{RootCAs: srv.CAPool}})
+			return notifytest.Setup{Notifier: wrap(t, n), Received: smtpReports(srv), CarriesLog: true}
+		},
+		Dead: func(t *testing.T) notify.Notifier {
+			return wrap(t, newSMTP(t, notify.SMTPConfig{Addr: deadPort(t)}))
+		},
+		Stalled: func(t *testing.T) notify.Notifier {
+			return wrap(t, newSMTP(t, notify.SMTPConfig{Addr: stallingSMTP(t, "rcpt"), TLS: notify.TLSNone, Timeout: time.Hour}))
+		},
+		Rejecting: func(t *testing.T) notify.Notifier {
+			return wrap(t, newSMTP(t, notify.SMTPConfig{Addr: startSMTP(t, smtpOptions{RejectRcpts: true}).Addr}))
+		},
+	}
+}
+
+func TestSMTPConformance(t *testing.T) {
+	notifytest.Notifier(t, smtpFixture(func(_ *testing.T, n notify.Notifier) notify.Notifier { return n }))
 }
 
 func TestSMTPEnvelopeHeadersBodyAttachment(t *testing.T) {
 	srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "s3cret-Pa55",
 		TLS: notify.TLSRequired, TLSConfig: &tls.Config{RootCAs: srv.CAPool}})
-	m := testMessage("2026-11-25-abc")
+	m := notifytest.Message("2026-11-25-abc")
 	if err := n.Notify(t.Context(), m); err != nil {
 		t.Fatalf("Notify: %v", err)
 	}
@@ -120,7 +137,7 @@ func TestSMTPOpportunisticSelfSignedWithoutAuth(t *testing.T) {
 	// encrypted (opportunistic security), when no password is at stake.
 	srv := startSMTP(t, smtpOptions{STARTTLS: true})
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
-	if err := n.Notify(t.Context(), testMessage("opp-1")); err != nil {
+	if err := n.Notify(t.Context(), notifytest.Message("opp-1")); err != nil {
 		t.Fatalf("Notify: %v", err)
 	}
 	msgs := srv.Messages()
@@ -133,19 +150,19 @@ func TestSMTPPlainServer(t *testing.T) {
 	srv := startSMTP(t, smtpOptions{})
 	t.Run("opportunistic sends in clear", func(t *testing.T) {
 		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
-		if err := n.Notify(t.Context(), testMessage("plain-1")); err != nil {
+		if err := n.Notify(t.Context(), notifytest.Message("plain-1")); err != nil {
 			t.Fatalf("Notify: %v", err)
 		}
 	})
 	t.Run("none", func(t *testing.T) {
 		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, TLS: notify.TLSNone})
-		if err := n.Notify(t.Context(), testMessage("plain-2")); err != nil {
+		if err := n.Notify(t.Context(), notifytest.Message("plain-2")); err != nil {
 			t.Fatalf("Notify: %v", err)
 		}
 	})
 	t.Run("required fails", func(t *testing.T) {
 		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, TLS: notify.TLSRequired})
-		err := n.Notify(t.Context(), testMessage("plain-3"))
+		err := n.Notify(t.Context(), notifytest.Message("plain-3"))
 		if err == nil || !strings.Contains(err.Error(), "STARTTLS") {
 			t.Fatalf("Notify = %v, want a STARTTLS error", err)
 		}
@@ -165,7 +182,7 @@ func TestSMTPUntrustedCertificateWithAuth(t *testing.T) {
 	// server whose certificate we cannot check.
 	srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "hunter2-secret"})
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "hunter2-secret"})
-	err := n.Notify(t.Context(), testMessage("untrusted"))
+	err := n.Notify(t.Context(), notifytest.Message("untrusted"))
 	if err == nil {
 		t.Fatal("Notify succeeded against an untrusted certificate")
 	}
@@ -178,7 +195,7 @@ func TestSMTPUntrustedCertificateWithAuth(t *testing.T) {
 	// Skipping verification is an explicit choice.
 	n = newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "hunter2-secret",
 		TLSConfig: &tls.Config{InsecureSkipVerify: true}})
-	if err := n.Notify(t.Context(), testMessage("skip-verify")); err != nil {
+	if err := n.Notify(t.Context(), notifytest.Message("skip-verify")); err != nil {
 		t.Fatalf("Notify with InsecureSkipVerify: %v", err)
 	}
 }
@@ -190,7 +207,7 @@ func TestSMTPPasswordNeverShown(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: password,
 		TLSConfig: &tls.Config{RootCAs: srv.CAPool}, Logger: logger})
-	err := n.Notify(t.Context(), testMessage("badpw"))
+	err := n.Notify(t.Context(), notifytest.Message("badpw"))
 	if err == nil {
 		t.Fatal("Notify with a wrong password succeeded")
 	}
@@ -202,14 +219,14 @@ func TestSMTPPasswordNeverShown(t *testing.T) {
 	}
 	// Server down, bad config: none of the messages may carry the password either.
 	down := newSMTP(t, notify.SMTPConfig{Addr: deadPort(t), Username: "restage", Password: password, Logger: logger})
-	errDown := down.Notify(t.Context(), testMessage("down"))
+	errDown := down.Notify(t.Context(), notifytest.Message("down"))
 	_, errCfg := notify.NewSMTP(notify.SMTPConfig{Addr: "127.0.0.1:25", From: "bad address", To: []string{"a@b"},
 		Username: "restage", Password: password})
 	sp, spErr := notify.NewSpool(t.TempDir(), down, logger)
 	if spErr != nil {
 		t.Fatal(spErr)
 	}
-	errSpool := sp.Notify(t.Context(), testMessage("spooled"))
+	errSpool := sp.Notify(t.Context(), notifytest.Message("spooled"))
 	for _, e := range []error{err, errDown, errCfg, errSpool} {
 		if e == nil {
 			t.Fatal("expected an error")
@@ -228,7 +245,7 @@ func TestSMTPPasswordNeverShown(t *testing.T) {
 
 func TestSMTPServerDown(t *testing.T) {
 	n := newSMTP(t, notify.SMTPConfig{Addr: deadPort(t)})
-	err := n.Notify(t.Context(), testMessage("down"))
+	err := n.Notify(t.Context(), notifytest.Message("down"))
 	if err == nil {
 		t.Fatal("Notify to a closed port succeeded")
 	}
@@ -243,7 +260,7 @@ func TestSMTPServerDown(t *testing.T) {
 func TestSMTPRecipientRejected(t *testing.T) {
 	srv := startSMTP(t, smtpOptions{RejectRcpts: true})
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
-	err := n.Notify(t.Context(), testMessage("rejected"))
+	err := n.Notify(t.Context(), notifytest.Message("rejected"))
 	if err == nil || !strings.Contains(err.Error(), "550") {
 		t.Fatalf("Notify = %v, want the 550 answer", err)
 	}
@@ -294,86 +311,35 @@ func TestNewSMTPValidation(t *testing.T) {
 	}
 }
 
-func TestSMTPContextEndsHungSession(t *testing.T) {
-	// A server that accepts and never greets: the context, not the (long) Timeout, ends it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	n := newSMTP(t, notify.SMTPConfig{Addr: l.Addr().String(), Timeout: time.Hour})
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
-	err = n.Notify(ctx, testMessage("hung"))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Notify = %v, want context.DeadlineExceeded", err)
-	}
-}
-
 // TestSMTPCredentialsEchoedByServerAreHidden: a server that quotes the AUTH exchange in its
 // refusal (some do) gets the password's AUTH PLAIN encoding into go-mail's error; the
 // notifier's error must not show it.
 func TestSMTPCredentialsEchoedByServerAreHidden(t *testing.T) {
 	const password = "Echo-pw-Secret9"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	go func() {
+	addr := serveTCP(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "220 echo ESMTP\r\n")
 		for {
-			c, err := l.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				r := bufio.NewReader(c)
-				fmt.Fprint(c, "220 echo ESMTP\r\n")
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					line = strings.TrimSpace(line)
-					switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
-					case "EHLO", "HELO":
-						fmt.Fprint(c, "250-echo\r\n250 AUTH PLAIN\r\n")
-					case "AUTH":
-						fmt.Fprintf(c, "535 5.7.8 credentials rejected: %s\r\n", line)
-					case "QUIT":
-						fmt.Fprint(c, "221 bye\r\n")
-						return
-					default:
-						fmt.Fprint(c, "502 no\r\n")
-					}
-				}
-			}()
+			line = strings.TrimSpace(line)
+			switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
+			case "EHLO", "HELO":
+				fmt.Fprint(c, "250-echo\r\n250 AUTH PLAIN\r\n")
+			case "AUTH":
+				fmt.Fprintf(c, "535 5.7.8 credentials rejected: %s\r\n", line)
+			case "QUIT":
+				fmt.Fprint(c, "221 bye\r\n")
+				return
+			default:
+				fmt.Fprint(c, "502 no\r\n")
+			}
 		}
-	}()
-	n := newSMTP(t, notify.SMTPConfig{Addr: l.Addr().String(), TLS: notify.TLSNone, Username: "restage", Password: password})
-	err = n.Notify(t.Context(), testMessage("echo"))
+	})
+	n := newSMTP(t, notify.SMTPConfig{Addr: addr, TLS: notify.TLSNone, Username: "restage", Password: password})
+	err := n.Notify(t.Context(), notifytest.Message("echo"))
 	if err == nil {
 		t.Fatal("Notify succeeded")
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/restage/restage/notify"
+	"github.com/restage/restage/notify/notifytest"
 )
 
 func newSpool(t testing.TB, dir string, next notify.Notifier) *notify.Spool {
@@ -41,6 +42,16 @@ func reportIDs(t testing.TB, srv *testSMTP) []string {
 	return ids
 }
 
+// messageIDs returns the IDs of the reports f accepted, in order.
+func messageIDs(f *notifytest.Fake) []string {
+	var ids []string
+	for _, m := range f.Messages() {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+// pendingIDs returns the IDs of the reports s holds, oldest first.
 func pendingIDs(t testing.TB, s *notify.Spool) []string {
 	t.Helper()
 	ms, err := s.Pending()
@@ -68,12 +79,13 @@ func dirNames(t testing.TB, dir string) []string {
 	return names
 }
 
-func TestSpoolSuite(t *testing.T) {
-	testNotifier(t, func(t *testing.T) harness {
-		srv := startSMTP(t, smtpOptions{})
-		return harness{N: newSpool(t, t.TempDir(), newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})),
-			Received: smtpReports(srv), HasLog: true}
-	})
+// TestSpoolConformance: a Spool around each of the SMTP fixture's notifiers. A report
+// for a target that is down, stalls or refuses it is spooled, and the error says so and
+// carries the delivery error.
+func TestSpoolConformance(t *testing.T) {
+	notifytest.Notifier(t, smtpFixture(func(t *testing.T, n notify.Notifier) notify.Notifier {
+		return newSpool(t, t.TempDir(), n)
+	}))
 }
 
 func TestSpoolSMTPDownThenUp(t *testing.T) {
@@ -84,7 +96,7 @@ func TestSpoolSMTPDownThenUp(t *testing.T) {
 	sp := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: addr}))
 
 	for _, id := range []string{"run-1", "run-2"} {
-		err := sp.Notify(t.Context(), testMessage(id))
+		err := sp.Notify(t.Context(), notifytest.Message(id))
 		if !errors.Is(err, notify.ErrSpooled) {
 			t.Fatalf("Notify(%s) = %v, want ErrSpooled", id, err)
 		}
@@ -96,7 +108,7 @@ func TestSpoolSMTPDownThenUp(t *testing.T) {
 		t.Fatalf("pending %v", got)
 	}
 	// The same report again is not spooled twice.
-	if err := sp.Notify(t.Context(), testMessage("run-2")); !errors.Is(err, notify.ErrSpooled) {
+	if err := sp.Notify(t.Context(), notifytest.Message("run-2")); !errors.Is(err, notify.ErrSpooled) {
 		t.Fatalf("re-Notify = %v", err)
 	}
 	if got := pendingIDs(t, sp); len(got) != 2 {
@@ -104,7 +116,7 @@ func TestSpoolSMTPDownThenUp(t *testing.T) {
 	}
 
 	srv = startSMTPAt(t, addr, smtpOptions{}) // back up
-	if err := sp.Notify(t.Context(), testMessage("run-3")); err != nil {
+	if err := sp.Notify(t.Context(), notifytest.Message("run-3")); err != nil {
 		t.Fatalf("Notify with the server up: %v", err)
 	}
 	if got := reportIDs(t, srv); !slices.Equal(got, []string{"run-1", "run-2", "run-3"}) {
@@ -114,10 +126,10 @@ func TestSpoolSMTPDownThenUp(t *testing.T) {
 		t.Fatalf("still pending: %v", got)
 	}
 	// Nothing is sent twice: not on the next run, not for a retried ID.
-	if err := sp.Notify(t.Context(), testMessage("run-4")); err != nil {
+	if err := sp.Notify(t.Context(), notifytest.Message("run-4")); err != nil {
 		t.Fatal(err)
 	}
-	if err := sp.Notify(t.Context(), testMessage("run-3")); err != nil {
+	if err := sp.Notify(t.Context(), notifytest.Message("run-3")); err != nil {
 		t.Fatal(err)
 	}
 	if err := sp.Flush(t.Context()); err != nil {
@@ -128,7 +140,7 @@ func TestSpoolSMTPDownThenUp(t *testing.T) {
 	}
 	// The spooled copies carried everything, attachment included.
 	r := parseMail(t, srv.Messages()[0].Data)
-	m := testMessage("run-1")
+	m := notifytest.Message("run-1")
 	if r.Body != m.Body || string(r.Log) != string(m.Log) || r.Topic != m.Topic {
 		t.Errorf("spooled report changed: %+v", r)
 	}
@@ -138,7 +150,7 @@ func TestSpoolCrashAfterDeliveryBeforeRemove(t *testing.T) {
 	srv := startSMTP(t, smtpOptions{})
 	dir := t.TempDir()
 	sp := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: srv.Addr}))
-	m := testMessage("crash-1")
+	m := notifytest.Message("crash-1")
 	if err := sp.Notify(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +187,7 @@ func TestSpoolFileAtomicAndComplete(t *testing.T) {
 	if got := pendingIDs(t, sp); len(got) != 0 {
 		t.Fatalf("partial file listed: %v", got)
 	}
-	m := testMessage("atomic-1")
+	m := notifytest.Message("atomic-1")
 	if err := sp.Notify(t.Context(), m); !errors.Is(err, notify.ErrSpooled) {
 		t.Fatalf("Notify = %v", err)
 	}
@@ -216,7 +228,7 @@ func TestSpoolCorruptFile(t *testing.T) {
 	dir := t.TempDir()
 	sp := newSpool(t, dir, newWebhook(t, notify.WebhookConfig{URL: ws.URL}))
 	ws.set(http.StatusServiceUnavailable, "maintenance")
-	if err := sp.Notify(t.Context(), testMessage("good-1")); !errors.Is(err, notify.ErrSpooled) {
+	if err := sp.Notify(t.Context(), notifytest.Message("good-1")); !errors.Is(err, notify.ErrSpooled) {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(dir, "00000000000000000001-bad.json")
@@ -253,27 +265,22 @@ func TestSpoolCorruptFile(t *testing.T) {
 
 func TestSpoolPoisonReportDoesNotBlockNewOnes(t *testing.T) {
 	// A fake target that rejects one report for good: the new report must still get out.
-	var got []string
-	var mu sync.Mutex
-	target := funcNotifier(func(_ context.Context, m *notify.Message) error {
+	target := &notifytest.Fake{NotifyFunc: func(_ context.Context, m *notify.Message) error {
 		if m.ID == "poison" {
 			return errors.New("552 message too large")
 		}
-		mu.Lock()
-		got = append(got, m.ID)
-		mu.Unlock()
 		return nil
-	})
+	}}
 	sp := newSpool(t, t.TempDir(), target)
-	if err := sp.Notify(t.Context(), testMessage("poison")); !errors.Is(err, notify.ErrSpooled) {
+	if err := sp.Notify(t.Context(), notifytest.Message("poison")); !errors.Is(err, notify.ErrSpooled) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"new-1", "new-2"} {
-		if err := sp.Notify(t.Context(), testMessage(id)); err != nil {
+		if err := sp.Notify(t.Context(), notifytest.Message(id)); err != nil {
 			t.Fatalf("Notify(%s) = %v", id, err)
 		}
 	}
-	if !slices.Equal(got, []string{"new-1", "new-2"}) {
+	if got := messageIDs(target); !slices.Equal(got, []string{"new-1", "new-2"}) {
 		t.Errorf("delivered %v", got)
 	}
 	if p := pendingIDs(t, sp); !slices.Equal(p, []string{"poison"}) {
@@ -286,7 +293,7 @@ func TestSpoolPoisonReportDoesNotBlockNewOnes(t *testing.T) {
 
 func TestSpoolAssignsIDWithoutChangingCaller(t *testing.T) {
 	sp := newSpool(t, t.TempDir(), newWebhook(t, notify.WebhookConfig{URL: deadURL(t)}))
-	m := testMessage("")
+	m := notifytest.Message("")
 	if err := sp.Notify(t.Context(), m); !errors.Is(err, notify.ErrSpooled) {
 		t.Fatal(err)
 	}
@@ -303,7 +310,7 @@ func TestSpoolCancelledContextSpools(t *testing.T) {
 	sp := newSpool(t, t.TempDir(), newSMTP(t, notify.SMTPConfig{Addr: srv.Addr}))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := sp.Notify(ctx, testMessage("late")); !errors.Is(err, notify.ErrSpooled) || !errors.Is(err, context.Canceled) {
+	if err := sp.Notify(ctx, notifytest.Message("late")); !errors.Is(err, notify.ErrSpooled) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Notify = %v, want ErrSpooled and context.Canceled", err)
 	}
 	if err := sp.Flush(t.Context()); err != nil {
@@ -323,7 +330,7 @@ func TestSpoolCannotSpool(t *testing.T) {
 	if err := os.WriteFile(dir, nil, 0o600); err != nil { // a file where the folder was
 		t.Fatal(err)
 	}
-	err := sp.Notify(t.Context(), testMessage("lost"))
+	err := sp.Notify(t.Context(), notifytest.Message("lost"))
 	if err == nil || errors.Is(err, notify.ErrSpooled) {
 		t.Fatalf("Notify = %v, want a non-spooled error", err)
 	}
@@ -341,7 +348,7 @@ func TestSpoolManyProcessesDeliverOnce(t *testing.T) {
 	for i := range 6 {
 		id := fmt.Sprintf("multi-%d", i)
 		want = append(want, id)
-		if err := first.Notify(t.Context(), testMessage(id)); !errors.Is(err, notify.ErrSpooled) {
+		if err := first.Notify(t.Context(), notifytest.Message(id)); !errors.Is(err, notify.ErrSpooled) {
 			t.Fatal(err)
 		}
 	}
@@ -375,7 +382,7 @@ func TestSpoolEach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = f.Notify(t.Context(), testMessage("each-1"))
+	err = f.Notify(t.Context(), notifytest.Message("each-1"))
 	if !errors.Is(err, notify.ErrSpooled) || !strings.HasPrefix(err.Error(), "webhook: ") ||
 		!strings.Contains(err.Error(), "502 Bad Gateway") {
 		t.Fatalf("Notify = %v, want the webhook spooled", err)
@@ -388,7 +395,7 @@ func TestSpoolEach(t *testing.T) {
 		t.Errorf("Pending = %v, %v", pend, err)
 	}
 	ws.set(http.StatusOK, "")
-	if err := f.Notify(t.Context(), testMessage("each-2")); err != nil {
+	if err := f.Notify(t.Context(), notifytest.Message("each-2")); err != nil {
 		t.Fatal(err)
 	}
 	if got := reportIDs(t, srv); !slices.Equal(got, []string{"each-1", "each-2"}) {
@@ -415,7 +422,7 @@ func TestSpoolEach(t *testing.T) {
 }
 
 func TestNewSpoolValidation(t *testing.T) {
-	if _, err := notify.NewSpool("", funcNotifier(nil), nil); !errors.Is(err, notify.ErrInvalidConfig) {
+	if _, err := notify.NewSpool("", &notifytest.Fake{}, nil); !errors.Is(err, notify.ErrInvalidConfig) {
 		t.Errorf("empty dir: %v", err)
 	}
 	if _, err := notify.NewSpool(t.TempDir(), nil, nil); !errors.Is(err, notify.ErrInvalidConfig) {
@@ -426,20 +433,18 @@ func TestNewSpoolValidation(t *testing.T) {
 func TestSpoolRejectedReportDoesNotHoldUpLaterSpooledOnes(t *testing.T) {
 	// "poison" is refused for good; while the target is down, "later" is spooled behind it.
 	var up atomic.Bool
-	var got []string
-	target := funcNotifier(func(_ context.Context, m *notify.Message) error {
+	target := &notifytest.Fake{NotifyFunc: func(_ context.Context, m *notify.Message) error {
 		switch {
 		case m.ID == "poison":
 			return fmt.Errorf("552 message too large: %w", notify.ErrRejected)
 		case !up.Load():
 			return errors.New("connection refused")
 		}
-		got = append(got, m.ID)
 		return nil
-	})
+	}}
 	sp := newSpool(t, t.TempDir(), target)
 	for _, id := range []string{"poison", "later"} {
-		if err := sp.Notify(t.Context(), testMessage(id)); !errors.Is(err, notify.ErrSpooled) {
+		if err := sp.Notify(t.Context(), notifytest.Message(id)); !errors.Is(err, notify.ErrSpooled) {
 			t.Fatalf("Notify(%s) = %v", id, err)
 		}
 	}
@@ -448,7 +453,7 @@ func TestSpoolRejectedReportDoesNotHoldUpLaterSpooledOnes(t *testing.T) {
 	if !errors.Is(err, notify.ErrRejected) {
 		t.Errorf("Flush = %v, want the rejection", err)
 	}
-	if !slices.Equal(got, []string{"later"}) {
+	if got := messageIDs(target); !slices.Equal(got, []string{"later"}) {
 		t.Errorf("delivered %v, want [later]", got)
 	}
 	if p := pendingIDs(t, sp); !slices.Equal(p, []string{"poison"}) {
@@ -459,12 +464,12 @@ func TestSpoolRejectedReportDoesNotHoldUpLaterSpooledOnes(t *testing.T) {
 func TestSpoolStopsAtTheFirstTargetFailure(t *testing.T) {
 	// A target that is down for the first report is not tried for the others.
 	var tries atomic.Int32
-	sp := newSpool(t, t.TempDir(), funcNotifier(func(context.Context, *notify.Message) error {
+	sp := newSpool(t, t.TempDir(), &notifytest.Fake{NotifyFunc: func(context.Context, *notify.Message) error {
 		tries.Add(1)
 		return errors.New("connection refused")
-	}))
+	}})
 	for _, id := range []string{"a", "b", "c"} {
-		if err := sp.Notify(t.Context(), testMessage(id)); !errors.Is(err, notify.ErrSpooled) {
+		if err := sp.Notify(t.Context(), notifytest.Message(id)); !errors.Is(err, notify.ErrSpooled) {
 			t.Fatal(err)
 		}
 	}
@@ -494,28 +499,28 @@ func requireMode(t testing.TB, path string, want os.FileMode) {
 func TestSpoolFilesArePrivate(t *testing.T) {
 	base := t.TempDir()
 	var up atomic.Bool
-	target := funcNotifier(func(context.Context, *notify.Message) error {
+	target := &notifytest.Fake{NotifyFunc: func(context.Context, *notify.Message) error {
 		if !up.Load() {
 			return errors.New("connection refused")
 		}
 		return nil
-	})
+	}}
 	fresh := filepath.Join(base, "state", "spool")
 	sp := newSpool(t, fresh, target)
 	requireMode(t, filepath.Join(base, "state"), 0o700)
 	requireMode(t, fresh, 0o700)
-	if err := sp.Notify(t.Context(), testMessage("one")); !errors.Is(err, notify.ErrSpooled) {
+	if err := sp.Notify(t.Context(), notifytest.Message("one")); !errors.Is(err, notify.ErrSpooled) {
 		t.Fatal(err)
 	}
 	up.Store(true)
-	if err := sp.Notify(t.Context(), testMessage("two")); err != nil {
+	if err := sp.Notify(t.Context(), notifytest.Message("two")); err != nil {
 		t.Fatal(err)
 	}
-	if err := sp.Notify(t.Context(), testMessage("three")); err != nil {
+	if err := sp.Notify(t.Context(), notifytest.Message("three")); err != nil {
 		t.Fatal(err)
 	}
 	up.Store(false)
-	if err := sp.Notify(t.Context(), testMessage("four")); !errors.Is(err, notify.ErrSpooled) {
+	if err := sp.Notify(t.Context(), notifytest.Message("four")); !errors.Is(err, notify.ErrSpooled) {
 		t.Fatal(err)
 	}
 	names := dirNames(t, fresh)
@@ -536,7 +541,7 @@ func TestSpoolFilesArePrivate(t *testing.T) {
 	sp = newSpool(t, wide, target)
 	requireMode(t, wide, 0o700)
 	up.Store(true)
-	if err := sp.Notify(t.Context(), testMessage("five")); err != nil {
+	if err := sp.Notify(t.Context(), notifytest.Message("five")); err != nil {
 		t.Fatal(err)
 	}
 	requireMode(t, filepath.Join(wide, "delivered"), 0o600)
@@ -566,11 +571,7 @@ func TestSpoolNeverFollowsPlantedSymlinks(t *testing.T) {
 			t.Fatalf("files created through a symlink: %v", names)
 		}
 	}
-	var sent []string
-	target := funcNotifier(func(_ context.Context, m *notify.Message) error {
-		sent = append(sent, m.ID)
-		return nil
-	})
+	target := &notifytest.Fake{}
 
 	// The folder itself.
 	link := filepath.Join(base, "spool-link")
@@ -594,7 +595,7 @@ func TestSpoolNeverFollowsPlantedSymlinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp := newSpool(t, dir, target)
-	if err := sp.Notify(t.Context(), testMessage("real")); err != nil {
+	if err := sp.Notify(t.Context(), notifytest.Message("real")); err != nil {
 		t.Logf("Notify: %v", err)
 	}
 	if err := sp.Flush(t.Context()); err == nil || !strings.Contains(err.Error(), "symbolic link") {
@@ -618,7 +619,7 @@ func TestSpoolNeverFollowsPlantedSymlinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	unchanged()
-	if slices.Contains(sent, "planted") {
+	if sent := messageIDs(target); slices.Contains(sent, "planted") {
 		t.Errorf("a report linked into the spool was sent: %v", sent)
 	}
 }

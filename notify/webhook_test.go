@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/notify"
+	"github.com/restage/restage/notify/notifytest"
 )
 
 func newWebhook(t testing.TB, cfg notify.WebhookConfig) *notify.Webhook {
@@ -21,18 +22,37 @@ func newWebhook(t testing.TB, cfg notify.WebhookConfig) *notify.Webhook {
 	return n
 }
 
-func TestWebhookSuite(t *testing.T) {
-	testNotifier(t, func(t *testing.T) harness {
-		ws := startWebhook(t)
-		return harness{N: newWebhook(t, notify.WebhookConfig{URL: ws.URL + "/hooks/abc"}), Received: ws.reports}
-	})
+// webhookFixture is the conformance fixture of Webhook.
+func webhookFixture() notifytest.Fixture {
+	return notifytest.Fixture{
+		New: func(t *testing.T) notifytest.Setup {
+			ws := startWebhook(t)
+			return notifytest.Setup{Notifier: newWebhook(t, notify.WebhookConfig{URL: ws.URL + "/hooks/abc"}),
+				Received: ws.reports}
+		},
+		Dead: func(t *testing.T) notify.Notifier {
+			return newWebhook(t, notify.WebhookConfig{URL: deadURL(t)})
+		},
+		Stalled: func(t *testing.T) notify.Notifier {
+			return newWebhook(t, notify.WebhookConfig{URL: stallingHTTP(t, 0), Timeout: time.Hour})
+		},
+		Rejecting: func(t *testing.T) notify.Notifier {
+			ws := startWebhook(t)
+			ws.set(http.StatusUnprocessableEntity, "payload refused")
+			return newWebhook(t, notify.WebhookConfig{URL: ws.URL})
+		},
+	}
+}
+
+func TestWebhookConformance(t *testing.T) {
+	notifytest.Notifier(t, webhookFixture())
 }
 
 func TestWebhookPayloadAndHeaders(t *testing.T) {
 	ws := startWebhook(t)
 	n := newWebhook(t, notify.WebhookConfig{URL: ws.URL + "/hooks/abc",
 		Headers: http.Header{"Authorization": {"Bearer tok-123"}}})
-	m := testMessage("wh-1")
+	m := notifytest.Message("wh-1")
 	if err := n.Notify(t.Context(), m); err != nil {
 		t.Fatalf("Notify: %v", err)
 	}
@@ -61,7 +81,7 @@ func TestWebhookPayloadAndHeaders(t *testing.T) {
 func TestWebhookLongBodyTruncatedInText(t *testing.T) {
 	ws := startWebhook(t)
 	n := newWebhook(t, notify.WebhookConfig{URL: ws.URL})
-	m := testMessage("long")
+	m := notifytest.Message("long")
 	m.Body = strings.Repeat("ü", 10000)
 	if err := n.Notify(t.Context(), m); err != nil {
 		t.Fatal(err)
@@ -79,7 +99,7 @@ func TestWebhookNon2xx(t *testing.T) {
 	ws := startWebhook(t)
 	ws.set(http.StatusInternalServerError, "database on fire\nsecond line "+strings.Repeat("x", 2000))
 	n := newWebhook(t, notify.WebhookConfig{URL: ws.URL + "/hooks/T000/B000/XXXXsecretXXXX"})
-	err := n.Notify(t.Context(), testMessage("fail"))
+	err := n.Notify(t.Context(), notifytest.Message("fail"))
 	var se *notify.WebhookStatusError
 	if !errors.As(err, &se) {
 		t.Fatalf("Notify = %v, want *WebhookStatusError", err)
@@ -100,12 +120,12 @@ func TestWebhookNon2xx(t *testing.T) {
 	// 4xx: rejected for good, except a timeout or rate limit.
 	for code, rejected := range map[int]bool{400: true, 413: true, 404: true, 408: false, 429: false} {
 		ws.set(code, "no")
-		if err := n.Notify(t.Context(), testMessage("4xx")); errors.Is(err, notify.ErrRejected) != rejected {
+		if err := n.Notify(t.Context(), notifytest.Message("4xx")); errors.Is(err, notify.ErrRejected) != rejected {
 			t.Errorf("HTTP %d: %v, want rejected %v", code, err, rejected)
 		}
 	}
 	ws.set(http.StatusNoContent, "")
-	if err := n.Notify(t.Context(), testMessage("ok")); err != nil {
+	if err := n.Notify(t.Context(), notifytest.Message("ok")); err != nil {
 		t.Fatalf("204: %v", err)
 	}
 }
@@ -113,7 +133,7 @@ func TestWebhookNon2xx(t *testing.T) {
 func TestWebhookCredentialsRedacted(t *testing.T) {
 	u := "http://user:pa55word@" + strings.TrimPrefix(deadURL(t), "http://") + "/hooks/tok-secret?token=qsecret"
 	n := newWebhook(t, notify.WebhookConfig{URL: u, Timeout: time.Minute})
-	err := n.Notify(t.Context(), testMessage("down"))
+	err := n.Notify(t.Context(), notifytest.Message("down"))
 	if err == nil {
 		t.Fatal("Notify to a closed port succeeded")
 	}
@@ -138,7 +158,7 @@ func TestWebhookTimeout(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
 	n := newWebhook(t, notify.WebhookConfig{URL: srv.URL, Timeout: 200 * time.Millisecond})
-	err := n.Notify(t.Context(), testMessage("slow"))
+	err := n.Notify(t.Context(), notifytest.Message("slow"))
 	if err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("Notify = %v, want a deadline error", err)
 	}

@@ -1,35 +1,48 @@
 package notify_test
 
 import (
-	"context"
+	"bytes"
 	"errors"
+	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/restage/restage/notify"
+	"github.com/restage/restage/notify/notifytest"
 )
 
-func TestWriterSuite(t *testing.T) {
-	testNotifier(t, func(t *testing.T) harness {
-		var buf syncBuffer
-		w, err := notify.NewWriter(notify.WriterConfig{Out: &buf, IncludeLog: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return harness{N: w, HasLog: true, Received: func(t testing.TB) []report {
-			return parseWriterOutput(t, buf.String())
-		}}
+func TestWriterConformance(t *testing.T) {
+	notifytest.Notifier(t, notifytest.Fixture{
+		New: func(t *testing.T) notifytest.Setup {
+			w, received := fileWriter(t, true)
+			return notifytest.Setup{Notifier: w, Received: received, CarriesLog: true}
+		},
+		Dead: func(t *testing.T) notify.Notifier {
+			w, err := notify.NewWriter(notify.WriterConfig{Out: failingWriter{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		},
+		Stalled: func(t *testing.T) notify.Notifier {
+			bw := blockingWriter{release: make(chan struct{})}
+			t.Cleanup(func() { close(bw.release) })
+			w, err := notify.NewWriter(notify.WriterConfig{Out: bw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		},
 	})
 }
 
 func TestWriterFormat(t *testing.T) {
-	var buf syncBuffer
+	var buf bytes.Buffer // Notify returns after its write
 	w, err := notify.NewWriter(notify.WriterConfig{Out: &buf})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Notify(t.Context(), testMessage("w-1")); err != nil {
+	if err := w.Notify(t.Context(), notifytest.Message("w-1")); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
@@ -60,32 +73,54 @@ func TestWriterError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Notify(t.Context(), testMessage("x")); err == nil || !strings.Contains(err.Error(), "disk full") {
+	if err := w.Notify(t.Context(), notifytest.Message("x")); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("Notify = %v", err)
 	}
 }
 
-func TestFanOutSuite(t *testing.T) {
-	testNotifier(t, func(t *testing.T) harness {
-		var buf syncBuffer
-		w, err := notify.NewWriter(notify.WriterConfig{Out: &buf, IncludeLog: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws := startWebhook(t)
-		f, err := notify.NewFanOut(
-			notify.Target{Name: "webhook", Notifier: newWebhook(t, notify.WebhookConfig{URL: ws.URL})},
-			notify.Target{Name: "stdout", Notifier: w})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return harness{N: f, HasLog: true, Received: func(t testing.TB) []report {
-			// Both targets must have it; report what the writer saw.
-			if len(ws.Payloads()) != len(parseWriterOutput(t, buf.String())) {
-				return nil
-			}
-			return parseWriterOutput(t, buf.String())
-		}}
+// fanOut returns a FanOut over targets, named after their position.
+func fanOut(t testing.TB, targets ...notify.Notifier) *notify.FanOut {
+	t.Helper()
+	var ts []notify.Target
+	for i, n := range targets {
+		ts = append(ts, notify.Target{Name: fmt.Sprint("target", i), Notifier: n})
+	}
+	f, err := notify.NewFanOut(ts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestFanOutConformance: a FanOut over a webhook and a writer; a report counts as
+// received once both targets have it. Each failing fixture has one failing target and a
+// healthy one.
+func TestFanOutConformance(t *testing.T) {
+	web, writer := webhookFixture(), fileWriter
+	notifytest.Notifier(t, notifytest.Fixture{
+		New: func(t *testing.T) notifytest.Setup {
+			ws := web.New(t)
+			w, received := writer(t, true)
+			return notifytest.Setup{Notifier: fanOut(t, ws.Notifier, w), CarriesLog: true,
+				Received: func(t testing.TB) []notifytest.Report {
+					if got := received(t); len(ws.Received(t)) == len(got) {
+						return got
+					}
+					return nil
+				}}
+		},
+		Dead: func(t *testing.T) notify.Notifier {
+			w, _ := writer(t, false)
+			return fanOut(t, web.Dead(t), w)
+		},
+		Stalled: func(t *testing.T) notify.Notifier {
+			w, _ := writer(t, false)
+			return fanOut(t, w, web.Stalled(t))
+		},
+		Rejecting: func(t *testing.T) notify.Notifier {
+			w, _ := writer(t, false)
+			return fanOut(t, web.Rejecting(t), w)
+		},
 	})
 }
 
@@ -93,7 +128,7 @@ func TestFanOutOneTargetDown(t *testing.T) {
 	srv := startSMTP(t, smtpOptions{})
 	good := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
 	bad := newWebhook(t, notify.WebhookConfig{URL: deadURL(t)})
-	var buf syncBuffer
+	var buf bytes.Buffer // FanOut returns after the writer's write
 	w, err := notify.NewWriter(notify.WriterConfig{Out: &buf})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +138,7 @@ func TestFanOutOneTargetDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = f.Notify(t.Context(), testMessage("fan-1"))
+	err = f.Notify(t.Context(), notifytest.Message("fan-1"))
 	if err == nil {
 		t.Fatal("FanOut with a dead target returned nil")
 	}
@@ -125,7 +160,7 @@ func TestFanOutOneTargetDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = f2.Notify(t.Context(), testMessage("fan-2"))
+	err = f2.Notify(t.Context(), notifytest.Message("fan-2"))
 	var joined interface{ Unwrap() []error }
 	if !errors.As(err, &joined) || len(joined.Unwrap()) != 2 {
 		t.Fatalf("error %v is not two joined errors", err)
@@ -135,27 +170,21 @@ func TestFanOutOneTargetDown(t *testing.T) {
 	}
 }
 
-// funcNotifier is a fake Notifier with a function field, for units around real ones.
-type funcNotifier func(ctx context.Context, m *notify.Message) error
-
-func (f funcNotifier) Notify(ctx context.Context, m *notify.Message) error { return f(ctx, m) }
-
 func TestNewFanOutValidation(t *testing.T) {
-	ok := funcNotifier(func(context.Context, *notify.Message) error { return nil })
+	ok := &notifytest.Fake{}
 	if _, err := notify.NewFanOut(notify.Target{Name: "x"}); !errors.Is(err, notify.ErrInvalidConfig) {
 		t.Errorf("nil notifier: %v", err)
 	}
 	if _, err := notify.NewFanOut(notify.Target{Name: "x", Notifier: ok}, notify.Target{Name: "x", Notifier: ok}); !errors.Is(err, notify.ErrInvalidConfig) {
 		t.Errorf("duplicate name: %v", err)
 	}
-	var calls atomic.Int32
-	count := funcNotifier(func(context.Context, *notify.Message) error { calls.Add(1); return nil })
+	count := &notifytest.Fake{}
 	f, err := notify.NewFanOut(notify.Target{Notifier: count}, notify.Target{Notifier: count})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Notify(t.Context(), testMessage("x")); err != nil || calls.Load() != 2 {
-		t.Errorf("Notify = %v, calls %d", err, calls.Load())
+	if err := f.Notify(t.Context(), notifytest.Message("x")); err != nil || len(count.Messages()) != 2 {
+		t.Errorf("Notify = %v, delivered %d", err, len(count.Messages()))
 	}
 }
 
