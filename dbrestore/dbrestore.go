@@ -145,6 +145,7 @@ var (
 	ErrExists           = errors.New("database already exists")
 	ErrNameTooLong      = errors.New("database name longer than 63 bytes")
 	ErrRowCountMismatch = errors.New("restored row counts differ from the backup's")
+	ErrNoTable          = errors.New("table not in the backup") // TableRows: the backup holds no data of the table
 )
 
 // CommandError is a failed external program (pg_dump, pg_restore).

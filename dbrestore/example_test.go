@@ -46,6 +46,12 @@ func Example() {
 	srv, _ := dbrestore.NewServer(dbrestore.ServerConfig{
 		AdminDSN: staging.AdminDSN(), Protect: []string{"launchpad_prod"}, Logger: quiet.Logger,
 	})
+	// Before anything is dropped: this server must not be the backup's source. From now
+	// on srv knows production's identity (without one it would refuse every change).
+	if err := srv.GuardSource(ctx, b); err != nil {
+		fmt.Println(err)
+		return
+	}
 	res, err := srv.Restore(ctx, b, dbrestore.RestoreOptions{Target: "launchpad_staging_next", Replace: true, Jobs: 2})
 	if err != nil {
 		fmt.Println(err)

@@ -7,9 +7,6 @@ import (
 	"strings"
 )
 
-// ErrNoTable is returned by TableRows when the backup holds no data of the table.
-var ErrNoTable = errors.New("table not in the backup")
-
 // maxTableRows bounds what TableRows reads: it is meant for small tables such as a
 // migrations table, not for data.
 const maxTableRows = 10000
