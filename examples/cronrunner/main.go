@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if job, on := *disable+*enable, *enable != ""; job != "" {
-		return setEnabled(cfg, job, on, os.Stdout)
+		return setEnabled(ctx, cfg, job, on, os.Stdout)
 	}
 
 	lvl := slog.LevelInfo
@@ -161,7 +161,7 @@ func printStatus(ctx context.Context, r *cron.Runner, out io.Writer) error {
 }
 
 // setEnabled edits the local control file for -disable and -enable.
-func setEnabled(cfg cron.Config, job string, on bool, out io.Writer) error {
+func setEnabled(ctx context.Context, cfg cron.Config, job string, on bool, out io.Writer) error {
 	control := staging.ResolvePath(cfg.Dir, cfg.Control)
 	switch {
 	case control == "":
@@ -173,7 +173,7 @@ func setEnabled(cfg cron.Config, job string, on bool, out io.Writer) error {
 	if !known {
 		return fmt.Errorf("%w: no job %q in the config", errUsage, job)
 	}
-	if err := cron.SetEnabled(control, job, on); err != nil {
+	if err := cron.SetEnabled(ctx, control, job, on); err != nil {
 		return err
 	}
 	state := "disabled"

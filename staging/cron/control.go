@@ -10,9 +10,12 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
+	"time"
+
+	"github.com/restage/restage/internal/atomicfile"
+	"github.com/restage/restage/internal/flock"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // Control is a parsed control file in the Launchpad format: an INI file with a
@@ -168,22 +171,29 @@ func fetchControl(ctx context.Context, client *http.Client, source string) ([]by
 	return body, nil
 }
 
+// controlLockWait bounds SetEnabled's wait for another SetEnabled on the same file
+// (each holds the lock for a read, a parse and a write: milliseconds).
+const controlLockWait = 30 * time.Second
+
 // SetEnabled sets "enabled: True|False" for job (or "DEFAULT") in the local control
 // file at path, keeping every other line, and replaces the file atomically (it writes
-// path+".new", syncs it and renames it over path). A missing file is created.
-// Calls on the same file, from any process, take turns on an OS lock of path+".lock",
-// so that no change is lost.
-func SetEnabled(path, job string, enabled bool) error {
+// path+".new", syncs it and renames it over path), keeping its mode. A missing file is
+// created. Calls on the same file, from any process, take turns on an OS lock of
+// path+".lock", so that no change is lost; a call waits for its turn until ctx is done
+// or 30 seconds have passed.
+func SetEnabled(ctx context.Context, path, job string, enabled bool) error {
 	if job == "" || strings.ContainsAny(job, "[]\r\n") || strings.TrimSpace(job) != job {
 		return fmt.Errorf("control file: bad job name %q", job)
 	}
-	lock, err := openNoFollow(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := safefile.OpenPrivate(path+".lock", os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return fmt.Errorf("control file: %w", err)
 	}
 	defer lock.Close() // releases the lock
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("control file: lock %s: %w", lock.Name(), err)
+	lctx, cancel := context.WithTimeout(ctx, controlLockWait)
+	defer cancel()
+	if err := flock.Wait(lctx, lock, flock.Exclusive, 0); err != nil {
+		return fmt.Errorf("control file: %w", err)
 	}
 	old, err := os.ReadFile(path)
 	mode := fs.FileMode(0o644)
@@ -209,7 +219,7 @@ func SetEnabled(path, job string, enabled bool) error {
 	if (job == "DEFAULT" && (c.Default == nil || *c.Default != enabled)) || (job != "DEFAULT" && c.Enabled(job) != enabled) {
 		return fmt.Errorf("control file %s: cannot be edited safely", path)
 	}
-	return writeFileAtomic(path, []byte(data), mode)
+	return atomicfile.WriteFile(path, []byte(data), mode)
 }
 
 // setEnabledText replaces the enabled lines of section job in text by line, or adds
@@ -258,37 +268,4 @@ func setEnabledText(text, job, line string) string {
 		out = append(out, "["+job+"]", line)
 	}
 	return strings.Join(out, "\n") + "\n"
-}
-
-// writeFileAtomic writes data to path+".new" (refusing a symbolic link there), syncs
-// it, renames it over path (which replaces a link at path, never its target) and syncs
-// the folder. Callers serialise writes to one path (SetEnabled's lock, the runner's).
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp := path + ".new"
-	f, err := openNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	err = f.Chmod(mode) // whatever the umask
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

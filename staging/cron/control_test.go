@@ -66,7 +66,7 @@ func TestSetEnabled(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cron.ini")
 	// A missing file is created.
-	if err := cron.SetEnabled(path, "expire-sessions", false); err != nil {
+	if err := cron.SetEnabled(t.Context(), path, "expire-sessions", false); err != nil {
 		t.Fatal(err)
 	}
 	if data, _ := os.ReadFile(path); string(data) != "[expire-sessions]\nenabled: False\n" {
@@ -89,13 +89,13 @@ x: y`
 	if err := os.Chmod(path, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if err := cron.SetEnabled(path, "garbo", true); err != nil {
+	if err := cron.SetEnabled(t.Context(), path, "garbo", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := cron.SetEnabled(path, "other", false); err != nil {
+	if err := cron.SetEnabled(t.Context(), path, "other", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := cron.SetEnabled(path, "new-job", false); err != nil {
+	if err := cron.SetEnabled(t.Context(), path, "new-job", false); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
@@ -131,14 +131,14 @@ enabled: False
 	if err := os.WriteFile(path, []byte("[a]\nenabled: perhaps\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := cron.SetEnabled(path, "b", true); err == nil {
+	if err := cron.SetEnabled(t.Context(), path, "b", true); err == nil {
 		t.Fatal("edited an unparsable file")
 	}
 	if data, _ := os.ReadFile(path); string(data) != "[a]\nenabled: perhaps\n" {
 		t.Fatalf("file changed: %s", data)
 	}
 	for _, bad := range []string{"", "a]b", "a\nb", " a"} {
-		if err := cron.SetEnabled(path, bad, true); err == nil {
+		if err := cron.SetEnabled(t.Context(), path, bad, true); err == nil {
 			t.Errorf("SetEnabled(%q): no error", bad)
 		}
 	}
@@ -158,7 +158,7 @@ func TestSetEnabledConcurrentCallsLoseNothing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- cron.SetEnabled(path, fmt.Sprintf("job-%02d", i), i%2 == 0)
+			errs <- cron.SetEnabled(t.Context(), path, fmt.Sprintf("job-%02d", i), i%2 == 0)
 		}()
 	}
 	wg.Wait()

@@ -22,8 +22,10 @@ import (
 
 	robfig "github.com/robfig/cron/v3"
 
+	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/redact"
+	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
 )
@@ -194,8 +196,15 @@ func (r *Runner) Topic() string { return r.topic }
 type started struct {
 	j       *job
 	res     *JobResult
-	jobLock *fileLock
+	jobLock *os.File // its per-job lock, held exclusive
 	envLock *staging.Lock
+}
+
+// release releases the job's locks (the job's own process, if it was started, holds
+// them until it ends).
+func (s *started) release() {
+	s.envLock.Release()
+	s.jobLock.Close()
 }
 
 // RunOnce runs every job due since the last run up to now's minute, once each, waits
@@ -222,14 +231,9 @@ func (r *Runner) RunOnce(ctx context.Context, now time.Time) (*Summary, error) {
 	return sum, nil
 }
 
-// flusher is implemented by notifiers that keep undelivered reports (notify's spool).
-type flusher interface {
-	Flush(ctx context.Context) error
-}
-
 // flush delivers the reports the Notifier kept from earlier runs, if it keeps any.
 func (r *Runner) flush(ctx context.Context) {
-	f, ok := r.cfg.Notifier.(flusher)
+	f, ok := r.cfg.Notifier.(notify.Flusher)
 	if !ok || !r.flushing.CompareAndSwap(false, true) {
 		return
 	}
@@ -287,42 +291,70 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 	if err := ctx.Err(); err != nil {
 		return sum, nil, err
 	}
-	for _, dir := range []string{r.cfg.StateDir, jobsDir(r.cfg.StateDir)} {
-		if err := mkdirPrivate(dir); err != nil {
-			return sum, nil, fmt.Errorf("state_dir: %w", err)
-		}
-	}
-	enabled := r.cfg.enabled()
-	sl, err := lockFile(ctx, filepath.Join(r.cfg.StateDir, "state.lock"))
+	stateLock, st, err := r.lockState(ctx)
 	if err != nil {
 		return sum, nil, err
 	}
-	defer sl.release()
-	statePath := filepath.Join(r.cfg.StateDir, StateFile)
-	st, err := readState(statePath)
-	if err != nil {
-		r.log.Warn("cron state cannot be read: starting afresh (only jobs due this minute run)", logKeyErr, err)
-		st = &state{Jobs: map[string]time.Time{}}
-	}
-	done := make(map[string]time.Time, len(r.jobs))
-	if !enabled {
+	defer stateLock.Close()
+	if !r.cfg.enabled() {
 		sum.Disabled = true
 		r.log.Info("cron is disabled for this environment (enabled = false): no job runs")
+		done := make(map[string]time.Time, len(r.jobs))
 		for _, j := range r.jobs {
 			done[j.Name] = minute
 		}
-		st.LastRun, st.Jobs = minute, done
-		if err := writeState(statePath, st); err != nil {
-			return sum, nil, fmt.Errorf("state_dir: %w", err)
+		return sum, nil, r.saveState(st, minute, done)
+	}
+	dues, done := r.dueJobs(st, minute, now.Location())
+	// The control file is read only when a job is due (a URL is fetched once per run).
+	var ctl *Control
+	if len(dues) > 0 && r.control != "" {
+		ctl = r.readControl(ctx, sum, true)
+	}
+	sum.Jobs = make([]JobResult, len(dues))
+	var run []*started
+	var early []int // failed before starting: reported after the state lock is released
+	for i, d := range dues {
+		sum.Jobs[i] = JobResult{Job: d.j.Name, Due: d.next, ExitCode: -1}
+		s, owed := r.claim(ctx, d.j, &sum.Jobs[i], ctl)
+		if !owed {
+			done[d.j.Name] = minute
 		}
-		return sum, nil, nil
+		switch {
+		case s != nil:
+			run = append(run, s)
+		case sum.Jobs[i].Outcome == Failed:
+			early = append(early, i)
+		}
 	}
+	if err := r.saveState(st, minute, done); err != nil {
+		for _, s := range run {
+			s.release()
+			s.res.Outcome, s.res.Err = NotStarted, err
+		}
+		return sum, nil, err
+	}
+	stateLock.Close()
+	for _, i := range early {
+		r.log.Error("job failed", logKeyJob, sum.Jobs[i].Job, logKeyErr, sum.Jobs[i].Err)
+		r.report(ctx, dues[i].j, &sum.Jobs[i])
+	}
+	return sum, run, nil
+}
 
-	type due struct {
-		j   *job
-		res JobResult
-	}
+// due is a job due in the window a run covers.
+type due struct {
+	j    *job
+	next time.Time // the first minute it is due
+}
+
+// dueJobs returns the jobs due in the window of each that ends at minute (it starts
+// after the minute the job is done with; on the first run, and after the clock went
+// back, it is minute alone), in config order, and the minute each job is done with
+// if none of them runs: minute for the jobs not due, where they were for the others.
+func (r *Runner) dueJobs(st *state, minute time.Time, loc *time.Location) ([]due, map[string]time.Time) {
 	var dues []due
+	done := make(map[string]time.Time, len(r.jobs))
 	for _, j := range r.jobs {
 		last, ok := st.Jobs[j.Name]
 		if !ok {
@@ -335,95 +367,84 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 		if last.IsZero() {
 			last = minute.Add(-time.Minute) // first run: only what is due this minute
 		}
-		next := j.sched.Next(last.In(now.Location()))
+		next := j.sched.Next(last.In(loc))
 		if next.IsZero() || next.After(minute) {
 			done[j.Name] = minute
 			continue
 		}
 		done[j.Name] = last // until it is started or skipped for good
-		dues = append(dues, due{j: j, res: JobResult{Job: j.Name, Due: next, ExitCode: -1}})
+		dues = append(dues, due{j: j, next: next})
 	}
-	// The control file is read only when a job is due (a URL is fetched once per run).
-	var ctl *Control
-	if len(dues) > 0 && r.control != "" {
-		ctl = r.readControl(ctx, sum, true)
+	return dues, done
+}
+
+// claim decides whether the due job j starts now and, if so, takes its locks: the
+// per-job lock (no second copy of a job runs) and the environment's lock, shared (no
+// job runs during a rebuild). When it does not start, res says why and owed whether
+// the job still owes its minute (the runner is stopping, or a rebuild holds the lock).
+func (r *Runner) claim(ctx context.Context, j *job, res *JobResult, ctl *Control) (s *started, owed bool) {
+	log := r.jobLog(j, res)
+	if ctx.Err() != nil {
+		res.Outcome, res.Err = NotStarted, ctx.Err()
+		log.Info("job not started: the runner is stopping; it stays owed")
+		return nil, true
 	}
-	sum.Jobs = make([]JobResult, len(dues))
-	var run []*started
-	var early []int // failed before starting: reported after the state lock is released
-	for i, d := range dues {
-		j := d.j
-		sum.Jobs[i] = d.res
-		res := &sum.Jobs[i]
-		log := r.log.With(logKeyJob, j.Name, logKeyDue, res.Due.Format("2006-01-02T15:04"))
-		if ctx.Err() != nil {
-			res.Outcome, res.Err = NotStarted, ctx.Err()
-			log.Info("job not started: the runner is stopping; it stays owed")
-			continue
-		}
-		if !ctl.Enabled(j.Name) {
-			res.Outcome, res.Err = SkippedDisabled, ErrDisabled
-			done[j.Name] = minute
-			log.Info("job skipped: disabled by the control file", logKeyControl, r.controlName)
-			continue
-		}
-		jl, ok, err := tryLockFile(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".lock"))
-		if err != nil {
-			res.Outcome, res.Err = Failed, &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: err}
-			done[j.Name] = minute
-			early = append(early, i)
-			continue
-		}
-		if !ok {
-			res.Outcome, res.Err = SkippedRunning, ErrRunning
-			done[j.Name] = minute
-			log.Info("job skipped: still running from an earlier run")
-			continue
-		}
-		el, err := staging.AcquireShared(r.cfg.LockFile, j.Name)
-		if err != nil {
-			jl.release()
-			var le *staging.LockedError
-			if errors.As(err, &le) {
-				res.Outcome, res.Err, res.LockOwner = SkippedLocked, err, le.Owner
-				owner := "a process that left no owner record"
-				if le.Owner != nil {
-					owner = le.Owner.String()
-				}
-				// A warning, so that -once (which prints warnings only) names the rebuild.
-				msg := "job skipped: a rebuild holds the lock; it runs after the rebuild"
-				if le.Waiting {
-					msg = "job skipped: a rebuild is waiting for the lock; it runs after the rebuild"
-				}
-				log.Warn(msg, logKeyOwner, owner, logKeyLock, r.cfg.LockFile)
-				continue // done stays at last: the minute is still owed
-			}
-			res.Outcome, res.Err = Failed, &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: err}
-			done[j.Name] = minute
-			early = append(early, i)
-			continue
-		}
-		if el.RecordErr != nil {
-			log.Warn("the job runs, but without its holder record a waiting rebuild cannot name it", logKeyErr, el.RecordErr)
-		}
-		done[j.Name] = minute
-		run = append(run, &started{j: j, res: res, jobLock: jl, envLock: el})
+	if !ctl.Enabled(j.Name) {
+		res.Outcome, res.Err = SkippedDisabled, ErrDisabled
+		log.Info("job skipped: disabled by the control file", logKeyControl, r.controlName)
+		return nil, false
 	}
-	st.LastRun, st.Jobs = minute, done
-	if err := writeState(statePath, st); err != nil {
-		for _, s := range run {
-			s.envLock.Release()
-			s.jobLock.release()
-			s.res.Outcome, s.res.Err = NotStarted, err
-		}
-		return sum, nil, fmt.Errorf("state_dir: %w", err)
+	jobLock, err := r.tryJobLock(j)
+	switch {
+	case err != nil:
+		res.Outcome, res.Err = Failed, j.notStarted(err)
+		return nil, false
+	case jobLock == nil:
+		res.Outcome, res.Err = SkippedRunning, ErrRunning
+		log.Info("job skipped: still running from an earlier run")
+		return nil, false
 	}
-	sl.release()
-	for _, i := range early {
-		r.log.Error("job failed", logKeyJob, sum.Jobs[i].Job, logKeyErr, sum.Jobs[i].Err)
-		r.report(ctx, dues[i].j, &sum.Jobs[i])
+	envLock, err := staging.AcquireShared(r.cfg.LockFile, j.Name)
+	var locked *staging.LockedError
+	switch {
+	case errors.As(err, &locked):
+		jobLock.Close()
+		res.Outcome, res.Err, res.LockOwner = SkippedLocked, err, locked.Owner
+		r.warnLocked(log, locked)
+		return nil, true
+	case err != nil:
+		jobLock.Close()
+		res.Outcome, res.Err = Failed, j.notStarted(err)
+		return nil, false
+	case envLock.RecordErr != nil:
+		log.Warn("the job runs, but without its holder record a waiting rebuild cannot name it", logKeyErr, envLock.RecordErr)
 	}
-	return sum, run, nil
+	return &started{j: j, res: res, jobLock: jobLock, envLock: envLock}, false
+}
+
+// warnLocked says that a job is skipped, and still owed, because a rebuild holds or
+// awaits the lock: a warning naming the rebuild, so that -once (which prints warnings
+// only) names it.
+func (r *Runner) warnLocked(log *slog.Logger, le *staging.LockedError) {
+	owner := "a process that left no owner record"
+	if le.Owner != nil {
+		owner = le.Owner.String()
+	}
+	msg := "job skipped: a rebuild holds the lock; it runs after the rebuild"
+	if le.Waiting {
+		msg = "job skipped: a rebuild is waiting for the lock; it runs after the rebuild"
+	}
+	log.Warn(msg, logKeyOwner, owner, logKeyLock, r.cfg.LockFile)
+}
+
+// jobLog is the logger of one due run of j.
+func (r *Runner) jobLog(j *job, res *JobResult) *slog.Logger {
+	return r.log.With(logKeyJob, j.Name, logKeyDue, res.Due.Format("2006-01-02T15:04"))
+}
+
+// notStarted is the error of j when it could not be started because of err.
+func (j *job) notStarted(err error) *CommandError {
+	return &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: err}
 }
 
 // readControl reads the control file. When it parses and keep is set, it becomes the
@@ -481,16 +502,16 @@ func (r *Runner) controlCopyHeader() string {
 func (r *Runner) keepControl(data []byte) error {
 	path := filepath.Join(r.cfg.StateDir, ControlCopyFile)
 	want := append([]byte(r.controlCopyHeader()), data...)
-	if old, err := readFileNoFollow(path); err == nil && bytes.Equal(old, want) {
+	if old, err := safefile.ReadFile(path, maxStateSize); err == nil && bytes.Equal(old, want) {
 		return nil
 	}
-	return writeFileAtomic(path, want, 0o600)
+	return atomicfile.WriteFile(path, want, safefile.FileMode)
 }
 
 // lastGoodControl reads the last good copy of the control file at path: nil without
 // one (or with a copy of another control file), an error when it cannot be used.
 func (r *Runner) lastGoodControl(path string) (*Control, time.Time, error) {
-	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	f, err := safefile.OpenPrivate(path, os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, time.Time{}, nil
 	}
@@ -519,21 +540,48 @@ func (r *Runner) lastGoodControl(path string) (*Control, time.Time, error) {
 
 // finish runs a started job, releases its locks, logs and reports the result.
 func (r *Runner) finish(ctx context.Context, s *started) {
-	defer s.jobLock.release()
-	defer s.envLock.Release()
+	defer s.release()
 	j, res := s.j, s.res
-	log := r.log.With(logKeyJob, j.Name, logKeyDue, res.Due.Format("2006-01-02T15:04"))
-	out := &tail{max: r.cfg.TailBytes}
-	logFile, err := openJobLog(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".log"))
+	log := r.jobLog(j, res)
+	logFile, err := safefile.OpenPrivate(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
-		res.Outcome = Failed
-		res.Err = &CommandError{Job: j.Name, Args: j.Command, ExitCode: -1, Err: fmt.Errorf("job log: %w", err)}
+		res.Outcome, res.Err = Failed, j.notStarted(fmt.Errorf("job log: %w", err))
 		log.Error("job not started", logKeyErr, res.Err)
 		r.report(ctx, j, res)
 		return
 	}
-	out.w = logFile
 	defer logFile.Close()
+	out := &tail{max: r.cfg.TailBytes, w: logFile}
+	res.Start = time.Now()
+	ps, timedOut, err := r.execute(ctx, s, out, log)
+	res.End = time.Now()
+	res.Output = out.bytes()
+	if ps != nil {
+		res.ExitCode = ps.ExitCode()
+	}
+	dur := res.End.Sub(res.Start).Round(time.Millisecond)
+	switch {
+	case timedOut:
+		res.Outcome = TimedOut
+		err = fmt.Errorf("%w after %s; its process group was killed", ErrTimeout, j.timeout)
+	case err != nil:
+		res.Outcome = Failed
+	default:
+		res.Outcome = OK
+		log.Info("job finished", logKeyDuration, dur)
+		return
+	}
+	res.Err = &CommandError{Job: j.Name, Args: j.Command, ExitCode: res.ExitCode, Stderr: string(res.Output), Err: err}
+	log.Error("job failed", logKeyExit, res.ExitCode, logKeyDuration, dur, logKeyErr, res.Err)
+	r.report(ctx, j, res)
+}
+
+// execute runs the started job's command with its output to out, in a process group
+// of its own that inherits the job's locks, and waits for it. Past the job's timeout
+// the group gets SIGTERM, then SIGKILL after KillDelay; whatever is left of the group
+// when the command ends is killed. ps is nil when the command could not be started.
+func (r *Runner) execute(ctx context.Context, s *started, out io.Writer, log *slog.Logger) (ps *os.ProcessState, timedOut bool, err error) {
+	j := s.j
 	// The job's own timeout is its grace when the runner stops: not ctx's cancellation.
 	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.timeout)
 	defer cancel()
@@ -544,21 +592,19 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 	// The job inherits the environment lock's descriptor (as fd 3) and its per-job
 	// lock's (as fd 4): it holds both locks itself, so that a runner killed mid-job can
 	// neither let a rebuild start under the job nor let the next runner start it again.
-	cmd.ExtraFiles = []*os.File{s.envLock.File(), s.jobLock.f}
+	cmd.ExtraFiles = []*os.File{s.envLock.File(), s.jobLock}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		return nil
 	}
 	cmd.WaitDelay = r.cfg.KillDelay // then SIGKILL, and the output pipes are closed
-	res.Start = time.Now()
 	log.Info("job started", "command", fmt.Sprintf("%q", j.Command))
 	err = cmd.Start()
 	if err == nil {
 		err = cmd.Wait()
 	}
-	res.End = time.Now()
-	timedOut := errors.Is(jctx.Err(), context.DeadlineExceeded)
+	timedOut = errors.Is(jctx.Err(), context.DeadlineExceeded)
 	if cmd.Process != nil {
 		// Nothing of the job may outlive its hold on the lock: kill what is left of
 		// its process group (after a timeout, or processes it left behind).
@@ -569,26 +615,7 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
 		err = nil // it exited 0; what kept its output open was killed above
 	}
-	res.Output = out.bytes()
-	if cmd.ProcessState != nil {
-		res.ExitCode = cmd.ProcessState.ExitCode()
-	}
-	dur := res.End.Sub(res.Start).Round(time.Millisecond)
-	switch {
-	case timedOut:
-		res.Outcome = TimedOut
-		res.Err = &CommandError{Job: j.Name, Args: j.Command, ExitCode: res.ExitCode, Stderr: string(res.Output),
-			Err: fmt.Errorf("%w after %s; its process group was killed", ErrTimeout, j.timeout)}
-	case err != nil:
-		res.Outcome = Failed
-		res.Err = &CommandError{Job: j.Name, Args: j.Command, ExitCode: res.ExitCode, Stderr: string(res.Output), Err: err}
-	default:
-		res.Outcome = OK
-		log.Info("job finished", logKeyDuration, dur)
-		return
-	}
-	log.Error("job failed", logKeyExit, res.ExitCode, logKeyDuration, dur, logKeyErr, res.Err)
-	r.report(ctx, j, res)
+	return cmd.ProcessState, timedOut, err
 }
 
 // Descriptors a job inherits (in this order in exec.Cmd.ExtraFiles), named in its
@@ -619,19 +646,6 @@ func jobEnv(environment string, j *job) []string {
 		fmt.Sprintf("RESTAGE_LOCK_FD=%d", LockFD),
 		fmt.Sprintf("RESTAGE_JOB_LOCK_FD=%d", JobLockFD))
 	return childenv.Env(nil, extra...)
-}
-
-// openJobLog opens (truncates) a job's log file, 0600, refusing a symbolic link.
-func openJobLog(path string) (*os.File, error) {
-	f, err := openNoFollow(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Chmod(0o600); err != nil { // a log left by an older version may be 0644
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // report sends a failed job's report to the Notifier.

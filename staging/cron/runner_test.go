@@ -235,10 +235,10 @@ func TestControlFileDisablesJob(t *testing.T) {
 		t.Fatal("a disabled job was reported as a failure")
 	}
 	// The tool call: enable b, disable everything else by default.
-	if err := cron.SetEnabled(control, "b", true); err != nil {
+	if err := cron.SetEnabled(t.Context(), control, "b", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := cron.SetEnabled(control, "DEFAULT", false); err != nil {
+	if err := cron.SetEnabled(t.Context(), control, "DEFAULT", false); err != nil {
 		t.Fatal(err)
 	}
 	if got := outcomes(runOnce(t, r, at(1))); got != "a=skipped-disabled b=ok" {
@@ -252,7 +252,7 @@ func TestControlFileDisablesJob(t *testing.T) {
 		t.Fatal(".new left behind")
 	}
 	// A disabled minute is not owed.
-	if err := cron.SetEnabled(control, "DEFAULT", true); err != nil {
+	if err := cron.SetEnabled(t.Context(), control, "DEFAULT", true); err != nil {
 		t.Fatal(err)
 	}
 	runOnce(t, r, at(2))
@@ -598,7 +598,7 @@ func TestControlURLFetchedOnlyWhenAJobIsDue(t *testing.T) {
 func TestStatus(t *testing.T) {
 	e := newEnv(t)
 	control := e.path("cron.ini")
-	if err := cron.SetEnabled(control, "other", false); err != nil {
+	if err := cron.SetEnabled(t.Context(), control, "other", false); err != nil {
 		t.Fatal(err)
 	}
 	cfg := e.config(longJob(t, e), helperJob(t, "other", "*/5 * * * *", "append", e.path("a"), "run"))

@@ -5,13 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/restage/restage/internal/atomicfile"
+	"github.com/restage/restage/internal/flock"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // StateFile is the name of the runner's state in state_dir.
@@ -26,8 +28,11 @@ type state struct {
 	Jobs map[string]time.Time `json:"jobs"`
 }
 
+// maxStateSize bounds the state and control copy files read.
+const maxStateSize = 4 << 20
+
 func readState(path string) (*state, error) {
-	data, err := readFileNoFollow(path)
+	data, err := safefile.ReadFile(path, maxStateSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &state{Jobs: map[string]time.Time{}}, nil
 	}
@@ -49,103 +54,56 @@ func writeState(path string, st *state) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o600)
+	return atomicfile.WriteFile(path, append(data, '\n'), safefile.FileMode)
 }
 
-// openNoFollow opens path like os.OpenFile, but refuses a symbolic link at path
-// (O_NOFOLLOW) with an error that says so (errors.Is(err, syscall.ELOOP)).
-func openNoFollow(path string, flag int, perm fs.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, perm)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, fmt.Errorf("%s is a symbolic link: refused (restage does not follow links to its lock and state files): %w", path, syscall.ELOOP)
+// lockState makes state_dir and its jobs folder, takes the state lock (waiting until
+// ctx is done) and reads the state. The caller closes the lock file to release it.
+func (r *Runner) lockState(ctx context.Context) (*os.File, *state, error) {
+	for _, dir := range []string{r.cfg.StateDir, jobsDir(r.cfg.StateDir)} {
+		if err := safefile.MkdirPrivate(dir); err != nil {
+			return nil, nil, fmt.Errorf("state_dir: %w", err)
+		}
 	}
-	return f, err
-}
-
-// readFileNoFollow reads the file at path (at most maxStateSize bytes) without
-// following a symbolic link.
-func readFileNoFollow(path string) ([]byte, error) {
-	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	l, err := safefile.OpenPrivate(filepath.Join(r.cfg.StateDir, "state.lock"), os.O_RDWR|os.O_CREATE)
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("state_dir: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
-	if err == nil && len(data) > maxStateSize {
-		err = fmt.Errorf("%s: larger than %d bytes", path, maxStateSize)
+	if err := flock.Wait(ctx, l, flock.Exclusive, 0); err != nil {
+		l.Close()
+		return nil, nil, err
 	}
-	return data, err
+	st, err := readState(filepath.Join(r.cfg.StateDir, StateFile))
+	if err != nil {
+		r.log.Warn("cron state cannot be read: starting afresh (only jobs due this minute run)", logKeyErr, err)
+		st = &state{Jobs: map[string]time.Time{}}
+	}
+	return l, st, nil
 }
 
-// maxStateSize bounds the state and control copy files read.
-const maxStateSize = 4 << 20
-
-// mkdirPrivate makes the folder dir (0700, and its missing parents) unless it
-// exists, and refuses a symbolic link or a file there.
-func mkdirPrivate(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	st, err := os.Lstat(dir)
-	switch {
-	case err != nil:
-		return err
-	case st.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%s is a symbolic link: refused: %w", dir, syscall.ELOOP)
-	case !st.IsDir():
-		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
+// saveState records that the run of minute is done with, each job through done[job].
+func (r *Runner) saveState(st *state, minute time.Time, done map[string]time.Time) error {
+	st.LastRun, st.Jobs = minute, done
+	if err := writeState(filepath.Join(r.cfg.StateDir, StateFile), st); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
 	}
 	return nil
 }
 
-// fileLock is an flock(2) on a file of the state folder.
-type fileLock struct{ f *os.File }
-
-// tryLockFile takes an exclusive flock on path without waiting; ok is false when
-// another open file description holds it.
-func tryLockFile(path string) (l *fileLock, ok bool, err error) {
-	f, err := openNoFollow(path, os.O_RDWR|os.O_CREATE, 0o600)
+// tryJobLock takes a job's lock (state_dir/jobs/<name>.lock) without waiting; nil,
+// nil when another run of the job holds it. The caller closes the file to release it;
+// a job started with the file among its descriptors holds the lock until it ends.
+func (r *Runner) tryJobLock(j *job) (*os.File, error) {
+	f, err := safefile.OpenPrivate(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".lock"), os.O_RDWR|os.O_CREATE)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	switch {
-	case err == nil:
-		return &fileLock{f: f}, true, nil
-	case errors.Is(err, syscall.EWOULDBLOCK):
+	ok, err := flock.Try(f, flock.Exclusive)
+	if err != nil || !ok {
 		f.Close()
-		return nil, false, nil
-	default:
-		f.Close()
-		return nil, false, fmt.Errorf("flock %s: %w", path, err)
+		return nil, err
 	}
-}
-
-// lockFile takes an exclusive flock on path, waiting until ctx is done.
-func lockFile(ctx context.Context, path string) (*fileLock, error) {
-	for {
-		l, ok, err := tryLockFile(path)
-		if err != nil || ok {
-			return l, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for %s: %w", path, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (l *fileLock) release() {
-	if l != nil && l.f != nil {
-		l.f.Close()
-		l.f = nil
-	}
+	return f, nil
 }
 
 // tail keeps the last max bytes written to it, and copies everything to w if set.
