@@ -79,7 +79,8 @@ type Syncer interface {
 	// when current is absent or points at none of the releases.
 	Current(ctx context.Context) (*Release, error)
 	// Rollback marks the active release failed and points `current` back at the newest
-	// good release before it (removing `current` when there is none), which it returns.
+	// good release before it, preferring one that has been active before over one that was
+	// only built (removing `current` when there is none), which it returns.
 	Rollback(ctx context.Context) (*Release, error)
 	// Discard marks a release that never went live failed, so Prune removes it first.
 	// Should `current` point at r (an activation that could not be undone), Discard rolls

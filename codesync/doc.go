@@ -29,4 +29,7 @@
 // Each release holds a metadata file (MetadataFile, JSON: id, revision, created, state,
 // file counts) in its root. Hard-linked files share their inode with older releases: the
 // code tree must be treated as read-only by the program it contains (or set NoHardLinks).
+//
+// Package codesynctest holds the conformance suites every Syncer and Source runs, and
+// Fake, an in-memory Syncer for tests.
 package codesync

@@ -17,6 +17,9 @@ import (
 	"testing"
 )
 
+// suiteFiles is a small tree: a file and one in a subfolder.
+var suiteFiles = map[string]string{"a.txt": "a", "sub/b.txt": "b"}
+
 // writeTree creates files under dir: "path": "content"; content "->target" makes a symlink.
 func writeTree(tb testing.TB, dir string, files map[string]string) {
 	tb.Helper()

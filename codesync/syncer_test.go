@@ -610,7 +610,7 @@ func TestCurrentNeverAbsentOrDangling(t *testing.T) {
 
 // failMetadataWrites makes every metadata write into release r fail (a folder where
 // writeMetadata puts its temporary file: refused even to root); the returned func undoes it.
-func failMetadataWrites(t *testing.T, r *Release) func() {
+func failMetadataWrites(t testing.TB, r *Release) func() {
 	t.Helper()
 	block := filepath.Join(r.Dir, MetadataFile+".tmp")
 	if err := os.Mkdir(block, 0o755); err != nil {
