@@ -20,4 +20,7 @@
 //	if errors.Is(err, notify.ErrSpooled) {
 //		// not delivered now; kept in the spool and sent first next time
 //	}
+//
+// Package notifytest holds the conformance suite every Notifier runs, and Fake, an
+// in-memory Notifier for tests.
 package notify
