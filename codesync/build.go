@@ -17,6 +17,8 @@ import (
 
 	"github.com/otiai10/copy"
 	"golang.org/x/sys/unix"
+
+	"github.com/restage/restage/internal/atomicfile"
 )
 
 // Build copies src into releases/<id>.partial, hard-linking files unchanged since the
@@ -143,7 +145,7 @@ func (s *SymlinkSyncer) Build(ctx context.Context, src Source) (_ *Release, err 
 	if err := os.Rename(partial, final); err != nil {
 		return nil, fmt.Errorf("codesync: release %s: %w", id, err)
 	}
-	if err := syncDir(s.releases); err != nil {
+	if err := atomicfile.SyncDir(s.releases); err != nil {
 		return nil, fmt.Errorf("codesync: release %s: sync releases folder: %w", id, err)
 	}
 	s.log.Info("codesync: built release", logRelease, id, logFiles, r.Files, logLinked, r.Linked,

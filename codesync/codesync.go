@@ -3,9 +3,9 @@ package codesync
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
+
+	"github.com/restage/restage/internal/cmderr"
 )
 
 // Source delivers a code tree.
@@ -107,18 +107,8 @@ var (
 	ErrTimeout    = errors.New("timed out") // a git command ran longer than GitSource.Timeout
 )
 
-// CommandError is a failed external program (git).
-type CommandError struct {
-	Args     []string // argv
-	ExitCode int      // -1: not started or killed
-	Stderr   string   // tail of its standard error
-}
-
-// Error describes the failure.
-func (e *CommandError) Error() string {
-	msg := strings.TrimSpace(e.Stderr)
-	if msg == "" {
-		return fmt.Sprintf("%s exited with status %d", strings.Join(e.Args, " "), e.ExitCode)
-	}
-	return fmt.Sprintf("%s exited with status %d: %s", strings.Join(e.Args, " "), e.ExitCode, msg)
-}
+// CommandError is a failed external program (git): its argv (credentials removed), its
+// exit status (-1: not started or killed) and the tail of its standard error. It is the
+// command-failure error all of restage's packages share (internal/cmderr), so that
+// errors.As with any package's CommandError finds it.
+type CommandError = cmderr.Error

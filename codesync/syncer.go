@@ -15,10 +15,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/restage/restage/internal/atomicfile"
 )
 
 // MetadataFile is the name of the metadata file in the root of every release.
@@ -322,18 +323,14 @@ func (s *SymlinkSyncer) read(id string) (*Release, error) {
 	return &r, nil
 }
 
-// write replaces the metadata file of r (in dir, which is r.Dir unless building).
+// writeMetadata replaces the metadata file of r in dir (r.Dir, or the .partial folder
+// while building), atomically and durably: a crash leaves the old state or the new one.
 func writeMetadata(dir string, r *Release) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, MetadataFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(filepath.Join(dir, MetadataFile), append(b, '\n'), 0o644)
 }
 
 // release checks that r is one of ours and returns its current metadata.
@@ -474,7 +471,7 @@ func (s *SymlinkSyncer) point(target string) (moved bool, err error) {
 		os.Remove(tmp)
 		return false, fmt.Errorf("codesync: switching %s: %w", s.current, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return true, fmt.Errorf("codesync: switching %s: sync folder: %w", s.current, err)
 	}
 	got, err := os.Readlink(s.current)
@@ -492,7 +489,7 @@ func (s *SymlinkSyncer) removeCurrent() error {
 	if err := os.Remove(s.current); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("codesync: removing %s: %w", s.current, err)
 	}
-	if err := syncDir(filepath.Dir(s.current)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(s.current)); err != nil {
 		return fmt.Errorf("codesync: removing %s: sync folder: %w", s.current, err)
 	}
 	return nil
@@ -514,18 +511,6 @@ func randomSuffix() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
 }
 
 // Rollback marks the active release failed and points `current` at the newest good

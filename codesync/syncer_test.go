@@ -608,15 +608,16 @@ func TestCurrentNeverAbsentOrDangling(t *testing.T) {
 	}
 }
 
-// failMetadataWrites makes every metadata write into release r fail (a folder where
-// writeMetadata puts its temporary file: refused even to root); the returned func undoes it.
+// failMetadataWrites makes every metadata write into release r fail (a folder that is
+// not empty where atomicfile.WriteFile puts its temporary file: it can neither remove nor
+// replace it, not even as root); the returned func undoes it.
 func failMetadataWrites(t testing.TB, r *Release) func() {
 	t.Helper()
-	block := filepath.Join(r.Dir, MetadataFile+".tmp")
-	if err := os.Mkdir(block, 0o755); err != nil {
+	block := filepath.Join(r.Dir, MetadataFile+".new")
+	if err := os.MkdirAll(filepath.Join(block, "in-the-way"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return func() { os.Remove(block) }
+	return func() { os.RemoveAll(block) }
 }
 
 func TestActivateIsAllOrNothing(t *testing.T) {

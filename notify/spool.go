@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -17,23 +16,32 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/restage/restage/internal/atomicfile"
+	"github.com/restage/restage/internal/flock"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // Spool file layout (all inside the spool folder):
 //
 //	<unix-nanos, 20 digits>-<id>.json   one undelivered report, oldest name first
-//	.tmp-*                              a report being written (removed if a crash left it)
+//	*.new                               a file being written by atomicfile.WriteFile
+//	                                    (removed if a crash left it; .tmp-* of older versions too)
 //	*.corrupt                           a report file that could not be read, moved aside
 //	delivered                           IDs of the last reports delivered, one per line
 //	.lock                               flock(2) serialising spool users across processes
 const (
 	spoolExt       = ".json"
 	corruptExt     = ".corrupt"
-	tmpPrefix      = ".tmp-"
+	tmpSuffix      = ".new"  // atomicfile.WriteFile's temporary
+	oldTmpPrefix   = ".tmp-" // the temporaries of versions before atomicfile
 	deliveredName  = "delivered"
 	lockName       = ".lock"
 	deliveredKeep  = 1000 // IDs kept in the delivered record
 	lockPollPeriod = 50 * time.Millisecond
+	// maxSpoolFile bounds what is read back from the spool: a report with its log is far
+	// smaller, so a larger file is not one a Spool wrote.
+	maxSpoolFile = 1 << 30
 )
 
 // Flusher is implemented by notifiers that hold undelivered reports (Spool, and a FanOut
@@ -266,7 +274,7 @@ func (s *Spool) list(locked bool) ([]string, error) {
 	for _, de := range des {
 		n := de.Name()
 		switch {
-		case strings.HasPrefix(n, tmpPrefix):
+		case strings.HasSuffix(n, tmpSuffix), strings.HasPrefix(n, oldTmpPrefix):
 			if locked {
 				s.logger.Warn("notify: removing partial spool file left by a crash", logKeyFile, n)
 				_ = os.Remove(filepath.Join(s.dir, n))
@@ -282,7 +290,7 @@ func (s *Spool) list(locked bool) ([]string, error) {
 // readSpoolFile reads one spooled report; a file that does not parse or has no ID is
 // reported with ErrCorruptSpoolFile.
 func readSpoolFile(path string) (*Message, error) {
-	b, err := readPrivate(path)
+	b, err := safefile.ReadFile(path, maxSpoolFile)
 	if err != nil {
 		return nil, fmt.Errorf("notify: spool: %w", err)
 	}
@@ -305,7 +313,7 @@ func (s *Spool) moveAside(path string, cause error) error {
 	if err := os.Rename(path, dst); err != nil {
 		return errors.Join(cause, fmt.Errorf("notify: spool: cannot move corrupt file aside: %w", err))
 	}
-	_ = syncDir(s.dir)
+	_ = atomicfile.SyncDir(s.dir)
 	s.logger.Error("notify: corrupt spool file moved aside", logKeyFile, dst, logKeyError, cause.Error())
 	return fmt.Errorf("%w (moved to %s)", cause, dst)
 }
@@ -322,42 +330,10 @@ func (s *Spool) write(m *Message) (string, error) {
 	}
 	name := fmt.Sprintf("%020d-%s%s", time.Now().UnixNano(), id, spoolExt)
 	path := filepath.Join(s.dir, name)
-	if err := writeAtomic(s.dir, path, b); err != nil {
+	if err := atomicfile.WriteFile(path, b, safefile.FileMode); err != nil {
 		return "", err
 	}
 	return path, nil
-}
-
-// writeAtomic writes data to path through a temporary file in dir (created exclusively,
-// mode 0600): write, fsync, rename, fsync dir. Readers see the whole file or nothing; a
-// symbolic link at path is replaced, never followed.
-func writeAtomic(dir, path string, data []byte) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
 }
 
 // removeSynced removes path and syncs its folder.
@@ -365,16 +341,7 @@ func removeSynced(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // readDelivered returns the IDs in the delivered record (empty when there is none).
@@ -387,7 +354,7 @@ func (s *Spool) readDelivered() map[string]bool {
 }
 
 func (s *Spool) deliveredIDs() []string {
-	b, err := readPrivate(filepath.Join(s.dir, deliveredName))
+	b, err := safefile.ReadFile(filepath.Join(s.dir, deliveredName), maxSpoolFile)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.logger.Error("notify: cannot read delivered record", logKeyError, err.Error())
@@ -409,7 +376,7 @@ func (s *Spool) deliveredIDs() []string {
 // the report was delivered, and removing its spool file still prevents a second send.
 func (s *Spool) markDelivered(id string) {
 	err := func() error {
-		f, err := openPrivate(filepath.Join(s.dir, deliveredName), os.O_WRONLY|os.O_APPEND|os.O_CREATE)
+		f, err := safefile.OpenPrivate(filepath.Join(s.dir, deliveredName), os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 		if err != nil {
 			return err
 		}
@@ -436,36 +403,23 @@ func (s *Spool) trimDelivered() {
 	}
 	ids = slices.Clone(ids[len(ids)-deliveredKeep:])
 	data := []byte(strings.Join(ids, "\n") + "\n")
-	if err := writeAtomic(s.dir, filepath.Join(s.dir, deliveredName), data); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.dir, deliveredName), data, safefile.FileMode); err != nil {
 		s.logger.Error("notify: cannot trim delivered record", logKeyError, err.Error())
 	}
 }
 
-// lock takes the spool folder's flock, polling until ctx ends.
+// lock takes the spool folder's flock, polling until ctx ends, and returns what
+// releases it.
 func (s *Spool) lock(ctx context.Context) (func(), error) {
-	f, err := openPrivate(filepath.Join(s.dir, lockName), os.O_RDWR|os.O_CREATE)
+	f, err := safefile.OpenPrivate(filepath.Join(s.dir, lockName), os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, fmt.Errorf("notify: spool lock: %w", err)
 	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				_ = f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			_ = f.Close()
-			return nil, fmt.Errorf("notify: spool lock %s: %w", f.Name(), err)
-		}
-		select {
-		case <-ctx.Done():
-			_ = f.Close()
-			return nil, fmt.Errorf("notify: spool lock %s: %w", f.Name(), ctx.Err())
-		case <-time.After(lockPollPeriod):
-		}
+	if err := flock.Wait(ctx, f, flock.Exclusive, lockPollPeriod); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("notify: spool lock: %w", err)
 	}
+	return func() { _ = f.Close() }, nil // closing releases the lock
 }
 
 // SpoolEach wraps every named notifier in its own Spool, in the subfolder dir/<name>,
@@ -494,72 +448,25 @@ func SpoolEach(dir string, named map[string]Notifier, logger *slog.Logger) (*Fan
 	return NewFanOut(targets...)
 }
 
-// Modes of what a Spool creates.
-const (
-	spoolDirMode  = 0o700
-	spoolFileMode = 0o600
-)
-
-// privateDir makes dir (and its missing parents) with spoolDirMode, or narrows an existing
-// one to it; a symbolic link or a non-folder at dir is an error.
+// privateDir makes dir (and its missing parents) with mode safefile.DirMode, or narrows
+// an existing one to it (a spool holds reports and their logs); a symbolic link or a
+// non-folder at dir is an error. The folder is narrowed through a descriptor opened
+// without following a link, so a link planted meanwhile is not followed either.
 func privateDir(dir string) error {
-	if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), spoolDirMode); err != nil {
+	if err := safefile.MkdirPrivate(dir); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, spoolDirMode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	fi, err := os.Lstat(dir)
+	d, err := safefile.Open(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%s is a symbolic link; refusing to follow it", dir)
-	case !fi.IsDir():
-		return fmt.Errorf("%s is not a folder", dir)
-	case fi.Mode().Perm() != spoolDirMode:
-		return os.Chmod(dir, spoolDirMode)
+	defer d.Close()
+	fi, err := d.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm() != safefile.DirMode {
+		return d.Chmod(safefile.DirMode)
 	}
 	return nil
-}
-
-// openPrivate opens a spool file with flag, never through a symbolic link at path
-// (O_NOFOLLOW) nor blocking on a FIFO planted there (O_NONBLOCK), and only if it is a
-// regular file; a file it creates gets spoolFileMode, and one it opens for writing with
-// wider permissions is narrowed to it.
-func openPrivate(path string, flag int) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, spoolFileMode)
-	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("%s is a symbolic link; refusing to follow it: %w", path, err)
-		}
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		_ = f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		_ = f.Close()
-		return nil, fmt.Errorf("%s is not a regular file (%s); refusing it", path, fi.Mode().Type())
-	}
-	if flag&(os.O_WRONLY|os.O_RDWR) != 0 && fi.Mode().Perm()&^spoolFileMode != 0 {
-		if err := f.Chmod(spoolFileMode); err != nil {
-			_ = f.Close()
-			return nil, err
-		}
-	}
-	return f, nil
-}
-
-// readPrivate reads the file at path through openPrivate.
-func readPrivate(path string) ([]byte, error) {
-	f, err := openPrivate(path, os.O_RDONLY)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(f)
 }

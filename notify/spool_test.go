@@ -180,9 +180,12 @@ func TestSpoolFileAtomicAndComplete(t *testing.T) {
 	dir := t.TempDir()
 	down := newWebhook(t, notify.WebhookConfig{URL: deadURL(t)})
 	sp := newSpool(t, dir, down)
-	// A crash while writing a spool file leaves only a temporary file.
-	if err := os.WriteFile(filepath.Join(dir, ".tmp-123456"), []byte(`{"id":"half`), 0o600); err != nil {
-		t.Fatal(err)
+	// A crash while writing a spool file or the delivered record leaves only a temporary
+	// file (.tmp-* from versions before atomicfile).
+	for _, partial := range []string{"00000000000000000001-half.json.new", "delivered.new", ".tmp-123456"} {
+		if err := os.WriteFile(filepath.Join(dir, partial), []byte(`{"id":"half`), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := pendingIDs(t, sp); len(got) != 0 {
 		t.Fatalf("partial file listed: %v", got)
@@ -194,7 +197,7 @@ func TestSpoolFileAtomicAndComplete(t *testing.T) {
 	var jsons []string
 	for _, n := range dirNames(t, dir) {
 		switch {
-		case strings.HasPrefix(n, ".tmp-"):
+		case strings.HasPrefix(n, ".tmp-"), strings.HasSuffix(n, ".new"):
 			t.Errorf("partial file %s left", n)
 		case strings.HasSuffix(n, ".json"):
 			jsons = append(jsons, n)
@@ -621,5 +624,43 @@ func TestSpoolNeverFollowsPlantedSymlinks(t *testing.T) {
 	unchanged()
 	if sent := messageIDs(target); slices.Contains(sent, "planted") {
 		t.Errorf("a report linked into the spool was sent: %v", sent)
+	}
+}
+
+// TestSpoolTrimsDeliveredRecord: the delivered record is cut back to its newest 1000 IDs
+// once it holds more than 2000 (rewritten whole, atomically, 0600); the IDs kept still
+// stop a second delivery.
+func TestSpoolTrimsDeliveredRecord(t *testing.T) {
+	dir := t.TempDir()
+	var ids strings.Builder
+	for i := range 2001 {
+		fmt.Fprintf(&ids, "old-%04d\n", i)
+	}
+	record := filepath.Join(dir, "delivered")
+	if err := os.WriteFile(record, []byte(ids.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := &notifytest.Fake{}
+	sp := newSpool(t, dir, target)
+	if err := sp.Notify(t.Context(), notifytest.Message("new-1")); err != nil { // trims, then delivers
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(b))
+	if len(lines) != 1001 || lines[0] != "old-1001" || lines[999] != "old-2000" || lines[1000] != "new-1" {
+		t.Errorf("delivered record holds %d IDs, %q ... %q", len(lines), lines[0], lines[len(lines)-1])
+	}
+	requireMode(t, record, 0o600)
+	if err := sp.Notify(t.Context(), notifytest.Message("old-2000")); err != nil {
+		t.Fatal(err)
+	}
+	if got := messageIDs(target); !slices.Equal(got, []string{"new-1"}) {
+		t.Errorf("delivered %v: a recorded ID was sent again", got)
+	}
+	if names := dirNames(t, dir); slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ".new") }) {
+		t.Errorf("temporary left: %v", names)
 	}
 }
