@@ -395,3 +395,31 @@ func TestGuardRefusesNamesPostgreSQLWouldTruncate(t *testing.T) {
 		t.Fatalf("drop of a 63-byte name: %v", err)
 	}
 }
+
+// AllowConnections (the repair after a killed run) is guarded like every change: it fails
+// closed, refuses production, and otherwise opens a database closed to connections.
+func TestAllowConnectionsIsGuarded(t *testing.T) {
+	prod, staging := servers(t)
+	ctx := testCtx(t)
+	name := dbName(t, staging, "closed")
+	makeDB(t, staging, name, 1)
+	staging.Exec(t, "postgres", "ALTER DATABASE "+ident(name)+" ALLOW_CONNECTIONS false")
+	for want, cfg := range map[error]ServerConfig{
+		ErrNoProduction: {},
+		ErrProduction:   {Production: []uint64{staging.SystemIdentifier(t)}},
+	} {
+		if err := newServer(t, staging, cfg).AllowConnections(ctx, name); !errors.Is(err, want) {
+			t.Errorf("AllowConnections with %+v: %v, want %v", cfg.Production, err, want)
+		}
+		if allowConn(t, staging, name) {
+			t.Fatal("a refused AllowConnections opened the database")
+		}
+	}
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	if err := srv.AllowConnections(ctx, name); err != nil || !allowConn(t, staging, name) {
+		t.Fatalf("AllowConnections on staging: %v, allowed %v", err, allowConn(t, staging, name))
+	}
+	if err := srv.AllowConnections(ctx, name+"_missing"); err != nil {
+		t.Fatalf("AllowConnections on a missing database: %v", err)
+	}
+}
