@@ -121,7 +121,7 @@ func TestChildrenGetOnlyTheirEnvironment(t *testing.T) {
 
 	t.Run("systemctl", func(t *testing.T) {
 		f := newFakeSystemd(t)
-		s, err := NewSystemd(SystemdConfig{Unit: "app.service", Systemctl: filepath.Join(f.bin(), "systemctl"), Journalctl: "-"})
+		s, err := NewSystemd(SystemdConfig{Unit: "app.service", Systemctl: filepath.Join(f.Bin(), "systemctl"), Journalctl: "-"})
 		if err != nil {
 			t.Fatal(err)
 		}

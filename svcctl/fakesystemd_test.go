@@ -25,12 +25,12 @@ type fakeUnit struct {
 	StartWait time.Duration // 0: 300ms
 }
 
-// fakeSystemd is the fake's folder.
+// fakeSystemd is the fake's folder. Its methods are exported for the external tests.
 type fakeSystemd struct {
 	dir string
 }
 
-// newFakeSystemd makes the fake: systemctl and journalctl in f.bin().
+// newFakeSystemd makes the fake: systemctl and journalctl in f.Bin().
 func newFakeSystemd(t testing.TB) *fakeSystemd {
 	t.Helper()
 	f := &fakeSystemd{dir: t.TempDir()}
@@ -47,9 +47,11 @@ func newFakeSystemd(t testing.TB) *fakeSystemd {
 	return f
 }
 
-func (f *fakeSystemd) bin() string { return filepath.Join(f.dir, "bin") }
+// Bin is the folder of the fake's systemctl and journalctl.
+func (f *fakeSystemd) Bin() string { return filepath.Join(f.dir, "bin") }
 
-func (f *fakeSystemd) addUnit(t testing.TB, name string, u fakeUnit) {
+// AddUnit adds (or replaces) the unit name.
+func (f *fakeSystemd) AddUnit(t testing.TB, name string, u fakeUnit) {
 	t.Helper()
 	b, _ := json.Marshal(u)
 	if err := os.WriteFile(filepath.Join(f.dir, "units", name+".json"), b, 0o644); err != nil {
@@ -57,8 +59,8 @@ func (f *fakeSystemd) addUnit(t testing.TB, name string, u fakeUnit) {
 	}
 }
 
-// calls returns the argvs the fake was run with, one per line.
-func (f *fakeSystemd) calls(t testing.TB) string {
+// Calls returns the argvs the fake was run with, one per line.
+func (f *fakeSystemd) Calls(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(f.dir, "calls"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -104,7 +103,7 @@ func TestHTTPCheckBadURL(t *testing.T) {
 // or log line (internal/redact; url.URL.Redacted shows a token alone, %q showed it all).
 func TestHTTPCheckHidesURLCredentials(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs bytes.Buffer // Wait logs from the caller's goroutine only
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	dead := freeAddr(t)
 	for _, u := range []string{
@@ -125,22 +124,4 @@ func TestHTTPCheckHidesURLCredentials(t *testing.T) {
 	if strings.Contains(logs.String(), "Secret1") {
 		t.Errorf("logs show the credential:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -145,15 +145,16 @@ func runStarter(args []string) int {
 	return 0
 }
 
-// runCtl is an init script: ctl start|stop|status PIDFILE ADDR, with LSB status codes.
+// runCtl is an init script: ctl start|stop|status PIDFILE MODE [ARG], with LSB status
+// codes, controlling the service "MODE [ARG]" (runService) through a Process.
 func runCtl(args []string) int {
-	if len(args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: ctl start|stop|status PIDFILE ADDR")
+	if len(args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: ctl start|stop|status PIDFILE MODE [ARG]")
 		return 2
 	}
 	self, _ := os.Executable()
 	p, err := NewProcess(ProcessConfig{
-		Command: []string{self, "http", args[2]}, Env: []string{envRole + "=service"},
+		Command: append([]string{self}, args[2:]...), Env: serviceEnv(os.Getenv(envTag)),
 		Pidfile: args[1], StartWait: 200 * time.Millisecond, StopTimeout: 5 * time.Second,
 	})
 	if err != nil {

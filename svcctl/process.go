@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
 )
 
@@ -34,9 +35,10 @@ type ProcessConfig struct {
 	Env []string
 	// Pidfile records the service's pid, its start time and the boot id (required). Its
 	// folder must exist. The first line is the pid alone, as pkill -F and
-	// start-stop-daemon expect. It is written with mode 0600 through a temporary file and
-	// a rename, and read without following a symbolic link: a symbolic link (or anything
-	// but a regular file) at its path is an error, never read nor signalled.
+	// start-stop-daemon expect. It is written with mode 0600 through a temporary file
+	// (Pidfile + ".new"), fsync and a rename, never through a symbolic link, and read
+	// without following one: a symbolic link (or anything but a regular file) at its path
+	// is an error, never read nor signalled.
 	Pidfile string
 	// LogFile receives the service's stdout and stderr, appended; "": Pidfile + ".log".
 	// It is created with mode 0600 (an existing one is narrowed to 0600) and opened with
@@ -66,9 +68,11 @@ var _ Controller = (*Process)(nil)
 
 // child is a process started by this program: Wait runs in a goroutine so no zombie stays.
 type child struct {
-	pid  int
-	done chan struct{}
-	err  error // the result of Wait, once done is closed
+	pid     int
+	started time.Time
+	done    chan struct{}
+	err     error // the result of Wait, once done is closed
+	code    int   // its exit code, once done is closed (-1: killed by a signal)
 }
 
 func (c *child) exited() bool {
@@ -284,38 +288,63 @@ func (p *Process) Start(ctx context.Context) error {
 	if err := p.checkDirs(); err != nil {
 		return err
 	}
-	rec, ok, perr := p.readPidfile()
-	if ok {
-		alive, _, detail, err := p.check(rec, perr)
-		if err != nil {
-			return err
-		}
-		if alive {
-			p.log.Info("svcctl: process already running", logKeyPID, rec.pid)
-			return nil
-		}
-		p.log.Info("svcctl: removing stale pidfile", logKeyDetail, detail)
-		p.removePidfile(rec.raw)
-	} else if perr != nil {
-		return perr
+	if running, err := p.clearStale(); err != nil || running {
+		return err
 	}
 	path, err := p.resolve()
 	if err != nil {
 		return err
 	}
+	c, st, offset, err := p.spawn(ctx, path)
+	if err != nil {
+		return err
+	}
+	rec := pidRecord{pid: c.pid, startTime: st.startTime, boot: bootID()}
+	rec.raw = rec.encode()
+	if err := atomicfile.WriteFile(p.cfg.Pidfile, rec.raw, stateFileMode); err != nil {
+		p.kill(context.WithoutCancel(ctx), c, c.pid)
+		return fmt.Errorf("svcctl: process: writing pidfile: %w", err)
+	}
+	p.log.Info("svcctl: process started", logKeyPID, c.pid, logKeyArgs, p.cfg.Command)
+	return p.awaitStartWait(ctx, c, rec, offset)
+}
 
+// clearStale reads the pidfile: running is true if its process runs; a stale pidfile is
+// removed.
+func (p *Process) clearStale() (running bool, err error) {
+	rec, ok, perr := p.readPidfile()
+	if !ok {
+		return false, perr
+	}
+	alive, _, detail, err := p.check(rec, perr)
+	if err != nil {
+		return false, err
+	}
+	if alive {
+		p.log.Info("svcctl: process already running", logKeyPID, rec.pid)
+		return true, nil
+	}
+	p.log.Info("svcctl: removing stale pidfile", logKeyDetail, detail)
+	p.removePidfile(rec.raw)
+	return false, nil
+}
+
+// spawn starts the program at path detached (its own session, stdin from /dev/null,
+// output appended to the log file) and reaps it in a goroutine. It returns the child, its
+// /proc stat (for the pidfile's start time) and the log's size before the start, from
+// which an error quotes the output.
+func (p *Process) spawn(ctx context.Context, path string) (c *child, st procStat, offset int64, err error) {
 	logf, err := openPrivate(p.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 	if err != nil {
-		return fmt.Errorf("svcctl: process: log file: %w", err)
+		return nil, st, 0, fmt.Errorf("svcctl: process: log file: %w", err)
 	}
 	defer logf.Close()
-	var offset int64
 	if fi, err := logf.Stat(); err == nil {
 		offset = fi.Size()
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		return fmt.Errorf("svcctl: process: %w", err)
+		return nil, st, 0, fmt.Errorf("svcctl: process: %w", err)
 	}
 	defer devnull.Close()
 
@@ -329,59 +358,53 @@ func (p *Process) Start(ctx context.Context) error {
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("svcctl: process: starting %s: %w", p.cfg.Command[0], err)
+		return nil, st, 0, fmt.Errorf("svcctl: process: starting %s: %w", p.cfg.Command[0], err)
 	}
-	pid := cmd.Process.Pid
-	started := time.Now()
-	// Not yet reaped, so /proc/<pid> exists even if it already exited.
-	st, err := readProcStat(pid)
-	c := &child{pid: pid, done: make(chan struct{})}
+	c = &child{pid: cmd.Process.Pid, started: time.Now(), done: make(chan struct{})}
+	// Before the reaper runs, so /proc/<pid> exists even if it already exited.
+	st, err = readProcStat(c.pid)
 	go func() {
 		c.err = cmd.Wait()
+		c.code = cmd.ProcessState.ExitCode() // -1 if killed by a signal
 		close(c.done)
 	}()
 	p.child = c
 	if err != nil {
-		p.kill(context.WithoutCancel(ctx), c, pid)
-		return fmt.Errorf("svcctl: process: reading start time of pid %d: %w", pid, err)
+		p.kill(context.WithoutCancel(ctx), c, c.pid)
+		return nil, st, 0, fmt.Errorf("svcctl: process: reading start time of pid %d: %w", c.pid, err)
 	}
-	rec = pidRecord{pid: pid, startTime: st.startTime, boot: bootID()}
-	rec.raw = rec.encode()
-	if err := writeFileAtomic(p.cfg.Pidfile, rec.raw); err != nil {
-		p.kill(context.WithoutCancel(ctx), c, pid)
-		return fmt.Errorf("svcctl: process: writing pidfile: %w", err)
-	}
-	p.log.Info("svcctl: process started", logKeyPID, pid, logKeyArgs, p.cfg.Command)
+	return c, st, offset, nil
+}
 
+// awaitStartWait watches the child for StartWait. If it exits, its pidfile and whatever
+// it left in its process group go, and the error quotes its log from offset on; if ctx
+// ends first, the child is stopped again.
+func (p *Process) awaitStartWait(ctx context.Context, c *child, rec pidRecord, offset int64) error {
 	timer := time.NewTimer(p.cfg.StartWait)
 	defer timer.Stop()
 	select {
-	case <-c.done:
-		p.removePidfile(rec.raw)
-		// Whatever it left in its process group (a daemonizing program's child) goes too.
-		leftovers, _ := groupMembers(pid)
-		for _, m := range leftovers {
-			_ = syscall.Kill(m, syscall.SIGKILL)
-		}
-		out, _ := tailFile(p.cfg.LogFile, offset)
-		code := -1
-		if cmd.ProcessState != nil {
-			code = cmd.ProcessState.ExitCode()
-		}
-		hint := ""
-		if code == 0 {
-			hint = " (if it daemonizes itself, make it run in the foreground)"
-		}
-		return fmt.Errorf("svcctl: process %s exited %s after starting (before StartWait %s)%s, log %s: %w: %w",
-			p.cfg.Command[0], time.Since(started).Round(time.Millisecond), p.cfg.StartWait, hint, p.cfg.LogFile, ErrExited,
-			&CommandError{Args: p.cfg.Command, ExitCode: code, Stderr: out})
+	case <-timer.C:
+		return nil
 	case <-ctx.Done():
-		p.kill(context.WithoutCancel(ctx), c, pid)
+		p.kill(context.WithoutCancel(ctx), c, c.pid)
 		p.removePidfile(rec.raw)
 		return fmt.Errorf("svcctl: process %s: start interrupted, stopped it again: %w", p.cfg.Command[0], ctx.Err())
-	case <-timer.C:
+	case <-c.done:
 	}
-	return nil
+	p.removePidfile(rec.raw)
+	// Whatever it left in its process group (a daemonizing program's child) goes too.
+	leftovers, _ := groupMembers(c.pid)
+	for _, m := range leftovers {
+		_ = syscall.Kill(m, syscall.SIGKILL)
+	}
+	out, _ := tailFile(p.cfg.LogFile, offset)
+	hint := ""
+	if c.code == 0 {
+		hint = " (if it daemonizes itself, make it run in the foreground)"
+	}
+	return fmt.Errorf("svcctl: process %s exited %s after starting (before StartWait %s)%s, log %s: %w: %w",
+		p.cfg.Command[0], time.Since(c.started).Round(time.Millisecond), p.cfg.StartWait, hint, p.cfg.LogFile, ErrExited,
+		&CommandError{Args: p.cfg.Command, ExitCode: c.code, Stderr: out})
 }
 
 // kill stops a process just started (TERM, then KILL after StopTimeout).
@@ -393,10 +416,13 @@ func (p *Process) kill(ctx context.Context, c *child, pid int) {
 
 // Stop sends SIGTERM to the service's process group, waits up to StopTimeout for the
 // whole group to exit, then sends SIGKILL. A missing or stale pidfile means stopped; the
-// pidfile is removed.
+// pidfile is removed. A ctx already done signals nothing and returns its error.
 func (p *Process) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("svcctl: process: stop: %w", err) // not even SIGTERM: the caller gave up
+	}
 	rec, ok, perr := p.readPidfile()
 	if !ok {
 		if perr != nil {
@@ -507,29 +533,4 @@ func (p *Process) LogTail(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return s, err
-}
-
-// writeFileAtomic writes b to path through a temporary file in the same folder (created
-// exclusively, mode 0600) and a rename, so that readers see the old content or the new,
-// never a part; a symbolic link at path is replaced, never followed.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b) // CreateTemp made it 0600 (stateFileMode)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }

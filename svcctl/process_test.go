@@ -339,6 +339,7 @@ func TestProcessStartHealthy(t *testing.T) {
 		if err := p.Stop(t.Context()); err != nil {
 			t.Fatal(err)
 		}
+		waitForLog(t, p, "got SIGTERM, exiting") // a graceful stop, not SIGKILL
 		requireNoOrphans(t, tag)
 	})
 	t.Run("health URL that never answers", func(t *testing.T) {

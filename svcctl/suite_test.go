@@ -1,150 +1,144 @@
-package svcctl
+package svcctl_test
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/svcctl"
+	"github.com/restage/restage/svcctl/svctest"
 )
 
-// suiteFixture is one Controller implementation under the shared suite: a stopped
-// service that serves healthURL while it runs.
-type suiteFixture struct {
-	c         Controller
-	healthURL string
-	hasPID    bool // Status reports the main pid
-	after     func(t *testing.T)
-}
-
-// testControllerSuite checks the Start/Stop/Status semantics every Controller shares
-// against the real service: starting twice, stopping twice, status after each step.
-func testControllerSuite(t *testing.T, fx suiteFixture) {
-	t.Helper()
-	ctx := t.Context()
-	c := fx.c
-
-	requireState(t, c, StateStopped)
-	if err := c.Stop(ctx); err != nil {
-		t.Fatalf("Stop of a stopped service: %v", err)
-	}
-	requireState(t, c, StateStopped)
-	requireNotServing(t, fx.healthURL)
-
-	if err := c.Start(ctx); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	st := requireState(t, c, StateRunning)
-	if fx.hasPID && st.PID <= 0 {
-		t.Fatalf("Status after Start has no pid: %+v", st)
-	}
-	requireServing(t, fx.healthURL)
-
-	if err := c.Start(ctx); err != nil {
-		t.Fatalf("Start of a running service: %v", err)
-	}
-	st2 := requireState(t, c, StateRunning)
-	if st2.PID != st.PID {
-		t.Fatalf("second Start replaced the service: pid %d, then %d", st.PID, st2.PID)
-	}
-	requireServing(t, fx.healthURL)
-
-	if err := c.Stop(ctx); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	requireState(t, c, StateStopped)
-	requireNotServing(t, fx.healthURL)
-	if err := c.Stop(ctx); err != nil {
-		t.Fatalf("second Stop: %v", err)
-	}
-	requireState(t, c, StateStopped)
-
-	// Start + health gate in one call, then a restart.
-	if err := StartHealthy(ctx, c, HTTPCheck{URL: fx.healthURL, Timeout: 60 * time.Second}); err != nil {
-		t.Fatalf("StartHealthy: %v", err)
-	}
-	requireState(t, c, StateRunning)
-	if err := c.Stop(ctx); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	requireState(t, c, StateStopped)
-	if fx.after != nil {
-		fx.after(t)
-	}
-}
+// The drivers of this package under svctest's conformance suite; the Docker driver runs
+// it in its own package (svcctl/docker).
 
 func TestControllerSuite(t *testing.T) {
-	t.Run("process", func(t *testing.T) {
-		t.Parallel()
-		tag, addr := newTag(t), freeAddr(t)
-		p, err := NewProcess(ProcessConfig{
-			Command:   []string{testBinary(t), "http", addr},
-			Env:       serviceEnv(tag),
-			Pidfile:   filepath.Join(t.TempDir(), "app.pid"),
-			StartWait: 200 * time.Millisecond,
+	for _, d := range []struct {
+		name       string
+		newService func(t *testing.T, mode string, addr ...string) svctest.Service
+		// anyStartError: the driver relays a start command's failure as a *CommandError
+		// (the init script's start, systemctl start, fail for a service that exits at
+		// once); ErrExited is for a start that succeeds and a status that then says
+		// stopped (TestCommandErrors).
+		anyStartError, pid bool
+	}{
+		{"process", newProcessService, false, true},
+		{"command", newCommandService, true, false},
+		{"systemd", newSystemdService, true, true},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			svctest.Controller(t, svctest.Fixture{
+				New:           func(t *testing.T) svctest.Service { return d.newService(t, "http", svcctl.FreeAddr(t)) },
+				Exiting:       func(t *testing.T) svctest.Service { return d.newService(t, "exit") },
+				AnyStartError: d.anyStartError,
+				PID:           d.pid,
+			})
 		})
-		if err != nil {
-			t.Fatal(err)
+	}
+}
+
+// testService is what the three fixtures share: a tagged service "mode [addr]" of the
+// test binary (runService), probed over HTTP when it serves, killed by its tag, stopped
+// and checked for orphans at the end of the test.
+func testService(t *testing.T, tag string, c svcctl.Controller, mode string, addr ...string) svctest.Service {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := c.Stop(context.WithoutCancel(t.Context())); err != nil {
+			t.Errorf("Stop at the end of the test: %v", err)
 		}
-		testControllerSuite(t, suiteFixture{c: p, healthURL: "http://" + addr + "/health", hasPID: true,
-			after: func(t *testing.T) {
-				requireNoOrphans(t, tag)
-				if _, err := os.Stat(p.Pidfile()); !os.IsNotExist(err) {
-					t.Fatalf("pidfile left after Stop: %v", err)
+		svcctl.RequireNoOrphans(t, tag)
+	})
+	svc := svctest.Service{
+		Controller: c,
+		Running:    func(context.Context) bool { return len(svcctl.TaggedProcesses(tag)) > 0 },
+		Kill: func(t *testing.T) {
+			for _, pid := range svcctl.TaggedProcesses(tag) {
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					t.Errorf("kill %d: %v", pid, err)
 				}
-				log, _ := os.ReadFile(p.LogFile())
-				if n := strings.Count(string(log), "got SIGTERM, exiting"); n != 2 {
-					t.Fatalf("log shows %d graceful stops, want 2:\n%s", n, log)
-				}
-			}})
+			}
+		},
+	}
+	if mode == "http" {
+		url := "http://" + addr[0] + "/health"
+		svc.Running = svctest.HTTPProbe(url)
+		svc.Health = svcctl.HTTPCheck{URL: url, Timeout: time.Minute}
+	}
+	return svc
+}
+
+func newProcessService(t *testing.T, mode string, addr ...string) svctest.Service {
+	t.Helper()
+	tag := svcctl.NewTag(t)
+	p, err := svcctl.NewProcess(svcctl.ProcessConfig{
+		Command:   append([]string{svcctl.TestBinary(t), mode}, addr...),
+		Env:       svcctl.ServiceEnv(tag),
+		Pidfile:   filepath.Join(t.TempDir(), "app.pid"),
+		StartWait: 200 * time.Millisecond,
 	})
-	t.Run("command", func(t *testing.T) {
-		t.Parallel()
-		tag, addr := newTag(t), freeAddr(t)
-		pidfile := filepath.Join(t.TempDir(), "app.pid")
-		ctl := func(action string) []string { return []string{testBinary(t), action, pidfile, addr} }
-		c, err := NewCommand(CommandConfig{
-			Start: ctl("start"), Stop: ctl("stop"), Status: ctl("status"),
-			Env: []string{envRole + "=ctl", envTag + "=" + tag},
-		})
-		if err != nil {
-			t.Fatal(err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := os.Stat(p.Pidfile()); !os.IsNotExist(err) {
+			t.Errorf("pidfile left after Stop: %v", err)
 		}
-		testControllerSuite(t, suiteFixture{c: c, healthURL: "http://" + addr + "/health",
-			after: func(t *testing.T) { requireNoOrphans(t, tag) }})
 	})
-	t.Run("systemd", func(t *testing.T) {
-		t.Parallel()
-		tag, addr := newTag(t), freeAddr(t)
-		f := newFakeSystemd(t)
-		f.addUnit(t, "app.service", fakeUnit{Command: []string{testBinary(t), "http", addr}, Env: serviceEnv(tag)})
-		s, err := NewSystemd(SystemdConfig{
-			Unit:       "app.service",
-			Systemctl:  filepath.Join(f.bin(), "systemctl"),
-			Journalctl: filepath.Join(f.bin(), "journalctl"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		testControllerSuite(t, suiteFixture{c: s, healthURL: "http://" + addr + "/health", hasPID: true,
-			after: func(t *testing.T) {
-				requireNoOrphans(t, tag)
-				calls := f.calls(t)
-				for _, want := range []string{"systemctl start app.service\n", "systemctl stop app.service\n", "systemctl is-active app.service\n"} {
-					if !strings.Contains(calls, want) {
-						t.Fatalf("systemctl never ran as %q; calls:\n%s", want, calls)
-					}
-				}
-			}})
+	return testService(t, tag, p, mode, addr...)
+}
+
+func newCommandService(t *testing.T, mode string, addr ...string) svctest.Service {
+	t.Helper()
+	tag := svcctl.NewTag(t)
+	pidfile := filepath.Join(t.TempDir(), "app.pid")
+	ctl := func(action string) []string {
+		return append([]string{svcctl.TestBinary(t), action, pidfile, mode}, addr...)
+	}
+	c, err := svcctl.NewCommand(svcctl.CommandConfig{
+		Start: ctl("start"), Stop: ctl("stop"), Status: ctl("status"),
+		Env: []string{svcctl.EnvRole + "=ctl", svcctl.EnvTag + "=" + tag},
 	})
-	t.Run("docker", func(t *testing.T) {
-		t.Parallel()
-		dk := newDockerFixture(t)
-		name, addr := dk.createContainer(t, "-listen", ":8080")
-		d, err := NewDocker(DockerConfig{Container: name, Client: dk.cli, StartWait: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		testControllerSuite(t, suiteFixture{c: d, healthURL: "http://" + addr + "/health", hasPID: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testService(t, tag, c, mode, addr...)
+}
+
+func newSystemdService(t *testing.T, mode string, addr ...string) svctest.Service {
+	t.Helper()
+	tag := svcctl.NewTag(t)
+	f := svcctl.NewFakeSystemd(t)
+	f.AddUnit(t, "app.service", svcctl.FakeUnit{Command: append([]string{svcctl.TestBinary(t), mode}, addr...), Env: svcctl.ServiceEnv(tag)})
+	s, err := svcctl.NewSystemd(svcctl.SystemdConfig{
+		Unit:       "app.service",
+		Systemctl:  filepath.Join(f.Bin(), "systemctl"),
+		Journalctl: filepath.Join(f.Bin(), "journalctl"),
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testService(t, tag, s, mode, addr...)
+}
+
+func TestHTTPCheckSuite(t *testing.T) {
+	t.Parallel()
+	svctest.Checker(t, svctest.CheckerFixture{New: func(t *testing.T) (svcctl.Checker, func(bool)) {
+		var healthy atomic.Bool
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !healthy.Load() {
+				http.Error(w, "database is still starting up", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write([]byte("ok"))
+		}))
+		t.Cleanup(srv.Close)
+		return svcctl.HTTPCheck{URL: srv.URL + "/+health", Timeout: 2 * time.Second, Backoff: 20 * time.Millisecond}, healthy.Store
+	}})
 }

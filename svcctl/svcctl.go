@@ -3,8 +3,8 @@ package svcctl
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
+
+	"github.com/restage/restage/internal/cmderr"
 )
 
 // State is what a controller knows of its service.
@@ -24,7 +24,9 @@ type Status struct {
 	Detail string // e.g. a unit's failure reason, a stale pidfile
 }
 
-// Controller starts and stops the staging service.
+// Controller starts and stops the staging service. Given a ctx that is already done,
+// Start and Stop return an error wrapping ctx.Err() and change nothing. The conformance
+// suite svcctl/svctest.Controller checks an implementation keeps this contract.
 type Controller interface {
 	// Start starts the service and returns once it is started (not necessarily healthy).
 	// Starting a running service is not an error.
@@ -49,18 +51,8 @@ var (
 	ErrNotFound  = errors.New("service not found")
 )
 
-// CommandError is a failed external program (a start/stop command, systemctl).
-type CommandError struct {
-	Args     []string
-	ExitCode int
-	Stderr   string // tail of its output
-}
-
-// Error describes the failure.
-func (e *CommandError) Error() string {
-	msg := strings.TrimSpace(e.Stderr)
-	if msg == "" {
-		return fmt.Sprintf("%s exited with status %d", strings.Join(e.Args, " "), e.ExitCode)
-	}
-	return fmt.Sprintf("%s exited with status %d: %s", strings.Join(e.Args, " "), e.ExitCode, msg)
-}
+// CommandError is a failed external program (a start/stop command, systemctl, a
+// container's main process): its argv, exit status (-1: not started, killed by a signal
+// or timed out) and the tail of its output. It is the one command-failure type restage's
+// packages share, so that errors.As with any of their names finds it.
+type CommandError = cmderr.Error

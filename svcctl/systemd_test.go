@@ -13,8 +13,8 @@ import (
 func TestSystemdOnPATH(t *testing.T) {
 	tag, addr := newTag(t), freeAddr(t)
 	f := newFakeSystemd(t)
-	f.addUnit(t, "app.service", fakeUnit{Command: []string{testBinary(t), "http", addr}, Env: serviceEnv(tag)})
-	t.Setenv("PATH", f.bin()+string(os.PathListSeparator)+os.Getenv("PATH"))
+	f.AddUnit(t, "app.service", fakeUnit{Command: []string{testBinary(t), "http", addr}, Env: serviceEnv(tag)})
+	t.Setenv("PATH", f.Bin()+string(os.PathListSeparator)+os.Getenv("PATH"))
 	s, err := NewSystemd(SystemdConfig{Unit: "app.service"})
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +27,7 @@ func TestSystemdOnPATH(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireNoOrphans(t, tag)
-	if calls := f.calls(t); !strings.Contains(calls, "systemctl start app.service\n") {
+	if calls := f.Calls(t); !strings.Contains(calls, "systemctl start app.service\n") {
 		t.Fatalf("fake systemctl on PATH not used; calls:\n%s", calls)
 	}
 }
@@ -36,8 +36,8 @@ func TestSystemdFailure(t *testing.T) {
 	t.Parallel()
 	tag := newTag(t)
 	f := newFakeSystemd(t)
-	f.addUnit(t, "broken.service", fakeUnit{Command: []string{testBinary(t), "exit"}, Env: serviceEnv(tag), StartWait: time.Minute})
-	s, err := NewSystemd(SystemdConfig{Unit: "broken.service", Systemctl: filepath.Join(f.bin(), "systemctl"), Journalctl: filepath.Join(f.bin(), "journalctl")})
+	f.AddUnit(t, "broken.service", fakeUnit{Command: []string{testBinary(t), "exit"}, Env: serviceEnv(tag), StartWait: time.Minute})
+	s, err := NewSystemd(SystemdConfig{Unit: "broken.service", Systemctl: filepath.Join(f.Bin(), "systemctl"), Journalctl: filepath.Join(f.Bin(), "journalctl")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +51,14 @@ func TestSystemdFailure(t *testing.T) {
 	if st := requireState(t, s, StateFailed); !strings.Contains(st.Detail, "Result=exit-code") {
 		t.Fatalf("Detail %q", st.Detail)
 	}
-	if calls := f.calls(t); !strings.Contains(calls, "journalctl -u broken.service -n 20 --no-pager\n") ||
+	if calls := f.Calls(t); !strings.Contains(calls, "journalctl -u broken.service -n 20 --no-pager\n") ||
 		!strings.Contains(calls, "systemctl show -p LoadState,ActiveState,SubState,Result,MainPID broken.service\n") {
 		t.Fatalf("calls:\n%s", calls)
 	}
 	requireNoOrphans(t, tag)
 
 	// Without a journal (Journalctl "-"), the state is still there.
-	s, _ = NewSystemd(SystemdConfig{Unit: "broken.service", Systemctl: filepath.Join(f.bin(), "systemctl"), Journalctl: "-"})
+	s, _ = NewSystemd(SystemdConfig{Unit: "broken.service", Systemctl: filepath.Join(f.Bin(), "systemctl"), Journalctl: "-"})
 	err = s.Start(t.Context())
 	requireErrorContains(t, err, "ActiveState=failed")
 	if strings.Contains(err.Error(), "journal:") {
@@ -69,7 +69,7 @@ func TestSystemdFailure(t *testing.T) {
 func TestSystemdUnitNotFound(t *testing.T) {
 	t.Parallel()
 	f := newFakeSystemd(t)
-	s, err := NewSystemd(SystemdConfig{Unit: "nope.service", Systemctl: filepath.Join(f.bin(), "systemctl"), Journalctl: filepath.Join(f.bin(), "journalctl")})
+	s, err := NewSystemd(SystemdConfig{Unit: "nope.service", Systemctl: filepath.Join(f.Bin(), "systemctl"), Journalctl: filepath.Join(f.Bin(), "journalctl")})
 	if err != nil {
 		t.Fatal(err)
 	}

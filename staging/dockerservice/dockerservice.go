@@ -11,6 +11,7 @@ package dockerservice
 import (
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/svcctl"
+	"github.com/restage/restage/svcctl/docker"
 )
 
 // Keys returns new keys of [service] type "docker".
@@ -31,8 +32,9 @@ func (c *Config) Check() []string {
 	return nil
 }
 
-// Open implements staging.ServiceKeys.
+// Open implements staging.ServiceKeys: a docker.Container controller, with its own
+// engine client (DOCKER_HOST etc.).
 func (c *Config) Open(env staging.DriverEnv) (svcctl.Controller, error) {
-	return svcctl.NewDocker(svcctl.DockerConfig{Container: c.Container, StopTimeout: c.StopTimeout.Duration,
+	return docker.New(docker.Config{Container: c.Container, StopTimeout: c.StopTimeout.Duration,
 		StartWait: c.StartWait.Duration, Logger: env.Logger})
 }

@@ -1,4 +1,4 @@
-package svcctl
+package docker_test
 
 import (
 	"archive/tar"
@@ -24,6 +24,10 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"github.com/restage/restage/svcctl"
+	"github.com/restage/restage/svcctl/docker"
+	"github.com/restage/restage/svcctl/svctest"
 )
 
 // The Docker tests use the real engine and an image built here, with no registry: the
@@ -65,6 +69,8 @@ func newDockerFixture(t *testing.T) *dockerFixture {
 	return &dockerFixture{cli: cli, image: ensureDockerImage(t, cli)}
 }
 
+// ensureDockerImage returns the test image's tag, building the image unless the engine
+// has it.
 func ensureDockerImage(t *testing.T, cli *client.Client) string {
 	t.Helper()
 	dockerImageMu.Lock()
@@ -78,14 +84,22 @@ func ensureDockerImage(t *testing.T, cli *client.Client) string {
 	}
 	sum := sha256.Sum256(src)
 	tag := dockerImageRepo + ":" + hex.EncodeToString(sum[:6])
-	ctx := t.Context()
-	if _, err := cli.ImageInspect(ctx, tag); err == nil {
+	if _, err := cli.ImageInspect(t.Context(), tag); err == nil {
 		dockerImage = tag
 		return tag
 	} else if !cerrdefs.IsNotFound(err) {
 		t.Fatalf("inspecting image %s: %v", tag, err)
 	}
+	buildDockerImage(t, cli, tag)
+	removeOldDockerImages(t, cli, tag)
+	dockerImage = tag
+	return tag
+}
 
+// buildDockerImage builds testdata/httpd statically and an image FROM scratch holding it.
+func buildDockerImage(t *testing.T, cli *client.Client, tag string) {
+	t.Helper()
+	ctx := t.Context()
 	bin := filepath.Join(t.TempDir(), "httpd")
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./testdata/httpd")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
@@ -140,20 +154,26 @@ func ensureDockerImage(t *testing.T, cli *client.Client) string {
 	if _, err := cli.ImageInspect(ctx, tag); err != nil {
 		t.Fatalf("image %s missing after build: %v", tag, err)
 	}
-	// Images built from an older testdata/httpd are of no more use.
-	if old, err := cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", dockerImageRepo)}); err == nil {
-		for _, im := range old.Items {
-			for _, ref := range im.RepoTags {
-				if ref != tag && strings.HasPrefix(ref, dockerImageRepo+":") {
-					if _, err := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil {
-						t.Logf("removing old test image %s: %v", ref, err)
-					}
+}
+
+// removeOldDockerImages removes the test images built from an older testdata/httpd: they
+// are of no more use.
+func removeOldDockerImages(t *testing.T, cli *client.Client, keep string) {
+	t.Helper()
+	old, err := cli.ImageList(t.Context(), client.ImageListOptions{Filters: make(client.Filters).Add("reference", dockerImageRepo)})
+	if err != nil {
+		t.Logf("listing old test images: %v", err)
+		return
+	}
+	for _, im := range old.Items {
+		for _, ref := range im.RepoTags {
+			if ref != keep && strings.HasPrefix(ref, dockerImageRepo+":") {
+				if _, err := cli.ImageRemove(t.Context(), ref, client.ImageRemoveOptions{}); err != nil {
+					t.Logf("removing old test image %s: %v", ref, err)
 				}
 			}
 		}
 	}
-	dockerImage = tag
-	return tag
 }
 
 // createContainer creates (not starts) a container of the test image with args, port 8080
@@ -185,68 +205,139 @@ func (dk *dockerFixture) createContainer(t *testing.T, args ...string) (name, ad
 	return name, addr
 }
 
-func TestDockerExitsAtOnce(t *testing.T) {
-	t.Parallel()
-	dk := newDockerFixture(t)
-	name, _ := dk.createContainer(t, "-exit")
-	d, err := NewDocker(DockerConfig{Container: name, Client: dk.cli, StartWait: 10 * time.Second})
+// freeAddr returns a loopback address with a port nothing listens on right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = d.Start(t.Context())
-	requireIs(t, err, ErrExited)
-	requireErrorContains(t, err, name, "exit code 3", "fatal: cannot open config")
-	var cerr *CommandError
-	if !errors.As(err, &cerr) || cerr.ExitCode != 3 {
-		t.Fatalf("want a *CommandError with exit code 3, got %#v", err)
-	}
-	requireState(t, d, StateStopped)
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
-func TestDockerNotFound(t *testing.T) {
-	t.Parallel()
-	dk := newDockerFixture(t)
-	d, err := NewDocker(DockerConfig{Container: "restage-svcctl-no-such-container", Client: dk.cli})
+// newContainer creates a container of the test image with args and returns a controller
+// of it (closed at the end of the test; with its own engine client unless cfg has one),
+// the container's name and the address of its port 8080.
+func (dk *dockerFixture) newContainer(t *testing.T, cfg docker.Config, args ...string) (d *docker.Container, name, addr string) {
+	t.Helper()
+	name, addr = dk.createContainer(t, args...)
+	cfg.Container = name
+	var err error
+	d, err = docker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, f := range map[string]func(context.Context) error{
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return d, name, addr
+}
+
+func TestControllerSuite(t *testing.T) {
+	t.Parallel()
+	dk := newDockerFixture(t)
+	service := func(t *testing.T, args ...string) svctest.Service {
+		d, name, addr := dk.newContainer(t, docker.Config{StartWait: 300 * time.Millisecond, StopTimeout: 5 * time.Second}, args...)
+		url := "http://" + addr + "/health"
+		return svctest.Service{
+			Controller: d,
+			Running:    svctest.HTTPProbe(url),
+			Kill: func(t *testing.T) {
+				if _, err := dk.cli.ContainerKill(t.Context(), name, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+					t.Fatalf("docker kill %s: %v", name, err)
+				}
+			},
+			Health: svcctl.HTTPCheck{URL: url, Timeout: time.Minute},
+		}
+	}
+	svctest.Controller(t, svctest.Fixture{
+		New:     func(t *testing.T) svctest.Service { return service(t, "-listen", ":8080") },
+		Exiting: func(t *testing.T) svctest.Service { return service(t, "-exit") },
+		PID:     true,
+	})
+}
+
+func TestExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	dk := newDockerFixture(t)
+	d, name, _ := dk.newContainer(t, docker.Config{StartWait: 10 * time.Second, Client: dk.cli}, "-exit")
+	err := d.Start(t.Context())
+	requireError(t, err, svcctl.ErrExited, name, "exit code 3", "fatal: cannot open config")
+	var cerr *svcctl.CommandError
+	if !errors.As(err, &cerr) || cerr.ExitCode != 3 {
+		t.Fatalf("want a *svcctl.CommandError with exit code 3, got %#v", err)
+	}
+	if st, err := d.Status(t.Context()); err != nil || st.State != svcctl.StateStopped {
+		t.Fatalf("Status after the failed start: %+v, %v", st, err)
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	t.Parallel()
+	dk := newDockerFixture(t)
+	const name = "restage-svcctl-no-such-container"
+	d, err := docker.New(docker.Config{Container: name, Client: dk.cli})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, f := range map[string]func(context.Context) error{
 		"Start": d.Start, "Stop": d.Stop,
 		"Status": func(ctx context.Context) error { _, err := d.Status(ctx); return err },
 	} {
-		err := f(t.Context())
-		requireIs(t, err, ErrNotFound)
-		if !strings.Contains(err.Error(), "restage-svcctl-no-such-container") {
-			t.Fatalf("%s: error does not name the container: %v", name, err)
-		}
+		t.Log(what)
+		requireError(t, f(t.Context()), svcctl.ErrNotFound, name)
 	}
 }
 
-func TestDockerStartHealthyUnhealthy(t *testing.T) {
+func TestStartHealthyUnhealthy(t *testing.T) {
 	t.Parallel()
 	dk := newDockerFixture(t)
-	name, addr := dk.createContainer(t, "-listen", ":8080")
-	d, err := NewDocker(DockerConfig{Container: name, Client: dk.cli, StopTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _, addr := dk.newContainer(t, docker.Config{StopTimeout: 5 * time.Second}, "-listen", ":8080")
 	if err := d.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	requireServing(t, "http://"+addr+"/health") // so the last answer is surely the 503
-	err = StartHealthy(t.Context(), d, HTTPCheck{URL: "http://" + addr + "/fail", Timeout: 2 * time.Second})
-	requireIs(t, err, ErrUnhealthy)
-	requireErrorContains(t, err, "503", "database is still starting up")
-	requireState(t, d, StateRunning) // left for the caller to stop or roll back
+	// So that the last answer is surely the 503.
+	if err := (svcctl.HTTPCheck{URL: "http://" + addr + "/health", Timeout: time.Minute}).Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	err := svcctl.StartHealthy(t.Context(), d, svcctl.HTTPCheck{URL: "http://" + addr + "/fail", Timeout: 2 * time.Second})
+	requireError(t, err, svcctl.ErrUnhealthy, "503", "database is still starting up")
+	if st, err := d.Status(t.Context()); err != nil || st.State != svcctl.StateRunning {
+		t.Fatalf("Status after StartHealthy failed: %+v, %v; want it left running for the caller", st, err)
+	}
 	if err := d.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	requireState(t, d, StateStopped)
+	if st, err := d.Status(t.Context()); err != nil || st.State != svcctl.StateStopped {
+		t.Fatalf("Status after Stop: %+v, %v", st, err)
+	}
 	out, err := d.LogTail(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out, "got terminated exiting") {
 		t.Fatalf("container was not stopped with SIGTERM; log:\n%s", out)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	if _, err := docker.New(docker.Config{}); err == nil || !strings.Contains(err.Error(), "Container is required") {
+		t.Fatalf("New without a container: %v", err)
+	}
+}
+
+// requireError fails unless err wraps target and its message holds every part.
+func requireError(t testing.TB, err, target error, parts ...string) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error %v does not wrap %v", err, target)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Fatalf("error %v does not contain %q", err, p)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package svcctl
+package docker
 
 import (
 	"bytes"
@@ -8,16 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/restage/restage/svcctl"
 )
 
-// DockerConfig configures a Docker controller.
-type DockerConfig struct {
+// Config configures a Docker controller.
+type Config struct {
 	// Container is the container's name or ID (required). It must exist: Docker starts
 	// and stops it, it does not create it.
 	Container string
@@ -32,18 +35,29 @@ type DockerConfig struct {
 	Logger *slog.Logger
 }
 
-// Docker controls an existing container through the Docker Engine API.
-type Docker struct {
-	cfg   DockerConfig
+// Container controls an existing container through the Docker Engine API.
+type Container struct {
+	cfg   Config
 	cli   *client.Client
 	owned bool
 	log   *slog.Logger
 }
 
-var _ Controller = (*Docker)(nil)
+var _ svcctl.Controller = (*Container)(nil)
 
-// NewDocker returns a Docker controller. It does not contact the engine.
-func NewDocker(cfg DockerConfig) (*Docker, error) {
+// logKeyService is svcctl's log key for the service's name, so that all drivers' lines
+// read alike.
+const logKeyService = "service"
+
+// logTailLines is how many lines of the container's output go into errors, as many as
+// svcctl's other drivers quote.
+const logTailLines = 20
+
+// logTailBytes bounds the output quoted in errors.
+const logTailBytes = 2048
+
+// New returns a controller of the container cfg names. It does not contact the engine.
+func New(cfg Config) (*Container, error) {
 	if cfg.Container == "" {
 		return nil, errors.New("svcctl: docker: Container is required")
 	}
@@ -53,7 +67,11 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 	if cfg.StartWait <= 0 {
 		cfg.StartWait = time.Second
 	}
-	d := &Docker{cfg: cfg, cli: cfg.Client, log: loggerOr(cfg.Logger).With(logKeyService, cfg.Container)}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	d := &Container{cfg: cfg, cli: cfg.Client, log: log.With(logKeyService, cfg.Container)}
 	if d.cli == nil {
 		cli, err := client.New(client.FromEnv)
 		if err != nil {
@@ -64,39 +82,39 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 	return d, nil
 }
 
-// Close releases the engine client if NewDocker made it.
-func (d *Docker) Close() error {
+// Close releases the engine client if New made it. Closing twice is not an error.
+func (d *Container) Close() error {
 	if d.owned {
 		return d.cli.Close()
 	}
 	return nil
 }
 
-func (d *Docker) inspect(ctx context.Context) (container.InspectResponse, error) {
+func (d *Container) inspect(ctx context.Context) (container.InspectResponse, error) {
 	res, err := d.cli.ContainerInspect(ctx, d.cfg.Container, client.ContainerInspectOptions{})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return container.InspectResponse{}, fmt.Errorf("svcctl: docker: container %s: %w: %w", d.cfg.Container, ErrNotFound, err)
+			return container.InspectResponse{}, fmt.Errorf("svcctl: docker: container %s: %w: %w", d.cfg.Container, svcctl.ErrNotFound, err)
 		}
 		return container.InspectResponse{}, fmt.Errorf("svcctl: docker: inspecting %s: %w", d.cfg.Container, err)
 	}
 	return res.Container, nil
 }
 
-func stateOf(c container.InspectResponse) Status {
+func stateOf(c container.InspectResponse) svcctl.Status {
 	s := c.State
 	if s == nil {
-		return Status{State: StateStopped, Detail: "no state"}
+		return svcctl.Status{State: svcctl.StateStopped, Detail: "no state"}
 	}
 	switch {
 	case s.Running && !s.Paused && !s.Restarting:
-		return Status{State: StateRunning, PID: s.Pid}
+		return svcctl.Status{State: svcctl.StateRunning, PID: s.Pid}
 	case s.Restarting:
-		return Status{State: StateRunning, PID: s.Pid, Detail: "restarting"}
+		return svcctl.Status{State: svcctl.StateRunning, PID: s.Pid, Detail: "restarting"}
 	case s.Paused:
-		return Status{State: StateFailed, PID: s.Pid, Detail: "paused"}
+		return svcctl.Status{State: svcctl.StateFailed, PID: s.Pid, Detail: "paused"}
 	case s.Dead:
-		return Status{State: StateFailed, Detail: "dead: " + s.Error}
+		return svcctl.Status{State: svcctl.StateFailed, Detail: "dead: " + s.Error}
 	}
 	detail := fmt.Sprintf("%s, exit code %d", s.Status, s.ExitCode)
 	if s.OOMKilled {
@@ -105,29 +123,29 @@ func stateOf(c container.InspectResponse) Status {
 	if s.Error != "" {
 		detail += ": " + s.Error
 	}
-	return Status{State: StateStopped, Detail: detail}
+	return svcctl.Status{State: svcctl.StateStopped, Detail: detail}
 }
 
 // Status inspects the container: running (or restarting) is running; created and exited
 // are stopped; paused and dead are failed. A missing container is an error wrapping
-// ErrNotFound.
-func (d *Docker) Status(ctx context.Context) (Status, error) {
+// svcctl.ErrNotFound.
+func (d *Container) Status(ctx context.Context) (svcctl.Status, error) {
 	c, err := d.inspect(ctx)
 	if err != nil {
-		return Status{}, err
+		return svcctl.Status{}, err
 	}
 	return stateOf(c), nil
 }
 
 // Start starts the container unless it runs, and returns once it has stayed up for
-// StartWait; a container that exits sooner is an error wrapping ErrExited with the
-// tail of its log.
-func (d *Docker) Start(ctx context.Context) error {
+// StartWait; a container that exits sooner is an error wrapping svcctl.ErrExited and a
+// *svcctl.CommandError with its exit code and the tail of its log.
+func (d *Container) Start(ctx context.Context) error {
 	c, err := d.inspect(ctx)
 	if err != nil {
 		return err
 	}
-	if st := stateOf(c); st.State == StateRunning {
+	if st := stateOf(c); st.State == svcctl.StateRunning {
 		d.log.Info("svcctl: container already running")
 		return nil
 	}
@@ -138,26 +156,35 @@ func (d *Docker) Start(ctx context.Context) error {
 	} else if _, err := d.cli.ContainerStart(ctx, d.cfg.Container, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("svcctl: docker: starting %s: %w", d.cfg.Container, err)
 	}
-	// Watch it for StartWait.
+	if err := d.watch(ctx); err != nil {
+		return err
+	}
+	d.log.Info("svcctl: container started")
+	return nil
+}
+
+// watch inspects the container until it has run for StartWait, and fails as soon as it
+// does not run.
+func (d *Container) watch(ctx context.Context) error {
 	deadline := time.Now().Add(d.cfg.StartWait)
 	for {
 		c, err := d.inspect(ctx)
 		if err != nil {
 			return err
 		}
-		if st := stateOf(c); st.State != StateRunning {
+		if st := stateOf(c); st.State != svcctl.StateRunning {
 			out, _ := d.LogTail(ctx)
 			code := -1
 			if c.State != nil {
 				code = c.State.ExitCode
 			}
 			return fmt.Errorf("svcctl: docker: container %s stopped within %s of starting (%s): %w: %w",
-				d.cfg.Container, d.cfg.StartWait, st.Detail, ErrExited,
-				&CommandError{Args: append([]string{d.cfg.Container}, c.Args...), ExitCode: code, Stderr: out})
+				d.cfg.Container, d.cfg.StartWait, st.Detail, svcctl.ErrExited,
+				&svcctl.CommandError{Args: append([]string{d.cfg.Container}, c.Args...), ExitCode: code, Stderr: out})
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			break
+			return nil
 		}
 		t := time.NewTimer(min(left, 200*time.Millisecond))
 		select {
@@ -167,17 +194,15 @@ func (d *Docker) Start(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	d.log.Info("svcctl: container started")
-	return nil
 }
 
 // Stop stops the container (SIGTERM, SIGKILL after StopTimeout) unless it is stopped.
-func (d *Docker) Stop(ctx context.Context) error {
+func (d *Container) Stop(ctx context.Context) error {
 	c, err := d.inspect(ctx)
 	if err != nil {
 		return err
 	}
-	if st := stateOf(c); st.State == StateStopped {
+	if st := stateOf(c); st.State == svcctl.StateStopped {
 		d.log.Info("svcctl: container not running")
 		return nil
 	}
@@ -189,10 +214,11 @@ func (d *Docker) Stop(ctx context.Context) error {
 	return nil
 }
 
-// LogTail returns the last lines of the container's output.
-func (d *Docker) LogTail(ctx context.Context) (string, error) {
+// LogTail returns the last lines of the container's output (svcctl.LogTailer, so that
+// svcctl.StartHealthy quotes them).
+func (d *Container) LogTail(ctx context.Context) (string, error) {
 	rc, err := d.cli.ContainerLogs(ctx, d.cfg.Container, client.ContainerLogsOptions{
-		ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(tailLines),
+		ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(logTailLines),
 	})
 	if err != nil {
 		return "", fmt.Errorf("svcctl: docker: logs of %s: %w", d.cfg.Container, err)
@@ -205,7 +231,20 @@ func (d *Docker) LogTail(ctx context.Context) (string, error) {
 	var out bytes.Buffer
 	if _, err := stdcopy.StdCopy(&out, &out, bytes.NewReader(raw)); err != nil {
 		// A container with a TTY has a plain stream.
-		return tail(raw), nil
+		return trimTail(raw), nil
 	}
-	return tail(out.Bytes()), nil
+	return trimTail(out.Bytes()), nil
+}
+
+// trimTail trims b and keeps its last logTailBytes, from a line start. The engine already
+// sent only the last logTailLines lines.
+func trimTail(b []byte) string {
+	b = bytes.TrimRight(b, " \t\r\n")
+	if len(b) > logTailBytes {
+		b = b[len(b)-logTailBytes:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 && i < len(b)-1 {
+			b = b[i+1:]
+		}
+	}
+	return strings.TrimSpace(string(b))
 }
