@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/otiai10/copy"
-	"golang.org/x/sys/unix"
 
 	"github.com/restage/restage/internal/atomicfile"
 )
@@ -249,27 +248,34 @@ func (c *copier) skip(info os.FileInfo, src, dest string) (bool, error) {
 
 // unchanged says whether old (in the previous release) can stand for src.
 func (c *copier) unchanged(info os.FileInfo, src, old string) (bool, error) {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return false, nil
-	}
-	var ost unix.Stat_t
-	if err := unix.Lstat(old, &ost); err != nil {
+	ofi, err := os.Lstat(old)
+	if err != nil {
 		return false, err
 	}
-	if ost.Size != st.Size || ost.Mode != st.Mode {
+	if ofi.Size() != info.Size() || ofi.Mode() != info.Mode() {
 		return false, nil
 	}
-	if c.root && (ost.Uid != st.Uid || ost.Gid != st.Gid) {
+	if c.root && !sameOwner(info, ofi) {
 		return false, nil
 	}
-	if ost.Mtim.Sec == st.Mtim.Sec && ost.Mtim.Nsec == st.Mtim.Nsec {
+	if ofi.ModTime().Equal(info.ModTime()) {
 		return true, nil
 	}
 	if c.compare != CompareContent {
 		return false, nil
 	}
 	return sameContent(src, old)
+}
+
+// sameOwner says whether a and b have the same owner and group (false when either
+// does not say).
+func sameOwner(a, b os.FileInfo) bool {
+	sa, ok := a.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	sb, ok := b.Sys().(*syscall.Stat_t)
+	return ok && sa.Uid == sb.Uid && sa.Gid == sb.Gid
 }
 
 func sameContent(a, b string) (bool, error) {
@@ -389,14 +395,4 @@ func installOverlay(root, rel, file string) (added, unlinked bool, err error) {
 		return false, false, err
 	}
 	return added, unlinked, nil
-}
-
-// syncFS flushes the filesystem holding dir.
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
 }

@@ -79,9 +79,10 @@ type Config struct {
 	Compare     Compare // how unchanged files are found; CompareAuto by default
 	// Workers is the number of files copied at once; 0: 4.
 	Workers int
-	// Sync flushes the release to disk (syncfs) before it is renamed into place, so a
-	// power loss cannot leave a complete-looking release with empty files. Off by default:
-	// the next rebuild replaces such a release anyway.
+	// Sync flushes the release to disk before it is renamed into place, so a power loss
+	// cannot leave a complete-looking release with empty files: syncfs(2) of its
+	// filesystem on Linux, an fsync of each of its files and folders elsewhere. Off by
+	// default: the next rebuild replaces such a release anyway.
 	Sync   bool
 	Logger *slog.Logger     // nil: slog.Default()
 	Now    func() time.Time // the clock for release ids; nil: time.Now
