@@ -75,35 +75,67 @@ func (f *Folder) after(version uint) []Migration {
 // no two files may share a version and direction, and every version needs an .up file.
 // Errors wrap ErrMigrations and name the offending files.
 func ReadFolder(dir string) (*Folder, error) {
+	abs, entries, err := readDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files := sortFiles(entries)
+	if problems := files.problems(); len(problems) > 0 {
+		return nil, fmt.Errorf("%w: %s: %s", ErrMigrations, abs, strings.Join(problems, "; "))
+	}
+	f := &Folder{Dir: abs}
+	for _, v := range files.versions() {
+		f.Migrations = append(f.Migrations, Migration{Version: v, Name: files.names[v],
+			Path: filepath.Join(abs, files.byKey[fileKey{v, true}][0])})
+	}
+	if len(f.Migrations) == 0 {
+		return nil, fmt.Errorf("%w: %s holds no migrations (<version>_<name>.up.sql)", ErrMigrations, abs)
+	}
+	return f, nil
+}
+
+// readDir returns the absolute path of the migrations folder dir and its entries.
+func readDir(dir string) (string, []os.DirEntry, error) {
 	if dir == "" {
-		return nil, fmt.Errorf("%w: no migrations folder given", ErrMigrations)
+		return "", nil, fmt.Errorf("%w: no migrations folder given", ErrMigrations)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrMigrations, dir, err)
+		return "", nil, fmt.Errorf("%w: %s: %w", ErrMigrations, dir, err)
 	}
 	fi, err := os.Stat(abs)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w: folder %s does not exist", ErrMigrations, abs)
-		}
-		return nil, fmt.Errorf("%w: %w", ErrMigrations, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("%w: %s is not a folder", ErrMigrations, abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", nil, fmt.Errorf("%w: folder %s does not exist", ErrMigrations, abs)
+	case err != nil:
+		return "", nil, fmt.Errorf("%w: %w", ErrMigrations, err)
+	case !fi.IsDir():
+		return "", nil, fmt.Errorf("%w: %s is not a folder", ErrMigrations, abs)
 	}
 	entries, err := os.ReadDir(abs)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMigrations, err)
+		return "", nil, fmt.Errorf("%w: %w", ErrMigrations, err)
 	}
+	return abs, entries, nil
+}
 
-	type key struct {
-		version uint
-		up      bool
-	}
-	seen := map[key][]string{}
-	names := map[uint]string{}
-	var malformed []string
+// fileKey is a migration file's version and direction.
+type fileKey struct {
+	version uint
+	up      bool
+}
+
+// migrationFiles are a folder's files sorted by what their names say.
+type migrationFiles struct {
+	byKey     map[fileKey][]string // the files of each version and direction
+	names     map[uint]string      // the name part of each version's .up file
+	malformed []string             // files that look like migrations and do not parse
+}
+
+// sortFiles sorts a folder's entries into migrationFiles; folders and files that do not
+// look like migrations are left out.
+func sortFiles(entries []os.DirEntry) migrationFiles {
+	files := migrationFiles{byKey: map[fileKey][]string{}, names: map[uint]string{}}
 	for _, e := range entries {
 		if e.IsDir() {
 			continue
@@ -112,56 +144,59 @@ func ReadFolder(dir string) (*Folder, error) {
 		m := migrationName.FindStringSubmatch(name)
 		if m == nil {
 			if looksLikeMigration(name) {
-				malformed = append(malformed, name)
+				files.malformed = append(files.malformed, name)
 			}
 			continue
 		}
 		v, err := strconv.ParseUint(m[1], 10, 64)
 		if err != nil || uint64(uint(v)) != v || v > 1<<63-1 {
-			malformed = append(malformed, name)
+			files.malformed = append(files.malformed, name)
 			continue
 		}
-		k := key{uint(v), m[3] == "up"}
-		seen[k] = append(seen[k], name)
+		k := fileKey{uint(v), m[3] == "up"}
+		files.byKey[k] = append(files.byKey[k], name)
 		if k.up {
-			names[k.version] = m[2]
+			files.names[k.version] = m[2]
 		}
 	}
+	return files
+}
+
+// problems returns what is wrong with the files, sorted: malformed names, two files for
+// one version and direction, a .down file without its .up file.
+func (files migrationFiles) problems() []string {
 	var problems []string
-	if len(malformed) > 0 {
+	if len(files.malformed) > 0 {
 		problems = append(problems, fmt.Sprintf("malformed migration file names (want <version>_<name>.up.sql / .down.sql): %s",
-			strings.Join(malformed, ", ")))
+			strings.Join(files.malformed, ", ")))
 	}
-	var versions []uint
-	for k, files := range seen {
-		if len(files) > 1 {
-			slices.Sort(files)
+	for k, names := range files.byKey {
+		if len(names) > 1 {
+			slices.Sort(names)
 			dir := "down"
 			if k.up {
 				dir = "up"
 			}
-			problems = append(problems, fmt.Sprintf("duplicate %s migrations for version %d: %s", dir, k.version, strings.Join(files, ", ")))
+			problems = append(problems, fmt.Sprintf("duplicate %s migrations for version %d: %s", dir, k.version, strings.Join(names, ", ")))
 		}
+		if _, ok := files.byKey[fileKey{k.version, true}]; !k.up && !ok {
+			problems = append(problems, fmt.Sprintf("%s has no .up file", names[0]))
+		}
+	}
+	slices.Sort(problems)
+	return problems
+}
+
+// versions returns the versions that have an .up file, in order.
+func (files migrationFiles) versions() []uint {
+	var vs []uint
+	for k := range files.byKey {
 		if k.up {
-			versions = append(versions, k.version)
-		} else if _, ok := seen[key{k.version, true}]; !ok {
-			problems = append(problems, fmt.Sprintf("%s has no .up file", files[0]))
+			vs = append(vs, k.version)
 		}
 	}
-	if len(problems) > 0 {
-		slices.Sort(problems)
-		return nil, fmt.Errorf("%w: %s: %s", ErrMigrations, abs, strings.Join(problems, "; "))
-	}
-	if len(versions) == 0 {
-		return nil, fmt.Errorf("%w: %s holds no migrations (<version>_<name>.up.sql)", ErrMigrations, abs)
-	}
-	slices.Sort(versions)
-	f := &Folder{Dir: abs}
-	for _, v := range versions {
-		file := seen[key{v, true}][0]
-		f.Migrations = append(f.Migrations, Migration{Version: v, Name: names[v], Path: filepath.Join(abs, file)})
-	}
-	return f, nil
+	slices.Sort(vs)
+	return vs
 }
 
 // looksLikeMigration reports whether a file name that does not parse was probably meant to be

@@ -110,6 +110,20 @@ func New(cfg Config) (*MigrateUpgrader, error) {
 // pending migrations. It reads the version table directly and changes nothing (it does not
 // even create the version table). The folder is validated first.
 func (u *MigrateUpgrader) Status(ctx context.Context, t Target) (*Status, error) {
+	_, st, err := u.statusOf(ctx, t)
+	return st, err
+}
+
+// call is what every call of MigrateUpgrader starts from: the target's validated folder
+// and connection configuration, and the secrets its errors must not show.
+type call struct {
+	folder *Folder
+	cfg    *pgx.ConnConfig
+	sec    secrets
+}
+
+// prepare validates t's folder, then its DSN and role; nothing touches the database.
+func prepare(t Target) (*call, error) {
 	folder, err := ReadFolder(t.Dir)
 	if err != nil {
 		return nil, err
@@ -118,11 +132,51 @@ func (u *MigrateUpgrader) Status(ctx context.Context, t Target) (*Status, error)
 	if err != nil {
 		return nil, err
 	}
-	st, err := u.status(ctx, cfg, folder)
+	return &call{folder: folder, cfg: cfg, sec: sec}, nil
+}
+
+// statusOf prepares the call and reads the database's status against the folder.
+func (u *MigrateUpgrader) statusOf(ctx context.Context, t Target) (*call, *Status, error) {
+	c, err := prepare(t)
 	if err != nil {
-		return nil, sec.wrap(err)
+		return nil, nil, err
 	}
-	return st, nil
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	st, err := u.status(ctx, c.cfg, c.folder)
+	if err != nil {
+		return nil, nil, c.sec.wrap(err)
+	}
+	return c, st, nil
+}
+
+// checkedStatus is statusOf, refusing a database Upgrade would refuse before running
+// anything (dirty, or ahead of the folder).
+func (u *MigrateUpgrader) checkedStatus(ctx context.Context, t Target) (*call, *Status, error) {
+	c, st, err := u.statusOf(ctx, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := check(st, c.folder, c.cfg.Database); err != nil {
+		return nil, nil, err
+	}
+	return c, st, nil
+}
+
+// withSession runs fn on a golang-migrate session over c's database and closes it before
+// it returns (a close error is returned when fn succeeded).
+func (u *MigrateUpgrader) withSession(ctx context.Context, c *call, fn func(s *session) error) (err error) {
+	s, err := u.open(ctx, c.cfg, c.folder)
+	if err != nil {
+		return c.sec.wrap(err)
+	}
+	defer func() {
+		if cerr := s.close(ctx); cerr != nil && err == nil {
+			err = c.sec.wrap(cerr)
+		}
+	}()
+	return fn(s)
 }
 
 func (u *MigrateUpgrader) status(ctx context.Context, cfg *pgx.ConnConfig, folder *Folder) (*Status, error) {
@@ -245,19 +299,8 @@ func (e *sentinelError) Unwrap() error { return e.sentinel }
 // Plan returns the migrations Upgrade would run, in order, without running them; it fails
 // as Upgrade would for a bad folder or a dirty or ahead database.
 func (u *MigrateUpgrader) Plan(ctx context.Context, t Target) ([]Migration, error) {
-	folder, err := ReadFolder(t.Dir)
+	_, st, err := u.checkedStatus(ctx, t)
 	if err != nil {
-		return nil, err
-	}
-	cfg, sec, err := targetConfig(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := u.status(ctx, cfg, folder)
-	if err != nil {
-		return nil, sec.wrap(err)
-	}
-	if err := check(st, folder, cfg.Database); err != nil {
 		return nil, err
 	}
 	return st.Pending, nil
@@ -276,56 +319,38 @@ func (u *MigrateUpgrader) Plan(ctx context.Context, t Target) ([]Migration, erro
 // that migration's version (a migration without BEGIN/COMMIT of its own is rolled back as
 // a whole). A failing migration returns a *MigrationError naming the file and
 // PostgreSQL's message and position.
-func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, err error) {
-	folder, err := ReadFolder(t.Dir)
+func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (*Result, error) {
+	c, st, err := u.checkedStatus(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	cfg, sec, err := targetConfig(t)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	st, err := u.status(ctx, cfg, folder)
-	if err != nil {
-		return nil, sec.wrap(err)
-	}
-	if err := check(st, folder, cfg.Database); err != nil {
-		return nil, err
-	}
-	res = &Result{From: st.Version, To: st.Version}
+	res := &Result{From: st.Version, To: st.Version}
 	if len(st.Pending) == 0 {
 		u.log.InfoContext(ctx, "schema: up to date", LogKeyVersion, st.Version)
 		return res, nil
 	}
-	u.log.InfoContext(ctx, "schema: upgrading", LogKeyFrom, st.Version, LogKeyTo, folder.Latest(), LogKeyPending, len(st.Pending))
+	u.log.InfoContext(ctx, "schema: upgrading", LogKeyFrom, st.Version, LogKeyTo, c.folder.Latest(), LogKeyPending, len(st.Pending))
+	err = u.withSession(ctx, c, func(s *session) error { return u.apply(ctx, s, c, st, res) })
+	return res, err
+}
 
-	s, err := u.open(ctx, cfg, folder)
-	if err != nil {
-		return nil, sec.wrap(err)
-	}
-	defer func() {
-		if cerr := s.close(ctx); cerr != nil && err == nil {
-			err = sec.wrap(cerr)
-		}
-	}()
-
+// apply runs st's pending migrations one at a time on s, recording each in res, then
+// checks that the database is at the folder's latest version.
+func (u *MigrateUpgrader) apply(ctx context.Context, s *session, c *call, st *Status, res *Result) error {
 	for i, mig := range st.Pending {
 		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("schema: stopped before %s (%d of %d pending migrations applied; database %s is clean at version %s): %w",
-				mig.Path, i, len(st.Pending), cfg.Database, versionText(res.To, i > 0 || st.HasVersion), err)
+			return fmt.Errorf("schema: stopped before %s (%d of %d pending migrations applied; database %s is clean at version %s): %w",
+				mig.Path, i, len(st.Pending), c.cfg.Database, versionText(res.To, i > 0 || st.HasVersion), err)
 		}
 		start := time.Now()
 		err := s.step(ctx)
 		d := time.Since(start)
 		if err != nil {
-			return res, sec.wrap(s.stepError(ctx, mig, folder, err))
+			return c.sec.wrap(s.stepError(ctx, mig, c.folder, err))
 		}
 		v, dirty, verr := s.m.Version()
 		if verr != nil || dirty || v != mig.Version {
-			return res, sec.wrap(s.stepError(ctx, mig, folder, fmt.Errorf("after the migration the version is %d (dirty %v, err %v), want %d", v, dirty, verr, mig.Version)))
+			return c.sec.wrap(s.stepError(ctx, mig, c.folder, fmt.Errorf("after the migration the version is %d (dirty %v, err %v), want %d", v, dirty, verr, mig.Version)))
 		}
 		a := Applied{Migration: mig, Duration: d}
 		res.Applied = append(res.Applied, a)
@@ -335,15 +360,14 @@ func (u *MigrateUpgrader) Upgrade(ctx context.Context, t Target) (res *Result, e
 			u.onApplied(a)
 		}
 	}
-
 	v, dirty, err := s.m.Version()
 	if err != nil {
-		return res, sec.wrap(fmt.Errorf("schema: read version of %s after upgrade: %w", cfg.Database, err))
+		return c.sec.wrap(fmt.Errorf("schema: read version of %s after upgrade: %w", c.cfg.Database, err))
 	}
-	if dirty || v != folder.Latest() {
-		return res, fmt.Errorf("%w: database %s is at %d (dirty %v), code's latest is %d", ErrMismatch, cfg.Database, v, dirty, folder.Latest())
+	if dirty || v != c.folder.Latest() {
+		return fmt.Errorf("%w: database %s is at %d (dirty %v), code's latest is %d", ErrMismatch, c.cfg.Database, v, dirty, c.folder.Latest())
 	}
-	return res, nil
+	return nil
 }
 
 func versionText(v uint, has bool) string {
@@ -356,33 +380,22 @@ func versionText(v uint, has bool) string {
 // Force sets the database's version to version and clears the dirty flag, without running
 // anything: the explicit, separate step after fixing a dirty database by hand. version must
 // be one of the folder's versions, or -1 for "no migration applied".
-func (u *MigrateUpgrader) Force(ctx context.Context, t Target, version int) (err error) {
-	folder, err := ReadFolder(t.Dir)
+func (u *MigrateUpgrader) Force(ctx context.Context, t Target, version int) error {
+	c, err := prepare(t)
 	if err != nil {
 		return err
 	}
-	if version < -1 || (version >= 0 && !folder.Has(uint(version))) {
+	if version < -1 || (version >= 0 && !c.folder.Has(uint(version))) {
 		return fmt.Errorf("%w: cannot force version %d: not a migration in %s (it knows %s; -1 means none)",
-			ErrMigrations, version, folder.Dir, versionList(folder))
+			ErrMigrations, version, c.folder.Dir, versionList(c.folder))
 	}
-	cfg, sec, err := targetConfig(t)
-	if err != nil {
-		return err
-	}
-	s, err := u.open(ctx, cfg, folder)
-	if err != nil {
-		return sec.wrap(err)
-	}
-	defer func() {
-		if cerr := s.close(ctx); cerr != nil && err == nil {
-			err = sec.wrap(cerr)
+	return u.withSession(ctx, c, func(s *session) error {
+		if err := s.m.Force(version); err != nil {
+			return c.sec.wrap(fmt.Errorf("schema: force %s to version %d: %w", c.cfg.Database, version, err))
 		}
-	}()
-	if err := s.m.Force(version); err != nil {
-		return sec.wrap(fmt.Errorf("schema: force %s to version %d: %w", cfg.Database, version, err))
-	}
-	u.log.WarnContext(ctx, "schema: forced version", LogKeyVersion, version)
-	return nil
+		u.log.WarnContext(ctx, "schema: forced version", LogKeyVersion, version)
+		return nil
+	})
 }
 
 // MigrationError is a migration that failed: PostgreSQL rejected it, or it was interrupted.

@@ -526,12 +526,7 @@ func TestCancelStopsBetweenMigrations(t *testing.T) {
 // error naming migration 2, whose changes are rolled back; 3 does not start.
 func TestCancelDuringMigrationStopsIt(t *testing.T) {
 	f := newFixture(t)
-	f.write(t, three)
-	f.write(t, map[string]string{"2_email.up.sql": "SELECT pg_advisory_xact_lock(4242);\n" + three["2_email.up.sql"]})
-	holder := f.srv.Connect(t, f.db)
-	if _, err := holder.Exec(ctxFor(t), "SELECT pg_advisory_lock(4242)"); err != nil {
-		t.Fatal(err)
-	}
+	holder, blocked := f.blockMigration2(t, 4242)
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	defer cancel()
 	type out struct {
@@ -544,14 +539,7 @@ func TestCancelDuringMigrationStopsIt(t *testing.T) {
 		res, err := u.Upgrade(ctx, f.target())
 		done <- out{res, err}
 	}()
-	// Wait until migration 2 is blocked on the lock.
-	deadline := time.Now().Add(2 * time.Minute)
-	for f.srv.QueryInt(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_advisory_xact_lock(4242)%' AND wait_event_type = 'Lock'", f.db) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("migration 2 never started")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	blocked()
 	cancel()
 	var o out
 	select {
@@ -632,6 +620,33 @@ func TestDeadlineStopsRunningMigration(t *testing.T) {
 	}
 	if n := f.srv.QueryInt(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(120)%'", f.db); n != 0 {
 		t.Fatal("pg_sleep(120) still runs on the server")
+	}
+}
+
+// blockMigration2 writes the three migrations, migration 2 first waiting for the
+// advisory lock key, which it takes on a connection of the test (holder) until holder is
+// closed. blocked waits until migration 2 waits for that lock and returns a query
+// selecting the pid of the backend that runs it (its parameter $1 is the database name).
+func (f *fixture) blockMigration2(t testing.TB, key int) (holder *pgx.Conn, blocked func() string) {
+	t.Helper()
+	lock := fmt.Sprintf("pg_advisory_xact_lock(%d)", key)
+	f.write(t, three)
+	f.write(t, map[string]string{"2_email.up.sql": "SELECT " + lock + ";\n" + three["2_email.up.sql"]})
+	holder = f.srv.Connect(t, f.db)
+	if _, err := holder.Exec(ctxFor(t), fmt.Sprintf("SELECT pg_advisory_lock(%d)", key)); err != nil {
+		t.Fatal(err)
+	}
+	waiting := "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%" + lock + "%' AND wait_event_type = 'Lock'"
+	return holder, func() string {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for f.srv.QueryInt(t, "postgres", "SELECT count(*) FROM ("+waiting+") w", f.db) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("migration 2 never started")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return waiting
 	}
 }
 
@@ -853,26 +868,14 @@ func TestMigrationTimeoutLeavesDirtyAndSaysSo(t *testing.T) {
 // operator's pg_terminate_backend, a restart); the error says the database is dirty at 2.
 func TestTerminatedMigrationReportsDirty(t *testing.T) {
 	f := newFixture(t)
-	f.write(t, three)
-	f.write(t, map[string]string{"2_email.up.sql": "SELECT pg_advisory_xact_lock(4343);\n" + three["2_email.up.sql"]})
-	holder := f.srv.Connect(t, f.db)
-	if _, err := holder.Exec(ctxFor(t), "SELECT pg_advisory_lock(4343)"); err != nil {
-		t.Fatal(err)
-	}
+	holder, blocked := f.blockMigration2(t, 4343)
 	done := make(chan error, 1)
 	u := newUpgrader(t, schema.Config{})
 	go func() {
 		_, err := u.Upgrade(ctxFor(t), f.target())
 		done <- err
 	}()
-	waiting := "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_advisory_xact_lock(4343)%' AND wait_event_type = 'Lock'"
-	deadline := time.Now().Add(2 * time.Minute)
-	for f.srv.QueryInt(t, "postgres", "SELECT count(*) FROM ("+waiting+") w", f.db) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("migration 2 never started")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waiting := blocked()
 	f.srv.QueryInt(t, "postgres", "SELECT count(pg_terminate_backend(pid)) FROM ("+waiting+") w", f.db)
 	err := <-done
 	if !errors.Is(err, schema.ErrMigrationFailed) || !errors.Is(err, schema.ErrDirty) || !strings.Contains(err.Error(), "dirty at version 2") {
