@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	robfig "github.com/robfig/cron/v3"
+	cronspec "github.com/netresearch/go-cron"
 
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
@@ -85,6 +85,9 @@ type Job struct {
 	// Schedule is a standard 5-field cron expression ("*/5 * * * *"), optionally
 	// prefixed by CRON_TZ=<zone>, or a descriptor such as @hourly or @daily (not
 	// @every). Without CRON_TZ it is read in the time zone of the time given to RunOnce.
+	// As in cron(8), a job whose day of month and day of week are both restricted runs
+	// on the days that match either. A range may wrap around ("0 22-2 * * *": 22:00 to
+	// 02:00; "FRI-MON").
 	Schedule string `toml:"schedule"`
 	// Command is the argv, run without a shell. A bare name is looked up in PATH; a
 	// relative path is relative to Dir. Required.
@@ -185,24 +188,25 @@ func (c *Config) Validate() error {
 // enabled reports the environment-level switch.
 func (c *Config) enabled() bool { return c.Enabled == nil || *c.Enabled }
 
-// parseSchedule parses a cron expression with robfig/cron's standard parser, refusing
-// @every (it depends on when the runner started, not on the clock).
-func parseSchedule(spec string) (s robfig.Schedule, err error) {
-	rest := strings.TrimSpace(spec)
-	if strings.HasPrefix(rest, "TZ=") || strings.HasPrefix(rest, "CRON_TZ=") {
-		i := strings.IndexAny(rest, " \t")
-		if i < 0 {
-			return nil, errors.New("time zone without an expression")
-		}
-		rest = strings.TrimSpace(rest[i:])
+// scheduleOptions are the fields and syntax of Job.Schedule: the five standard fields
+// and descriptors, with day of month and day of week OR-ed when both are restricted,
+// as cron(8) does ("0 0 1 * MON": the 1st and every Monday). go-cron's default is AND.
+const scheduleOptions = cronspec.Minute | cronspec.Hour | cronspec.Dom | cronspec.Month | cronspec.Dow |
+	cronspec.Descriptor | cronspec.DowOrDom
+
+// parseSchedule parses a cron expression (see Job.Schedule), refusing @every (it
+// depends on when the runner started, not on the clock).
+func parseSchedule(spec string) (cronspec.Schedule, error) {
+	f := strings.Fields(spec)
+	if len(f) > 0 && (strings.HasPrefix(f[0], "TZ=") || strings.HasPrefix(f[0], "CRON_TZ=")) {
+		f = f[1:]
 	}
-	if strings.HasPrefix(rest, "@every") {
+	if len(f) > 0 && strings.HasPrefix(f[0], "@every") {
 		return nil, errors.New("@every is not supported: use a 5-field expression such as \"*/5 * * * *\"")
 	}
-	defer func() { // the parser panics on some malformed input
-		if p := recover(); p != nil {
-			s, err = nil, fmt.Errorf("malformed expression: %v", p)
-		}
-	}()
-	return robfig.ParseStandard(spec)
+	p, err := cronspec.TryNewParser(scheduleOptions)
+	if err != nil {
+		return nil, err
+	}
+	return p.Parse(spec)
 }

@@ -155,3 +155,84 @@ func TestScheduleTimeZone(t *testing.T) {
 		t.Fatalf("%s", got)
 	}
 }
+
+// validateSchedule runs spec through Config.Validate, as a config file's would be.
+func validateSchedule(spec string) error {
+	cfg := cron.Config{Environment: "s", LockFile: "l", StateDir: "s",
+		Jobs: []cron.Job{{Name: "a", Schedule: spec, Command: []string{"true"}}}}
+	return cfg.Validate()
+}
+
+// Schedules that made robfig/cron panic (its issues 470 and 554, and a tab after the
+// zone) are config errors naming the key: the parser returns errors, and nothing
+// recovers from a panic any more.
+func TestScheduleInputsThatPanickedAreErrors(t *testing.T) {
+	for _, spec := range []string{"TZ=0", "TZ=TZ=TZ=", "TZ=", "CRON_TZ=", "CRON_TZ=UTC\t*", "CRON_TZ=UTC\t* * * * *",
+		"TZ= * * * * *", "CRON_TZ=UTC\t@every 5m", "@every", "@reboot", "H * * * *", "0 0 L * *", "*/0 * * * *"} {
+		err := validateSchedule(spec)
+		if !errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), `job "a": schedule`) {
+			t.Errorf("schedule %q: err = %v, want a config error naming the job's schedule", spec, err)
+		}
+	}
+}
+
+// FuzzSchedule: no schedule makes Validate panic, and one it accepts yields due minutes
+// after the time asked, whole minutes, or none at all. (go test runs the seeds.)
+func FuzzSchedule(f *testing.F) {
+	for _, s := range []string{"* * * * *", "*/5 * * * *", "0 3 * * MON-FRI", "0 0 1 * MON", "0 22-2 * * *", "@hourly",
+		"CRON_TZ=Europe/Paris 0 13 * * *", "TZ=0", "TZ=TZ=TZ=", "CRON_TZ=UTC\t*", "0 0 31 2 *", "60 * * * *", "1-2-3 * * * *"} {
+		f.Add(s)
+	}
+	from := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, spec string) {
+		if validateSchedule(spec) != nil {
+			return
+		}
+		e := newEnv(t)
+		r, err := cron.New(e.config(cron.Job{Name: "a", Schedule: spec, Command: []string{"true"}}))
+		if err != nil {
+			t.Fatalf("Validate accepted %q, New did not: %v", spec, err)
+		}
+		sts, err := r.Status(t.Context(), from)
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("Status: %v %v", sts, err)
+		}
+		if next := sts[0].Next; !next.IsZero() && (!next.After(from) || next.Second() != 0) {
+			t.Fatalf("schedule %q: next %v after %v", spec, next, from)
+		}
+	})
+}
+
+// The days and ranges of a schedule mean what they mean to cron(8): a restricted day
+// of month and day of week are OR-ed (go-cron's default is AND), and a range may wrap.
+func TestScheduleSemantics(t *testing.T) {
+	day := func(d, h int) time.Time { return time.Date(2026, 11, d, h, 0, 0, 0, time.UTC) }
+	for _, tc := range []struct {
+		spec     string
+		from     time.Time
+		wantNext time.Time
+	}{
+		// Wednesday 25 November: the next Monday (30th) comes before the next 1st.
+		{"0 0 1 * MON", day(25, 12), day(30, 0)},
+		{"0 0 1 * MON", day(30, 0), time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)},
+		{"0 0 * * MON", day(25, 12), day(30, 0)},
+		{"0 0 1 * *", day(25, 12), time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)},
+		// From 22:00 through 02:00.
+		{"0 22-2 * * *", day(25, 12), day(25, 22)},
+		{"0 22-2 * * *", day(25, 23), day(26, 0)},
+		{"0 22-2 * * *", day(26, 2), day(26, 22)},
+		// Friday to Monday, from Tuesday 24 November.
+		{"0 0 * * FRI-MON", day(24, 12), day(27, 0)},
+		{"0 0 * * FRI-MON", day(30, 0), time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)},
+	} {
+		e := newEnv(t)
+		r := newRunner(t, e.config(cron.Job{Name: "a", Schedule: tc.spec, Command: []string{"true"}}))
+		sts, err := r.Status(t.Context(), tc.from)
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("Status: %v %v", sts, err)
+		}
+		if got := sts[0].Next; !got.Equal(tc.wantNext) {
+			t.Errorf("%q after %s: next %s, want %s", tc.spec, tc.from.Format(time.DateTime), got.Format(time.DateTime), tc.wantNext.Format(time.DateTime))
+		}
+	}
+}

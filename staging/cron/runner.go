@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	robfig "github.com/robfig/cron/v3"
+	cronspec "github.com/netresearch/go-cron"
 
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
@@ -143,7 +143,7 @@ type Runner struct {
 
 type job struct {
 	Job
-	sched   robfig.Schedule
+	sched   cronspec.Schedule
 	timeout time.Duration
 	dir     string
 }
