@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,37 +42,89 @@ func (s *SymlinkSyncer) Build(ctx context.Context, src Source) (_ *Release, err 
 	if err := s.removeLeftovers(); err != nil {
 		return nil, fmt.Errorf("codesync: removing leftovers: %w", err)
 	}
-	tree, err := src.Open(ctx)
+	tree, srcDir, err := s.openTree(ctx, src)
 	if err != nil {
 		return nil, err
 	}
+	defer s.closeTree(tree)
+	r, prev, err := s.newRelease(ctx, tree.Revision)
+	if err != nil {
+		return nil, err
+	}
+	partial := r.Dir + ".partial"
 	defer func() {
-		if tree.Close != nil {
-			if cerr := tree.Close(); cerr != nil {
-				s.log.Warn("codesync: closing source tree", logPath, tree.Dir, "err", cerr)
+		if err != nil {
+			if rerr := removeTree(partial); rerr != nil {
+				s.log.Error("codesync: removing failed build", logPath, partial, "err", rerr)
 			}
 		}
 	}()
-	if err := checkDir(tree.Dir); err != nil {
-		return nil, fmt.Errorf("codesync: source %s: %w", tree.Revision, err)
+	s.log.Info("codesync: building release", logRelease, r.ID, logSource, tree.Revision.String(), "link_from", filepath.Base(prev))
+	c := s.newCopier(srcDir, prev, tree.Revision)
+	if err := c.run(ctx, partial); err != nil {
+		return nil, fmt.Errorf("codesync: building release %s from %s: %w", r.ID, tree.Revision, err)
 	}
-	srcDir, err := filepath.Abs(tree.Dir)
+	if err := c.installOverlays(partial); err != nil {
+		return nil, fmt.Errorf("codesync: release %s: %w", r.ID, err)
+	}
+	r.Files, r.Linked = int(c.files.Load()), int(c.linked.Load())
+	if err := s.complete(ctx, partial, r); err != nil {
+		return nil, err
+	}
+	s.log.Info("codesync: built release", logRelease, r.ID, logFiles, r.Files, logLinked, r.Linked,
+		logElapsed, time.Since(start).Round(time.Millisecond))
+	return r, nil
+}
+
+// openTree opens src and returns its tree and the real path of its folder (a link to
+// the folder is resolved: the folder is copied, not the link).
+func (s *SymlinkSyncer) openTree(ctx context.Context, src Source) (_ *Tree, dir string, err error) {
+	tree, err := src.Open(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			s.closeTree(tree)
+		}
+	}()
+	if err := checkDir(tree.Dir); err != nil {
+		return nil, "", fmt.Errorf("codesync: source %s: %w", tree.Revision, err)
+	}
+	dir, err = filepath.Abs(tree.Dir)
 	if err == nil {
-		srcDir, err = filepath.EvalSymlinks(srcDir) // copy the folder, not a link to it
+		dir, err = filepath.EvalSymlinks(dir)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("codesync: source %s: %w", tree.Revision, err)
+		return nil, "", fmt.Errorf("codesync: source %s: %w", tree.Revision, err)
 	}
+	return tree, dir, nil
+}
+
+// closeTree releases a source's tree, logging a failure (the release is built by then,
+// or failed for another reason).
+func (s *SymlinkSyncer) closeTree(tree *Tree) {
+	if tree.Close == nil {
+		return
+	}
+	if err := tree.Close(); err != nil {
+		s.log.Warn("codesync: closing source tree", logPath, tree.Dir, "err", err)
+	}
+}
+
+// newRelease returns the release to build from rev, with an ID after every release's
+// (those with unreadable metadata too), and the folder of the newest complete release to
+// hard-link from ("" when there is none).
+func (s *SymlinkSyncer) newRelease(ctx context.Context, rev Revision) (*Release, string, error) {
 	list, err := s.List(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	last, prev := "", ""
 	if len(list) > 0 {
-		last = list[len(list)-1].ID
-		prev = list[len(list)-1].Dir
+		last, prev = list[len(list)-1].ID, list[len(list)-1].Dir
 	}
-	if entries, err := os.ReadDir(s.releases); err == nil { // ids of unreadable releases too
+	if entries, err := os.ReadDir(s.releases); err == nil {
 		for _, e := range entries {
 			if idPattern.MatchString(e.Name()) && e.Name() > last {
 				last = e.Name()
@@ -80,86 +133,47 @@ func (s *SymlinkSyncer) Build(ctx context.Context, src Source) (_ *Release, err 
 	}
 	created := s.cfg.Now().UTC()
 	id := nextID(created, last)
-	partial := filepath.Join(s.releases, id+".partial")
-	final := filepath.Join(s.releases, id)
-	defer func() {
-		if err != nil {
-			if rerr := removeTree(partial); rerr != nil {
-				s.log.Error("codesync: removing failed build", logPath, partial, "err", rerr)
-			}
-		}
-	}()
-	c := &copier{
-		s:       s,
-		src:     srcDir,
-		prev:    prev,
-		compare: s.cfg.Compare,
-		root:    os.Geteuid() == 0,
-	}
+	return &Release{ID: id, Dir: filepath.Join(s.releases, id), Revision: rev, Created: created, State: StateBuilt}, prev, nil
+}
+
+// newCopier returns the copier of a tree at srcDir that links unchanged files from the
+// release folder prev (unless Config.NoHardLinks) and compares files as Config.Compare
+// says: CompareAuto is by content for a tree with a commit (its times are the commit's).
+func (s *SymlinkSyncer) newCopier(srcDir, prev string, rev Revision) *copier {
+	c := &copier{s: s, src: srcDir, prev: prev, compare: s.cfg.Compare, root: os.Geteuid() == 0}
 	if s.cfg.NoHardLinks {
 		c.prev = ""
 	}
 	if c.compare == CompareAuto {
 		c.compare = CompareStat
-		if tree.Revision.Commit != "" {
+		if rev.Commit != "" {
 			c.compare = CompareContent
 		}
 	}
-	s.log.Info("codesync: building release", logRelease, id, logSource, tree.Revision.String(), "link_from", filepath.Base(prev))
-	if err := c.run(ctx, partial); err != nil {
-		return nil, fmt.Errorf("codesync: building release %s from %s: %w", id, tree.Revision, err)
-	}
-	for _, rel := range slices.Sorted(mapKeys(s.cfg.Overlay)) {
-		added, unlinked, err := installOverlay(partial, rel, s.cfg.Overlay[rel])
-		if err != nil {
-			return nil, fmt.Errorf("codesync: release %s: overlay %s: %w", id, rel, err)
-		}
-		if added {
-			c.files.Add(1)
-		}
-		if unlinked {
-			c.linked.Add(-1)
-		}
-	}
-	r := &Release{
-		ID:       id,
-		Dir:      final,
-		Revision: tree.Revision,
-		Created:  created,
-		State:    StateBuilt,
-		Files:    int(c.files.Load()),
-		Linked:   int(c.linked.Load()),
-	}
+	return c
+}
+
+// complete writes r's metadata into the built tree at partial, flushes it when
+// Config.Sync says so, and renames it to r.Dir: the release is then complete.
+func (s *SymlinkSyncer) complete(ctx context.Context, partial string, r *Release) error {
 	if err := writeMetadata(partial, r); err != nil {
-		return nil, fmt.Errorf("codesync: release %s: metadata: %w", id, err)
+		return fmt.Errorf("codesync: release %s: metadata: %w", r.ID, err)
 	}
 	if s.cfg.Sync {
 		if err := syncFS(partial); err != nil {
-			return nil, fmt.Errorf("codesync: release %s: sync: %w", id, err)
+			return fmt.Errorf("codesync: release %s: sync: %w", r.ID, err)
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("codesync: building release %s: %w", id, err)
+		return fmt.Errorf("codesync: building release %s: %w", r.ID, err)
 	}
-	if err := os.Rename(partial, final); err != nil {
-		return nil, fmt.Errorf("codesync: release %s: %w", id, err)
+	if err := os.Rename(partial, r.Dir); err != nil {
+		return fmt.Errorf("codesync: release %s: %w", r.ID, err)
 	}
 	if err := atomicfile.SyncDir(s.releases); err != nil {
-		return nil, fmt.Errorf("codesync: release %s: sync releases folder: %w", id, err)
+		return fmt.Errorf("codesync: release %s: sync releases folder: %w", r.ID, err)
 	}
-	s.log.Info("codesync: built release", logRelease, id, logFiles, r.Files, logLinked, r.Linked,
-		logElapsed, time.Since(start).Round(time.Millisecond))
-	return r, nil
-}
-
-func mapKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return nil
 }
 
 // copier copies one tree with otiai10/copy; its Skip hook excludes, checks symlinks and
@@ -306,6 +320,24 @@ func sameContent(a, b string) (bool, error) {
 			return false, errb
 		}
 	}
+}
+
+// installOverlays installs Config.Overlay into the tree at root, keeping the counts of
+// files and linked files right.
+func (c *copier) installOverlays(root string) error {
+	for _, rel := range slices.Sorted(maps.Keys(c.s.cfg.Overlay)) {
+		added, unlinked, err := installOverlay(root, rel, c.s.cfg.Overlay[rel])
+		if err != nil {
+			return fmt.Errorf("overlay %s: %w", rel, err)
+		}
+		if added {
+			c.files.Add(1)
+		}
+		if unlinked {
+			c.linked.Add(-1)
+		}
+	}
+	return nil
 }
 
 // excluded says whether the tree-relative path rel matches an exclude pattern.

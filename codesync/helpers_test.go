@@ -262,6 +262,19 @@ func (g *gitRepo) mktree(entries []string, trees map[string][]string) string {
 	return g.runStdin(list.String(), "mktree")
 }
 
+// committedRepo returns a repository whose branch main holds suiteFiles, and the path of
+// the git program (for fakeGit scripts that end up running it).
+func committedRepo(tb testing.TB) (*gitRepo, string) {
+	tb.Helper()
+	g := newGitRepo(tb) // skips without git
+	g.commit("one", suiteFiles)
+	realGit, err := exec.LookPath("git")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return g, realGit
+}
+
 // commit writes files and commits them; it returns the commit id.
 func (g *gitRepo) commit(msg string, files map[string]string) string {
 	g.tb.Helper()

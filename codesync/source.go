@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -402,23 +403,7 @@ func untar(ctx context.Context, r io.Reader, dir string) (commit string, err err
 		return "", err
 	}
 	defer root.Close()
-	const implicitDir byte = 0xff // a parent folder made for an entry before its own entry
-	made := map[string]byte{}     // name: the tar type flag of the entry that made it
-	kind := func(flag byte) string {
-		switch flag {
-		case tar.TypeDir, implicitDir:
-			return "a folder"
-		case tar.TypeSymlink:
-			return "a symlink"
-		}
-		return "a file"
-	}
-	type dirAttr struct {
-		name string
-		mode fs.FileMode
-		t    time.Time
-	}
-	var dirs []dirAttr
+	u := &unpacker{root: root, made: map[string]byte{}}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -435,76 +420,132 @@ func untar(ctx context.Context, r io.Reader, dir string) (commit string, err err
 			commit = h.PAXRecords["comment"]
 			continue
 		}
-		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
-		if name == "" || name == "." || !filepath.IsLocal(name) || filepath.Clean(name) != name {
-			return "", fmt.Errorf("%w: unsafe path %q", ErrUnsafeTree, h.Name)
-		}
-		switch h.Typeflag {
-		case tar.TypeDir, tar.TypeReg, tar.TypeSymlink:
-		default:
-			continue // submodules and other entries git does not export as files
-		}
-		if flag, dup := made[name]; dup && !(flag == implicitDir && h.Typeflag == tar.TypeDir) {
-			return "", fmt.Errorf("%w: %q appears twice (%s, then %s)", ErrUnsafeTree, filepath.ToSlash(name), kind(flag), kind(h.Typeflag))
-		}
-		var parents []string
-		for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
-			parents = append(parents, p)
-		}
-		for i := len(parents) - 1; i >= 0; i-- {
-			p := parents[i]
-			flag, ok := made[p]
-			switch {
-			case !ok:
-				if err := root.Mkdir(p, 0o755); err != nil {
-					return "", err
-				}
-				made[p] = implicitDir
-			case flag != tar.TypeDir && flag != implicitDir:
-				return "", fmt.Errorf("%w: %q is under %q, which is %s", ErrUnsafeTree, filepath.ToSlash(name), filepath.ToSlash(p), kind(flag))
-			}
-		}
-		mode := fs.FileMode(h.Mode).Perm()
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if _, implicit := made[name]; !implicit { // the check above: made only as a parent
-				if err := root.Mkdir(name, 0o755); err != nil {
-					return "", err
-				}
-			}
-			dirs = append(dirs, dirAttr{name, mode, h.ModTime})
-		case tar.TypeReg:
-			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-			if err != nil {
-				return "", err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return "", err
-			}
-			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
-				return "", err
-			}
-		case tar.TypeSymlink:
-			if err := root.Symlink(h.Linkname, name); err != nil {
-				return "", err
-			}
-		}
-		made[name] = h.Typeflag
-	}
-	for i := len(dirs) - 1; i >= 0; i-- { // innermost first: a folder's time is its last change
-		d := dirs[i]
-		if err := root.Chmod(d.name, d.mode); err != nil {
-			return "", err
-		}
-		if err := root.Chtimes(d.name, d.t, d.t); err != nil {
+		if err := u.entry(h, tr); err != nil {
 			return "", err
 		}
 	}
-	return commit, nil
+	return commit, u.finishDirs()
+}
+
+// implicitDir is the type flag unpacker records for a parent folder it made for an
+// entry before (or without) the folder's own entry.
+const implicitDir byte = 0xff
+
+// unpacker writes the entries of one tar stream through root.
+type unpacker struct {
+	root *os.Root
+	made map[string]byte // name: the type flag of the entry that made it
+	dirs []dirAttr       // folders' modes and times, set once everything is in them
+}
+
+// dirAttr is a folder entry's mode and time.
+type dirAttr struct {
+	name string
+	mode fs.FileMode
+	t    time.Time
+}
+
+// entry writes one entry (a folder, a file or a symlink; others are skipped) after
+// checking that its name is clean and new, and making its missing parents.
+func (u *unpacker) entry(h *tar.Header, r io.Reader) error {
+	name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
+	if name == "" || name == "." || !filepath.IsLocal(name) || filepath.Clean(name) != name {
+		return fmt.Errorf("%w: unsafe path %q", ErrUnsafeTree, h.Name)
+	}
+	switch h.Typeflag {
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink:
+	default:
+		return nil // submodules and other entries git does not export as files
+	}
+	if flag, dup := u.made[name]; dup && !(flag == implicitDir && h.Typeflag == tar.TypeDir) {
+		return fmt.Errorf("%w: %q appears twice (%s, then %s)", ErrUnsafeTree, filepath.ToSlash(name), kind(flag), kind(h.Typeflag))
+	}
+	if err := u.parents(name); err != nil {
+		return err
+	}
+	mode := fs.FileMode(h.Mode).Perm()
+	switch h.Typeflag {
+	case tar.TypeDir:
+		if _, implicit := u.made[name]; !implicit { // the check above: made only as a parent
+			if err := u.root.Mkdir(name, 0o755); err != nil {
+				return err
+			}
+		}
+		u.dirs = append(u.dirs, dirAttr{name, mode, h.ModTime})
+	case tar.TypeReg:
+		if err := u.file(name, mode, h.ModTime, r); err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		if err := u.root.Symlink(h.Linkname, name); err != nil {
+			return err
+		}
+	}
+	u.made[name] = h.Typeflag
+	return nil
+}
+
+// parents makes the missing parent folders of name, outermost first, and refuses a
+// parent that the stream made as a symlink or a file.
+func (u *unpacker) parents(name string) error {
+	var parents []string
+	for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
+		parents = append(parents, p)
+	}
+	for _, p := range slices.Backward(parents) {
+		flag, ok := u.made[p]
+		switch {
+		case !ok:
+			if err := u.root.Mkdir(p, 0o755); err != nil {
+				return err
+			}
+			u.made[p] = implicitDir
+		case flag != tar.TypeDir && flag != implicitDir:
+			return fmt.Errorf("%w: %q is under %q, which is %s", ErrUnsafeTree, filepath.ToSlash(name), filepath.ToSlash(p), kind(flag))
+		}
+	}
+	return nil
+}
+
+// file writes a new regular file with its content from r, its mode and its time.
+func (u *unpacker) file(name string, mode fs.FileMode, t time.Time, r io.Reader) error {
+	f, err := u.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return u.root.Chtimes(name, t, t)
+}
+
+// finishDirs sets the folders' modes and times, innermost first: a folder's time is its
+// last change.
+func (u *unpacker) finishDirs() error {
+	for _, d := range slices.Backward(u.dirs) {
+		if err := u.root.Chmod(d.name, d.mode); err != nil {
+			return err
+		}
+		if err := u.root.Chtimes(d.name, d.t, d.t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kind names what an entry of type flag is, for errors.
+func kind(flag byte) string {
+	switch flag {
+	case tar.TypeDir, implicitDir:
+		return "a folder"
+	case tar.TypeSymlink:
+		return "a symlink"
+	}
+	return "a file"
 }
 
 func (s *GitSource) program() string {

@@ -385,12 +385,7 @@ func TestGitSourceRedactsCredentials(t *testing.T) {
 // TestGitGetsNoSecrets runs GitSource with a git that records its environment before it
 // becomes the real git: a secret of this process must not reach it.
 func TestGitGetsNoSecrets(t *testing.T) {
-	realGit, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("git is not installed")
-	}
-	g := newGitRepo(t)
-	g.commit("one", suiteFiles)
+	g, realGit := committedRepo(t)
 	record := t.TempDir()
 	spy := fakeGit(t, `env > "`+record+`/env.$$"; exec "`+realGit+`" "$@"`)
 	t.Setenv("SMTP_PASSWORD", "hunter2-smtp")
@@ -491,9 +486,7 @@ func TestGitSourceTimeout(t *testing.T) {
 	}
 	t.Run("archive", func(t *testing.T) {
 		// A local repository whose `git archive` hangs (a git that sleeps instead).
-		realGit, _ := exec.LookPath("git")
-		g := newGitRepo(t)
-		g.commit("one", suiteFiles)
+		g, realGit := committedRepo(t)
 		slowArchive := fakeGit(t, `case " $* " in *" archive "*) exec sleep 3;; esac; exec "`+realGit+`" "$@"`)
 		src := &GitSource{Repo: g.dir, Git: slowArchive, TempDir: t.TempDir(), Timeout: bound}
 		start := time.Now()
@@ -535,15 +528,10 @@ func waitGone(t *testing.T, pid string) {
 // TestGitSourceRefusesEmptyArchive: a git archive that exits 0 without writing an archive
 // of the commit (a broken or wrapped git) must not become an empty release.
 func TestGitSourceRefusesEmptyArchive(t *testing.T) {
-	realGit, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("git is not installed")
-	}
-	g := newGitRepo(t)
-	g.commit("one", suiteFiles)
+	g, realGit := committedRepo(t)
 	silent := fakeGit(t, `case " $* " in *" archive "*) exit 0;; esac; exec "`+realGit+`" "$@"`)
 	s := newSyncer(t, "", nil)
-	_, err = s.Build(t.Context(), &GitSource{Repo: g.dir, Git: silent, TempDir: t.TempDir()})
+	_, err := s.Build(t.Context(), &GitSource{Repo: g.dir, Git: silent, TempDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "no archive of commit") {
 		t.Errorf("Build from an empty archive = %v; want an error", err)
 	}

@@ -154,18 +154,39 @@ func New(cfg Config) (*SymlinkSyncer, error) {
 	if fi, err := os.Stat(s.releases); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("codesync: releases folder %s: %w", s.releases, ErrNotDir)
 	}
+	if err := s.sameFilesystem(); err != nil {
+		return nil, err
+	}
+	if s.exclude, err = compileExcludes(cfg.Exclude); err != nil {
+		return nil, err
+	}
+	if s.cfg.Overlay, err = checkOverlays(cfg.Overlay); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// sameFilesystem refuses a releases folder on another filesystem than current's folder
+// (ErrCrossFilesystem): current could not be switched to a release with a rename.
+func (s *SymlinkSyncer) sameFilesystem() error {
 	relDev, err := deviceOf(s.releases)
 	if err != nil {
-		return nil, fmt.Errorf("codesync: releases folder %s: %w", s.releases, err)
+		return fmt.Errorf("codesync: releases folder %s: %w", s.releases, err)
 	}
 	curDev, err := deviceOf(filepath.Dir(s.current))
 	if err != nil {
-		return nil, fmt.Errorf("codesync: folder of current %s: %w", s.current, err)
+		return fmt.Errorf("codesync: folder of current %s: %w", s.current, err)
 	}
 	if relDev != curDev {
-		return nil, fmt.Errorf("codesync: %w: %s and %s", ErrCrossFilesystem, s.releases, filepath.Dir(s.current))
+		return fmt.Errorf("codesync: %w: %s and %s", ErrCrossFilesystem, s.releases, filepath.Dir(s.current))
 	}
-	for _, p := range cfg.Exclude {
+	return nil
+}
+
+// compileExcludes parses Config.Exclude (ErrConfig for a bad pattern).
+func compileExcludes(exclude []string) ([]pattern, error) {
+	var out []pattern
+	for _, p := range exclude {
 		pat := pattern{glob: strings.TrimPrefix(p, "/")}
 		if strings.HasSuffix(pat.glob, "/") {
 			pat.glob, pat.dirOnly = strings.TrimRight(pat.glob, "/"), true
@@ -174,10 +195,16 @@ func New(cfg Config) (*SymlinkSyncer, error) {
 		if _, err := filepath.Match(pat.glob, ""); err != nil || pat.glob == "" {
 			return nil, fmt.Errorf("codesync: %w: exclude pattern %q: bad pattern", ErrConfig, p)
 		}
-		s.exclude = append(s.exclude, pat)
+		out = append(out, pat)
 	}
-	overlay := make(map[string]string, len(cfg.Overlay))
-	for rel, file := range cfg.Overlay {
+	return out, nil
+}
+
+// checkOverlays checks Config.Overlay (clean release paths, existing regular files) and
+// returns it with the files' absolute paths (ErrConfig otherwise).
+func checkOverlays(overlay map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(overlay))
+	for rel, file := range overlay {
 		if !filepath.IsLocal(rel) || filepath.Clean(rel) != rel || rel == MetadataFile {
 			return nil, fmt.Errorf("codesync: %w: overlay path %q must be a clean path inside the release", ErrConfig, rel)
 		}
@@ -188,12 +215,11 @@ func New(cfg Config) (*SymlinkSyncer, error) {
 		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("codesync: %w: overlay for %s: %s is not a regular file", ErrConfig, rel, file)
 		}
-		if overlay[rel], err = filepath.Abs(file); err != nil {
+		if out[rel], err = filepath.Abs(file); err != nil {
 			return nil, fmt.Errorf("codesync: %w: overlay for %s: %w", ErrConfig, rel, err)
 		}
 	}
-	s.cfg.Overlay = overlay
-	return s, nil
+	return out, nil
 }
 
 // checkCurrent refuses a Current that exists and is not a symlink.

@@ -620,66 +620,59 @@ func failMetadataWrites(t testing.TB, r *Release) func() {
 	return func() { os.RemoveAll(block) }
 }
 
+// TestActivateIsAllOrNothing adds to the conformance suite's activate-fails (current
+// stays where it was) what SymlinkSyncer says about it and the metadata it leaves, for a
+// failing metadata write of the new release, of the previous one, and of a first
+// activation.
 func TestActivateIsAllOrNothing(t *testing.T) {
 	src := makeSource(t)
-	ctx := t.Context()
-
-	t.Run("new release's metadata fails", func(t *testing.T) {
-		s := newSyncer(t, "", nil)
-		r1 := build(t, s, dirSource(t, src))
-		if _, err := s.Activate(ctx, r1); err != nil {
-			t.Fatal(err)
-		}
-		r2 := build(t, s, dirSource(t, src))
-		unblock := failMetadataWrites(t, r2)
-		prev, err := s.Activate(ctx, r2)
-		if err == nil || prev != nil {
-			t.Fatalf("Activate with r2's metadata unwritable = %v, %v; want an error", prev, err)
-		}
-		if !strings.Contains(err.Error(), "undone") || !strings.Contains(err.Error(), r1.Dir) {
-			t.Errorf("error %q does not say current is back on %s", err, r1.Dir)
-		}
-		assertCurrent(t, s, r1)
-		assertStates(t, s, map[string]State{r1.ID: StateActive, r2.ID: StateBuilt})
-		// The caller's recovery: Discard the release it could not activate.
-		unblock()
-		if err := s.Discard(ctx, r2); err != nil {
-			t.Fatalf("Discard after a failed Activate: %v", err)
-		}
-		assertCurrent(t, s, r1)
-		assertStates(t, s, map[string]State{r1.ID: StateActive, r2.ID: StateFailed})
-	})
-
-	t.Run("previous release's metadata fails", func(t *testing.T) {
-		s := newSyncer(t, "", nil)
-		r1 := build(t, s, dirSource(t, src))
-		if _, err := s.Activate(ctx, r1); err != nil {
-			t.Fatal(err)
-		}
-		r2 := build(t, s, dirSource(t, src))
-		defer failMetadataWrites(t, r1)()
-		if _, err := s.Activate(ctx, r2); err == nil {
-			t.Fatal("Activate with r1's metadata unwritable: no error")
-		}
-		assertCurrent(t, s, r1)
-	})
-
-	t.Run("first activation", func(t *testing.T) {
-		s := newSyncer(t, "", nil)
-		r1 := build(t, s, dirSource(t, src))
-		unblock := failMetadataWrites(t, r1)
-		if _, err := s.Activate(ctx, r1); err == nil || !strings.Contains(err.Error(), "removed again") {
-			t.Fatalf("Activate with its metadata unwritable = %v; want an error saying current is removed again", err)
-		}
-		if _, err := os.Lstat(s.current); !os.IsNotExist(err) {
-			t.Errorf("current after a failed first activation: %v; want it absent as before", err)
-		}
-		unblock()
-		if _, err := s.Activate(ctx, r1); err != nil {
-			t.Fatal(err)
-		}
-		assertCurrent(t, s, r1)
-	})
+	for _, tc := range []struct {
+		name          string
+		first         bool // no release was active before
+		blockPrevious bool // the previous release's metadata fails, not the new one's
+	}{
+		{"new release's metadata fails", false, false},
+		{"previous release's metadata fails", false, true},
+		{"first activation", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSyncer(t, "", nil)
+			var r1 *Release
+			if !tc.first {
+				r1 = build(t, s, dirSource(t, src))
+				if _, err := s.Activate(t.Context(), r1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r2 := build(t, s, dirSource(t, src))
+			blocked := r2
+			if tc.blockPrevious {
+				blocked = r1
+			}
+			unblock := failMetadataWrites(t, blocked)
+			prev, err := s.Activate(t.Context(), r2)
+			unblock()
+			if err == nil || prev != nil {
+				t.Fatalf("Activate with unwritable metadata = %v, %v; want an error", prev, err)
+			}
+			says := s.current + " removed again"
+			if r1 != nil {
+				says = s.current + " points at " + r1.Dir + " again"
+			}
+			if !strings.Contains(err.Error(), "activation undone: "+says) {
+				t.Errorf("error %q does not say %q", err, says)
+			}
+			if r1 == nil {
+				if _, err := os.Lstat(s.current); !os.IsNotExist(err) {
+					t.Errorf("current after a failed first activation: %v; want it absent as before", err)
+				}
+				assertStates(t, s, map[string]State{r2.ID: StateBuilt})
+				return
+			}
+			assertCurrent(t, s, r1)
+			assertStates(t, s, map[string]State{r1.ID: StateActive, r2.ID: StateBuilt})
+		})
+	}
 }
 
 func assertCurrent(t *testing.T, s *SymlinkSyncer, want *Release) {
