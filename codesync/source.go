@@ -643,6 +643,7 @@ func isCommitID(s string) bool {
 // tailBuffer keeps the last 8 KiB written to it.
 type tailBuffer struct{ b []byte }
 
+// Write keeps p's bytes, dropping the oldest beyond 8 KiB.
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	const max = 8 << 10
 	t.b = append(t.b, p...)
@@ -652,4 +653,5 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns the bytes kept.
 func (t *tailBuffer) String() string { return string(t.b) }

@@ -47,6 +47,8 @@ const (
 // Flusher is implemented by notifiers that hold undelivered reports (Spool, and a FanOut
 // of them): Flush tries to deliver them now.
 type Flusher interface {
+	// Flush tries to deliver the held reports now, within ctx; its error says which
+	// stay undelivered.
 	Flush(ctx context.Context) error
 }
 

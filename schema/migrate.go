@@ -293,7 +293,10 @@ type sentinelError struct {
 	text     string
 }
 
+// Error returns the error's own text.
 func (e *sentinelError) Error() string { return e.text }
+
+// Unwrap returns the sentinel the error matches.
 func (e *sentinelError) Unwrap() error { return e.sentinel }
 
 // Plan returns the migrations Upgrade would run, in order, without running them; it fails
@@ -620,7 +623,10 @@ func (s *session) guard(ctx context.Context, fn func() error) error {
 // lockWaitError is a lock wait that guard gave up.
 type lockWaitError struct{ err error }
 
+// Error describes why the wait was given up.
 func (e *lockWaitError) Error() string { return e.err.Error() }
+
+// Unwrap returns ErrLockTimeout's or the context's error.
 func (e *lockWaitError) Unwrap() error { return e.err }
 
 // guardedDriver bounds golang-migrate's lock wait with session.guard.
@@ -630,6 +636,7 @@ type guardedDriver struct {
 	ctx context.Context
 }
 
+// Lock takes golang-migrate's advisory lock within the session's lock timeout and ctx.
 func (d *guardedDriver) Lock() error {
 	var locked bool
 	err := d.s.guard(d.ctx, func() error {
@@ -766,10 +773,12 @@ func position(query string, pos int) (line, col int) {
 // migrateLogger sends golang-migrate's log lines to slog at debug level.
 type migrateLogger struct{ log *slog.Logger }
 
+// Printf logs one golang-migrate line at debug level.
 func (l migrateLogger) Printf(format string, v ...any) {
 	l.log.Debug("golang-migrate: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
+// Verbose tells golang-migrate not to log verbosely.
 func (l migrateLogger) Verbose() bool { return false }
 
 // secrets are the forms of a DSN's password that redact.Error must hide, besides what it
