@@ -11,6 +11,7 @@ import (
 
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
+	"github.com/restage/restage/staging/cron/crontest"
 )
 
 const head = `
@@ -85,7 +86,7 @@ dir = "work"
 		t.Fatal(err)
 	}
 	cfg.Jobs[0].Command = []string{exe, "cwd", filepath.Join(dir, "cwd")}
-	cfg.Jobs[0].Env = map[string]string{helperEnv: "1"}
+	cfg.Jobs[0].Env = map[string]string{crontest.HelperEnv: "1"}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	sum := runOnce(t, newRunner(t, cfg), at(0))
 	if outcomes(sum) != "where=ok" {
@@ -95,7 +96,7 @@ dir = "work"
 		t.Fatalf("ran in %q", data)
 	}
 	for _, p := range []string{"run/staging.lock", "state/state.json"} {
-		if !exists(filepath.Join(dir, p)) {
+		if !crontest.Exists(filepath.Join(dir, p)) {
 			t.Errorf("%s not under the config's folder", p)
 		}
 	}
@@ -148,8 +149,8 @@ func TestScheduleTimeZone(t *testing.T) {
 	e := newEnv(t)
 	// 12:00 UTC is 13:00 in Paris (CET in November).
 	r := newRunner(t, e.config(
-		helperJob(t, "paris", "CRON_TZ=Europe/Paris 0 13 * * *", "append", e.path("a"), "run"),
-		helperJob(t, "utc-noon", "0 12 * * *", "append", e.path("b"), "run"),
+		crontest.Job(t, "paris", "CRON_TZ=Europe/Paris 0 13 * * *", "append", e.path("a"), "run"),
+		crontest.Job(t, "utc-noon", "0 12 * * *", "append", e.path("b"), "run"),
 	))
 	if got := outcomes(runOnce(t, r, at(0))); got != "paris=ok utc-noon=ok" {
 		t.Fatalf("%s", got)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
+	"github.com/restage/restage/staging/cron/crontest"
 )
 
 // An unparsable control file must not make every job run: the last one that parsed
@@ -27,8 +28,8 @@ func TestUnparsableControlFileKeepsLastGoodOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := e.config(
-		helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"),
-		helperJob(t, "mailer", "* * * * *", "append", e.path("mailer"), "run"),
+		crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"),
+		crontest.Job(t, "mailer", "* * * * *", "append", e.path("mailer"), "run"),
 	)
 	cfg.Control = "cron.ini"
 	r := newRunner(t, cfg)
@@ -75,7 +76,7 @@ func TestUnparsableControlFileKeepsLastGoodOne(t *testing.T) {
 	if got := outcomes(runOnce(t, newRunner(t, cfg), at(4))); got != "a=ok mailer=ok" {
 		t.Fatalf("never-good control file, control_fail = open: %s", got)
 	}
-	if n := lineCount(t, e.path("mailer")); n != 1 {
+	if n := crontest.LineCount(t, e.path("mailer")); n != 1 {
 		t.Fatalf("the disabled job ran %d times, want 1 (after the switch to another control file)", n)
 	}
 }
@@ -100,8 +101,8 @@ func TestControlURLFailureUsesLastGoodCopy(t *testing.T) {
 	t.Cleanup(srv.Close) // the loop closes it too
 	e := newEnv(t)
 	cfg := e.config(
-		helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"),
-		helperJob(t, "mailer", "* * * * *", "append", e.path("mailer"), "run"),
+		crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"),
+		crontest.Job(t, "mailer", "* * * * *", "append", e.path("mailer"), "run"),
 	)
 	cfg.Control = strings.Replace(srv.URL, "http://", "http://cron:s3cret-token@", 1) + "/cron.ini"
 	r := newRunner(t, cfg)
@@ -118,7 +119,7 @@ func TestControlURLFailureUsesLastGoodCopy(t *testing.T) {
 			t.Fatalf("%s: ControlErr %v, ControlCopy %q", m, sum.ControlErr, sum.ControlCopy)
 		}
 	}
-	if n := lineCount(t, e.path("mailer")); n != 0 {
+	if n := crontest.LineCount(t, e.path("mailer")); n != 0 {
 		t.Fatalf("the disabled job ran %d times", n)
 	}
 	data, _ := os.ReadFile(filepath.Join(e.state, cron.ControlCopyFile))
@@ -139,7 +140,7 @@ func TestJobEnvironmentHasNoSecrets(t *testing.T) {
 	t.Setenv("PGPASSWORD", "hunter2-pg")
 	t.Setenv("HOME", "/home/restage-test")
 	e := newEnv(t)
-	j := helperJob(t, "env", "* * * * *", "environ", e.path("environ"))
+	j := crontest.Job(t, "env", "* * * * *", "environ", e.path("environ"))
 	j.Env["LP_ENV"] = "staging"
 	j.Env["RESTAGE_CRON_JOB"] = "spoofed" // restage's own variables win
 	if got := outcomes(runOnce(t, newRunner(t, e.config(j)), at(0))); got != "env=ok" {
@@ -172,7 +173,7 @@ func TestJobEnvironmentHasNoSecrets(t *testing.T) {
 // naming the rebuild: pid, host and start.
 func TestSkipDuringRebuildWarnsNamingTheRebuild(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"))
+	cfg := e.config(crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"))
 	cfg.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rebuild, err := staging.AcquireExclusive(t.Context(), e.lock, staging.LockOptions{})
 	if err != nil {
@@ -201,7 +202,7 @@ func TestStateFilesArePrivate(t *testing.T) {
 	if err := os.WriteFile(e.path("cron.ini"), []byte("[DEFAULT]\nenabled: True\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := e.config(helperJob(t, "a", "* * * * *", "echo", "out"), helperJob(t, "b", "* * * * *", "echo", "out"))
+	cfg := e.config(crontest.Job(t, "a", "* * * * *", "echo", "out"), crontest.Job(t, "b", "* * * * *", "echo", "out"))
 	cfg.Control = "cron.ini"
 	e.state = filepath.Join(e.dir, "var", "cron") // the runner makes it and its parent
 	cfg.StateDir = e.state
@@ -267,14 +268,14 @@ func TestRunnerRefusesSymlinks(t *testing.T) {
 			if err := os.Symlink(victim, link); err != nil {
 				t.Fatal(err)
 			}
-			sum := runOnce(t, newRunner(t, e.config(helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"))), at(0))
+			sum := runOnce(t, newRunner(t, e.config(crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"))), at(0))
 			if got := outcomes(sum); got != "a=failed" {
 				t.Fatalf("%s: %v", got, sum.Jobs[0].Err)
 			}
 			if err := sum.Jobs[0].Err; !errors.Is(err, syscall.ELOOP) || !strings.Contains(err.Error(), "symbolic link") {
 				t.Fatalf("err = %v", err)
 			}
-			if exists(e.path("a")) {
+			if crontest.Exists(e.path("a")) {
 				t.Fatal("the job ran")
 			}
 			if msgs := e.messages(); len(msgs) != 1 || !strings.Contains(msgs[0].Body, "symbolic link") {
@@ -294,7 +295,7 @@ func TestRunnerRefusesSymlinks(t *testing.T) {
 		if err := os.Symlink(victim, filepath.Join(e.state, cron.ControlCopyFile)); err != nil {
 			t.Fatal(err)
 		}
-		cfg := e.config(helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"))
+		cfg := e.config(crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"))
 		cfg.Control = "cron.ini"
 		if got := outcomes(runOnce(t, newRunner(t, cfg), at(0))); got != "a=ok" {
 			t.Fatalf("a link at the copy was trusted: %s", got)
@@ -323,7 +324,7 @@ func TestHolderRecordFailureIsLogged(t *testing.T) {
 	if err := os.WriteFile(e.lock+".holders", []byte("not a folder"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := outcomes(runOnce(t, newRunner(t, e.config(helperJob(t, "a", "* * * * *", "echo", "x"))), at(0))); got != "a=ok" {
+	if got := outcomes(runOnce(t, newRunner(t, e.config(crontest.Job(t, "a", "* * * * *", "echo", "x"))), at(0))); got != "a=ok" {
 		t.Fatal(got)
 	}
 	if log := e.log.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "holder record") {

@@ -18,14 +18,15 @@ import (
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
+	"github.com/restage/restage/staging/cron/crontest"
 )
 
 func TestDueJobRunsOnce(t *testing.T) {
 	e := newEnv(t)
 	r := newRunner(t, e.config(
-		helperJob(t, "every-minute", "* * * * *", "append", e.path("a"), "run"),
-		helperJob(t, "every-five", "*/5 * * * *", "append", e.path("b"), "run"),
-		helperJob(t, "half-past", "30 * * * *", "append", e.path("c"), "run"),
+		crontest.Job(t, "every-minute", "* * * * *", "append", e.path("a"), "run"),
+		crontest.Job(t, "every-five", "*/5 * * * *", "append", e.path("b"), "run"),
+		crontest.Job(t, "half-past", "30 * * * *", "append", e.path("c"), "run"),
 	))
 	sum := runOnce(t, r, at(0, 10))
 	if got, want := outcomes(sum), "every-minute=ok every-five=ok"; got != want {
@@ -42,17 +43,17 @@ func TestDueJobRunsOnce(t *testing.T) {
 	if got, want := outcomes(sum), "every-minute=ok"; got != want {
 		t.Fatalf("12:01: %s, want %s", got, want)
 	}
-	if a, b, c := lineCount(t, e.path("a")), lineCount(t, e.path("b")), lineCount(t, e.path("c")); a != 2 || b != 1 || c != 0 {
+	if a, b, c := crontest.LineCount(t, e.path("a")), crontest.LineCount(t, e.path("b")), crontest.LineCount(t, e.path("c")); a != 2 || b != 1 || c != 0 {
 		t.Fatalf("runs: a=%d b=%d c=%d, want 2 1 0", a, b, c)
 	}
-	if !exists(filepath.Join(e.state, cron.StateFile)) {
+	if !crontest.Exists(filepath.Join(e.state, cron.StateFile)) {
 		t.Fatal("no state file")
 	}
 }
 
 func TestFirstRunOnlyRunsWhatIsDueThisMinute(t *testing.T) {
 	e := newEnv(t)
-	r := newRunner(t, e.config(helperJob(t, "hourly", "0 * * * *", "append", e.path("a"), "run")))
+	r := newRunner(t, e.config(crontest.Job(t, "hourly", "0 * * * *", "append", e.path("a"), "run")))
 	if sum := runOnce(t, r, at(3)); len(sum.Jobs) != 0 { // 12:00 was before the first run
 		t.Fatalf("first run at 12:03 ran %s", outcomes(sum))
 	}
@@ -64,9 +65,9 @@ func TestFirstRunOnlyRunsWhatIsDueThisMinute(t *testing.T) {
 func TestCatchUpAfterMissedMinutesRunsOnce(t *testing.T) {
 	e := newEnv(t)
 	r := newRunner(t, e.config(
-		helperJob(t, "every-minute", "* * * * *", "append", e.path("a"), "run"),
-		helperJob(t, "at-three", "3 * * * *", "append", e.path("b"), "run"),
-		helperJob(t, "at-ten", "10 * * * *", "append", e.path("c"), "run"),
+		crontest.Job(t, "every-minute", "* * * * *", "append", e.path("a"), "run"),
+		crontest.Job(t, "at-three", "3 * * * *", "append", e.path("b"), "run"),
+		crontest.Job(t, "at-ten", "10 * * * *", "append", e.path("c"), "run"),
 	))
 	runOnce(t, r, at(0))
 	// The machine was busy: 12:01 … 12:03 passed without a run.
@@ -80,14 +81,14 @@ func TestCatchUpAfterMissedMinutesRunsOnce(t *testing.T) {
 	if sum := runOnce(t, r, at(4, 50)); len(sum.Jobs) != 0 {
 		t.Fatalf("second run in 12:04 ran %s", outcomes(sum))
 	}
-	if a, b, c := lineCount(t, e.path("a")), lineCount(t, e.path("b")), lineCount(t, e.path("c")); a != 2 || b != 1 || c != 0 {
+	if a, b, c := crontest.LineCount(t, e.path("a")), crontest.LineCount(t, e.path("b")), crontest.LineCount(t, e.path("c")); a != 2 || b != 1 || c != 0 {
 		t.Fatalf("runs: a=%d b=%d c=%d, want 2 1 0", a, b, c)
 	}
 }
 
 func TestJobDuringRebuildIsSkippedAndRunsAfter(t *testing.T) {
 	e := newEnv(t)
-	r := newRunner(t, e.config(helperJob(t, "expire-sessions", "*/5 * * * *", "append", e.path("a"), "run")))
+	r := newRunner(t, e.config(crontest.Job(t, "expire-sessions", "*/5 * * * *", "append", e.path("a"), "run")))
 	rebuild, err := staging.AcquireExclusive(t.Context(), e.lock, staging.LockOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestJobDuringRebuildIsSkippedAndRunsAfter(t *testing.T) {
 	if log := e.log.String(); !strings.Contains(log, "a rebuild holds the lock") || !strings.Contains(log, "pid "+strconv.Itoa(os.Getpid())) {
 		t.Fatalf("log does not name the lock's owner:\n%s", log)
 	}
-	if n := lineCount(t, e.path("a")); n != 0 {
+	if n := crontest.LineCount(t, e.path("a")); n != 0 {
 		t.Fatalf("job ran %d times during the rebuild", n)
 	}
 	// Still during the rebuild: still skipped, still owed.
@@ -123,7 +124,7 @@ func TestJobDuringRebuildIsSkippedAndRunsAfter(t *testing.T) {
 	if sum := runOnce(t, r, at(3)); len(sum.Jobs) != 0 {
 		t.Fatalf("12:03 ran %s: the owed minute must be caught up once", outcomes(sum))
 	}
-	if n := lineCount(t, e.path("a")); n != 1 {
+	if n := crontest.LineCount(t, e.path("a")); n != 1 {
 		t.Fatalf("job ran %d times, want 1", n)
 	}
 }
@@ -140,12 +141,12 @@ func startBlocking(t *testing.T, e *env, r *cron.Runner) <-chan *cron.Summary {
 		}
 		done <- sum
 	}()
-	waitFor(t, "the job to start", func() bool { return exists(e.path("started")) })
+	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(e.path("started")) })
 	return done
 }
 
 func longJob(t *testing.T, e *env) cron.Job {
-	return helperJob(t, "long", "* * * * *",
+	return crontest.Job(t, "long", "* * * * *",
 		"append", e.path("runs"), "run", "append", e.path("started"), "x",
 		"echo", "working", "waitfile", e.path("release"), "append", e.path("finished"), "x")
 }
@@ -170,14 +171,14 @@ func TestRebuildWaitsForRunningJob(t *testing.T) {
 	go func() {
 		l, err := staging.AcquireExclusive(t.Context(), e.lock, staging.LockOptions{WaitShared: 5 * time.Minute, Poll: 20 * time.Millisecond})
 		if err == nil {
-			if !exists(e.path("finished")) {
+			if !crontest.Exists(e.path("finished")) {
 				err = errors.New("rebuild got the lock while the job was still running")
 			}
 			l.Release()
 		}
 		got <- err
 	}()
-	touch(t, e.path("release"))
+	crontest.Touch(t, e.path("release"))
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
@@ -196,10 +197,10 @@ func TestOverlapPrevented(t *testing.T) {
 	if got := outcomes(sum); got != "long=skipped-running" || !errors.Is(sum.Jobs[0].Err, cron.ErrRunning) {
 		t.Fatalf("while running: %s (%v)", got, sum.Jobs[0].Err)
 	}
-	if n := lineCount(t, e.path("runs")); n != 1 {
+	if n := crontest.LineCount(t, e.path("runs")); n != 1 {
 		t.Fatalf("started %d times", n)
 	}
-	touch(t, e.path("release"))
+	crontest.Touch(t, e.path("release"))
 	if sum := <-done; outcomes(sum) != "long=ok" {
 		t.Fatalf("first run: %s", outcomes(sum))
 	}
@@ -207,7 +208,7 @@ func TestOverlapPrevented(t *testing.T) {
 	if got := outcomes(runOnce(t, newRunner(t, cfg), at(2))); got != "long=ok" {
 		t.Fatalf("12:02: %s", got)
 	}
-	if n := lineCount(t, e.path("runs")); n != 2 {
+	if n := crontest.LineCount(t, e.path("runs")); n != 2 {
 		t.Fatalf("runs %d, want 2", n)
 	}
 }
@@ -219,8 +220,8 @@ func TestControlFileDisablesJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := e.config(
-		helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"),
-		helperJob(t, "b", "* * * * *", "append", e.path("b"), "run"),
+		crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"),
+		crontest.Job(t, "b", "* * * * *", "append", e.path("b"), "run"),
 	)
 	cfg.Control = "cron.ini" // relative to the config's folder
 	r := newRunner(t, cfg)
@@ -248,7 +249,7 @@ func TestControlFileDisablesJob(t *testing.T) {
 	if want := "# staging cron control\n[DEFAULT]\nenabled: False\n\n[b]\nenabled: True\n"; string(data) != want {
 		t.Fatalf("control file:\n%s\nwant:\n%s", data, want)
 	}
-	if exists(control + ".new") {
+	if crontest.Exists(control + ".new") {
 		t.Fatal(".new left behind")
 	}
 	// A disabled minute is not owed.
@@ -256,7 +257,7 @@ func TestControlFileDisablesJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	runOnce(t, r, at(2))
-	if a, b := lineCount(t, e.path("a")), lineCount(t, e.path("b")); a != 2 || b != 2 {
+	if a, b := crontest.LineCount(t, e.path("a")), crontest.LineCount(t, e.path("b")); a != 2 || b != 2 {
 		t.Fatalf("runs a=%d b=%d, want 2 2", a, b)
 	}
 }
@@ -298,8 +299,8 @@ func TestControlURL(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			cfg := e.config(
-				helperJob(t, "a", "* * * * *", "append", e.path("a"), "run"),
-				helperJob(t, "b", "* * * * *", "append", e.path("b"), "run"),
+				crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"),
+				crontest.Job(t, "b", "* * * * *", "append", e.path("b"), "run"),
 			)
 			cfg.Control, cfg.ControlFail = tc.url, tc.fail
 			cfg.HTTPClient = &http.Client{Timeout: time.Second} // the default is ControlTimeout
@@ -320,8 +321,8 @@ func TestControlURL(t *testing.T) {
 func TestFailureReachesNotifierWithOutputTail(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config(
-		helperJob(t, "fails", "* * * * *", "lines", "300", "stderr", "disk full", "exit", "3"),
-		helperJob(t, "works", "* * * * *", "echo", "fine"),
+		crontest.Job(t, "fails", "* * * * *", "lines", "300", "stderr", "disk full", "exit", "3"),
+		crontest.Job(t, "works", "* * * * *", "echo", "fine"),
 	)
 	cfg.TailBytes = 400
 	sum := runOnce(t, newRunner(t, cfg), at(0))
@@ -356,7 +357,7 @@ func TestFailureReachesNotifierWithOutputTail(t *testing.T) {
 
 	// A configured topic wins.
 	e2 := newEnv(t)
-	cfg = e2.config(helperJob(t, "fails", "* * * * *", "exit", "1"))
+	cfg = e2.config(crontest.Job(t, "fails", "* * * * *", "exit", "1"))
 	cfg.Notify.Topic = "ops-cron"
 	runOnce(t, newRunner(t, cfg), at(0))
 	if msgs := e2.messages(); len(msgs) != 1 || msgs[0].Topic != "ops-cron" {
@@ -369,7 +370,7 @@ func TestMissingProgramFailsAndOthersRun(t *testing.T) {
 	cfg := e.config(
 		cron.Job{Name: "ghost", Schedule: "* * * * *", Command: []string{filepath.Join(e.dir, "no-such-program")}},
 		cron.Job{Name: "ghost-in-path", Schedule: "* * * * *", Command: []string{"restage-no-such-program"}},
-		helperJob(t, "works", "* * * * *", "append", e.path("a"), "run"),
+		crontest.Job(t, "works", "* * * * *", "append", e.path("a"), "run"),
 	)
 	sum := runOnce(t, newRunner(t, cfg), at(0))
 	if got := outcomes(sum); got != "ghost=failed ghost-in-path=failed works=ok" {
@@ -378,7 +379,7 @@ func TestMissingProgramFailsAndOthersRun(t *testing.T) {
 	if !errors.Is(sum.Jobs[0].Err, fs.ErrNotExist) || !errors.Is(sum.Jobs[1].Err, exec.ErrNotFound) {
 		t.Fatalf("errors: %v; %v", sum.Jobs[0].Err, sum.Jobs[1].Err)
 	}
-	if lineCount(t, e.path("a")) != 1 {
+	if crontest.LineCount(t, e.path("a")) != 1 {
 		t.Fatal("the other job did not run")
 	}
 	msgs := e.messages()
@@ -398,12 +399,12 @@ func TestMissingProgramFailsAndOthersRun(t *testing.T) {
 
 func TestTimeoutKillsProcessGroup(t *testing.T) {
 	e := newEnv(t)
-	stuck := helperJob(t, "stuck", "* * * * *", "pid", e.path("pid1"), "ignoreterm",
+	stuck := crontest.Job(t, "stuck", "* * * * *", "pid", e.path("pid1"), "ignoreterm",
 		"spawn", e.path("pid2"), "3", "ignoreterm", "sleep", "10m",
 		"echo", "stuck here", "sleep", "10m")
 	stuck.Timeout = staging.Duration{Duration: 5 * time.Second} // generous: the helper must start under load
 	// A job that exits but leaves a process behind holding its output.
-	leaves := helperJob(t, "leaves", "* * * * *", "spawn", e.path("pid3"), "2", "sleep", "10m", "echo", "bye")
+	leaves := crontest.Job(t, "leaves", "* * * * *", "spawn", e.path("pid3"), "2", "sleep", "10m", "echo", "bye")
 	cfg := e.config(stuck, leaves)
 	cfg.KillDelay = 200 * time.Millisecond
 	sum := runOnce(t, newRunner(t, cfg), at(0))
@@ -414,7 +415,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 		t.Fatalf("err %v output %q", sum.Jobs[0].Err, sum.Jobs[0].Output)
 	}
 	for _, p := range []string{"pid1", "pid2", "pid3"} {
-		waitFor(t, p+" to be killed", func() bool { return !alive(t, e.path(p)) })
+		crontest.WaitFor(t, p+" to be killed", func() bool { return !crontest.Alive(t, e.path(p)) })
 	}
 	msgs := e.messages()
 	if len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "timed out") || !strings.Contains(msgs[0].Body, "stuck here") {
@@ -427,10 +428,10 @@ func TestJobEnvAndDir(t *testing.T) {
 	if err := os.Mkdir(e.path("work"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	j := helperJob(t, "env", "* * * * *", "env", e.path("lp_env"), "LP_ENV", "env", e.path("job"), "RESTAGE_CRON_JOB", "cwd", e.path("cwd1"))
+	j := crontest.Job(t, "env", "* * * * *", "env", e.path("lp_env"), "LP_ENV", "env", e.path("job"), "RESTAGE_CRON_JOB", "cwd", e.path("cwd1"))
 	j.Env["LP_ENV"] = "staging"
 	j.Dir = "work" // relative to the config's folder
-	k := helperJob(t, "default-dir", "* * * * *", "cwd", e.path("cwd2"))
+	k := crontest.Job(t, "default-dir", "* * * * *", "cwd", e.path("cwd2"))
 	runOnce(t, newRunner(t, e.config(j, k)), at(0))
 	for file, want := range map[string]string{"lp_env": "staging", "job": "env", "cwd1": e.path("work"), "cwd2": e.dir} {
 		if data, _ := os.ReadFile(e.path(file)); string(data) != want {
@@ -442,8 +443,8 @@ func TestJobEnvAndDir(t *testing.T) {
 func TestEnvironmentDisabledRunsNothing(t *testing.T) {
 	e := newEnv(t)
 	jobs := []cron.Job{
-		helperJob(t, "every-minute", "* * * * *", "append", e.path("a"), "run"),
-		helperJob(t, "at-two", "2 * * * *", "append", e.path("b"), "run"),
+		crontest.Job(t, "every-minute", "* * * * *", "append", e.path("a"), "run"),
+		crontest.Job(t, "at-two", "2 * * * *", "append", e.path("b"), "run"),
 	}
 	cfg := e.config(jobs...)
 	off := false
@@ -460,7 +461,7 @@ func TestEnvironmentDisabledRunsNothing(t *testing.T) {
 	if got := outcomes(runOnce(t, newRunner(t, cfg), at(4))); got != "every-minute=ok" {
 		t.Fatalf("re-enabled: %s", got)
 	}
-	if a, b := lineCount(t, e.path("a")), lineCount(t, e.path("b")); a != 1 || b != 0 {
+	if a, b := crontest.LineCount(t, e.path("a")), crontest.LineCount(t, e.path("b")); a != 1 || b != 0 {
 		t.Fatalf("runs a=%d b=%d", a, b)
 	}
 }
@@ -472,13 +473,13 @@ func TestRunDaemonStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	waitFor(t, "the job to start", func() bool { return exists(e.path("started")) })
+	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(e.path("started")) })
 	cancel() // SIGTERM: no new jobs; the running one finishes within its timeout
-	touch(t, e.path("release"))
+	crontest.Touch(t, e.path("release"))
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !exists(e.path("finished")) {
+	if !crontest.Exists(e.path("finished")) {
 		t.Fatal("Run returned before its job finished")
 	}
 	if h := staging.SharedHolders(e.lock); len(h) != 0 {
@@ -491,19 +492,19 @@ func TestRunDaemonStopsCleanly(t *testing.T) {
 
 func TestRunDaemonKillsJobAfterItsTimeout(t *testing.T) {
 	e := newEnv(t)
-	j := helperJob(t, "stuck", "* * * * *", "pid", e.path("pid"), "append", e.path("started"), "x", "ignoreterm", "sleep", "10m")
+	j := crontest.Job(t, "stuck", "* * * * *", "pid", e.path("pid"), "append", e.path("started"), "x", "ignoreterm", "sleep", "10m")
 	j.Timeout = staging.Duration{Duration: 5 * time.Second}
 	cfg := e.config(j)
 	cfg.KillDelay = 100 * time.Millisecond
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- newRunner(t, cfg).Run(ctx) }()
-	waitFor(t, "the job to start", func() bool { return exists(e.path("started")) && exists(e.path("pid")) })
+	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(e.path("started")) && crontest.Exists(e.path("pid")) })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if alive(t, e.path("pid")) {
+	if crontest.Alive(t, e.path("pid")) {
 		t.Fatal("job still running after the daemon stopped")
 	}
 	if msgs := e.messages(); len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "timed out") {
@@ -513,13 +514,13 @@ func TestRunDaemonKillsJobAfterItsTimeout(t *testing.T) {
 
 func TestCancelledRunStartsNothing(t *testing.T) {
 	e := newEnv(t)
-	r := newRunner(t, e.config(helperJob(t, "a", "* * * * *", "append", e.path("a"), "run")))
+	r := newRunner(t, e.config(crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run")))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := r.RunOnce(ctx, at(0)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v", err)
 	}
-	if lineCount(t, e.path("a")) != 0 {
+	if crontest.LineCount(t, e.path("a")) != 0 {
 		t.Fatal("job ran")
 	}
 }
@@ -534,7 +535,7 @@ func (f flushNotifier) Flush(ctx context.Context) error { return f.flush(ctx) }
 
 func TestRunFlushesKeptReports(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(helperJob(t, "a", "* * * * *", "echo", "x"))
+	cfg := e.config(crontest.Job(t, "a", "* * * * *", "echo", "x"))
 	flushes := make(chan struct{}, 10)
 	cfg.Notifier = flushNotifier{notifierFunc: cfg.Notifier.(notifierFunc), flush: func(ctx context.Context) error {
 		flushes <- struct{}{}
@@ -548,7 +549,7 @@ func TestRunFlushesKeptReports(t *testing.T) {
 
 func TestNoJobStartsWhileRebuildWaitsForRunningJob(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(longJob(t, e), helperJob(t, "other", "1 * * * *", "append", e.path("other"), "run"))
+	cfg := e.config(longJob(t, e), crontest.Job(t, "other", "1 * * * *", "append", e.path("other"), "run"))
 	done := startBlocking(t, e, newRunner(t, cfg))
 	got := make(chan error, 1)
 	go func() {
@@ -558,12 +559,12 @@ func TestNoJobStartsWhileRebuildWaitsForRunningJob(t *testing.T) {
 		}
 		got <- err
 	}()
-	waitFor(t, "the rebuild to wait", func() bool { return exists(e.lock + ".waiting") })
+	crontest.WaitFor(t, "the rebuild to wait", func() bool { return crontest.Exists(e.lock + ".waiting") })
 	sum := runOnce(t, newRunner(t, cfg), at(1))
 	if got := outcomes(sum); got != "long=skipped-running other=skipped-locked" {
 		t.Fatalf("while the rebuild waits: %s", got)
 	}
-	touch(t, e.path("release"))
+	crontest.Touch(t, e.path("release"))
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
@@ -581,7 +582,7 @@ func TestControlURLFetchedOnlyWhenAJobIsDue(t *testing.T) {
 	}))
 	defer srv.Close()
 	e := newEnv(t)
-	cfg := e.config(helperJob(t, "half-past", "30 * * * *", "append", e.path("a"), "run"))
+	cfg := e.config(crontest.Job(t, "half-past", "30 * * * *", "append", e.path("a"), "run"))
 	cfg.Control = srv.URL
 	r := newRunner(t, cfg)
 	for m := 0; m < 3; m++ {
@@ -601,7 +602,7 @@ func TestStatus(t *testing.T) {
 	if err := cron.SetEnabled(t.Context(), control, "other", false); err != nil {
 		t.Fatal(err)
 	}
-	cfg := e.config(longJob(t, e), helperJob(t, "other", "*/5 * * * *", "append", e.path("a"), "run"))
+	cfg := e.config(longJob(t, e), crontest.Job(t, "other", "*/5 * * * *", "append", e.path("a"), "run"))
 	cfg.Control = control
 	done := startBlocking(t, e, newRunner(t, cfg))
 	r := newRunner(t, cfg)
@@ -619,13 +620,13 @@ func TestStatus(t *testing.T) {
 	if len(other.Running) != 0 || other.Enabled || !other.Next.Equal(at(5)) || !other.Owed.IsZero() {
 		t.Fatalf("other: %+v", other)
 	}
-	touch(t, e.path("release"))
+	crontest.Touch(t, e.path("release"))
 	<-done
 }
 
 func TestRunDaemonTicksAtEachMinute(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(helperJob(t, "every-minute", "* * * * *", "append", e.path("a"), "run"))
+	cfg := e.config(crontest.Job(t, "every-minute", "* * * * *", "append", e.path("a"), "run"))
 	start, fake := time.Now(), at(0, 59).Add(800*time.Millisecond)
 	cfg.Now = func() time.Time { return fake.Add(time.Since(start)) } // 12:00:59.8, running
 	ctx, cancel := context.WithCancel(t.Context())
@@ -633,7 +634,7 @@ func TestRunDaemonTicksAtEachMinute(t *testing.T) {
 	go func() { done <- newRunner(t, cfg).Run(ctx) }()
 	// 12:00 at once, 12:01 at the start of the next minute, 0.2 s later (the job may
 	// then be skipped as still running: the minute is dealt with all the same).
-	waitFor(t, "the 12:01 run", func() bool {
+	crontest.WaitFor(t, "the 12:01 run", func() bool {
 		data, _ := os.ReadFile(filepath.Join(e.state, cron.StateFile))
 		return strings.Contains(string(data), `"last_run": "2026-11-25T12:01:00Z"`)
 	})
@@ -641,7 +642,7 @@ func TestRunDaemonTicksAtEachMinute(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := lineCount(t, e.path("a")); n < 1 || n > 2 {
+	if n := crontest.LineCount(t, e.path("a")); n < 1 || n > 2 {
 		t.Fatalf("%d runs", n)
 	}
 }
