@@ -16,111 +16,107 @@
 // prints each job's schedule, control-file state, next run, owed run and running
 // instances.
 //
-// Exit status: 0 done (or -h); 1 a job failed (it was also reported) or the runner failed;
-// 2 usage or config error.
+// Exit status: 0 done (or -h, which prints the usage); 1 a job failed (it was also
+// reported) or the runner failed; 2 usage or config error (a config error names the
+// key).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	err := run(ctx, os.Args[1:])
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "cronrunner:", err)
+const prog = "cronrunner"
+
+func main() { cli.Main(prog, run, exitStatus) }
+
+// exitStatus maps run's errors other than usage errors to the exit status: 2 for a
+// config error, 1 otherwise.
+func exitStatus(err error) int {
+	if errors.Is(err, staging.ErrConfig) {
+		return cli.ExitUsage
 	}
-	os.Exit(exitCode(err))
+	return cli.ExitFailed
 }
 
-// errUsage marks command-line errors.
-var errUsage = errors.New("usage")
-
-// exitCode maps run's error to the exit status.
-func exitCode(err error) int {
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage), errors.Is(err, staging.ErrConfig):
-		return 2
-	default:
-		return 1
-	}
-}
-
-func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cronrunner", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet(prog, stderr,
+		"-config FILE [-once] [-log-level LEVEL]",
+		"-config FILE -list",
+		"-config FILE -enable JOB | -disable JOB")
 	configPath := fs.String("config", "", "the job table (TOML; required)")
 	once := fs.Bool("once", false, "run the jobs due since the last run, then exit (for system cron, every minute)")
+	list := fs.Bool("list", false, "print each job's schedule, next run, control-file state and running instances, then exit")
 	disable := fs.String("disable", "", "disable `JOB` (or DEFAULT) in the local control file, then exit")
 	enable := fs.String("enable", "", "enable `JOB` (or DEFAULT) in the local control file, then exit")
-	list := fs.Bool("list", false, "print each job's schedule, next run, control-file state and running instances, then exit")
 	level := fs.String("log-level", "", "debug, info, warn or error (default: warn with -once, so that cron mails only problems; info otherwise)")
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	lvl := slog.LevelInfo
+	if *once {
+		lvl = slog.LevelWarn
 	}
-	if *configPath == "" {
-		return fmt.Errorf("%w: -config FILE is required", errUsage)
+	modes := 0
+	for _, set := range []bool{*once, *list, *disable != "", *enable != ""} {
+		if set {
+			modes++
+		}
 	}
-	if *disable != "" && *enable != "" {
-		return fmt.Errorf("%w: -disable and -enable exclude each other", errUsage)
+	switch {
+	case *configPath == "":
+		return fs.Usagef("-config FILE is required")
+	case modes > 1:
+		return fs.Usagef("-once, -list, -enable and -disable exclude each other")
+	case *level != "" && lvl.UnmarshalText([]byte(*level)) != nil:
+		return fs.Usagef("-log-level %q: want debug, info, warn or error", *level)
 	}
 	cfg, err := cron.Load(*configPath)
 	if err != nil {
 		return err
 	}
-	if job, on := *disable+*enable, *enable != ""; job != "" {
-		return setEnabled(ctx, cfg, job, on, os.Stdout)
+	if job := *disable + *enable; job != "" {
+		return setEnabled(ctx, fs, cfg, job, *enable != "", stdout)
 	}
+	r, err := newRunner(cfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})))
+	if err != nil {
+		return err
+	}
+	switch {
+	case *list:
+		return printStatus(ctx, r, stdout)
+	case *once:
+		return runOnce(ctx, r)
+	}
+	return r.Run(ctx)
+}
 
-	lvl := slog.LevelInfo
-	if *once {
-		lvl = slog.LevelWarn
-	}
-	if *level != "" {
-		if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-			return fmt.Errorf("%w: -log-level: %w", errUsage, err)
-		}
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+// newRunner wires the config's notifier (with its spool in state_dir) and logger.
+func newRunner(cfg cron.Config, logger *slog.Logger) (*cron.Runner, error) {
 	notifier, err := staging.NewNotifier(cfg.Notify, staging.ResolvePath(cfg.Dir, cfg.StateDir), logger)
 	if err != nil {
-		return fmt.Errorf("%w: notify: %w", staging.ErrConfig, err)
+		return nil, fmt.Errorf("%w: notify: %w", staging.ErrConfig, err)
 	}
 	if notifier != nil {
 		cfg.Notifier = notifier
 	}
 	cfg.Logger = logger
-	r, err := cron.New(cfg)
-	if err != nil {
-		return err
-	}
-	if *list {
-		return printStatus(ctx, r, os.Stdout)
-	}
-	if !*once {
-		return r.Run(ctx)
-	}
+	return cron.New(cfg)
+}
+
+// runOnce is -once: the jobs due now, and an error naming those that failed.
+func runOnce(ctx context.Context, r *cron.Runner) error {
 	sum, err := r.RunOnce(ctx, time.Now())
 	if err != nil {
 		return err
@@ -161,17 +157,17 @@ func printStatus(ctx context.Context, r *cron.Runner, out io.Writer) error {
 }
 
 // setEnabled edits the local control file for -disable and -enable.
-func setEnabled(ctx context.Context, cfg cron.Config, job string, on bool, out io.Writer) error {
+func setEnabled(ctx context.Context, fs *cli.FlagSet, cfg cron.Config, job string, on bool, out io.Writer) error {
 	control := staging.ResolvePath(cfg.Dir, cfg.Control)
 	switch {
 	case control == "":
 		return fmt.Errorf("%w: no control file in the config (key control)", staging.ErrConfig)
 	case strings.Contains(control, "://"):
-		return fmt.Errorf("%w: control %s is a URL: change the file where it is served", errUsage, control)
+		return fs.Usagef("control %s is a URL: change the file where it is served", control)
 	}
 	known := job == "DEFAULT" || slices.ContainsFunc(cfg.Jobs, func(j cron.Job) bool { return j.Name == job })
 	if !known {
-		return fmt.Errorf("%w: no job %q in the config", errUsage, job)
+		return fs.Usagef("no job %q in the config", job)
 	}
 	if err := cron.SetEnabled(ctx, control, job, on); err != nil {
 		return err

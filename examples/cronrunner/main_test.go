@@ -4,31 +4,25 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/restage/restage/examples/internal/cli/clitest"
+	"github.com/restage/restage/internal/syncbuf"
 	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/cron/crontest"
 )
-
-// helperEnv switches the test binary into a job (see helperMain).
-const helperEnv = "RESTAGE_CRONRUNNER_TEST_HELPER"
 
 var binary string // the built cronrunner
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "1" {
-		os.Exit(helperMain(os.Args[1:]))
-	}
+	crontest.RunHelper() // a job of the configs below
 	dir, err := os.MkdirTemp("", "cronrunner-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -44,71 +38,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// helperMain runs its arguments as a little script: "append FILE TEXT", "pid FILE",
-// "waitfile FILE", "ignoreterm", "sleep DURATION", "echo TEXT", "exit N".
-func helperMain(args []string) int {
-	for i := 0; i < len(args); i++ {
-		next := func() string { i++; return args[i] }
-		switch args[i] {
-		case "append":
-			file, text := next(), next()
-			f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-			if err != nil {
-				return 101
-			}
-			fmt.Fprintln(f, text)
-			f.Close()
-		case "pid":
-			_ = os.WriteFile(next(), []byte(strconv.Itoa(os.Getpid())), 0o644)
-		case "waitfile":
-			file := next()
-			for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-				if _, err := os.Stat(file); err == nil {
-					break
-				}
-			}
-		case "ignoreterm":
-			signal.Ignore(syscall.SIGTERM)
-		case "sleep":
-			d, _ := time.ParseDuration(next())
-			time.Sleep(d)
-		case "echo":
-			fmt.Println(next())
-		case "exit":
-			n, _ := strconv.Atoi(next())
-			return n
-		default:
-			return 103
-		}
-	}
-	return 0
-}
-
 type world struct {
 	dir    string
 	config string
 }
 
-// newWorld writes a config whose jobs run this test binary as a helper; each job is
-// "name|schedule|timeout|arg arg …" with {dir} standing for the folder.
+// newWorld writes a config whose jobs run this test binary as a helper (crontest's
+// script); each job is "name|schedule|timeout|word arg …" with {dir} standing for the
+// folder.
 func newWorld(t *testing.T, extra string, jobs ...string) *world {
 	t.Helper()
 	w := &world{dir: t.TempDir()}
 	w.config = filepath.Join(w.dir, "staging-cron.toml")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "environment = \"staging\"\nlock_file = \"run/staging.lock\"\nstate_dir = \"state\"\n%s\n", extra)
 	for _, j := range jobs {
 		f := strings.SplitN(j, "|", 4)
-		argv := []string{strconv.Quote(exe)}
-		for _, a := range strings.Fields(strings.ReplaceAll(f[3], "{dir}", w.dir)) {
+		var argv []string
+		for _, a := range crontest.Command(t, strings.Fields(strings.ReplaceAll(f[3], "{dir}", w.dir))...) {
 			argv = append(argv, strconv.Quote(a))
 		}
 		fmt.Fprintf(&b, "\n[[job]]\nname = %q\nschedule = %q\ncommand = [%s]\nenv = { %s = \"1\" }\n",
-			f[0], f[1], strings.Join(argv, ", "), helperEnv)
+			f[0], f[1], strings.Join(argv, ", "), crontest.HelperEnv)
 		if f[2] != "" {
 			fmt.Fprintf(&b, "timeout = %q\n", f[2])
 		}
@@ -139,33 +90,6 @@ func cronrunner(t *testing.T, args ...string) (code int, stdout, stderr string) 
 	return code, o.String(), e.String()
 }
 
-func lines(t *testing.T, file string) int {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if os.IsNotExist(err) {
-		return 0
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Count(string(data), "\n")
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
-func exists(file string) bool {
-	_, err := os.Stat(file)
-	return err == nil
-}
-
 func TestOnceRunsDueJobs(t *testing.T) {
 	w := newWorld(t, "",
 		"a|* * * * *||append {dir}/a run",
@@ -174,10 +98,10 @@ func TestOnceRunsDueJobs(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
-	if lines(t, w.path("a")) != 1 || lines(t, w.path("b")) != 1 {
+	if crontest.LineCount(t, w.path("a")) != 1 || crontest.LineCount(t, w.path("b")) != 1 {
 		t.Fatal("jobs did not run once each")
 	}
-	if !exists(w.path("state/state.json")) || !exists(w.path("run/staging.lock")) {
+	if !crontest.Exists(w.path("state/state.json")) || !crontest.Exists(w.path("run/staging.lock")) {
 		t.Fatal("state or lock not beside the config")
 	}
 }
@@ -205,7 +129,7 @@ func TestOnceReportsFailedJob(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, stdout)
 		}
 	}
-	if lines(t, w.path("fine")) != 1 {
+	if crontest.LineCount(t, w.path("fine")) != 1 {
 		t.Fatal("the other job did not run")
 	}
 }
@@ -224,30 +148,65 @@ func TestOnceSkipsDuringRebuild(t *testing.T) {
 		!strings.Contains(stderr, "pid "+strconv.Itoa(os.Getpid())+" on "+host+" since ") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
-	if lines(t, w.path("a")) != 0 {
+	if crontest.LineCount(t, w.path("a")) != 0 {
 		t.Fatal("job ran during the rebuild")
 	}
 }
 
-func TestConfigAndUsageErrorsExit2(t *testing.T) {
+const usage = "usage: cronrunner -config FILE [-once] [-log-level LEVEL]\n" +
+	"       cronrunner -config FILE -list\n" +
+	"       cronrunner -config FILE -enable JOB | -disable JOB\n"
+
+// -h prints the usage and exits 0; a usage mistake prints "cronrunner: <message>" and
+// the usage lines and exits 2; so does a config error, naming the key.
+func TestUsage(t *testing.T) {
 	w := newWorld(t, "", "a|* * * * *||echo x")
-	bad := filepath.Join(w.dir, "bad.toml")
-	os.WriteFile(bad, []byte("environment = \"s\"\nlock_file = \"l\"\nstate_dir = \"s\"\n[[job]]\nname = \"a\"\nschedule = \"* * *\"\ncommand = [\"x\"]\n"), 0o644)
+	remote := newWorld(t, "control = \"https://cron.example.org/cron.ini\"\n", "a|* * * * *||echo x")
+	bad := w.path("bad.toml")
+	if err := os.WriteFile(bad, []byte("environment = \"s\"\nlock_file = \"l\"\nstate_dir = \"s\"\n[[job]]\nname = \"a\"\nschedule = \"* * *\"\ncommand = [\"x\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := w.config
+	clitest.Check(t, "cronrunner", run, exitStatus, []clitest.Case{
+		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n  -config string\n"},
+		{Args: []string{"-help"}, Code: 0, StderrStart: usage},
+		{Args: nil, Code: 2, Stderr: "cronrunner: -config FILE is required\n" + usage},
+		{Args: []string{"-once"}, Code: 2, Stderr: "cronrunner: -config FILE is required\n" + usage},
+		{Args: []string{"-config"}, Code: 2, Stderr: "cronrunner: flag needs an argument: -config\n" + usage},
+		{Args: []string{"-config", cfg, "-nope"}, Code: 2, Stderr: "cronrunner: flag provided but not defined: -nope\n" + usage},
+		{Args: []string{"-config", cfg, "extra"}, Code: 2, Stderr: "cronrunner: unexpected argument \"extra\"\n" + usage},
+		{Args: []string{"-config", cfg, "-once", "-list"}, Code: 2, Stderr: "cronrunner: -once, -list, -enable and -disable exclude each other\n" + usage},
+		{Args: []string{"-config", cfg, "-enable", "a", "-disable", "a"}, Code: 2, Stderr: "cronrunner: -once, -list, -enable and -disable exclude each other\n" + usage},
+		{Args: []string{"-config", cfg, "-once", "-log-level", "loud"}, Code: 2, Stderr: "cronrunner: -log-level \"loud\": want debug, info, warn or error\n" + usage},
+		{Args: []string{"-config", remote.config, "-disable", "a"}, Code: 2,
+			Stderr: "cronrunner: control https://cron.example.org/cron.ini is a URL: change the file where it is served\n" + usage},
+		// Config errors name the key.
+		{Args: []string{"-config", bad, "-once"}, Code: 2, Stderr: "cronrunner: " + bad + ": config: job \"a\": schedule \"* * *\": expected exactly 5 fields, found 3: [* * *]\n"},
+		{Args: []string{"-config", cfg, "-disable", "a"}, Code: 2, Stderr: "cronrunner: config: no control file in the config (key control)\n"},
+		{Args: []string{"-config", w.path("missing.toml")}, Code: 2, Stderr: "cronrunner: config: open " + w.path("missing.toml") + ": no such file or directory\n"},
+	})
+	withControl := newWorld(t, "control = \"cron.ini\"\n", "a|* * * * *||echo x")
+	clitest.Check(t, "cronrunner", run, exitStatus, []clitest.Case{
+		{Args: []string{"-config", withControl.config, "-disable", "nosuch"}, Code: 2, Stderr: "cronrunner: no job \"nosuch\" in the config\n" + usage},
+	})
+}
+
+// The installed program exits as run says: 0 for -h, 2 for a usage or config error, 1
+// when a job failed (TestOnceReportsFailedJob).
+func TestExitStatus(t *testing.T) {
+	w := newWorld(t, "", "a|* * * * *||echo x")
 	for _, tc := range []struct {
 		args []string
+		code int
 		want string
 	}{
-		{nil, "-config FILE is required"},
-		{[]string{"-config", bad, "-once"}, `job "a": schedule "* * *"`},
-		{[]string{"-config", w.path("missing.toml")}, "missing.toml"},
-		{[]string{"-config", w.config, "-nope"}, "-nope"},
-		{[]string{"-config", w.config, "extra"}, "unexpected arguments"},
-		{[]string{"-config", w.config, "-disable", "a"}, "no control file"},
-		{[]string{"-config", w.config, "-once", "-log-level", "loud"}, "-log-level"},
+		{[]string{"-h"}, 0, usage},
+		{[]string{"-config", w.config, "-list", "-once"}, 2, "cronrunner: -once, -list, -enable and -disable exclude each other\n" + usage},
+		{[]string{"-config", w.config, "-disable", "a"}, 2, "cronrunner: config: no control file in the config (key control)\n"},
 	} {
-		code, _, stderr := cronrunner(t, tc.args...)
-		if code != 2 || !strings.Contains(stderr, tc.want) {
-			t.Errorf("%v: exit %d, stderr:\n%s", tc.args, code, stderr)
+		code, stdout, stderr := cronrunner(t, tc.args...)
+		if code != tc.code || stdout != "" || !strings.HasPrefix(stderr, tc.want) {
+			t.Errorf("cronrunner %q: exit %d, stdout %q, stderr:\n%s\nwant exit %d, stderr starting:\n%s", tc.args, code, stdout, stderr, tc.code, tc.want)
 		}
 	}
 }
@@ -266,7 +225,7 @@ func TestDisableEnable(t *testing.T) {
 	if code, _, stderr := cronrunner(t, "-config", w.config, "-once"); code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	if lines(t, w.path("a")) != 1 || lines(t, w.path("b")) != 0 {
+	if crontest.LineCount(t, w.path("a")) != 1 || crontest.LineCount(t, w.path("b")) != 0 {
 		t.Fatal("control file not obeyed")
 	}
 	if code, _, _ := cronrunner(t, "-config", w.config, "-enable", "b"); code != 0 {
@@ -284,10 +243,10 @@ func TestDisableEnable(t *testing.T) {
 }
 
 // daemon starts cronrunner without -once and returns it with its stderr.
-func daemon(t *testing.T, w *world) (*exec.Cmd, *syncBuffer, chan error) {
+func daemon(t *testing.T, w *world) (*exec.Cmd, *syncbuf.Buffer, chan error) {
 	t.Helper()
 	cmd := exec.Command(binary, "-config", w.config)
-	errOut := &syncBuffer{}
+	errOut := &syncbuf.Buffer{}
 	cmd.Stderr = errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -307,18 +266,18 @@ func TestSIGTERMStopsDaemonCleanly(t *testing.T) {
 	w := newWorld(t, "",
 		"long|* * * * *|10m|append {dir}/started x waitfile {dir}/release append {dir}/finished x")
 	cmd, stderr, done := daemon(t, w)
-	waitFor(t, "the job to start", func() bool { return exists(w.path("started")) })
+	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(w.path("started")) })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the daemon to stop starting jobs", func() bool { return strings.Contains(stderr.String(), "cron daemon stopping") })
+	crontest.WaitFor(t, "the daemon to stop starting jobs", func() bool { return strings.Contains(stderr.String(), "cron daemon stopping") })
 	if err := os.WriteFile(w.path("release"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("daemon: %v\n%s", err, stderr)
 	}
-	if !exists(w.path("finished")) {
+	if !crontest.Exists(w.path("finished")) {
 		t.Fatal("the daemon exited before its running job finished")
 	}
 	if h := staging.SharedHolders(w.path("run/staging.lock")); len(h) != 0 {
@@ -330,52 +289,19 @@ func TestSIGTERMKillsJobAfterItsTimeout(t *testing.T) {
 	w := newWorld(t, "",
 		"stuck|* * * * *|5s|pid {dir}/pid ignoreterm append {dir}/started x sleep 10m")
 	cmd, stderr, done := daemon(t, w)
-	waitFor(t, "the job to start", func() bool { return exists(w.path("started")) })
+	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(w.path("started")) })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("daemon: %v\n%s", err, stderr)
 	}
-	data, _ := os.ReadFile(w.path("pid"))
-	pid, _ := strconv.Atoi(string(data))
-	if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(stat), ") Z") {
-		t.Fatalf("job %d still running: %s", pid, stat)
+	if crontest.Alive(t, w.path("pid")) {
+		t.Fatal("the job still runs after its timeout")
 	}
 	if !strings.Contains(stderr.String(), "timed out") {
 		t.Fatalf("stderr:\n%s", stderr)
 	}
-}
-
-func TestExitCode(t *testing.T) {
-	for err, want := range map[error]int{
-		nil:      0,
-		errUsage: 2,
-		fmt.Errorf("%w: %w", errUsage, flag.ErrHelp): 0,
-		fmt.Errorf("x: %w", staging.ErrConfig):       2,
-		errors.New("job failed"):                     1,
-	} {
-		if got := exitCode(err); got != want {
-			t.Errorf("exitCode(%v) = %d, want %d", err, got, want)
-		}
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestList(t *testing.T) {
@@ -403,7 +329,7 @@ func TestKilledRunnerLeavesJobHoldingLock(t *testing.T) {
 	w := newWorld(t, "",
 		"long|* * * * *|10m|append {dir}/started x waitfile {dir}/release")
 	cmd, _, done := daemon(t, w)
-	waitFor(t, "the job to start", func() bool { return exists(w.path("started")) })
+	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(w.path("started")) })
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +341,7 @@ func TestKilledRunnerLeavesJobHoldingLock(t *testing.T) {
 	if err := os.WriteFile(w.path("release"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the job to end and the lock to be free", func() bool {
+	crontest.WaitFor(t, "the job to end and the lock to be free", func() bool {
 		l, err := staging.AcquireExclusive(context.Background(), lock, staging.LockOptions{})
 		if err != nil {
 			return false
@@ -423,22 +349,6 @@ func TestKilledRunnerLeavesJobHoldingLock(t *testing.T) {
 		l.Release()
 		return true
 	})
-}
-
-// alive reports whether the process whose pid is in file runs (a zombie is dead).
-func alive(t *testing.T, pidFile string) bool {
-	t.Helper()
-	data, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(data)) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || len(s) < i+3 || (s[i+2] != 'Z' && s[i+2] != 'X')
 }
 
 // A -once runner killed with SIGKILL while its job runs cannot let the next runner
@@ -452,12 +362,12 @@ func TestKilledOnceRunnerDoesNotLetJobStartTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.WriteFile(w.path("release"), nil, 0o644) }) // whatever happens, the jobs end
-	waitFor(t, "the job to start", func() bool { return lines(t, w.path("started")) == 1 && exists(w.path("pid")) })
+	crontest.WaitFor(t, "the job to start", func() bool { return crontest.LineCount(t, w.path("started")) == 1 && crontest.Exists(w.path("pid")) })
 	if err := first.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	first.Wait()
-	if !alive(t, w.path("pid")) {
+	if !crontest.Alive(t, w.path("pid")) {
 		t.Fatal("the job died with its runner")
 	}
 	// The job is due again (as at the next minute): forget the state.
@@ -472,15 +382,15 @@ func TestKilledOnceRunnerDoesNotLetJobStartTwice(t *testing.T) {
 	}
 	go func() { done <- second.Wait() }()
 	var err error
-	waitFor(t, "the second runner to end or start the job again", func() bool {
+	crontest.WaitFor(t, "the second runner to end or start the job again", func() bool {
 		select {
 		case err = <-done:
 			return true
 		default:
-			return lines(t, w.path("started")) > 1
+			return crontest.LineCount(t, w.path("started")) > 1
 		}
 	})
-	if n := lines(t, w.path("started")); n != 1 {
+	if n := crontest.LineCount(t, w.path("started")); n != 1 {
 		os.WriteFile(w.path("release"), nil, 0o644)
 		<-done
 		t.Fatalf("the job was started again (%d times) while its first run still runs", n)
@@ -492,14 +402,14 @@ func TestKilledOnceRunnerDoesNotLetJobStartTwice(t *testing.T) {
 	if err := os.WriteFile(w.path("release"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first job to end", func() bool { return !alive(t, w.path("pid")) })
+	crontest.WaitFor(t, "the first job to end", func() bool { return !crontest.Alive(t, w.path("pid")) })
 	if err := os.Remove(state); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := cronrunner(t, "-config", w.config, "-once"); code != 0 {
 		t.Fatalf("third runner: exit %d\n%s", code, stderr)
 	}
-	if n := lines(t, w.path("started")); n != 2 {
+	if n := crontest.LineCount(t, w.path("started")); n != 2 {
 		t.Fatalf("after the first job ended: started %d times, want 2", n)
 	}
 }
