@@ -242,16 +242,17 @@ func TestDisableEnable(t *testing.T) {
 	}
 }
 
-// daemon starts cronrunner without -once and returns it with its stderr.
-func daemon(t *testing.T, w *world) (*exec.Cmd, *syncbuf.Buffer, chan error) {
+// signalDaemon starts cronrunner without -once, waits until its job has started (it
+// appends to {dir}/started) and sends the daemon sig. done yields the daemon's exit.
+func signalDaemon(t *testing.T, w *world, sig os.Signal) (stderr *syncbuf.Buffer, done chan error) {
 	t.Helper()
 	cmd := exec.Command(binary, "-config", w.config)
-	errOut := &syncbuf.Buffer{}
-	cmd.Stderr = errOut
+	stderr = &syncbuf.Buffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
+	done = make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
@@ -259,17 +260,17 @@ func daemon(t *testing.T, w *world) (*exec.Cmd, *syncbuf.Buffer, chan error) {
 			<-done
 		}
 	})
-	return cmd, errOut, done
+	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(w.path("started")) })
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return stderr, done
 }
 
 func TestSIGTERMStopsDaemonCleanly(t *testing.T) {
 	w := newWorld(t, "",
 		"long|* * * * *|10m|append {dir}/started x waitfile {dir}/release append {dir}/finished x")
-	cmd, stderr, done := daemon(t, w)
-	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(w.path("started")) })
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	stderr, done := signalDaemon(t, w, syscall.SIGTERM)
 	crontest.WaitFor(t, "the daemon to stop starting jobs", func() bool { return strings.Contains(stderr.String(), "cron daemon stopping") })
 	if err := os.WriteFile(w.path("release"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -288,11 +289,7 @@ func TestSIGTERMStopsDaemonCleanly(t *testing.T) {
 func TestSIGTERMKillsJobAfterItsTimeout(t *testing.T) {
 	w := newWorld(t, "",
 		"stuck|* * * * *|5s|pid {dir}/pid ignoreterm append {dir}/started x sleep 10m")
-	cmd, stderr, done := daemon(t, w)
-	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(w.path("started")) })
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	stderr, done := signalDaemon(t, w, syscall.SIGTERM)
 	if err := <-done; err != nil {
 		t.Fatalf("daemon: %v\n%s", err, stderr)
 	}
@@ -328,11 +325,7 @@ func TestList(t *testing.T) {
 func TestKilledRunnerLeavesJobHoldingLock(t *testing.T) {
 	w := newWorld(t, "",
 		"long|* * * * *|10m|append {dir}/started x waitfile {dir}/release")
-	cmd, _, done := daemon(t, w)
-	crontest.WaitFor(t, "the job to start", func() bool { return crontest.Exists(w.path("started")) })
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
+	_, done := signalDaemon(t, w, os.Kill)
 	<-done
 	lock := w.path("run/staging.lock")
 	if _, err := staging.AcquireExclusive(context.Background(), lock, staging.LockOptions{}); !errors.Is(err, staging.ErrBusy) {

@@ -23,15 +23,12 @@ import (
 // applies only when there was never a good one.
 func TestUnparsableControlFileKeepsLastGoodOne(t *testing.T) {
 	e := newEnv(t)
-	control := e.path("cron.ini")
-	if err := os.WriteFile(control, []byte("[DEFAULT]\nenabled: True\n[mailer]\nenabled: False\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	cfg := e.config(
-		crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"),
-		crontest.Job(t, "mailer", "* * * * *", "append", e.path("mailer"), "run"),
+		e.appendJob(t, "a", "* * * * *"),
+		e.appendJob(t, "mailer", "* * * * *"),
 	)
-	cfg.Control = "cron.ini"
+	e.writeControl(t, &cfg, "[DEFAULT]\nenabled: True\n[mailer]\nenabled: False\n")
+	control := e.path("cron.ini")
 	r := newRunner(t, cfg)
 	if got := outcomes(runOnce(t, r, at(0))); got != "a=ok mailer=skipped-disabled" {
 		t.Fatalf("good control file: %s", got)
@@ -42,9 +39,7 @@ func TestUnparsableControlFileKeepsLastGoodOne(t *testing.T) {
 	}
 
 	// Someone saves a broken file.
-	if err := os.WriteFile(control, []byte("[DEFAULT]\nenabled: True\n[mailer]\nenabled: Flase\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	e.writeControl(t, nil, "[DEFAULT]\nenabled: True\n[mailer]\nenabled: Flase\n")
 	sum := runOnce(t, r, at(1))
 	if got := outcomes(sum); got != "a=ok mailer=skipped-disabled" {
 		t.Fatalf("broken control file: %s: the disabled job must stay disabled", got)
@@ -101,8 +96,8 @@ func TestControlURLFailureUsesLastGoodCopy(t *testing.T) {
 	t.Cleanup(srv.Close) // the loop closes it too
 	e := newEnv(t)
 	cfg := e.config(
-		crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"),
-		crontest.Job(t, "mailer", "* * * * *", "append", e.path("mailer"), "run"),
+		e.appendJob(t, "a", "* * * * *"),
+		e.appendJob(t, "mailer", "* * * * *"),
 	)
 	cfg.Control = strings.Replace(srv.URL, "http://", "http://cron:s3cret-token@", 1) + "/cron.ini"
 	r := newRunner(t, cfg)
@@ -173,7 +168,7 @@ func TestJobEnvironmentHasNoSecrets(t *testing.T) {
 // naming the rebuild: pid, host and start.
 func TestSkipDuringRebuildWarnsNamingTheRebuild(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"))
+	cfg := e.config(e.appendJob(t, "a", "* * * * *"))
 	cfg.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rebuild, err := staging.AcquireExclusive(t.Context(), e.lock, staging.LockOptions{})
 	if err != nil {
@@ -199,11 +194,8 @@ func TestSkipDuringRebuildWarnsNamingTheRebuild(t *testing.T) {
 // 0644 by an older version.
 func TestStateFilesArePrivate(t *testing.T) {
 	e := newEnv(t)
-	if err := os.WriteFile(e.path("cron.ini"), []byte("[DEFAULT]\nenabled: True\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	cfg := e.config(crontest.Job(t, "a", "* * * * *", "echo", "out"), crontest.Job(t, "b", "* * * * *", "echo", "out"))
-	cfg.Control = "cron.ini"
+	e.writeControl(t, &cfg, "[DEFAULT]\nenabled: True\n")
 	e.state = filepath.Join(e.dir, "var", "cron") // the runner makes it and its parent
 	cfg.StateDir = e.state
 	if got := outcomes(runOnce(t, newRunner(t, cfg), at(0))); got != "a=ok b=ok" {
@@ -268,7 +260,7 @@ func TestRunnerRefusesSymlinks(t *testing.T) {
 			if err := os.Symlink(victim, link); err != nil {
 				t.Fatal(err)
 			}
-			sum := runOnce(t, newRunner(t, e.config(crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"))), at(0))
+			sum := runOnce(t, newRunner(t, e.config(e.appendJob(t, "a", "* * * * *"))), at(0))
 			if got := outcomes(sum); got != "a=failed" {
 				t.Fatalf("%s: %v", got, sum.Jobs[0].Err)
 			}
@@ -286,17 +278,14 @@ func TestRunnerRefusesSymlinks(t *testing.T) {
 	}
 	t.Run("control copy", func(t *testing.T) {
 		e := newEnv(t)
-		if err := os.WriteFile(e.path("cron.ini"), []byte("garbage\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		cfg := e.config(e.appendJob(t, "a", "* * * * *"))
+		e.writeControl(t, &cfg, "garbage\n")
 		if err := os.MkdirAll(e.state, 0o700); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Symlink(victim, filepath.Join(e.state, cron.ControlCopyFile)); err != nil {
 			t.Fatal(err)
 		}
-		cfg := e.config(crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"))
-		cfg.Control = "cron.ini"
 		if got := outcomes(runOnce(t, newRunner(t, cfg), at(0))); got != "a=ok" {
 			t.Fatalf("a link at the copy was trusted: %s", got)
 		}
@@ -304,9 +293,7 @@ func TestRunnerRefusesSymlinks(t *testing.T) {
 			t.Fatalf("not logged:\n%s", log)
 		}
 		// A good control file replaces the link, never its target.
-		if err := os.WriteFile(e.path("cron.ini"), []byte("[a]\nenabled: True\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		e.writeControl(t, nil, "[a]\nenabled: True\n")
 		runOnce(t, newRunner(t, cfg), at(1))
 		if st, err := os.Lstat(filepath.Join(e.state, cron.ControlCopyFile)); err != nil || !st.Mode().IsRegular() {
 			t.Fatalf("copy: %v %v", st, err)

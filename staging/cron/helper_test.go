@@ -68,6 +68,24 @@ func (e *env) messages() []*notify.Message {
 
 func (e *env) path(name string) string { return filepath.Join(e.dir, name) }
 
+// appendJob is a job that appends a line to the file named as the job, in the folder.
+func (e *env) appendJob(t testing.TB, name, schedule string) cron.Job {
+	t.Helper()
+	return crontest.Job(t, name, schedule, "append", e.path(name), "run")
+}
+
+// writeControl writes text to the control file "cron.ini" in the folder, and points
+// cfg at it (relative to the config's folder) if cfg is not nil.
+func (e *env) writeControl(t testing.TB, cfg *cron.Config, text string) {
+	t.Helper()
+	if err := os.WriteFile(e.path("cron.ini"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cfg != nil {
+		cfg.Control = "cron.ini"
+	}
+}
+
 func newRunner(t testing.TB, cfg cron.Config) *cron.Runner {
 	t.Helper()
 	r, err := cron.New(cfg)

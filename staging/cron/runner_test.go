@@ -215,15 +215,12 @@ func TestOverlapPrevented(t *testing.T) {
 
 func TestControlFileDisablesJob(t *testing.T) {
 	e := newEnv(t)
-	control := e.path("cron.ini")
-	if err := os.WriteFile(control, []byte("# staging cron control\n[DEFAULT]\nenabled: True\n\n[b]\nenabled: False\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	cfg := e.config(
-		crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"),
-		crontest.Job(t, "b", "* * * * *", "append", e.path("b"), "run"),
+		e.appendJob(t, "a", "* * * * *"),
+		e.appendJob(t, "b", "* * * * *"),
 	)
-	cfg.Control = "cron.ini" // relative to the config's folder
+	e.writeControl(t, &cfg, "# staging cron control\n[DEFAULT]\nenabled: True\n\n[b]\nenabled: False\n")
+	control := e.path("cron.ini")
 	r := newRunner(t, cfg)
 	sum := runOnce(t, r, at(0))
 	if got := outcomes(sum); got != "a=ok b=skipped-disabled" || !errors.Is(sum.Jobs[1].Err, cron.ErrDisabled) {
@@ -299,8 +296,8 @@ func TestControlURL(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			cfg := e.config(
-				crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run"),
-				crontest.Job(t, "b", "* * * * *", "append", e.path("b"), "run"),
+				e.appendJob(t, "a", "* * * * *"),
+				e.appendJob(t, "b", "* * * * *"),
 			)
 			cfg.Control, cfg.ControlFail = tc.url, tc.fail
 			cfg.HTTPClient = &http.Client{Timeout: time.Second} // the default is ControlTimeout
@@ -514,7 +511,7 @@ func TestRunDaemonKillsJobAfterItsTimeout(t *testing.T) {
 
 func TestCancelledRunStartsNothing(t *testing.T) {
 	e := newEnv(t)
-	r := newRunner(t, e.config(crontest.Job(t, "a", "* * * * *", "append", e.path("a"), "run")))
+	r := newRunner(t, e.config(e.appendJob(t, "a", "* * * * *")))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := r.RunOnce(ctx, at(0)); !errors.Is(err, context.Canceled) {
@@ -549,7 +546,7 @@ func TestRunFlushesKeptReports(t *testing.T) {
 
 func TestNoJobStartsWhileRebuildWaitsForRunningJob(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(longJob(t, e), crontest.Job(t, "other", "1 * * * *", "append", e.path("other"), "run"))
+	cfg := e.config(longJob(t, e), e.appendJob(t, "other", "1 * * * *"))
 	done := startBlocking(t, e, newRunner(t, cfg))
 	got := make(chan error, 1)
 	go func() {
