@@ -23,9 +23,9 @@ import (
 
 // Owner records who holds an environment's lock.
 type Owner struct {
-	PID   int       `json:"pid"`
-	Host  string    `json:"host"`
-	Start time.Time `json:"start"`
+	PID   int       `json:"pid"`           // the holder's process ID
+	Host  string    `json:"host"`          // the host it runs on
+	Start time.Time `json:"start"`         // when it took the lock (or started to wait for it)
 	Job   string    `json:"job,omitempty"` // cron job name, for shared holders
 	// ProcStart is the process's start time in clock ticks since boot (field 22 of
 	// /proc/<pid>/stat) and BootID the kernel's boot id: with them, a record whose pid
@@ -48,7 +48,7 @@ func (o Owner) String() string {
 // LockedError is returned when another rebuild (an exclusive holder) holds the lock,
 // or, to AcquireShared, when a rebuild waits for it.
 type LockedError struct {
-	Path  string
+	Path  string // the lock file
 	Owner *Owner // nil when the holder left no record (e.g. flock(1) in a shell script)
 	// Waiting: the rebuild does not hold the lock yet; it waits for the shared holders
 	// (its "<lock file>.waiting" record), and no new shared holder may start meanwhile.
@@ -71,9 +71,9 @@ func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
 // BusyError is returned when shared holders (cron jobs) still hold the lock after the wait.
 type BusyError struct {
-	Path    string
-	Waited  time.Duration
-	Holders []Owner // live holders that left a record
+	Path    string        // the lock file
+	Waited  time.Duration // how long the rebuild waited
+	Holders []Owner       // live holders that left a record
 }
 
 // Error describes the failure.

@@ -69,7 +69,7 @@ func ParseStat(b []byte) (Stat, error) {
 // ID identifies one process across pid reuse and reboots. Zero StartTime or empty
 // BootID: not recorded (an older record), then Check does not compare it.
 type ID struct {
-	PID       int
+	PID       int    // the process ID
 	StartTime uint64 // Stat.StartTime
 	BootID    string // BootID() when the record was written
 }

@@ -2,14 +2,19 @@ package cron_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/restage/restage/staging/cron"
+	"github.com/restage/restage/staging/cron/crontest"
 )
 
 func TestParseControl(t *testing.T) {
@@ -127,7 +132,13 @@ enabled: False
 	if !c.Enabled("garbo") || c.Enabled("other") || c.Enabled("new-job") || !c.Enabled("x") {
 		t.Fatalf("%+v", c)
 	}
-	// A file that does not parse is not rewritten.
+}
+
+// SetEnabled refuses to rewrite a file that does not parse, and bad job names; it
+// leaves no temporary.
+func TestSetEnabledRefusesUnsafeEdits(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cron.ini")
 	if err := os.WriteFile(path, []byte("[a]\nenabled: perhaps\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +157,31 @@ enabled: False
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 2 || entries[0].Name() != "cron.ini" || entries[1].Name() != "cron.ini.lock" {
 		t.Fatalf("files left: %v", entries)
+	}
+}
+
+// SetEnabled waits for its turn on the lock no longer than its ctx allows.
+func TestSetEnabledWaitIsBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cron.ini")
+	other, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := syscall.Flock(int(other.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if err := cron.SetEnabled(ctx, path, "a", false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("SetEnabled under another holder: %v", err)
+	}
+	if crontest.Exists(path) {
+		t.Fatal("the file was written without the lock")
+	}
+	other.Close()
+	if err := cron.SetEnabled(t.Context(), path, "a", false); err != nil {
+		t.Fatal(err)
 	}
 }
 

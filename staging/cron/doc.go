@@ -43,5 +43,7 @@
 //
 // Files: what the runner writes in state_dir (state, logs, locks, the control copy)
 // is 0600 and the folders it makes 0700; it opens them without following a symbolic
-// link (a link planted there is refused with an error, its target untouched).
+// link (a link planted there is refused with an error, its target untouched), and
+// refuses a FIFO or anything else that is not a regular file there without waiting on
+// it.
 package cron

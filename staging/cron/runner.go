@@ -60,11 +60,11 @@ var (
 // CommandError is a job that failed: it exited non-zero, was killed, timed out or
 // could not be started (Err says which).
 type CommandError struct {
-	Job      string
-	Args     []string
-	ExitCode int    // -1: not started, or killed by a signal
-	Stderr   string // tail of its output (standard output and error together)
-	Err      error  // the cause: *exec.ExitError, ErrTimeout, exec.ErrNotFound, ...
+	Job      string   // the job's name
+	Args     []string // its command
+	ExitCode int      // -1: not started, or killed by a signal
+	Stderr   string   // tail of its output (standard output and error together)
+	Err      error    // the cause: *exec.ExitError, ErrTimeout, exec.ErrNotFound, ...
 }
 
 // Error describes the failure.
@@ -77,15 +77,15 @@ func (e *CommandError) Unwrap() error { return e.Err }
 
 // JobResult is what became of one job that was due.
 type JobResult struct {
-	Job     string
+	Job     string    // the job's name
 	Due     time.Time // the first minute the job was due in the window the run covered
-	Outcome Outcome
+	Outcome Outcome   // what became of it
 	// Err says why the job failed or was skipped; nil for OK.
 	Err       error
-	ExitCode  int    // -1: did not exit normally or did not run
-	Output    []byte // tail of the output (Config.TailBytes)
-	Start     time.Time
-	End       time.Time
+	ExitCode  int            // -1: did not exit normally or did not run
+	Output    []byte         // tail of the output (Config.TailBytes)
+	Start     time.Time      // when it was started; zero: it was not
+	End       time.Time      // when it ended
 	LockOwner *staging.Owner // SkippedLocked: the rebuild holding the lock (nil: no record)
 	NotifyErr error          // the report of a failure could not be delivered
 }

@@ -115,6 +115,7 @@ type tail struct {
 	w     *os.File
 }
 
+// Write keeps the end of p and copies p to w.
 func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -10,7 +10,7 @@ import (
 
 // JobStatus is what Status says about one job.
 type JobStatus struct {
-	Job Job
+	Job Job // the job's entry in the config
 	// Next is the next minute the job is due after now; Owed, when not zero, is a
 	// minute it is still owed (skipped during a rebuild, or missed): the next run runs it.
 	Next time.Time
