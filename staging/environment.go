@@ -27,6 +27,8 @@ type EnvironmentConfig struct {
 	Schema      SchemaSection   `toml:"schema"`
 	Service     ServiceSection  `toml:"service"`
 	Notify      NotifyConfig    `toml:"notify"`
+	History     HistorySection  `toml:"history"`
+	Metrics     MetricsSection  `toml:"metrics"`
 
 	path string // the file it was loaded from
 	dir  string // its folder, for relative paths
@@ -99,6 +101,20 @@ type SchemaSection struct {
 	Role string `toml:"role"`
 	// Timeout bounds the schema step (all migrations of a run); "": 30m.
 	Timeout Duration `toml:"timeout"`
+}
+
+// HistorySection is [history]: state_dir/history.jsonl, one line per run.
+type HistorySection struct {
+	// Keep is how many runs the history keeps, the newest; 0: 400 (DefaultHistoryKeep).
+	Keep int `toml:"keep"`
+}
+
+// MetricsSection is [metrics]: the Prometheus metrics written after every run.
+type MetricsSection struct {
+	// Textfile is the file the metrics are written to, in node exporter's textfile
+	// format (point it into the collector's folder, one file per environment); it must
+	// be named *.prom. "": "<state_dir>/metrics.prom".
+	Textfile string `toml:"textfile"`
 }
 
 // ServiceSection is [service]: the type, the health gate, and the type's own keys.
@@ -213,6 +229,12 @@ func (c *EnvironmentConfig) Validate() error {
 		p.add("schema.role %q: want a role name", c.Schema.Role)
 	}
 	c.Service.validate(&p)
+	if c.History.Keep < 0 {
+		p.add("history.keep %d: want a positive number (0: %d)", c.History.Keep, DefaultHistoryKeep)
+	}
+	if t := c.Metrics.Textfile; t != "" && (!strings.HasSuffix(t, ".prom") || strings.HasSuffix(t, "/.prom")) {
+		p.add("metrics.textfile %q: want a file named *.prom (node exporter's textfile collector reads no other)", t)
+	}
 	if c.Service.Type != "" {
 		_, bad := c.drivers().serviceKeys(&c.Service)
 		p = append(p, bad...)
@@ -341,6 +363,7 @@ func (c *EnvironmentConfig) resolve() {
 	r(&c.Code.Releases)
 	r(&c.Code.Current)
 	r(&c.Database.BinDir)
+	r(&c.Metrics.Textfile)
 	if c.Code.Git != "" && !strings.Contains(c.Code.Git, ":") {
 		r(&c.Code.Git) // a local repository path
 	}

@@ -21,6 +21,8 @@ type OpenOptions struct {
 	Source codesync.Source
 	// Progress receives restore progress (e.g. a terminal progress bar).
 	Progress func(dbrestore.Progress)
+	// Observer follows every run's steps and progress (Options.Observer).
+	Observer Observer
 	// Report, when set, also receives every report as text (e.g. os.Stdout).
 	Report io.Writer
 	// Logger is the run's logger; nil: slog.Default().
@@ -89,6 +91,9 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	cfg.LockFile = c.LockFile
 	cfg.CronWait = c.CronWait.Duration
 	cfg.StateDir = c.StateDir
+	cfg.HistoryKeep = c.History.Keep
+	cfg.MetricsFile = c.Metrics.Textfile
+	cfg.Observer = opts.Observer
 	cfg.Topic = c.Notify.Topic
 	cfg.SchemaRole = c.Schema.Role
 	cfg.Timeouts = Timeouts{Restore: c.Database.RestoreTimeout.Duration, Schema: c.Schema.Timeout.Duration,

@@ -1,12 +1,8 @@
 package staging
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -27,7 +23,7 @@ const (
 type Step struct {
 	Name     string        `json:"name"`
 	Started  time.Time     `json:"started"`
-	Duration time.Duration `json:"duration"`
+	Duration time.Duration `json:"-"`      // in JSON: duration_seconds
 	Status   string        `json:"status"` // ok, failed, skipped
 	Detail   string        `json:"detail,omitempty"`
 	Error    string        `json:"error,omitempty"`
@@ -40,15 +36,15 @@ type BackupInfo struct {
 	Path     string        `json:"path"`
 	Database string        `json:"database"`
 	Created  time.Time     `json:"created"`
-	Age      time.Duration `json:"age"`
-	Size     int64         `json:"size"`
+	Age      time.Duration `json:"-"`    // how old it was when the run took it; in JSON: age_seconds
+	Size     int64         `json:"size"` // bytes
 }
 
 // MigrationTime is one applied migration and how long it took.
 type MigrationTime struct {
 	Version  uint          `json:"version"`
 	Name     string        `json:"name"`
-	Duration time.Duration `json:"duration"`
+	Duration time.Duration `json:"-"` // in JSON: duration_seconds
 }
 
 // SchemaInfo is the schema step's outcome.
@@ -66,7 +62,8 @@ type ReleaseInfo struct {
 	Previous string `json:"previous,omitempty"`
 }
 
-// Report is what a run did, delivered by notify and appended to the history.
+// Report is what a run did, delivered by notify and appended to the history. Its JSON
+// (MarshalJSON) is a line of the history: durations in seconds.
 type Report struct {
 	ID          string        `json:"id"`
 	Environment string        `json:"environment"`
@@ -74,8 +71,8 @@ type Report struct {
 	Strategy    Strategy      `json:"strategy"`
 	Outcome     Outcome       `json:"outcome"`
 	Started     time.Time     `json:"started"`
-	Total       time.Duration `json:"total"`
-	Downtime    time.Duration `json:"downtime"` // service stopped until healthy again
+	Total       time.Duration `json:"-"` // in JSON: total_seconds
+	Downtime    time.Duration `json:"-"` // service stopped until healthy again; in JSON: downtime_seconds
 	Backup      *BackupInfo   `json:"backup,omitempty"`
 	Release     *ReleaseInfo  `json:"release,omitempty"`
 	Schema      *SchemaInfo   `json:"schema,omitempty"`
@@ -181,60 +178,4 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// HistoryFile is the name of the history file in the state folder.
-const HistoryFile = "history.jsonl"
-
-// appendHistory appends rep as one JSON line to stateDir/history.jsonl.
-func appendHistory(stateDir string, rep *Report) error {
-	if stateDir == "" {
-		return nil
-	}
-	if err := mkdirPrivate(stateDir); err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	line, err := json.Marshal(rep)
-	if err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	// 0600 and never through a symlink planted at its path (rule 12); a file left
-	// readable by an older version is narrowed.
-	f, err := os.OpenFile(filepath.Join(stateDir, HistoryFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("history: %w", err)
-	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("history: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("history: %w", err)
-	}
-	return f.Close()
-}
-
-// History reads the reports in stateDir's history, oldest first.
-func History(stateDir string) ([]*Report, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, HistoryFile))
-	if err != nil {
-		return nil, err
-	}
-	var out []*Report
-	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if line == "" {
-			continue
-		}
-		var rep Report
-		if err := json.Unmarshal([]byte(line), &rep); err != nil {
-			return out, fmt.Errorf("history line %d: %w", i+1, err)
-		}
-		out = append(out, &rep)
-	}
-	return out, nil
 }

@@ -45,6 +45,7 @@ type run struct {
 	downtimed bool
 	dry       bool    // a dry run: no report delivered, no history written
 	intent    *intent // the cutover under way, recorded in the state folder
+	watch     watch   // the observer's view of the run
 }
 
 // critical returns a context for a phase that must run to its end even when the
@@ -85,6 +86,7 @@ func (ru *run) step(ctx context.Context, name string, fn func(ctx context.Contex
 	s := &Step{Name: name, Started: ru.r.cfg.Now()}
 	ru.cap.startStep()
 	ru.log.Info("step started", keyStep, name)
+	ru.observeStarted(name)
 	detail, err := fn(ctx)
 	s.Duration = ru.r.cfg.Now().Sub(s.Started)
 	s.Detail = redact.String(detail)
@@ -103,6 +105,7 @@ func (ru *run) step(ctx context.Context, name string, fn func(ctx context.Contex
 		s.Output = redact.String(ru.cap.stepTail(5))
 	}
 	ru.rep.Steps = append(ru.rep.Steps, s)
+	ru.observeDone(s)
 	return err
 }
 
@@ -152,9 +155,10 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 	if ru.dry || rep.Outcome == OutcomeLocked {
 		return rep, runErr // a dry run and a locked-out run leave no trace
 	}
-	if err := appendHistory(ru.r.cfg.StateDir, rep); err != nil {
+	if err := appendHistory(ru.r.cfg.StateDir, rep, ru.r.cfg.HistoryKeep); err != nil {
 		ru.log.Error("history not written", keyErr, err)
 	}
+	ru.writeMetrics()
 	if n := ru.r.cfg.Notifier; n != nil {
 		status := notify.StatusOK
 		if rep.Outcome != OutcomeOK {
@@ -352,6 +356,7 @@ func (ru *run) restore(ctx context.Context, target string) error {
 func (ru *run) restoreInto(ctx context.Context, target string) (string, error) {
 	opts := ru.r.cfg.Restore
 	opts.Target, opts.Replace = target, true
+	opts.Progress = ru.restoreProgress(opts.Progress)
 	res, err := ru.r.cfg.Databases.Restore(ctx, ru.backup, opts)
 	if err != nil {
 		return "", err

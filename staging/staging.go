@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -92,6 +93,15 @@ type Options struct {
 	CronWait time.Duration
 	// StateDir holds history.jsonl (one JSON report per run); "": no history.
 	StateDir string
+	// HistoryKeep is how many runs the history keeps, the newest ([history] keep);
+	// 0: DefaultHistoryKeep.
+	HistoryKeep int
+	// MetricsFile receives the Prometheus metrics of the runs after every rebuild and
+	// deploy, in node exporter's textfile format ([metrics] textfile); "":
+	// "<StateDir>/metrics.prom", or no metrics without a StateDir. See RunMetrics.
+	MetricsFile string
+	// Observer follows every run's steps and progress as they happen; nil: none.
+	Observer Observer
 	// Topic tags the report; "": "<Environment>-rebuild".
 	Topic string
 	// Logger receives one line per step; nil: slog.Default(). The run's log is also
@@ -185,6 +195,9 @@ func (cfg *Config) validate() error {
 			p = append(p, part.name+" is required")
 		}
 	}
+	if cfg.HistoryKeep < 0 {
+		p = append(p, fmt.Sprintf("HistoryKeep %d: want a positive number (0: %d)", cfg.HistoryKeep, DefaultHistoryKeep))
+	}
 	if cfg.Backups != nil && cfg.Backup.Database == "" {
 		p = append(p, "Backup.Database is required with a backup catalog (which backups to take)")
 	}
@@ -225,6 +238,12 @@ func (cfg *Config) defaults() {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.HistoryKeep == 0 {
+		cfg.HistoryKeep = DefaultHistoryKeep
+	}
+	if cfg.MetricsFile == "" && cfg.StateDir != "" {
+		cfg.MetricsFile = filepath.Join(cfg.StateDir, MetricsFile)
 	}
 	t := &cfg.Timeouts
 	for _, d := range []struct {

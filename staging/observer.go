@@ -1,0 +1,195 @@
+package staging
+
+import (
+	"sync"
+	"time"
+
+	"github.com/restage/restage/dbrestore"
+)
+
+// Observer follows a run as it happens: every step's start and end, and the progress
+// of the long ones. Progress bars, log lines and live pages are observers; what a
+// finished run did is its Report (and the history).
+//
+// The Rebuilder calls an observer synchronously from the run, so a method must return
+// quickly and must not call back into the Rebuilder. The calls of one run come one at a
+// time, in order: StepStarted, any number of StepProgress, then StepDone, for each step
+// (StepProgress may come from another goroutine than the other two, never at the same
+// time). An observer given to several Rebuilders running at once is called
+// concurrently and must guard its own state. Combine observers with Observers; build
+// one from functions with ObserverFuncs.
+type Observer interface {
+	// StepStarted is called as the step called name begins.
+	StepStarted(run RunInfo, name string)
+	// StepProgress is called as a long step advances (today the restore, counted in
+	// Progress.Unit).
+	StepProgress(run RunInfo, p Progress)
+	// StepDone is called as a step ends, with the step as it lands in the report:
+	// status "ok" or "failed", duration, detail, the redacted error and output tail.
+	StepDone(run RunInfo, s Step)
+}
+
+// RunInfo says which run an observer's event belongs to.
+type RunInfo struct {
+	ID          string    // the report's ID
+	Environment string    // the environment's name
+	Kind        string    // "rebuild" or "deploy"
+	Started     time.Time // when the run began
+	DryRun      bool      // a dry run (Plan): nothing is changed
+}
+
+// Unit is what a Progress counts.
+type Unit string
+
+// Units of progress.
+const (
+	UnitBytes   Unit = "bytes"
+	UnitObjects Unit = "objects" // table-of-contents entries of a restore
+)
+
+// Progress is how far a long step has got.
+type Progress struct {
+	Step  string // the step under way, e.g. "restore"
+	Done  int64  // how much is done, in Unit
+	Total int64  // how much there is in all, in Unit; 0: not known
+	// Unit is what Done and Total count: UnitBytes where the part reports bytes; the
+	// restore reports UnitObjects (dbrestore.Progress counts table-of-contents entries).
+	Unit Unit
+	Item string // what is being worked on now, when known (e.g. "TABLE DATA public.bug")
+}
+
+// ObserverFuncs is an Observer made of functions; a nil field ignores its event.
+type ObserverFuncs struct {
+	OnStepStarted  func(run RunInfo, name string)
+	OnStepProgress func(run RunInfo, p Progress)
+	OnStepDone     func(run RunInfo, s Step)
+}
+
+var _ Observer = ObserverFuncs{}
+
+// StepStarted calls OnStepStarted.
+func (f ObserverFuncs) StepStarted(run RunInfo, name string) {
+	if f.OnStepStarted != nil {
+		f.OnStepStarted(run, name)
+	}
+}
+
+// StepProgress calls OnStepProgress.
+func (f ObserverFuncs) StepProgress(run RunInfo, p Progress) {
+	if f.OnStepProgress != nil {
+		f.OnStepProgress(run, p)
+	}
+}
+
+// StepDone calls OnStepDone.
+func (f ObserverFuncs) StepDone(run RunInfo, s Step) {
+	if f.OnStepDone != nil {
+		f.OnStepDone(run, s)
+	}
+}
+
+// Observers returns an Observer that passes every event to each of obs in turn; nil
+// entries are skipped, and with none left it returns nil.
+func Observers(obs ...Observer) Observer {
+	var all fanOut
+	for _, o := range obs {
+		switch o := o.(type) {
+		case nil:
+		case fanOut:
+			all = append(all, o...)
+		default:
+			all = append(all, o)
+		}
+	}
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	return all
+}
+
+// fanOut is Observers' result.
+type fanOut []Observer
+
+func (f fanOut) StepStarted(run RunInfo, name string) {
+	for _, o := range f {
+		o.StepStarted(run, name)
+	}
+}
+
+func (f fanOut) StepProgress(run RunInfo, p Progress) {
+	for _, o := range f {
+		o.StepProgress(run, p)
+	}
+}
+
+func (f fanOut) StepDone(run RunInfo, s Step) {
+	for _, o := range f {
+		o.StepDone(run, s)
+	}
+}
+
+// watch is a run's side of its observer: it keeps the calls of one run in order and
+// apart (the restore's progress arrives from the goroutine reading pg_restore's
+// output), and drops progress that arrives outside its step.
+type watch struct {
+	mu   sync.Mutex
+	step string // the step under way; "": none
+}
+
+// info is the run as its observer sees it.
+func (ru *run) info() RunInfo {
+	return RunInfo{ID: ru.rep.ID, Environment: ru.rep.Environment, Kind: ru.rep.Kind, Started: ru.rep.Started, DryRun: ru.dry}
+}
+
+func (ru *run) observeStarted(name string) {
+	obs := ru.r.cfg.Observer
+	if obs == nil {
+		return
+	}
+	ru.watch.mu.Lock()
+	defer ru.watch.mu.Unlock()
+	ru.watch.step = name
+	obs.StepStarted(ru.info(), name)
+}
+
+func (ru *run) observeProgress(p Progress) {
+	obs := ru.r.cfg.Observer
+	if obs == nil {
+		return
+	}
+	ru.watch.mu.Lock()
+	defer ru.watch.mu.Unlock()
+	if ru.watch.step == "" {
+		return // late: the step has ended
+	}
+	p.Step = ru.watch.step
+	obs.StepProgress(ru.info(), p)
+}
+
+func (ru *run) observeDone(s *Step) {
+	obs := ru.r.cfg.Observer
+	if obs == nil {
+		return
+	}
+	ru.watch.mu.Lock()
+	defer ru.watch.mu.Unlock()
+	ru.watch.step = ""
+	obs.StepDone(ru.info(), *s)
+}
+
+// restoreProgress returns the restore's progress function: the observer's, then
+// next's (Options.Restore.Progress) when set.
+func (ru *run) restoreProgress(next func(dbrestore.Progress)) func(dbrestore.Progress) {
+	if ru.r.cfg.Observer == nil {
+		return next
+	}
+	return func(p dbrestore.Progress) {
+		ru.observeProgress(Progress{Done: int64(p.Done), Total: int64(p.Total), Unit: UnitObjects, Item: p.Item})
+		if next != nil {
+			next(p)
+		}
+	}
+}
