@@ -14,6 +14,7 @@ import (
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/redact"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // IntentFile is the name, in the state folder, of the record of a cutover under way.
@@ -242,5 +243,6 @@ func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
 	return append(did, "service started"+map[bool]string{true: ", healthy", false: ""}[ru.r.cfg.Health != nil]), nil
 }
 
-// mkdirPrivate creates dir (and its parents) as 0700 folders when missing.
-func mkdirPrivate(dir string) error { return os.MkdirAll(dir, 0o700) }
+// mkdirPrivate creates dir (and its parents) as 0700 folders when missing, refusing a
+// symlink planted at its path.
+func mkdirPrivate(dir string) error { return safefile.MkdirPrivate(dir) }

@@ -412,10 +412,13 @@ func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
 // startHealthy starts the service and waits for the health gate, as the step name.
 func (ru *run) startHealthy(ctx context.Context, name string) error {
 	return ru.step(ctx, name, func(ctx context.Context) (string, error) {
-		if ru.r.cfg.Health == nil {
-			return "started (no health check configured)", ru.startService(ctx)
+		if err := ru.startService(ctx); err != nil {
+			return "", err
 		}
-		return "started, healthy", ru.startService(ctx)
+		if ru.r.cfg.Health == nil {
+			return "started (no health check configured)", nil
+		}
+		return "started, healthy", nil
 	})
 }
 

@@ -147,7 +147,7 @@ func TestTestCode(t *testing.T) {
 // TestInstalledBinariesLinkNoTestCode: the binaries installed on a staging host link no
 // test code (the demo, which needs the test harness, is its own program).
 func TestInstalledBinariesLinkNoTestCode(t *testing.T) {
-	for _, bin := range []string{"nightly", "experimental", "backup", "cronrunner"} {
+	for _, bin := range []string{"nightly", "experimental", "backup", "cronrunner", "history"} {
 		pkg := "github.com/restage/restage/examples/" + bin
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
 		if err != nil {
