@@ -44,6 +44,12 @@ type world struct {
 	failActivate func() error
 }
 
+var (
+	_ Databases         = (*world)(nil)
+	_ dbrestore.Catalog = (*world)(nil)
+	_ codesync.Syncer   = (*world)(nil)
+)
+
 func newWorld() *world {
 	return &world{dbs: map[string]string{"staging": "backup 0 @v1", "staging_prev": "backup -1 @v1"}, current: "r0",
 		releases: []*codesync.Release{{ID: "r0", Dir: "/releases/r0", State: codesync.StateActive}},

@@ -50,6 +50,9 @@ type Databases interface {
 	AllowConnections(ctx context.Context, name string) error
 }
 
+// The staging server of this module provides the guard the Rebuilder requires.
+var _ Databases = (*dbrestore.Server)(nil)
+
 // Config wires a Rebuilder. The parts are interfaces; Options zero values are documented
 // defaults.
 type Config struct {
