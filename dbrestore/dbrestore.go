@@ -3,10 +3,10 @@ package dbrestore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/restage/restage/internal/cmderr"
 )
 
 // Format is a pg_dump output format.
@@ -148,18 +148,8 @@ var (
 	ErrNoTable          = errors.New("table not in the backup") // TableRows: the backup holds no data of the table
 )
 
-// CommandError is a failed external program (pg_dump, pg_restore).
-type CommandError struct {
-	Args     []string // argv, with passwords removed
-	ExitCode int
-	Stderr   string // tail of its standard error
-}
-
-// Error describes the failure.
-func (e *CommandError) Error() string {
-	msg := strings.TrimSpace(e.Stderr)
-	if msg == "" {
-		return fmt.Sprintf("%s exited with status %d", strings.Join(e.Args, " "), e.ExitCode)
-	}
-	return fmt.Sprintf("%s exited with status %d: %s", strings.Join(e.Args, " "), e.ExitCode, msg)
-}
+// CommandError is a failed external program (pg_dump, pg_restore): its argv with
+// passwords removed, its exit status (-1: not started, or killed by a signal) and the
+// tail of its standard error. It is the command-failure error all of restage's packages
+// share (internal/cmderr), so that errors.As with any package's CommandError finds it.
+type CommandError = cmderr.Error
