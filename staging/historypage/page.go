@@ -101,11 +101,12 @@ func (p *Page) Render(w io.Writer) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		reports = nil
-	case err != nil && len(reports) == 0:
-		return fmt.Errorf("historypage: read the history of %s: %w", p.cfg.StateDir, err)
-	case err != nil:
-		warnings = append(warnings, fmt.Sprintf("The history could be read only in part (%v): the page shows the %d runs before the problem.", err, len(reports)))
+	case errors.Is(err, staging.ErrHistoryCorrupt):
+		// Unreadable lines are skipped: the page shows every run that could be read.
+		warnings = append(warnings, fmt.Sprintf("Some lines of the history could not be read and are left out (%v); the page shows the %d runs that could.", err, len(reports)))
 		p.log.Warn("history read in part", "state_dir", p.cfg.StateDir, "runs", len(reports), "error", err)
+	case err != nil:
+		return fmt.Errorf("historypage: read the history of %s: %w", p.cfg.StateDir, err)
 	}
 	return render(w, reports, p.cfg.Options, warnings)
 }
