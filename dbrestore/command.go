@@ -93,20 +93,14 @@ func pgMajor(binDir string) float64 {
 	return v
 }
 
-// libpqTarget are libpq's variables that say which server, user and database a
-// connection reaches, when the DSN does not. pgx reads them for the admin connections, so
-// the children must see them too: a pg_restore that reached another server than the one
-// the production guard checked would be worse than a failure. None holds a secret.
-var libpqTarget = []string{"PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE",
-	"PGAPPNAME", "PGOPTIONS", "PGCLIENTENCODING", "PGREQUIRESSL", "PGSSLCOMPRESSION", "PGKRBSRVNAME",
-	"PGLOAD_BALANCE_HOSTS", "PGREQUIREAUTH", "PGCHANNELBINDING", "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION"}
-
 // childEnv returns the environment of a PostgreSQL client program: childenv's basics
-// (PATH, HOME, the locale), libpq's settings that hold no secret, and set (what dbrestore
-// sets itself: PGPASSWORD for the DSN's password, PGOPTIONS), never this process's whole
-// environment, which may hold secrets (safety rule 10).
+// (PATH, HOME, the locale), libpq's settings that hold no secret (childenv.LibPQ), the
+// variables that say which server it reaches, as they do for pgx's admin connections
+// (childenv.LibPQTarget), and set (what dbrestore sets itself: PGPASSWORD for the DSN's
+// password, PGOPTIONS); never this process's whole environment, which may hold secrets
+// (safety rule 10).
 func childEnv(set ...string) []string {
-	return childenv.Env(slices.Concat(childenv.LibPQ, libpqTarget), set...)
+	return childenv.Env(slices.Concat(childenv.LibPQ, childenv.LibPQTarget), set...)
 }
 
 // passwordEnv returns the PGPASSWORD entry for a child that connects with cs: its

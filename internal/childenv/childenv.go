@@ -13,11 +13,21 @@ import (
 // basic are passed on to every child: where programs are, the user, the locale.
 var basic = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"}
 
-// LibPQ are libpq's settings that hold no secret (PGPASSWORD and PGPASSFILE's contents
-// are not among them; the caller passes the password it means to).
+// LibPQ are libpq's settings that hold no secret (PGPASSWORD, PGSSLPASSWORD and
+// PGPASSFILE's contents are not among them; the caller passes the password it means to).
 var LibPQ = []string{"PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLMODE", "PGSSLROOTCERT",
-	"PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSSLNEGOTIATION", "PGGSSENCMODE", "PGTZ",
-	"PGCONNECT_TIMEOUT", "PGTARGETSESSIONATTRS"}
+	"PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSSLCERTMODE", "PGSSLSNI", "PGSSLNEGOTIATION", "PGGSSENCMODE",
+	"PGTZ", "PGCONNECT_TIMEOUT", "PGTARGETSESSIONATTRS", "PGMINPROTOCOLVERSION", "PGMAXPROTOCOLVERSION"}
+
+// LibPQTarget are libpq's variables that say which server, user and database a
+// connection reaches (and how it introduces itself) when the DSN does not say. pgx reads
+// them too, so a child that connects with the same DSN as a pgx connection of this
+// process must see them: otherwise pg_restore could reach another server than the one
+// the production guard checked through pgx, which would be worse than a failure. None
+// holds a secret. Pass it together with LibPQ: Env(slices.Concat(LibPQ, LibPQTarget)).
+var LibPQTarget = []string{"PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE",
+	"PGAPPNAME", "PGOPTIONS", "PGCLIENTENCODING", "PGREQUIRESSL", "PGSSLCOMPRESSION", "PGKRBSRVNAME",
+	"PGLOAD_BALANCE_HOSTS", "PGREQUIREAUTH", "PGCHANNELBINDING", "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION"}
 
 // Git are what git needs to reach a remote: the ssh agent, a configured ssh command, and
 // proxies.

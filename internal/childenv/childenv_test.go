@@ -30,3 +30,44 @@ func TestEnvPassesOnlyWhatIsNamed(t *testing.T) {
 		t.Error("libpq's settings reached a child that did not ask for them")
 	}
 }
+
+// pgxReads are the variables pgx reads when a DSN leaves a setting out (pgconn's
+// parseEnvSettings, pgx v5.12), less the two that hold secrets (PGPASSWORD,
+// PGSSLPASSWORD). A client program started beside a pgx connection must see each, or it
+// connects elsewhere, or otherwise, than the connection that checked the server.
+var pgxReads = []string{"PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSFILE", "PGAPPNAME",
+	"PGCONNECT_TIMEOUT", "PGSSLMODE", "PGSSLKEY", "PGSSLCERT", "PGSSLCERTMODE", "PGSSLSNI",
+	"PGSSLROOTCERT", "PGSSLNEGOTIATION", "PGTARGETSESSIONATTRS", "PGSERVICE", "PGSERVICEFILE",
+	"PGTZ", "PGOPTIONS", "PGMINPROTOCOLVERSION", "PGMAXPROTOCOLVERSION", "PGCHANNELBINDING",
+	"PGREQUIREAUTH"}
+
+func TestLibPQTargetReachesTheChild(t *testing.T) {
+	for _, k := range pgxReads {
+		t.Setenv(k, "v-"+k)
+	}
+	t.Setenv("PGPASSWORD", "hunter2")
+	t.Setenv("PGSSLPASSWORD", "hunter3")
+	env := Env(slices.Concat(LibPQ, LibPQTarget))
+	for _, k := range pgxReads {
+		if !slices.Contains(env, k+"=v-"+k) {
+			t.Errorf("%s (read by pgx) does not reach the child: %q", k, env)
+		}
+	}
+	for _, kv := range env {
+		if strings.Contains(kv, "hunter") {
+			t.Errorf("a secret reached the child: %s", kv)
+		}
+	}
+	// The target is its own list: a child that only gets libpq's settings is not told
+	// which server to reach.
+	for _, k := range []string{"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE"} {
+		if !slices.Contains(LibPQTarget, k) || slices.Contains(LibPQ, k) {
+			t.Errorf("%s belongs in LibPQTarget (and only there)", k)
+		}
+	}
+	for _, k := range LibPQ {
+		if slices.Contains(LibPQTarget, k) {
+			t.Errorf("%s is in both LibPQ and LibPQTarget", k)
+		}
+	}
+}
