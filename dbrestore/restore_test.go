@@ -7,8 +7,10 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -704,11 +706,35 @@ func TestRestoreDeadlineStopsSlowSteps(t *testing.T) {
 		}
 		check(t, err, took, target, "")
 		// pg_restore's whole process group is gone (here: the script's sleep).
-		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-		for _, p := range procs {
-			if cmd, err := os.ReadFile(p); err == nil && string(cmd) == "sleep\x00"+nap+"\x00" {
-				t.Fatalf("%s: a child of pg_restore survived the deadline", p)
-			}
+		procs := commandLines(t)
+		if !slices.ContainsFunc(procs, func(l string) bool { return strings.HasPrefix(l, os.Args[0]) }) {
+			t.Fatalf("the process list lacks this test binary %s: %q", os.Args[0], procs)
+		}
+		if slices.Contains(procs, "sleep "+nap) {
+			t.Fatal("a child of pg_restore survived the deadline")
 		}
 	})
+}
+
+// commandLines returns the command lines of the machine's processes, arguments joined by
+// spaces: from /proc on Linux, else from ps(1).
+func commandLines(t *testing.T) []string {
+	t.Helper()
+	var lines []string
+	if procs, _ := filepath.Glob("/proc/[0-9]*/cmdline"); len(procs) > 0 {
+		for _, p := range procs {
+			if cmd, err := os.ReadFile(p); err == nil {
+				lines = append(lines, strings.ReplaceAll(strings.TrimSuffix(string(cmd), "\x00"), "\x00", " "))
+			}
+		}
+		return lines
+	}
+	out, err := exec.CommandContext(t.Context(), "ps", "-A", "-ww", "-o", "args=").Output()
+	if err != nil {
+		t.Fatalf("list processes: %v", err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	return lines
 }

@@ -3,8 +3,9 @@
 // A server is a fresh cluster made with initdb in a temporary folder, listening on a free
 // loopback port and on a unix socket in that folder, with trust authentication for the
 // superuser "postgres". When the process runs as root (initdb refuses root), the cluster is
-// owned and run by the "postgres" user. The server process is tied to the test process
-// (it is killed if the test binary dies), and Stop removes the folder.
+// owned and run by the "postgres" user. On Linux the server process is tied to the test
+// process (it is killed if the test binary dies); elsewhere a test binary killed by a
+// signal leaves it running. Stop removes the folder.
 //
 // Use Shared for a server per test binary (pair it with Main in TestMain so it is stopped at
 // the end), Start for a server owned by one test, and Database for a fresh database per test:
@@ -338,7 +339,7 @@ func StartLocal(ctx context.Context, binDir string) (*Server, error) {
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=100",
 		"-c", "shared_buffers=128MB", "-c", "max_wal_size=2GB", "-c", "log_min_messages=warning")
 	srv.Stdout, srv.Stderr = logFile, logFile
-	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	srv.SysProcAttr = serverSysProcAttr(cred)
 	if err := srv.Start(); err != nil {
 		logFile.Close()
 		cleanup()
