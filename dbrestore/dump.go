@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/redact"
 )
 
@@ -107,6 +108,9 @@ func Dump(ctx context.Context, cfg Config, opts DumpOptions) (*Backup, error) {
 	return b, redact.Error(err, secret)
 }
 
+// dump backs up the database cs names: pg_dump in a snapshot this process holds open,
+// the row counts in the same snapshot, then the dump read back (checksum, table of
+// contents) and published with its manifest.
 func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*Backup, error) {
 	log := cfg.logger()
 	pgDump, err := cfg.tool("pg_dump")
@@ -119,55 +123,105 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 	}
 	start := time.Now()
 
+	snap, err := openSnapshot(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.close(ctx)
+	m := snap.manifest
+	m.Format = opts.Format
+	m.PgDumpVersion = strings.TrimPrefix(dumpVersion, "pg_dump (PostgreSQL) ")
+
+	files, err := newBackupFiles(opts.Dir, &m)
+	if err != nil {
+		return nil, err
+	}
+	defer files.removeTemporaries()
+	log.Info("dbrestore: dump started", logKeyDatabase, m.Database, logKeyDSN, cs.Redacted(),
+		"format", string(opts.Format), "jobs", opts.Jobs, logKeyFile, files.dump)
+	counts, err := snap.dump(ctx, pgDump, cs, opts, files.tmpDump)
+	if err != nil {
+		return nil, err
+	}
+	snap.close(ctx)
+
+	entries, err := readBack(ctx, cfg, &m, files.tmpDump, counts)
+	if err != nil {
+		return nil, err
+	}
+	if err := files.publish(m); err != nil {
+		return nil, err
+	}
+	b := &Backup{Path: files.dump, ManifestPath: files.manifest, Manifest: m}
+	log.Info("dbrestore: dump complete", logKeyDatabase, m.Database, logKeyFile, files.dump, "bytes", m.Size,
+		logKeyObjects, entries, "tables_counted", len(m.RowCounts), logKeyDuration, time.Since(start).Round(time.Millisecond))
+
+	if opts.Keep > 0 {
+		cat := &DirCatalog{dir: opts.Dir, cfg: cfg, now: time.Now}
+		if _, err := cat.Prune(PruneOptions{Database: m.Database, Keep: opts.Keep}); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// snapshot is a read-only REPEATABLE READ transaction on the source whose snapshot
+// pg_dump imports, so that the rows it counts are the rows dumped.
+type snapshot struct {
+	conn     *pgx.Conn
+	tx       pgx.Tx
+	id       string   // pg_export_snapshot()
+	manifest Manifest // the source's identity: Database, ServerVersion, SystemIdentifier, Created
+}
+
+// openSnapshot connects to the source, exports a snapshot and reads the source's
+// identity in it. The caller must close it.
+func openSnapshot(ctx context.Context, cs *connString) (*snapshot, error) {
 	conn, err := pgx.Connect(ctx, cs.String())
 	if err != nil {
 		return nil, fmt.Errorf("dbrestore: connect to source %s: %w", cs.withoutPassword().String(), err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	s := &snapshot{conn: conn}
+	s.tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
+		s.close(ctx)
 		return nil, fmt.Errorf("dbrestore: begin snapshot transaction: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	var (
-		m        = Manifest{Format: opts.Format}
-		snapshot string
-		sysid    int64
-	)
-	err = tx.QueryRow(ctx, `SELECT current_database(), current_setting('server_version'),
+	var sysid int64
+	err = s.tx.QueryRow(ctx, `SELECT current_database(), current_setting('server_version'),
 		(SELECT system_identifier FROM pg_control_system()), pg_export_snapshot()`).
-		Scan(&m.Database, &m.ServerVersion, &sysid, &snapshot)
+		Scan(&s.manifest.Database, &s.manifest.ServerVersion, &sysid, &s.id)
 	if err != nil {
+		s.close(ctx)
 		return nil, fmt.Errorf("dbrestore: export snapshot: %w", err)
 	}
 	if sysid == 0 {
 		// A manifest without its source's identity is corrupt (the guard needs it).
+		s.close(ctx)
 		return nil, errors.New("dbrestore: the source server reports system_identifier 0")
 	}
-	m.Created = time.Now().UTC()
-	m.SystemIdentifier = uint64(sysid)
-	m.PgDumpVersion = strings.TrimPrefix(dumpVersion, "pg_dump (PostgreSQL) ")
+	s.manifest.Created = time.Now().UTC()
+	s.manifest.SystemIdentifier = uint64(sysid)
+	return s, nil
+}
 
-	base := backupBase(m.Database, m.Created)
-	m.Dump = base + dumpSuffix
-	final := filepath.Join(opts.Dir, m.Dump)
-	tmp := filepath.Join(opts.Dir, tmpPrefix+m.Dump)
-	manifestPath := filepath.Join(opts.Dir, base+manifestSuffix)
-	tmpManifest := filepath.Join(opts.Dir, tmpPrefix+base+manifestSuffix)
-	for _, p := range []string{final, tmp, manifestPath, tmpManifest} {
-		if _, err := os.Lstat(p); err == nil {
-			return nil, fmt.Errorf("dbrestore: %s already exists", p)
-		}
+// close ends the snapshot's transaction and connection; it may be called more than once.
+func (s *snapshot) close(ctx context.Context) {
+	if s.conn == nil {
+		return
 	}
-	published := false
-	defer func() {
-		if !published {
-			_ = os.RemoveAll(tmp)
-			_ = os.Remove(tmpManifest)
-		}
-	}()
+	ctx = context.WithoutCancel(ctx)
+	if s.tx != nil {
+		_ = s.tx.Rollback(ctx) // read-only
+	}
+	_ = s.conn.Close(ctx)
+	s.conn = nil
+}
 
-	args := []string{"--dbname", cs.withoutPassword().String(), "--snapshot", snapshot, "--file", tmp}
+// dump runs pg_dump into file in the snapshot while counting the rows of every user table
+// in it (opts.Counts), and returns the counts by table OID.
+func (s *snapshot) dump(ctx context.Context, pgDump string, cs *connString, opts DumpOptions, file string) (map[uint32]tableCount, error) {
+	args := []string{"--dbname", cs.withoutPassword().String(), "--snapshot", s.id, "--file", file}
 	if opts.Format == FormatDirectory {
 		args = append(args, "--format=directory", "--jobs", strconv.Itoa(opts.Jobs))
 	} else {
@@ -178,10 +232,7 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 	}
 	args = append(args, opts.Args...)
 	p := &proc{path: pgDump, args: args, env: passwordEnv(cs), secrets: []string{connPassword(cs)}}
-	log.Info("dbrestore: dump started", logKeyDatabase, m.Database, logKeyDSN, cs.Redacted(),
-		"format", string(opts.Format), "jobs", opts.Jobs, logKeyFile, final)
 
-	// pg_dump imports the snapshot while this transaction counts rows in it.
 	type counted struct {
 		byOID map[uint32]tableCount
 		err   error
@@ -191,7 +242,7 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 	defer cancelCounts()
 	if opts.Counts {
 		go func() {
-			c, err := countTables(countCtx, tx)
+			c, err := countTables(countCtx, s.tx)
 			countsDone <- counted{c, err}
 		}()
 	}
@@ -204,68 +255,105 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 		counts = <-countsDone
 	}
 	if dumpErr != nil {
-		return nil, fmt.Errorf("dbrestore: pg_dump %s: %w", m.Database, dumpErr)
+		return nil, fmt.Errorf("dbrestore: pg_dump %s: %w", s.manifest.Database, dumpErr)
 	}
 	if counts.err != nil {
-		return nil, fmt.Errorf("dbrestore: count rows of %s: %w", m.Database, counts.err)
+		return nil, fmt.Errorf("dbrestore: count rows of %s: %w", s.manifest.Database, counts.err)
 	}
-	_ = tx.Rollback(ctx)
+	return counts.byOID, nil
+}
 
-	// Read back what pg_dump wrote: checksum and table of contents.
-	m.Size, m.SHA256, err = checksum(ctx, tmp, opts.Format)
+// readBack reads what pg_dump wrote to file into m: its size and checksum, and, with
+// counts, the row count of every table whose data the dump holds. It returns the number
+// of entries in the dump's table of contents.
+func readBack(ctx context.Context, cfg Config, m *Manifest, file string, counts map[uint32]tableCount) (int, error) {
+	var err error
+	m.Size, m.SHA256, err = checksum(ctx, file, m.Format)
 	if err != nil {
-		return nil, fmt.Errorf("dbrestore: checksum of the dump: %w", err)
+		return 0, fmt.Errorf("dbrestore: checksum of the dump: %w", err)
 	}
-	t, err := listTOC(ctx, cfg, tmp)
+	t, err := listTOC(ctx, cfg, file)
 	if err != nil {
-		return nil, fmt.Errorf("dbrestore: the new dump: %w", err)
+		return 0, fmt.Errorf("dbrestore: the new dump: %w", err)
 	}
-	if opts.Counts {
-		m.RowCounts = map[string]int64{}
-		for _, e := range t.entries {
-			if e.desc != "TABLE DATA" {
-				continue
-			}
-			c, ok := counts.byOID[e.oid]
-			if !ok {
-				// An extension's configuration table, dumped with its own filter.
-				log.Debug("dbrestore: table data not counted", "item", e.label())
-				continue
-			}
-			m.RowCounts[c.key] = c.rows
+	if counts == nil {
+		return len(t.entries), nil
+	}
+	m.RowCounts = map[string]int64{}
+	for _, e := range t.entries {
+		if e.desc != "TABLE DATA" {
+			continue
+		}
+		c, ok := counts[e.oid]
+		if !ok {
+			// An extension's configuration table, dumped with its own filter.
+			cfg.logger().Debug("dbrestore: table data not counted", "item", e.label())
+			continue
+		}
+		m.RowCounts[c.key] = c.rows
+	}
+	return len(t.entries), nil
+}
+
+// backupFiles are the paths of a new backup: the dump and its manifest, and the
+// temporaries (".tmp-" names) they are written under until published.
+type backupFiles struct {
+	dir                   string
+	dump, tmpDump         string
+	manifest, tmpManifest string
+	published             bool
+}
+
+// newBackupFiles names the files of the backup m describes in dir and sets m.Dump,
+// refusing when any of them exists.
+func newBackupFiles(dir string, m *Manifest) (*backupFiles, error) {
+	base := backupBase(m.Database, m.Created)
+	m.Dump = base + dumpSuffix
+	f := &backupFiles{
+		dir:         dir,
+		dump:        filepath.Join(dir, m.Dump),
+		tmpDump:     filepath.Join(dir, tmpPrefix+m.Dump),
+		manifest:    filepath.Join(dir, base+manifestSuffix),
+		tmpManifest: filepath.Join(dir, tmpPrefix+base+manifestSuffix),
+	}
+	for _, p := range []string{f.dump, f.tmpDump, f.manifest, f.tmpManifest} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("dbrestore: %s already exists", p)
 		}
 	}
+	return f, nil
+}
 
-	// Publish: the dump, then the manifest.
+// publish puts the dump in place, then its manifest m, so that a catalog never sees a
+// manifest without its complete dump, and makes both durable.
+func (f *backupFiles) publish(m Manifest) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := writeFileSync(tmpManifest, append(data, '\n')); err != nil {
-		return nil, fmt.Errorf("dbrestore: write manifest: %w", err)
+	if err := writeFileSync(f.tmpManifest, append(data, '\n')); err != nil {
+		return fmt.Errorf("dbrestore: write manifest: %w", err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		return nil, fmt.Errorf("dbrestore: %w", err)
+	if err := os.Rename(f.tmpDump, f.dump); err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
 	}
-	if err := os.Rename(tmpManifest, manifestPath); err != nil {
-		_ = os.RemoveAll(final)
-		return nil, fmt.Errorf("dbrestore: %w", err)
+	if err := os.Rename(f.tmpManifest, f.manifest); err != nil {
+		_ = os.RemoveAll(f.dump)
+		return fmt.Errorf("dbrestore: %w", err)
 	}
-	published = true
-	if err := syncDir(opts.Dir); err != nil {
-		return nil, fmt.Errorf("dbrestore: sync backup folder: %w", err)
+	f.published = true
+	if err := atomicfile.SyncDir(f.dir); err != nil {
+		return fmt.Errorf("dbrestore: sync backup folder: %w", err)
 	}
-	b := &Backup{Path: final, ManifestPath: manifestPath, Manifest: m}
-	log.Info("dbrestore: dump complete", logKeyDatabase, m.Database, logKeyFile, final, "bytes", m.Size,
-		logKeyObjects, len(t.entries), "tables_counted", len(m.RowCounts), logKeyDuration, time.Since(start).Round(time.Millisecond))
+	return nil
+}
 
-	if opts.Keep > 0 {
-		cat := &DirCatalog{dir: opts.Dir, cfg: cfg, now: time.Now}
-		if _, err := cat.Prune(PruneOptions{Database: m.Database, Keep: opts.Keep}); err != nil {
-			return b, err
-		}
+// removeTemporaries removes what an unpublished backup left.
+func (f *backupFiles) removeTemporaries() {
+	if !f.published {
+		_ = os.RemoveAll(f.tmpDump)
+		_ = os.Remove(f.tmpManifest)
 	}
-	return b, nil
 }
 
 type tableCount struct {
@@ -336,13 +424,4 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
