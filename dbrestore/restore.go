@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,35 +52,72 @@ func (s *Server) Restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	return res, redact.Error(err, s.secret)
 }
 
+// sqlFile is a post-restore file, read before anything is changed.
 type sqlFile struct {
 	path, name, text string
 }
 
-func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*RestoreResult, error) {
-	// Options first.
+// validate checks opts and sets its defaults; b must name its source.
+func (o *RestoreOptions) validate(b *Backup) error {
 	if b == nil {
-		return nil, errors.New("dbrestore: Restore needs a backup")
+		return errors.New("dbrestore: Restore needs a backup")
 	}
-	if opts.Target == "" {
-		return nil, errors.New("dbrestore: RestoreOptions.Target is required")
+	if o.Target == "" {
+		return errors.New("dbrestore: RestoreOptions.Target is required")
 	}
-	if opts.Jobs < 0 {
-		return nil, errors.New("dbrestore: RestoreOptions.Jobs must not be negative")
+	if o.Jobs < 0 {
+		return errors.New("dbrestore: RestoreOptions.Jobs must not be negative")
 	}
-	if opts.Jobs == 0 {
-		opts.Jobs = 2
+	if o.Jobs == 0 {
+		o.Jobs = 2
 	}
 	if b.Manifest.SystemIdentifier == 0 {
 		// Without its source the guard could not know production: a corrupt backup.
-		return nil, fmt.Errorf("dbrestore: %w: manifest of %s has no system_identifier", ErrCorrupt, b.Name())
+		return fmt.Errorf("dbrestore: %w: manifest of %s has no system_identifier", ErrCorrupt, b.Name())
 	}
+	return nil
+}
+
+// readSQLFiles reads the post-restore files.
+func readSQLFiles(paths []string) ([]sqlFile, error) {
 	var files []sqlFile
-	for _, p := range opts.PostRestore {
+	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("dbrestore: post-restore file: %w", err)
 		}
 		files = append(files, sqlFile{path: p, name: filepath.Base(p), text: string(data)})
+	}
+	return files, nil
+}
+
+// restoreRun is one Restore into a target the run created: what its steps share.
+type restoreRun struct {
+	s     *Server
+	b     *Backup
+	opts  RestoreOptions
+	toc   *toc
+	files []sqlFile
+	res   *RestoreResult
+
+	outMu  sync.Mutex
+	output *lineTail // pg_restore's messages, the notices of the files, what they did
+}
+
+// addOutput keeps line in the result's output tail; pg_restore's jobs call it at once.
+func (r *restoreRun) addOutput(line string) {
+	r.outMu.Lock()
+	r.output.add(line)
+	r.outMu.Unlock()
+}
+
+func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*RestoreResult, error) {
+	if err := opts.validate(b); err != nil {
+		return nil, err
+	}
+	files, err := readSQLFiles(opts.PostRestore)
+	if err != nil {
+		return nil, err
 	}
 	pgRestore, err := s.tools.tool("pg_restore")
 	if err != nil {
@@ -95,85 +134,141 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 		return nil, fmt.Errorf("dbrestore: %w", err)
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
-
-	// 1. Guard.
-	id, err := systemIdentifier(ctx, admin)
+	if err := s.guardRestore(ctx, admin, b, opts.Target); err != nil {
+		return nil, err
+	}
+	step("guarded")
+	t, err := s.verifiedTOC(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	if id == b.Manifest.SystemIdentifier {
-		return nil, fmt.Errorf("dbrestore: restore %s into %q: %w (this server's system_identifier %d is the backup's source)",
-			b.Name(), opts.Target, ErrProduction, id)
-	}
-	if err := s.guard(ctx, admin, "restore into", opts.Target); err != nil {
+	step("verified")
+	if err := s.createTarget(ctx, admin, opts); err != nil {
 		return nil, err
 	}
+	step("created")
 
-	step("guarded")
-	// 2. Verify.
+	r := &restoreRun{s: s, b: b, opts: opts, toc: t, files: files, output: newLineTail(outputTailLines),
+		res: &RestoreResult{Database: opts.Target, Objects: len(t.entries)}}
+	err = r.fill(ctx, pgRestore)
+	step("filled")
+	r.outMu.Lock()
+	r.res.Output = redact.String(r.output.String(), s.secret)
+	r.outMu.Unlock()
+	if err != nil {
+		return r.res, s.dropHalfBuilt(ctx, opts.Target, err)
+	}
+	return r.res, nil
+}
+
+// guardRestore refuses to restore b into target when this server is b's source or
+// otherwise production, or target may not be changed.
+func (s *Server) guardRestore(ctx context.Context, admin *pgx.Conn, b *Backup, target string) error {
+	id, err := systemIdentifier(ctx, admin)
+	if err != nil {
+		return err
+	}
+	if id == b.Manifest.SystemIdentifier {
+		return fmt.Errorf("dbrestore: restore %s into %q: %w (this server's system_identifier %d is the backup's source)",
+			b.Name(), target, ErrProduction, id)
+	}
+	return s.guard(ctx, admin, "restore into", target)
+}
+
+// verifiedTOC verifies b, unless a Verify of it passed already, and returns its table of
+// contents.
+func (s *Server) verifiedTOC(ctx context.Context, b *Backup) (*toc, error) {
 	if !b.verified {
 		if err := verifyBackup(ctx, s.tools, b); err != nil {
 			return nil, err
 		}
 	}
-	t := b.toc
-	if t == nil {
-		if t, err = listTOC(ctx, s.tools, b.Path); err != nil {
-			return nil, err
-		}
+	if b.toc != nil {
+		return b.toc, nil
 	}
+	return listTOC(ctx, s.tools, b.Path)
+}
 
-	step("verified")
-	// 3. Create the target.
+// createTarget creates opts.Target, empty, dropping a leftover of that name first when
+// opts.Replace says so.
+func (s *Server) createTarget(ctx context.Context, admin *pgx.Conn, opts RestoreOptions) error {
 	ok, err := exists(ctx, admin, opts.Target)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if ok {
 		if !opts.Replace {
-			return nil, fmt.Errorf("dbrestore: restore into %q: %w", opts.Target, ErrExists)
+			return fmt.Errorf("dbrestore: restore into %q: %w", opts.Target, ErrExists)
 		}
 		s.log.Info("dbrestore: dropping leftover target", logKeyTarget, opts.Target)
 		if err := s.drop(ctx, admin, opts.Target); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident(opts.Target)+" TEMPLATE template0"+s.ownerClause()); err != nil {
-		return nil, fmt.Errorf("dbrestore: create %q: %w", opts.Target, err)
+		return fmt.Errorf("dbrestore: create %q: %w", opts.Target, err)
 	}
-	step("created")
-	res := &RestoreResult{Database: opts.Target, Objects: len(t.entries)}
-	output := newLineTail(outputTailLines)
-	var outMu sync.Mutex
-	addOutput := func(line string) {
-		outMu.Lock()
-		output.add(line)
-		outMu.Unlock()
-	}
-	err = s.fill(ctx, b, opts, t, files, pgRestore, res, addOutput)
-	step("filled")
-	outMu.Lock()
-	res.Output = redact.String(output.String(), s.secret)
-	outMu.Unlock()
-	if err == nil {
-		return res, nil
-	}
-
-	// Failed or cancelled: drop the half-built target.
-	cctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	s.log.Warn("dbrestore: restore failed; dropping the half-built target", logKeyTarget, opts.Target,
-		logKeyError, redact.String(err.Error(), s.secret))
-	derr := s.withConn(cctx, func(c *pgx.Conn) error { return s.drop(cctx, c, opts.Target) })
-	if derr != nil {
-		return res, fmt.Errorf("%w (dropping the half-built %q failed too: %v)", err, opts.Target, derr)
-	}
-	return res, err
+	return nil
 }
 
-// fill restores into the freshly created target and checks it.
-func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *toc, files []sqlFile,
-	pgRestore string, res *RestoreResult, addOutput func(string)) error {
+// dropHalfBuilt drops target after a restore into it failed with err, or was cancelled,
+// and returns err (with the drop's failure, if any).
+func (s *Server) dropHalfBuilt(ctx context.Context, target string, err error) error {
+	cctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	s.log.Warn("dbrestore: restore failed; dropping the half-built target", logKeyTarget, target,
+		logKeyError, redact.String(err.Error(), s.secret))
+	derr := s.withConn(cctx, func(c *pgx.Conn) error { return s.drop(cctx, c, target) })
+	if derr != nil {
+		return fmt.Errorf("%w (dropping the half-built %q failed too: %v)", err, target, derr)
+	}
+	return err
+}
+
+// fill restores into the freshly created target and checks it: pg_restore, the row
+// counts, the post-restore files, ANALYZE (together with the counts when there are no
+// files, which could change the tables).
+func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
+	if err := r.pgRestore(ctx, pgRestore); err != nil {
+		return err
+	}
+	conn, err := r.s.connectNotices(ctx, r.opts.Target, r.addOutput)
+	if err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	rels, err := listRelations(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("dbrestore: list restored tables: %w", err)
+	}
+	together := len(r.files) == 0
+	if err := r.checkRowCounts(ctx, conn, rels, together); err != nil {
+		return err
+	}
+	if err := r.postRestore(ctx, conn); err != nil {
+		return err
+	}
+	if !together {
+		start := time.Now()
+		// The files may have created or dropped tables: list again.
+		if rels, err = listRelations(ctx, conn); err != nil {
+			return fmt.Errorf("dbrestore: list tables: %w", err)
+		}
+		if _, err := r.s.checkAndAnalyze(ctx, r.opts.Target, r.opts.Jobs, rels, nil, true); err != nil {
+			return err
+		}
+		r.res.Analyze = time.Since(start)
+	}
+	r.s.log.Info("dbrestore: restore complete", logKeyTarget, r.opts.Target, "restore", r.res.Restore.Round(time.Millisecond),
+		"post_restore", r.res.PostRestore.Round(time.Millisecond), "analyze", r.res.Analyze.Round(time.Millisecond),
+		"tables_compared", len(r.res.RowCounts))
+	return nil
+}
+
+// pgRestore runs pg_restore into the target, reporting progress.
+func (r *restoreRun) pgRestore(ctx context.Context, pgRestore string) error {
+	s, opts := r.s, r.opts
 	target := s.cs.withDatabase(opts.Target)
 	args := []string{"--dbname", target.withoutPassword().String(), "--jobs", strconv.Itoa(opts.Jobs),
 		"--exit-on-error", "--verbose"}
@@ -183,78 +278,76 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 	if s.cfg.Role != "" {
 		args = append(args, "--role="+s.cfg.Role)
 	}
-	args = append(args, b.Path)
+	args = append(args, r.b.Path)
 	env := append(passwordEnv(s.cs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
-	pp := &progressParser{toc: t, ids: opts.Jobs > 1, fn: opts.Progress, seen: map[int]bool{}}
+	pp := &progressParser{toc: r.toc, ids: opts.Jobs > 1, fn: opts.Progress, seen: map[int]bool{}}
 	p := &proc{path: pgRestore, args: args, env: env, secrets: []string{s.secret},
 		stderr: func(line string) bool {
-			addOutput(line)
+			r.addOutput(line)
 			return pp.line(line)
 		}}
-	s.log.Info("dbrestore: restore started", logBackup(b), logKeyTarget, opts.Target, "jobs", opts.Jobs,
-		logKeyObjects, len(t.entries))
+	s.log.Info("dbrestore: restore started", logBackup(r.b), logKeyTarget, opts.Target, "jobs", opts.Jobs,
+		logKeyObjects, len(r.toc.entries))
 	start := time.Now()
 	if err := p.run(ctx); err != nil {
-		return fmt.Errorf("dbrestore: pg_restore %s into %q: %w", b.Name(), opts.Target, err)
+		return fmt.Errorf("dbrestore: pg_restore %s into %q: %w", r.b.Name(), opts.Target, err)
 	}
-	res.Restore = time.Since(start)
+	r.res.Restore = time.Since(start)
 	pp.finish()
-	s.log.Info("dbrestore: pg_restore done", logKeyTarget, opts.Target, logKeyDuration, res.Restore.Round(time.Millisecond))
+	s.log.Info("dbrestore: pg_restore done", logKeyTarget, opts.Target, logKeyDuration, r.res.Restore.Round(time.Millisecond))
+	return nil
+}
 
-	conn, err := s.connectNotices(ctx, opts.Target, addOutput)
-	if err != nil {
-		return fmt.Errorf("dbrestore: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-
-	// Row counts, and ANALYZE in the same pass when no post-restore file changes data.
-	rels, err := listRelations(ctx, conn)
-	if err != nil {
-		return fmt.Errorf("dbrestore: list restored tables: %w", err)
-	}
+// checkRowCounts compares the restored tables' row counts with the manifest's (unless
+// opts.SkipRowCounts), from the statistics where they match, else by count(*), and
+// analyses every table in the same pass when analyze is set.
+func (r *restoreRun) checkRowCounts(ctx context.Context, conn *pgx.Conn, rels []relation, analyze bool) error {
+	s, target := r.s, r.opts.Target
 	var want map[string]int64
-	if !opts.SkipRowCounts {
-		want = b.Manifest.RowCounts
+	if !r.opts.SkipRowCounts {
+		want = r.b.Manifest.RowCounts
 	}
-	together := len(files) == 0
-	start = time.Now()
+	start := time.Now()
 	// Tables whose insert statistics match the manifest need no scan; count the rest.
 	var fromStats map[string]int64
 	toCount := want
 	if len(want) > 0 {
 		settings := pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings)
+		var err error
 		if fromStats, toCount, err = insertedFromStats(ctx, conn, rels, want, settings); err != nil {
-			return fmt.Errorf("dbrestore: read statistics of %q: %w", opts.Target, err)
+			return fmt.Errorf("dbrestore: read statistics of %q: %w", target, err)
 		}
-		s.log.Debug("dbrestore: row counts from statistics", logKeyTarget, opts.Target, "verified", len(fromStats),
+		s.log.Debug("dbrestore: row counts from statistics", logKeyTarget, target, "verified", len(fromStats),
 			"to_count", len(toCount), logKeyDuration, time.Since(start).Round(time.Millisecond))
 	}
-	counts, err := s.checkAndAnalyze(ctx, opts.Target, opts.Jobs, rels, toCount, together)
+	counts, err := s.checkAndAnalyze(ctx, target, r.opts.Jobs, rels, toCount, analyze)
 	if err != nil {
 		return err
 	}
 	if len(want) > 0 {
-		res.RowCounts = make(map[string]int64, len(want))
-		for k, n := range fromStats {
-			res.RowCounts[k] = n
-		}
-		for k, n := range counts {
-			res.RowCounts[k] = n
-		}
-		s.log.Info("dbrestore: row counts match", logKeyTarget, opts.Target, "tables", len(res.RowCounts),
+		r.res.RowCounts = make(map[string]int64, len(want))
+		maps.Copy(r.res.RowCounts, fromStats)
+		maps.Copy(r.res.RowCounts, counts)
+		s.log.Info("dbrestore: row counts match", logKeyTarget, target, "tables", len(r.res.RowCounts),
 			"from_statistics", len(fromStats), "counted", len(counts), logKeyDuration, time.Since(start).Round(time.Millisecond))
 	}
-	if together {
-		res.Analyze = time.Since(start)
+	if analyze {
+		r.res.Analyze = time.Since(start)
 	}
+	return nil
+}
 
-	start = time.Now()
-	if role := s.cfg.Role; role != "" && len(files) > 0 {
+// postRestore runs the post-restore files on conn, each in its own transaction, as
+// ServerConfig.Role when set; a file that leaves the session as another role fails.
+func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
+	start := time.Now()
+	role := r.s.cfg.Role
+	if role != "" && len(r.files) > 0 {
 		if _, err := conn.Exec(ctx, "SET ROLE "+ident(role)); err != nil {
 			return fmt.Errorf("dbrestore: post-restore: set role %q: %w", role, err)
 		}
 	}
-	for _, f := range files {
+	for _, f := range r.files {
 		fstart := time.Now()
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, f.text)
@@ -263,7 +356,7 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 		if err != nil {
 			return fmt.Errorf("dbrestore: post-restore %s: %w", f.name, describeSQLError(err, f.text))
 		}
-		if role := s.cfg.Role; role != "" {
+		if role != "" {
 			var user string
 			if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
 				return fmt.Errorf("dbrestore: post-restore %s: %w", f.name, err)
@@ -273,26 +366,11 @@ func (s *Server) fill(ctx context.Context, b *Backup, opts RestoreOptions, t *to
 					f.name, user, role)
 			}
 		}
-		addOutput(fmt.Sprintf("post-restore %s: done in %s", f.name, time.Since(fstart).Round(time.Millisecond)))
-		s.log.Info("dbrestore: post-restore file done", logKeyTarget, opts.Target, logKeyFile, f.name,
-			logKeyDuration, time.Since(fstart).Round(time.Millisecond))
+		took := time.Since(fstart).Round(time.Millisecond)
+		r.addOutput(fmt.Sprintf("post-restore %s: done in %s", f.name, took))
+		r.s.log.Info("dbrestore: post-restore file done", logKeyTarget, r.opts.Target, logKeyFile, f.name, logKeyDuration, took)
 	}
-	res.PostRestore = time.Since(start)
-
-	if !together {
-		start = time.Now()
-		// The files may have created or dropped tables: list again.
-		if rels, err = listRelations(ctx, conn); err != nil {
-			return fmt.Errorf("dbrestore: list tables: %w", err)
-		}
-		if _, err := s.checkAndAnalyze(ctx, opts.Target, opts.Jobs, rels, nil, true); err != nil {
-			return err
-		}
-		res.Analyze = time.Since(start)
-	}
-	s.log.Info("dbrestore: restore complete", logKeyTarget, opts.Target, "restore", res.Restore.Round(time.Millisecond),
-		"post_restore", res.PostRestore.Round(time.Millisecond), "analyze", res.Analyze.Round(time.Millisecond),
-		"tables_compared", len(res.RowCounts))
+	r.res.PostRestore = time.Since(start)
 	return nil
 }
 
@@ -392,29 +470,50 @@ ORDER BY 6 DESC, 1, 2`)
 func (s *Server) checkAndAnalyze(ctx context.Context, database string, jobs int, rels []relation,
 	want map[string]int64, analyze bool) (map[string]int64, error) {
 	start := time.Now()
-	type task struct {
-		rel            relation
-		count, analyze bool
-	}
-	var tasks []task
-	present := map[string]bool{}
+	var tasks []relationTask
 	for _, r := range rels {
-		t := task{rel: r}
+		t := relationTask{rel: r, analyze: analyze && !r.partition}
 		if _, ok := want[r.key()]; ok && r.kind == "r" {
 			t.count = true
-			present[r.key()] = true
 		}
-		t.analyze = analyze && !r.partition
 		if t.count || t.analyze {
 			tasks = append(tasks, t)
 		}
 	}
-	got := make(map[string]int64, len(present))
+	got, err := s.runRelationTasks(ctx, database, jobs, tasks)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: check %q: %w", database, err)
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	if diffs := countDiffs(want, got); len(diffs) > 0 {
+		if len(diffs) > 20 {
+			diffs = append(diffs[:20:20], fmt.Sprintf("and %d more", len(diffs)-20))
+		}
+		return got, fmt.Errorf("dbrestore: %w in %q: %s", ErrRowCountMismatch, database, strings.Join(diffs, "; "))
+	}
+	s.log.Debug("dbrestore: counted rows", logKeyTarget, database, "tables", len(got),
+		logKeyDuration, time.Since(start).Round(time.Millisecond))
+	return got, nil
+}
+
+// relationTask is what checkAndAnalyze does to one relation.
+type relationTask struct {
+	rel            relation
+	count, analyze bool
+}
+
+// runRelationTasks runs tasks, in order, on jobs connections to database, and returns
+// the rows counted by table. The first failure cancels what is left; when ctx ends, its
+// cause is the error.
+func (s *Server) runRelationTasks(ctx context.Context, database string, jobs int, tasks []relationTask) (map[string]int64, error) {
+	got := map[string]int64{}
 	var (
 		mu    sync.Mutex
 		wg    sync.WaitGroup
 		errs  []error
-		queue = make(chan task)
+		queue = make(chan relationTask)
 	)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -425,9 +524,7 @@ func (s *Server) checkAndAnalyze(ctx context.Context, database string, jobs int,
 		cancel()
 	}
 	for range min(jobs, max(len(tasks), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			c, err := s.connect(cctx, database)
 			if err != nil {
 				fail(err)
@@ -456,7 +553,7 @@ func (s *Server) checkAndAnalyze(ctx context.Context, database string, jobs int,
 					}
 				}
 			}
-		}()
+		})
 	}
 	for _, t := range tasks {
 		queue <- t
@@ -465,20 +562,18 @@ func (s *Server) checkAndAnalyze(ctx context.Context, database string, jobs int,
 	wg.Wait()
 	if len(errs) > 0 {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("dbrestore: check %q: %w", database, context.Cause(ctx))
+			return nil, context.Cause(ctx)
 		}
-		return nil, fmt.Errorf("dbrestore: check %q: %w", database, errors.Join(errs...))
+		return nil, errors.Join(errs...)
 	}
-	if len(want) == 0 {
-		return nil, nil
-	}
+	return got, nil
+}
+
+// countDiffs describes, in the order of the tables' names, every table whose count in
+// got differs from want or is missing.
+func countDiffs(want, got map[string]int64) []string {
 	var diffs []string
-	keys := make([]string, 0, len(want))
-	for k := range want {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		switch n, ok := got[k]; {
 		case !ok:
 			diffs = append(diffs, fmt.Sprintf("%s missing (backup has %d rows)", k, want[k]))
@@ -486,16 +581,7 @@ func (s *Server) checkAndAnalyze(ctx context.Context, database string, jobs int,
 			diffs = append(diffs, fmt.Sprintf("%s has %d rows, backup %d", k, n, want[k]))
 		}
 	}
-	if len(diffs) > 0 {
-		shown := diffs
-		if len(shown) > 20 {
-			shown = append(shown[:20:20], fmt.Sprintf("and %d more", len(diffs)-20))
-		}
-		return got, fmt.Errorf("dbrestore: %w in %q: %s", ErrRowCountMismatch, database, strings.Join(shown, "; "))
-	}
-	s.log.Debug("dbrestore: counted rows", logKeyTarget, database, "tables", len(got),
-		logKeyDuration, time.Since(start).Round(time.Millisecond))
-	return got, nil
+	return diffs
 }
 
 // statsWait bounds how long insertedFromStats waits for pg_restore's sessions to publish
