@@ -291,6 +291,45 @@ func StartContainer(ctx context.Context, opts ContainerOptions) (*Server, error)
 		return nil, err
 	}
 
+	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+		ContainerRequest: containerRequest(opts),
+		Started:          true,
+		Logger:           logger,
+	})
+	terminate := func() error {
+		if c == nil {
+			return nil
+		}
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		return c.Terminate(tctx)
+	}
+	if err != nil {
+		msg := containerLogTail(ctx, c)
+		_ = terminate()
+		if rerr := reaperError(err); rerr != err {
+			return nil, rerr
+		}
+		return nil, fmt.Errorf("pgtest: start %s: %w%s", opts.Image, err, msg)
+	}
+	s, err := describe(ctx, c, opts)
+	if err != nil {
+		_ = terminate()
+		return nil, err
+	}
+	s.stop = terminate
+	if err := waitConnect(ctx, s, opts.StartupTimeout); err != nil {
+		msg := containerLogTail(ctx, c)
+		_ = terminate()
+		return nil, fmt.Errorf("pgtest: %s in container %.12s: %w%s", opts.Image, s.Container.ID, err, msg)
+	}
+	return s, nil
+}
+
+// containerRequest is the container StartContainer asks for: opts.Image run as a
+// throwaway server (no fsync), labelled with this process so that a later run removes
+// it once the process is gone, ready when it logged ReadyLog and listens.
+func containerRequest(opts ContainerOptions) testcontainers.ContainerRequest {
 	env := map[string]string{
 		"POSTGRES_USER":     opts.User,
 		"POSTGRES_PASSWORD": opts.Password,
@@ -333,39 +372,7 @@ func StartContainer(ctx context.Context, opts ContainerOptions) (*Server, error)
 			req.NetworkAliases = map[string][]string{opts.Network: opts.Aliases}
 		}
 	}
-	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
-		ContainerRequest: req,
-		Started:          true,
-		Logger:           logger,
-	})
-	terminate := func() error {
-		if c == nil {
-			return nil
-		}
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-		defer cancel()
-		return c.Terminate(tctx)
-	}
-	if err != nil {
-		msg := containerLogTail(ctx, c)
-		_ = terminate()
-		if rerr := reaperError(err); rerr != err {
-			return nil, rerr
-		}
-		return nil, fmt.Errorf("pgtest: start %s: %w%s", opts.Image, err, msg)
-	}
-	s, err := describe(ctx, c, opts)
-	if err != nil {
-		_ = terminate()
-		return nil, err
-	}
-	s.stop = terminate
-	if err := waitConnect(ctx, s, opts.StartupTimeout); err != nil {
-		msg := containerLogTail(ctx, c)
-		_ = terminate()
-		return nil, fmt.Errorf("pgtest: %s in container %.12s: %w%s", opts.Image, s.Container.ID, err, msg)
-	}
-	return s, nil
+	return req
 }
 
 // describe fills a Server from the running container.

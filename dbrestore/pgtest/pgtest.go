@@ -303,47 +303,64 @@ func StartLocal(ctx context.Context, binDir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cleanup := func() { _ = os.RemoveAll(dir) }
 	cred, err := serverCredential()
+	if err == nil && cred != nil {
+		err = os.Chown(dir, int(cred.Uid), int(cred.Gid))
+	}
+	if err == nil {
+		err = initCluster(ctx, binDir, dir, cred)
+	}
+	var (
+		s      *Server
+		exited <-chan error
+	)
+	if err == nil {
+		s, exited, err = startPostgres(binDir, dir, cred)
+	}
 	if err != nil {
-		cleanup()
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			cleanup()
-			return nil, err
-		}
+	if err := s.waitReady(ctx, exited, 60*time.Second); err != nil {
+		return nil, err
 	}
-	data := filepath.Join(dir, "data")
+	return s, nil
+}
+
+// initCluster makes a cluster in dir/data, owned by cred (nil: this process's user),
+// whose superuser "postgres" needs no password.
+func initCluster(ctx context.Context, binDir, dir string, cred *syscall.Credential) error {
 	initdb := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"),
-		"-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
+		"-D", filepath.Join(dir, "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	initdb.Env = append(os.Environ(), "LC_ALL=C")
 	if out, err := initdb.CombinedOutput(); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
+	return nil
+}
+
+// startPostgres starts the cluster in dir on a free loopback port, its socket in dir and
+// its log in dir/server.log, and returns it before it accepts connections, with a
+// channel that receives its exit. Its stop removes dir.
+func startPostgres(binDir, dir string, cred *syscall.Credential) (*Server, <-chan error, error) {
 	port, err := freePort()
 	if err != nil {
-		cleanup()
-		return nil, err
+		return nil, nil, err
 	}
 	logFile, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
-		cleanup()
-		return nil, err
+		return nil, nil, err
 	}
 	srv := exec.Command(filepath.Join(binDir, "postgres"),
-		"-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
+		"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=100",
 		"-c", "shared_buffers=128MB", "-c", "max_wal_size=2GB", "-c", "log_min_messages=warning")
 	srv.Stdout, srv.Stderr = logFile, logFile
 	srv.SysProcAttr = serverSysProcAttr(cred)
 	if err := srv.Start(); err != nil {
 		logFile.Close()
-		cleanup()
-		return nil, fmt.Errorf("start postgres: %w", err)
+		return nil, nil, fmt.Errorf("start postgres: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- srv.Wait(); logFile.Close() }()
@@ -358,25 +375,31 @@ func StartLocal(ctx context.Context, binDir string) (*Server, error) {
 		}
 		return os.RemoveAll(dir)
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	return s, exited, nil
+}
+
+// waitReady waits until the server startPostgres started accepts connections; when it
+// exits first (exited), or timeout passes, its folder is removed and the error says why,
+// with the server's log.
+func (s *Server) waitReady(ctx context.Context, exited <-chan error, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.Connect(cctx, s.AdminDSN())
 		cancel()
 		if err == nil {
-			conn.Close(ctx)
-			return s, nil
+			return conn.Close(ctx)
 		}
 		select {
 		case werr := <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("postgres exited: %v\n%s", werr, log)
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
+			_ = os.RemoveAll(s.Dir)
+			return fmt.Errorf("postgres exited: %v\n%s", werr, log)
 		default:
 		}
 		if time.Now().After(deadline) {
 			_ = s.Stop()
-			return nil, fmt.Errorf("postgres did not accept connections within 60s: %w", err)
+			return fmt.Errorf("postgres did not accept connections within %s: %w", timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
