@@ -27,4 +27,9 @@
 //
 // Passwords in DSNs reach pg_dump and pg_restore through PGPASSWORD, never argv, and are
 // removed from every error, log line and CommandError.
+//
+// Package dbrestore/dbrestoretest holds the conformance suite of what the staging
+// Rebuilder requires of a staging server (Server runs it against a throwaway PostgreSQL
+// server; a decorator or another implementation runs it in its own tests) and Fake, an
+// in-memory server for tests.
 package dbrestore
