@@ -81,20 +81,41 @@ type Restorer interface {
 	Restore(ctx context.Context, b *Backup, opts RestoreOptions) (*RestoreResult, error)
 }
 
-// Admin manages whole databases on the staging server. Every operation that drops or
-// renames refuses the production server (by system_identifier), protected names, and,
-// failing closed, any server while no production identity is known (ErrNoProduction).
+// Admin manages whole databases on the staging server. Every operation that changes
+// one refuses the production server (ErrProduction, by system_identifier), protected
+// names (ErrProtected) and names over MaxNameLen bytes (ErrNameTooLong), and, failing
+// closed, any server while no production identity is known (ErrNoProduction); a
+// refused operation changes nothing. dbrestoretest.Admin checks these promises.
 type Admin interface {
 	// Exists reports whether a database called name exists.
 	Exists(ctx context.Context, name string) (bool, error)
 	// Drop drops name after terminating its connections; a missing database is not an error.
 	Drop(ctx context.Context, name string) error
+	// Rename renames from to to after terminating from's connections. to must not
+	// exist (ErrExists), from must (ErrNotFound).
+	Rename(ctx context.Context, from, to string) error
 	// Swap renames live to prev (when live exists) and next to live, in one transaction.
-	// next must exist and prev must not.
+	// next must exist (ErrNotFound) and prev must not (ErrExists).
 	Swap(ctx context.Context, live, next, prev string) error
 	// Clone creates name as a template copy of template (STRATEGY FILE_COPY), replacing
-	// an existing name.
+	// an existing name; a missing template is ErrNotFound.
 	Clone(ctx context.Context, template, name string) error
+	// AllowConnections lets clients connect to name again, the repair after a run was
+	// killed while it refused them for a rename or drop; a missing database is no error.
+	AllowConnections(ctx context.Context, name string) error
+}
+
+// Guard is the production guard of a staging server: what it knows of production's
+// identities decides whether Admin and Restorer may change anything. Identities once
+// given are kept for every later operation.
+type Guard interface {
+	// GuardProduction notes ids (zeros are ignored) as production servers' identities,
+	// then refuses with ErrProduction when this server is one of the production
+	// identities known, and with ErrNoProduction when none is known.
+	GuardProduction(ctx context.Context, ids ...uint64) error
+	// GuardSource refuses a backup whose manifest names no source server (ErrCorrupt),
+	// then is GuardProduction with that source.
+	GuardSource(ctx context.Context, b *Backup) error
 }
 
 // RestoreOptions are the per-call options of Restore.

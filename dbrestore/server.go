@@ -67,7 +67,7 @@ func DefaultRestoreSettings() map[string]string {
 }
 
 // Server restores backups into, and manages the databases of, one staging PostgreSQL
-// server. It implements Restorer and Admin; admin SQL goes through pgx with quoted
+// server. It implements Restorer, Admin and Guard; admin SQL goes through pgx with quoted
 // identifiers, and restores through pg_restore with argv, never a shell.
 type Server struct {
 	cfg    ServerConfig
@@ -87,6 +87,7 @@ type Server struct {
 var (
 	_ Restorer = (*Server)(nil)
 	_ Admin    = (*Server)(nil)
+	_ Guard    = (*Server)(nil)
 )
 
 // NewServer returns a Server for the staging server cfg.AdminDSN connects to. It does not

@@ -13,25 +13,12 @@ import (
 )
 
 // Server is what the staging Rebuilder requires of the staging database server
-// (staging.Databases has the same methods): restores, the whole-database operations of
-// dbrestore.Admin, renames, the production guard, and the repair of connections left
-// refused. *dbrestore.Server and *Fake implement it.
+// (staging.Databases has the same methods): restores, the whole-database operations and
+// the production guard. *dbrestore.Server and *Fake implement it.
 type Server interface {
 	dbrestore.Restorer
 	dbrestore.Admin
-	// Rename renames from to to, refusing protected names and the production server;
-	// to must not exist (dbrestore.ErrExists), from must (dbrestore.ErrNotFound).
-	Rename(ctx context.Context, from, to string) error
-	// GuardProduction notes ids as production servers' for every later operation, then
-	// refuses with dbrestore.ErrProduction when this server is one of them, or with
-	// dbrestore.ErrNoProduction when it knows none.
-	GuardProduction(ctx context.Context, ids ...uint64) error
-	// GuardSource is GuardProduction with the source of backup b, refusing a backup that
-	// names none (dbrestore.ErrCorrupt).
-	GuardSource(ctx context.Context, b *dbrestore.Backup) error
-	// AllowConnections lets clients connect to name again; a missing database is no
-	// error. It is guarded as every change is.
-	AllowConnections(ctx context.Context, name string) error
+	dbrestore.Guard
 }
 
 var (
