@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/restage/restage/internal/redact"
@@ -135,50 +136,39 @@ func (c *connString) password() string {
 	return p
 }
 
-// withoutPassword returns a copy without any password.
-func (c *connString) withoutPassword() *connString {
+// without returns a copy without the setting key (a URL's query parameter, or a
+// keyword=value pair).
+func (c *connString) without(key string) *connString {
 	out := c.clone()
 	if out.u != nil {
-		if out.u.User != nil {
-			out.u.User = url.User(out.u.User.Username())
-		}
-		q := out.u.Query()
-		if q.Has("password") {
-			q.Del("password")
+		if q := out.u.Query(); q.Has(key) {
+			q.Del(key)
 			out.u.RawQuery = q.Encode()
 		}
 		return out
 	}
-	kept := out.kv[:0]
-	for _, kv := range out.kv {
-		if kv.key != "password" {
-			kept = append(kept, kv)
-		}
+	out.kv = slices.DeleteFunc(out.kv, func(kv kvPair) bool { return kv.key == key })
+	return out
+}
+
+// withoutPassword returns a copy without any password.
+func (c *connString) withoutPassword() *connString {
+	out := c.without("password")
+	if out.u != nil && out.u.User != nil {
+		out.u.User = url.User(out.u.User.Username())
 	}
-	out.kv = kept
 	return out
 }
 
 // withDatabase returns a copy pointed at database name.
 func (c *connString) withDatabase(name string) *connString {
-	out := c.clone()
+	out := c.without("dbname")
 	if out.u != nil {
 		out.u.Path = "/" + name
 		out.u.RawPath = "/" + url.PathEscape(name)
-		q := out.u.Query()
-		if q.Has("dbname") {
-			q.Del("dbname")
-			out.u.RawQuery = q.Encode()
-		}
 		return out
 	}
-	kept := out.kv[:0]
-	for _, kv := range out.kv {
-		if kv.key != "dbname" {
-			kept = append(kept, kv)
-		}
-	}
-	out.kv = append(kept, kvPair{key: "dbname", value: name})
+	out.kv = append(out.kv, kvPair{key: "dbname", value: name})
 	return out
 }
 

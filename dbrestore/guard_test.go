@@ -125,11 +125,8 @@ func TestGuardFailsClosedWithoutProduction(t *testing.T) {
 // Trust rule 7: a Server whose own system_identifier is configured as production refuses
 // every operation, and every database survives.
 func TestGuardRefusesAServerListedAsProduction(t *testing.T) {
-	prod, staging := servers(t)
+	prod, staging, b := backupOf(t, 10, DumpOptions{})
 	ctx := testCtx(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 10)
-	b := dumpOf(t, prod, db, DumpOptions{})
 	g := newGuardScene(t, staging)
 	id := staging.SystemIdentifier(t)
 	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t), id}})
@@ -152,11 +149,8 @@ func TestGuardRefusesAServerListedAsProduction(t *testing.T) {
 // GuardSource: the source server is refused; any other server learns the source for
 // every later operation; a backup that names no source is corrupt.
 func TestGuardSource(t *testing.T) {
-	prod, staging := servers(t)
+	prod, staging, b := backupOf(t, 10, DumpOptions{})
 	ctx := testCtx(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 10)
-	b := dumpOf(t, prod, db, DumpOptions{})
 	prodID, stagingID := prod.SystemIdentifier(t), staging.SystemIdentifier(t)
 
 	t.Run("this server is the source", func(t *testing.T) {

@@ -1,7 +1,6 @@
 package dbrestore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -9,12 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -53,27 +53,10 @@ func servers(tb testing.TB) (prod, staging *pgtest.Server) {
 	return pgtest.Shared(tb, "production"), pgtest.Shared(tb, "staging")
 }
 
-// logBuffer collects slog output for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func testLogger(tb testing.TB) (*slog.Logger, *logBuffer) {
+// testLogger returns a logger whose lines the returned buffer collects.
+func testLogger(tb testing.TB) (*slog.Logger, *syncbuf.Buffer) {
 	tb.Helper()
-	lb := &logBuffer{}
+	lb := &syncbuf.Buffer{}
 	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
 }
 
@@ -108,6 +91,23 @@ func dumpOf(tb testing.TB, srv *pgtest.Server, db string, opts DumpOptions) *Bac
 		tb.Fatalf("Dump: %v", err)
 	}
 	return b
+}
+
+// backupOf returns the production and staging servers and a backup of a fresh
+// production database seeded with rows users (seed).
+func backupOf(tb testing.TB, rows int, opts DumpOptions) (prod, staging *pgtest.Server, b *Backup) {
+	tb.Helper()
+	prod, staging = servers(tb)
+	db := prod.Database(tb)
+	seed(tb, prod, db, rows)
+	return prod, staging, dumpOf(tb, prod, db, opts)
+}
+
+// stagingServer returns the staging server and a Server on it that knows production.
+func stagingServer(tb testing.TB) (*pgtest.Server, *Server) {
+	tb.Helper()
+	prod, staging := servers(tb)
+	return staging, newServer(tb, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(tb)}})
 }
 
 // newServer returns a Server on srv.

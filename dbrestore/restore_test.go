@@ -34,10 +34,7 @@ func writeSQL(tb testing.TB, name, text string) string {
 func TestRestoreRestoresChecksAndSanitises(t *testing.T) {
 	for _, jobs := range []int{1, 2} {
 		t.Run(map[int]string{1: "serial", 2: "parallel"}[jobs], func(t *testing.T) {
-			prod, staging := servers(t)
-			db := prod.Database(t)
-			seed(t, prod, db, 400)
-			b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+			_, staging, b := backupOf(t, 400, DumpOptions{Counts: true})
 			target := dbName(t, staging, `it's a "restored" db`)
 			sanitize := writeSQL(t, "sanitize.sql", `
 UPDATE users SET email = 'user' || id || '@example.invalid';
@@ -183,10 +180,7 @@ func TestRestoreRefusesProductionServer(t *testing.T) {
 
 // Safety rule 1: protected names, template0/1 and postgres are refused.
 func TestRestoreRefusesProtectedNames(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 10)
-	b := dumpOf(t, prod, db, DumpOptions{})
+	_, staging, b := backupOf(t, 10, DumpOptions{})
 	live := staging.Database(t)
 	staging.Exec(t, live, "CREATE TABLE marker (id int); INSERT INTO marker VALUES (42)")
 	srv := newServer(t, staging, ServerConfig{Protect: []string{live}})
@@ -246,10 +240,7 @@ func TestRestoreVerifiesBeforeDestroying(t *testing.T) {
 }
 
 func TestRestoreReplacesLeftover(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 30)
-	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+	_, staging, b := backupOf(t, 30, DumpOptions{Counts: true})
 	target := dbName(t, staging, "leftover_next")
 	staging.Exec(t, "postgres", "CREATE DATABASE "+ident(target))
 	staging.Exec(t, target, "CREATE TABLE junk (id int)")
@@ -529,10 +520,7 @@ func TestAwkwardDatabaseNames(t *testing.T) {
 
 // The session settings reach pg_restore's connections: a bad one fails the restore.
 func TestRestoreSessionSettingsReachPgRestore(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 10)
-	b := dumpOf(t, prod, db, DumpOptions{})
+	_, staging, b := backupOf(t, 10, DumpOptions{})
 	srv := newServer(t, staging, ServerConfig{Settings: map[string]string{"maintenance_work_mem": "lots"}})
 	target := dbName(t, staging, "settings")
 	_, err := srv.Restore(testCtx(t), b, RestoreOptions{Target: target})
@@ -639,10 +627,7 @@ INSERT INTO child SELECT g, 'c' FROM generate_series(1, 4) g;`)
 // its deadline passes, Restore returns within seconds with context.DeadlineExceeded in
 // the chain, nothing keeps running on the server, and the half-built target is gone.
 func TestRestoreDeadlineStopsSlowSteps(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 20)
-	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+	prod, staging, b := backupOf(t, 20, DumpOptions{Counts: true})
 	ctx := testCtx(t)
 	const bound = 20 * time.Second // the deadline plus generous cleanup on a loaded machine; the slow steps take 60s
 

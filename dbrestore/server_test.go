@@ -25,8 +25,7 @@ func marker(tb testing.TB, srv *pgtest.Server, name string) int64 {
 }
 
 func TestSwap(t *testing.T) {
-	prod, staging := servers(t)
-	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	staging, srv := stagingServer(t)
 	ctx := testCtx(t)
 	stem := dbName(t, staging, `sw "q" `)
 	live, next, prev := stem+" live", stem+" next", stem+"'s prev"
@@ -123,8 +122,7 @@ func TestAllowConnectionsRestoredAfterFailure(t *testing.T) {
 }
 
 func TestCloneDropRenameListTerminate(t *testing.T) {
-	prod, staging := servers(t)
-	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	staging, srv := stagingServer(t)
 	ctx := testCtx(t)
 	stem := dbName(t, staging, `cl "x"`)
 	tmpl, clone, renamed := stem+" tmpl", stem+" clone", stem+" renamed"

@@ -1,19 +1,18 @@
 package crosshost_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/internal/syncbuf"
 )
 
 const (
@@ -67,7 +66,7 @@ func TestBackupFromProductionHostRestoresIntoStagingHost(t *testing.T) {
 
 	prodAt.Exec(t, prodDB, schema)
 	want := queryText(t, prodAt, prodDB, fingerprint)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg := dbrestore.Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -180,21 +179,4 @@ func queryText(t *testing.T, srv *pgtest.Server, db, sql string) string {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -105,6 +105,21 @@ func fault(ctx context.Context, set bool, fn func() error) error {
 	return ctx.Err()
 }
 
+// change starts a change, op on names: it calls the function field (fn, when set), then
+// takes f.mu and checks the guard. Unless it fails, the caller changes the databases and
+// then unlocks f.mu.
+func (f *Fake) change(ctx context.Context, set bool, fn func() error, op string, names ...string) error {
+	if err := fault(ctx, set, fn); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if err := f.guard(op, names...); err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
 // guard refuses op on names as dbrestore.Server does: empty, too long or protected
 // names, then a production server, or any server while no production identity is
 // known. Called with f.mu held.
@@ -149,28 +164,20 @@ func (f *Fake) Exists(ctx context.Context, name string) (bool, error) {
 
 // Drop drops name; a missing database is not an error.
 func (f *Fake) Drop(ctx context.Context, name string) error {
-	if err := fault(ctx, f.DropFunc != nil, func() error { return f.DropFunc(ctx, name) }); err != nil {
+	if err := f.change(ctx, f.DropFunc != nil, func() error { return f.DropFunc(ctx, name) }, "drop", name); err != nil {
 		return err
 	}
-	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.guard("drop", name); err != nil {
-		return err
-	}
 	delete(f.dbs, name)
 	return nil
 }
 
 // Rename renames from to to; to must not exist.
 func (f *Fake) Rename(ctx context.Context, from, to string) error {
-	if err := fault(ctx, f.RenameFunc != nil, func() error { return f.RenameFunc(ctx, from, to) }); err != nil {
+	if err := f.change(ctx, f.RenameFunc != nil, func() error { return f.RenameFunc(ctx, from, to) }, "rename", from, to); err != nil {
 		return err
 	}
-	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.guard("rename", from, to); err != nil {
-		return err
-	}
 	if from == to {
 		return fmt.Errorf("dbrestoretest: fake rename %q to itself", from)
 	}
@@ -189,14 +196,11 @@ func (f *Fake) Rename(ctx context.Context, from, to string) error {
 // Swap renames live to prev (when live exists) and next to live, all or nothing. next
 // must exist and prev must not.
 func (f *Fake) Swap(ctx context.Context, live, next, prev string) error {
-	if err := fault(ctx, f.SwapFunc != nil, func() error { return f.SwapFunc(ctx, live, next, prev) }); err != nil {
+	if err := f.change(ctx, f.SwapFunc != nil, func() error { return f.SwapFunc(ctx, live, next, prev) },
+		"swap", live, next, prev); err != nil {
 		return err
 	}
-	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.guard("swap", live, next, prev); err != nil {
-		return err
-	}
 	if live == next || live == prev || next == prev {
 		return fmt.Errorf("dbrestoretest: fake swap needs three different names, got %q, %q, %q", live, next, prev)
 	}
@@ -217,14 +221,11 @@ func (f *Fake) Swap(ctx context.Context, live, next, prev string) error {
 
 // Clone makes name a copy of template, replacing an existing name.
 func (f *Fake) Clone(ctx context.Context, template, name string) error {
-	if err := fault(ctx, f.CloneFunc != nil, func() error { return f.CloneFunc(ctx, template, name) }); err != nil {
+	if err := f.change(ctx, f.CloneFunc != nil, func() error { return f.CloneFunc(ctx, template, name) },
+		"clone into", name); err != nil {
 		return err
 	}
-	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.guard("clone into", name); err != nil {
-		return err
-	}
 	if template == "" || template == name {
 		return fmt.Errorf("dbrestoretest: fake clone %q from %q: need a different template", name, template)
 	}
@@ -242,12 +243,12 @@ func (f *Fake) Clone(ctx context.Context, template, name string) error {
 // AllowConnections checks the guard as every change does; a Fake never refuses
 // connections, so there is nothing else to do.
 func (f *Fake) AllowConnections(ctx context.Context, name string) error {
-	if err := fault(ctx, f.AllowConnectionsFunc != nil, func() error { return f.AllowConnectionsFunc(ctx, name) }); err != nil {
+	if err := f.change(ctx, f.AllowConnectionsFunc != nil, func() error { return f.AllowConnectionsFunc(ctx, name) },
+		"allow connections to", name); err != nil {
 		return err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.guard("allow connections to", name)
+	f.mu.Unlock()
+	return nil
 }
 
 // GuardProduction notes ids (zeros ignored) as production's, then refuses with

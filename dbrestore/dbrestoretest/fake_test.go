@@ -252,35 +252,33 @@ var breakages = map[string]struct {
 	}},
 }
 
+// brokenEnv names, in the child processes of TestSuiteCatchesBrokenFakes, the breakage
+// to run the suite against.
 const brokenEnv = "DBRESTORETEST_BROKEN"
-
-// TestBrokenFake runs the suite against the Fake $DBRESTORETEST_BROKEN names; it is run
-// by TestSuiteCatchesBrokenFakes, in a child process, and must fail.
-func TestBrokenFake(t *testing.T) {
-	name := os.Getenv(brokenEnv)
-	if name == "" {
-		t.Skip("run by TestSuiteCatchesBrokenFakes")
-	}
-	b, ok := breakages[name]
-	if !ok {
-		t.Fatalf("no breakage %q", name)
-	}
-	dbrestoretest.Admin(t, fakeFixture(b.apply))
-}
 
 // TestSuiteCatchesBrokenFakes shows that the suite's promises can fail: against a Fake
 // broken in one way, the subtest of that promise fails (TestFakeConformance passes it).
+// Each runs in a child process of this test binary, which is this test with brokenEnv
+// set.
 func TestSuiteCatchesBrokenFakes(t *testing.T) {
+	if name := os.Getenv(brokenEnv); name != "" {
+		b, ok := breakages[name]
+		if !ok {
+			t.Fatalf("no breakage %q", name)
+		}
+		dbrestoretest.Admin(t, fakeFixture(b.apply))
+		return
+	}
 	for name, b := range breakages {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
 			child := exec.CommandContext(t.Context(), os.Args[0], "-test.v", "-test.count=1",
-				"-test.run=^TestBrokenFake$/^"+b.catches+"$")
+				"-test.run=^TestSuiteCatchesBrokenFakes$/^"+b.catches+"$")
 			child.Env = append(os.Environ(), brokenEnv+"="+name)
 			out, err := child.CombinedOutput()
 			if err == nil {
 				t.Fatalf("the suite passed a Fake that %s:\n%s", name, out)
 			}
-			if !strings.Contains(string(out), "--- FAIL: TestBrokenFake/"+b.catches+" ") {
+			if !strings.Contains(string(out), "--- FAIL: TestSuiteCatchesBrokenFakes/"+b.catches+" ") {
 				t.Errorf("the suite did not fail %s against a Fake that %s:\n%s", b.catches, name, out)
 			}
 		})

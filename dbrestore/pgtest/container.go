@@ -318,7 +318,7 @@ func StartContainer(ctx context.Context, opts ContainerOptions) (*Server, error)
 		return nil, err
 	}
 	s.stop = terminate
-	if err := waitConnect(ctx, s, opts.StartupTimeout); err != nil {
+	if err := waitConnect(ctx, s, opts.StartupTimeout, nil); err != nil {
 		msg := containerLogTail(ctx, c)
 		_ = terminate()
 		return nil, fmt.Errorf("pgtest: %s in container %.12s: %w%s", opts.Image, s.Container.ID, err, msg)
@@ -446,8 +446,10 @@ func reachableHost(ctx context.Context, tcHost string, port int, timeout time.Du
 	}
 }
 
-// waitConnect polls until the server accepts a connection from this process.
-func waitConnect(ctx context.Context, s *Server, timeout time.Duration) error {
+// waitConnect polls until the server accepts a connection from this process, or timeout
+// passes, or exited (nil for none: a container's exit ends its wait) receives the
+// server process's exit (errExited).
+func waitConnect(ctx context.Context, s *Server, timeout time.Duration, exited <-chan error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -456,10 +458,15 @@ func waitConnect(ctx context.Context, s *Server, timeout time.Duration) error {
 		if err == nil {
 			return conn.Close(ctx)
 		}
+		select {
+		case werr := <-exited:
+			return fmt.Errorf("%w: %v", errExited, werr)
+		default:
+		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
 			return fmt.Errorf("no connection within %v: %w", timeout, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -53,6 +53,9 @@ const RequireEnv = "RESTAGE_REQUIRE_POSTGRES"
 // ErrNoBinaries reports that no PostgreSQL server binaries were found.
 var ErrNoBinaries = errors.New("pgtest: no PostgreSQL server binaries (initdb, postgres) on PATH or under /usr/lib/postgresql/*/bin")
 
+// errExited reports that a local server's process exited while it was awaited.
+var errExited = errors.New("server process exited")
+
 // Server is a running throwaway PostgreSQL server.
 type Server struct {
 	// Host and Port are where the server listens on TCP.
@@ -321,8 +324,14 @@ func StartLocal(ctx context.Context, binDir string) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := s.waitReady(ctx, exited, 60*time.Second); err != nil {
-		return nil, err
+	if err := waitConnect(ctx, s, 60*time.Second, exited); err != nil {
+		if errors.Is(err, errExited) {
+			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("postgres: %w\n%s", err, log)
+		}
+		_ = s.Stop()
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return s, nil
 }
@@ -376,33 +385,6 @@ func startPostgres(binDir, dir string, cred *syscall.Credential) (*Server, <-cha
 		return os.RemoveAll(dir)
 	}
 	return s, exited, nil
-}
-
-// waitReady waits until the server startPostgres started accepts connections; when it
-// exits first (exited), or timeout passes, its folder is removed and the error says why,
-// with the server's log.
-func (s *Server) waitReady(ctx context.Context, exited <-chan error, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		conn, err := pgx.Connect(cctx, s.AdminDSN())
-		cancel()
-		if err == nil {
-			return conn.Close(ctx)
-		}
-		select {
-		case werr := <-exited:
-			log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
-			_ = os.RemoveAll(s.Dir)
-			return fmt.Errorf("postgres exited: %v\n%s", werr, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = s.Stop()
-			return fmt.Errorf("postgres did not accept connections within %s: %w", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // serverCredential returns the postgres user's credential when running as root, nil otherwise.
