@@ -37,43 +37,9 @@ import (
 func BenchmarkRestore(b *testing.B) {
 	prod, staging := servers(b)
 	ctx := testCtx(b)
-	scale := 20
-	if s := os.Getenv("RESTAGE_BENCH_SCALE"); s != "" {
-		var err error
-		if scale, err = strconv.Atoi(s); err != nil || scale < 1 {
-			b.Fatalf("RESTAGE_BENCH_SCALE=%q", s)
-		}
-	}
-	binDir, err := pgtest.BinDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	db := prod.Database(b)
+	scale, rounds := benchEnv(b, "RESTAGE_BENCH_SCALE", 20), benchEnv(b, "RESTAGE_BENCH_ROUNDS", 2)
 	start := time.Now()
-	gen := exec.CommandContext(ctx, filepath.Join(binDir, "pgbench"), "-i", "-q", "-s", strconv.Itoa(scale),
-		"-h", prod.Host, "-p", strconv.Itoa(prod.Port), "-U", prod.User, db)
-	if out, err := gen.CombinedOutput(); err != nil {
-		b.Fatalf("pgbench -i: %v\n%s", err, out)
-	}
-	prod.Exec(b, db, fmt.Sprintf(`
-CREATE TABLE extra AS
-  SELECT g AS id, md5(g::text) AS h, timestamptz '2026-01-01' + g * interval '1 second' AS at, repeat('x', 40) AS pad
-  FROM generate_series(1, %d) g;
-ALTER TABLE extra ADD PRIMARY KEY (id);
-CREATE INDEX extra_h ON extra (h);
-CREATE INDEX extra_at ON extra (at);`, scale*50000))
-	// Many smaller indexed tables, as real schemas have.
-	var more strings.Builder
-	for i := 1; i <= 20; i++ {
-		fmt.Fprintf(&more, `
-CREATE TABLE t%[1]d AS SELECT g AS id, md5((g * %[1]d)::text) AS h, g %% 100 AS k, repeat('z', 30) AS pad
-  FROM generate_series(1, %[2]d) g;
-ALTER TABLE t%[1]d ADD PRIMARY KEY (id);
-CREATE INDEX ON t%[1]d (h);
-CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
-	}
-	prod.Exec(b, db, more.String())
-	dbBytes := prod.QueryInt(b, db, "SELECT pg_database_size(current_database())")
+	db, dbBytes := benchDataset(b, prod, scale)
 	b.Logf("dataset: %d MB in %s", dbBytes>>20, time.Since(start).Round(time.Second))
 
 	start = time.Now()
@@ -141,12 +107,6 @@ CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
 	}
 	checkpoint := func() { staging.Exec(b, "postgres", "CHECKPOINT") }
 
-	rounds := 2
-	if s := os.Getenv("RESTAGE_BENCH_ROUNDS"); s != "" {
-		if rounds, err = strconv.Atoi(s); err != nil || rounds < 1 {
-			b.Fatalf("RESTAGE_BENCH_ROUNDS=%q", s)
-		}
-	}
 	// Warm-up, not counted: a fresh cluster's first big restore also creates its WAL
 	// segments, which later ones recycle.
 	checkpoint()
@@ -185,6 +145,54 @@ CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
 	b.ReportMetric(float64(peakGo)/(1<<20), "peak-go-MiB")
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-rss-MiB")
+}
+
+// benchEnv returns the positive integer the environment variable key holds, or def.
+func benchEnv(b *testing.B, key string, def int) int {
+	s := os.Getenv(key)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive integer", key, s)
+	}
+	return n
+}
+
+// benchDataset makes the benchmark's production database: pgbench -i -s scale, an
+// indexed table of 50000 rows per scale unit and 20 smaller ones. It returns the
+// database and its size in bytes.
+func benchDataset(b *testing.B, prod *pgtest.Server, scale int) (string, int64) {
+	binDir, err := pgtest.BinDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := prod.Database(b)
+	gen := exec.CommandContext(testCtx(b), filepath.Join(binDir, "pgbench"), "-i", "-q", "-s", strconv.Itoa(scale),
+		"-h", prod.Host, "-p", strconv.Itoa(prod.Port), "-U", prod.User, db)
+	if out, err := gen.CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	prod.Exec(b, db, fmt.Sprintf(`
+CREATE TABLE extra AS
+  SELECT g AS id, md5(g::text) AS h, timestamptz '2026-01-01' + g * interval '1 second' AS at, repeat('x', 40) AS pad
+  FROM generate_series(1, %d) g;
+ALTER TABLE extra ADD PRIMARY KEY (id);
+CREATE INDEX extra_h ON extra (h);
+CREATE INDEX extra_at ON extra (at);`, scale*50000))
+	// Many smaller indexed tables, as real schemas have.
+	var more strings.Builder
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&more, `
+CREATE TABLE t%[1]d AS SELECT g AS id, md5((g * %[1]d)::text) AS h, g %% 100 AS k, repeat('z', 30) AS pad
+  FROM generate_series(1, %[2]d) g;
+ALTER TABLE t%[1]d ADD PRIMARY KEY (id);
+CREATE INDEX ON t%[1]d (h);
+CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
+	}
+	prod.Exec(b, db, more.String())
+	return db, prod.QueryInt(b, db, "SELECT pg_database_size(current_database())")
 }
 
 // sampleMemory records the Go runtime's peak memory until the returned stop is called.

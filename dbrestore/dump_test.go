@@ -77,9 +77,7 @@ func TestDumpWritesBackupAndManifest(t *testing.T) {
 }
 
 func TestDumpDirectoryFormatRestores(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 300)
+	prod, staging, db := seeded(t, 300)
 	b := dumpOf(t, prod, db, DumpOptions{Jobs: 2, Counts: true})
 	if b.Manifest.Format != FormatDirectory {
 		t.Fatalf("format %s with -j 2", b.Manifest.Format)
@@ -168,9 +166,7 @@ func names(bs []*Backup) []string {
 // table lock makes pg_dump wait, rows are added meanwhile, and neither the dump nor the
 // counts see them.
 func TestDumpCountsInTheDumpSnapshot(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 100)
+	prod, staging, db := seeded(t, 100)
 	prod.Exec(t, db, "CREATE TABLE aaa_blocker (id int)")
 	ctx := testCtx(t)
 	locker := prod.Connect(t, db)

@@ -130,10 +130,8 @@ func TestChildrenGetAnExplicitEnvironment(t *testing.T) {
 // leaves the port to the environment, and use the password pgx uses when the DSN has none
 // (the backup command's documented PGPASSWORD).
 func TestChildrenReachTheServerTheEnvironmentNames(t *testing.T) {
-	prod, staging := servers(t)
+	prod, staging, db := seeded(t, 10)
 	ctx := testCtx(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 10)
 	bin, runs := spyBinDir(t)
 	t.Setenv("PGPASSWORD", "from-env")
 	b, err := Dump(ctx, Config{BinDir: bin}, DumpOptions{DSN: prod.DSN(db), Dir: t.TempDir(), Counts: true})

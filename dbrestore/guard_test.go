@@ -233,10 +233,8 @@ func TestGuardSource(t *testing.T) {
 // Issue 12 item 2: a manifest without system_identifier, or with zero, is a corrupt
 // backup: the catalog never picks it, Restore refuses it, and nothing is created.
 func TestManifestWithoutSystemIdentifierIsCorrupt(t *testing.T) {
-	prod, staging := servers(t)
+	prod, staging, db := seeded(t, 10)
 	ctx := testCtx(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 10)
 	dir := t.TempDir()
 	cat, err := NewCatalog(dir, Config{})
 	if err != nil {

@@ -93,13 +93,21 @@ func dumpOf(tb testing.TB, srv *pgtest.Server, db string, opts DumpOptions) *Bac
 	return b
 }
 
-// backupOf returns the production and staging servers and a backup of a fresh
-// production database seeded with rows users (seed).
-func backupOf(tb testing.TB, rows int, opts DumpOptions) (prod, staging *pgtest.Server, b *Backup) {
+// seeded returns the production and staging servers and a fresh production database
+// seeded with rows users (seed).
+func seeded(tb testing.TB, rows int) (prod, staging *pgtest.Server, db string) {
 	tb.Helper()
 	prod, staging = servers(tb)
-	db := prod.Database(tb)
+	db = prod.Database(tb)
 	seed(tb, prod, db, rows)
+	return prod, staging, db
+}
+
+// backupOf returns the production and staging servers and a backup of a fresh
+// production database seeded with rows users.
+func backupOf(tb testing.TB, rows int, opts DumpOptions) (prod, staging *pgtest.Server, b *Backup) {
+	tb.Helper()
+	prod, staging, db := seeded(tb, rows)
 	return prod, staging, dumpOf(tb, prod, db, opts)
 }
 

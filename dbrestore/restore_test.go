@@ -128,9 +128,7 @@ func TestRestoreKeepOwners(t *testing.T) {
 // Safety rule 1: the production server is refused by its system_identifier, whatever the
 // names, before anything happens.
 func TestRestoreRefusesProductionServer(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 10)
+	prod, staging, db := seeded(t, 10)
 	b := dumpOf(t, prod, db, DumpOptions{})
 	ctx := testCtx(t)
 
@@ -213,9 +211,7 @@ func TestRestoreRefusesProtectedNames(t *testing.T) {
 
 // Safety rule 2: a backup that fails verification destroys nothing.
 func TestRestoreVerifiesBeforeDestroying(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 50)
+	prod, staging, db := seeded(t, 50)
 	b := dumpOf(t, prod, db, DumpOptions{})
 	target := staging.Database(t)
 	staging.Exec(t, target, "CREATE TABLE marker (id int); INSERT INTO marker VALUES (7)")
@@ -259,9 +255,7 @@ func TestRestoreReplacesLeftover(t *testing.T) {
 
 // A restore killed half-way: the live database is untouched and the half-built one dropped.
 func TestRestoreCancelledDropsHalfBuiltTarget(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 100)
+	prod, staging, db := seeded(t, 100)
 	prod.Exec(t, db, "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 400000) g; CREATE INDEX ON big (h)")
 	b := dumpOf(t, prod, db, DumpOptions{})
 	srv := newServer(t, staging, ServerConfig{})
@@ -299,9 +293,7 @@ func TestRestoreCancelledDropsHalfBuiltTarget(t *testing.T) {
 }
 
 func TestRestoreFailuresDropTarget(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 60)
+	prod, staging, db := seeded(t, 60)
 	ctx := testCtx(t)
 	srv := newServer(t, staging, ServerConfig{})
 
@@ -384,24 +376,8 @@ func TestRestoreFailuresDropTarget(t *testing.T) {
 // Safety rule 5: a password in the DSN appears in no error, log or CommandError.
 func TestPasswordNeverLeaks(t *testing.T) {
 	prod, _ := servers(t)
-	pw := pgtest.Start(t) // a server that checks passwords
 	const user, secret = "restage_pw", `S3cret "pass" w0rd`
-	pw.Exec(t, "postgres", "CREATE ROLE "+user+" LOGIN SUPERUSER PASSWORD '"+strings.ReplaceAll(secret, "'", "''")+"'")
-	hba := filepath.Join(pw.Dir, "data", "pg_hba.conf")
-	old, err := os.ReadFile(hba)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rule := "host all " + user + " 127.0.0.1/32 scram-sha-256\nhost all " + user + " ::1/128 scram-sha-256\n"
-	if err := os.WriteFile(hba, append([]byte(rule), old...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pw.Exec(t, "postgres", "SELECT pg_reload_conf()")
-	withPassword := func(p, db string) string {
-		cs, _ := parseConnString(pw.DSN(db))
-		cs.u.User = urlUser(user, p)
-		return cs.String()
-	}
+	pw, withPassword := passwordServer(t, user, secret)
 	log, logs := testLogger(t)
 	ctx := testCtx(t)
 	var errs []error
@@ -486,6 +462,29 @@ func TestPasswordNeverLeaks(t *testing.T) {
 
 func urlUser(user, password string) *url.Userinfo { return url.UserPassword(user, password) }
 
+// passwordServer starts a server of the test's own on which user, a superuser, must log
+// in with secret, and returns it with the DSN of database db as user with password p.
+func passwordServer(t *testing.T, user, secret string) (*pgtest.Server, func(p, db string) string) {
+	t.Helper()
+	pw := pgtest.Start(t)
+	pw.Exec(t, "postgres", "CREATE ROLE "+user+" LOGIN SUPERUSER PASSWORD '"+strings.ReplaceAll(secret, "'", "''")+"'")
+	hba := filepath.Join(pw.Dir, "data", "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := "host all " + user + " 127.0.0.1/32 scram-sha-256\nhost all " + user + " ::1/128 scram-sha-256\n"
+	if err := os.WriteFile(hba, append([]byte(rule), old...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pw.Exec(t, "postgres", "SELECT pg_reload_conf()")
+	return pw, func(p, db string) string {
+		cs, _ := parseConnString(pw.DSN(db))
+		cs.u.User = urlUser(user, p)
+		return cs.String()
+	}
+}
+
 // A source database whose name has quotes, spaces and a slash: dumped, found and restored.
 func TestAwkwardDatabaseNames(t *testing.T) {
 	prod, staging := servers(t)
@@ -538,10 +537,8 @@ func TestRestoreSessionSettingsReachPgRestore(t *testing.T) {
 // (inheritance parents, whose count(*) includes their children; tables whose statistics
 // differ) are counted exactly.
 func TestRestoreRowCountsFromStatistics(t *testing.T) {
-	prod, staging := servers(t)
+	prod, staging, db := seeded(t, 50)
 	ctx := testCtx(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 50)
 	prod.Exec(t, db, `
 CREATE TABLE parent (id int);
 CREATE TABLE child (note text) INHERITS (parent);

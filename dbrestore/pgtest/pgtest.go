@@ -123,14 +123,11 @@ func (s *Server) Connect(tb testing.TB, database string) *pgx.Conn {
 // Exec runs sql in database, failing the test on error.
 func (s *Server) Exec(tb testing.TB, database, sql string, args ...any) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, s.DSN(database))
+	err := s.on(tb, database, 5*time.Minute, func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, sql, args...)
+		return err
+	})
 	if err != nil {
-		tb.Fatalf("pgtest: connect to %s: %v", database, err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		tb.Fatalf("pgtest: exec in %s: %v\n%s", database, err, sql)
 	}
 }
@@ -138,18 +135,28 @@ func (s *Server) Exec(tb testing.TB, database, sql string, args ...any) {
 // QueryInt returns the single integer sql yields in database.
 func (s *Server) QueryInt(tb testing.TB, database, sql string, args ...any) int64 {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	var n int64
+	err := s.on(tb, database, time.Minute, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, sql, args...).Scan(&n)
+	})
+	if err != nil {
+		tb.Fatalf("pgtest: query in %s: %v\n%s", database, err, sql)
+	}
+	return n
+}
+
+// on runs fn on a connection of its own to database, all within timeout, and returns
+// fn's error; it fails the test when it cannot connect.
+func (s *Server) on(tb testing.TB, database string, timeout time.Duration, fn func(context.Context, *pgx.Conn) error) error {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, s.DSN(database))
 	if err != nil {
 		tb.Fatalf("pgtest: connect to %s: %v", database, err)
 	}
 	defer conn.Close(context.Background())
-	var n int64
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-		tb.Fatalf("pgtest: query in %s: %v\n%s", database, err, sql)
-	}
-	return n
+	return fn(ctx, conn)
 }
 
 // SystemIdentifier returns the cluster's system_identifier.
