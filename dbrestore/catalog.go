@@ -434,6 +434,7 @@ type ctxReader struct {
 	r   io.Reader
 }
 
+// Read reads from the underlying reader, or returns ctx's error once ctx ended.
 func (r *ctxReader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err

@@ -207,6 +207,7 @@ type lineWriter struct {
 	buf []byte
 }
 
+// Write passes every complete line of b to fn, keeping a partial last line for later.
 func (w *lineWriter) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {

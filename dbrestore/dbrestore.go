@@ -37,9 +37,9 @@ type Manifest struct {
 
 // Backup is a complete backup on disk: a dump and its manifest.
 type Backup struct {
-	Path         string // the dump file (custom) or folder (directory)
-	ManifestPath string
-	Manifest     Manifest
+	Path         string   // the dump file (custom) or folder (directory)
+	ManifestPath string   // the manifest's file, beside the dump
+	Manifest     Manifest // what the manifest says
 
 	verified bool // Verify passed in this process; Restore then skips re-reading the dump
 	toc      *toc // its table of contents, read by Verify
@@ -144,11 +144,11 @@ type Progress struct {
 
 // RestoreResult describes a finished restore.
 type RestoreResult struct {
-	Database    string
-	Objects     int           // table of contents entries restored
-	Restore     time.Duration // pg_restore itself
-	PostRestore time.Duration // post-restore SQL files
-	Analyze     time.Duration
+	Database    string           // the target restored into
+	Objects     int              // table of contents entries restored
+	Restore     time.Duration    // pg_restore itself
+	PostRestore time.Duration    // post-restore SQL files
+	Analyze     time.Duration    // ANALYZE of every table (with the row counts when there are no files)
 	RowCounts   map[string]int64 // compared counts, when the manifest had them
 	Output      string           // tail of pg_restore's and the SQL files' messages
 }

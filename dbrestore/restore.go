@@ -399,7 +399,10 @@ type sqlError struct {
 	err error
 }
 
+// Error returns PostgreSQL's message with the file's line.
 func (e *sqlError) Error() string { return e.msg }
+
+// Unwrap returns the driver's error.
 func (e *sqlError) Unwrap() error { return e.err }
 
 // describeSQLError renders PostgreSQL's message with the line of the file it points at.

@@ -186,8 +186,10 @@ func (o ContainerOptions) validate() error {
 	return nil
 }
 
+// logfLogger is testcontainers-go's logger made of a Printf-like function.
 type logfLogger func(format string, args ...any)
 
+// Printf logs through the function.
 func (l logfLogger) Printf(format string, args ...any) { l(format, args...) }
 
 func tcLogger(logf func(string, ...any)) tclog.Logger {
@@ -559,7 +561,7 @@ func processAlive(pid int) bool {
 
 // Network is a Docker network for containers that must reach each other by name.
 type Network struct {
-	Name string
+	Name string // what containers name to join it (ContainerOptions.Network)
 	nw   *testcontainers.DockerNetwork
 }
 
