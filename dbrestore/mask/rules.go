@@ -274,8 +274,14 @@ func (r *Rules) String() string {
 }
 
 // Secret returns the key, for callers that must keep it out of what they print
-// (internal/redact). It is empty when no rule needed one and none was set.
-func (r *Rules) Secret() string { return string(r.key) }
+// (internal/redact). It is empty for nil Rules, and when no rule needed a key and none
+// was set.
+func (r *Rules) Secret() string {
+	if r == nil {
+		return ""
+	}
+	return string(r.key)
+}
 
 // Column is a column of a table, as the check and the maskers see it.
 type Column struct {
