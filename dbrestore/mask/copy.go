@@ -494,7 +494,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 		for len(s.out) < streamBatch {
 			line, err := s.readLine()
 			if err == io.EOF {
-				return 0, fmt.Errorf("%w: the data of %s ends without \\.", ErrCopy, s.header.Table)
+				return 0, fmt.Errorf("%w: the data of %s ends without its end marker (\\.)", ErrCopy, s.header.Table)
 			}
 			if err != nil {
 				return 0, err
