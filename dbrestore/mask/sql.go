@@ -23,17 +23,17 @@ type Result struct {
 
 // ColumnResult is one masked column.
 type ColumnResult struct {
-	Column string // "schema.table.column"
-	Rule   string // as written in the config
-	Rows   int64  // values changed (NULLs stay NULL and are not counted)
+	Column string `json:"column"` // "schema.table.column"
+	Rule   string `json:"rule"`   // as written in the config
+	Rows   int64  `json:"rows"`   // values changed (NULLs stay NULL and are not counted)
 }
 
 // TableResult is one table a table rule applied to.
 type TableResult struct {
-	Table   string
-	Rule    string
-	RowsIn  int64 // rows of the backup
-	RowsOut int64 // rows kept
+	Table   string `json:"table"`
+	Rule    string `json:"rule"`
+	RowsIn  int64  `json:"rows_in"`  // rows of the backup
+	RowsOut int64  `json:"rows_out"` // rows kept
 }
 
 // Add records what tm did to the table whose data had columns.
