@@ -43,6 +43,10 @@ func (m *MaskInfo) text(b *strings.Builder) {
 		fmt.Fprintf(b, "  %s: %s, %d values\n", c.Column, c.Rule, c.Rows)
 	}
 	for _, t := range m.Tables {
+		if t.Rule == string(mask.Truncate) {
+			fmt.Fprintf(b, "  %s: truncate, no rows restored\n", t.Table)
+			continue
+		}
 		fmt.Fprintf(b, "  %s: %s, %d of %d rows kept\n", t.Table, t.Rule, t.RowsOut, t.RowsIn)
 	}
 	if len(m.Unmasked) > 0 {

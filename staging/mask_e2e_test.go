@@ -131,7 +131,8 @@ func TestMaskedRebuildFailsClosed(t *testing.T) {
 	// The dry run lists it and the starter rules suggest one.
 	rb := open(t, w)
 	plan, err := rb.Plan(ctx)
-	if err == nil || plan.Mask == nil || strings.Join(plan.Mask.Unmasked, " ") != "public.bug.reporter_email" {
+	if err == nil || plan.Mask == nil || strings.Join(plan.Mask.Unmasked, " ") != "public.bug.reporter_email" ||
+		!strings.Contains(plan.Text(), "unmasked:    1 columns need a decision in [mask.columns]:\n  public.bug.reporter_email") {
 		t.Fatalf("dry run: %v %+v", err, plan.Mask)
 	}
 	starter, err := rb.MaskRules(ctx)

@@ -112,15 +112,21 @@ func fakeName(dst []byte, r *rand.Rand, v []byte) []byte {
 	}
 	lo, hi := lengthClass(utf8.RuneCount(v))
 	start := len(dst)
-	for i := range n {
-		if i > 0 {
-			dst = append(dst, ' ')
+	for try := 0; try < 16; try++ { // names that fit the class, when the lists have them
+		dst = dst[:start]
+		for i := range n {
+			if i > 0 {
+				dst = append(dst, ' ')
+			}
+			list := firstNames
+			if i == n-1 && n > 1 {
+				list = lastNames
+			}
+			dst = append(dst, list[r.IntN(len(list))]...)
 		}
-		list := firstNames
-		if i == n-1 && n > 1 {
-			list = lastNames
+		if l := len(dst) - start; l >= lo && l <= hi {
+			return dst
 		}
-		dst = append(dst, list[r.IntN(len(list))]...)
 	}
 	for len(dst)-start < lo {
 		dst = append(dst, '-')
