@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/notify/notifytest"
 )
@@ -485,18 +486,6 @@ func TestSpoolStopsAtTheFirstTargetFailure(t *testing.T) {
 	}
 }
 
-// requireMode fails unless path (not followed) has permission bits want.
-func requireMode(t testing.TB, path string, want os.FileMode) {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fi.Mode().Perm(); got != want {
-		t.Errorf("%s has mode %v, want %v", path, got, want)
-	}
-}
-
 // TestSpoolFilesArePrivate: the spool folder (and the parents NewSpool makes) is 0700,
 // also one that existed wider; every file in it is 0600.
 func TestSpoolFilesArePrivate(t *testing.T) {
@@ -510,8 +499,8 @@ func TestSpoolFilesArePrivate(t *testing.T) {
 	}}
 	fresh := filepath.Join(base, "state", "spool")
 	sp := newSpool(t, fresh, target)
-	requireMode(t, filepath.Join(base, "state"), 0o700)
-	requireMode(t, fresh, 0o700)
+	testutil.RequireMode(t, filepath.Join(base, "state"), 0o700)
+	testutil.RequireMode(t, fresh, 0o700)
 	if err := sp.Notify(t.Context(), notifytest.Message("one")); !errors.Is(err, notify.ErrSpooled) {
 		t.Fatal(err)
 	}
@@ -531,7 +520,7 @@ func TestSpoolFilesArePrivate(t *testing.T) {
 		t.Fatalf("spool holds %v, want delivered, .lock and one report", names)
 	}
 	for _, n := range names {
-		requireMode(t, filepath.Join(fresh, n), 0o600)
+		testutil.RequireMode(t, filepath.Join(fresh, n), 0o600)
 	}
 
 	wide := filepath.Join(base, "wide")
@@ -542,12 +531,12 @@ func TestSpoolFilesArePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp = newSpool(t, wide, target)
-	requireMode(t, wide, 0o700)
+	testutil.RequireMode(t, wide, 0o700)
 	up.Store(true)
 	if err := sp.Notify(t.Context(), notifytest.Message("five")); err != nil {
 		t.Fatal(err)
 	}
-	requireMode(t, filepath.Join(wide, "delivered"), 0o600)
+	testutil.RequireMode(t, filepath.Join(wide, "delivered"), 0o600)
 }
 
 // TestSpoolNeverFollowsPlantedSymlinks: symbolic links planted at the spool folder's path,
@@ -653,7 +642,7 @@ func TestSpoolTrimsDeliveredRecord(t *testing.T) {
 	if len(lines) != 1001 || lines[0] != "old-1001" || lines[999] != "old-2000" || lines[1000] != "new-1" {
 		t.Errorf("delivered record holds %d IDs, %q ... %q", len(lines), lines[0], lines[len(lines)-1])
 	}
-	requireMode(t, record, 0o600)
+	testutil.RequireMode(t, record, 0o600)
 	if err := sp.Notify(t.Context(), notifytest.Message("old-2000")); err != nil {
 		t.Fatal(err)
 	}

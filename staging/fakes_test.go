@@ -57,9 +57,18 @@ func newWorld() *world {
 		sysID: 2, sourceID: 1, known: map[uint64]bool{}, sources: []uint64{1}}
 }
 
-// guarded refuses changes, as dbrestore.Server does, while no production identity is
-// known or when this server is production. Called with w.mu held.
-func (w *world) guarded(op string) error {
+// guarded refuses op on names, as dbrestore.Server does: names over 63 bytes, the
+// system databases, and any change while no production identity is known or when this
+// server is production. Called with w.mu held.
+func (w *world) guarded(op string, names ...string) error {
+	for _, n := range names {
+		switch {
+		case len(n) > dbrestore.MaxNameLen:
+			return fmt.Errorf("%s %q: %w", op, n, dbrestore.ErrNameTooLong)
+		case n == "template0" || n == "template1" || n == "postgres":
+			return fmt.Errorf("%s %q: %w", op, n, dbrestore.ErrProtected)
+		}
+	}
 	if len(w.known) == 0 {
 		return fmt.Errorf("%s: %w", op, dbrestore.ErrNoProduction)
 	}
@@ -90,7 +99,7 @@ func (w *world) GuardSource(ctx context.Context, b *dbrestore.Backup) error {
 func (w *world) AllowConnections(ctx context.Context, name string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.guarded("allow connections"); err != nil {
+	if err := w.guarded("allow connections", name); err != nil {
 		return err
 	}
 	w.allowed = append(w.allowed, name)
@@ -138,11 +147,23 @@ func (w *world) Wait(ctx context.Context, o dbrestore.WaitOptions) (*dbrestore.B
 func (w *world) Verify(ctx context.Context, b *dbrestore.Backup) error { return call(w.failVerify) }
 
 // databases
+
+// restored is what a database restored from the latest backup holds.
+func (w *world) restored() string { return fmt.Sprintf("backup %d @v1", w.backupSeq) }
+
 func (w *world) Restore(ctx context.Context, b *dbrestore.Backup, o dbrestore.RestoreOptions) (*dbrestore.RestoreResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.known[b.Manifest.SystemIdentifier] = true
-	if err := w.guarded("restore"); err != nil {
+	switch src := b.Manifest.SystemIdentifier; src {
+	case 0:
+		return nil, dbrestore.ErrCorrupt
+	case w.sysID:
+		w.known[src] = true
+		return nil, fmt.Errorf("restore: %w (the backup's source)", dbrestore.ErrProduction)
+	default:
+		w.known[src] = true
+	}
+	if err := w.guarded("restore", o.Target); err != nil {
 		return nil, err
 	}
 	if _, ok := w.dbs[o.Target]; ok {
@@ -154,7 +175,7 @@ func (w *world) Restore(ctx context.Context, b *dbrestore.Backup, o dbrestore.Re
 	if err := call(w.failRestore); err != nil {
 		return nil, err // the half-built target is dropped
 	}
-	w.dbs[o.Target] = fmt.Sprintf("backup %d @v1", w.backupSeq)
+	w.dbs[o.Target] = w.restored()
 	w.event("restore %s", o.Target)
 	if w.log != nil {
 		w.log.Info("pg_restore: restored into the fake", "database", o.Target)
@@ -170,7 +191,7 @@ func (w *world) Exists(ctx context.Context, name string) (bool, error) {
 func (w *world) Drop(ctx context.Context, name string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.guarded("drop"); err != nil {
+	if err := w.guarded("drop", name); err != nil {
 		return err
 	}
 	delete(w.dbs, name)
@@ -179,8 +200,11 @@ func (w *world) Drop(ctx context.Context, name string) error {
 func (w *world) Swap(ctx context.Context, live, next, prev string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.guarded("swap"); err != nil {
+	if err := w.guarded("swap", live, next, prev); err != nil {
 		return err
+	}
+	if live == next || live == prev || next == prev {
+		return fmt.Errorf("swap %q, %q, %q: three different names needed", live, next, prev)
 	}
 	if err := call(w.failSwap); err != nil {
 		return err
@@ -202,7 +226,7 @@ func (w *world) Swap(ctx context.Context, live, next, prev string) error {
 func (w *world) Rename(ctx context.Context, from, to string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.guarded("rename"); err != nil {
+	if err := w.guarded("rename", from, to); err != nil {
 		return err
 	}
 	c, ok := w.dbs[from]
@@ -220,10 +244,20 @@ func (w *world) Rename(ctx context.Context, from, to string) error {
 func (w *world) Clone(ctx context.Context, template, name string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.guarded("clone"); err != nil {
+	if err := w.guarded("clone", name); err != nil {
 		return err
 	}
-	w.dbs[name] = w.dbs[template]
+	if len(template) > dbrestore.MaxNameLen {
+		return fmt.Errorf("clone from %q: %w", template, dbrestore.ErrNameTooLong)
+	}
+	c, ok := w.dbs[template]
+	switch {
+	case template == name:
+		return fmt.Errorf("clone %q from itself", name)
+	case !ok:
+		return fmt.Errorf("clone from %q: %w", template, dbrestore.ErrNotFound)
+	}
+	w.dbs[name] = c
 	return nil
 }
 

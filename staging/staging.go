@@ -1,7 +1,6 @@
 package staging
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -36,18 +35,7 @@ const (
 type Databases interface {
 	dbrestore.Restorer
 	dbrestore.Admin
-	// Rename renames a database, refusing protected names and the production server.
-	Rename(ctx context.Context, from, to string) error
-	// GuardProduction notes ids as production servers' for every later operation and
-	// refuses with dbrestore.ErrProduction when this server is one of them, or with
-	// dbrestore.ErrNoProduction when no production identity is known at all.
-	GuardProduction(ctx context.Context, ids ...uint64) error
-	// GuardSource does the same for the source of backup b, refusing a backup that
-	// names none (dbrestore.ErrCorrupt).
-	GuardSource(ctx context.Context, b *dbrestore.Backup) error
-	// AllowConnections lets clients connect to name again (after a run was killed
-	// while connections were refused for its renames); a missing database is no error.
-	AllowConnections(ctx context.Context, name string) error
+	dbrestore.Guard
 }
 
 // The staging server of this module provides the guard the Rebuilder requires.

@@ -6,19 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// requireMode fails unless the file at path has permission bits want.
-func requireMode(t testing.TB, path string, want os.FileMode) {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fi.Mode().Perm(); got != want {
-		t.Errorf("%s has mode %v, want %v", path, got, want)
-	}
-}
+	"github.com/restage/restage/internal/testutil"
+)
 
 // TestProcessFilesArePrivate: the pidfile and the service log are 0600, also a log that
 // existed with wider permissions.
@@ -37,8 +27,8 @@ func TestProcessFilesArePrivate(t *testing.T) {
 	if err := p.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	requireMode(t, p.Pidfile(), 0o600)
-	requireMode(t, logFile, 0o600)
+	testutil.RequireMode(t, p.Pidfile(), 0o600)
+	testutil.RequireMode(t, logFile, 0o600)
 	if err := p.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -50,8 +40,8 @@ func TestProcessFilesArePrivate(t *testing.T) {
 	if err := q.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	requireMode(t, fresh, 0o600)
-	requireMode(t, fresh+".log", 0o600)
+	testutil.RequireMode(t, fresh, 0o600)
+	testutil.RequireMode(t, fresh+".log", 0o600)
 	if err := q.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}

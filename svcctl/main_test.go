@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/internal/proc"
 )
 
 // The test binary plays several parts, chosen by its name or by envRole:
@@ -239,8 +241,8 @@ func taggedProcesses(tag string) []int {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		st, err := readProcStat(pid)
-		if err != nil || st.dead() {
+		st, err := proc.ReadStat(pid)
+		if err != nil || st.Dead() {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/proc"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // ProcessConfig configures a Process controller.
@@ -130,16 +133,17 @@ func (p *Process) checkDirs() error {
 	return nil
 }
 
+// maxPidfile bounds what a pidfile read may hold: a pid, a start time and a boot id.
+const maxPidfile = 4096
+
 // pidRecord is a parsed pidfile.
 type pidRecord struct {
-	raw       []byte
-	pid       int
-	startTime uint64 // 0: not recorded (a pidfile written by another tool)
-	boot      string // "": not recorded
+	raw     []byte
+	proc.ID // StartTime 0, BootID "": not recorded (a pidfile written by another tool)
 }
 
 func (r pidRecord) encode() []byte {
-	return fmt.Appendf(nil, "%d\n%d\n%s\n", r.pid, r.startTime, r.boot)
+	return fmt.Appendf(nil, "%d\n%d\n%s\n", r.PID, r.StartTime, r.BootID)
 }
 
 func parsePidfile(b []byte) (pidRecord, error) {
@@ -149,22 +153,22 @@ func parsePidfile(b []byte) (pidRecord, error) {
 	if err != nil || pid <= 0 {
 		return rec, fmt.Errorf("no pid in %q", tail(b))
 	}
-	rec.pid = pid
+	rec.PID = pid
 	if len(lines) > 1 {
-		if rec.startTime, err = strconv.ParseUint(strings.TrimSpace(lines[1]), 10, 64); err != nil {
+		if rec.StartTime, err = strconv.ParseUint(strings.TrimSpace(lines[1]), 10, 64); err != nil {
 			return rec, fmt.Errorf("bad start time in %q", tail(b))
 		}
 	}
 	if len(lines) > 2 {
-		rec.boot = strings.TrimSpace(lines[2])
+		rec.BootID = strings.TrimSpace(lines[2])
 	}
 	return rec, nil
 }
 
 // readPidfile reads the pidfile; ok is false when there is none.
 func (p *Process) readPidfile() (rec pidRecord, ok bool, err error) {
-	b, err := readPrivate(p.cfg.Pidfile)
-	if isNotExist(err) {
+	b, err := safefile.ReadFile(p.cfg.Pidfile, maxPidfile)
+	if errors.Is(err, fs.ErrNotExist) {
 		return rec, false, nil
 	}
 	if err != nil {
@@ -176,22 +180,23 @@ func (p *Process) readPidfile() (rec pidRecord, ok bool, err error) {
 
 // check tells whether the pidfile's process is alive and the one the pidfile names. If not,
 // detail says why the pidfile is stale.
-func (p *Process) check(rec pidRecord, parseErr error) (alive bool, st procStat, detail string, err error) {
+func (p *Process) check(rec pidRecord, parseErr error) (alive bool, st proc.Stat, detail string, err error) {
 	if parseErr != nil {
 		return false, st, fmt.Sprintf("stale pidfile %s: %v", p.cfg.Pidfile, parseErr), nil
 	}
-	st, err = readProcStat(rec.pid)
-	switch {
-	case errors.Is(err, errNoProcess):
-		return false, st, fmt.Sprintf("stale pidfile %s: pid %d is gone", p.cfg.Pidfile, rec.pid), nil
-	case err != nil:
-		return false, st, "", fmt.Errorf("svcctl: process: pid %d: %w", rec.pid, err)
-	case rec.boot != "" && rec.boot != bootID():
+	v, st, err := proc.Check(rec.ID)
+	if err != nil {
+		return false, st, "", fmt.Errorf("svcctl: process: pid %d: %w", rec.PID, err)
+	}
+	switch v {
+	case proc.Gone:
+		return false, st, fmt.Sprintf("stale pidfile %s: pid %d is gone", p.cfg.Pidfile, rec.PID), nil
+	case proc.Rebooted:
 		return false, st, fmt.Sprintf("stale pidfile %s: written before the last reboot", p.cfg.Pidfile), nil
-	case rec.startTime != 0 && st.startTime != rec.startTime:
-		return false, st, fmt.Sprintf("stale pidfile %s: pid %d now belongs to another process", p.cfg.Pidfile, rec.pid), nil
-	case st.dead():
-		return false, st, fmt.Sprintf("stale pidfile %s: pid %d has exited", p.cfg.Pidfile, rec.pid), nil
+	case proc.Reused:
+		return false, st, fmt.Sprintf("stale pidfile %s: pid %d now belongs to another process", p.cfg.Pidfile, rec.PID), nil
+	case proc.Exited:
+		return false, st, fmt.Sprintf("stale pidfile %s: pid %d has exited", p.cfg.Pidfile, rec.PID), nil
 	}
 	return true, st, "", nil
 }
@@ -218,10 +223,10 @@ func (p *Process) status() (Status, error) {
 		return Status{}, cerr
 	}
 	if alive {
-		return Status{State: StateRunning, PID: rec.pid}, nil
+		return Status{State: StateRunning, PID: rec.PID}, nil
 	}
-	if c := p.child; c != nil && c.pid == rec.pid && c.exited() {
-		return Status{State: StateFailed, PID: rec.pid, Detail: fmt.Sprintf("exited on its own: %v", exitText(c.err))}, nil
+	if c := p.child; c != nil && c.pid == rec.PID && c.exited() {
+		return Status{State: StateFailed, PID: rec.PID, Detail: fmt.Sprintf("exited on its own: %v", exitText(c.err))}, nil
 	}
 	return Status{State: StateStopped, Detail: detail}, nil
 }
@@ -236,7 +241,7 @@ func exitText(err error) string {
 // removePidfile removes the pidfile if it still holds raw (another start may have
 // replaced it).
 func (p *Process) removePidfile(raw []byte) {
-	b, err := readPrivate(p.cfg.Pidfile)
+	b, err := safefile.ReadFile(p.cfg.Pidfile, maxPidfile)
 	if err != nil || !bytes.Equal(b, raw) {
 		return
 	}
@@ -299,9 +304,9 @@ func (p *Process) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rec := pidRecord{pid: c.pid, startTime: st.startTime, boot: bootID()}
+	rec := pidRecord{ID: proc.ID{PID: c.pid, StartTime: st.StartTime, BootID: proc.BootID()}}
 	rec.raw = rec.encode()
-	if err := atomicfile.WriteFile(p.cfg.Pidfile, rec.raw, stateFileMode); err != nil {
+	if err := atomicfile.WriteFile(p.cfg.Pidfile, rec.raw, safefile.FileMode); err != nil {
 		p.kill(context.WithoutCancel(ctx), c, c.pid)
 		return fmt.Errorf("svcctl: process: writing pidfile: %w", err)
 	}
@@ -321,7 +326,7 @@ func (p *Process) clearStale() (running bool, err error) {
 		return false, err
 	}
 	if alive {
-		p.log.Info("svcctl: process already running", logKeyPID, rec.pid)
+		p.log.Info("svcctl: process already running", logKeyPID, rec.PID)
 		return true, nil
 	}
 	p.log.Info("svcctl: removing stale pidfile", logKeyDetail, detail)
@@ -333,8 +338,8 @@ func (p *Process) clearStale() (running bool, err error) {
 // output appended to the log file) and reaps it in a goroutine. It returns the child, its
 // /proc stat (for the pidfile's start time) and the log's size before the start, from
 // which an error quotes the output.
-func (p *Process) spawn(ctx context.Context, path string) (c *child, st procStat, offset int64, err error) {
-	logf, err := openPrivate(p.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
+func (p *Process) spawn(ctx context.Context, path string) (c *child, st proc.Stat, offset int64, err error) {
+	logf, err := safefile.OpenPrivate(p.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 	if err != nil {
 		return nil, st, 0, fmt.Errorf("svcctl: process: log file: %w", err)
 	}
@@ -362,7 +367,7 @@ func (p *Process) spawn(ctx context.Context, path string) (c *child, st procStat
 	}
 	c = &child{pid: cmd.Process.Pid, started: time.Now(), done: make(chan struct{})}
 	// Before the reaper runs, so /proc/<pid> exists even if it already exited.
-	st, err = readProcStat(c.pid)
+	st, err = proc.ReadStat(c.pid)
 	go func() {
 		c.err = cmd.Wait()
 		c.code = cmd.ProcessState.ExitCode() // -1 if killed by a signal
@@ -393,7 +398,7 @@ func (p *Process) awaitStartWait(ctx context.Context, c *child, rec pidRecord, o
 	}
 	p.removePidfile(rec.raw)
 	// Whatever it left in its process group (a daemonizing program's child) goes too.
-	leftovers, _ := groupMembers(c.pid)
+	leftovers, _ := proc.GroupMembers(c.pid)
 	for _, m := range leftovers {
 		_ = syscall.Kill(m, syscall.SIGKILL)
 	}
@@ -441,19 +446,19 @@ func (p *Process) Stop(ctx context.Context) error {
 		return nil
 	}
 	var c *child
-	if p.child != nil && p.child.pid == rec.pid {
+	if p.child != nil && p.child.pid == rec.PID {
 		c = p.child
 	}
-	pgid := rec.pid
-	if st.pgrp != rec.pid {
+	pgid := rec.PID
+	if st.PGrp != rec.PID {
 		pgid = 0 // not a group leader (pidfile of another tool): signal the pid alone
 	}
 	start := time.Now()
-	if err := p.terminate(ctx, c, rec.pid, pgid); err != nil {
+	if err := p.terminate(ctx, c, rec.PID, pgid); err != nil {
 		return err
 	}
 	p.removePidfile(rec.raw)
-	p.log.Info("svcctl: process stopped", logKeyPID, rec.pid, logKeyElapsed, time.Since(start).Round(time.Millisecond))
+	p.log.Info("svcctl: process stopped", logKeyPID, rec.PID, logKeyElapsed, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -466,14 +471,14 @@ func (p *Process) terminate(ctx context.Context, c *child, pid, pgid int) error 
 	}
 	gone := func() bool {
 		if pgid > 0 {
-			m, err := groupMembers(pgid)
+			m, err := proc.GroupMembers(pgid)
 			return err == nil && len(m) == 0
 		}
 		if c != nil {
 			return c.exited()
 		}
-		st, err := readProcStat(pid)
-		return errors.Is(err, errNoProcess) || (err == nil && st.dead())
+		st, err := proc.ReadStat(pid)
+		return errors.Is(err, proc.ErrNoProcess) || (err == nil && st.Dead())
 	}
 	signal := func(sig syscall.Signal) error {
 		if err := syscall.Kill(target, sig); err != nil && !errors.Is(err, syscall.ESRCH) {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/internal/proc"
 )
 
 func newTestProcess(t *testing.T, tag string, cfg ProcessConfig) *Process {
@@ -132,7 +134,7 @@ func TestProcessIgnoresSIGTERM(t *testing.T) {
 	requireNoOrphans(t, tag)
 	// Gone, or a zombie its parent (this test process) has not reaped yet: either way
 	// the process no longer runs, which is what Stop promises.
-	if st, err := readProcStat(pid); !errors.Is(err, errNoProcess) && (err != nil || !st.dead()) {
+	if st, err := proc.ReadStat(pid); !errors.Is(err, proc.ErrNoProcess) && (err != nil || !st.Dead()) {
 		t.Fatalf("pid %d still running: %v", pid, err)
 	}
 	waitForLog(t, p, "got SIGTERM, ignoring it") // so it was SIGKILL that ended it
@@ -187,7 +189,7 @@ func TestProcessOutlivesStarter(t *testing.T) {
 	if lines[0] != strconv.Itoa(pid) || len(lines) < 3 {
 		t.Fatalf("pidfile %q, want pid %d on the first line, start time on the second", b, pid)
 	}
-	if pst, err := readProcStat(pid); err != nil || lines[1] != strconv.FormatUint(pst.startTime, 10) {
+	if pst, err := proc.ReadStat(pid); err != nil || lines[1] != strconv.FormatUint(pst.StartTime, 10) {
 		t.Fatalf("pidfile %q: start time does not match /proc (%+v, %v)", b, pst, err)
 	}
 
@@ -245,14 +247,14 @@ func TestProcessStalePidfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
-	ost, err := readProcStat(other.Process.Pid)
+	ost, err := proc.ReadStat(other.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, content := range map[string]string{
-		"reused":       fmt.Sprintf("%d\n%d\n%s\n", other.Process.Pid, ost.startTime+1, bootID()),
-		"other boot":   fmt.Sprintf("%d\n%d\n%s\n", other.Process.Pid, ost.startTime, "00000000-0000-0000-0000-000000000000"),
-		"gone":         fmt.Sprintf("%d\n%d\n%s\n", deadPID(t), 12345, bootID()),
+		"reused":       fmt.Sprintf("%d\n%d\n%s\n", other.Process.Pid, ost.StartTime+1, proc.BootID()),
+		"other boot":   fmt.Sprintf("%d\n%d\n%s\n", other.Process.Pid, ost.StartTime, "00000000-0000-0000-0000-000000000000"),
+		"gone":         fmt.Sprintf("%d\n%d\n%s\n", deadPID(t), 12345, proc.BootID()),
 		"garbage":      "not a pid\n",
 		"empty":        "",
 		"zero pid":     "0\n",
@@ -274,7 +276,7 @@ func TestProcessStalePidfile(t *testing.T) {
 		if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
 			t.Fatalf("%s: stale pidfile not removed by Stop: %v", name, err)
 		}
-		if st, err := readProcStat(other.Process.Pid); err != nil || st.dead() {
+		if st, err := proc.ReadStat(other.Process.Pid); err != nil || st.Dead() {
 			t.Fatalf("%s: Stop signalled the process that reused the pid", name)
 		}
 	}
@@ -357,19 +359,6 @@ func TestProcessStartHealthy(t *testing.T) {
 		}
 		requireNoOrphans(t, tag)
 	})
-}
-
-func TestParseProcStat(t *testing.T) {
-	st, err := parseProcStat([]byte("4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1000 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.state != 'S' || st.pgrp != 4242 || st.startTime != 987654 {
-		t.Fatalf("parsed %+v", st)
-	}
-	if _, err := parseProcStat([]byte("4242 (x) S 1 2")); err == nil {
-		t.Fatal("short stat accepted")
-	}
 }
 
 func waitForLog(t *testing.T, p *Process, want string) {

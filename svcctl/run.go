@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // Log keys.
@@ -59,7 +60,7 @@ func tail(b []byte) string {
 // tailFile returns the tail of the file at path from offset on (never through a symbolic
 // link at path).
 func tailFile(path string, offset int64) (string, error) {
-	f, err := openPrivate(path, os.O_RDONLY)
+	f, err := safefile.OpenPrivate(path, os.O_RDONLY)
 	if err != nil {
 		return "", err
 	}

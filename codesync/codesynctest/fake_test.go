@@ -3,13 +3,11 @@ package codesynctest_test
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/codesync/codesynctest"
+	"github.com/restage/restage/internal/suitetest"
 )
 
 // syncer is a Fake, possibly broken: a function set here replaces the Fake's method.
@@ -90,11 +88,8 @@ func TestFakeConformance(t *testing.T) {
 
 // breakages are ways to break a Fake, each with the subtest of the suite that must
 // catch it.
-var breakages = map[string]struct {
-	catches string
-	apply   func(s *syncer)
-}{
-	"reports no revision": {"build", func(s *syncer) {
+var breakages = map[string]suitetest.Breakage[func(*syncer)]{
+	"reports no revision": {Catches: "build", Break: func(s *syncer) {
 		s.build = func(ctx context.Context, src codesync.Source) (*codesync.Release, error) {
 			r, err := s.Fake.Build(ctx, src)
 			if r != nil {
@@ -103,18 +98,18 @@ var breakages = map[string]struct {
 			return r, err
 		}
 	}},
-	"builds with a cancelled context": {"build-fails", func(s *syncer) {
+	"builds with a cancelled context": {Catches: "build-fails", Break: func(s *syncer) {
 		s.build = func(ctx context.Context, src codesync.Source) (*codesync.Release, error) {
 			return s.Fake.Build(context.WithoutCancel(ctx), src)
 		}
 	}},
-	"forgets the previous release": {"activate", func(s *syncer) {
+	"forgets the previous release": {Catches: "activate", Break: func(s *syncer) {
 		s.activate = func(ctx context.Context, r *codesync.Release) (*codesync.Release, error) {
 			_, err := s.Fake.Activate(ctx, r)
 			return nil, err
 		}
 	}},
-	"activates unknown releases": {"activate-unknown", func(s *syncer) {
+	"activates unknown releases": {Catches: "activate-unknown", Break: func(s *syncer) {
 		s.activate = func(ctx context.Context, r *codesync.Release) (*codesync.Release, error) {
 			prev, err := s.Fake.Activate(ctx, r)
 			if errors.Is(err, codesync.ErrNoRelease) {
@@ -123,7 +118,7 @@ var breakages = map[string]struct {
 			return prev, err
 		}
 	}},
-	"moves current on a failed activation": {"activate-fails", func(s *syncer) {
+	"moves current on a failed activation": {Catches: "activate-fails", Break: func(s *syncer) {
 		s.activate = func(ctx context.Context, r *codesync.Release) (*codesync.Release, error) {
 			prev, err := s.Fake.Activate(ctx, r)
 			if err != nil && !errors.Is(err, codesync.ErrNoRelease) {
@@ -135,12 +130,12 @@ var breakages = map[string]struct {
 			return prev, err
 		}
 	}},
-	"rolls back to nothing": {"rollback", func(s *syncer) {
+	"rolls back to nothing": {Catches: "rollback", Break: func(s *syncer) {
 		s.rollback = func(ctx context.Context) (*codesync.Release, error) {
 			return s.Fake.Current(ctx)
 		}
 	}},
-	"discards the active release in place": {"discard", func(s *syncer) {
+	"discards the active release in place": {Catches: "discard", Break: func(s *syncer) {
 		s.discard = func(ctx context.Context, r *codesync.Release) error {
 			if cur, err := s.Fake.Current(ctx); err == nil && r != nil && cur.ID == r.ID {
 				r.State = codesync.StateFailed
@@ -149,51 +144,19 @@ var breakages = map[string]struct {
 			return s.Fake.Discard(ctx, r)
 		}
 	}},
-	"prunes nothing": {"prune", func(s *syncer) {
+	"prunes nothing": {Catches: "prune", Break: func(s *syncer) {
 		s.prune = func(context.Context) error { return nil }
 	}},
-	"prunes with a cancelled context": {"cancelled", func(s *syncer) {
+	"prunes with a cancelled context": {Catches: "cancelled", Break: func(s *syncer) {
 		s.prune = func(ctx context.Context) error { return s.Fake.Prune(context.WithoutCancel(ctx)) }
 	}},
-}
-
-const brokenEnv = "CODESYNCTEST_BROKEN"
-
-// TestBrokenFake runs the suite against the broken Fake $CODESYNCTEST_BROKEN names; it
-// is run by TestSuiteCatchesBrokenFakes, in a child process, and expected to fail.
-func TestBrokenFake(t *testing.T) {
-	name := os.Getenv(brokenEnv)
-	if name == "" {
-		t.Skip("run by TestSuiteCatchesBrokenFakes")
-	}
-	b, ok := breakages[name]
-	if !ok {
-		t.Fatalf("no breakage %q", name)
-	}
-	codesynctest.Syncer(t, fakeFixture(b.apply))
 }
 
 // TestSuiteCatchesBrokenFakes shows that each promise of the suite can fail: the suite
 // run against a Fake broken in one way fails in the subtest that checks that promise
 // (TestFakeConformance shows the same subtests pass with the Fake intact).
 func TestSuiteCatchesBrokenFakes(t *testing.T) {
-	if os.Getenv(brokenEnv) != "" {
-		t.Skip("in the child process")
-	}
-	for name, b := range breakages {
-		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
-			t.Parallel()
-			run := "^TestBrokenFake$/^" + b.catches + "$"
-			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run="+run, "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), brokenEnv+"="+name)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) {
-				t.Fatalf("the suite passed against a Fake that %s (%v):\n%s", name, err, out)
-			}
-			if want := "--- FAIL: TestBrokenFake/" + b.catches + " "; !strings.Contains(string(out), want) {
-				t.Errorf("the suite did not fail in %s against a Fake that %s:\n%s", b.catches, name, out)
-			}
-		})
-	}
+	suitetest.Catches(t, breakages, func(t *testing.T, apply func(*syncer)) {
+		codesynctest.Syncer(t, fakeFixture(apply))
+	})
 }

@@ -3,14 +3,12 @@ package dbrestoretest_test
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/dbrestoretest"
+	"github.com/restage/restage/internal/suitetest"
 )
 
 const fakeID = 7
@@ -190,26 +188,23 @@ func TestFakeFunctionFields(t *testing.T) {
 
 // breakages are Fakes broken in one way each, and the subtest of the suite that must
 // catch it.
-var breakages = map[string]struct {
-	catches string
-	apply   func(*server)
-}{
+var breakages = map[string]suitetest.Breakage[func(*server)]{
 	// The guard fails open: a server that was never told production's identity acts.
-	"takes any server for staging": {"no-production", func(s *server) { s.Production = []uint64{424242} }},
+	"takes any server for staging": {Catches: "no-production", Break: func(s *server) { s.Production = []uint64{424242} }},
 	// The guard forgets this server's own identity when told it.
-	"forgets its own identity": {"production", func(s *server) {
+	"forgets its own identity": {Catches: "production", Break: func(s *server) {
 		s.guard = func(ctx context.Context, ids ...uint64) error {
 			return s.Fake.GuardProduction(ctx, slices.DeleteFunc(slices.Clone(ids), func(id uint64) bool { return id == fakeID })...)
 		}
 	}},
-	"ignores the protect list": {"protected", func(s *server) { s.Protect = nil }},
+	"ignores the protect list": {Catches: "protected", Break: func(s *server) { s.Protect = nil }},
 	// PostgreSQL's own behaviour, unguarded: a name cut to 63 bytes is another database.
-	"cuts long names": {"long-names", func(s *server) {
+	"cuts long names": {Catches: "long-names", Break: func(s *server) {
 		cut := func(n string) string { return n[:min(len(n), dbrestore.MaxNameLen)] }
 		s.drop = func(ctx context.Context, n string) error { return s.Fake.Drop(ctx, cut(n)) }
 		s.swap = func(ctx context.Context, l, n, p string) error { return s.Fake.Swap(ctx, cut(l), cut(n), cut(p)) }
 	}},
-	"drops a missing database with an error": {"drop", func(s *server) {
+	"drops a missing database with an error": {Catches: "drop", Break: func(s *server) {
 		s.drop = func(ctx context.Context, n string) error {
 			if _, ok := s.Content(n); !ok {
 				return dbrestore.ErrNotFound
@@ -217,7 +212,7 @@ var breakages = map[string]struct {
 			return s.Fake.Drop(ctx, n)
 		}
 	}},
-	"renames onto an existing database": {"rename", func(s *server) {
+	"renames onto an existing database": {Catches: "rename", Break: func(s *server) {
 		s.rename = func(ctx context.Context, from, to string) error {
 			if err := s.Fake.Drop(ctx, to); err != nil {
 				return err
@@ -226,7 +221,7 @@ var breakages = map[string]struct {
 		}
 	}},
 	// Two renames, not one transaction: a missing next leaves live renamed away.
-	"swaps in two steps": {"swap", func(s *server) {
+	"swaps in two steps": {Catches: "swap", Break: func(s *server) {
 		s.swap = func(ctx context.Context, live, next, prev string) error {
 			if _, ok := s.Content(live); ok {
 				if err := s.Fake.Rename(ctx, live, prev); err != nil {
@@ -236,7 +231,7 @@ var breakages = map[string]struct {
 			return s.Fake.Rename(ctx, next, live)
 		}
 	}},
-	"refuses to clone over a database": {"clone", func(s *server) {
+	"refuses to clone over a database": {Catches: "clone", Break: func(s *server) {
 		s.clone = func(ctx context.Context, template, name string) error {
 			if _, ok := s.Content(name); ok {
 				return dbrestore.ErrExists
@@ -244,7 +239,7 @@ var breakages = map[string]struct {
 			return s.Fake.Clone(ctx, template, name)
 		}
 	}},
-	"restores over a database without Replace": {"restore", func(s *server) {
+	"restores over a database without Replace": {Catches: "restore", Break: func(s *server) {
 		s.restore = func(ctx context.Context, b *dbrestore.Backup, o dbrestore.RestoreOptions) (*dbrestore.RestoreResult, error) {
 			o.Replace = true
 			return s.Fake.Restore(ctx, b, o)
@@ -252,35 +247,10 @@ var breakages = map[string]struct {
 	}},
 }
 
-// brokenEnv names, in the child processes of TestSuiteCatchesBrokenFakes, the breakage
-// to run the suite against.
-const brokenEnv = "DBRESTORETEST_BROKEN"
-
 // TestSuiteCatchesBrokenFakes shows that the suite's promises can fail: against a Fake
 // broken in one way, the subtest of that promise fails (TestFakeConformance passes it).
-// Each runs in a child process of this test binary, which is this test with brokenEnv
-// set.
 func TestSuiteCatchesBrokenFakes(t *testing.T) {
-	if name := os.Getenv(brokenEnv); name != "" {
-		b, ok := breakages[name]
-		if !ok {
-			t.Fatalf("no breakage %q", name)
-		}
-		dbrestoretest.Admin(t, fakeFixture(b.apply))
-		return
-	}
-	for name, b := range breakages {
-		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
-			child := exec.CommandContext(t.Context(), os.Args[0], "-test.v", "-test.count=1",
-				"-test.run=^TestSuiteCatchesBrokenFakes$/^"+b.catches+"$")
-			child.Env = append(os.Environ(), brokenEnv+"="+name)
-			out, err := child.CombinedOutput()
-			if err == nil {
-				t.Fatalf("the suite passed a Fake that %s:\n%s", name, out)
-			}
-			if !strings.Contains(string(out), "--- FAIL: TestSuiteCatchesBrokenFakes/"+b.catches+" ") {
-				t.Errorf("the suite did not fail %s against a Fake that %s:\n%s", b.catches, name, out)
-			}
-		})
-	}
+	suitetest.Catches(t, breakages, func(t *testing.T, apply func(*server)) {
+		dbrestoretest.Admin(t, fakeFixture(apply))
+	})
 }

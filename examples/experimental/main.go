@@ -12,14 +12,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/user"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/examples/internal/cli"
+	"github.com/restage/restage/examples/internal/environment"
 	"github.com/restage/restage/staging"
-	"github.com/restage/restage/staging/dockerservice"
 )
 
 func main() { cli.Main("experimental", run, staging.ExitStatus) }
@@ -44,9 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *ref != "" && *repo == "":
 		return fs.Usagef("-ref needs -git REPO")
 	}
-	drivers := staging.DefaultDrivers()
-	drivers.Services["docker"] = dockerservice.Keys // the Docker client is linked only here
-	cfg, err := staging.LoadEnvironmentWith(*config, drivers)
+	cfg, err := environment.Load(*config)
 	if err != nil {
 		return err
 	}
@@ -59,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *repo != "":
 		src = &codesync.GitSource{Repo: *repo, Ref: *ref, Timeout: cfg.Code.GitTimeout.Duration}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := cli.Logger(stderr, false)
 	rb, err := staging.Open(cfg, staging.OpenOptions{Source: src, Logger: log})
 	if err != nil {
 		return err

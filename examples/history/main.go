@@ -15,12 +15,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 
 	"github.com/restage/restage/examples/internal/cli"
+	"github.com/restage/restage/examples/internal/environment"
 	"github.com/restage/restage/staging"
-	"github.com/restage/restage/staging/dockerservice"
 	"github.com/restage/restage/staging/historypage"
 )
 
@@ -43,17 +42,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *runs < 1:
 		return fs.Usagef("-runs %d: want at least 1", *runs)
 	}
-	// The same configs as nightly's, docker services included.
-	drivers := staging.DefaultDrivers()
-	drivers.Services["docker"] = dockerservice.Keys
-	cfg, err := staging.LoadEnvironmentWith(*config, drivers)
+	cfg, err := environment.Load(*config)
 	if err != nil {
 		return err
 	}
 	page, err := historypage.New(historypage.Config{
 		StateDir: cfg.StateDir,
 		Options:  historypage.Options{Runs: *runs},
-		Logger:   slog.New(slog.NewTextHandler(stderr, nil)),
+		Logger:   cli.Logger(stderr, false),
 	})
 	if err != nil {
 		return err

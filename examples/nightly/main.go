@@ -20,13 +20,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/restage/restage/examples/internal/cli"
+	"github.com/restage/restage/examples/internal/environment"
 	"github.com/restage/restage/examples/internal/restorebar"
 	"github.com/restage/restage/staging"
-	"github.com/restage/restage/staging/dockerservice"
 )
 
 func main() { cli.Main("nightly", run, staging.ExitStatus) }
@@ -69,14 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *config == "":
 		return fs.Usagef("-config FILE or -demo is required")
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	drivers := staging.DefaultDrivers()
-	drivers.Services["docker"] = dockerservice.Keys // the Docker client is linked only here
-	cfg, err := staging.LoadEnvironmentWith(*config, drivers)
+	log := cli.Logger(stderr, *verbose)
+	cfg, err := environment.Load(*config)
 	if err != nil {
 		return err
 	}

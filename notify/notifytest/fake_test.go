@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/suitetest"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/notify/notifytest"
 )
@@ -70,24 +68,21 @@ func (b broken) Close() error {
 
 // breakages are ways to break a Fake, each with the subtest of the suite that must
 // catch it.
-var breakages = map[string]struct {
-	catches string
-	wrap    func(*notifytest.Fake) notify.Notifier
-}{
-	"drops the log": {"delivers", func(f *notifytest.Fake) notify.Notifier {
+var breakages = map[string]suitetest.Breakage[func(*notifytest.Fake) notify.Notifier]{
+	"drops the log": {Catches: "delivers", Break: func(f *notifytest.Fake) notify.Notifier {
 		return broken{Fake: f, notify: func(ctx context.Context, m *notify.Message) error {
 			c := *m
 			c.Log = c.Log[:len(c.Log)/2]
 			return f.Notify(ctx, &c)
 		}}
 	}},
-	"changes the caller's message": {"ok-no-log", func(f *notifytest.Fake) notify.Notifier {
+	"changes the caller's message": {Catches: "ok-no-log", Break: func(f *notifytest.Fake) notify.Notifier {
 		return broken{Fake: f, notify: func(ctx context.Context, m *notify.Message) error {
 			m.LogName = notify.LogName(m) // invisible to the receiver, not to the caller
 			return f.Notify(ctx, m)
 		}}
 	}},
-	"accepts a nil message": {"nil-message", func(f *notifytest.Fake) notify.Notifier {
+	"accepts a nil message": {Catches: "nil-message", Break: func(f *notifytest.Fake) notify.Notifier {
 		return broken{Fake: f, notify: func(ctx context.Context, m *notify.Message) error {
 			if m == nil {
 				return nil
@@ -95,7 +90,7 @@ var breakages = map[string]struct {
 			return f.Notify(ctx, m)
 		}}
 	}},
-	"mixes up reports sent at once": {"concurrent", func(f *notifytest.Fake) notify.Notifier {
+	"mixes up reports sent at once": {Catches: "concurrent", Break: func(f *notifytest.Fake) notify.Notifier {
 		var mu sync.Mutex
 		var slot *notify.Message // one shared slot: the classic race, without a data race
 		return broken{Fake: f, notify: func(ctx context.Context, m *notify.Message) error {
@@ -109,12 +104,12 @@ var breakages = map[string]struct {
 			return f.Notify(ctx, send)
 		}}
 	}},
-	"ignores cancellation": {"cancelled", func(f *notifytest.Fake) notify.Notifier {
+	"ignores cancellation": {Catches: "cancelled", Break: func(f *notifytest.Fake) notify.Notifier {
 		return broken{Fake: f, notify: func(ctx context.Context, m *notify.Message) error {
 			return f.Notify(context.WithoutCancel(ctx), m)
 		}}
 	}},
-	"returns late": {"deadline", func(f *notifytest.Fake) notify.Notifier {
+	"returns late": {Catches: "deadline", Break: func(f *notifytest.Fake) notify.Notifier {
 		return broken{Fake: f, notify: func(ctx context.Context, m *notify.Message) error {
 			err := f.Notify(ctx, m)
 			if errors.Is(err, context.DeadlineExceeded) {
@@ -123,7 +118,7 @@ var breakages = map[string]struct {
 			return err
 		}}
 	}},
-	"calls every failure a rejection": {"dead-target", func(f *notifytest.Fake) notify.Notifier {
+	"calls every failure a rejection": {Catches: "dead-target", Break: func(f *notifytest.Fake) notify.Notifier {
 		return broken{Fake: f, notify: func(ctx context.Context, m *notify.Message) error {
 			if err := f.Notify(ctx, m); err != nil {
 				return fmt.Errorf("%w: %w", notify.ErrRejected, err)
@@ -131,7 +126,7 @@ var breakages = map[string]struct {
 			return nil
 		}}
 	}},
-	"loses ErrRejected": {"rejected", func(f *notifytest.Fake) notify.Notifier {
+	"loses ErrRejected": {Catches: "rejected", Break: func(f *notifytest.Fake) notify.Notifier {
 		return broken{Fake: f, notify: func(ctx context.Context, m *notify.Message) error {
 			if err := f.Notify(ctx, m); err != nil {
 				return errors.New(err.Error())
@@ -139,7 +134,7 @@ var breakages = map[string]struct {
 			return nil
 		}}
 	}},
-	"fails a second Close": {"close", func(f *notifytest.Fake) notify.Notifier {
+	"fails a second Close": {Catches: "close", Break: func(f *notifytest.Fake) notify.Notifier {
 		closed := false
 		return broken{Fake: f, notify: f.Notify, close: func() error {
 			if closed {
@@ -151,43 +146,11 @@ var breakages = map[string]struct {
 	}},
 }
 
-const brokenEnv = "NOTIFYTEST_BROKEN"
-
-// TestBrokenFake runs the suite against the broken Fake $NOTIFYTEST_BROKEN names; it is
-// run by TestSuiteCatchesBrokenFakes, in a child process, and expected to fail.
-func TestBrokenFake(t *testing.T) {
-	name := os.Getenv(brokenEnv)
-	if name == "" {
-		t.Skip("run by TestSuiteCatchesBrokenFakes")
-	}
-	b, ok := breakages[name]
-	if !ok {
-		t.Fatalf("no breakage %q", name)
-	}
-	notifytest.Notifier(t, fakeFixture(b.wrap))
-}
-
 // TestSuiteCatchesBrokenFakes shows that each promise of the suite can fail: the suite
 // run against a Fake broken in one way fails in the subtest that checks that promise
 // (TestFakeConformance shows the same subtests pass with the Fake intact).
 func TestSuiteCatchesBrokenFakes(t *testing.T) {
-	if os.Getenv(brokenEnv) != "" {
-		t.Skip("in the child process")
-	}
-	for name, b := range breakages {
-		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
-			t.Parallel()
-			run := "^TestBrokenFake$/^" + b.catches + "$"
-			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run="+run, "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), brokenEnv+"="+name)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) {
-				t.Fatalf("the suite passed against a Fake that %s (%v):\n%s", name, err, out)
-			}
-			if want := "--- FAIL: TestBrokenFake/" + b.catches + " "; !strings.Contains(string(out), want) {
-				t.Errorf("the suite did not fail in %s against a Fake that %s:\n%s", b.catches, name, out)
-			}
-		})
-	}
+	suitetest.Catches(t, breakages, func(t *testing.T, wrap func(*notifytest.Fake) notify.Notifier) {
+		notifytest.Notifier(t, fakeFixture(wrap))
+	})
 }

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/suitetest"
 	"github.com/restage/restage/svcctl"
 	"github.com/restage/restage/svcctl/svctest"
 )
@@ -95,46 +94,43 @@ func TestFakeFunctionFields(t *testing.T) {
 	}
 }
 
-// Broken drivers: each must fail the check named, which shows the check can fail. They
-// run in a child test process (TestBrokenDriver), whose failure the parent expects.
-var broken = map[string]struct {
-	fixture   func() svctest.Fixture
-	failCheck string // the subtest that must fail
-}{
-	"start-does-nothing": {wrapped(func(f *svctest.Fake) svcctl.Controller { return noStart{f} }), "StartStopStatus"},
-	"status-always-running": {wrapped(func(f *svctest.Fake) svcctl.Controller {
+// Broken drivers: each must fail the check named, which shows the check can fail
+// (TestSuiteFailsBrokenDrivers).
+var broken = map[string]suitetest.Breakage[func() svctest.Fixture]{
+	"start-does-nothing": {Catches: "StartStopStatus", Break: wrapped(func(f *svctest.Fake) svcctl.Controller { return noStart{f} })},
+	"status-always-running": {Catches: "StartStopStatus", Break: wrapped(func(f *svctest.Fake) svcctl.Controller {
 		return &statusLies{Fake: f, lie: func(st svcctl.Status, _ bool) svcctl.Status { st.State = svcctl.StateRunning; return st }}
-	}), "StartStopStatus"},
-	"status-remembers-instead-of-asking": {wrapped(func(f *svctest.Fake) svcctl.Controller {
+	})},
+	"status-remembers-instead-of-asking": {Catches: "DiesBehindItsBack", Break: wrapped(func(f *svctest.Fake) svcctl.Controller {
 		return &statusLies{Fake: f, lie: func(st svcctl.Status, started bool) svcctl.Status {
 			if started {
 				st.State = svcctl.StateRunning
 			}
 			return st
 		}}
-	}), "DiesBehindItsBack"},
-	"start-restarts-running": {wrapped(func(f *svctest.Fake) svcctl.Controller { return restarts{f} }), "StartWhenRunning"},
-	"start-of-running-fails": {wrapped(func(f *svctest.Fake) svcctl.Controller {
+	})},
+	"start-restarts-running": {Catches: "StartWhenRunning", Break: wrapped(func(f *svctest.Fake) svcctl.Controller { return restarts{f} })},
+	"start-of-running-fails": {Catches: "StartWhenRunning", Break: wrapped(func(f *svctest.Fake) svcctl.Controller {
 		return &guarded{Fake: f, start: "service already running"}
-	}), "StartWhenRunning"},
-	"stop-of-stopped-fails": {wrapped(func(f *svctest.Fake) svcctl.Controller {
+	})},
+	"stop-of-stopped-fails": {Catches: "StopWhenStopped", Break: wrapped(func(f *svctest.Fake) svcctl.Controller {
 		return &guarded{Fake: f, stop: "service not running"}
-	}), "StopWhenStopped"},
-	"exit-unnoticed": {func() svctest.Fixture {
+	})},
+	"exit-unnoticed": {Catches: "ExitsAtOnce", Break: func() svctest.Fixture {
 		fx := fakeFixture(nil)
 		fx.Exiting = func(t *testing.T) svctest.Service { return fx.New(t) } // starts fine
 		return fx
-	}, "ExitsAtOnce"},
-	"exit-without-ErrExited": {func() svctest.Fixture {
+	}},
+	"exit-without-ErrExited": {Catches: "ExitsAtOnce", Break: func() svctest.Fixture {
 		fx := fakeFixture(nil)
 		fx.Exiting = func(t *testing.T) svctest.Service {
 			f := &svctest.Fake{StartFunc: func(context.Context) error { return errors.New("exit status 3") }}
 			return svctest.Service{Controller: f, Running: func(context.Context) bool { return f.Running() }}
 		}
 		return fx
-	}, "ExitsAtOnce"},
-	"ignores-ctx":       {wrapped(func(f *svctest.Fake) svcctl.Controller { return ignoresCtx{f} }), "CanceledContext"},
-	"close-twice-fails": {wrapped(func(f *svctest.Fake) svcctl.Controller { return &closer{Fake: f} }), "Close"},
+	}},
+	"ignores-ctx":       {Catches: "CanceledContext", Break: wrapped(func(f *svctest.Fake) svcctl.Controller { return ignoresCtx{f} })},
+	"close-twice-fails": {Catches: "Close", Break: wrapped(func(f *svctest.Fake) svcctl.Controller { return &closer{Fake: f} })},
 }
 
 func wrapped(wrap func(*svctest.Fake) svcctl.Controller) func() svctest.Fixture {
@@ -228,52 +224,12 @@ func (c *closer) Close() error {
 	return nil
 }
 
-const envBroken = "SVCTEST_BROKEN"
-
-// TestBrokenDriver runs the suite against the broken driver $SVCTEST_BROKEN; it runs only
-// as the child of TestSuiteFailsBrokenDrivers, and must fail there.
-func TestBrokenDriver(t *testing.T) {
-	name := os.Getenv(envBroken)
-	if name == "" {
-		t.Skip("run by TestSuiteFailsBrokenDrivers")
-	}
-	b, ok := broken[name]
-	if !ok {
-		t.Fatalf("no broken driver %q", name)
-	}
-	svctest.Controller(t, b.fixture())
-}
-
+// TestSuiteFailsBrokenDrivers: each broken driver fails the check named, which shows
+// the check can fail.
 func TestSuiteFailsBrokenDrivers(t *testing.T) {
-	for name, b := range broken {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			out, err := runChild(t, "TestBrokenDriver", envBroken+"="+name)
-			if err == nil {
-				t.Fatalf("the suite passed a broken driver:\n%s", out)
-			}
-			if want := "--- FAIL: TestBrokenDriver/" + b.failCheck + " "; !strings.Contains(out, want) {
-				t.Fatalf("want %q in the output:\n%s", want, out)
-			}
-		})
-	}
-}
-
-// runChild runs test in a child process of this test binary with env added.
-func runChild(t *testing.T, test string, env ...string) (string, error) {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), self, "-test.run=^"+test+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("running %s: %v", test, err)
-	}
-	return string(out), err
+	suitetest.Catches(t, broken, func(t *testing.T, fixture func() svctest.Fixture) {
+		svctest.Controller(t, fixture())
+	})
 }
 
 // fakeChecker is healthy while its flag is set. alwaysHealthy makes it report healthy
@@ -312,39 +268,16 @@ func checkerFixture(c func() *fakeChecker) svctest.CheckerFixture {
 	}}
 }
 
-var brokenCheckers = map[string]struct {
-	fixture   svctest.CheckerFixture
-	failCheck string
-}{
-	"always-healthy": {checkerFixture(func() *fakeChecker { return &fakeChecker{alwaysHealthy: true} }), "NeverHealthy"},
-	"ignores-ctx":    {checkerFixture(func() *fakeChecker { return &fakeChecker{ignoreCtx: true} }), "CanceledContext"},
+var brokenCheckers = map[string]suitetest.Breakage[svctest.CheckerFixture]{
+	"always-healthy": {Catches: "NeverHealthy", Break: checkerFixture(func() *fakeChecker { return &fakeChecker{alwaysHealthy: true} })},
+	"ignores-ctx":    {Catches: "CanceledContext", Break: checkerFixture(func() *fakeChecker { return &fakeChecker{ignoreCtx: true} })},
 }
 
 func TestFakeCheckerConforms(t *testing.T) {
 	svctest.Checker(t, checkerFixture(func() *fakeChecker { return &fakeChecker{} }))
 }
 
-// TestBrokenChecker runs the Checker suite against the broken checker
-// $SVCTEST_BROKEN_CHECKER; it runs only as the child of TestCheckerSuiteFailsBrokenCheckers.
-func TestBrokenChecker(t *testing.T) {
-	name := os.Getenv("SVCTEST_BROKEN_CHECKER")
-	if name == "" {
-		t.Skip("run by TestCheckerSuiteFailsBrokenCheckers")
-	}
-	svctest.Checker(t, brokenCheckers[name].fixture)
-}
-
+// TestCheckerSuiteFailsBrokenCheckers: each broken checker fails the check named.
 func TestCheckerSuiteFailsBrokenCheckers(t *testing.T) {
-	for name, b := range brokenCheckers {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			out, err := runChild(t, "TestBrokenChecker", "SVCTEST_BROKEN_CHECKER="+name)
-			if err == nil {
-				t.Fatalf("the suite passed a broken checker:\n%s", out)
-			}
-			if want := "--- FAIL: TestBrokenChecker/" + b.failCheck + " "; !strings.Contains(out, want) {
-				t.Fatalf("want %q in the output:\n%s", want, out)
-			}
-		})
-	}
+	suitetest.Catches(t, brokenCheckers, svctest.Checker)
 }

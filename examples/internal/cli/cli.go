@@ -32,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -116,6 +117,16 @@ func (e *ExitError) Error() string {
 }
 
 func (e *ExitError) Unwrap() error { return e.Err }
+
+// Logger returns the log a program writes: text lines on stderr, at debug level when
+// debug is set (-v), else at info level.
+func Logger(stderr io.Writer, debug bool) *slog.Logger {
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
 
 // FlagSet is a flag.FlagSet that prints nothing on a mistake (the program's Exit does,
 // once), prints the usage to stderr for -h, and takes no positional arguments.

@@ -188,3 +188,19 @@ func TestParse(t *testing.T) {
 		t.Errorf("help:\n%q\nwant\n%q", stderr.String(), want)
 	}
 }
+
+// TestLogger: info lines always, debug lines only with debug set.
+func TestLogger(t *testing.T) {
+	for _, debug := range []bool{false, true} {
+		var b strings.Builder
+		log := Logger(&b, debug)
+		log.Debug("details")
+		log.Info("step")
+		if got := strings.Contains(b.String(), "msg=details"); got != debug {
+			t.Errorf("debug %v: debug line logged %v:\n%s", debug, got, b.String())
+		}
+		if !strings.Contains(b.String(), "level=INFO msg=step") {
+			t.Errorf("debug %v: no info line:\n%s", debug, b.String())
+		}
+	}
+}

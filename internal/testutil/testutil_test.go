@@ -1,0 +1,52 @@
+package testutil
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// recorder is a testing.TB that records failures instead of failing t; Fatal ends the
+// goroutine, as testing's does.
+type recorder struct {
+	testing.TB
+	failed bool
+}
+
+func (r *recorder) Helper()               {}
+func (r *recorder) Errorf(string, ...any) { r.failed = true }
+func (r *recorder) Fatal(...any) {
+	r.failed = true
+	runtime.Goexit()
+}
+
+func TestRequireMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path     string
+		want     os.FileMode
+		wantFail bool
+	}{
+		{path, 0o640, false},
+		{path, 0o600, true},
+		{path + ".missing", 0o600, true},
+	} {
+		r := &recorder{TB: t}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			RequireMode(r, tc.path, tc.want)
+		}()
+		<-done
+		if r.failed != tc.wantFail {
+			t.Errorf("RequireMode(%s, %v): failed %v, want %v", tc.path, tc.want, r.failed, tc.wantFail)
+		}
+	}
+}
