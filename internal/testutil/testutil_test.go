@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -49,4 +50,18 @@ func TestRequireMode(t *testing.T) {
 			t.Errorf("RequireMode(%s, %v): failed %v, want %v", tc.path, tc.want, r.failed, tc.wantFail)
 		}
 	}
+}
+
+// TestFreeAddr: nothing listens on the address, and it can be listened on.
+func TestFreeAddr(t *testing.T) {
+	addr := FreeAddr(t)
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("something listens on %s", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
 }
