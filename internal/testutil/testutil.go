@@ -1,11 +1,15 @@
 // Package testutil holds small helpers several packages' tests (and test harnesses)
-// share: a check of the mode of the files restage writes, free loopback ports.
+// share: a check of the mode of the files restage writes, free loopback ports, the
+// packages a package links.
 package testutil
 
 import (
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -42,4 +46,23 @@ func FreeAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// Deps returns the import paths of the packages pkg links, pkg last (go list -deps: go
+// must be on PATH). It fails t when go cannot list them or the list is not pkg's.
+func Deps(t testing.TB, pkg string) []string {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), "go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, exit.Stderr)
+		}
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 2 || deps[len(deps)-1] != pkg {
+		t.Fatalf("go list -deps %s listed %d packages, ending %q", pkg, len(deps), deps[len(deps)-1:])
+	}
+	return deps
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 )
 
@@ -64,4 +65,13 @@ func TestFreeAddr(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
+}
+
+// TestDeps: this package links testing and net, and is the last of its list.
+func TestDeps(t *testing.T) {
+	const pkg = "github.com/restage/restage/internal/testutil"
+	deps := Deps(t, pkg)
+	if !slices.Contains(deps, "testing") || !slices.Contains(deps, "net") || deps[len(deps)-1] != pkg {
+		t.Errorf("Deps(%s) = %v", pkg, deps)
+	}
 }
