@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -147,36 +146,13 @@ func TestKilledCutoverIsRepairedEndToEnd(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("slow\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	exe, _ := os.Executable()
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "RESTAGE_E2E_RUN="+w.ConfigPath)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	record := filepath.Join(w.StateDir, staging.IntentFile)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		// Killed while it waits for the health gate of the new release's service.
+	// Killed while it waits for the health gate of the new release's service.
+	killRunWhen(t, w, "the cutover", func() bool {
 		data, _ := os.ReadFile(record)
 		pid, _ := os.ReadFile(w.Pidfile)
-		if strings.Contains(string(data), `"phase": "activated"`) && len(pid) > 0 && string(pid) != string(oldPid) {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("the run ended before its cutover: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatal("the cutover never started")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+		return strings.Contains(string(data), `"phase": "activated"`) && len(pid) > 0 && string(pid) != string(oldPid)
+	})
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
