@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/restage/restage/internal/gittest"
 )
 
 // suiteFiles is a small tree: a file and one in a subfolder.
@@ -208,26 +207,10 @@ func (g *gitRepo) runStdin(stdin string, args ...string) string {
 // with those credentials in it.
 func (g *gitRepo) serveHTTP(user, password string) string {
 	g.tb.Helper()
-	execPath := g.run("--exec-path")
-	backend := filepath.Join(execPath, "git-http-backend")
-	if _, err := os.Stat(backend); err != nil {
-		g.tb.Skipf("git http-backend not available: %v", err)
+	u, err := url.Parse(gittest.ServeHTTP(g.tb, filepath.Dir(g.dir), user, password))
+	if err != nil {
+		g.tb.Fatal(err)
 	}
-	h := &cgi.Handler{
-		Path:   backend,
-		Env:    []string{"GIT_PROJECT_ROOT=" + filepath.Dir(g.dir), "GIT_HTTP_EXPORT_ALL=1"},
-		Stderr: tbWriter{g.tb},
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
-			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
-	g.tb.Cleanup(srv.Close)
-	u, _ := url.Parse(srv.URL)
 	u.User = url.UserPassword(user, password)
 	u.Path = "/" + filepath.Base(g.dir)
 	return u.String()

@@ -12,9 +12,7 @@ import (
 )
 
 func TestCatalogIgnoresIncompleteBackups(t *testing.T) {
-	prod, _ := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 20)
+	prod, _, db := seeded(t, 20)
 	dir := t.TempDir()
 	cat, err := NewCatalog(dir, Config{})
 	if err != nil {
@@ -150,9 +148,7 @@ func TestCatalogMissingFolder(t *testing.T) {
 }
 
 func TestVerifyRejectsDamagedDumps(t *testing.T) {
-	prod, _ := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 200)
+	prod, _, db := seeded(t, 200)
 	ctx := testCtx(t)
 	fresh := func() (*DirCatalog, *Backup) {
 		b := dumpOf(t, prod, db, DumpOptions{})

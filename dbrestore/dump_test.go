@@ -13,9 +13,7 @@ import (
 )
 
 func TestDumpWritesBackupAndManifest(t *testing.T) {
-	prod, _ := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 500)
+	prod, _, db := seeded(t, 500)
 	dir := t.TempDir()
 	before := time.Now().UTC()
 	b := dumpOf(t, prod, db, DumpOptions{Dir: dir, Counts: true})
@@ -112,9 +110,7 @@ func TestDumpDirectoryFormatRestores(t *testing.T) {
 }
 
 func TestDumpRetentionKeepsNewest(t *testing.T) {
-	prod, _ := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 10)
+	prod, _, db := seeded(t, 10)
 	other := prod.Database(t)
 	dir := t.TempDir()
 	otherBackup := dumpOf(t, prod, other, DumpOptions{Dir: dir})
@@ -270,9 +266,7 @@ func TestDumpBadInput(t *testing.T) {
 }
 
 func TestDumpCancelledLeavesNothing(t *testing.T) {
-	prod, _ := servers(t)
-	db := prod.Database(t)
-	seed(t, prod, db, 100)
+	prod, _, db := seeded(t, 100)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()

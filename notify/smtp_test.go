@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/smtptest"
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/notify/notifytest"
 )
@@ -37,10 +39,10 @@ func newSMTP(t testing.TB, cfg notify.SMTPConfig) *notify.SMTP {
 }
 
 // smtpReports returns what srv accepted, as reports.
-func smtpReports(srv *testSMTP) func(t testing.TB) []notifytest.Report {
+func smtpReports(srv *smtptest.Server) func(t testing.TB) []notifytest.Report {
 	return func(t testing.TB) []notifytest.Report {
 		var out []notifytest.Report
-		for _, m := range srv.Messages() {
+		for _, m := range srv.Mails() {
 			out = append(out, parseMail(t, m.Data))
 		}
 		return out
@@ -52,19 +54,19 @@ func smtpReports(srv *testSMTP) func(t testing.TB) []notifytest.Report {
 func smtpFixture(wrap func(t *testing.T, n notify.Notifier) notify.Notifier) notifytest.Fixture {
 	return notifytest.Fixture{
 		New: func(t *testing.T) notifytest.Setup {
-			srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
+			srv := startSMTP(t, smtptest.Options{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
 			n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "s3cret-Pa55",
 				TLSConfig: &tls.Config{RootCAs: srv.CAPool}})
 			return notifytest.Setup{Notifier: wrap(t, n), Received: smtpReports(srv), CarriesLog: true}
 		},
 		Dead: func(t *testing.T) notify.Notifier {
-			return wrap(t, newSMTP(t, notify.SMTPConfig{Addr: deadPort(t)}))
+			return wrap(t, newSMTP(t, notify.SMTPConfig{Addr: testutil.FreeAddr(t)}))
 		},
 		Stalled: func(t *testing.T) notify.Notifier {
 			return wrap(t, newSMTP(t, notify.SMTPConfig{Addr: stallingSMTP(t, "rcpt"), TLS: notify.TLSNone, Timeout: time.Hour}))
 		},
 		Rejecting: func(t *testing.T) notify.Notifier {
-			return wrap(t, newSMTP(t, notify.SMTPConfig{Addr: startSMTP(t, smtpOptions{RejectRcpts: true}).Addr}))
+			return wrap(t, newSMTP(t, notify.SMTPConfig{Addr: startSMTP(t, smtptest.Options{RejectRcpts: true}).Addr}))
 		},
 	}
 }
@@ -74,14 +76,14 @@ func TestSMTPConformance(t *testing.T) {
 }
 
 func TestSMTPEnvelopeHeadersBodyAttachment(t *testing.T) {
-	srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
+	srv := startSMTP(t, smtptest.Options{STARTTLS: true, User: "restage", Pass: "s3cret-Pa55"})
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "s3cret-Pa55",
 		TLS: notify.TLSRequired, TLSConfig: &tls.Config{RootCAs: srv.CAPool}})
 	m := notifytest.Message("2026-11-25-abc")
 	if err := n.Notify(t.Context(), m); err != nil {
 		t.Fatalf("Notify: %v", err)
 	}
-	msgs := srv.Messages()
+	msgs := srv.Mails()
 	if len(msgs) != 1 {
 		t.Fatalf("server got %d messages, want 1", len(msgs))
 	}
@@ -135,19 +137,19 @@ func TestSMTPEnvelopeHeadersBodyAttachment(t *testing.T) {
 func TestSMTPOpportunisticSelfSignedWithoutAuth(t *testing.T) {
 	// A local MTA offering STARTTLS with a self-signed certificate still gets the report,
 	// encrypted (opportunistic security), when no password is at stake.
-	srv := startSMTP(t, smtpOptions{STARTTLS: true})
+	srv := startSMTP(t, smtptest.Options{STARTTLS: true})
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
 	if err := n.Notify(t.Context(), notifytest.Message("opp-1")); err != nil {
 		t.Fatalf("Notify: %v", err)
 	}
-	msgs := srv.Messages()
+	msgs := srv.Mails()
 	if len(msgs) != 1 || !msgs[0].TLS {
 		t.Fatalf("got %d messages (TLS %v), want 1 over TLS", len(msgs), len(msgs) == 1 && msgs[0].TLS)
 	}
 }
 
 func TestSMTPPlainServer(t *testing.T) {
-	srv := startSMTP(t, smtpOptions{})
+	srv := startSMTP(t, smtptest.Options{})
 	t.Run("opportunistic sends in clear", func(t *testing.T) {
 		n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
 		if err := n.Notify(t.Context(), notifytest.Message("plain-1")); err != nil {
@@ -167,10 +169,10 @@ func TestSMTPPlainServer(t *testing.T) {
 			t.Fatalf("Notify = %v, want a STARTTLS error", err)
 		}
 	})
-	if got := len(srv.Messages()); got != 2 {
+	if got := len(srv.Mails()); got != 2 {
 		t.Errorf("server got %d messages, want 2", got)
 	}
-	for _, m := range srv.Messages() {
+	for _, m := range srv.Mails() {
 		if m.TLS {
 			t.Error("TLS used against a server without STARTTLS")
 		}
@@ -180,7 +182,7 @@ func TestSMTPPlainServer(t *testing.T) {
 func TestSMTPUntrustedCertificateWithAuth(t *testing.T) {
 	// With credentials the certificate must verify: the password is never handed to a
 	// server whose certificate we cannot check.
-	srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "hunter2-secret"})
+	srv := startSMTP(t, smtptest.Options{STARTTLS: true, User: "restage", Pass: "hunter2-secret"})
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: "hunter2-secret"})
 	err := n.Notify(t.Context(), notifytest.Message("untrusted"))
 	if err == nil {
@@ -189,7 +191,7 @@ func TestSMTPUntrustedCertificateWithAuth(t *testing.T) {
 	if !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("error %q does not mention the certificate", err)
 	}
-	if len(srv.Messages()) != 0 {
+	if len(srv.Mails()) != 0 {
 		t.Error("message delivered")
 	}
 	// Skipping verification is an explicit choice.
@@ -202,7 +204,7 @@ func TestSMTPUntrustedCertificateWithAuth(t *testing.T) {
 
 func TestSMTPPasswordNeverShown(t *testing.T) {
 	const password = "Zq9-very-secret-pw"
-	srv := startSMTP(t, smtpOptions{STARTTLS: true, User: "restage", Pass: "the-right-one"})
+	srv := startSMTP(t, smtptest.Options{STARTTLS: true, User: "restage", Pass: "the-right-one"})
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr, Username: "restage", Password: password,
@@ -218,7 +220,7 @@ func TestSMTPPasswordNeverShown(t *testing.T) {
 		t.Errorf("error %q does not say AUTH failed", err)
 	}
 	// Server down, bad config: none of the messages may carry the password either.
-	down := newSMTP(t, notify.SMTPConfig{Addr: deadPort(t), Username: "restage", Password: password, Logger: logger})
+	down := newSMTP(t, notify.SMTPConfig{Addr: testutil.FreeAddr(t), Username: "restage", Password: password, Logger: logger})
 	errDown := down.Notify(t.Context(), notifytest.Message("down"))
 	_, errCfg := notify.NewSMTP(notify.SMTPConfig{Addr: "127.0.0.1:25", From: "bad address", To: []string{"a@b"},
 		Username: "restage", Password: password})
@@ -244,7 +246,7 @@ func TestSMTPPasswordNeverShown(t *testing.T) {
 }
 
 func TestSMTPServerDown(t *testing.T) {
-	n := newSMTP(t, notify.SMTPConfig{Addr: deadPort(t)})
+	n := newSMTP(t, notify.SMTPConfig{Addr: testutil.FreeAddr(t)})
 	err := n.Notify(t.Context(), notifytest.Message("down"))
 	if err == nil {
 		t.Fatal("Notify to a closed port succeeded")
@@ -258,7 +260,7 @@ func TestSMTPServerDown(t *testing.T) {
 }
 
 func TestSMTPRecipientRejected(t *testing.T) {
-	srv := startSMTP(t, smtpOptions{RejectRcpts: true})
+	srv := startSMTP(t, smtptest.Options{RejectRcpts: true})
 	n := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
 	err := n.Notify(t.Context(), notifytest.Message("rejected"))
 	if err == nil || !strings.Contains(err.Error(), "550") {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/restage/restage/internal/smtptest"
 	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/notify/notifytest"
@@ -30,10 +31,10 @@ func newSpool(t testing.TB, dir string, next notify.Notifier) *notify.Spool {
 }
 
 // reportIDs returns the X-Restage-Report-ID of every message the server accepted, in order.
-func reportIDs(t testing.TB, srv *testSMTP) []string {
+func reportIDs(t testing.TB, srv *smtptest.Server) []string {
 	t.Helper()
 	var ids []string
-	for _, m := range srv.Messages() {
+	for _, m := range srv.Mails() {
 		msg, err := mail.ReadMessage(strings.NewReader(string(m.Data)))
 		if err != nil {
 			t.Fatal(err)
@@ -90,9 +91,9 @@ func TestSpoolConformance(t *testing.T) {
 }
 
 func TestSpoolSMTPDownThenUp(t *testing.T) {
-	srv := startSMTP(t, smtpOptions{})
+	srv := startSMTP(t, smtptest.Options{})
 	addr := srv.Addr
-	srv.Stop() // the mail server is down
+	srv.Close() // the mail server is down
 	dir := t.TempDir()
 	sp := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: addr}))
 
@@ -116,7 +117,7 @@ func TestSpoolSMTPDownThenUp(t *testing.T) {
 		t.Fatalf("pending %v after re-Notify", got)
 	}
 
-	srv = startSMTPAt(t, addr, smtpOptions{}) // back up
+	srv = startSMTPAt(t, addr, smtptest.Options{}) // back up
 	if err := sp.Notify(t.Context(), notifytest.Message("run-3")); err != nil {
 		t.Fatalf("Notify with the server up: %v", err)
 	}
@@ -140,7 +141,7 @@ func TestSpoolSMTPDownThenUp(t *testing.T) {
 		t.Fatalf("server got %v", got)
 	}
 	// The spooled copies carried everything, attachment included.
-	r := parseMail(t, srv.Messages()[0].Data)
+	r := parseMail(t, srv.Mails()[0].Data)
 	m := notifytest.Message("run-1")
 	if r.Body != m.Body || string(r.Log) != string(m.Log) || r.Topic != m.Topic {
 		t.Errorf("spooled report changed: %+v", r)
@@ -148,7 +149,7 @@ func TestSpoolSMTPDownThenUp(t *testing.T) {
 }
 
 func TestSpoolCrashAfterDeliveryBeforeRemove(t *testing.T) {
-	srv := startSMTP(t, smtpOptions{})
+	srv := startSMTP(t, smtptest.Options{})
 	dir := t.TempDir()
 	sp := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: srv.Addr}))
 	m := notifytest.Message("crash-1")
@@ -169,7 +170,7 @@ func TestSpoolCrashAfterDeliveryBeforeRemove(t *testing.T) {
 	if err := sp.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(srv.Messages()); n != 1 {
+	if n := len(srv.Mails()); n != 1 {
 		t.Fatalf("server got %d messages, want 1 (sent twice)", n)
 	}
 	if slices.Contains(dirNames(t, dir), "00000000000000000001-crash-1.json") {
@@ -310,7 +311,7 @@ func TestSpoolAssignsIDWithoutChangingCaller(t *testing.T) {
 }
 
 func TestSpoolCancelledContextSpools(t *testing.T) {
-	srv := startSMTP(t, smtpOptions{})
+	srv := startSMTP(t, smtptest.Options{})
 	sp := newSpool(t, t.TempDir(), newSMTP(t, notify.SMTPConfig{Addr: srv.Addr}))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -343,9 +344,9 @@ func TestSpoolCannotSpool(t *testing.T) {
 func TestSpoolManyProcessesDeliverOnce(t *testing.T) {
 	// Several Spool values on one folder (as several processes would have) flushing at
 	// once: every report arrives exactly once.
-	srv := startSMTP(t, smtpOptions{})
+	srv := startSMTP(t, smtptest.Options{})
 	addr := srv.Addr
-	srv.Stop()
+	srv.Close()
 	dir := t.TempDir()
 	var want []string
 	first := newSpool(t, dir, newSMTP(t, notify.SMTPConfig{Addr: addr}))
@@ -356,7 +357,7 @@ func TestSpoolManyProcessesDeliverOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv = startSMTPAt(t, addr, smtpOptions{})
+	srv = startSMTPAt(t, addr, smtptest.Options{})
 	var wg sync.WaitGroup
 	var failures atomic.Int32
 	for range 4 {
@@ -375,7 +376,7 @@ func TestSpoolManyProcessesDeliverOnce(t *testing.T) {
 }
 
 func TestSpoolEach(t *testing.T) {
-	srv := startSMTP(t, smtpOptions{})
+	srv := startSMTP(t, smtptest.Options{})
 	ws := startWebhook(t)
 	ws.set(http.StatusBadGateway, "upstream down")
 	dir := t.TempDir()

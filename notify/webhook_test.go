@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/notify/notifytest"
 )
@@ -196,5 +197,5 @@ func TestRedactURL(t *testing.T) {
 // deadURL returns an http URL of a loopback port nothing listens on.
 func deadURL(t testing.TB) string {
 	t.Helper()
-	return "http://" + deadPort(t)
+	return "http://" + testutil.FreeAddr(t)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/restage/restage/internal/smtptest"
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/notify/notifytest"
 )
@@ -125,7 +127,7 @@ func TestFanOutConformance(t *testing.T) {
 }
 
 func TestFanOutOneTargetDown(t *testing.T) {
-	srv := startSMTP(t, smtpOptions{})
+	srv := startSMTP(t, smtptest.Options{})
 	good := newSMTP(t, notify.SMTPConfig{Addr: srv.Addr})
 	bad := newWebhook(t, notify.WebhookConfig{URL: deadURL(t)})
 	var buf bytes.Buffer // FanOut returns after the writer's write
@@ -148,14 +150,14 @@ func TestFanOutOneTargetDown(t *testing.T) {
 	if strings.Contains(err.Error(), "email") {
 		t.Errorf("healthy target named in error %q", err)
 	}
-	if n := len(srv.Messages()); n != 1 {
+	if n := len(srv.Mails()); n != 1 {
 		t.Errorf("email target got %d messages, want 1", n)
 	}
 	if !strings.Contains(buf.String(), "fan-1") {
 		t.Error("writer target did not get the report")
 	}
 	// Two failures: both named, both in the chain.
-	bad2 := newSMTP(t, notify.SMTPConfig{Addr: deadPort(t)})
+	bad2 := newSMTP(t, notify.SMTPConfig{Addr: testutil.FreeAddr(t)})
 	f2, err := notify.NewFanOut(notify.Target{Name: "a", Notifier: bad}, notify.Target{Name: "b", Notifier: bad2})
 	if err != nil {
 		t.Fatal(err)

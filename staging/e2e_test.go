@@ -54,6 +54,37 @@ func TestMain(m *testing.M) {
 	os.Exit(pgtest.Main(m))
 }
 
+// killRunWhen starts a rebuild of w in a child process (this test binary, see TestMain)
+// and kills it with SIGKILL as soon as ready says so. The test fails when the run ends
+// before, or ready still says no after two minutes; what names what ready waits for.
+func killRunWhen(t *testing.T, w *stagingtest.World, what string, ready func() bool) {
+	t.Helper()
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "RESTAGE_E2E_RUN="+w.ConfigPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !ready() {
+		select {
+		case err := <-exited:
+			t.Fatalf("the run ended before %s began: %v", what, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("%s never began", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
 func newWorld(t testing.TB, opts stagingtest.Options) *stagingtest.World {
 	t.Helper()
 	pgtest.Require(t)
@@ -421,30 +452,10 @@ func TestRebuildFaults(t *testing.T) {
 
 	t.Run("killed mid-restore", func(t *testing.T) {
 		before := snapshot(t, w)
-		exe, _ := os.Executable()
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), "RESTAGE_E2E_RUN="+w.ConfigPath)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		// Kill it as soon as the restore is under way.
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		deadline := time.Now().Add(2 * time.Minute)
-		for query(t, w.Staging, "postgres", `SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_staging_next'`) == "0" {
-			select {
-			case err := <-exited:
-				t.Fatalf("the run ended before its restore started: %v", err)
-			default:
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatal("the restore never started")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
+		killRunWhen(t, w, "the restore", func() bool {
+			return query(t, w.Staging, "postgres", `SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_staging_next'`) != "0"
+		})
 		if after := snapshot(t, w); !strings.Contains(after, "bugs_staging_next") {
 			t.Logf("killed after the restore's leftovers were gone:\n%s", after)
 		}

@@ -4,18 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/internal/gittest"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/stagingtest"
 )
@@ -62,28 +59,6 @@ func TestExperimentalRefusesProductionServer(t *testing.T) {
 	}
 }
 
-// gitHTTP serves the repositories under root over git's smart HTTP protocol (git
-// http-backend as CGI), requiring basic auth user:token.
-func gitHTTP(t *testing.T, root, user, token string) string {
-	t.Helper()
-	gitPath, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("no git")
-	}
-	backend := &cgi.Handler{Path: gitPath, Args: []string{"http-backend"},
-		Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != user || p != token {
-			rw.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-			http.Error(rw, "auth required", http.StatusUnauthorized)
-			return
-		}
-		backend.ServeHTTP(rw, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 // Rule 10: a token in code.git and a password in the admin DSN reach git and
 // PostgreSQL, but no report, mail, history line, release file or log.
 func TestSecretsNeverLeak(t *testing.T) {
@@ -94,7 +69,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if out, err := exec.Command("git", "clone", "-q", "--bare", repo, bare).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	base := gitHTTP(t, filepath.Dir(bare), "dev", token)
+	base := gittest.ServeHTTP(t, filepath.Dir(bare), "dev", token)
 	url := strings.Replace(base, "http://", "http://dev:"+token+"@", 1) + "/bugs.git"
 	editConfig(t, w.ConfigPath, `source   = "build/bugs"`, "git = \""+url+"\"\nref = \"main\"")
 	dsn := strings.Replace(w.Staging.AdminDSN(), "postgres@", "postgres:"+password+"@", 1)
@@ -171,36 +146,13 @@ func TestKilledCutoverIsRepairedEndToEnd(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("slow\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	exe, _ := os.Executable()
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "RESTAGE_E2E_RUN="+w.ConfigPath)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	record := filepath.Join(w.StateDir, staging.IntentFile)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		// Killed while it waits for the health gate of the new release's service.
+	// Killed while it waits for the health gate of the new release's service.
+	killRunWhen(t, w, "the cutover", func() bool {
 		data, _ := os.ReadFile(record)
 		pid, _ := os.ReadFile(w.Pidfile)
-		if strings.Contains(string(data), `"phase": "activated"`) && len(pid) > 0 && string(pid) != string(oldPid) {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("the run ended before its cutover: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatal("the cutover never started")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+		return strings.Contains(string(data), `"phase": "activated"`) && len(pid) > 0 && string(pid) != string(oldPid)
+	})
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}

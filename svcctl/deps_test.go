@@ -1,10 +1,10 @@
 package svcctl_test
 
 import (
-	"errors"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 // heavyDependency reports whether pkg belongs to the Docker Engine client, which only
@@ -23,19 +23,7 @@ func heavyDependency(pkg string) bool {
 // systemd or a pidfile does not pay for the Docker driver (svcctl/docker).
 func TestNoDockerDependencies(t *testing.T) {
 	for _, pkg := range []string{"github.com/restage/restage/svcctl", "github.com/restage/restage/svcctl/svctest"} {
-		cmd := exec.CommandContext(t.Context(), "go", "list", "-deps", "-f", "{{.ImportPath}}", pkg)
-		out, err := cmd.Output()
-		if err != nil {
-			var exit *exec.ExitError
-			if errors.As(err, &exit) {
-				t.Fatalf("go list -deps %s: %v\n%s", pkg, err, exit.Stderr)
-			}
-			t.Fatalf("go list -deps %s: %v", pkg, err)
-		}
-		deps := strings.Fields(string(out))
-		if len(deps) < 10 || deps[len(deps)-1] != pkg {
-			t.Fatalf("go list -deps %s listed %d packages, ending %q", pkg, len(deps), deps[len(deps)-1:])
-		}
+		deps := testutil.Deps(t, pkg)
 		var heavy []string
 		for _, dep := range deps {
 			if heavyDependency(dep) {

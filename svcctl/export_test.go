@@ -4,7 +4,6 @@ package svcctl
 // suites, and svctest imports svcctl, so they cannot be in package svcctl.
 var (
 	TestBinary       = testBinary
-	FreeAddr         = freeAddr
 	NewTag           = newTag
 	ServiceEnv       = serviceEnv
 	TaggedProcesses  = taggedProcesses

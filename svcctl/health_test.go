@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 func TestHTTPCheckBecomesHealthy(t *testing.T) {
@@ -50,7 +52,7 @@ func TestHTTPCheckNoAnswer(t *testing.T) {
 	t.Parallel()
 	t.Run("connection refused", func(t *testing.T) {
 		t.Parallel()
-		url := "http://" + freeAddr(t) + "/health"
+		url := "http://" + testutil.FreeAddr(t) + "/health"
 		err := (HTTPCheck{URL: url, Timeout: time.Second}).Wait(t.Context())
 		requireIs(t, err, ErrUnhealthy)
 		requireErrorContains(t, err, url, "connection refused")
@@ -74,7 +76,7 @@ func TestHTTPCheckNoAnswer(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		err := (HTTPCheck{URL: "http://" + freeAddr(t) + "/"}).Wait(ctx)
+		err := (HTTPCheck{URL: "http://" + testutil.FreeAddr(t) + "/"}).Wait(ctx)
 		requireIs(t, err, ErrUnhealthy)
 		requireIs(t, err, context.Canceled)
 	})
@@ -105,7 +107,7 @@ func TestHTTPCheckHidesURLCredentials(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer // Wait logs from the caller's goroutine only
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	dead := freeAddr(t)
+	dead := testutil.FreeAddr(t)
 	for _, u := range []string{
 		"http://tok-Secret1@" + dead + "/health",
 		"https://:pw-Secret1@" + dead + "/health",

@@ -201,18 +201,6 @@ func testBinary(t testing.TB) string {
 	return self
 }
 
-// freeAddr returns a loopback address with a port nothing listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // newTag returns a tag for the processes of one test; at the end of the test no process
 // with this tag may remain (checked, then killed so that a failure leaves nothing behind).
 func newTag(t testing.TB) string {

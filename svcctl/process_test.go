@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/proc"
+	"github.com/restage/restage/internal/testutil"
 )
 
 func newTestProcess(t *testing.T, tag string, cfg ProcessConfig) *Process {
@@ -144,7 +145,7 @@ func TestProcessIgnoresSIGTERM(t *testing.T) {
 // is killed with it.
 func TestProcessGroup(t *testing.T) {
 	t.Parallel()
-	tag, addr := newTag(t), freeAddr(t)
+	tag, addr := newTag(t), testutil.FreeAddr(t)
 	p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "tree", addr}, StopTimeout: 500 * time.Millisecond, StartWait: 200 * time.Millisecond})
 	if err := p.Start(t.Context()); err != nil {
 		t.Fatal(err)
@@ -164,7 +165,7 @@ func TestProcessGroup(t *testing.T) {
 // the nightly job does; the service keeps running, and a new controller stops it.
 func TestProcessOutlivesStarter(t *testing.T) {
 	t.Parallel()
-	tag, addr := newTag(t), freeAddr(t)
+	tag, addr := newTag(t), testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "app.pid")
 	sc, _ := json.Marshal(starterConfig{Command: []string{testBinary(t), "http", addr}, Env: serviceEnv(tag), Pidfile: pidfile})
 	starter := exec.CommandContext(t.Context(), testBinary(t), string(sc))
@@ -307,7 +308,7 @@ func deadPID(t *testing.T) int {
 // TestProcessStartCanceled: a start interrupted by the caller's context leaves nothing.
 func TestProcessStartCanceled(t *testing.T) {
 	t.Parallel()
-	tag, addr := newTag(t), freeAddr(t)
+	tag, addr := newTag(t), testutil.FreeAddr(t)
 	p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "http", addr}, StartWait: time.Minute})
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
@@ -323,14 +324,14 @@ func TestProcessStartHealthy(t *testing.T) {
 		t.Parallel()
 		tag := newTag(t)
 		p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "die-later", "1500ms"}, StartWait: 200 * time.Millisecond})
-		err := StartHealthy(t.Context(), p, HTTPCheck{URL: "http://" + freeAddr(t) + "/health", Timeout: 2 * time.Minute})
+		err := StartHealthy(t.Context(), p, HTTPCheck{URL: "http://" + testutil.FreeAddr(t) + "/health", Timeout: 2 * time.Minute})
 		requireIs(t, err, ErrExited)
 		requireErrorContains(t, err, "while waiting", "exit status 1", "panic: lost connection to the database")
 		requireNoOrphans(t, tag)
 	})
 	t.Run("never healthy", func(t *testing.T) {
 		t.Parallel()
-		tag, addr := newTag(t), freeAddr(t)
+		tag, addr := newTag(t), testutil.FreeAddr(t)
 		p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "http", addr}, StartWait: 200 * time.Millisecond})
 		if err := p.Start(t.Context()); err != nil {
 			t.Fatal(err)
@@ -348,9 +349,9 @@ func TestProcessStartHealthy(t *testing.T) {
 	})
 	t.Run("health URL that never answers", func(t *testing.T) {
 		t.Parallel()
-		tag, addr := newTag(t), freeAddr(t)
+		tag, addr := newTag(t), testutil.FreeAddr(t)
 		p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "http", addr}, StartWait: 200 * time.Millisecond})
-		url := "http://" + freeAddr(t) + "/health"
+		url := "http://" + testutil.FreeAddr(t) + "/health"
 		err := StartHealthy(t.Context(), p, HTTPCheck{URL: url, Timeout: 2 * time.Second})
 		requireIs(t, err, ErrUnhealthy)
 		requireErrorContains(t, err, url, "connection refused")

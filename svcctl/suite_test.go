@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/svcctl"
 	"github.com/restage/restage/svcctl/svctest"
 )
@@ -35,7 +36,7 @@ func TestControllerSuite(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel()
 			svctest.Controller(t, svctest.Fixture{
-				New:           func(t *testing.T) svctest.Service { return d.newService(t, "http", svcctl.FreeAddr(t)) },
+				New:           func(t *testing.T) svctest.Service { return d.newService(t, "http", testutil.FreeAddr(t)) },
 				Exiting:       func(t *testing.T) svctest.Service { return d.newService(t, "exit") },
 				AnyStartError: d.anyStartError,
 				PID:           d.pid,

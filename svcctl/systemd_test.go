@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 // TestSystemdOnPATH uses the default program names, found on PATH.
 func TestSystemdOnPATH(t *testing.T) {
-	tag, addr := newTag(t), freeAddr(t)
+	tag, addr := newTag(t), testutil.FreeAddr(t)
 	f := newFakeSystemd(t)
 	f.AddUnit(t, "app.service", fakeUnit{Command: []string{testBinary(t), "http", addr}, Env: serviceEnv(tag)})
 	t.Setenv("PATH", f.Bin()+string(os.PathListSeparator)+os.Getenv("PATH"))

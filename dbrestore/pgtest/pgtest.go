@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/restage/restage/internal/testutil"
 )
 
 // RequireEnv is the environment variable that turns a skip for missing binaries into a failure.
@@ -360,7 +361,7 @@ func initCluster(ctx context.Context, binDir, dir string, cred *syscall.Credenti
 // its log in dir/server.log, and returns it before it accepts connections, with a
 // channel that receives its exit. Its stop removes dir.
 func startPostgres(binDir, dir string, cred *syscall.Credential) (*Server, <-chan error, error) {
-	port, err := freePort()
+	port, err := testutil.FreePort()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -406,13 +407,4 @@ func serverCredential() (*syscall.Credential, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -150,29 +149,5 @@ func TestServeAddressInUse(t *testing.T) {
 	r := clitest.Run(context.Background(), "history", run, staging.ExitStatus, "-config", rec.ConfigPath, "-serve", l.Addr().String())
 	if r.Code != 1 || !strings.Contains(r.Stderr, "address already in use") {
 		t.Errorf("exit %d, stderr %q", r.Code, r.Stderr)
-	}
-}
-
-// TestLinksNoTestCode: history is installed beside nightly, and links no test code
-// either (historytest is only for its tests).
-func TestLinksNoTestCode(t *testing.T) {
-	const pkg = "github.com/restage/restage/examples/history"
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("go list -deps: %v\n%s", err, stderr)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) < 10 || deps[len(deps)-1] != pkg || !strings.Contains(string(out), "gonum.org/v1/plot\n") {
-		t.Fatalf("go list -deps listed %d packages, ending %q", len(deps), deps[len(deps)-1:])
-	}
-	for _, dep := range deps {
-		if dep == "testing" || strings.HasPrefix(dep, "testing/") || strings.HasPrefix(dep, "github.com/testcontainers/") ||
-			strings.HasPrefix(dep, "github.com/restage/restage/") && strings.HasSuffix(dep, "test") {
-			t.Errorf("history links test code: %s", dep)
-		}
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/restage/restage/examples/internal/cli/clitest"
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/staging"
 )
 
@@ -158,18 +158,7 @@ func TestTestCode(t *testing.T) {
 func TestInstalledBinariesLinkNoTestCode(t *testing.T) {
 	for _, bin := range []string{"nightly", "experimental", "backup", "cronrunner", "history"} {
 		pkg := "github.com/restage/restage/examples/" + bin
-		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
-		if err != nil {
-			var stderr []byte
-			if ee, ok := err.(*exec.ExitError); ok {
-				stderr = ee.Stderr
-			}
-			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, stderr)
-		}
-		deps := strings.Fields(string(out))
-		if len(deps) < 10 || deps[len(deps)-1] != pkg {
-			t.Fatalf("go list -deps %s listed %d packages, ending %q", pkg, len(deps), deps[len(deps)-1:])
-		}
+		deps := testutil.Deps(t, pkg)
 		for _, dep := range deps {
 			if testCode(dep) {
 				t.Errorf("%s links test code: %s", bin, dep)

@@ -1,9 +1,15 @@
-// Package testutil holds the small checks several packages' tests make of the files
-// restage writes.
+// Package testutil holds small helpers several packages' tests (and test harnesses)
+// share: a check of the mode of the files restage writes, free loopback ports, the
+// packages a package links.
 package testutil
 
 import (
+	"errors"
+	"net"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -18,4 +24,45 @@ func RequireMode(t testing.TB, path string, want os.FileMode) {
 	if got := fi.Mode().Perm(); got != want {
 		t.Errorf("%s has mode %v, want %v", path, got, want)
 	}
+}
+
+// FreePort returns a loopback TCP port nothing listened on a moment ago (another
+// process may take it before it is used).
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeAddr returns "127.0.0.1:<FreePort>": an address nothing listens on, e.g. a
+// server that is down. It fails t when no port can be had.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// Deps returns the import paths of the packages pkg links, pkg last (go list -deps: go
+// must be on PATH). It fails t when go cannot list them or the list is not pkg's.
+func Deps(t testing.TB, pkg string) []string {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), "go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, exit.Stderr)
+		}
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 2 || deps[len(deps)-1] != pkg {
+		t.Fatalf("go list -deps %s listed %d packages, ending %q", pkg, len(deps), deps[len(deps)-1:])
+	}
+	return deps
 }

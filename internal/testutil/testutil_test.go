@@ -1,9 +1,11 @@
 package testutil
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 )
 
@@ -48,5 +50,28 @@ func TestRequireMode(t *testing.T) {
 		if r.failed != tc.wantFail {
 			t.Errorf("RequireMode(%s, %v): failed %v, want %v", tc.path, tc.want, r.failed, tc.wantFail)
 		}
+	}
+}
+
+// TestFreeAddr: nothing listens on the address, and it can be listened on.
+func TestFreeAddr(t *testing.T) {
+	addr := FreeAddr(t)
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("something listens on %s", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+}
+
+// TestDeps: this package links testing and net, and is the last of its list.
+func TestDeps(t *testing.T) {
+	const pkg = "github.com/restage/restage/internal/testutil"
+	deps := Deps(t, pkg)
+	if !slices.Contains(deps, "testing") || !slices.Contains(deps, "net") || deps[len(deps)-1] != pkg {
+		t.Errorf("Deps(%s) = %v", pkg, deps)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/schema"
 )
 
@@ -300,15 +300,6 @@ func copyFile(from, to string, mode os.FileMode) error {
 	return out.Close()
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func tomlList(items []string) string {
 	q := make([]string, len(items))
 	for i, s := range items {
@@ -318,7 +309,7 @@ func tomlList(items []string) string {
 }
 
 func (w *World) writeConfig() error {
-	port, err := freePort()
+	port, err := testutil.FreePort()
 	if err != nil {
 		return err
 	}
@@ -409,7 +400,7 @@ type Env struct {
 }
 
 func (w *World) writeExperimental() error {
-	port, err := freePort()
+	port, err := testutil.FreePort()
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/svcctl"
 	"github.com/restage/restage/svcctl/docker"
 	"github.com/restage/restage/svcctl/svctest"
@@ -181,7 +182,7 @@ func removeOldDockerImages(t *testing.T, cli *client.Client, keep string) {
 // container's name and the published address.
 func (dk *dockerFixture) createContainer(t *testing.T, args ...string) (name, addr string) {
 	t.Helper()
-	addr = freeAddr(t)
+	addr = testutil.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	name = "restage-svcctl-test-" + strings.ToLower(rand.Text()[:10])
 	p := network.MustParsePort("8080/tcp")
@@ -203,17 +204,6 @@ func (dk *dockerFixture) createContainer(t *testing.T, args ...string) (name, ad
 		}
 	})
 	return name, addr
-}
-
-// freeAddr returns a loopback address with a port nothing listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // newContainer creates a container of the test image with args and returns a controller

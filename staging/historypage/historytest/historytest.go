@@ -35,6 +35,7 @@ import (
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/dbrestoretest"
 	"github.com/restage/restage/schema"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/svcctl"
@@ -176,16 +177,14 @@ type world struct {
 	rnd                 *rand.Rand
 	night               *night
 
-	mu        sync.Mutex
-	databases map[string]uint // name -> schema version
-	healthy   int             // health checks passed this night (the restart's follows a failure)
+	mu      sync.Mutex
+	healthy int // health checks passed this night (the restart's follows a failure)
 }
 
 func newWorld(dir string) (*world, error) {
 	w := &world{
 		dir: dir, stateDir: filepath.Join(dir, "state"), tree: filepath.Join(dir, "build", "launchpad"),
 		clock: &clock{}, rnd: rand.New(rand.NewPCG(17, 2026)),
-		databases: map[string]uint{"postgres": 0},
 	}
 	for _, d := range []string{w.stateDir, filepath.Join(w.tree, "lib"), filepath.Join(dir, "staging", "releases"), filepath.Join(dir, "run")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -253,7 +252,7 @@ func (w *world) rebuilder() (*staging.Rebuilder, error) {
 	return staging.New(staging.Config{
 		Environment: "staging",
 		Backups:     (*catalog)(w),
-		Databases:   (*databases)(w),
+		Databases:   &databases{Fake: &dbrestoretest.Fake{}, w: w},
 		Source:      (*source)(w),
 		Releases:    releases,
 		Schema:      (*upgrader)(w),
@@ -365,101 +364,65 @@ func (c *catalog) SourceIDs(ctx context.Context) ([]uint64, error) {
 	return []uint64{productionID}, nil
 }
 
-// databases stands in for the staging database server: names and schema versions.
-type databases world
+// databases stands in for the staging database server: a dbrestoretest.Fake, which
+// keeps dbrestore.Server's promises (the production guard, protected names), whose
+// changes move the virtual clock by what they take on the production database. On the
+// night planned so, the restore runs out of disk.
+type databases struct {
+	*dbrestoretest.Fake
+	w *world
+}
 
 var _ staging.Databases = (*databases)(nil)
 
 func (d *databases) Restore(ctx context.Context, b *dbrestore.Backup, opts dbrestore.RestoreOptions) (*dbrestore.RestoreResult, error) {
-	w := (*world)(d)
-	n := w.night
+	n := d.w.night
 	took := time.Duration(float64(b.Manifest.Size) / n.rate * float64(time.Second))
 	if n.index == failRestore {
-		w.clock.advance(took * 6 / 10)
+		d.w.clock.advance(took * 6 / 10)
 		return nil, fmt.Errorf("pg_restore: exit status 1: pg_restore: error: could not extend file \"base/16384/2613\": No space left on device")
 	}
-	w.clock.advance(took)
-	post, analyze := w.jitter(40*time.Second), w.jitter(3*time.Minute)
-	w.clock.advance(post + analyze)
-	d.mu.Lock()
-	d.databases[opts.Target] = n.prod
-	d.mu.Unlock()
+	d.w.clock.advance(took)
+	if _, err := d.Fake.Restore(ctx, b, opts); err != nil {
+		return nil, err
+	}
+	post, analyze := d.w.jitter(40*time.Second), d.w.jitter(3*time.Minute)
+	d.w.clock.advance(post + analyze)
 	return &dbrestore.RestoreResult{Database: opts.Target, Objects: 4211, Restore: took, PostRestore: post, Analyze: analyze}, nil
 }
 
-func (d *databases) Exists(ctx context.Context, name string) (bool, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.databases[name]
-	return ok, nil
-}
-
 func (d *databases) Drop(ctx context.Context, name string) error {
-	d.mu.Lock()
-	_, ok := d.databases[name]
-	delete(d.databases, name)
-	d.mu.Unlock()
-	if ok {
-		(*world)(d).take(6 * time.Second)
+	_, existed := d.Content(name)
+	if err := d.Fake.Drop(ctx, name); err != nil || !existed {
+		return err
 	}
+	d.w.take(6 * time.Second)
 	return nil
 }
 
 func (d *databases) Swap(ctx context.Context, live, next, prev string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	v, ok := d.databases[next]
-	if !ok {
-		return fmt.Errorf("swap: %s does not exist", next)
+	if err := d.Fake.Swap(ctx, live, next, prev); err != nil {
+		return err
 	}
-	if _, ok := d.databases[prev]; ok {
-		return fmt.Errorf("swap: %s exists", prev)
-	}
-	if old, ok := d.databases[live]; ok {
-		d.databases[prev] = old
-	}
-	d.databases[live] = v
-	delete(d.databases, next)
-	d.clock.advance(180 * time.Millisecond)
+	d.w.clock.advance(180 * time.Millisecond)
 	return nil
 }
 
 func (d *databases) Clone(ctx context.Context, template, name string) error {
-	d.mu.Lock()
-	d.databases[name] = d.databases[template]
-	d.mu.Unlock()
-	(*world)(d).take(time.Duration(float64(d.night.size) / 1.1e9 * float64(time.Second)))
+	if err := d.Fake.Clone(ctx, template, name); err != nil {
+		return err
+	}
+	d.w.take(time.Duration(float64(d.w.night.size) / 1.1e9 * float64(time.Second)))
 	return nil
 }
 
 func (d *databases) Rename(ctx context.Context, from, to string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	v, ok := d.databases[from]
-	if !ok {
-		return fmt.Errorf("rename: %s does not exist", from)
+	if err := d.Fake.Rename(ctx, from, to); err != nil {
+		return err
 	}
-	delete(d.databases, from)
-	d.databases[to] = v
-	d.clock.advance(90 * time.Millisecond)
+	d.w.clock.advance(90 * time.Millisecond)
 	return nil
 }
-
-func (d *databases) GuardProduction(ctx context.Context, ids ...uint64) error {
-	if len(ids) == 0 {
-		return dbrestore.ErrNoProduction
-	}
-	return nil
-}
-
-func (d *databases) GuardSource(ctx context.Context, b *dbrestore.Backup) error {
-	if b.Manifest.SystemIdentifier == 0 {
-		return dbrestore.ErrCorrupt
-	}
-	return nil
-}
-
-func (d *databases) AllowConnections(ctx context.Context, name string) error { return nil }
 
 // source stands in for the git checkout of the staging branch: the tree is a folder,
 // the revision names the night's commit.
