@@ -3,6 +3,7 @@ package dbrestore
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -312,5 +313,45 @@ func TestApplyMatchesMaskedRestore(t *testing.T) {
 	}
 	if before != 500 {
 		t.Fatal("setup")
+	}
+}
+
+// Trust rule 10: the pg_restore children of a masked restore never get the key (nor
+// any other secret of this process), though it is in this process's environment.
+func TestMaskedRestoreChildrenNeverSeeTheKey(t *testing.T) {
+	prod, staging, db := seeded(t, 20)
+	t.Setenv("RESTAGE_MASK_KEY", "mask-Secret-key")
+	bin, runs := spyBinDir(t)
+	ctx := testCtx(t)
+	b := dumpOf(t, prod, db, DumpOptions{})
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.users.email": "email", "public.sessions.token": "hash"}},
+		os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, staging, ServerConfig{BinDir: bin, Production: []uint64{prod.SystemIdentifier(t)}})
+	target := dbName(t, staging, "masked_env")
+	if _, err := srv.Restore(ctx, b, RestoreOptions{Target: target, Mask: rules}); err != nil {
+		t.Fatal(err)
+	}
+	streamed := 0
+	for _, r := range runs() {
+		for _, kv := range r.env {
+			if strings.Contains(kv, "Secret") {
+				t.Errorf("%s %s saw %s", r.tool, r.args, kv)
+			}
+		}
+		if strings.Contains(r.args, "mask-Secret") {
+			t.Errorf("%s got the key as an argument: %s", r.tool, r.args)
+		}
+		if strings.Contains(r.args, "--file=-") {
+			streamed++
+		}
+	}
+	if streamed != 2 {
+		t.Fatalf("%d tables streamed through the masker, want 2: %+v", streamed, runs())
+	}
+	if n := staging.QueryInt(t, target, "SELECT count(*) FROM users WHERE email LIKE '%@example.org'"); n != 0 {
+		t.Fatalf("%d e-mails unmasked", n)
 	}
 }
