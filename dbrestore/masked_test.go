@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -235,6 +236,19 @@ func TestMaskedRestoreFailsClosed(t *testing.T) {
 	}
 	if dbExists(t, staging, target) {
 		t.Fatal("the half-built target was kept")
+	}
+
+	// A column masked in a partitioned table must be decided in each partition, which
+	// holds the rows.
+	prod.Exec(t, db, "CREATE TABLE event (id int, note text) PARTITION BY RANGE (id); CREATE TABLE event_1 PARTITION OF event FOR VALUES FROM (0) TO (100); INSERT INTO event VALUES (1, 'private')")
+	b2 := dumpOf(t, prod, db, DumpOptions{})
+	parted, err := mask.New(mask.Config{Columns: map[string]string{"public.event.note": "text"}}, func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = srv.Restore(ctx, b2, RestoreOptions{Target: target, Mask: parted})
+	if !errors.As(err, &ue) || !slices.Contains(ue.Columns, "public.event_1.note") {
+		t.Fatalf("partition without the parent's rule: %v", err)
 	}
 
 	// A rule for a column the backup lacks is a bad rule, named.

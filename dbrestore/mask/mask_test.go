@@ -86,9 +86,9 @@ func TestCheck(t *testing.T) {
 		Columns: map[string]string{"public.person.email": "email", "public.person.id": "keep"},
 		Tables:  map[string]string{"public.session": "truncate"},
 	})
-	cols := []Column{{"public", "person", "id", false}, {"public", "person", "email", false},
-		{"public", "person", "karma", false}, {"public", "session", "token", false},
-		{"public", "bug", "title", false}, {"public", "bug", "reporter_email", false}, {"public", "bug", "ip", false}}
+	cols := []Column{{Schema: "public", Table: "person", Name: "id"}, {Schema: "public", Table: "person", Name: "email"},
+		{Schema: "public", Table: "person", Name: "karma"}, {Schema: "public", Table: "session", Name: "token"},
+		{Schema: "public", Table: "bug", Name: "title"}, {Schema: "public", Table: "bug", Name: "reporter_email"}, {Schema: "public", Table: "bug", Name: "ip"}}
 	err := r.Check(cols)
 	var ue *UnmaskedError
 	if !errors.As(err, &ue) {
@@ -100,6 +100,14 @@ func TestCheck(t *testing.T) {
 	}
 	if errors.Is(err, ErrRule) {
 		t.Fatalf("err = %v: no rule is bad", err)
+	}
+	// A column masked in a parent (inheritance, partitions) must be decided in its children.
+	r3 := rules(t, Config{Columns: map[string]string{"public.event.note": "text", "public.event_2026.note": "keep"}})
+	err = r3.Check([]Column{{Schema: "public", Table: "event", Name: "note"},
+		{Schema: "public", Table: "event_2025", Name: "note", Parents: []string{"public.event"}},
+		{Schema: "public", Table: "event_2026", Name: "note", Parents: []string{"public.event"}}})
+	if !errors.As(err, &ue) || fmt.Sprint(ue.Columns) != "[public.event_2025.note]" {
+		t.Fatalf("children: %v", err)
 	}
 	// A rule for a column the backup does not hold is a bad rule, named.
 	r2 := rules(t, Config{Columns: map[string]string{"public.person.mail": "email"}})

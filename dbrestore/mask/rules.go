@@ -287,6 +287,9 @@ func (r *Rules) Secret() string {
 type Column struct {
 	Schema, Table, Name string
 	Array               bool // an array type: value rules apply to each element
+	// Parents are the tables ("schema.table") this one inherits from or is a partition
+	// of: a column masked there must be decided here too, since its rows are this table's.
+	Parents []string
 }
 
 // Key is "schema.table.column".
@@ -332,7 +335,7 @@ func (r *Rules) Check(cols []Column) error {
 		if _, ok := r.columns[c.TableKey()][c.Name]; ok {
 			continue
 		}
-		if r.strict[c.TableKey()] || r.Classified(c.Name) {
+		if r.strict[c.TableKey()] || r.Classified(c.Name) || r.maskedIn(c.Parents, c.Name) {
 			unmasked = append(unmasked, c.Key())
 		}
 	}
@@ -364,6 +367,16 @@ func (r *Rules) Check(cols []Column) error {
 		errs = append(errs, &UnmaskedError{Columns: slices.Compact(unmasked)})
 	}
 	return errors.Join(errs...)
+}
+
+// maskedIn reports whether a rule other than keep masks column in one of tables.
+func (r *Rules) maskedIn(tables []string, column string) bool {
+	for _, t := range tables {
+		if rule, ok := r.columns[t][column]; ok && rule.Kind != Keep {
+			return true
+		}
+	}
+	return false
 }
 
 // Table returns the rules of table ("schema.table"): its column rules other than keep

@@ -34,7 +34,7 @@ func ParseSchema(r io.Reader) ([]Column, error) {
 					}
 					for _, c := range byTable[schema+"."+name] {
 						if !slices.ContainsFunc(byTable[last], func(o Column) bool { return o.Name == c.Name }) {
-							child := Column{Schema: names[last][0], Table: names[last][1], Name: c.Name}
+							child := Column{Schema: names[last][0], Table: names[last][1], Name: c.Name, Parents: []string{schema + "." + name}}
 							byTable[last] = append(byTable[last], child)
 							out = append(out, child)
 						}

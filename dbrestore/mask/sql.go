@@ -49,11 +49,13 @@ func (res *Result) Add(table string, columns []string, tm *TableMasker, r *Rules
 }
 
 // CatalogColumns lists the columns of the ordinary and partitioned tables of the
-// database conn is connected to (system schemas left out), with their arrays: what
-// Rules.Check takes.
+// database conn is connected to (system schemas left out), with their arrays and the
+// tables they inherit from or are partitions of: what Rules.Check takes.
 func CatalogColumns(ctx context.Context, conn *pgx.Conn) ([]Column, error) {
 	rows, err := conn.Query(ctx, `
-SELECT n.nspname, c.relname, a.attname, t.typcategory = 'A'
+SELECT n.nspname, c.relname, a.attname, t.typcategory = 'A',
+  ARRAY(SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+        JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid ORDER BY 1)
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -66,7 +68,7 @@ ORDER BY 1, 2, a.attnum`)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
 		var c Column
-		err := r.Scan(&c.Schema, &c.Table, &c.Name, &c.Array)
+		err := r.Scan(&c.Schema, &c.Table, &c.Name, &c.Array, &c.Parents)
 		return c, err
 	})
 }
