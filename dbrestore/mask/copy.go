@@ -186,7 +186,8 @@ type TableMasker struct {
 	ncols  int
 	sample float64 // 0: every row
 	none   bool    // truncate: no row
-	buf    []byte
+	buf    []byte  // a decoded value
+	out    []byte  // its masked value
 	// RowsIn and RowsOut count the rows read and written.
 	RowsIn, RowsOut int64
 	// Changed counts, per column index, the values a rule changed (not NULLs).
@@ -283,20 +284,19 @@ func (tm *TableMasker) Row(dst, line []byte) (out []byte, keep bool, err error) 
 // field masks one non-NULL field f (escaped) of column col, appending it escaped.
 func (tm *TableMasker) field(dst []byte, col int, rule Rule, f []byte) ([]byte, error) {
 	tm.buf = DecodeField(tm.buf[:0], f)
-	var masked []byte
 	var null bool
+	var err error
 	if tm.arrays[col] && rule.Kind != Null && rule.Kind != Fixed {
-		var err error
-		if masked, err = tm.m.array(nil, rule, tm.buf); err != nil {
+		if tm.out, err = tm.m.array(tm.out[:0], rule, tm.buf); err != nil {
 			return dst, err
 		}
 	} else {
-		masked, null = tm.m.value(nil, rule, tm.buf)
+		tm.out, null = tm.m.value(tm.out[:0], rule, tm.buf)
 	}
 	if null {
 		return append(dst, nullField...), nil
 	}
-	return EncodeField(dst, masked), nil
+	return EncodeField(dst, tm.out), nil
 }
 
 // array masks each element of an array literal ({a,"b c",NULL,{d}}) with rule, keeping

@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
-	"math/rand/v2"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -15,6 +15,7 @@ import (
 type masker struct {
 	mac hash.Hash
 	sum [sha256.Size]byte
+	gen prng
 }
 
 func newMasker(key []byte) *masker { return &masker{mac: hmac.New(sha256.New, key)} }
@@ -28,10 +29,29 @@ func (m *masker) digest(v []byte) []byte {
 }
 
 // rng returns a generator seeded by v's digest: the fakes of one value are always the same.
-func (m *masker) rng(v []byte) *rand.Rand {
-	var seed [32]byte
-	copy(seed[:], m.digest(v))
-	return rand.New(rand.NewChaCha8(seed))
+func (m *masker) rng(v []byte) *prng {
+	d := m.digest(v)
+	m.gen = prng{binary.BigEndian.Uint64(d) ^ binary.BigEndian.Uint64(d[8:]) ^
+		binary.BigEndian.Uint64(d[16:]) ^ binary.BigEndian.Uint64(d[24:])}
+	return &m.gen
+}
+
+// prng is splitmix64: a tiny generator, allocation-free, seeded by the keyed digest (the
+// secret part is the HMAC; this only spreads its bits over the fake's choices).
+type prng struct{ s uint64 }
+
+func (p *prng) next() uint64 {
+	p.s += 0x9e3779b97f4a7c15
+	z := p.s
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// IntN returns a number in [0, n).
+func (p *prng) IntN(n int) int {
+	hi, _ := bits.Mul64(p.next(), uint64(n))
+	return int(hi)
 }
 
 // value applies rule to one non-NULL value (decoded), appending the result to dst; null
@@ -103,7 +123,7 @@ func lengthClass(n int) (lo, hi int) {
 
 // fakeName appends a plausible name with as many words as v (at most three) and a
 // length of v's class.
-func fakeName(dst []byte, r *rand.Rand, v []byte) []byte {
+func fakeName(dst []byte, r *prng, v []byte) []byte {
 	n := 1
 	for i := range v {
 		if v[i] == ' ' && n < 3 {
@@ -140,7 +160,7 @@ func fakeName(dst []byte, r *rand.Rand, v []byte) []byte {
 
 // fakePhone appends v with every digit replaced; signs, spaces and separators stay, and
 // so does a leading "+" with the country code's first digit, for plausibility.
-func fakePhone(dst []byte, r *rand.Rand, v []byte) []byte {
+func fakePhone(dst []byte, r *prng, v []byte) []byte {
 	keepFirst := len(v) > 1 && v[0] == '+'
 	for i, c := range v {
 		if c >= '0' && c <= '9' && !(keepFirst && i == 1) {
@@ -152,7 +172,7 @@ func fakePhone(dst []byte, r *rand.Rand, v []byte) []byte {
 }
 
 // fakeText appends words to exactly n characters.
-func fakeText(dst []byte, r *rand.Rand, n int) []byte {
+func fakeText(dst []byte, r *prng, n int) []byte {
 	start := len(dst)
 	for len(dst)-start < n {
 		if len(dst) > start {
