@@ -26,8 +26,11 @@ import (
 //     (mask.ErrUnmasked, mask.ErrRule) — before any row is loaded;
 //  3. at once: the data of the tables with rules, each streamed `pg_restore --data-only
 //     -L <its entry> -f -` → mask.Stream → COPY FROM STDIN through pgx (truncated ones
-//     skipped), and the other tables' data by pg_restore -j with the rest of the list;
-//  4. post-data (indexes, constraints, triggers) by pg_restore -j.
+//     skipped), and by pg_restore -j the other tables' data with the post-data items
+//     (indexes, constraints, triggers, materialized view data) that depend on no masked
+//     table, as pg_restore -j would interleave them;
+//  4. the post-data items that depend on a masked table (its indexes, foreign keys to
+//     and from it, and what depends on those), by pg_restore -j, once its data is in.
 func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error {
 	s, opts := r.s, r.opts
 	start := time.Now()
@@ -48,19 +51,21 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 	if err := opts.Mask.Check(cols); err != nil {
 		return fmt.Errorf("dbrestore: backup %s: %w", r.b.Name(), err)
 	}
-	lines, err := tocLines(ctx, pgRestore, r.b.Path)
+	list, err := tocList(ctx, pgRestore, r.b.Path)
 	if err != nil {
 		return err
 	}
-	masked, rest := splitMasked(lines, opts.Mask.Tables())
+	masked, first, after := splitMasked(list, opts.Mask.Tables())
 	dir, err := os.MkdirTemp("", "restage-restore-")
 	if err != nil {
 		return fmt.Errorf("dbrestore: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	restList := filepath.Join(dir, "rest.list")
-	if err := os.WriteFile(restList, []byte(strings.Join(rest, "\n")+"\n"), 0o600); err != nil {
-		return fmt.Errorf("dbrestore: %w", err)
+	firstList, afterList := filepath.Join(dir, "first.list"), filepath.Join(dir, "after.list")
+	for path, lines := range map[string][]string{firstList: first, afterList: after} {
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			return fmt.Errorf("dbrestore: %w", err)
+		}
 	}
 
 	cctx, cancel := context.WithCancelCause(ctx)
@@ -68,7 +73,8 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 	var wg sync.WaitGroup
 	var dataErr error
 	wg.Go(func() {
-		if dataErr = r.runPgRestore(cctx, pgRestore, "data", "--section=data", "--use-list="+restList); dataErr != nil {
+		if dataErr = r.runPgRestore(cctx, pgRestore, "data and post-data of the other tables",
+			"--section=data", "--section=post-data", "--use-list="+firstList); dataErr != nil {
 			cancel(dataErr)
 		}
 	})
@@ -86,7 +92,8 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 	}
 	res.Duration = time.Since(mstart)
 	r.res.Mask = res
-	if err := r.runPgRestore(ctx, pgRestore, "post-data", "--section=post-data"); err != nil {
+	if err := r.runPgRestore(ctx, pgRestore, "post-data of the masked tables",
+		"--section=data", "--section=post-data", "--use-list="+afterList); err != nil {
 		return err
 	}
 	r.res.Restore = time.Since(start)
@@ -144,14 +151,33 @@ func (r *restoreRun) progressLine(line string) bool {
 	return r.prog.line(line)
 }
 
-// tocLines returns the lines of `pg_restore --list`, for -L lists.
-func tocLines(ctx context.Context, pgRestore, path string) ([]string, error) {
-	var lines []string
-	p := &proc{path: pgRestore, args: []string{"--list", path}, stdout: func(l string) { lines = append(lines, l) }}
+// listEntry is one entry of `pg_restore --list --verbose`: its line and what it depends on.
+type listEntry struct {
+	line string
+	e    tocEntry
+	deps []int
+}
+
+// tocList returns the entries of `pg_restore --list --verbose`, for -L lists.
+func tocList(ctx context.Context, pgRestore, path string) ([]listEntry, error) {
+	var list []listEntry
+	p := &proc{path: pgRestore, args: []string{"--list", "--verbose", path}, stdout: func(l string) {
+		if deps, ok := strings.CutPrefix(l, ";\tdepends on:"); ok && len(list) > 0 {
+			for _, f := range strings.Fields(deps) {
+				if id, err := strconv.Atoi(f); err == nil {
+					list[len(list)-1].deps = append(list[len(list)-1].deps, id)
+				}
+			}
+			return
+		}
+		if e, ok := parseTOCLine(l); ok {
+			list = append(list, listEntry{line: l, e: e})
+		}
+	}}
 	if err := p.run(ctx); err != nil {
 		return nil, fmt.Errorf("dbrestore: pg_restore --list %s: %w", filepath.Base(path), err)
 	}
-	return lines, nil
+	return list, nil
 }
 
 // maskedEntry is the TABLE DATA line of a table with rules.
@@ -160,23 +186,46 @@ type maskedEntry struct {
 	line  string
 }
 
-// splitMasked separates the TABLE DATA lines of tables (schema.table) from the rest of a
-// list; the rest keeps every other line.
-func splitMasked(lines, tables []string) (masked []maskedEntry, rest []string) {
-	for _, l := range lines {
-		e, ok := parseTOCLine(l)
-		if ok && e.desc == "TABLE DATA" {
-			if t := tableOf(e, tables); t != "" {
-				masked = append(masked, maskedEntry{table: t, line: l})
+// splitMasked splits a backup's list for a masked restore: the TABLE DATA entries of
+// tables (schema.table), streamed through the masker; first, every other entry that
+// depends, directly or not, on none of those tables; after, the entries that do (the
+// tables' indexes and constraints, foreign keys to them, ...), restored once their data
+// is in.
+func splitMasked(list []listEntry, tables []string) (masked []maskedEntry, first, after []string) {
+	down := map[int]bool{}
+	for _, le := range list {
+		if le.e.desc == "TABLE" && tableOf(le.e, tables) != "" {
+			down[le.e.id] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, le := range list {
+			if down[le.e.id] {
 				continue
 			}
+			for _, d := range le.deps {
+				if down[d] {
+					down[le.e.id], changed = true, true
+					break
+				}
+			}
 		}
-		rest = append(rest, l)
 	}
-	return masked, rest
+	for _, le := range list {
+		switch {
+		case le.e.desc == "TABLE DATA" && tableOf(le.e, tables) != "":
+			masked = append(masked, maskedEntry{table: tableOf(le.e, tables), line: le.line})
+		case down[le.e.id]:
+			after = append(after, le.line)
+		default:
+			first = append(first, le.line)
+		}
+	}
+	return masked, first, after
 }
 
-// tableOf returns the table of tables that the TABLE DATA entry e restores ("" when none).
+// tableOf returns the table of tables that the entry e (TABLE, TABLE DATA) is about ("" when none).
 func tableOf(e tocEntry, tables []string) string {
 	for _, t := range tables {
 		schema, name, _ := strings.Cut(t, ".")
