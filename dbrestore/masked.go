@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -306,7 +305,12 @@ func (r *restoreRun) loadTable(ctx context.Context, pgRestore, dir string, i int
 		}
 	}
 
-	pr, pw := io.Pipe()
+	// An OS pipe: pg_restore writes into it directly, no copying goroutine between.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: %w", err)
+	}
+	defer pr.Close()
 	p := &proc{path: pgRestore, args: r.baseArgs("--data-only", "--use-list="+list, "--file=-", r.b.Path),
 		env: r.pgEnv(), secrets: r.secrets(), stdoutTo: pw,
 		stderr: func(line string) bool { r.addOutput(line); return strings.HasPrefix(line, "pg_restore: ") }}
@@ -315,20 +319,23 @@ func (r *restoreRun) loadTable(ctx context.Context, pgRestore, dir string, i int
 	done := make(chan error, 1)
 	go func() {
 		err := p.run(pctx)
-		pw.CloseWithError(err)
+		pw.Close() // the reader sees the end once pg_restore has exited
 		done <- err
 	}()
-	copyErr := r.copyMasked(ctx, conn, rules.NewStream(pr, tableCols), e.table, res)
+	st := rules.NewStream(pr, tableCols)
+	copyErr := r.copyMasked(ctx, conn, st, e.table, res)
 	if copyErr != nil {
 		stop() // pg_restore must not block on a pipe nobody reads
 	}
-	pr.CloseWithError(errors.New("masking stopped"))
 	procErr := <-done
-	if copyErr != nil {
-		return nil, fmt.Errorf("dbrestore: masking %s: %w", e.table, copyErr)
-	}
-	if procErr != nil {
+	_ = pr.Close()
+	_ = st.Close()
+	switch {
+	case procErr != nil && (copyErr == nil || !errors.Is(procErr, context.Canceled)):
+		// pg_restore failed on its own (not stopped for a failed COPY): the cause.
 		return nil, fmt.Errorf("dbrestore: pg_restore %s (data of %s): %w", r.b.Name(), e.table, procErr)
+	case copyErr != nil:
+		return nil, fmt.Errorf("dbrestore: masking %s: %w", e.table, copyErr)
 	}
 	return res, nil
 }

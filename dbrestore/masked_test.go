@@ -369,3 +369,23 @@ func TestMaskedRestoreChildrenNeverSeeTheKey(t *testing.T) {
 		t.Fatalf("%d e-mails unmasked", n)
 	}
 }
+
+// A masked value the column cannot take fails the restore, naming the table and the
+// server's reason; pg_restore is stopped and the half-built target dropped.
+func TestMaskedRestoreCopyFailure(t *testing.T) {
+	prod, staging := servers(t)
+	db := prod.Database(t)
+	prod.Exec(t, db, "CREATE TABLE member (id int, email varchar(12)); INSERT INTO member SELECT g, 'm' || g || '@x.org' FROM generate_series(1, 20000) g")
+	b := dumpOf(t, prod, db, DumpOptions{})
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.member.email": "email"}}, func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := dbName(t, staging, "masked_fail")
+	_, err = srv.Restore(testCtx(t), b, RestoreOptions{Target: target, Mask: rules})
+	requireErrContains(t, err, "masking public.member", "value too long")
+	if dbExists(t, staging, target) {
+		t.Fatal("the half-built target was kept")
+	}
+}

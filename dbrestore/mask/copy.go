@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // ErrCopy is COPY data the masker cannot read: a bad header, a malformed array, a row
@@ -20,6 +21,9 @@ var nullField = []byte(`\N`)
 // undoing its backslash escapes: \b \f \n \r \t \v, octal \ooo, hex \xhh, and a
 // backslash before any other character stands for that character.
 func DecodeField(dst, f []byte) []byte {
+	if bytes.IndexByte(f, '\\') < 0 {
+		return append(dst, f...)
+	}
 	for i := 0; i < len(f); i++ {
 		c := f[i]
 		if c != '\\' || i+1 == len(f) {
@@ -83,6 +87,16 @@ func hexVal(c byte) int {
 // carriage return and the other control characters COPY escapes are escaped, so a
 // value never ends its field or its row.
 func EncodeField(dst, v []byte) []byte {
+	clean := true
+	for _, c := range v {
+		if c < 0x20 || c == '\\' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return append(dst, v...)
+	}
 	for _, c := range v {
 		switch c {
 		case '\\':
@@ -419,6 +433,14 @@ type Stream struct {
 	off    int
 	line   []byte
 	done   bool
+	err    error // what ended the data, when not its end marker
+
+	// The masking runs ahead in its own goroutine, one batch at a time, while COPY
+	// sends the batch before.
+	batches chan batch
+	free    chan []byte
+	stop    chan struct{}
+	wg      sync.WaitGroup
 	// Encoding is the client_encoding the output set before its COPY ("" when none).
 	Encoding string
 }
@@ -481,40 +503,107 @@ func (s *Stream) readLine() ([]byte, error) {
 	}
 }
 
+// batch is masked rows prepared ahead, or what ended them.
+type batch struct {
+	data []byte
+	last bool
+	err  error
+}
+
+// fill appends masked rows to buf until it holds streamBatch bytes or the data ends.
+func (s *Stream) fill(buf []byte) (out []byte, last bool, err error) {
+	for len(buf) < streamBatch {
+		line, err := s.readLine()
+		if err == io.EOF {
+			return buf, true, fmt.Errorf("%w: the data of %s ends without its end marker (\\.)", ErrCopy, s.header.Table)
+		}
+		if err != nil {
+			return buf, true, err
+		}
+		if len(line) == 2 && line[0] == '\\' && line[1] == '.' {
+			return buf, true, nil
+		}
+		if buf, _, err = s.tm.Row(buf, line); err != nil {
+			return buf, true, fmt.Errorf("%s row %d: %w", s.header.Table, s.tm.RowsIn, err)
+		}
+	}
+	return buf, false, nil
+}
+
+// start starts masking ahead.
+func (s *Stream) start() {
+	s.batches, s.free, s.stop = make(chan batch, 2), make(chan []byte, 4), make(chan struct{})
+	s.wg.Go(func() {
+		for {
+			var buf []byte
+			select {
+			case buf = <-s.free:
+			default:
+				buf = make([]byte, 0, streamBatch+8<<10)
+			}
+			data, last, err := s.fill(buf)
+			select {
+			case s.batches <- batch{data: data, last: last, err: err}:
+			case <-s.stop:
+				return
+			}
+			if last {
+				return
+			}
+		}
+	})
+}
+
 // Read yields masked rows until the end of the COPY data (`\.`), then io.EOF.
 func (s *Stream) Read(p []byte) (int, error) {
 	if s.tm == nil {
 		return 0, errors.New("mask: Stream.Read before Header")
 	}
+	if s.batches == nil {
+		s.start()
+	}
 	for s.off == len(s.out) {
 		if s.done {
+			if s.err != nil {
+				return 0, s.err
+			}
 			return 0, io.EOF
 		}
-		s.out, s.off = s.out[:0], 0
-		for len(s.out) < streamBatch {
-			line, err := s.readLine()
-			if err == io.EOF {
-				return 0, fmt.Errorf("%w: the data of %s ends without its end marker (\\.)", ErrCopy, s.header.Table)
-			}
-			if err != nil {
-				return 0, err
-			}
-			if len(line) == 2 && line[0] == '\\' && line[1] == '.' {
-				s.done = true
-				break
-			}
-			if s.out, _, err = s.tm.Row(s.out, line); err != nil {
-				return 0, fmt.Errorf("%s row %d: %w", s.header.Table, s.tm.RowsIn, err)
+		if s.out != nil {
+			select {
+			case s.free <- s.out[:0]:
+			default:
 			}
 		}
+		b := <-s.batches
+		s.out, s.off = b.data, 0
+		if b.err != nil {
+			s.done, s.err = true, b.err
+			return 0, b.err
+		}
+		s.done = b.last
 	}
 	n := copy(p, s.out[s.off:])
 	s.off += n
 	return n, nil
 }
 
+// Close stops masking ahead; a Stream read to its end needs no Close.
+func (s *Stream) Close() error {
+	if s.stop != nil {
+		select {
+		case <-s.stop:
+		default:
+			close(s.stop)
+		}
+		s.wg.Wait()
+	}
+	return nil
+}
+
 // Drain reads what follows the COPY data, so that pg_restore can finish writing.
 func (s *Stream) Drain() error {
+	s.wg.Wait() // the masking goroutine has sent its last batch
 	_, err := io.Copy(io.Discard, s.br)
 	return err
 }
