@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -132,6 +133,8 @@ type proc struct {
 	secrets []string // removed from CommandError and logs
 	// stdout, when set, receives standard output line by line.
 	stdout func(line string)
+	// stdoutTo, when set, receives standard output as it is (data of any line length).
+	stdoutTo io.Writer
 	// stderr, when set, receives standard error line by line; it returns true for
 	// routine lines (progress), which are kept out of CommandError.Stderr.
 	stderr func(line string) bool
@@ -166,7 +169,9 @@ func (p *proc) run(ctx context.Context) error {
 		errTail.add(line)
 	}}
 	var stdout *lineWriter
-	if p.stdout != nil {
+	if p.stdoutTo != nil {
+		cmd.Stdout = p.stdoutTo
+	} else if p.stdout != nil {
 		stdout = &lineWriter{fn: p.stdout}
 		cmd.Stdout = stdout
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/internal/cmderr"
 )
 
@@ -133,6 +134,10 @@ type RestoreOptions struct {
 	SkipRowCounts bool
 	// Progress, when set, receives progress events while pg_restore runs.
 	Progress func(Progress)
+	// Mask, when set, masks personal data while the data loads (see maskedRestore):
+	// a backup with a column that needs a decision and has none fails before any row
+	// is loaded (mask.ErrUnmasked), as does a rule naming a column it lacks (mask.ErrRule).
+	Mask *mask.Rules
 }
 
 // Progress is one restore progress event.
@@ -151,6 +156,7 @@ type RestoreResult struct {
 	Analyze     time.Duration    // ANALYZE of every table (with the row counts when there are no files)
 	RowCounts   map[string]int64 // compared counts, when the manifest had them
 	Output      string           // tail of pg_restore's and the SQL files' messages
+	Mask        *mask.Result     // what masking did, with RestoreOptions.Mask
 }
 
 // Errors callers test with errors.Is.

@@ -49,7 +49,7 @@ const outputTailLines = 60
 // ctx ends, the half-built Target is dropped.
 func (s *Server) Restore(ctx context.Context, b *Backup, opts RestoreOptions) (*RestoreResult, error) {
 	res, err := s.restore(ctx, b, opts)
-	return res, redact.Error(err, s.secret)
+	return res, redact.Error(err, s.secret, opts.Mask.Secret())
 }
 
 // sqlFile is a post-restore file, read before anything is changed.
@@ -102,6 +102,9 @@ type restoreRun struct {
 
 	outMu  sync.Mutex
 	output *lineTail // pg_restore's messages, the notices of the files, what they did
+
+	progMu sync.Mutex
+	prog   *progressParser // a masked restore's, shared by its pg_restore runs
 }
 
 // addOutput keeps line in the result's output tail; pg_restore's jobs call it at once.
@@ -153,7 +156,7 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	err = r.fill(ctx, pgRestore)
 	step("filled")
 	r.outMu.Lock()
-	r.res.Output = redact.String(r.output.String(), s.secret)
+	r.res.Output = redact.String(r.output.String(), s.secret, opts.Mask.Secret())
 	r.outMu.Unlock()
 	if err != nil {
 		return r.res, s.dropHalfBuilt(ctx, opts.Target, err)
@@ -229,7 +232,11 @@ func (s *Server) dropHalfBuilt(ctx context.Context, target string, err error) er
 // counts, the post-restore files, ANALYZE (together with the counts when there are no
 // files, which could change the tables).
 func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
-	if err := r.pgRestore(ctx, pgRestore); err != nil {
+	load := r.pgRestore
+	if r.opts.Mask != nil {
+		load = r.maskedRestore
+	}
+	if err := load(ctx, pgRestore); err != nil {
 		return err
 	}
 	conn, err := r.s.connectNotices(ctx, r.opts.Target, r.addOutput)
@@ -305,7 +312,7 @@ func (r *restoreRun) checkRowCounts(ctx context.Context, conn *pgx.Conn, rels []
 	s, target := r.s, r.opts.Target
 	var want map[string]int64
 	if !r.opts.SkipRowCounts {
-		want = r.b.Manifest.RowCounts
+		want = r.expectedCounts()
 	}
 	start := time.Now()
 	// Tables whose insert statistics match the manifest need no scan; count the rest.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/dbrestore/mask"
 )
 
 // EnvironmentConfig is an environment's TOML config file, as DESIGN.md defines it
@@ -29,6 +30,9 @@ type EnvironmentConfig struct {
 	Notify      NotifyConfig    `toml:"notify"`
 	History     HistorySection  `toml:"history"`
 	Metrics     MetricsSection  `toml:"metrics"`
+	// Mask is [mask]: masking personal data while restoring. Present (even empty), it
+	// also turns on the fail-closed check of personal columns; nil: no masking.
+	Mask *mask.Config `toml:"mask"`
 
 	path string // the file it was loaded from
 	dir  string // its folder, for relative paths
@@ -241,6 +245,11 @@ func (c *EnvironmentConfig) Validate() error {
 	}
 	_, bad := c.drivers().notifierKeys(&c.Notify)
 	p = append(p, bad...)
+	if c.Mask != nil {
+		if err := c.Mask.Validate(); err != nil {
+			p.add("%v", err)
+		}
+	}
 	return p.err(c)
 }
 

@@ -86,6 +86,10 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 		Wait: c.Backup.Wait.Duration, Poll: c.Backup.Poll.Duration}
 	cfg.Restore = dbrestore.RestoreOptions{Jobs: c.Database.Jobs, KeepOwners: c.Database.KeepOwners,
 		PostRestore: c.Database.PostRestore, Progress: opts.Progress}
+	if cfg.Restore.Mask, err = c.maskRules(); err != nil {
+		_ = closeParts(cfg.Service, cfg.Notifier)
+		return nil, err
+	}
 	cfg.Clones = c.Database.Clones
 	cfg.Migrations = c.Schema.Migrations
 	cfg.LockFile = c.LockFile

@@ -76,6 +76,7 @@ type Report struct {
 	Backup      *BackupInfo   `json:"backup,omitempty"`
 	Release     *ReleaseInfo  `json:"release,omitempty"`
 	Schema      *SchemaInfo   `json:"schema,omitempty"`
+	Mask        *MaskInfo     `json:"mask,omitempty"` // what masking did, or the columns it lacked rules for
 	Steps       []*Step       `json:"steps"`
 	FailedStep  string        `json:"failed_step,omitempty"`
 	Error       string        `json:"error,omitempty"`
@@ -141,6 +142,7 @@ func (rep *Report) Text() string {
 			fmt.Fprintf(&b, "  would apply %d_%s\n", m.Version, m.Name)
 		}
 	}
+	rep.Mask.text(&b)
 	if rep.Error != "" {
 		fmt.Fprintf(&b, "\nFAILED at step %s: %s\n", rep.FailedStep, rep.Error)
 	}

@@ -241,7 +241,7 @@ func (ru *run) fetchBackup(ctx context.Context, wait dbrestore.WaitOptions) erro
 	if err != nil {
 		return err
 	}
-	return ru.step(ctx, "verify", func(ctx context.Context) (string, error) {
+	err = ru.step(ctx, "verify", func(ctx context.Context) (string, error) {
 		if err := ru.r.cfg.Backups.Verify(ctx, ru.backup); err != nil {
 			return "", err
 		}
@@ -259,6 +259,10 @@ func (ru *run) fetchBackup(ctx context.Context, wait dbrestore.WaitOptions) erro
 		}
 		return "checksum and table of contents ok; the staging server is not the backup's source nor a production server", nil
 	})
+	if err != nil {
+		return err
+	}
+	return ru.checkMask(ctx)
 }
 
 // productionIDs returns what the run knows of production's identity: the configured
@@ -359,8 +363,9 @@ func (ru *run) restoreInto(ctx context.Context, target string) (string, error) {
 	opts.Progress = ru.restoreProgress(opts.Progress)
 	res, err := ru.r.cfg.Databases.Restore(ctx, ru.backup, opts)
 	if err != nil {
-		return "", err
+		return "", ru.maskErr(err)
 	}
+	ru.rep.Mask = maskInfo(res.Mask)
 	d := fmt.Sprintf("%d objects into %s (pg_restore %s, post-restore %s, analyze %s)",
 		res.Objects, target, round(res.Restore), round(res.PostRestore), round(res.Analyze))
 	if len(res.RowCounts) > 0 {

@@ -3,7 +3,9 @@
 // it, a code tree whose migrations go to patch 5 and which holds a small web app (this
 // program, run as "demo demo-app ..."), and an SMTP server. It prints the rebuild's
 // report, what the staging service answers and the mail received, then tears
-// everything down.
+// everything down. Its staging config masks the people's names and e-mail addresses
+// while they load (stagingtest.MaskSection, with a random key in $RESTAGE_MASK_KEY
+// unless it is set), and it prints one person as production has it and as staging does.
 //
 //	demo [-keep] [-v]
 //
@@ -16,6 +18,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +30,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/examples/internal/restorebar"
@@ -66,7 +72,16 @@ func demo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog.Lo
 		return err
 	}
 	fmt.Fprintln(stdout, "== setting up: production and staging PostgreSQL, bug tracker data, a backup, a code tree, an SMTP server")
-	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: dir, App: []string{exe, stagingtest.AppCommand}, Logger: log})
+	if os.Getenv(stagingtest.MaskKeyEnv) == "" {
+		key := make([]byte, 24)
+		if _, err := rand.Read(key); err != nil {
+			return err
+		}
+		if err := os.Setenv(stagingtest.MaskKeyEnv, hex.EncodeToString(key)); err != nil {
+			return err
+		}
+	}
+	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: dir, App: []string{exe, stagingtest.AppCommand}, Mask: true, Logger: log})
 	if err != nil {
 		return fmt.Errorf("setting up: %w", err)
 	}
@@ -88,6 +103,10 @@ func demo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog.Lo
 	if rep != nil {
 		fmt.Fprintf(stdout, "\n== the report\n%s\n", rep.Text())
 	}
+	fmt.Fprintln(stdout, "== one person, in production and on staging (masked while restoring)")
+	const person = "SELECT id || ' | ' || name || ' | ' || email FROM person WHERE id = 7"
+	fmt.Fprintf(stdout, "   production: %s\n   staging:    %s\n\n", row(ctx, w.Production.DSN(w.ProdDB), person),
+		row(ctx, w.Staging.DSN(w.StagingDB), person))
 	fmt.Fprintln(stdout, "== the staging service")
 	for _, path := range []string{"/+health", "/robots.txt", "/"} {
 		fmt.Fprintf(stdout, "GET %s\n%s\n", path, indent(get(ctx, w.AppURL+path)))
@@ -98,6 +117,20 @@ func demo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog.Lo
 	}
 	fmt.Fprintf(stdout, "== demo finished in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return runErr
+}
+
+// row returns the one text value sql selects in the database at dsn, or the error.
+func row(ctx context.Context, dsn, sql string) string {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var s string
+	if err := conn.QueryRow(ctx, sql).Scan(&s); err != nil {
+		return err.Error()
+	}
+	return s
 }
 
 // get returns the status and the start of the body of a GET of url, or the error.

@@ -31,6 +31,8 @@ func TestDemo(t *testing.T) {
 		"staging rebuild OK", "schema:      3 -> 5", "GET /+health\n    200 OK",
 		"Disallow: /", "bug tracker (release ", "Subject: [staging-rebuild] staging rebuild OK",
 		"Keywords: staging-rebuild", "== demo finished in ",
+		"   production: 7 | Person 7 | person7@users.example.com\n   staging:    7 | ",
+		"@example.invalid\n", "public.person.email: email, ", "public.session: truncate",
 	} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.Stdout)

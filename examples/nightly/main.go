@@ -1,7 +1,10 @@
 // Command nightly rebuilds a staging environment from the newest production backup.
 //
-//	nightly -config FILE [-dry-run] [-v]   rebuild the environment FILE describes
+//	nightly -config FILE [-dry-run [-mask-rules]] [-v]   rebuild the environment FILE describes
 //	nightly -demo [-keep] [-v]             run the demo program (examples/demo)
+//
+// -dry-run -mask-rules prints only a starter [mask] section for the backup a rebuild
+// would take: a suggested rule for each column that needs a decision and has none.
 //
 // -demo runs a whole rebuild on throwaway local servers. That needs the test harness,
 // which nightly does not link: it runs the demo program instead, a "demo" executable
@@ -28,9 +31,10 @@ import (
 func main() { cli.Main("nightly", run, staging.ExitStatus) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("nightly", stderr, "-config FILE [-dry-run] [-v]", "-demo [-keep] [-v]")
+	fs := cli.NewFlagSet("nightly", stderr, "-config FILE [-dry-run [-mask-rules]] [-v]", "-demo [-keep] [-v]")
 	config := fs.String("config", "", "the environment's TOML config `file`")
 	dryRun := fs.Bool("dry-run", false, "say which backup, release and migrations a rebuild would use; change nothing")
+	maskRules := fs.Bool("mask-rules", false, "with -dry-run: print starter [mask] rules for the columns of the backup that lack one")
 	demo := fs.Bool("demo", false, "run the demo program: a whole rebuild on throwaway local servers")
 	keep := fs.Bool("keep", false, "with -demo: keep the demo's folder")
 	verbose := fs.Bool("v", false, "debug logging")
@@ -59,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demoLauncher{Self: self, Dir: wd}.Run(ctx, demoArgs, stdout, stderr)
 	case *keep:
 		return fs.Usagef("-keep goes with -demo")
+	case *maskRules && !*dryRun:
+		return fs.Usagef("-mask-rules goes with -dry-run")
 	case *config == "":
 		return fs.Usagef("-config FILE or -demo is required")
 	}
@@ -75,6 +81,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer rb.Close()
+	if *maskRules {
+		rules, err := rb.MaskRules(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, rules)
+		return nil
+	}
 	var rep *staging.Report
 	if *dryRun {
 		rep, err = rb.Plan(ctx)

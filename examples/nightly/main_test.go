@@ -77,6 +77,14 @@ func TestExitStatuses(t *testing.T) {
 	if code, msg := status("-config", noBackups); code != 2 || !strings.HasPrefix(msg, "nightly: config: ") || !strings.Contains(msg, "backup.dir") {
 		t.Errorf("no [backup]: exit %d, %s", code, msg)
 	}
+	badRule, _ := config(t, "[mask]\n[mask.columns]\n\"public.person.email\" = \"scramble\"\n")
+	if code, msg := status("-config", badRule); code != 2 || !strings.Contains(msg, `mask.columns."public.person.email": "scramble"`) {
+		t.Errorf("bad masking rule: exit %d, %s", code, msg)
+	}
+	noKey, _ := config(t, "[mask]\nkey_env = \"RESTAGE_TEST_UNSET_KEY\"\n[mask.columns]\n\"public.person.email\" = \"email\"\n")
+	if code, msg := status("-config", noKey); code != 2 || !strings.Contains(msg, "mask.key_env") || !strings.Contains(msg, "RESTAGE_TEST_UNSET_KEY") {
+		t.Errorf("masking key unset: exit %d, %s", code, msg)
+	}
 	if code, _ := status(); code != 2 {
 		t.Errorf("no -config: exit %d", code)
 	}
@@ -101,7 +109,7 @@ func TestExitStatuses(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	const usage = "usage: nightly -config FILE [-dry-run] [-v]\n       nightly -demo [-keep] [-v]\n"
+	const usage = "usage: nightly -config FILE [-dry-run [-mask-rules]] [-v]\n       nightly -demo [-keep] [-v]\n"
 	cfg, _ := config(t, "")
 	clitest.Check(t, "nightly", run, staging.ExitStatus, []clitest.Case{
 		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n"},
@@ -111,6 +119,7 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-confg", cfg}, Code: 2, Stderr: "nightly: flag provided but not defined: -confg\n" + usage},
 		{Args: []string{"-config", cfg, "now"}, Code: 2, Stderr: "nightly: unexpected argument \"now\"\n" + usage},
 		{Args: []string{"-config", cfg, "-keep"}, Code: 2, Stderr: "nightly: -keep goes with -demo\n" + usage},
+		{Args: []string{"-config", cfg, "-mask-rules"}, Code: 2, Stderr: "nightly: -mask-rules goes with -dry-run\n" + usage},
 		{Args: []string{"-demo", "-config", cfg}, Code: 2, Stderr: "nightly: -demo takes neither -config nor -dry-run\n" + usage},
 		{Args: []string{"-demo", "-dry-run"}, Code: 2, Stderr: "nightly: -demo takes neither -config nor -dry-run\n" + usage},
 	})

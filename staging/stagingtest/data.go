@@ -57,6 +57,24 @@ INSERT INTO session (id, person, expires)
 	SELECT md5(i::text), 1 + i %% %[1]d, now() + interval '1 day' FROM generate_series(1, 500) i;
 `
 
+// MaskKeyEnv names the variable the demo's masking key is read from.
+const MaskKeyEnv = "RESTAGE_MASK_KEY"
+
+// MaskSection is the staging config's masking rules with Options.Mask: people's names
+// and e-mail addresses masked while they load, sessions not restored, and every other
+// column of person decided on too (strict).
+const MaskSection = `[mask]
+key_env = "RESTAGE_MASK_KEY"          # the HMAC key's variable
+strict  = ["public.person"]           # every column of person needs a decision
+[mask.columns]
+"public.person.id"      = "keep"
+"public.person.name"    = "name"      # a fake name, same number of words and length class
+"public.person.email"   = "email"     # u<hash>@example.invalid, unique as the original
+"public.person.created" = "keep"
+[mask.tables]
+"public.session" = "truncate"         # kept empty
+`
+
 // SanitizeSQL is staging's post-restore step: no real e-mail addresses, no sessions.
 const SanitizeSQL = `UPDATE person SET email = 'person' || id || '@staging.invalid';
 DELETE FROM session;

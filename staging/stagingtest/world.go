@@ -40,6 +40,9 @@ type Options struct {
 	// Experimental adds the experimental environment: its config (experimental.toml,
 	// sharing the staging server), and "bugs_experimental" in staging's clones.
 	Experimental bool
+	// Mask gives the staging config the [mask] section MaskSection (the key from
+	// MaskKeyEnv, which the caller sets) instead of the post-restore sanitising.
+	Mask bool
 	// Logger receives progress; nil: discarded.
 	Logger *slog.Logger
 }
@@ -318,6 +321,10 @@ func (w *World) writeConfig() error {
 	if wait == 0 {
 		wait = 10 * time.Second
 	}
+	postRestore := `post_restore = ["sanitize.sql"]`
+	if w.opts.Mask {
+		postRestore = "# post_restore: none; [mask] masks the personal data while it loads"
+	}
 	strategy := w.opts.Strategy
 	if strategy == "" {
 		strategy = "swap"
@@ -340,7 +347,7 @@ name         = %q
 strategy     = %q
 jobs         = 2
 protect      = [%q, "bugs_experimental"]
-post_restore = ["sanitize.sql"]
+%s
 clones       = %s
 
 [code]
@@ -370,8 +377,11 @@ smtp = %q
 from = "staging@example.org"
 to   = ["error-reports@example.org"]
 tls  = "none"
-`, backupsDir, w.ProdDB, wait.String(), w.Staging.AdminDSN(), w.StagingDB, strategy, w.ProdDB, tomlList(w.opts.Clones),
-		tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
+`, backupsDir, w.ProdDB, wait.String(), w.Staging.AdminDSN(), w.StagingDB, strategy, w.ProdDB, postRestore,
+		tomlList(w.opts.Clones), tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
+	if w.opts.Mask {
+		text += "\n" + MaskSection
+	}
 	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
 	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
 }

@@ -1,0 +1,147 @@
+package mask
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// ParseSchema reads the columns of the tables created by pg_restore's plain SQL of a
+// backup's pre-data section (`pg_restore --schema-only --section=pre-data -f -`), as
+// pg_dump writes it: one column per line inside CREATE TABLE. A child table (INHERITS)
+// gets its parents' columns too. Foreign tables hold no data in a dump and are left out.
+func ParseSchema(r io.Reader) ([]Column, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var (
+		out     []Column
+		table   []string // the CREATE TABLE being read
+		last    string   // the table just read, for its INHERITS line
+		byTable = map[string][]Column{}
+		names   = map[string][2]string{} // "schema.table" → its two names
+	)
+	for sc.Scan() {
+		line := sc.Text()
+		if table == nil {
+			if parents, ok := strings.CutPrefix(line, "INHERITS ("); ok && last != "" {
+				for _, p := range strings.Split(strings.TrimSuffix(parents, ");"), ", ") {
+					schema, after, ok1 := identifier(p)
+					name, _, ok2 := identifier(strings.TrimPrefix(after, "."))
+					if !ok1 || !ok2 {
+						return nil, fmt.Errorf("%w: INHERITS: %.80q", ErrCopy, line)
+					}
+					for _, c := range byTable[schema+"."+name] {
+						if !slices.ContainsFunc(byTable[last], func(o Column) bool { return o.Name == c.Name }) {
+							child := Column{Schema: names[last][0], Table: names[last][1], Name: c.Name}
+							byTable[last] = append(byTable[last], child)
+							out = append(out, child)
+						}
+					}
+				}
+				continue
+			}
+			last = ""
+			rest, ok := strings.CutPrefix(line, "CREATE TABLE ")
+			if !ok {
+				rest, ok = strings.CutPrefix(line, "CREATE UNLOGGED TABLE ")
+			}
+			if !ok || !strings.HasSuffix(rest, " (") {
+				continue
+			}
+			schema, after, ok1 := identifier(rest)
+			if !ok1 || !strings.HasPrefix(after, ".") {
+				return nil, fmt.Errorf("%w: CREATE TABLE without schema: %.80q", ErrCopy, line)
+			}
+			name, after, ok2 := identifier(after[1:])
+			if !ok2 || after != " (" {
+				return nil, fmt.Errorf("%w: CREATE TABLE: %.80q", ErrCopy, line)
+			}
+			table = []string{schema, name}
+			key := schema + "." + name
+			byTable[key] = nil
+			names[key] = [2]string{schema, name}
+			continue
+		}
+		if strings.HasPrefix(line, ")") {
+			last, table = table[0]+"."+table[1], nil
+			continue
+		}
+		col := strings.TrimPrefix(line, "    ")
+		if len(col) == len(line) || strings.HasPrefix(col, "CONSTRAINT ") {
+			continue
+		}
+		name, _, ok := identifier(col)
+		if !ok {
+			return nil, fmt.Errorf("%w: column of %s.%s: %.80q", ErrCopy, table[0], table[1], line)
+		}
+		c := Column{Schema: table[0], Table: table[1], Name: name}
+		key := table[0] + "." + table[1]
+		byTable[key] = append(byTable[key], c)
+		out = append(out, c)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Starter returns a starter [mask] section for cols: one line per column that lacks a
+// decision, with a suggested rule from its name, to review before use.
+func (r *Rules) Starter(cols []Column) string {
+	var b strings.Builder
+	b.WriteString("[mask]\nkey_env = \"" + r.keyEnv + "\"   # the HMAC key's variable; set it in the nightly's environment\n")
+	b.WriteString("[mask.columns]\n# suggested from each column's name: review every line (an ip or date column needs null,\n# keep or fixed:VALUE, a value of its type)\n")
+	err := r.Check(cols)
+	var ue *UnmaskedError
+	if !asUnmasked(err, &ue) {
+		b.WriteString("# every column has a decision\n")
+		return b.String()
+	}
+	for _, c := range ue.Columns {
+		fmt.Fprintf(&b, "%q = %q\n", c, suggest(c[strings.LastIndexByte(c, '.')+1:]))
+	}
+	return b.String()
+}
+
+func asUnmasked(err error, into **UnmaskedError) bool {
+	for _, e := range unwrapAll(err) {
+		if u, ok := e.(*UnmaskedError); ok {
+			*into = u
+			return true
+		}
+	}
+	return false
+}
+
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return slices.Concat([]error{err}, j.Unwrap())
+	}
+	return []error{err}
+}
+
+// suggest guesses a rule from a column's name.
+func suggest(name string) string {
+	n := strings.ToLower(name)
+	switch {
+	case strings.Contains(n, "email"):
+		return string(Email)
+	case strings.Contains(n, "phone"):
+		return string(Phone)
+	case strings.Contains(n, "password"), strings.Contains(n, "token"), strings.Contains(n, "secret"):
+		return string(Hash)
+	case strings.Contains(n, "name"):
+		return string(Name)
+	case strings.Contains(n, "address"):
+		return string(Text)
+	case strings.Contains(n, "birth"):
+		return string(Null)
+	default:
+		return string(Keep)
+	}
+}

@@ -1,0 +1,308 @@
+package mask
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Result is what masking did, for the report: each masked column with its rule and the
+// values it changed, each table rule with its rows, and the time masking cost.
+type Result struct {
+	Columns  []ColumnResult
+	Tables   []TableResult
+	Duration time.Duration // the masked tables' load (logical) or the UPDATEs (Apply)
+}
+
+// ColumnResult is one masked column.
+type ColumnResult struct {
+	Column string `json:"column"` // "schema.table.column"
+	Rule   string `json:"rule"`   // as written in the config
+	Rows   int64  `json:"rows"`   // values changed (NULLs stay NULL and are not counted)
+}
+
+// TableResult is one table a table rule applied to.
+type TableResult struct {
+	Table   string `json:"table"`
+	Rule    string `json:"rule"`
+	RowsIn  int64  `json:"rows_in"`  // rows of the backup
+	RowsOut int64  `json:"rows_out"` // rows kept
+}
+
+// Add records what tm did to the table whose data had columns.
+func (res *Result) Add(table string, columns []string, tm *TableMasker, r *Rules) {
+	for i, c := range columns {
+		if rule := tm.rules[i]; rule.Kind != "" && rule.Kind != Keep {
+			res.Columns = append(res.Columns, ColumnResult{Column: table + "." + c, Rule: rule.String(), Rows: tm.Changed[i]})
+		}
+	}
+	if tr, ok := r.tables[table]; ok {
+		res.Tables = append(res.Tables, TableResult{Table: table, Rule: tr.String(), RowsIn: tm.RowsIn, RowsOut: tm.RowsOut})
+	}
+}
+
+// CatalogColumns lists the columns of the ordinary and partitioned tables of the
+// database conn is connected to (system schemas left out), with their arrays: what
+// Rules.Check takes.
+func CatalogColumns(ctx context.Context, conn *pgx.Conn) ([]Column, error) {
+	rows, err := conn.Query(ctx, `
+SELECT n.nspname, c.relname, a.attname, t.typcategory = 'A'
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+ORDER BY 1, 2, a.attnum`)
+	if err != nil {
+		return nil, fmt.Errorf("mask: list columns: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
+		var c Column
+		err := r.Scan(&c.Schema, &c.Table, &c.Name, &c.Array)
+		return c, err
+	})
+}
+
+// ApplyOptions are the per-call options of Apply.
+type ApplyOptions struct {
+	// TempDir holds the masked rows of one table at a time while they are loaded back
+	// ("": os.TempDir()); it never holds an unmasked value.
+	TempDir string
+}
+
+// Apply masks a restored database in place with SQL, for restores that cannot stream
+// through the masker (the physical strategy, on its side cluster before the cutover):
+// it checks the database's columns first (Check: nothing is changed when a column lacks
+// a decision or a rule names a missing column), then per table, in one transaction with
+// session_replication_role = replica (so that foreign keys between hashed columns, each
+// hashed alike, hold at the end), truncates it, deletes the rows a sample drops, and
+// UPDATEs the masked columns from the same transforms as a logical restore (COPY out,
+// masked in Go, COPY into a temporary table). The values are the same as a logical
+// restore's with the same key. conn must be a superuser's. Until Apply has run, the
+// production values are on the server's disk, and after it in its free space until
+// VACUUM reuses it.
+func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*Result, error) {
+	start := time.Now()
+	cols, err := CatalogColumns(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Check(cols); err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	for _, table := range r.Tables() {
+		if err := r.applyTable(ctx, conn, table, cols, opts, res); err != nil {
+			return res, fmt.Errorf("mask %s: %w", table, err)
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// applyTable masks one table in its own transaction.
+func (r *Rules) applyTable(ctx context.Context, conn *pgx.Conn, table string, all []Column, opts ApplyOptions, res *Result) error {
+	var names []string
+	var cols []Column
+	for _, c := range all {
+		if c.TableKey() == table {
+			cols = append(cols, c)
+		}
+	}
+	// The columns COPY (and pg_dump) carry: not generated ones.
+	rows, err := conn.Query(ctx, `SELECT a.attname FROM pg_attribute a WHERE a.attrelid = $1::regclass
+  AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum`, quoteTable(table))
+	if err != nil {
+		return err
+	}
+	if names, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return err
+	}
+	tm, err := r.Masker(table, names, cols)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if tm.none {
+			// Foreign keys stay checked: truncating a referenced table fails, as it does
+			// when a logical restore adds the constraint after the data.
+			tag, err := tx.Exec(ctx, "DELETE FROM "+quoteTable(table))
+			if err != nil {
+				return err
+			}
+			tm.RowsIn = tag.RowsAffected()
+			res.Add(table, names, tm, r)
+			return nil
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+			return err
+		}
+		f, err := os.CreateTemp(opts.TempDir, "restage-mask-*.copy")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		// Rows out with their ctid in front; the masked ones (and the ctids of the rows
+		// a sample drops) into the file.
+		list := make([]string, len(names))
+		for i, n := range names {
+			list[i] = pgx.Identifier{n}.Sanitize()
+		}
+		w := &rowWriter{tm: tm, out: bufio.NewWriterSize(f, 256<<10)}
+		sel := "COPY (SELECT ctid, " + strings.Join(list, ", ") + " FROM ONLY " + quoteTable(table) + ") TO STDOUT"
+		if _, err := tx.Conn().PgConn().CopyTo(ctx, w, sel); err != nil {
+			return err
+		}
+		if err := w.finish(); err != nil {
+			return err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		var masked []string
+		for i, n := range names {
+			if rule := tm.rules[i]; rule.Kind != "" && rule.Kind != Keep {
+				masked = append(masked, n)
+			}
+		}
+		tmp := "restage_mask_rows"
+		def := "row_id tid, dropped boolean"
+		for i := range masked {
+			def += fmt.Sprintf(", c%d text", i)
+		}
+		if _, err := tx.Exec(ctx, "CREATE TEMPORARY TABLE "+tmp+" ("+def+") ON COMMIT DROP"); err != nil {
+			return err
+		}
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, f, "COPY "+tmp+" FROM STDIN"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM ONLY "+quoteTable(table)+" t USING "+tmp+" m WHERE m.dropped AND t.ctid = m.row_id"); err != nil {
+			return err
+		}
+		if len(masked) > 0 {
+			var set []string
+			for i, n := range masked {
+				set = append(set, fmt.Sprintf("%s = m.c%d::%s", pgx.Identifier{n}.Sanitize(), i, columnType(ctx, tx, table, n)))
+			}
+			if _, err := tx.Exec(ctx, "UPDATE ONLY "+quoteTable(table)+" t SET "+strings.Join(set, ", ")+" FROM "+tmp+
+				" m WHERE NOT m.dropped AND t.ctid = m.row_id"); err != nil {
+				return err
+			}
+		}
+		res.Add(table, names, tm, r)
+		return nil
+	})
+}
+
+// columnType returns the SQL type of a column, for the cast from the temporary table's text.
+func columnType(ctx context.Context, tx pgx.Tx, table, column string) string {
+	var t string
+	err := tx.QueryRow(ctx, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = $1::regclass AND attname = $2`, quoteTable(table), column).Scan(&t)
+	if err != nil {
+		return "text"
+	}
+	return t
+}
+
+// quoteTable quotes "schema.table".
+func quoteTable(table string) string {
+	s, t, _ := strings.Cut(table, ".")
+	return pgx.Identifier{s, t}.Sanitize()
+}
+
+// rowWriter turns COPY rows "ctid<TAB>columns..." into rows of the temporary table:
+// the ctid, whether the row is dropped, and the masked columns' values.
+type rowWriter struct {
+	tm      *TableMasker
+	out     *bufio.Writer
+	partial []byte
+	row     []byte
+	rec     []byte
+}
+
+func (w *rowWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, p...)
+			break
+		}
+		line := p[:i]
+		if len(w.partial) > 0 {
+			w.partial = append(w.partial, line...)
+			line = w.partial
+		}
+		if err := w.line(line); err != nil {
+			return 0, err
+		}
+		w.partial = w.partial[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func (w *rowWriter) line(line []byte) error {
+	tab := bytes.IndexByte(line, '\t')
+	if tab < 0 {
+		return fmt.Errorf("%w: row without ctid", ErrCopy)
+	}
+	ctid, data := line[:tab], line[tab+1:]
+	var keep bool
+	var err error
+	if w.row, keep, err = w.tm.Row(w.row[:0], data); err != nil {
+		return err
+	}
+	w.rec = append(w.rec[:0], ctid...)
+	if !keep {
+		w.rec = append(w.rec, "\tt"...)
+		for i := range w.tm.rules {
+			if k := w.tm.rules[i].Kind; k != "" && k != Keep {
+				w.rec = append(w.rec, "\t\\N"...)
+			}
+		}
+	} else {
+		w.rec = append(w.rec, "\tf"...)
+		fields := splitFields(w.row[:len(w.row)-1])
+		for i, f := range fields {
+			if k := w.tm.rules[i].Kind; k != "" && k != Keep {
+				w.rec = append(w.rec, '\t')
+				w.rec = append(w.rec, f...)
+			}
+		}
+	}
+	w.rec = append(w.rec, '\n')
+	_, err = w.out.Write(w.rec)
+	return err
+}
+
+func (w *rowWriter) finish() error {
+	if len(w.partial) > 0 {
+		if err := w.line(w.partial); err != nil {
+			return err
+		}
+	}
+	return w.out.Flush()
+}
+
+func splitFields(row []byte) [][]byte {
+	var out [][]byte
+	for {
+		i := bytes.IndexByte(row, '\t')
+		if i < 0 {
+			return append(out, row)
+		}
+		out = append(out, row[:i])
+		row = row[i+1:]
+	}
+}

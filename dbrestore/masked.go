@@ -1,0 +1,328 @@
+package dbrestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/dbrestore/mask"
+)
+
+// maskedRestore restores into the target with opts.Mask applied while the data loads,
+// so that no masked production value is ever written to the staging server:
+//
+//  1. pre-data (tables, types, functions) by pg_restore;
+//  2. the check: every column the rules classify as personal, and every column of a
+//     strict table, has a decision, and every rule names a column the backup holds
+//     (mask.ErrUnmasked, mask.ErrRule) — before any row is loaded;
+//  3. at once: the data of the tables with rules, each streamed `pg_restore --data-only
+//     -L <its entry> -f -` → mask.Stream → COPY FROM STDIN through pgx (truncated ones
+//     skipped), and the other tables' data by pg_restore -j with the rest of the list;
+//  4. post-data (indexes, constraints, triggers) by pg_restore -j.
+func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error {
+	s, opts := r.s, r.opts
+	start := time.Now()
+	s.log.Info("dbrestore: masked restore started", logBackup(r.b), logKeyTarget, opts.Target, "jobs", opts.Jobs,
+		"masked_tables", len(opts.Mask.Tables()))
+	if err := r.runPgRestore(ctx, pgRestore, "pre-data", "--section=pre-data"); err != nil {
+		return err
+	}
+	conn, err := s.connect(ctx, opts.Target)
+	if err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+	cols, err := mask.CatalogColumns(ctx, conn)
+	conn.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+	if err := opts.Mask.Check(cols); err != nil {
+		return fmt.Errorf("dbrestore: backup %s: %w", r.b.Name(), err)
+	}
+	lines, err := tocLines(ctx, pgRestore, r.b.Path)
+	if err != nil {
+		return err
+	}
+	masked, rest := splitMasked(lines, opts.Mask.Tables())
+	dir, err := os.MkdirTemp("", "restage-restore-")
+	if err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	restList := filepath.Join(dir, "rest.list")
+	if err := os.WriteFile(restList, []byte(strings.Join(rest, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	var dataErr error
+	wg.Go(func() {
+		if dataErr = r.runPgRestore(cctx, pgRestore, "data", "--section=data", "--use-list="+restList); dataErr != nil {
+			cancel(dataErr)
+		}
+	})
+	mstart := time.Now()
+	res, maskErr := r.loadMasked(cctx, pgRestore, dir, masked, cols)
+	if maskErr != nil {
+		cancel(maskErr)
+	}
+	wg.Wait()
+	if err := errors.Join(maskErr, dataErr); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return err
+	}
+	res.Duration = time.Since(mstart)
+	r.res.Mask = res
+	if err := r.runPgRestore(ctx, pgRestore, "post-data", "--section=post-data"); err != nil {
+		return err
+	}
+	r.res.Restore = time.Since(start)
+	s.log.Info("dbrestore: masked restore done", logKeyTarget, opts.Target, "masked_columns", len(res.Columns),
+		"masking", res.Duration.Round(time.Millisecond), logKeyDuration, r.res.Restore.Round(time.Millisecond))
+	return nil
+}
+
+// runPgRestore runs pg_restore into the target with extra arguments (a section, a list).
+func (r *restoreRun) runPgRestore(ctx context.Context, pgRestore, what string, extra ...string) error {
+	s, opts := r.s, r.opts
+	args := append(r.baseArgs("--dbname", s.cs.withDatabase(opts.Target).withoutPassword().String(),
+		"--jobs", strconv.Itoa(opts.Jobs)), extra...)
+	args = append(args, r.b.Path)
+	p := &proc{path: pgRestore, args: args, env: r.pgEnv(), secrets: r.secrets(),
+		stderr: func(line string) bool {
+			r.addOutput(line)
+			return r.progressLine(line)
+		}}
+	if err := p.run(ctx); err != nil {
+		return fmt.Errorf("dbrestore: pg_restore %s (%s) into %q: %w", r.b.Name(), what, opts.Target, err)
+	}
+	return nil
+}
+
+// baseArgs are pg_restore's arguments shared by every phase of a masked restore.
+func (r *restoreRun) baseArgs(more ...string) []string {
+	args := append([]string{"--exit-on-error", "--verbose"}, more...)
+	if !r.opts.KeepOwners {
+		args = append(args, "--no-owner", "--no-acl")
+	}
+	if r.s.cfg.Role != "" {
+		args = append(args, "--role="+r.s.cfg.Role)
+	}
+	return args
+}
+
+// pgEnv is pg_restore's environment: the password and the session settings.
+func (r *restoreRun) pgEnv() []string {
+	return append(passwordEnv(r.s.cs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), r.s.cfg.Settings))
+}
+
+// secrets are what no message of a masked restore may show.
+func (r *restoreRun) secrets() []string {
+	return []string{r.s.secret, r.opts.Mask.Secret()}
+}
+
+// progressLine passes a line of pg_restore to the progress parser, one phase at a time.
+func (r *restoreRun) progressLine(line string) bool {
+	r.progMu.Lock()
+	defer r.progMu.Unlock()
+	if r.prog == nil {
+		r.prog = &progressParser{toc: r.toc, ids: r.opts.Jobs > 1, fn: r.opts.Progress, seen: map[int]bool{}}
+	}
+	return r.prog.line(line)
+}
+
+// tocLines returns the lines of `pg_restore --list`, for -L lists.
+func tocLines(ctx context.Context, pgRestore, path string) ([]string, error) {
+	var lines []string
+	p := &proc{path: pgRestore, args: []string{"--list", path}, stdout: func(l string) { lines = append(lines, l) }}
+	if err := p.run(ctx); err != nil {
+		return nil, fmt.Errorf("dbrestore: pg_restore --list %s: %w", filepath.Base(path), err)
+	}
+	return lines, nil
+}
+
+// maskedEntry is the TABLE DATA line of a table with rules.
+type maskedEntry struct {
+	table string // "schema.table"
+	line  string
+}
+
+// splitMasked separates the TABLE DATA lines of tables (schema.table) from the rest of a
+// list; the rest keeps every other line.
+func splitMasked(lines, tables []string) (masked []maskedEntry, rest []string) {
+	for _, l := range lines {
+		e, ok := parseTOCLine(l)
+		if ok && e.desc == "TABLE DATA" {
+			if t := tableOf(e, tables); t != "" {
+				masked = append(masked, maskedEntry{table: t, line: l})
+				continue
+			}
+		}
+		rest = append(rest, l)
+	}
+	return masked, rest
+}
+
+// tableOf returns the table of tables that the TABLE DATA entry e restores ("" when none).
+func tableOf(e tocEntry, tables []string) string {
+	for _, t := range tables {
+		schema, name, _ := strings.Cut(t, ".")
+		if strings.HasPrefix(e.rest, schema+" "+name+" ") {
+			return t
+		}
+	}
+	return ""
+}
+
+// loadMasked streams the masked tables' data, up to opts.Jobs at once.
+func (r *restoreRun) loadMasked(ctx context.Context, pgRestore, dir string, entries []maskedEntry, cols []mask.Column) (*mask.Result, error) {
+	res := &mask.Result{}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+		work = make(chan int)
+	)
+	for range min(r.opts.Jobs, max(len(entries), 1)) {
+		wg.Go(func() {
+			for i := range work {
+				if ctx.Err() != nil {
+					continue
+				}
+				one, err := r.loadTable(ctx, pgRestore, dir, i, entries[i], cols)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					res.Columns = append(res.Columns, one.Columns...)
+					res.Tables = append(res.Tables, one.Tables...)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range entries {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return res, errors.Join(errs...)
+}
+
+// loadTable streams one table's data through the masker into the target.
+func (r *restoreRun) loadTable(ctx context.Context, pgRestore, dir string, i int, e maskedEntry, cols []mask.Column) (*mask.Result, error) {
+	s, rules := r.s, r.opts.Mask
+	res := &mask.Result{}
+	if _, tr, _ := rules.Table(e.table); tr.Kind == mask.Truncate {
+		res.Tables = append(res.Tables, mask.TableResult{Table: e.table, Rule: tr.String()})
+		r.addOutput("masking: " + e.table + " truncated")
+		return res, nil
+	}
+	list := filepath.Join(dir, "table"+strconv.Itoa(i)+".list")
+	if err := os.WriteFile(list, []byte(e.line+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	var tableCols []mask.Column
+	for _, c := range cols {
+		if c.TableKey() == e.table {
+			tableCols = append(tableCols, c)
+		}
+	}
+	conn, err := s.connect(ctx, r.opts.Target)
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if s.cfg.Role != "" {
+		if _, err := conn.Exec(ctx, "SET ROLE "+ident(s.cfg.Role)); err != nil {
+			return nil, fmt.Errorf("dbrestore: masking %s: set role: %w", e.table, err)
+		}
+	}
+	for k, v := range s.cfg.Settings {
+		if _, err := conn.Exec(ctx, "SELECT set_config($1, $2, false)", k, v); err != nil {
+			return nil, fmt.Errorf("dbrestore: masking %s: setting %s: %w", e.table, k, err)
+		}
+	}
+
+	pr, pw := io.Pipe()
+	p := &proc{path: pgRestore, args: r.baseArgs("--data-only", "--use-list="+list, "--file=-", r.b.Path),
+		env: r.pgEnv(), secrets: r.secrets(), stdoutTo: pw,
+		stderr: func(line string) bool { r.addOutput(line); return strings.HasPrefix(line, "pg_restore: ") }}
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		err := p.run(pctx)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	copyErr := r.copyMasked(ctx, conn, rules.NewStream(pr, tableCols), e.table, res)
+	if copyErr != nil {
+		stop() // pg_restore must not block on a pipe nobody reads
+	}
+	pr.CloseWithError(errors.New("masking stopped"))
+	procErr := <-done
+	if copyErr != nil {
+		return nil, fmt.Errorf("dbrestore: masking %s: %w", e.table, copyErr)
+	}
+	if procErr != nil {
+		return nil, fmt.Errorf("dbrestore: pg_restore %s (data of %s): %w", r.b.Name(), e.table, procErr)
+	}
+	return res, nil
+}
+
+// copyMasked loads a stream's masked rows with COPY FROM STDIN.
+func (r *restoreRun) copyMasked(ctx context.Context, conn *pgx.Conn, st *mask.Stream, table string, res *mask.Result) error {
+	h, tm, err := st.Header()
+	if err != nil {
+		return err
+	}
+	if st.Encoding != "" && st.Encoding != "UTF8" {
+		if _, err := conn.Exec(ctx, "SELECT set_config('client_encoding', $1, false)", st.Encoding); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if _, err := conn.PgConn().CopyFrom(ctx, st, h.Statement); err != nil {
+		return err
+	}
+	if err := st.Drain(); err != nil {
+		return err
+	}
+	res.Add(table, h.Columns, tm, r.opts.Mask)
+	r.addOutput(fmt.Sprintf("masking: %s: %d rows in, %d out, in %s", table, tm.RowsIn, tm.RowsOut,
+		time.Since(start).Round(time.Millisecond)))
+	return nil
+}
+
+// expectedCounts are the row counts the restored tables must have: the manifest's, with
+// the masked tables' table rules applied (a sample keeps the rows it kept, truncate none).
+func (r *restoreRun) expectedCounts() map[string]int64 {
+	want := r.b.Manifest.RowCounts
+	if r.opts.Mask == nil || r.res.Mask == nil || len(want) == 0 {
+		return want
+	}
+	out := make(map[string]int64, len(want))
+	for k, v := range want {
+		out[k] = v
+	}
+	for _, t := range r.res.Mask.Tables {
+		if _, ok := out[t.Table]; ok {
+			out[t.Table] = t.RowsOut
+		}
+	}
+	return out
+}

@@ -1,0 +1,316 @@
+package dbrestore
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/dbrestore/mask"
+	"github.com/restage/restage/dbrestore/pgtest"
+)
+
+const maskKey = "s3cret-mask-key-for-tests"
+
+// personalSchema is a production database with personal data: people with unique
+// e-mails and tokens, names (with awkward characters), phones, an array of aliases,
+// subscriptions whose foreign keys point at the e-mail and the (hashed) token, sessions
+// and an audit log.
+const personalSchema = `
+CREATE TABLE person (id serial PRIMARY KEY, email text NOT NULL UNIQUE, full_name text, phone text,
+  api_token text UNIQUE, aliases text[], note text, karma int);
+INSERT INTO person (email, full_name, phone, api_token, aliases, note, karma)
+SELECT 'person' || g || '@prod.example.org',
+       CASE WHEN g % 10 = 0 THEN NULL ELSE 'Realname' || g || E' O''Tab\tLast\\' END,
+       CASE WHEN g % 7 = 0 THEN NULL ELSE '+44 20 7946 ' || lpad(g::text, 4, '0') END,
+       'tok-' || md5(g::text),
+       ARRAY['alias' || g || 'x', NULL, 'nick "' || g || '"'],
+       E'private note\nof person ' || g, g
+FROM generate_series(1, 500) g;
+CREATE TABLE subscription (id serial PRIMARY KEY, person_email text NOT NULL REFERENCES person (email),
+  person_token text REFERENCES person (api_token), topic text);
+INSERT INTO subscription (person_email, person_token, topic)
+SELECT 'person' || (g % 500 + 1) || '@prod.example.org', 'tok-' || md5((g % 500 + 1)::text), 'topic' || g
+FROM generate_series(1, 900) g;
+CREATE TABLE session (id serial PRIMARY KEY, token text, person_id int REFERENCES person);
+INSERT INTO session (token, person_id) SELECT 'sess-' || md5(g::text), g % 500 + 1 FROM generate_series(1, 1000) g;
+CREATE TABLE audit (id serial PRIMARY KEY, ip inet, what text);
+INSERT INTO audit (ip, what) SELECT '10.0.0.1', 'login' FROM generate_series(1, 50);
+`
+
+// personalRules mask personalSchema.
+func personalRules(tb testing.TB) *mask.Rules {
+	tb.Helper()
+	r, err := mask.New(mask.Config{
+		Strict: []string{"public.person"},
+		Columns: map[string]string{
+			"public.person.id": "keep", "public.person.email": "email", "public.person.full_name": "name",
+			"public.person.phone": "phone", "public.person.api_token": "hash", "public.person.aliases": "name",
+			"public.person.note": "text", "public.person.karma": "keep",
+			"public.subscription.person_email": "email", "public.subscription.person_token": "hash",
+			"public.session.token": "hash",
+		},
+		Tables: map[string]string{"public.session": "sample:0.5", "public.audit": "truncate"},
+	}, func(string) string { return maskKey })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// testConn connects to dsn until the test ends.
+func testConn(tb testing.TB, dsn string) *pgx.Conn {
+	tb.Helper()
+	conn, err := pgx.Connect(testCtx(tb), dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// productionValues returns every value of the masked columns in production.
+func productionValues(tb testing.TB, prod *pgtest.Server, db string) []string {
+	tb.Helper()
+	ctx := testCtx(tb)
+	conn := testConn(tb, prod.DSN(db))
+	rows, err := conn.Query(ctx, `
+SELECT email FROM person UNION SELECT full_name FROM person WHERE full_name IS NOT NULL
+UNION SELECT phone FROM person WHERE phone IS NOT NULL UNION SELECT api_token FROM person
+UNION SELECT unnest(aliases) FROM person UNION SELECT note FROM person UNION SELECT token FROM session`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for rows.Next() {
+		var v *string
+		if err := rows.Scan(&v); err != nil {
+			tb.Fatal(err)
+		}
+		if v != nil {
+			out = append(out, *v)
+		}
+	}
+	if len(out) < 3000 {
+		tb.Fatalf("only %d production values", len(out))
+	}
+	return out
+}
+
+// dumpSQL returns pg_dump's plain SQL of database.
+func dumpSQL(tb testing.TB, srv *pgtest.Server, database string) string {
+	tb.Helper()
+	pgDump, err := (Config{}).tool("pg_dump")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := exec.CommandContext(testCtx(tb), pgDump, "--dbname", srv.DSN(database)).Output()
+	if err != nil {
+		tb.Fatalf("pg_dump: %v", err)
+	}
+	return string(out)
+}
+
+// escapedForms are the ways a value can appear in pg_dump's COPY text.
+func escapedForms(v string) []string {
+	return []string{v, string(mask.EncodeField(nil, []byte(v)))}
+}
+
+func TestMaskedRestore(t *testing.T) {
+	prod, staging := servers(t)
+	db := prod.Database(t)
+	prod.Exec(t, db, personalSchema)
+	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	ctx := testCtx(t)
+	rules := personalRules(t)
+
+	restore := func(name string) *RestoreResult {
+		t.Helper()
+		target := dbName(t, staging, name)
+		res, err := srv.Restore(ctx, b, RestoreOptions{Target: target, Jobs: 2, Mask: rules})
+		if err != nil {
+			t.Fatalf("Restore: %v", err)
+		}
+		return res
+	}
+	res := restore("masked_a")
+	target := res.Database
+
+	// No production value of a masked column appears anywhere in staging's dump.
+	sql := dumpSQL(t, staging, target)
+	for _, v := range productionValues(t, prod, db) {
+		for _, form := range escapedForms(v) {
+			if strings.Contains(sql, form) {
+				t.Fatalf("production value %q is in pg_dump of the masked database", v)
+			}
+		}
+	}
+	if strings.Contains(sql, "10.0.0.1") {
+		t.Fatal("the truncated audit table's rows are in the masked database")
+	}
+	if strings.Contains(res.Output, maskKey) {
+		t.Fatal("the mask key is in the restore's output")
+	}
+
+	// Joins match, unique constraints hold, NULLs stay NULL, counts as the rules say.
+	q := func(database, sql string) int64 { return staging.QueryInt(t, database, sql) }
+	for _, check := range []struct {
+		sql  string
+		want int64
+	}{
+		{"SELECT count(*) FROM subscription s JOIN person p ON p.email = s.person_email", 900},
+		{"SELECT count(*) FROM subscription s JOIN person p ON p.api_token = s.person_token", 900},
+		{"SELECT count(DISTINCT email) FROM person", 500},
+		{"SELECT count(*) FROM person WHERE email LIKE 'u%@example.invalid'", 500},
+		{"SELECT count(*) FROM person WHERE full_name IS NULL", 50},
+		{"SELECT count(*) FROM person WHERE phone IS NULL", 71},
+		{"SELECT count(*) FROM person WHERE aliases[2] IS NULL AND cardinality(aliases) = 3", 500},
+		{"SELECT count(*) FROM person WHERE karma = id", 500},
+		{"SELECT count(*) FROM audit", 0},
+		{"SELECT count(*) FROM pg_constraint WHERE contype IN ('u', 'f') AND conrelid::regclass::text IN ('person', 'subscription', 'session')", 5},
+	} {
+		if got := q(target, check.sql); got != check.want {
+			t.Errorf("%s = %d, want %d", check.sql, got, check.want)
+		}
+	}
+	sessions := q(target, "SELECT count(*) FROM session")
+	if sessions < 400 || sessions > 600 {
+		t.Errorf("sample:0.5 kept %d of 1000 sessions", sessions)
+	}
+
+	// The result says what was masked.
+	if res.Mask == nil || len(res.Mask.Columns) != 9 || len(res.Mask.Tables) != 2 {
+		t.Fatalf("mask result = %+v", res.Mask)
+	}
+	for _, c := range res.Mask.Columns {
+		if c.Column == "public.person.email" && (c.Rule != "email" || c.Rows != 500) {
+			t.Errorf("person.email: %+v", c)
+		}
+		if c.Column == "public.person.full_name" && c.Rows != 450 {
+			t.Errorf("person.full_name: %+v (NULLs are not changed)", c)
+		}
+	}
+
+	// Two restores give identical masked values.
+	res2 := restore("masked_b")
+	digest := "SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM person p"
+	var d1, d2 string
+	c1 := testConn(t, staging.DSN(target))
+	c2 := testConn(t, staging.DSN(res2.Database))
+	if err := c1.QueryRow(ctx, digest).Scan(&d1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.QueryRow(ctx, digest).Scan(&d2); err != nil {
+		t.Fatal(err)
+	}
+	if d1 != d2 {
+		t.Fatal("two masked restores of one backup differ")
+	}
+	if q(target, "SELECT count(*) FROM session") != q(res2.Database, "SELECT count(*) FROM session") {
+		t.Fatal("two samples of one backup differ")
+	}
+}
+
+func TestMaskedRestoreFailsClosed(t *testing.T) {
+	prod, staging := servers(t)
+	db := prod.Database(t)
+	prod.Exec(t, db, personalSchema+"ALTER TABLE subscription ADD COLUMN backup_email text; CREATE TABLE contact (id int, mobile_phone text, home_address text);")
+	b := dumpOf(t, prod, db, DumpOptions{})
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	ctx := testCtx(t)
+
+	target := dbName(t, staging, "masked_closed")
+	_, err := srv.Restore(ctx, b, RestoreOptions{Target: target, Mask: personalRules(t)})
+	var ue *mask.UnmaskedError
+	if !errors.As(err, &ue) {
+		t.Fatalf("err = %v, want *mask.UnmaskedError", err)
+	}
+	if got := strings.Join(ue.Columns, " "); got != "public.contact.home_address public.contact.mobile_phone public.subscription.backup_email" {
+		t.Fatalf("unmasked = %s", got)
+	}
+	if dbExists(t, staging, target) {
+		t.Fatal("the half-built target was kept")
+	}
+
+	// A rule for a column the backup lacks is a bad rule, named.
+	bad, err := mask.New(mask.Config{Columns: map[string]string{"public.person.e_mail": "email"}},
+		func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = srv.Restore(ctx, b, RestoreOptions{Target: target, Mask: bad})
+	if !errors.Is(err, mask.ErrRule) || !strings.Contains(err.Error(), `mask.columns."public.person.e_mail"`) {
+		t.Fatalf("err = %v, want mask.ErrRule naming the rule", err)
+	}
+	if strings.Contains(err.Error(), maskKey) {
+		t.Fatal("the key is in the error")
+	}
+}
+
+// TestApplyMatchesMaskedRestore: masking a restored database in place with SQL (the
+// physical strategy's way) gives the values a masked restore gives, keeps the joins on
+// hashed columns and the sample, and refuses a database with an unmasked column.
+func TestApplyMatchesMaskedRestore(t *testing.T) {
+	prod, staging := servers(t)
+	db := prod.Database(t)
+	prod.Exec(t, db, personalSchema)
+	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	ctx := testCtx(t)
+	rules := personalRules(t)
+
+	masked := dbName(t, staging, "masked_stream")
+	if _, err := srv.Restore(ctx, b, RestoreOptions{Target: masked, Mask: rules}); err != nil {
+		t.Fatal(err)
+	}
+	plain := dbName(t, staging, "masked_sql")
+	if _, err := srv.Restore(ctx, b, RestoreOptions{Target: plain}); err != nil {
+		t.Fatal(err)
+	}
+	conn := testConn(t, staging.DSN(plain))
+	res, err := mask.Apply(ctx, conn, rules, mask.ApplyOptions{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if len(res.Columns) != 9 || len(res.Tables) != 2 {
+		t.Fatalf("Apply result = %+v", res)
+	}
+	for _, sql := range []string{
+		"SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM person p",
+		"SELECT md5(string_agg(s::text, '|' ORDER BY id)) FROM subscription s",
+		"SELECT md5(string_agg(s::text, '|' ORDER BY id)) FROM session s",
+		"SELECT count(*)::text FROM audit",
+	} {
+		var a, b string
+		if err := testConn(t, staging.DSN(masked)).QueryRow(ctx, sql).Scan(&a); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRow(ctx, sql).Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Errorf("%s: masked restore %s, Apply %s", sql, a, b)
+		}
+	}
+	if n := staging.QueryInt(t, plain, "SELECT count(*) FROM subscription s JOIN person p ON p.api_token = s.person_token"); n != 900 {
+		t.Errorf("join on the hashed token after Apply: %d rows, want 900", n)
+	}
+	sql := dumpSQL(t, staging, plain)
+	if strings.Contains(sql, "@prod.example.org") || strings.Contains(sql, "tok-") {
+		t.Error("production values are left after Apply")
+	}
+
+	// A column without a decision: nothing is changed.
+	staging.Exec(t, plain, "ALTER TABLE person ADD COLUMN backup_email text; UPDATE person SET backup_email = 'x@prod.example.org'")
+	before := staging.QueryInt(t, plain, "SELECT count(*) FROM person WHERE backup_email = 'x@prod.example.org'")
+	if _, err := mask.Apply(ctx, conn, rules, mask.ApplyOptions{}); !errors.Is(err, mask.ErrUnmasked) {
+		t.Fatalf("Apply with an unmasked column: %v", err)
+	}
+	if before != 500 {
+		t.Fatal("setup")
+	}
+}
