@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/restage/restage/dbrestore/pgtest"
 	"github.com/restage/restage/internal/syncbuf"
+	"github.com/restage/restage/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -173,14 +173,5 @@ func rewriteManifest(tb testing.TB, b *Backup, change func(*Manifest)) {
 	}
 }
 
-func requireErrContains(tb testing.TB, err error, parts ...string) {
-	tb.Helper()
-	if err == nil {
-		tb.Fatalf("no error, want one containing %q", parts)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			tb.Fatalf("error %q does not contain %q", err, p)
-		}
-	}
-}
+// requireErrContains fails tb unless err's message holds every part.
+var requireErrContains = testutil.RequireErrorContains

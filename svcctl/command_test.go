@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 // The commands here are small sh scripts, the kind of init script Command drives.
@@ -41,36 +43,36 @@ func TestCommandErrors(t *testing.T) {
 		if !errors.As(err, &cerr) || cerr.ExitCode != 7 || !strings.Contains(cerr.Stderr, "address already in use") {
 			t.Fatalf("want a *CommandError with exit 7 and the output, got %#v (%v)", err, err)
 		}
-		requireErrorContains(t, err, "/bin/sh", "exited with status 7")
+		testutil.RequireErrorContains(t, err, "/bin/sh", "exited with status 7")
 	})
 	t.Run("start succeeds but service is not running", func(t *testing.T) {
 		c, _ := NewCommand(CommandConfig{Start: sh("true"), Stop: sh("true"), Status: sh("echo app is dead; exit 3")})
 		err := c.Start(ctx)
 		requireIs(t, err, ErrExited)
-		requireErrorContains(t, err, "app is dead")
+		testutil.RequireErrorContains(t, err, "app is dead")
 	})
 	t.Run("stop leaves it running", func(t *testing.T) {
 		c, _ := NewCommand(CommandConfig{Start: sh("true"), Stop: sh("true"), Status: sh("exit 0")})
-		requireErrorContains(t, c.Stop(ctx), "still running")
+		testutil.RequireErrorContains(t, c.Stop(ctx), "still running")
 	})
 	t.Run("missing program", func(t *testing.T) {
 		c, _ := NewCommand(CommandConfig{Start: []string{"restage-no-such-initscript", "start"}, Stop: sh("true"), Status: []string{"restage-no-such-initscript", "status"}})
 		_, err := c.Status(ctx)
 		requireIs(t, err, ErrNotFound)
-		requireErrorContains(t, err, "restage-no-such-initscript")
+		testutil.RequireErrorContains(t, err, "restage-no-such-initscript")
 		requireIs(t, c.Start(ctx), ErrNotFound)
 	})
 	t.Run("timeout", func(t *testing.T) {
 		c, _ := NewCommand(CommandConfig{Start: []string{"sleep", "60"}, Stop: sh("true"), Status: sh("exit 3"), Timeout: 300 * time.Millisecond})
 		start := time.Now()
 		err := c.Start(ctx)
-		requireErrorContains(t, err, "sleep 60", "deadline exceeded")
+		testutil.RequireErrorContains(t, err, "sleep 60", "deadline exceeded")
 		if time.Since(start) > 50*time.Second {
 			t.Fatal("the timeout did not stop the command")
 		}
 	})
 	t.Run("config", func(t *testing.T) {
 		_, err := NewCommand(CommandConfig{Start: sh("true"), Status: sh("true")})
-		requireErrorContains(t, err, "Stop is required")
+		testutil.RequireErrorContains(t, err, "Stop is required")
 	})
 }

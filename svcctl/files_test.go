@@ -70,7 +70,7 @@ func TestProcessNeverFollowsPlantedSymlinks(t *testing.T) {
 		}
 		err = p.Start(t.Context())
 		t.Cleanup(func() { _ = p.Stop(t.Context()) })
-		requireErrorContains(t, err, "symbolic link")
+		testutil.RequireErrorContains(t, err, "symbolic link")
 		b, _ := os.ReadFile(victim)
 		fi, _ := os.Stat(victim)
 		if string(b) != "precious\n" || fi.Mode().Perm() != 0o644 {
@@ -102,9 +102,9 @@ func TestProcessNeverFollowsPlantedSymlinks(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, serr := p.Status(t.Context())
-		requireErrorContains(t, serr, "symbolic link")
-		requireErrorContains(t, p.Stop(t.Context()), "symbolic link")
-		requireErrorContains(t, p.Start(t.Context()), "symbolic link")
+		testutil.RequireErrorContains(t, serr, "symbolic link")
+		testutil.RequireErrorContains(t, p.Stop(t.Context()), "symbolic link")
+		testutil.RequireErrorContains(t, p.Start(t.Context()), "symbolic link")
 		time.Sleep(200 * time.Millisecond)
 		if st := requireState(t, other, StateRunning); st.PID <= 0 {
 			t.Fatalf("other service: %+v", st)

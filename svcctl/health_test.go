@@ -42,7 +42,7 @@ func TestHTTPCheckNeverHealthy(t *testing.T) {
 	defer srv.Close()
 	err := (HTTPCheck{URL: srv.URL + "/+health", Timeout: 3 * time.Second}).Wait(t.Context())
 	requireIs(t, err, ErrUnhealthy)
-	requireErrorContains(t, err, srv.URL+"/+health", "502 Bad Gateway", "database is still starting up")
+	testutil.RequireErrorContains(t, err, srv.URL+"/+health", "502 Bad Gateway", "database is still starting up")
 	if len(err.Error()) > 600 {
 		t.Fatalf("error quotes too much of the body (%d bytes): %v", len(err.Error()), err)
 	}
@@ -55,7 +55,7 @@ func TestHTTPCheckNoAnswer(t *testing.T) {
 		url := "http://" + testutil.FreeAddr(t) + "/health"
 		err := (HTTPCheck{URL: url, Timeout: time.Second}).Wait(t.Context())
 		requireIs(t, err, ErrUnhealthy)
-		requireErrorContains(t, err, url, "connection refused")
+		testutil.RequireErrorContains(t, err, url, "connection refused")
 	})
 	t.Run("hangs", func(t *testing.T) {
 		t.Parallel()
@@ -70,7 +70,7 @@ func TestHTTPCheckNoAnswer(t *testing.T) {
 		defer close(release)
 		err := (HTTPCheck{URL: srv.URL, Timeout: 2 * time.Second, PerTry: 300 * time.Millisecond}).Wait(t.Context())
 		requireIs(t, err, ErrUnhealthy)
-		requireErrorContains(t, err, "no answer within 300ms")
+		testutil.RequireErrorContains(t, err, "no answer within 300ms")
 	})
 	t.Run("caller cancels", func(t *testing.T) {
 		t.Parallel()

@@ -304,18 +304,6 @@ func requireNotServing(t testing.TB, url string) {
 	}
 }
 
-func requireErrorContains(t testing.TB, err error, parts ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want one containing %q", parts)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Fatalf("error %q does not contain %q", err, p)
-		}
-	}
-}
-
 func requireIs(t testing.TB, err, target error) {
 	t.Helper()
 	if !errors.Is(err, target) {

@@ -42,7 +42,7 @@ func TestProcessMissingProgram(t *testing.T) {
 		}
 		err = p.Start(t.Context())
 		requireIs(t, err, ErrNotFound)
-		requireErrorContains(t, err, argv0)
+		testutil.RequireErrorContains(t, err, argv0)
 		if _, err := os.Stat(p.Pidfile()); !os.IsNotExist(err) {
 			t.Fatalf("pidfile written for a program that does not exist: %v", err)
 		}
@@ -55,7 +55,7 @@ func TestProcessMissingProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	requireErrorContains(t, p.Start(t.Context()), "./notes.txt", "not an executable")
+	testutil.RequireErrorContains(t, p.Start(t.Context()), "./notes.txt", "not an executable")
 }
 
 func TestProcessPidfileMissingFolder(t *testing.T) {
@@ -63,7 +63,7 @@ func TestProcessPidfileMissingFolder(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "run", "restage", "app.pid")
 	_, err := NewProcess(ProcessConfig{Command: []string{"sleep", "60"}, Pidfile: missing})
-	requireErrorContains(t, err, "pidfile", missing)
+	testutil.RequireErrorContains(t, err, "pidfile", missing)
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("error does not wrap ErrNotExist: %v", err)
 	}
@@ -80,11 +80,11 @@ func TestProcessPidfileMissingFolder(t *testing.T) {
 	if err := os.Remove(sub); err != nil {
 		t.Fatal(err)
 	}
-	requireErrorContains(t, p.Start(t.Context()), "pidfile", sub)
+	testutil.RequireErrorContains(t, p.Start(t.Context()), "pidfile", sub)
 
 	// A log file folder that does not exist.
 	_, err = NewProcess(ProcessConfig{Command: []string{"sleep", "60"}, Pidfile: filepath.Join(dir, "app.pid"), LogFile: filepath.Join(dir, "nolog", "app.log")})
-	requireErrorContains(t, err, "log file", "nolog")
+	testutil.RequireErrorContains(t, err, "log file", "nolog")
 }
 
 func TestProcessExitsAtOnce(t *testing.T) {
@@ -94,7 +94,7 @@ func TestProcessExitsAtOnce(t *testing.T) {
 	start := time.Now()
 	err := p.Start(t.Context())
 	requireIs(t, err, ErrExited)
-	requireErrorContains(t, err, "after starting (before StartWait 30s)", "fatal: cannot open config /etc/app/missing.conf", p.LogFile())
+	testutil.RequireErrorContains(t, err, "after starting (before StartWait 30s)", "fatal: cannot open config /etc/app/missing.conf", p.LogFile())
 	var cerr *CommandError
 	if !errors.As(err, &cerr) || cerr.ExitCode != 3 {
 		t.Fatalf("want a *CommandError with exit code 3, got %#v", err)
@@ -313,7 +313,7 @@ func TestProcessStartCanceled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	err := p.Start(ctx)
-	requireErrorContains(t, err, "interrupted")
+	testutil.RequireErrorContains(t, err, "interrupted")
 	requireState(t, p, StateStopped)
 	requireNoOrphans(t, tag)
 }
@@ -326,7 +326,7 @@ func TestProcessStartHealthy(t *testing.T) {
 		p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "die-later", "1500ms"}, StartWait: 200 * time.Millisecond})
 		err := StartHealthy(t.Context(), p, HTTPCheck{URL: "http://" + testutil.FreeAddr(t) + "/health", Timeout: 2 * time.Minute})
 		requireIs(t, err, ErrExited)
-		requireErrorContains(t, err, "while waiting", "exit status 1", "panic: lost connection to the database")
+		testutil.RequireErrorContains(t, err, "while waiting", "exit status 1", "panic: lost connection to the database")
 		requireNoOrphans(t, tag)
 	})
 	t.Run("never healthy", func(t *testing.T) {
@@ -339,7 +339,7 @@ func TestProcessStartHealthy(t *testing.T) {
 		requireServing(t, "http://"+addr+"/health") // so the last answer is surely the 503
 		err := StartHealthy(t.Context(), p, HTTPCheck{URL: "http://" + addr + "/fail", Timeout: 2 * time.Second})
 		requireIs(t, err, ErrUnhealthy)
-		requireErrorContains(t, err, "/fail", "503", "database is still starting up")
+		testutil.RequireErrorContains(t, err, "/fail", "503", "database is still starting up")
 		requireState(t, p, StateRunning) // left for the caller to stop or roll back
 		if err := p.Stop(t.Context()); err != nil {
 			t.Fatal(err)
@@ -354,7 +354,7 @@ func TestProcessStartHealthy(t *testing.T) {
 		url := "http://" + testutil.FreeAddr(t) + "/health"
 		err := StartHealthy(t.Context(), p, HTTPCheck{URL: url, Timeout: 2 * time.Second})
 		requireIs(t, err, ErrUnhealthy)
-		requireErrorContains(t, err, url, "connection refused")
+		testutil.RequireErrorContains(t, err, url, "connection refused")
 		if err := p.Stop(t.Context()); err != nil {
 			t.Fatal(err)
 		}

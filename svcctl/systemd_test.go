@@ -44,7 +44,7 @@ func TestSystemdFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.Start(t.Context())
-	requireErrorContains(t, err, "broken.service", "ActiveState=failed", "Result=exit-code",
+	testutil.RequireErrorContains(t, err, "broken.service", "ActiveState=failed", "Result=exit-code",
 		"Job for broken.service failed", "journal:", "broken[1234]: fatal: cannot open config /etc/app/missing.conf")
 	var cerr *CommandError
 	if !errors.As(err, &cerr) || cerr.ExitCode != 1 {
@@ -62,7 +62,7 @@ func TestSystemdFailure(t *testing.T) {
 	// Without a journal (Journalctl "-"), the state is still there.
 	s, _ = NewSystemd(SystemdConfig{Unit: "broken.service", Systemctl: filepath.Join(f.Bin(), "systemctl"), Journalctl: "-"})
 	err = s.Start(t.Context())
-	requireErrorContains(t, err, "ActiveState=failed")
+	testutil.RequireErrorContains(t, err, "ActiveState=failed")
 	if strings.Contains(err.Error(), "journal:") {
 		t.Fatalf("journal read although disabled: %v", err)
 	}
@@ -77,7 +77,7 @@ func TestSystemdUnitNotFound(t *testing.T) {
 	}
 	err = s.Start(t.Context())
 	requireIs(t, err, ErrNotFound)
-	requireErrorContains(t, err, "Unit nope.service not found")
+	testutil.RequireErrorContains(t, err, "Unit nope.service not found")
 	_, err = s.Status(t.Context())
 	requireIs(t, err, ErrNotFound)
 
@@ -85,7 +85,7 @@ func TestSystemdUnitNotFound(t *testing.T) {
 	s, _ = NewSystemd(SystemdConfig{Unit: "app.service", Systemctl: filepath.Join(t.TempDir(), "systemctl")})
 	_, err = s.Status(t.Context())
 	requireIs(t, err, ErrNotFound)
-	requireErrorContains(t, err, "systemctl")
+	testutil.RequireErrorContains(t, err, "systemctl")
 }
 
 func TestSystemdConfig(t *testing.T) {

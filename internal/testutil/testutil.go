@@ -26,6 +26,20 @@ func RequireMode(t testing.TB, path string, want os.FileMode) {
 	}
 }
 
+// RequireErrorContains fails t now unless err is an error whose message holds every
+// part.
+func RequireErrorContains(t testing.TB, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one containing %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Fatalf("error %q does not contain %q", err, p)
+		}
+	}
+}
+
 // FreePort returns a loopback TCP port nothing listened on a moment ago (another
 // process may take it before it is used).
 func FreePort() (int, error) {

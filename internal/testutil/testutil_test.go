@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +19,10 @@ type recorder struct {
 
 func (r *recorder) Helper()               {}
 func (r *recorder) Errorf(string, ...any) { r.failed = true }
+func (r *recorder) Fatalf(string, ...any) {
+	r.failed = true
+	runtime.Goexit()
+}
 func (r *recorder) Fatal(...any) {
 	r.failed = true
 	runtime.Goexit()
@@ -73,5 +78,28 @@ func TestDeps(t *testing.T) {
 	deps := Deps(t, pkg)
 	if !slices.Contains(deps, "testing") || !slices.Contains(deps, "net") || deps[len(deps)-1] != pkg {
 		t.Errorf("Deps(%s) = %v", pkg, deps)
+	}
+}
+
+func TestRequireErrorContains(t *testing.T) {
+	for _, tc := range []struct {
+		err      error
+		parts    []string
+		wantFail bool
+	}{
+		{errors.New("pidfile /run/app.pid: is a symbolic link"), []string{"pidfile", "symbolic link"}, false},
+		{errors.New("pidfile /run/app.pid: is a symbolic link"), []string{"pidfile", "FIFO"}, true},
+		{nil, nil, true},
+	} {
+		r := &recorder{TB: t}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			RequireErrorContains(r, tc.err, tc.parts...)
+		}()
+		<-done
+		if r.failed != tc.wantFail {
+			t.Errorf("RequireErrorContains(%v, %q): failed %v, want %v", tc.err, tc.parts, r.failed, tc.wantFail)
+		}
 	}
 }
