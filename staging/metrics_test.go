@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -170,7 +171,8 @@ func TestRebuildWritesMetrics(t *testing.T) {
 		"restage_backup_age_seconds":                 rep.Backup.Age.Seconds(),
 		"restage_schema_version":                     2,
 	} {
-		if got, ok := series(mfs, name)[rb]; !ok || got != want {
+		// The history stores seconds as JSON numbers: equal to a microsecond.
+		if got, ok := series(mfs, name)[rb]; !ok || math.Abs(got-want) > 1e-6 {
 			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
 		}
 	}
