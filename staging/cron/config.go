@@ -54,6 +54,9 @@ type Config struct {
 	// Notify is where failures are reported; the topic defaults to "<environment>-cron".
 	// The runner itself only uses Notify.Topic: build Notifier from the rest.
 	Notify staging.NotifyConfig `toml:"notify"`
+	// Metrics is [metrics]: textfile is where the runner's Prometheus metrics are
+	// written after every run; "": "<state_dir>/cron.prom".
+	Metrics staging.MetricsSection `toml:"metrics"`
 	// Jobs is the job table ([[job]]).
 	Jobs []Job `toml:"job"`
 
@@ -141,6 +144,9 @@ func (c *Config) Validate() error {
 	case "", FailOpen, FailClosed:
 	default:
 		return bad("control_fail %q: want %q or %q", c.ControlFail, FailOpen, FailClosed)
+	}
+	if t := c.Metrics.Textfile; t != "" && (!strings.HasSuffix(t, ".prom") || strings.HasSuffix(t, "/.prom")) {
+		return bad("metrics.textfile %q: want a file named *.prom (node exporter's textfile collector reads no other)", t)
 	}
 	if strings.Contains(c.Control, "://") {
 		u, err := url.Parse(c.Control)

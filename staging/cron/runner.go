@@ -155,6 +155,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cfg.LockFile = staging.ResolvePath(cfg.Dir, cfg.LockFile)
 	cfg.StateDir = staging.ResolvePath(cfg.Dir, cfg.StateDir)
+	if cfg.Metrics.Textfile != "" {
+		cfg.Metrics.Textfile = staging.ResolvePath(cfg.Dir, cfg.Metrics.Textfile)
+	}
 	if cfg.TailBytes <= 0 {
 		cfg.TailBytes = DefaultTailBytes
 	}
@@ -303,7 +306,11 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 		for _, j := range r.jobs {
 			done[j.Name] = minute
 		}
-		return sum, nil, r.saveState(st, minute, done)
+		if err := r.saveState(st, minute, done); err != nil {
+			return sum, nil, err
+		}
+		r.writeMetrics(st)
+		return sum, nil, nil
 	}
 	dues, done := r.dueJobs(st, minute, now.Location())
 	// The control file is read only when a job is due (a URL is fetched once per run).
@@ -320,6 +327,9 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 		if !owed {
 			done[d.j.Name] = minute
 		}
+		if s == nil {
+			st.record(&sum.Jobs[i])
+		}
 		switch {
 		case s != nil:
 			run = append(run, s)
@@ -327,7 +337,11 @@ func (r *Runner) begin(ctx context.Context, now time.Time) (*Summary, []*started
 			early = append(early, i)
 		}
 	}
-	if err := r.saveState(st, minute, done); err != nil {
+	err = r.saveState(st, minute, done)
+	if err == nil {
+		r.writeMetrics(st)
+	}
+	if err != nil {
 		for _, s := range run {
 			s.release()
 			s.res.Outcome, s.res.Err = NotStarted, err
@@ -541,6 +555,7 @@ func (r *Runner) lastGoodControl(path string) (*Control, time.Time, error) {
 // finish runs a started job, releases its locks, logs and reports the result.
 func (r *Runner) finish(ctx context.Context, s *started) {
 	defer s.release()
+	defer r.recordResult(ctx, s.res)
 	j, res := s.j, s.res
 	log := r.jobLog(j, res)
 	logFile, err := safefile.OpenPrivate(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)

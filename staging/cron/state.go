@@ -26,6 +26,8 @@ type state struct {
 	// Jobs holds, per job, the last minute through which the job is done with; a job
 	// skipped because a rebuild held the lock stays behind, so its minute is still owed.
 	Jobs map[string]time.Time `json:"jobs"`
+	// Results holds, per job, its last run and skip counts: the metrics' source.
+	Results map[string]*jobRecord `json:"results,omitempty"`
 }
 
 // maxStateSize bounds the state and control copy files read.
@@ -88,6 +90,25 @@ func (r *Runner) saveState(st *state, minute time.Time, done map[string]time.Tim
 		return fmt.Errorf("state_dir: %w", err)
 	}
 	return nil
+}
+
+// recordResult notes a finished job's result in the state and rewrites the metrics,
+// under the state lock. Failing to is logged: the job has run either way.
+func (r *Runner) recordResult(ctx context.Context, res *JobResult) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	l, st, err := r.lockState(lctx)
+	if err != nil {
+		r.log.Warn("job result not recorded for the metrics", logKeyJob, res.Job, logKeyErr, err)
+		return
+	}
+	defer l.Close()
+	st.record(res)
+	if err := writeState(filepath.Join(r.cfg.StateDir, StateFile), st); err != nil {
+		r.log.Warn("job result not recorded for the metrics", logKeyJob, res.Job, logKeyErr, err)
+		return
+	}
+	r.writeMetrics(st)
 }
 
 // tryJobLock takes a job's lock (state_dir/jobs/<name>.lock) without waiting; nil,
