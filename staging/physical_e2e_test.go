@@ -211,6 +211,26 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 		}
 	})
 
+	// The WAL segments' folders of the archive (archive.info stays, so pgBackRest still
+	// reads the stanza): the restore works, the recovery cannot.
+	walDirs, _ := filepath.Glob(filepath.Join(w.Phys.Repo, "archive", physicaltest.Stanza, "*-*", "[0-9A-F]*"))
+	fault("recovery fails (WAL missing from the archive)", "recover", staging.OutcomeFailed, "", func(t *testing.T) {
+		if len(walDirs) == 0 {
+			t.Fatal("no WAL in the archive")
+		}
+		for _, d := range walDirs {
+			if err := os.Rename(d, d+".away"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}, func(t *testing.T) {
+		for _, d := range walDirs {
+			if err := os.Rename(d+".away", d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	w.Staging.Exec(t, "postgres", "CREATE DATABASE scratch")
 	fault("a database restage does not manage", "verify", staging.OutcomeFailed, "scratch", func(*testing.T) {}, func(t *testing.T) {
 		w.Staging.Exec(t, "postgres", "DROP DATABASE scratch")
