@@ -428,9 +428,6 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 	if c.Role == RoleExperimental {
 		p.add("database.strategy \"physical\": an experimental environment deploys onto a logical copy; physical rebuilds are for role staging")
 	}
-	if c.Mask != nil {
-		p.add("mask: masking while restoring needs a logical strategy (swap or inplace); with strategy physical, mask in database.post_restore SQL")
-	}
 	if c.Cluster == nil {
 		p.add("missing required key cluster.dir (strategy physical needs a [cluster] section)")
 		return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/internal/redact"
 )
@@ -218,6 +219,13 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 			if err != nil {
 				return d, err
 			}
+			if rules := ru.r.cfg.Restore.Mask; rules != nil {
+				md, err := ru.maskSlot(ctx, ps.slot, rules)
+				if err != nil {
+					return d, err
+				}
+				d += "; " + md
+			}
 			if files := ru.r.cfg.Restore.PostRestore; len(files) > 0 {
 				if err := cl.ExecFiles(ctx, ps.slot, ru.r.cfg.Database, ru.r.cfg.SchemaRole, files); err != nil {
 					return d, fmt.Errorf("post-restore: %w", err)
@@ -241,6 +249,23 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 		}
 		return strings.Join(made, ", "), nil
 	})
+}
+
+// maskSlot masks the restored database in place with SQL (mask.Apply), on the side
+// cluster before anything but restage can reach it: a column that needs a decision and
+// has none fails the run before the cutover (safety rule 11).
+func (ru *run) maskSlot(ctx context.Context, s *physical.Slot, rules *mask.Rules) (string, error) {
+	conn, err := ru.r.cfg.Physical.Clusters.Conn(ctx, s, ru.r.cfg.Database, false)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	res, err := mask.Apply(ctx, conn, rules, mask.ApplyOptions{})
+	if err != nil {
+		return "", ru.maskErr(err)
+	}
+	ru.rep.Mask = maskInfo(res)
+	return fmt.Sprintf("masked %d columns and %d tables with SQL in %s", len(res.Columns), len(res.Tables), round(res.Duration)), nil
 }
 
 // discardSlot stops the slot prepared by a run that fails before its cutover; its data

@@ -55,13 +55,12 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	if _, err := LoadEnvironment(writeConfig(t, sed(t, base, `s/^dir = "backups"//`))); err == nil || !strings.Contains(err.Error(), "missing required key backup.dir") {
 		t.Errorf("basebackup without dir: %v", err)
 	}
-	// [mask] needs a logical strategy.
-	_, err := LoadEnvironment(writeConfig(t, physicalSample+"\n[mask]\n[mask.columns]\n\"public.person.email\" = \"email\"\n"))
-	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "mask: masking while restoring needs a logical strategy") {
+	// [mask] masks the restored cluster with SQL.
+	if _, err := LoadEnvironment(writeConfig(t, physicalSample+"\n[mask]\nkey_env = \"K\"\n[mask.columns]\n\"public.person.email\" = \"email\"\n")); err != nil {
 		t.Errorf("mask with physical: %v", err)
 	}
 	// [cluster] needs strategy physical.
-	_, err = LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))
+	_, err := LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "cluster: the [cluster] section needs") {
 		t.Errorf("cluster with swap: %v", err)
 	}

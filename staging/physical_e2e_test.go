@@ -262,3 +262,26 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 	})
 	_ = ctx
 }
+
+// TestPhysicalMaskedRebuild masks the restored cluster with SQL before the cutover.
+func TestPhysicalMaskedRebuild(t *testing.T) {
+	physicaltest.Require(t)
+	w := maskedWorld(t, stagingtest.Options{Physical: true, BackupWait: 2 * time.Second})
+	rep := mustRun(t, w)
+	if rep.Mask == nil || !strings.Contains(stepDetail(rep, "neutralize"), "masked") {
+		t.Fatalf("no masking reported:\n%s", rep.Text())
+	}
+	prodEmails := strings.Split(query(t, w.Production, w.ProdDB, "SELECT string_agg(email, '|') FROM person"), "|")
+	stagingEmails := query(t, w.Staging, w.StagingDB, "SELECT string_agg(email, '|') FROM person")
+	for _, e := range prodEmails {
+		if strings.Contains(stagingEmails, e) {
+			t.Fatalf("production's e-mail %q is on staging", e)
+		}
+	}
+	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM session"); n != "0" {
+		t.Errorf("%s sessions on staging", n)
+	}
+	if n := query(t, w.Staging, w.StagingDB, "SELECT count(DISTINCT email)::text FROM person"); n != query(t, w.Production, w.ProdDB, "SELECT count(*)::text FROM person") {
+		t.Errorf("%s distinct e-mails", n)
+	}
+}

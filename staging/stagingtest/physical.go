@@ -144,6 +144,9 @@ to   = ["error-reports@example.org"]
 tls  = "none"
 `, physicaltest.Stanza, w.Phys.Config, w.ProdDB, wait.String(), w.StagingDB, postRestore, tomlList(w.opts.Clones),
 		w.ClusterDir, w.Staging.Port, bin, tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
+	if w.opts.Mask {
+		text += "\n" + MaskSection
+	}
 	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
 	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
 }
