@@ -65,6 +65,8 @@ func (ru *run) physicalRun(ctx context.Context) error {
 		return err
 	}
 	cl := ru.r.cfg.Physical.Clusters
+	// Clean before verify: the live cluster must be up (after a reboot, say) for verify
+	// to see its databases; cleaning touches nothing but a crashed run's leftovers.
 	err := ru.step(ctx, "clean", func(ctx context.Context) (string, error) {
 		did, err := cl.Repair(ctx)
 		for _, d := range did {
@@ -79,6 +81,9 @@ func (ru *run) physicalRun(ctx context.Context) error {
 		}
 		return strings.Join(did, "; "), errors.Join(err, lerr)
 	})
+	if err == nil {
+		err = ru.physicalVerify(ctx, ps)
+	}
 	if err != nil {
 		ru.rep.State = ru.untouchedCluster()
 		return err
@@ -106,12 +111,10 @@ func (ru *run) untouchedCluster() string {
 	return "untouched: the service, the live cluster on port " + fmt.Sprint(ru.r.cfg.Physical.Clusters.Port()) + " and the live release are as they were before the run"
 }
 
-// physicalBackup is the backup and verify steps: the newest backup set young enough,
-// waited for; production refused as a target; the live cluster holding nothing this
-// environment does not manage.
+// physicalBackup is the backup step: the newest backup set young enough, waited for.
 func (ru *run) physicalBackup(ctx context.Context, ps *physicalState) error {
 	pc := ru.r.cfg.Physical
-	err := ru.step(ctx, "backup", func(ctx context.Context) (string, error) {
+	return ru.step(ctx, "backup", func(ctx context.Context) (string, error) {
 		set, err := ru.latestSet(ctx)
 		if err != nil {
 			return "", err
@@ -121,9 +124,12 @@ func (ru *run) physicalBackup(ctx context.Context, ps *physicalState) error {
 			Created: set.Stopped, Age: set.Age(ru.r.cfg.Now()), Size: set.Size}
 		return fmt.Sprintf("%s (%s), %s old, %s", set.Label, set.Type, round(ru.rep.Backup.Age), humanBytes(set.Size)), nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// physicalVerify is the verify step: the set names its source; production is refused as
+// a target; the live cluster holds nothing this environment does not manage.
+func (ru *run) physicalVerify(ctx context.Context, ps *physicalState) error {
+	pc := ru.r.cfg.Physical
 	return ru.step(ctx, "verify", func(ctx context.Context) (string, error) {
 		if ps.set.SystemIdentifier == 0 {
 			return "", fmt.Errorf("%w: the backup set names no source system_identifier", dbrestore.ErrCorrupt)
@@ -485,5 +491,9 @@ func (ru *run) repairRelease(ctx context.Context, in *intent) ([]string, error) 
 // physicalPlan is a physical dry run: which backup set a rebuild would take, and
 // whether the checks before the restore pass.
 func (ru *run) physicalPlan(ctx context.Context) error {
-	return ru.physicalBackup(ctx, &physicalState{})
+	ps := &physicalState{}
+	if err := ru.physicalBackup(ctx, ps); err != nil {
+		return err
+	}
+	return ru.physicalVerify(ctx, ps)
 }

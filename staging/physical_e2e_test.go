@@ -260,7 +260,47 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 		}
 		lockIsFree(t, w)
 	})
-	_ = ctx
+
+	t.Run("killed mid-cutover", func(t *testing.T) {
+		record := filepath.Join(w.StateDir, staging.IntentFile)
+		killRunWhen(t, w, "the cutover", func() bool {
+			b, _ := os.ReadFile(record)
+			return strings.Contains(string(b), `"phase": "swapped"`) || strings.Contains(string(b), `"phase": "activat`)
+		})
+		rep := mustRun(t, w)
+		joined := strings.Join(rep.Notes, "\n")
+		if !strings.Contains(joined, "repaired the cutover of run") {
+			t.Errorf("notes: %s\n%s", joined, rep.Text())
+		}
+		if _, err := os.Stat(record); !os.IsNotExist(err) {
+			t.Errorf("the cutover record is still there: %v", err)
+		}
+		if h := get(t, w.AppURL+"/+health"); !strings.HasPrefix(h, "200 ok release="+rep.Release.ID) {
+			t.Errorf("health: %s", h)
+		}
+		lockIsFree(t, w)
+	})
+
+	t.Run("live cluster down (a reboot)", func(t *testing.T) {
+		if err := w.StopLiveCluster(); err != nil {
+			t.Fatal(err)
+		}
+		rep := mustRun(t, w)
+		if joined := strings.Join(rep.Notes, "\n"); !strings.Contains(joined, "(it was down)") {
+			t.Errorf("notes: %s", joined)
+		}
+	})
+
+	t.Run("dry run", func(t *testing.T) {
+		before := physicalSnapshot(t, w)
+		rep, err := open(t, w).Plan(ctx)
+		if err != nil || rep.Outcome != staging.OutcomePlanned || stepDetail(rep, "verify") == "" {
+			t.Fatalf("plan: %v\n%s", err, rep.Text())
+		}
+		if after := physicalSnapshot(t, w); after != before {
+			t.Errorf("a dry run changed staging:\n%s\n%s", before, after)
+		}
+	})
 }
 
 // TestPhysicalMaskedRebuild masks the restored cluster with SQL before the cutover.

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -149,4 +150,14 @@ tls  = "none"
 	}
 	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
 	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
+}
+
+// StopLiveCluster stops the live staging cluster at once (as a crash or a reboot would),
+// with Options.Physical.
+func (w *World) StopLiveCluster() error {
+	b, err := os.ReadFile(filepath.Join(w.ClusterDir, "live"))
+	if err != nil {
+		return err
+	}
+	return pgctlStop(filepath.Join(w.ClusterDir, strings.TrimSpace(string(b)), "data"))
 }
