@@ -163,6 +163,10 @@ func TestRebuild(t *testing.T) {
 	if slot.Name != "a" {
 		t.Fatalf("first restore into %s", slot)
 	}
+	// A copy of a standby: restage starts it as a primary of its own all the same.
+	if err := os.WriteFile(filepath.Join(slot.Data, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.cl.StartSide(ctx, slot); err != nil {
 		t.Fatal(err)
 	}
