@@ -33,6 +33,9 @@ type EnvironmentConfig struct {
 	// Mask is [mask]: masking personal data while restoring. Present (even empty), it
 	// also turns on the fail-closed check of personal columns; nil: no masking.
 	Mask *mask.Config `toml:"mask"`
+	// Preflight is [preflight]: what must hold on production before a promote stops
+	// it. Only a production config (role = "production") has it, and needs it.
+	Preflight *PreflightSection `toml:"preflight"`
 
 	path string // the file it was loaded from
 	dir  string // its folder, for relative paths
@@ -211,7 +214,11 @@ func (c *EnvironmentConfig) where(msg string) string {
 // Validate checks the config as LoadEnvironment and Open do (for configs built in Go as
 // well as read from a file): every problem is reported at once, each naming its TOML
 // key, in an error wrapping ErrConfig.
-func (c *EnvironmentConfig) Validate() error {
+func (c *EnvironmentConfig) Validate() error { return c.validate(false) }
+
+// validate checks the config for nightly and experimental, or (production) for the
+// train's promote.
+func (c *EnvironmentConfig) validate(production bool) error {
 	var p problems
 	p.require("environment", c.Environment, "lock_file", c.LockFile, "state_dir", c.StateDir,
 		"database.admin_dsn", c.Database.AdminDSN, "database.name", c.Database.Name,
@@ -219,13 +226,22 @@ func (c *EnvironmentConfig) Validate() error {
 		"service.type", c.Service.Type)
 	switch c.Role {
 	case "", RoleStaging, RoleExperimental:
+		if production {
+			p.add("role %q: train promote deploys only to a config with role = %q", c.roleName(), RoleProduction)
+		}
+		if c.Preflight != nil {
+			p.add("preflight: only a production config (role = %q) has [preflight]", RoleProduction)
+		}
 	case RoleProduction:
-		p.add("role %q: a production config only releases code through the train's promote; nightly and experimental refuse it", c.Role)
+		if !production {
+			p.add("role %q: a production config only releases code through the train's promote; nightly and experimental refuse it", c.Role)
+		}
+		c.validateProduction(&p)
 	default:
 		p.add("role %q: want %q or %q", c.Role, RoleStaging, RoleExperimental)
 	}
 	c.Database.validate(&p)
-	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" {
+	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Role != RoleProduction {
 		p.add("missing required key database.production_ids (or backup.dir, whose manifests name production): restage refuses to change a server before it knows production's identity")
 	}
 	c.Code.validate(&p)
@@ -373,6 +389,9 @@ func (c *EnvironmentConfig) resolve() {
 	r(&c.Code.Current)
 	r(&c.Database.BinDir)
 	r(&c.Metrics.Textfile)
+	if c.Preflight != nil {
+		r(&c.Preflight.StagingStateDir)
+	}
 	if c.Code.Git != "" && !strings.Contains(c.Code.Git, ":") {
 		r(&c.Code.Git) // a local repository path
 	}

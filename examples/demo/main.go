@@ -7,8 +7,9 @@
 // while they load (stagingtest.MaskSection, with a random key in $RESTAGE_MASK_KEY
 // unless it is set), and it prints one person as production has it and as staging does.
 //
-//	demo [-keep] [-v]
+//	demo [-train] [-keep] [-v]
 //
+// -train shows the weekly release train on the same servers instead (see train.go).
 // -keep keeps the demo's folder; -v logs at debug level. Without local PostgreSQL server
 // binaries it uses containers (see staging/stagingtest). It links the test harness, so
 // it is not one of the binaries to install on a staging host; `nightly -demo` runs it.
@@ -46,13 +47,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// The demo's code tree runs a copy of this program as its web app.
 		return stagingtest.ServeApp(ctx, args[1:])
 	}
-	fs := cli.NewFlagSet("demo", stderr, "[-keep] [-v]")
+	fs := cli.NewFlagSet("demo", stderr, "[-train] [-keep] [-v]")
 	keep := fs.Bool("keep", false, "keep the demo's folder (servers stopped, files left)")
 	verbose := fs.Bool("v", false, "debug logging")
+	trainMode := fs.Bool("train", false, "show the weekly release train instead: promote, cut, rebuild, promote, status")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := cli.Logger(stderr, *verbose)
+	if *trainMode {
+		return demoTrain(ctx, *keep, stdout, log)
+	}
 	return demo(ctx, *keep, stdout, stderr, log)
 }
 
