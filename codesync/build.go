@@ -19,6 +19,7 @@ import (
 	"github.com/otiai10/copy"
 
 	"github.com/restage/restage/internal/atomicfile"
+	"github.com/restage/restage/progress"
 )
 
 // Build copies src into releases/<id>.partial, hard-linking files unchanged since the
@@ -187,12 +188,16 @@ type copier struct {
 	ctx     context.Context
 	files   atomic.Int64
 	linked  atomic.Int64
+	pc      *progress.Counter // bytes of the files linked or copied; nil: not counted
 }
 
 func (c *copier) run(ctx context.Context, dest string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.ctx = ctx
+	if progress.From(ctx) != nil {
+		c.pc = progress.NewCounter(ctx, c.size())
+	}
 	opt := copy.Options{
 		OnSymlink:     func(string) copy.SymlinkAction { return copy.Shallow },
 		Skip:          c.skip,
@@ -242,6 +247,7 @@ func (c *copier) skip(info os.FileInfo, src, dest string) (bool, error) {
 		return true, nil
 	}
 	c.files.Add(1)
+	c.pc.Add(info.Size())
 	if c.prev == "" {
 		return false, nil
 	}
@@ -258,6 +264,31 @@ func (c *copier) skip(info os.FileInfo, src, dest string) (bool, error) {
 	}
 	c.linked.Add(1)
 	return true, nil
+}
+
+// size returns the bytes of the regular files the copy will link or copy, for its
+// progress (a walk of the tree's metadata; 0 when it cannot be walked).
+func (c *copier) size() int64 {
+	var total int64
+	_ = filepath.WalkDir(c.src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == c.src {
+			return nil
+		}
+		rel := path[len(c.src)+1:]
+		if rel == MetadataFile || c.s.excluded(rel, d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
 }
 
 // unchanged says whether old (in the previous release) can stand for src.

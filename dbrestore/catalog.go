@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/restage/restage/progress"
 )
 
 // Backup file names. A backup of database "launchpad_prod" taken at 2026-11-25 03:00:00.123
@@ -352,7 +354,7 @@ func verifyBackup(ctx context.Context, cfg Config, b *Backup) error {
 		return errors.New("dbrestore: no backup to verify")
 	}
 	start := time.Now()
-	size, sum, err := checksum(ctx, b.Path, b.Manifest.Format)
+	size, sum, err := checksum(ctx, b.Path, b.Manifest.Format, progress.NewCounter(ctx, b.Manifest.Size))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("dbrestore: %w: %s: %w", ErrCorrupt, b.Name(), err)
@@ -378,10 +380,11 @@ func verifyBackup(ctx context.Context, cfg Config, b *Backup) error {
 
 // checksum returns the size and SHA-256 of a dump. For a directory dump the size is the
 // sum of its files' sizes and the checksum is the SHA-256 of the lines "name sha256\n",
-// sorted by name, one per regular file in the folder.
-func checksum(ctx context.Context, path string, format Format) (int64, string, error) {
+// sorted by name, one per regular file in the folder. The bytes hashed are counted in
+// pc (nil: not counted).
+func checksum(ctx context.Context, path string, format Format, pc *progress.Counter) (int64, string, error) {
 	if format != FormatDirectory {
-		return fileChecksum(ctx, path)
+		return fileChecksum(ctx, path, pc)
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
@@ -397,7 +400,7 @@ func checksum(ctx context.Context, path string, format Format) (int64, string, e
 	var total int64
 	h := sha256.New()
 	for _, n := range names {
-		size, sum, err := fileChecksum(ctx, filepath.Join(path, n))
+		size, sum, err := fileChecksum(ctx, filepath.Join(path, n), pc)
 		if err != nil {
 			return 0, "", err
 		}
@@ -407,7 +410,7 @@ func checksum(ctx context.Context, path string, format Format) (int64, string, e
 	return total, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func fileChecksum(ctx context.Context, path string) (int64, string, error) {
+func fileChecksum(ctx context.Context, path string, pc *progress.Counter) (int64, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, "", err
@@ -421,7 +424,7 @@ func fileChecksum(ctx context.Context, path string) (int64, string, error) {
 		return 0, "", fmt.Errorf("%s is not a regular file", path)
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, &ctxReader{ctx: ctx, r: f}, make([]byte, 1<<20))
+	n, err := io.CopyBuffer(h, progress.CountingReader(&ctxReader{ctx: ctx, r: f}, pc), make([]byte, 1<<20))
 	if err != nil {
 		return 0, "", err
 	}

@@ -189,7 +189,7 @@ func TestVerifyRejectsDamagedDumps(t *testing.T) {
 	if err := os.WriteFile(b.Path, garbage, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	size, sum, _ := checksum(ctx, b.Path, FormatCustom)
+	size, sum, _ := checksum(ctx, b.Path, FormatCustom, nil)
 	rewriteManifest(t, b, func(m *Manifest) { m.Size, m.SHA256 = size, sum })
 	err = cat.Verify(ctx, b)
 	if !errors.Is(err, ErrCorrupt) {

@@ -140,6 +140,8 @@ type proc struct {
 	stderr func(line string) bool
 	// tail, when set, receives every line of standard error (bounded by the caller).
 	tail *lineTail
+	// started, when set, is called with the child's pid (its process group) once it runs.
+	started func(pid int)
 }
 
 const (
@@ -175,7 +177,13 @@ func (p *proc) run(ctx context.Context) error {
 		stdout = &lineWriter{fn: p.stdout}
 		cmd.Stdout = stdout
 	}
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		if p.started != nil {
+			p.started(cmd.Process.Pid)
+		}
+		err = cmd.Wait()
+	}
 	cmd.Stderr.(*lineWriter).flush()
 	if stdout != nil {
 		stdout.flush()

@@ -268,7 +268,7 @@ func (s *snapshot) dump(ctx context.Context, pgDump string, cs *connString, opts
 // of entries in the dump's table of contents.
 func readBack(ctx context.Context, cfg Config, m *Manifest, file string, counts map[uint32]tableCount) (int, error) {
 	var err error
-	m.Size, m.SHA256, err = checksum(ctx, file, m.Format)
+	m.Size, m.SHA256, err = checksum(ctx, file, m.Format, nil)
 	if err != nil {
 		return 0, fmt.Errorf("dbrestore: checksum of the dump: %w", err)
 	}

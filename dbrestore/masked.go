@@ -107,7 +107,7 @@ func (r *restoreRun) runPgRestore(ctx context.Context, pgRestore, what string, e
 	args := append(r.baseArgs("--dbname", s.cs.withDatabase(opts.Target).withoutPassword().String(),
 		"--jobs", strconv.Itoa(opts.Jobs)), extra...)
 	args = append(args, r.b.Path)
-	p := &proc{path: pgRestore, args: args, env: r.pgEnv(), secrets: r.secrets(),
+	p := &proc{path: pgRestore, args: args, env: r.pgEnv(), secrets: r.secrets(), started: r.reads.started,
 		stderr: func(line string) bool {
 			r.addOutput(line)
 			return r.progressLine(line)
@@ -312,7 +312,7 @@ func (r *restoreRun) loadTable(ctx context.Context, pgRestore, dir string, i int
 	}
 	defer pr.Close()
 	p := &proc{path: pgRestore, args: r.baseArgs("--data-only", "--use-list="+list, "--file=-", r.b.Path),
-		env: r.pgEnv(), secrets: r.secrets(), stdoutTo: pw,
+		env: r.pgEnv(), secrets: r.secrets(), stdoutTo: pw, started: r.reads.started,
 		stderr: func(line string) bool { r.addOutput(line); return strings.HasPrefix(line, "pg_restore: ") }}
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -105,6 +105,8 @@ type restoreRun struct {
 
 	progMu sync.Mutex
 	prog   *progressParser // a masked restore's, shared by its pg_restore runs
+
+	reads *readWatch // the bytes of the dump pg_restore has read; nil: not followed
 }
 
 // addOutput keeps line in the result's output tail; pg_restore's jobs call it at once.
@@ -236,7 +238,10 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	if r.opts.Mask != nil {
 		load = r.maskedRestore
 	}
-	if err := load(ctx, pgRestore); err != nil {
+	r.reads = newReadWatch(ctx, r.b.Manifest.Size)
+	err := load(ctx, pgRestore)
+	r.reads.close(err == nil)
+	if err != nil {
 		return err
 	}
 	conn, err := r.s.connectNotices(ctx, r.opts.Target, r.addOutput)
@@ -288,7 +293,7 @@ func (r *restoreRun) pgRestore(ctx context.Context, pgRestore string) error {
 	args = append(args, r.b.Path)
 	env := append(passwordEnv(s.cs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
 	pp := &progressParser{toc: r.toc, ids: opts.Jobs > 1, fn: opts.Progress, seen: map[int]bool{}}
-	p := &proc{path: pgRestore, args: args, env: env, secrets: []string{s.secret},
+	p := &proc{path: pgRestore, args: args, env: env, secrets: []string{s.secret}, started: r.reads.started,
 		stderr: func(line string) bool {
 			r.addOutput(line)
 			return pp.line(line)

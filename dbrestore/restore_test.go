@@ -339,7 +339,7 @@ func TestRestoreFailuresDropTarget(t *testing.T) {
 		if err := os.Truncate(b.Path, b.Manifest.Size-50); err != nil {
 			t.Fatal(err)
 		}
-		size, sum, _ := checksum(ctx, b.Path, FormatCustom)
+		size, sum, _ := checksum(ctx, b.Path, FormatCustom, nil)
 		rewriteManifest(t, b, func(m *Manifest) { m.Size, m.SHA256 = size, sum })
 		target := dbName(t, staging, "truncated")
 		_, err := srv.Restore(ctx, b, RestoreOptions{Target: target})

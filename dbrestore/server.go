@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/restage/restage/internal/redact"
+	"github.com/restage/restage/progress"
 )
 
 // ServerConfig configures a Server.
@@ -544,6 +545,15 @@ func (s *Server) Clone(ctx context.Context, template, name string) error {
 		if err != nil {
 			return fmt.Errorf("dbrestore: server version: %w", err)
 		}
+		// Progress: the template's size, reported once the copy is done (the server
+		// tells nothing while it copies).
+		var pc *progress.Counter
+		if progress.From(ctx) != nil {
+			var size int64
+			if err := c.QueryRow(ctx, "SELECT pg_database_size($1)", template).Scan(&size); err == nil {
+				pc = progress.NewCounter(ctx, size)
+			}
+		}
 		start := time.Now()
 		allowed, _, err := s.closeOut(ctx, c, template)
 		if err == nil {
@@ -557,6 +567,9 @@ func (s *Server) Clone(ctx context.Context, template, name string) error {
 		}
 		err = errors.Join(err, s.allowConnections(ctx, template, allowed))
 		if err == nil {
+			if pc != nil {
+				pc.Set(pc.Total())
+			}
 			s.log.Info("dbrestore: cloned database", logKeyDatabase, name, "template", template,
 				logKeyDuration, time.Since(start).Round(time.Millisecond))
 		}

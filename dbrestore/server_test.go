@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/progress"
 )
 
 // makeDB creates name on srv with a marker row, dropped at the end of the test.
@@ -139,11 +140,16 @@ func TestCloneDropRenameListTerminate(t *testing.T) {
 	if held.Ping(ctx) == nil {
 		t.Error("the template's session survived")
 	}
-	// Cloning again replaces the clone.
+	// Cloning again replaces the clone, and reports the template's size as progress.
 	staging.Exec(t, clone, "UPDATE marker SET v = 99")
 	staging.Exec(t, tmpl, "UPDATE marker SET v = 6")
-	if err := srv.Clone(ctx, tmpl, clone); err != nil {
+	var last [2]int64
+	pctx := progress.With(ctx, func(done, total int64) { last = [2]int64{done, total} })
+	if err := srv.Clone(pctx, tmpl, clone); err != nil {
 		t.Fatal(err)
+	}
+	if size := staging.QueryInt(t, "postgres", "SELECT pg_database_size($1)", tmpl); last[0] != last[1] || last[1] < size/2 || last[1] > size*2 {
+		t.Errorf("clone progress %v, want done = total ≈ the template's %d bytes", last, size)
 	}
 	if marker(t, staging, clone) != 6 {
 		t.Fatal("clone not replaced")

@@ -1,10 +1,12 @@
 package staging
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/progress"
 )
 
 // Observer follows a run as it happens: every step's start and end, and the progress
@@ -21,8 +23,9 @@ import (
 type Observer interface {
 	// StepStarted is called as the step called name begins.
 	StepStarted(run RunInfo, name string)
-	// StepProgress is called as a long step advances (today the restore, counted in
-	// Progress.Unit).
+	// StepProgress is called as a long step advances: verify (bytes hashed), restore
+	// (bytes of the dump read, and objects), clones, release (bytes linked or copied),
+	// and whatever a part reports through package progress, in Progress.Unit.
 	StepProgress(run RunInfo, p Progress)
 	// StepDone is called as a step ends, with the step as it lands in the report:
 	// status "ok" or "failed", duration, detail, the redacted error and output tail.
@@ -52,10 +55,16 @@ type Progress struct {
 	Step  string // the step under way, e.g. "restore"
 	Done  int64  // how much is done, in Unit
 	Total int64  // how much there is in all, in Unit; 0: not known
-	// Unit is what Done and Total count: UnitBytes where the part reports bytes; the
-	// restore reports UnitObjects (dbrestore.Progress counts table-of-contents entries).
+	// Unit is what Done and Total count: UnitBytes where the part reports bytes (the
+	// parts report through package progress); the restore also reports UnitObjects
+	// (dbrestore.Progress counts table-of-contents entries), each unit on its own.
 	Unit Unit
 	Item string // what is being worked on now, when known (e.g. "TABLE DATA public.bug")
+	// Elapsed is the time since the step started; Rate is Done per second over it,
+	// and ETA the time left at that rate (0: not known, e.g. without a Total).
+	Elapsed time.Duration
+	Rate    float64
+	ETA     time.Duration
 }
 
 // ObserverFuncs is an Observer made of functions; a nil field ignores its event.
@@ -135,8 +144,9 @@ func (f fanOut) StepDone(run RunInfo, s Step) {
 // apart (the restore's progress arrives from the goroutine reading pg_restore's
 // output), and drops progress that arrives outside its step.
 type watch struct {
-	mu   sync.Mutex
-	step string // the step under way; "": none
+	mu      sync.Mutex
+	step    string    // the step under way; "": none
+	started time.Time // when it started
 }
 
 // info is the run as its observer sees it.
@@ -151,7 +161,7 @@ func (ru *run) observeStarted(name string) {
 	}
 	ru.watch.mu.Lock()
 	defer ru.watch.mu.Unlock()
-	ru.watch.step = name
+	ru.watch.step, ru.watch.started = name, time.Now()
 	obs.StepStarted(ru.info(), name)
 }
 
@@ -166,7 +176,37 @@ func (ru *run) observeProgress(p Progress) {
 		return // late: the step has ended
 	}
 	p.Step = ru.watch.step
+	p.Elapsed = time.Since(ru.watch.started)
+	if secs := p.Elapsed.Seconds(); secs > 0 && p.Done > 0 {
+		p.Rate = float64(p.Done) / secs
+		if p.Total > p.Done {
+			p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+		}
+	}
 	obs.StepProgress(ru.info(), p)
+}
+
+// progressContext returns ctx carrying a progress function (package progress) that
+// passes the bytes a part reports to the observer, in the step under way.
+func (ru *run) progressContext(ctx context.Context) context.Context {
+	if ru.r.cfg.Observer == nil {
+		return ctx
+	}
+	return progress.With(ctx, func(done, total int64) {
+		ru.observeProgress(Progress{Done: done, Total: total, Unit: UnitBytes})
+	})
+}
+
+// nthOf returns ctx for the i-th of n like operations in one step (the clones): each
+// reports its bytes as its n-th share of the step's.
+func nthOf(ctx context.Context, i, n int) context.Context {
+	fn := progress.From(ctx)
+	if fn == nil || n < 2 {
+		return ctx
+	}
+	return progress.With(ctx, func(done, total int64) {
+		fn(int64(i)*total+done, int64(n)*total)
+	})
 }
 
 func (ru *run) observeDone(s *Step) {

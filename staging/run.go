@@ -87,7 +87,7 @@ func (ru *run) step(ctx context.Context, name string, fn func(ctx context.Contex
 	ru.cap.startStep()
 	ru.log.Info("step started", keyStep, name)
 	ru.observeStarted(name)
-	detail, err := fn(ctx)
+	detail, err := fn(ru.progressContext(ctx))
 	s.Duration = ru.r.cfg.Now().Sub(s.Started)
 	s.Detail = redact.String(detail)
 	if err != nil {
@@ -347,9 +347,9 @@ func (ru *run) restore(ctx context.Context, target string) error {
 	return ru.step(ctx, "clones", func(ctx context.Context) (string, error) {
 		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
 			var made []string
-			for _, c := range ru.r.cfg.Clones {
+			for i, c := range ru.r.cfg.Clones {
 				name := c + "_next"
-				if err := ru.r.cfg.Databases.Clone(ctx, target, name); err != nil {
+				if err := ru.r.cfg.Databases.Clone(nthOf(ctx, i, len(ru.r.cfg.Clones)), target, name); err != nil {
 					return strings.Join(made, ", "), fmt.Errorf("clone %s: %w", name, err)
 				}
 				made = append(made, name)

@@ -35,7 +35,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/restage/restage/examples/internal/cli"
-	"github.com/restage/restage/examples/internal/restorebar"
+	"github.com/restage/restage/examples/internal/progressview"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/stagingtest"
 )
@@ -98,7 +98,7 @@ func demo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog.Lo
 	if err != nil {
 		return err
 	}
-	rb, err := staging.Open(cfg, staging.OpenOptions{Logger: log, Progress: restorebar.New(stderr)})
+	rb, err := staging.Open(cfg, staging.OpenOptions{Logger: log, Observer: progressview.New(stderr, log, 0)})
 	if err != nil {
 		return err
 	}

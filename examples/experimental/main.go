@@ -18,6 +18,7 @@ import (
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/examples/internal/environment"
+	"github.com/restage/restage/examples/internal/progressview"
 	"github.com/restage/restage/staging"
 )
 
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		src = &codesync.GitSource{Repo: *repo, Ref: *ref, Timeout: cfg.Code.GitTimeout.Duration}
 	}
 	log := cli.Logger(stderr, false)
-	rb, err := staging.Open(cfg, staging.OpenOptions{Source: src, Logger: log})
+	rb, err := staging.Open(cfg, staging.OpenOptions{Source: src, Logger: log, Observer: progressview.New(stderr, log, 0)})
 	if err != nil {
 		return err
 	}

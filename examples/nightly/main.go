@@ -24,7 +24,7 @@ import (
 
 	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/examples/internal/environment"
-	"github.com/restage/restage/examples/internal/restorebar"
+	"github.com/restage/restage/examples/internal/progressview"
 	"github.com/restage/restage/staging"
 )
 
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := cfg.RequireBackups(); err != nil {
 		return err
 	}
-	rb, err := staging.Open(cfg, staging.OpenOptions{Logger: log, Progress: restorebar.New(stderr)})
+	rb, err := staging.Open(cfg, staging.OpenOptions{Logger: log, Observer: progressview.New(stderr, log, 0)})
 	if err != nil {
 		return err
 	}

@@ -148,3 +148,32 @@ func Check(id ID) (Verdict, Stat, error) {
 	}
 	return Alive, st, nil
 }
+
+// GroupReads adds up the bytes a process group has read, its exited members
+// included: call Sample now and then while the group runs.
+type GroupReads struct {
+	pgid int
+	seen map[int]int64 // the most read by each member seen
+}
+
+// NewGroupReads follows process group pgid.
+func NewGroupReads(pgid int) *GroupReads { return &GroupReads{pgid: pgid, seen: map[int]int64{}} }
+
+// Sample reads the living members' counts and returns the group's total so far. A
+// member that has exited keeps the count it had when last sampled.
+func (g *GroupReads) Sample() (int64, error) {
+	pids, err := GroupMembers(g.pgid)
+	if err != nil {
+		return 0, err
+	}
+	for _, pid := range pids {
+		if n, err := ReadChars(pid); err == nil && n > g.seen[pid] {
+			g.seen[pid] = n
+		}
+	}
+	var total int64
+	for _, n := range g.seen {
+		total += n
+	}
+	return total, nil
+}

@@ -53,3 +53,21 @@ func GroupMembers(pgid int) ([]int, error) {
 	}
 	return pids, nil
 }
+
+// ReadChars returns how many bytes the process has read (rchar in /proc/<pid>/io:
+// every read(2), from files, pipes and sockets alike, cached or not).
+func ReadChars(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return 0, ErrNoProcess
+	}
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "rchar:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("proc: no rchar in /proc/" + strconv.Itoa(pid) + "/io")
+}

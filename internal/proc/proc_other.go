@@ -19,3 +19,8 @@ func BootID() string { return "" }
 func GroupMembers(pgid int) ([]int, error) {
 	return nil, fmt.Errorf("proc: members of group %d: %w", pgid, errors.ErrUnsupported)
 }
+
+// ReadChars fails: there is no /proc/<pid>/io to read outside Linux.
+func ReadChars(pid int) (int64, error) {
+	return 0, fmt.Errorf("proc: read bytes of pid %d: %w", pid, errors.ErrUnsupported)
+}

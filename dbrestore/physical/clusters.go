@@ -1,0 +1,423 @@
+package physical
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/restage/restage/internal/atomicfile"
+)
+
+// ClustersConfig configures the staging cluster restage manages ([cluster]).
+type ClustersConfig struct {
+	Environment string // required: written into every slot's marker
+	// Dir holds the two slots ("a" and "b", each a folder with the marker, the data
+	// directory "data", the server log and the socket) and the file "live" naming the
+	// slot on the live port. Required; created 0700 for User.
+	Dir string
+	// Port is the live port the service connects to. Required.
+	Port int
+	// SidePort is the port a restored cluster runs on while it is prepared, with no TCP
+	// listener (its socket is in its slot's folder only); 0: Port+1.
+	SidePort int
+	// BinDir holds pg_ctl; "": the newest /usr/lib/postgresql/*/bin.
+	BinDir string
+	// Settings are postgresql.conf settings for staging (e.g. shared_buffers), written
+	// after production's; the settings restage controls (ports, sockets, archiving,
+	// replication, hba files) are refused (ErrSettings). listen_addresses applies on the
+	// live port; "": localhost.
+	Settings map[string]string
+	// User owns and runs the clusters; "": "postgres" when restage runs as root.
+	User string
+	// Timeout bounds each start (with its recovery) and each stop; 0: 10m.
+	Timeout time.Duration
+	// Logger receives one line per action; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultTimeout bounds each start and stop when ClustersConfig.Timeout is 0.
+const DefaultTimeout = 10 * time.Minute
+
+// Slot names.
+var slotNames = []string{"a", "b"}
+
+const (
+	markerFile = "restage-slot.json"
+	liveFile   = "live"
+	superuser  = "postgres" // the restored cluster's superuser restage connects as
+)
+
+// Slot is one of the two data directories.
+type Slot struct {
+	Name string // "a" or "b"
+	Dir  string // its folder: the marker, data/, server.log, the socket
+	Data string // the data directory
+}
+
+func (s *Slot) String() string { return "slot " + s.Name }
+
+// marker is a slot's marker file: without it naming the environment, restage leaves the
+// folder alone.
+type marker struct {
+	Environment string    `json:"environment"`
+	Slot        string    `json:"slot"`
+	State       string    `json:"state"` // restoring, restored
+	Backup      string    `json:"backup,omitempty"`
+	Updated     time.Time `json:"updated"`
+}
+
+const (
+	stateRestoring = "restoring"
+	stateRestored  = "restored"
+)
+
+// Clusters manages the A/B slots of one environment.
+type Clusters struct {
+	cfg   ClustersConfig
+	owner *owner
+	pgCtl string
+	log   *slog.Logger
+}
+
+// settingName is what a setting's name may be.
+var settingName = regexp.MustCompile(`^[a-z][a-z0-9_.]*$`)
+
+// controlled are the settings restage writes itself; the config may not set them.
+var controlled = []string{"port", "unix_socket_directories", "hba_file", "ident_file", "data_directory",
+	"config_file", "archive_mode", "archive_command", "archive_library", "primary_conninfo",
+	"primary_slot_name", "restore_command", "archive_cleanup_command", "recovery_end_command",
+	"recovery_target", "recovery_target_action", "recovery_target_inclusive", "recovery_target_lsn",
+	"recovery_target_name", "recovery_target_time", "recovery_target_timeline", "recovery_target_xid",
+	"promote_trigger_file", "hot_standby", "external_pid_file", "max_logical_replication_workers"}
+
+// CheckSettings returns the problems of settings, each naming its key under prefix
+// (e.g. "cluster.settings").
+func CheckSettings(prefix string, settings map[string]string) []string {
+	var p []string
+	for _, k := range slices.Sorted(mapKeys(settings)) {
+		switch {
+		case !settingName.MatchString(k):
+			p = append(p, fmt.Sprintf("%s.%s: not a setting name", prefix, k))
+		case slices.Contains(controlled, k):
+			p = append(p, fmt.Sprintf("%s.%s: %v (restage sets it so that the restored cluster cannot archive into production's repository, follow production, or be reached outside its slot)", prefix, k, ErrSettings))
+		case strings.ContainsAny(settings[k], "\n\r\x00"):
+			p = append(p, fmt.Sprintf("%s.%s: a value on one line, please", prefix, k))
+		}
+	}
+	return p
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// NewClusters checks cfg. It touches nothing.
+func NewClusters(cfg ClustersConfig) (*Clusters, error) {
+	var p []string
+	if cfg.Environment == "" {
+		p = append(p, "Environment is required")
+	}
+	if !filepath.IsAbs(cfg.Dir) {
+		p = append(p, fmt.Sprintf("Dir %q: want an absolute path", cfg.Dir))
+	} else if strings.ContainsAny(cfg.Dir, "'\"\\\n") {
+		p = append(p, fmt.Sprintf("Dir %q: no quotes or backslashes, please (it goes into postgresql.conf)", cfg.Dir))
+	}
+	if cfg.Port <= 0 || cfg.Port > 65535 {
+		p = append(p, fmt.Sprintf("Port %d: want a TCP port", cfg.Port))
+	}
+	if cfg.SidePort == 0 {
+		cfg.SidePort = cfg.Port + 1
+	}
+	if cfg.SidePort <= 0 || cfg.SidePort > 65535 || cfg.SidePort == cfg.Port {
+		p = append(p, fmt.Sprintf("SidePort %d: want a TCP port other than Port", cfg.SidePort))
+	}
+	p = append(p, CheckSettings("Settings", cfg.Settings)...)
+	if len(p) > 0 {
+		return nil, fmt.Errorf("physical: %s", strings.Join(p, "; "))
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	bin := cfg.BinDir
+	if bin == "" {
+		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+		sort.Slice(dirs, func(i, j int) bool { return major(dirs[i]) > major(dirs[j]) })
+		if len(dirs) > 0 {
+			bin = dirs[0]
+		}
+	}
+	pgctl := filepath.Join(bin, "pg_ctl")
+	if _, err := os.Stat(pgctl); err != nil {
+		return nil, fmt.Errorf("physical: pg_ctl: %w (set the PostgreSQL server binaries' folder)", err)
+	}
+	o, err := lookupOwner(cfg.User)
+	if err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	return &Clusters{cfg: cfg, owner: o, pgCtl: pgctl, log: cfg.Logger}, nil
+}
+
+func major(binDir string) float64 {
+	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	return v
+}
+
+// Port returns the live port.
+func (c *Clusters) Port() int { return c.cfg.Port }
+
+// slot returns the slot called name.
+func (c *Clusters) slot(name string) *Slot {
+	dir := filepath.Join(c.cfg.Dir, name)
+	return &Slot{Name: name, Dir: dir, Data: filepath.Join(dir, "data")}
+}
+
+// CheckOrigin refuses a configuration that could reach production's cluster: the live
+// or side port of production's host when that is this host, or a folder that holds
+// production's data directory or lies inside it.
+func (c *Clusters) CheckOrigin(o Origin) error {
+	if o.Dir != "" && localHost(o.Host) {
+		pd, cd := filepath.Clean(o.Dir), filepath.Clean(c.cfg.Dir)
+		if pd == cd || strings.HasPrefix(pd+"/", cd+"/") || strings.HasPrefix(cd+"/", pd+"/") {
+			return fmt.Errorf("%w: cluster.dir %s overlaps production's data directory %s (pgBackRest's pg1-path)", ErrProduction, cd, pd)
+		}
+	}
+	if o.Port != 0 && localHost(o.Host) && (o.Port == c.cfg.Port || o.Port == c.cfg.SidePort) {
+		return fmt.Errorf("%w: cluster.port %d (or the side port %d) is production's port on this host (pgBackRest's pg1-port)", ErrProduction, c.cfg.Port, c.cfg.SidePort)
+	}
+	return nil
+}
+
+func localHost(h string) bool {
+	switch h {
+	case "", "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	if name, err := os.Hostname(); err == nil && strings.EqualFold(name, h) {
+		return true
+	}
+	if addrs, err := net.LookupHost(h); err == nil {
+		for _, a := range addrs {
+			if ip := net.ParseIP(a); ip != nil && ip.IsLoopback() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readMarker reads the slot's marker; ErrNotOurs when it is missing or names another
+// environment or slot.
+func (c *Clusters) readMarker(s *Slot) (*marker, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, markerFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotOurs, s.Dir, err)
+	}
+	var m marker
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %s: bad marker: %v", ErrNotOurs, s.Dir, err)
+	}
+	if m.Environment != c.cfg.Environment || m.Slot != s.Name {
+		return nil, fmt.Errorf("%w: %s is marked for environment %q slot %q", ErrNotOurs, s.Dir, m.Environment, m.Slot)
+	}
+	return &m, nil
+}
+
+// ours checks the slot's marker before restage stops, starts, moves or deletes it.
+func (c *Clusters) ours(s *Slot) error {
+	_, err := c.readMarker(s)
+	return err
+}
+
+func (c *Clusters) writeMarker(s *Slot, state, backup string) error {
+	b, _ := json.MarshalIndent(marker{Environment: c.cfg.Environment, Slot: s.Name, State: state,
+		Backup: backup, Updated: time.Now().UTC()}, "", "  ")
+	return atomicfile.WriteFile(filepath.Join(s.Dir, markerFile), append(b, '\n'), 0o600)
+}
+
+// Live returns the slot on the live port, nil before the first cutover.
+func (c *Clusters) Live() (*Slot, error) {
+	b, err := os.ReadFile(filepath.Join(c.cfg.Dir, liveFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	name := strings.TrimSpace(string(b))
+	if !slices.Contains(slotNames, name) {
+		return nil, fmt.Errorf("%w: %s names %q", ErrSlot, filepath.Join(c.cfg.Dir, liveFile), name)
+	}
+	s := c.slot(name)
+	if err := c.ours(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// setLive records s (nil: none) as the slot on the live port.
+func (c *Clusters) setLive(s *Slot) error {
+	p := filepath.Join(c.cfg.Dir, liveFile)
+	if s == nil {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return atomicfile.SyncDir(c.cfg.Dir)
+	}
+	return atomicfile.WriteFile(p, []byte(s.Name+"\n"), 0o600)
+}
+
+// Idle returns the slot that is not live.
+func (c *Clusters) Idle() (*Slot, error) {
+	live, err := c.Live()
+	if err != nil {
+		return nil, err
+	}
+	if live != nil && live.Name == "a" {
+		return c.slot("b"), nil
+	}
+	return c.slot("a"), nil
+}
+
+// Repair makes the folder and puts right what a crashed run left: the live slot is
+// running on the live port, the idle slot is stopped, and a half-restored idle slot is
+// emptied. Any slot folder without this environment's marker stops it (ErrNotOurs). It
+// returns what it did.
+func (c *Clusters) Repair(ctx context.Context) ([]string, error) {
+	var did []string
+	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	if err := c.owner.chown(c.cfg.Dir); err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	for _, n := range slotNames {
+		s := c.slot(n)
+		if _, err := os.Lstat(s.Dir); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := c.ours(s); err != nil {
+			return did, err
+		}
+	}
+	live, err := c.Live()
+	if err != nil {
+		return did, err
+	}
+	if live != nil {
+		up, err := c.Running(ctx, live)
+		if err != nil {
+			return did, err
+		}
+		if !up {
+			if err := c.start(ctx, live); err != nil {
+				return did, err
+			}
+			did = append(did, fmt.Sprintf("started the live %s on port %d (it was down)", live, c.cfg.Port))
+		}
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		return did, err
+	}
+	m, err := c.readMarker(idle)
+	if errors.Is(err, ErrNotOurs) {
+		if _, serr := os.Lstat(idle.Dir); errors.Is(serr, os.ErrNotExist) {
+			return did, nil
+		}
+		return did, err
+	}
+	up, err := c.Running(ctx, idle)
+	if err != nil {
+		return did, err
+	}
+	if up {
+		if err := c.stop(ctx, idle); err != nil {
+			return did, err
+		}
+		did = append(did, fmt.Sprintf("stopped %s, left running by a crashed run", idle))
+	}
+	if m.State == stateRestoring {
+		if err := os.RemoveAll(idle.Data); err != nil {
+			return did, fmt.Errorf("physical: %w", err)
+		}
+		did = append(did, fmt.Sprintf("emptied %s, half-restored by a crashed run", idle))
+	}
+	return did, nil
+}
+
+// Restore restores set from src into the idle slot, with delta when asked and the slot
+// holds an earlier copy; the live slot is not touched. The slot is left stopped.
+func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delta bool) (*Slot, error) {
+	s, err := c.Idle()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(s.Dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.Mkdir(s.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("physical: %w", err)
+		}
+		if err := c.owner.chown(s.Dir); err != nil {
+			return nil, fmt.Errorf("physical: %w", err)
+		}
+	} else if err := c.ours(s); err != nil {
+		return nil, err
+	}
+	if up, err := c.Running(ctx, s); err != nil {
+		return nil, err
+	} else if up {
+		if err := c.stop(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.writeMarker(s, stateRestoring, set.Label); err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	_, err = os.Stat(filepath.Join(s.Data, "PG_VERSION"))
+	delta = delta && err == nil
+	if !delta {
+		if err := os.RemoveAll(s.Data); err != nil {
+			return nil, fmt.Errorf("physical: %w", err)
+		}
+	}
+	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta}); err != nil {
+		return nil, err
+	}
+	if err := c.writeMarker(s, stateRestored, set.Label); err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	return s, nil
+}
+
+// Delta reports whether the idle slot holds a copy a delta restore can start from.
+func (c *Clusters) Delta() bool {
+	s, err := c.Idle()
+	if err != nil {
+		return false
+	}
+	m, err := c.readMarker(s)
+	if err != nil || m.State != stateRestored {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(s.Data, "PG_VERSION"))
+	return err == nil
+}

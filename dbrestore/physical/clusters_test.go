@@ -1,0 +1,135 @@
+package physical
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/restage/restage/dbrestore/pgtest"
+)
+
+// fakeSource is a Source with function fields.
+type fakeSource struct {
+	latest  func(ctx context.Context) (*BackupSet, error)
+	restore func(ctx context.Context, set *BackupSet, dir string, opts RestoreOptions) error
+	origin  Origin
+}
+
+func (f *fakeSource) Latest(ctx context.Context) (*BackupSet, error) { return f.latest(ctx) }
+func (f *fakeSource) Restore(ctx context.Context, set *BackupSet, dir string, opts RestoreOptions) error {
+	return f.restore(ctx, set, dir, opts)
+}
+func (f *fakeSource) Origin() Origin { return f.origin }
+
+func newTestClusters(t *testing.T) *Clusters {
+	t.Helper()
+	bin := pgtest.Require(t)
+	dir := filepath.Join(t.TempDir(), "pg")
+	c, err := NewClusters(ClustersConfig{Environment: "staging", Dir: dir, Port: 6543, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRepairRefusesForeignFolder(t *testing.T) {
+	c := newTestClusters(t)
+	foreign := filepath.Join(c.cfg.Dir, "a", "data")
+	if err := os.MkdirAll(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(foreign, "PG_VERSION"), []byte("15\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Repair(context.Background()); !errors.Is(err, ErrNotOurs) {
+		t.Fatalf("want ErrNotOurs, got %v", err)
+	}
+	src := &fakeSource{restore: func(context.Context, *BackupSet, string, RestoreOptions) error {
+		t.Fatal("restored into a foreign folder")
+		return nil
+	}}
+	if _, err := c.Restore(context.Background(), src, &BackupSet{Label: "x"}, true); !errors.Is(err, ErrNotOurs) {
+		t.Fatalf("want ErrNotOurs, got %v", err)
+	}
+	// Another environment's marker is not ours either.
+	if err := os.WriteFile(filepath.Join(c.cfg.Dir, "a", markerFile), []byte(`{"environment":"experimental","slot":"a"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Repair(context.Background()); !errors.Is(err, ErrNotOurs) {
+		t.Fatalf("want ErrNotOurs, got %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(foreign, "PG_VERSION")); err != nil {
+		t.Fatal("the foreign folder was touched")
+	}
+}
+
+func TestRepairEmptiesHalfRestoredSlot(t *testing.T) {
+	c := newTestClusters(t)
+	ctx := context.Background()
+	if _, err := c.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("killed")
+	src := &fakeSource{restore: func(_ context.Context, _ *BackupSet, dir string, _ RestoreOptions) error {
+		if err := os.MkdirAll(filepath.Join(dir, "base"), 0o700); err != nil {
+			return err
+		}
+		return boom
+	}}
+	if _, err := c.Restore(ctx, src, &BackupSet{Label: "x"}, true); !errors.Is(err, boom) {
+		t.Fatalf("want the source's error, got %v", err)
+	}
+	if c.Delta() {
+		t.Fatal("a half-restored slot offered for a delta restore")
+	}
+	did, err := c.Repair(ctx)
+	if err != nil || len(did) != 1 || !strings.Contains(did[0], "half-restored") {
+		t.Fatalf("repair: %v %v", did, err)
+	}
+	if _, err := os.Stat(filepath.Join(c.cfg.Dir, "a", "data")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("the half-restored data directory is still there")
+	}
+}
+
+func TestCheckOrigin(t *testing.T) {
+	c := newTestClusters(t)
+	for _, o := range []Origin{{Port: 6543}, {Host: "localhost", Port: 6544}, {Dir: c.cfg.Dir + "/a/data"}, {Dir: filepath.Dir(c.cfg.Dir)}} {
+		if err := c.CheckOrigin(o); !errors.Is(err, ErrProduction) {
+			t.Errorf("%+v: want ErrProduction, got %v", o, err)
+		}
+	}
+	for _, o := range []Origin{{}, {Host: "db.example.org", Port: 6543}, {Port: 5432, Dir: "/var/lib/postgresql/15/main"}} {
+		if err := c.CheckOrigin(o); err != nil {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+}
+
+func TestCheckSettings(t *testing.T) {
+	p := CheckSettings("cluster.settings", map[string]string{"shared_buffers": "1GB", "archive_command": "x", "port": "1", "Bad Name": "1"})
+	if len(p) != 3 || !strings.Contains(strings.Join(p, ";"), "cluster.settings.archive_command") {
+		t.Fatalf("%q", p)
+	}
+}
+
+func TestParseInfo(t *testing.T) {
+	const info = `[{"name":"main","status":{"code":0,"message":"ok"},"db":[{"id":1,"system-id":7714597089408503621,"version":"15"}],
+"backup":[{"label":"A","type":"full","error":false,"timestamp":{"start":1,"stop":2},"info":{"size":10,"repository":{"size":5}},"database":{"id":1}},
+{"label":"B","type":"incr","error":true,"timestamp":{"start":3,"stop":4},"info":{"size":10},"database":{"id":1}}]}]`
+	set, err := parseInfo([]byte(info), "main")
+	if err != nil || set.Label != "A" || set.SystemIdentifier != 7714597089408503621 || set.RepoSize != 5 {
+		t.Fatalf("%+v %v", set, err)
+	}
+	if _, err := parseInfo([]byte(`[{"name":"main","status":{"code":2,"message":"no valid backups"}}]`), "main"); !errors.Is(err, ErrNoBackup) {
+		t.Fatal(err)
+	}
+	if _, err := parseInfo([]byte(`[{"name":"main","status":{"code":1,"message":"missing stanza path"}}]`), "main"); !errors.Is(err, ErrCorrupt) {
+		t.Fatal(err)
+	}
+	if _, err := parseInfo([]byte(`garbage`), "main"); !errors.Is(err, ErrCorrupt) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,106 @@
+package physical
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/restage/restage/internal/childenv"
+)
+
+// owner is the operating-system user that owns and runs the clusters and the backup
+// tool: PostgreSQL refuses to run as root.
+type owner struct {
+	cred *syscall.Credential // nil: this process's user
+	name string
+	home string
+	uid  int
+	gid  int
+}
+
+// lookupOwner returns the user called name ("" : "postgres" when root, else this
+// process's user).
+func lookupOwner(name string) (*owner, error) {
+	if name == "" && os.Geteuid() != 0 {
+		u, err := user.Current()
+		if err != nil {
+			return nil, err
+		}
+		return &owner{name: u.Username, home: u.HomeDir, uid: os.Getuid(), gid: os.Getgid()}, nil
+	}
+	if name == "" {
+		name = "postgres"
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("the user to run PostgreSQL and the backup tool as: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if uid == 0 {
+		return nil, errors.New("PostgreSQL refuses to run as root: name another user")
+	}
+	o := &owner{name: u.Username, home: u.HomeDir, uid: uid, gid: gid}
+	if uid != os.Geteuid() {
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("running as uid %d, restage cannot run programs as %s", os.Geteuid(), name)
+		}
+		o.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	return o, nil
+}
+
+// chown gives path to the owner (a no-op when restage runs as that user).
+func (o *owner) chown(path string) error {
+	if o.cred == nil {
+		return nil
+	}
+	return os.Lchown(path, o.uid, o.gid)
+}
+
+const errTailBytes = 4000
+
+// run runs argv as the owner, in its own process group killed when ctx ends, and
+// returns its standard output; a failure is a *CommandError with the tail of its
+// standard error.
+func (o *owner) run(ctx context.Context, argv []string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = childenv.Env(nil, "HOME="+o.home, "USER="+o.name, "LOGNAME="+o.name)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred, Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err == nil {
+		return stdout.Bytes(), nil
+	}
+	tail := strings.TrimSpace(stderr.String())
+	if tail == "" {
+		tail = strings.TrimSpace(stdout.String())
+	}
+	if len(tail) > errTailBytes {
+		tail = "…" + tail[len(tail)-errTailBytes:]
+	}
+	ce := &CommandError{Args: append([]string{filepath.Base(argv[0])}, argv[1:]...), ExitCode: -1, Stderr: tail}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		ce.ExitCode = ee.ExitCode()
+	} else if ce.Stderr == "" {
+		ce.Stderr = err.Error()
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%w (%w)", ce, context.Cause(ctx))
+	}
+	return nil, ce
+}

@@ -1,0 +1,283 @@
+package physical
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// StartSide starts a restored slot on the side port, with no TCP listener and no
+// logical replication workers, its socket in its own folder: nothing but restage can
+// reach it before Neutralize. It returns once recovery has finished (promoted).
+func (c *Clusters) StartSide(ctx context.Context, s *Slot) error {
+	if live, err := c.Live(); err != nil {
+		return err
+	} else if live != nil && live.Name == s.Name {
+		return fmt.Errorf("%w: %s is live", ErrSlot, s)
+	}
+	return c.startAs(ctx, s, side)
+}
+
+// NeutralizeOptions say how a restored cluster is reshaped for staging.
+type NeutralizeOptions struct {
+	From string   // required: the backup's database
+	To   string   // required: its name on staging
+	Keep []string // production's other databases to keep; the rest are dropped
+}
+
+// system databases every cluster keeps.
+var system = []string{"postgres", "template0", "template1"}
+
+// Neutralize makes the restored slot, running on the side port, harmless and reshapes
+// it: its replication slots are dropped, its subscriptions disabled, detached from their
+// slots on production and dropped, opts.From is renamed opts.To, and production's other
+// databases are dropped unless opts.Keep lists them. It returns what it did.
+func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptions) (string, error) {
+	if opts.From == "" || opts.To == "" {
+		return "", errors.New("physical: NeutralizeOptions.From and To are required")
+	}
+	conn, err := c.Conn(ctx, s, "postgres", false)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var did []string
+	var archive string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('archive_mode')").Scan(&archive); err != nil {
+		return "", fmt.Errorf("physical: %w", err)
+	}
+	if archive != "off" {
+		return "", fmt.Errorf("physical: archive_mode is %s on the restored cluster, want off", archive)
+	}
+	// Replication slots first: no walsender may serve them.
+	var slots []string
+	rows, _ := conn.Query(ctx, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+	slots, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("physical: replication slots: %w", err)
+	}
+	for _, name := range slots {
+		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
+			return "", fmt.Errorf("physical: drop replication slot %s: %w", name, err)
+		}
+	}
+	if len(slots) > 0 {
+		did = append(did, fmt.Sprintf("dropped replication slots %s", strings.Join(slots, ", ")))
+	}
+	// Subscriptions: no worker runs them (max_logical_replication_workers = 0); each is
+	// disabled and detached from its slot on production before it is dropped, so that
+	// dropping it does not reach production.
+	type sub struct{ db, name string }
+	rows, _ = conn.Query(ctx, "SELECT d.datname, s.subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid ORDER BY 1, 2")
+	subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sub, error) {
+		var x sub
+		return x, r.Scan(&x.db, &x.name)
+	})
+	if err != nil {
+		return "", fmt.Errorf("physical: subscriptions: %w", err)
+	}
+	for _, x := range subs {
+		if err := c.dropSubscription(ctx, s, x.db, x.name); err != nil {
+			return "", err
+		}
+		did = append(did, fmt.Sprintf("dropped subscription %s in %s", x.name, x.db))
+	}
+	rows, _ = conn.Query(ctx, "SELECT datname FROM pg_database ORDER BY 1")
+	dbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("physical: databases: %w", err)
+	}
+	if !slices.Contains(dbs, opts.From) {
+		return "", fmt.Errorf("%w: the backup holds no database %s (it holds %s)", ErrNoBackup, opts.From, strings.Join(dbs, ", "))
+	}
+	var dropped []string
+	for _, db := range dbs {
+		if db == opts.From || slices.Contains(system, db) || slices.Contains(opts.Keep, db) {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
+			return "", fmt.Errorf("physical: drop %s: %w", db, err)
+		}
+		dropped = append(dropped, db)
+	}
+	if opts.From != opts.To {
+		if slices.Contains(opts.Keep, opts.To) && slices.Contains(dbs, opts.To) {
+			return "", fmt.Errorf("physical: the backup holds a database %s besides %s, and cluster.keep keeps it", opts.To, opts.From)
+		}
+		if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{opts.From}.Sanitize()+" RENAME TO "+pgx.Identifier{opts.To}.Sanitize()); err != nil {
+			return "", fmt.Errorf("physical: rename %s to %s: %w", opts.From, opts.To, err)
+		}
+		did = append(did, fmt.Sprintf("renamed %s to %s", opts.From, opts.To))
+	}
+	if len(dropped) > 0 {
+		did = append(did, "dropped production's databases "+strings.Join(dropped, ", "))
+	}
+	if len(did) == 0 {
+		did = append(did, "nothing to neutralize")
+	}
+	return "archive_mode off, no standby; " + strings.Join(did, "; "), nil
+}
+
+func (c *Clusters) dropSubscription(ctx context.Context, s *Slot, db, name string) error {
+	conn, err := c.Conn(ctx, s, db, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	id := pgx.Identifier{name}.Sanitize()
+	for _, q := range []string{"ALTER SUBSCRIPTION " + id + " DISABLE", "ALTER SUBSCRIPTION " + id + " SET (slot_name = NONE)", "DROP SUBSCRIPTION " + id} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("physical: subscription %s in %s: %s: %w", name, db, q, err)
+		}
+	}
+	return nil
+}
+
+// Exec runs sql in database on the slot running on the side port.
+func (c *Clusters) Exec(ctx context.Context, s *Slot, database, sql string) error {
+	conn, err := c.Conn(ctx, s, database, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// ExecFiles runs each SQL file in database on the slot running on the side port, each
+// in a transaction, as role when it is not "".
+func (c *Clusters) ExecFiles(ctx context.Context, s *Slot, database, role string, files []string) error {
+	conn, err := c.Conn(ctx, s, database, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, f := range files {
+		sql, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("physical: %w", err)
+		}
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if role != "" {
+				if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+					return err
+				}
+			}
+			_, err := tx.Exec(ctx, string(sql))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("physical: %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// Clone creates name as a template copy of template on the slot running on the side
+// port, replacing an existing name.
+func (c *Clusters) Clone(ctx context.Context, s *Slot, template, name string) error {
+	conn, err := c.Conn(ctx, s, "postgres", false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if slices.Contains(system, name) || name == template {
+		return fmt.Errorf("physical: refusing to replace %s with a clone", name)
+	}
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize()+" STRATEGY FILE_COPY"); err != nil {
+		return fmt.Errorf("physical: clone %s as %s: %w", template, name, err)
+	}
+	return nil
+}
+
+// Checkpoint runs CHECKPOINT on the slot running on the side port, so that stopping it
+// at the cutover is quick.
+func (c *Clusters) Checkpoint(ctx context.Context, s *Slot) error {
+	return c.Exec(ctx, s, "postgres", "CHECKPOINT")
+}
+
+// Foreign returns the databases of the live cluster that are neither system databases
+// nor in managed, sorted; none when no slot is live.
+func (c *Clusters) Foreign(ctx context.Context, managed []string) ([]string, error) {
+	s, err := c.Live()
+	if err != nil || s == nil {
+		return nil, err
+	}
+	conn, err := c.Conn(ctx, s, "postgres", true)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, _ := conn.Query(ctx, "SELECT datname FROM pg_database ORDER BY 1")
+	dbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	var out []string
+	for _, db := range dbs {
+		if !slices.Contains(system, db) && !slices.Contains(managed, db) {
+			out = append(out, db)
+		}
+	}
+	return out, nil
+}
+
+// Discard stops a slot prepared on the side port that will not go live; its data stay
+// for the next run's delta restore.
+func (c *Clusters) Discard(ctx context.Context, s *Slot) error {
+	live, err := c.Live()
+	if err != nil {
+		return err
+	}
+	if live != nil && live.Name == s.Name {
+		return fmt.Errorf("%w: %s is live", ErrSlot, s)
+	}
+	return c.stop(ctx, s)
+}
+
+// Switch is the cutover: the live slot (if any) is stopped, next is stopped on the side
+// port and started on the live port. It returns the slot that was live (nil on the
+// first cutover). On error, call SwitchBack to bring the old slot back.
+func (c *Clusters) Switch(ctx context.Context, next *Slot) (old *Slot, err error) {
+	old, err = c.Live()
+	if err != nil {
+		return nil, err
+	}
+	if old != nil && old.Name == next.Name {
+		return nil, fmt.Errorf("%w: %s is live already", ErrSlot, next)
+	}
+	if old != nil {
+		if err := c.stop(ctx, old); err != nil {
+			return old, err
+		}
+	}
+	if err := c.stop(ctx, next); err != nil {
+		return old, err
+	}
+	if err := c.setLive(next); err != nil {
+		return old, fmt.Errorf("physical: %w", err)
+	}
+	return old, c.start(ctx, next)
+}
+
+// SwitchBack undoes Switch: next is stopped and old (nil: none) is live again.
+func (c *Clusters) SwitchBack(ctx context.Context, next, old *Slot) error {
+	if err := c.stop(ctx, next); err != nil {
+		return err
+	}
+	if err := c.setLive(old); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	if old == nil {
+		return nil
+	}
+	return c.start(ctx, old)
+}

@@ -1,0 +1,257 @@
+package physical
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PgBackRestConfig configures the pgBackRest source. restage runs only `pgbackrest info`
+// and `pgbackrest restore`, with the stanza and pgBackRest's own config passed through:
+// it never writes to the repository (a folder, or S3/GCS/Azure as that config says).
+type PgBackRestConfig struct {
+	Stanza string // required: the stanza of production's cluster
+	// Config is pgBackRest's config file (--config); "": pgBackRest's default.
+	Config string
+	// Command is the pgbackrest program; "": "pgbackrest" on PATH.
+	Command string
+	// User runs pgbackrest; "": "postgres" when restage runs as root, else restage's user.
+	User string
+	// InfoTimeout bounds `pgbackrest info`; 0: 2m. A restore is bounded by its ctx.
+	InfoTimeout time.Duration
+	// Logger receives one line per command; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultInfoTimeout bounds `pgbackrest info` when PgBackRestConfig.InfoTimeout is 0.
+const DefaultInfoTimeout = 2 * time.Minute
+
+// PgBackRest is the pgBackRest source.
+type PgBackRest struct {
+	cfg   PgBackRestConfig
+	cmd   string
+	owner *owner
+	log   *slog.Logger
+}
+
+var _ Source = (*PgBackRest)(nil)
+
+// NewPgBackRest checks cfg and finds the program.
+func NewPgBackRest(cfg PgBackRestConfig) (*PgBackRest, error) {
+	if cfg.Stanza == "" {
+		return nil, errors.New("physical: PgBackRestConfig.Stanza is required")
+	}
+	if strings.HasPrefix(cfg.Stanza, "-") || strings.ContainsAny(cfg.Stanza, " \t\n=") {
+		return nil, fmt.Errorf("physical: stanza %q: not a stanza name", cfg.Stanza)
+	}
+	if cfg.InfoTimeout <= 0 {
+		cfg.InfoTimeout = DefaultInfoTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cmd := cfg.Command
+	if cmd == "" {
+		cmd = "pgbackrest"
+	}
+	path, err := exec.LookPath(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("physical: pgbackrest: %w (Debian's package pgbackrest)", err)
+	}
+	o, err := lookupOwner(cfg.User)
+	if err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	return &PgBackRest{cfg: cfg, cmd: path, owner: o, log: cfg.Logger}, nil
+}
+
+// argv is pgbackrest with the passed-through options, then args, then the command.
+func (p *PgBackRest) argv(command string, args ...string) []string {
+	a := []string{p.cmd}
+	if p.cfg.Config != "" {
+		a = append(a, "--config="+p.cfg.Config)
+	}
+	a = append(a, "--stanza="+p.cfg.Stanza, "--log-level-console=warn")
+	a = append(a, args...)
+	return append(a, command)
+}
+
+// infoJSON is the part of `pgbackrest info --output=json` restage reads.
+type infoJSON struct {
+	Name   string `json:"name"`
+	Status struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"status"`
+	DB []struct {
+		ID       int    `json:"id"`
+		SystemID uint64 `json:"system-id"`
+		Version  string `json:"version"`
+	} `json:"db"`
+	Backup []struct {
+		Label     string `json:"label"`
+		Type      string `json:"type"`
+		Error     *bool  `json:"error"`
+		Timestamp struct {
+			Start int64 `json:"start"`
+			Stop  int64 `json:"stop"`
+		} `json:"timestamp"`
+		Info struct {
+			Size       int64 `json:"size"`
+			Repository struct {
+				Size int64 `json:"size"`
+			} `json:"repository"`
+		} `json:"info"`
+		Database struct {
+			ID int `json:"id"`
+		} `json:"database"`
+	} `json:"backup"`
+}
+
+// pgBackRest's stanza status code for a stanza without a valid backup.
+const statusNoBackup = 2
+
+// Latest implements Source: the newest backup set of the stanza that pgBackRest does
+// not flag with errors.
+func (p *PgBackRest) Latest(ctx context.Context) (*BackupSet, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.InfoTimeout,
+		fmt.Errorf("%w: pgbackrest info timed out after %s", context.DeadlineExceeded, p.cfg.InfoTimeout))
+	defer cancel()
+	out, err := p.owner.run(ctx, p.argv("info", "--output=json"))
+	if err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
+	return parseInfo(out, p.cfg.Stanza)
+}
+
+// parseInfo picks the newest good backup set of stanza from pgbackrest info's JSON.
+func parseInfo(out []byte, stanza string) (*BackupSet, error) {
+	var stanzas []infoJSON
+	if err := json.Unmarshal(out, &stanzas); err != nil {
+		return nil, fmt.Errorf("%w: pgbackrest info: %w", ErrCorrupt, err)
+	}
+	for _, s := range stanzas {
+		if s.Name != stanza {
+			continue
+		}
+		switch s.Status.Code {
+		case 0:
+		case statusNoBackup:
+			return nil, fmt.Errorf("%w: pgBackRest stanza %s: %s", ErrNoBackup, stanza, s.Status.Message)
+		default:
+			return nil, fmt.Errorf("%w: pgBackRest stanza %s: status %d: %s", ErrCorrupt, stanza, s.Status.Code, s.Status.Message)
+		}
+		for i := len(s.Backup) - 1; i >= 0; i-- {
+			b := s.Backup[i]
+			if b.Error != nil && *b.Error {
+				continue // pgBackRest found page checksum errors in it
+			}
+			set := &BackupSet{Label: b.Label, Type: b.Type, Started: time.Unix(b.Timestamp.Start, 0),
+				Stopped: time.Unix(b.Timestamp.Stop, 0), Size: b.Info.Size, RepoSize: b.Info.Repository.Size}
+			for _, db := range s.DB {
+				if db.ID == b.Database.ID {
+					set.SystemIdentifier, set.Version = db.SystemID, db.Version
+				}
+			}
+			if set.SystemIdentifier == 0 {
+				return nil, fmt.Errorf("%w: pgBackRest backup %s names no system-id", ErrCorrupt, b.Label)
+			}
+			return set, nil
+		}
+		return nil, fmt.Errorf("%w: pgBackRest stanza %s has no backup without errors", ErrNoBackup, stanza)
+	}
+	return nil, fmt.Errorf("%w: pgBackRest knows no stanza %s", ErrNoBackup, stanza)
+}
+
+// Restore implements Source: `pgbackrest restore` of set into dir, to recover to the
+// backup's consistent point and promote (--type=immediate --target-action=promote),
+// with archive_mode off (--archive-mode=off), tablespaces beside dir instead of their
+// production paths, and --delta when asked.
+func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, opts RestoreOptions) error {
+	if set == nil || set.Label == "" || !filepath.IsAbs(dir) {
+		return errors.New("physical: Restore needs a backup set and an absolute folder")
+	}
+	tblspc := filepath.Join(filepath.Dir(dir), "tablespaces")
+	if err := os.MkdirAll(tblspc, 0o700); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	if err := p.owner.chown(tblspc); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	args := []string{"--pg1-path=" + dir, "--set=" + set.Label, "--type=immediate", "--target-action=promote",
+		"--archive-mode=off", "--tablespace-map-all=" + tblspc}
+	if opts.Delta {
+		args = append(args, "--delta")
+	}
+	start := time.Now()
+	if _, err := p.owner.run(ctx, p.argv("restore", args...)); err != nil {
+		return fmt.Errorf("physical: restore %s: %w", set.Label, err)
+	}
+	p.log.Info("pgbackrest restore done", "set", set.Label, "dir", dir, "delta", opts.Delta, "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Origin implements Source: pg1-host, pg1-port and pg1-path of the stanza in
+// pgBackRest's config file (the stanza's section over [global]), when it can be read.
+func (p *PgBackRest) Origin() Origin {
+	path := p.cfg.Config
+	if path == "" {
+		path = "/etc/pgbackrest/pgbackrest.conf"
+		if _, err := os.Stat(path); err != nil {
+			path = "/etc/pgbackrest.conf"
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Origin{}
+	}
+	defer f.Close()
+	return parseOrigin(f, p.cfg.Stanza)
+}
+
+func parseOrigin(f *os.File, stanza string) Origin {
+	vals := map[string]map[string]string{}
+	section := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			section = strings.TrimSpace(line[1 : len(line)-1])
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if vals[section] == nil {
+			vals[section] = map[string]string{}
+		}
+		vals[section][strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	get := func(k string) string {
+		for _, s := range []string{stanza + ":restore", stanza, "global:restore", "global"} {
+			if v, ok := vals[s][k]; ok {
+				return v
+			}
+		}
+		return ""
+	}
+	o := Origin{Host: get("pg1-host"), Dir: get("pg1-path")}
+	o.Port, _ = strconv.Atoi(get("pg1-port"))
+	if o.Port == 0 {
+		o.Port = 5432 // pgBackRest's default
+	}
+	return o
+}

@@ -1,0 +1,299 @@
+package physical_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore/physical"
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
+	"github.com/restage/restage/internal/testutil"
+)
+
+// world is a production cluster with a backup and the staging clusters' folder.
+type world struct {
+	prod *physicaltest.Production
+	src  *physical.PgBackRest
+	cl   *physical.Clusters
+	dir  string
+}
+
+func newWorld(t *testing.T, backup bool) *world {
+	t.Helper()
+	bin := physicaltest.Require(t)
+	ctx := context.Background()
+	prod := physicaltest.Start(t, physicaltest.Options{})
+	for _, sql := range []string{
+		"CREATE DATABASE shop", "CREATE DATABASE billing", "CREATE DATABASE reports",
+		"SELECT pg_create_physical_replication_slot('standby1')",
+	} {
+		if err := prod.Exec(ctx, "postgres", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sql := range []string{
+		"CREATE TABLE item (id int PRIMARY KEY, name text)",
+		"INSERT INTO item SELECT g, 'item ' || g FROM generate_series(1, 5000) g",
+		"CREATE PUBLICATION pub FOR TABLE item",
+		"CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=1 dbname=x connect_timeout=1' PUBLICATION pub WITH (connect = false)",
+	} {
+		if err := prod.Exec(ctx, "shop", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if backup {
+		if err := prod.Backup(ctx, "full"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: prod.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := os.MkdirTemp("", "restage-cl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(parent, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	port, err := testutil.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "pg")
+	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: dir, Port: port,
+		BinDir: bin, Settings: map[string]string{"shared_buffers": "32MB", "fsync": "off"}, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, n := range []string{"a", "b"} {
+			_ = cl.Stop(context.Background(), &physical.Slot{Name: n, Dir: filepath.Join(dir, n), Data: filepath.Join(dir, n, "data")})
+		}
+	})
+	return &world{prod: prod, src: src, cl: cl, dir: dir}
+}
+
+func (w *world) count(t *testing.T, s *physical.Slot, onLive bool, db, sql string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := w.cl.Conn(ctx, s, db, onLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func TestLatest(t *testing.T) {
+	w := newWorld(t, true)
+	set, err := w.src.Latest(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := w.prod.SystemIdentifier(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.SystemIdentifier != id || set.Type != "full" || set.Size == 0 || time.Since(set.Stopped) > time.Hour {
+		t.Fatalf("set %+v, production's system_identifier %d", set, id)
+	}
+	if o := w.src.Origin(); o.Port != w.prod.Port || o.Dir != w.prod.Data {
+		t.Fatalf("origin %+v", o)
+	}
+}
+
+func TestLatestWithoutBackup(t *testing.T) {
+	w := newWorld(t, false)
+	if _, err := w.src.Latest(context.Background()); !errors.Is(err, physical.ErrNoBackup) {
+		t.Fatalf("want ErrNoBackup, got %v", err)
+	}
+	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: "nosuch", Config: w.prod.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = src.Latest(context.Background())
+	if !errors.Is(err, physical.ErrNoBackup) && !errors.Is(err, physical.ErrCorrupt) {
+		t.Fatalf("want ErrNoBackup or ErrCorrupt, got %v", err)
+	}
+}
+
+// TestRebuild restores, neutralizes and switches twice (the second time with --delta),
+// and proves production's repository untouched throughout.
+func TestRebuild(t *testing.T) {
+	w := newWorld(t, true)
+	ctx := context.Background()
+	info0, err := w.prod.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo0, err := w.prod.Listing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(repo0) == 0 {
+		t.Fatal("empty repository")
+	}
+	if err := w.cl.CheckOrigin(w.src.Origin()); err != nil {
+		t.Fatal(err)
+	}
+	did, err := w.cl.Repair(ctx)
+	if err != nil || len(did) > 0 {
+		t.Fatalf("repair of nothing: %v %v", did, err)
+	}
+	set, err := w.src.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, err := w.cl.Restore(ctx, w.src, set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slot.Name != "a" {
+		t.Fatalf("first restore into %s", slot)
+	}
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	detail, err := w.cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging", Keep: []string{"reports"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(detail)
+	if n := w.count(t, slot, false, "shop_staging", "SELECT count(*) FROM item"); n != 5000 {
+		t.Fatalf("%d items", n)
+	}
+	if n := w.count(t, slot, false, "postgres", "SELECT count(*) FROM pg_database WHERE datname IN ('billing', 'shop')"); n != 0 {
+		t.Fatal("billing or shop still there")
+	}
+	if n := w.count(t, slot, false, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'reports'"); n != 1 {
+		t.Fatal("reports (kept) is gone")
+	}
+	if n := w.count(t, slot, false, "postgres", "SELECT count(*) FROM pg_subscription"); n != 0 {
+		t.Fatal("subscription left")
+	}
+	if n := w.count(t, slot, false, "postgres", "SELECT count(*) FROM pg_replication_slots"); n != 0 {
+		t.Fatal("replication slot left")
+	}
+	// The restored cluster writes WAL and switches segments: none may reach production's
+	// repository.
+	for _, sql := range []string{"CREATE TABLE x AS SELECT generate_series(1, 100000) g", "SELECT pg_switch_wal()", "CHECKPOINT"} {
+		if err := w.cl.Exec(ctx, slot, "shop_staging", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.count(t, slot, false, "postgres", "SELECT count(*) FROM pg_stat_archiver WHERE archived_count > 0 OR failed_count > 0"); n != 0 {
+		t.Fatal("the restored cluster archived")
+	}
+	old, err := w.cl.Switch(ctx, slot)
+	if err != nil || old != nil {
+		t.Fatalf("switch: %v %v", old, err)
+	}
+	if n := w.count(t, slot, true, "shop_staging", "SELECT count(*) FROM item"); n != 5000 {
+		t.Fatalf("live: %d items", n)
+	}
+
+	// Production changes; a new backup; the second rebuild restores into b with --delta.
+	if err := w.prod.Exec(ctx, "shop", "UPDATE item SET name = 'changed' WHERE id <= 250"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.prod.Backup(ctx, "incr"); err != nil {
+		t.Fatal(err)
+	}
+	info1, _ := w.prod.Info(ctx)
+	repo1, _ := w.prod.Listing()
+	if w.cl.Delta() {
+		t.Fatal("idle slot b is empty: no delta restore possible")
+	}
+	set2, err := w.src.Latest(ctx)
+	if err != nil || set2.Label == set.Label {
+		t.Fatalf("latest %v %v", set2, err)
+	}
+	slot2, err := w.cl.Restore(ctx, w.src, set2, true)
+	if err != nil || slot2.Name != "b" {
+		t.Fatalf("second restore: %v %v", slot2, err)
+	}
+	if err := w.cl.StartSide(ctx, slot2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cl.Neutralize(ctx, slot2, physical.NeutralizeOptions{From: "shop", To: "shop_staging"}); err != nil {
+		t.Fatal(err)
+	}
+	old, err = w.cl.Switch(ctx, slot2)
+	if err != nil || old == nil || old.Name != "a" {
+		t.Fatalf("switch: %v %v", old, err)
+	}
+	if n := w.count(t, slot2, true, "shop_staging", "SELECT count(*) FROM item WHERE name = 'changed'"); n != 250 {
+		t.Fatalf("live: %d changed items", n)
+	}
+	if up, _ := w.cl.Running(ctx, old); up {
+		t.Fatal("the old slot still runs")
+	}
+	// Third rebuild: a is idle and holds the first copy: --delta.
+	if !w.cl.Delta() {
+		t.Fatal("slot a should allow a delta restore")
+	}
+	start := time.Now()
+	slot3, err := w.cl.Restore(ctx, w.src, set2, true)
+	if err != nil || slot3.Name != "a" {
+		t.Fatalf("third restore: %v %v", slot3, err)
+	}
+	t.Logf("delta restore in %s", time.Since(start))
+	// Rollback: SwitchBack brings b back.
+	if err := w.cl.StartSide(ctx, slot3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cl.Switch(ctx, slot3); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cl.SwitchBack(ctx, slot3, slot2); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := w.cl.Live(); live == nil || live.Name != "b" {
+		t.Fatalf("live after switch back: %v", live)
+	}
+	if n := w.count(t, slot2, true, "shop_staging", "SELECT count(*) FROM item"); n != 5000 {
+		t.Fatalf("live after switch back: %d items", n)
+	}
+
+	// Production's repository: only production's own backup changed it.
+	info2, _ := w.prod.Info(ctx)
+	repo2, _ := w.prod.Listing()
+	if info2 != info1 || !slices.Equal(repo1, repo2) {
+		t.Fatalf("the repository changed during the restores:\n%v\n%v", repo1, repo2)
+	}
+	if info0 == info1 {
+		t.Fatal("the incremental backup did not show")
+	}
+	arch0 := filterArchive(repo0)
+	arch2, _ := w.prod.ArchiveListing()
+	if len(arch0) == 0 {
+		t.Fatal("no WAL archived by production")
+	}
+	for _, f := range arch0 {
+		if !slices.Contains(arch2, f) {
+			t.Fatalf("archive file %s changed", f)
+		}
+	}
+}
+
+func filterArchive(l []string) []string {
+	var out []string
+	for _, s := range l {
+		if strings.HasPrefix(s, "archive/") && strings.Contains(s, "/15-") && !strings.HasSuffix(s, "/") {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,340 @@
+package physical
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// mode is how a slot is started.
+type mode int
+
+const (
+	side mode = iota // the side port, no TCP, no logical replication workers
+	live             // the live port
+)
+
+// pgctl runs pg_ctl as the owner with args.
+func (c *Clusters) pgctl(ctx context.Context, args ...string) error {
+	_, err := c.owner.run(ctx, append([]string{c.pgCtl}, args...))
+	return err
+}
+
+// Running reports whether a server runs from the slot's data directory (pg_ctl status).
+func (c *Clusters) Running(ctx context.Context, s *Slot) (bool, error) {
+	if _, err := os.Stat(filepath.Join(s.Data, "PG_VERSION")); err != nil {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err := c.pgctl(ctx, "status", "-D", s.Data)
+	var ce *CommandError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ce) && (ce.ExitCode == 3 || ce.ExitCode == 4):
+		return false, nil
+	default:
+		return false, fmt.Errorf("physical: %w", err)
+	}
+}
+
+func (c *Clusters) secs() string { return strconv.Itoa(int(c.cfg.Timeout / time.Second)) }
+
+// stop stops the slot's server (fast shutdown), checking the marker first.
+func (c *Clusters) stop(ctx context.Context, s *Slot) error {
+	if err := c.ours(s); err != nil {
+		return err
+	}
+	up, err := c.Running(ctx, s)
+	if err != nil || !up {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout+10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := c.pgctl(ctx, "stop", "-D", s.Data, "-m", "fast", "-w", "-t", c.secs(), "-s"); err != nil {
+		return fmt.Errorf("physical: stop %s: %w", s, err)
+	}
+	c.log.Info("cluster stopped", "slot", s.Name, "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Stop stops the slot's server, when it runs.
+func (c *Clusters) Stop(ctx context.Context, s *Slot) error { return c.stop(ctx, s) }
+
+// start starts the slot on the live port.
+func (c *Clusters) start(ctx context.Context, s *Slot) error { return c.startAs(ctx, s, live) }
+
+// startAs writes the slot's settings for m and starts it, checking the marker first; it
+// returns once the server accepts connections, out of recovery, from the slot's data
+// directory.
+func (c *Clusters) startAs(ctx context.Context, s *Slot, m mode) error {
+	if err := c.ours(s); err != nil {
+		return err
+	}
+	if err := c.configure(s, m); err != nil {
+		return fmt.Errorf("physical: configure %s: %w", s, err)
+	}
+	port := c.cfg.Port
+	if m == side {
+		port = c.cfg.SidePort
+	}
+	if err := c.portFree(port, s); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.Timeout+10*time.Second,
+		fmt.Errorf("%w: start of %s timed out after %s (cluster timeout)", context.DeadlineExceeded, s, c.cfg.Timeout))
+	defer cancel()
+	start := time.Now()
+	logFile := filepath.Join(s.Dir, "server.log")
+	if err := c.pgctl(ctx, "start", "-D", s.Data, "-l", logFile, "-w", "-t", c.secs(), "-s"); err != nil {
+		return fmt.Errorf("physical: start %s: %w%s", s, err, logTail(logFile))
+	}
+	if err := c.awaitPrimary(ctx, s, port); err != nil {
+		return fmt.Errorf("%w%s", err, logTail(logFile))
+	}
+	c.log.Info("cluster started", "slot", s.Name, "port", port, "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// logTail returns the last lines of the server log, for an error.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 8 {
+		lines = lines[len(lines)-8:]
+	}
+	return "; server log: " + strings.Join(lines, "\n")
+}
+
+// portFree refuses to start a slot on a port some other server answers on (through
+// TCP on the loopback or the slot's own socket): production may run on this host.
+func (c *Clusters) portFree(port int, s *Slot) error {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("%w: something already listens on 127.0.0.1:%d; restage starts %s only on a free port", ErrProduction, port, s)
+	}
+	return nil
+}
+
+// awaitPrimary waits, within ctx, until the slot's server has finished recovery, then
+// checks it runs from the slot's data directory.
+func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int) error {
+	for {
+		conn, err := c.connectPort(ctx, s, port, "postgres")
+		if err == nil {
+			var rec bool
+			err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
+			if err == nil {
+				err = c.guard(ctx, conn, s)
+			}
+			conn.Close(context.WithoutCancel(ctx))
+			if err == nil && !rec {
+				return nil
+			}
+			if errors.Is(err, ErrGuard) {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("physical: %s did not finish recovery: %w (last: %v)", s, context.Cause(ctx), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// configure writes the slot's settings for m: restage's own block at the end of
+// postgresql.auto.conf (read last, so it wins over production's files, and kept by a
+// reboot), a postgresql.conf when the backup had none (Debian keeps it in /etc), and
+// restage's lines at the top of pg_hba.conf and pg_ident.conf.
+func (c *Clusters) configure(s *Slot, m mode) error {
+	conf := filepath.Join(s.Data, "postgresql.conf")
+	if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
+		if err := c.writeOwned(conf, "# written by restage: the backup had no postgresql.conf\n"); err != nil {
+			return err
+		}
+	}
+	set := [][2]string{
+		{"hba_file", filepath.Join(s.Data, "pg_hba.conf")},
+		{"ident_file", filepath.Join(s.Data, "pg_ident.conf")},
+		{"unix_socket_directories", s.Dir},
+		{"archive_mode", "off"},
+		{"archive_command", ""},
+		{"primary_conninfo", ""},
+		{"primary_slot_name", ""},
+		{"external_pid_file", ""},
+	}
+	listen := "localhost"
+	for _, k := range slices.Sorted(mapKeys(c.cfg.Settings)) {
+		if k == "listen_addresses" {
+			listen = c.cfg.Settings[k]
+			continue
+		}
+		set = append(set, [2]string{k, c.cfg.Settings[k]})
+	}
+	drop := slices.Clone(controlled)
+	if m == side {
+		set = append(set, [2]string{"port", strconv.Itoa(c.cfg.SidePort)}, [2]string{"listen_addresses", ""},
+			[2]string{"max_logical_replication_workers", "0"})
+		// pgBackRest's recovery settings stay until the first start has promoted.
+		drop = slices.DeleteFunc(drop, func(k string) bool {
+			return k == "restore_command" || strings.HasPrefix(k, "recovery_")
+		})
+	} else {
+		set = append(set, [2]string{"port", strconv.Itoa(c.cfg.Port)}, [2]string{"listen_addresses", listen})
+	}
+	for _, kv := range set {
+		drop = append(drop, kv[0])
+	}
+	auto := filepath.Join(s.Data, "postgresql.auto.conf")
+	old, err := os.ReadFile(auto)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(string(old), "\n") {
+		k, _, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if (ok && slices.Contains(drop, k)) || strings.HasPrefix(line, "# restage") || line == "" {
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	b.WriteString("# restage: the settings below are rewritten at every start by restage\n")
+	for _, kv := range set {
+		fmt.Fprintf(&b, "%s = '%s'\n", kv[0], strings.ReplaceAll(kv[1], "'", "''"))
+	}
+	if err := c.writeOwned(auto, b.String()); err != nil {
+		return err
+	}
+	if err := c.prepend(filepath.Join(s.Data, "pg_hba.conf"), hbaLines,
+		"host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"); err != nil {
+		return err
+	}
+	return c.prepend(filepath.Join(s.Data, "pg_ident.conf"), c.identLines(), "")
+}
+
+// hbaLines let restage (and only through the slot's own socket) connect as the
+// superuser: peer authentication, mapped by pg_ident.conf.
+const hbaLines = "# restage: its own connections, through the slot's socket (written by restage)\n" +
+	"local all " + superuser + " peer map=restage\n"
+
+// identLines map restage's user and the clusters' owner onto the superuser.
+func (c *Clusters) identLines() string {
+	var b strings.Builder
+	b.WriteString("# restage: who may connect as the superuser through the slot's socket (written by restage)\n")
+	names := []string{c.owner.name}
+	if u, err := user.Current(); err == nil && u.Username != c.owner.name {
+		names = append(names, u.Username)
+	}
+	for _, n := range names {
+		fmt.Fprintf(&b, "restage %s %s\n", n, superuser)
+	}
+	return b.String()
+}
+
+// prepend puts lines at the top of path unless they are there; a missing file is
+// created with lines and then rest.
+func (c *Clusters) prepend(path, lines, rest string) error {
+	old, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c.writeOwned(path, lines+rest)
+	}
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(string(old), lines) {
+		return nil
+	}
+	return c.writeOwned(path, lines+string(old))
+}
+
+// writeOwned writes path (0600) for the clusters' owner.
+func (c *Clusters) writeOwned(path, content string) error {
+	tmp := path + ".restage"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		return err
+	}
+	if err := c.owner.chown(tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// DSN returns the connection string of database on the slot while it runs on port:
+// its socket, as the superuser.
+func (c *Clusters) dsn(s *Slot, port int, database string) string {
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", quoteKV(s.Dir), port, superuser, quoteKV(database))
+}
+
+// SideDSN returns the connection string of database on the slot running on the side
+// port (for the post-restore SQL and the migrations).
+func (c *Clusters) SideDSN(s *Slot, database string) string {
+	return c.dsn(s, c.cfg.SidePort, database)
+}
+
+// LiveDSN returns the connection string of database on the live slot's socket.
+func (c *Clusters) LiveDSN(s *Slot, database string) string { return c.dsn(s, c.cfg.Port, database) }
+
+func quoteKV(v string) string {
+	return "'" + strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), "'", `\'`) + "'"
+}
+
+func (c *Clusters) connectPort(ctx context.Context, s *Slot, port int, database string) (*pgx.Conn, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return pgx.Connect(cctx, c.dsn(s, port, database))
+}
+
+// guard refuses a connection to a server that does not run from the slot's data
+// directory: a restored cluster has production's system_identifier, so restage tells
+// its own clusters by where they run from.
+func (c *Clusters) guard(ctx context.Context, conn *pgx.Conn, s *Slot) error {
+	var dd string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('data_directory')").Scan(&dd); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	want, err := filepath.EvalSymlinks(s.Data)
+	if err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	got, err := filepath.EvalSymlinks(dd)
+	if err != nil || got != want {
+		return fmt.Errorf("%w: the server reached runs from %s, not from %s", ErrGuard, dd, s.Data)
+	}
+	return nil
+}
+
+// Conn connects to database on the slot on the side or live port (live: the slot is
+// live), after checking that the server runs from the slot's data directory.
+func (c *Clusters) Conn(ctx context.Context, s *Slot, database string, onLive bool) (*pgx.Conn, error) {
+	port := c.cfg.SidePort
+	if onLive {
+		port = c.cfg.Port
+	}
+	conn, err := c.connectPort(ctx, s, port, database)
+	if err != nil {
+		return nil, fmt.Errorf("physical: connect to %s on %s: %w", database, s, err)
+	}
+	if err := c.guard(ctx, conn, s); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return conn, nil
+}
