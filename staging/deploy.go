@@ -49,6 +49,10 @@ func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, er
 }
 
 func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
+	if ru.r.cfg.Strategy == Physical {
+		ru.rep.State = "untouched"
+		return fmt.Errorf("%w: deploys need a logical strategy (swap or inplace); strategy physical only rebuilds", ErrConfig)
+	}
 	db := ru.r.cfg.Databases
 	live, next, work := ru.r.cfg.Database, ru.r.next(), ru.r.working()
 	if err := ru.guard(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore/mask"
+	"github.com/restage/restage/dbrestore/physical"
 )
 
 // EnvironmentConfig is an environment's TOML config file, as DESIGN.md defines it
@@ -30,6 +31,8 @@ type EnvironmentConfig struct {
 	Notify      NotifyConfig    `toml:"notify"`
 	History     HistorySection  `toml:"history"`
 	Metrics     MetricsSection  `toml:"metrics"`
+	// Cluster is [cluster]: the staging cluster restage manages (strategy physical).
+	Cluster *ClusterSection `toml:"cluster"`
 	// Mask is [mask]: masking personal data while restoring. Present (even empty), it
 	// also turns on the fail-closed check of personal columns; nil: no masking.
 	Mask *mask.Config `toml:"mask"`
@@ -43,6 +46,16 @@ type EnvironmentConfig struct {
 
 // BackupSection is [backup].
 type BackupSection struct {
+	// Type is where backups come from: "dump" (default: pg_dump files in Dir) or
+	// "pgbackrest" (strategy physical: a pgBackRest stanza).
+	Type string `toml:"type"`
+	// Stanza is the pgBackRest stanza of production's cluster (type pgbackrest).
+	Stanza string `toml:"stanza"`
+	// Config is pgBackRest's own config file, passed through as --config; "":
+	// pgBackRest's default. restage runs only pgbackrest info and restore.
+	Config string `toml:"config"`
+	// Delta restores into the idle slot with --delta (only changed files copied); nil: true.
+	Delta    *bool    `toml:"delta"`
 	Dir      string   `toml:"dir"`
 	Database string   `toml:"database"`
 	Wait     Duration `toml:"wait"`
@@ -67,6 +80,23 @@ type DatabaseSection struct {
 	ProductionIDs []string `toml:"production_ids"`
 	// RestoreTimeout bounds the restore (pg_restore, post-restore SQL, ANALYZE); "": 4h.
 	RestoreTimeout Duration `toml:"restore_timeout"`
+}
+
+// ClusterSection is [cluster]: the staging cluster restage manages with strategy
+// physical (two data directories under Dir, one live on Port).
+type ClusterSection struct {
+	Dir      string            `toml:"dir"`       // required: holds the A/B slots restage creates
+	Port     int               `toml:"port"`      // required: the live port the service connects to
+	SidePort int               `toml:"side_port"` // a restored cluster's port while prepared (socket only); 0: port+1
+	BinDir   string            `toml:"bin_dir"`   // PostgreSQL server binaries; "": the newest /usr/lib/postgresql/*/bin
+	Settings map[string]string `toml:"settings"`  // postgresql.conf overrides for staging
+	// Keep lists production's databases, besides [backup] database, kept on staging
+	// (the others are dropped); the live cluster may hold them.
+	Keep []string `toml:"keep"`
+	// User owns and runs the clusters; "": postgres when restage runs as root.
+	User string `toml:"user"`
+	// Timeout bounds each start (with its recovery) and stop of a cluster; "": 10m.
+	Timeout Duration `toml:"timeout"`
 }
 
 // CodeSection is [code].
@@ -220,8 +250,12 @@ func (c *EnvironmentConfig) Validate() error { return c.validate(false) }
 // train's promote.
 func (c *EnvironmentConfig) validate(production bool) error {
 	var p problems
+	phys := c.Database.Strategy == string(Physical)
+	if !phys {
+		p.require("database.admin_dsn", c.Database.AdminDSN)
+	}
 	p.require("environment", c.Environment, "lock_file", c.LockFile, "state_dir", c.StateDir,
-		"database.admin_dsn", c.Database.AdminDSN, "database.name", c.Database.Name,
+		"database.name", c.Database.Name,
 		"code.releases", c.Code.Releases, "code.current", c.Code.Current,
 		"service.type", c.Service.Type)
 	switch c.Role {
@@ -241,7 +275,8 @@ func (c *EnvironmentConfig) validate(production bool) error {
 		p.add("role %q: want %q or %q", c.Role, RoleStaging, RoleExperimental)
 	}
 	c.Database.validate(&p)
-	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Role != RoleProduction {
+	c.validatePhysical(&p)
+	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Backup.Type != "pgbackrest" && c.Role != RoleProduction {
 		p.add("missing required key database.production_ids (or backup.dir, whose manifests name production): restage refuses to change a server before it knows production's identity")
 	}
 	c.Code.validate(&p)
@@ -271,9 +306,9 @@ func (c *EnvironmentConfig) validate(production bool) error {
 
 func (d *DatabaseSection) validate(p *problems) {
 	switch d.Strategy {
-	case "", string(Swap), string(InPlace):
+	case "", string(Swap), string(InPlace), string(Physical):
 	default:
-		p.add("database.strategy %q: want %q or %q", d.Strategy, Swap, InPlace)
+		p.add("database.strategy %q: want %q, %q or %q", d.Strategy, Swap, InPlace, Physical)
 	}
 	if d.Jobs < 0 {
 		p.add("database.jobs %d: want a positive number", d.Jobs)
@@ -372,9 +407,67 @@ func (p problems) err(c *EnvironmentConfig) error {
 	return c.errorf("%s", strings.Join(p, "; "))
 }
 
+// validatePhysical checks [cluster] and the [backup] keys of strategy physical.
+func (c *EnvironmentConfig) validatePhysical(p *problems) {
+	phys := c.Database.Strategy == string(Physical)
+	switch c.Backup.Type {
+	case "", "dump":
+		if phys {
+			p.add("backup.type %q: strategy physical restores a physical backup: want \"pgbackrest\"", c.Backup.Type)
+		}
+	case "pgbackrest":
+		if !phys {
+			p.add("backup.type \"pgbackrest\" needs database.strategy = \"physical\"")
+		}
+		p.require("backup.stanza", c.Backup.Stanza)
+	default:
+		p.add("backup.type %q: want \"dump\" or \"pgbackrest\"", c.Backup.Type)
+	}
+	if !phys {
+		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil {
+			p.add("backup.stanza, backup.config and backup.delta need database.strategy = \"physical\"")
+		}
+		if c.Cluster != nil {
+			p.add("cluster: the [cluster] section needs database.strategy = \"physical\"")
+		}
+		return
+	}
+	if c.Role == RoleExperimental {
+		p.add("database.strategy \"physical\": an experimental environment deploys onto a logical copy; physical rebuilds are for role staging")
+	}
+	if c.Mask != nil {
+		p.add("mask: masking while restoring needs a logical strategy (swap or inplace); with strategy physical, mask in database.post_restore SQL")
+	}
+	if c.Cluster == nil {
+		p.add("missing required key cluster.dir (strategy physical needs a [cluster] section)")
+		return
+	}
+	cl := c.Cluster
+	p.require("cluster.dir", cl.Dir)
+	if cl.Port <= 0 || cl.Port > 65535 {
+		p.add("cluster.port %d: want the live TCP port of the staging cluster (required)", cl.Port)
+	}
+	if cl.SidePort < 0 || cl.SidePort > 65535 || (cl.SidePort != 0 && cl.SidePort == cl.Port) {
+		p.add("cluster.side_port %d: want a TCP port other than cluster.port", cl.SidePort)
+	}
+	if strings.ContainsAny(cl.Dir, "'\"\\\n") {
+		p.add("cluster.dir %q: no quotes or backslashes, please", cl.Dir)
+	}
+	*p = append(*p, physical.CheckSettings("cluster.settings", cl.Settings)...)
+	for _, k := range cl.Keep {
+		if k == c.Database.Name || k == c.Backup.Database {
+			p.add("cluster.keep: %q is the environment's own database", k)
+		}
+	}
+}
+
 // RequireBackups checks the [backup] keys a rebuild needs (a deploy does without).
 func (c *EnvironmentConfig) RequireBackups() error {
 	var p problems
+	if c.Backup.Type == "pgbackrest" {
+		p.require("backup.stanza", c.Backup.Stanza, "backup.database", c.Backup.Database)
+		return p.err(c)
+	}
 	p.require("backup.dir", c.Backup.Dir, "backup.database", c.Backup.Database)
 	return p.err(c)
 }
@@ -389,6 +482,11 @@ func (c *EnvironmentConfig) resolve() {
 	r(&c.Code.Current)
 	r(&c.Database.BinDir)
 	r(&c.Metrics.Textfile)
+	r(&c.Backup.Config)
+	if c.Cluster != nil {
+		r(&c.Cluster.Dir)
+		r(&c.Cluster.BinDir)
+	}
 	if c.Preflight != nil {
 		r(&c.Preflight.StagingStateDir)
 	}

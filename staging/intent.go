@@ -47,6 +47,9 @@ type intent struct {
 	HadLive bool      `json:"had_live"`
 	HadPrev bool      `json:"had_prev"` // prev existed and was (or is being) renamed to old
 	Release string    `json:"release"`  // the release being activated
+	// Strategy physical: the slot switched in, and the slot live before ("": none).
+	Slot    string `json:"slot,omitempty"`
+	SlotWas string `json:"slot_was,omitempty"`
 }
 
 // intentPath is where the intent record lives: the state folder, else beside the lock.
@@ -140,6 +143,9 @@ func (ru *run) repair(ctx context.Context) error {
 }
 
 func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
+	if ru.r.cfg.Strategy == Physical {
+		return ru.repairPhysical(ctx, in)
+	}
 	db := ru.r.cfg.Databases
 	var did []string
 	ids, err := ru.productionIDs(ctx)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/schema"
@@ -43,18 +44,24 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	if cfg.Production, err = c.Database.productionIDs(); err != nil {
 		return nil, c.errorf("database.production_ids: %w", err)
 	}
-	if c.Backup.Dir != "" {
-		if cfg.Backups, err = dbrestore.NewCatalog(c.Backup.Dir, dbrestore.Config{BinDir: c.Database.BinDir, Logger: log}); err != nil {
-			return nil, c.errorf("backup.dir: %w", err)
+	if c.Database.Strategy == string(Physical) {
+		if cfg.Physical, err = c.physical(log); err != nil {
+			return nil, err
 		}
+	} else {
+		if c.Backup.Dir != "" {
+			if cfg.Backups, err = dbrestore.NewCatalog(c.Backup.Dir, dbrestore.Config{BinDir: c.Database.BinDir, Logger: log}); err != nil {
+				return nil, c.errorf("backup.dir: %w", err)
+			}
+		}
+		srv, err := dbrestore.NewServer(dbrestore.ServerConfig{
+			AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, Production: cfg.Production,
+			Role: c.Schema.Role, BinDir: c.Database.BinDir, Logger: log})
+		if err != nil {
+			return nil, c.errorf("database: %w", redact.Error(err))
+		}
+		cfg.Databases, cfg.DSN = srv, srv.DSN
 	}
-	srv, err := dbrestore.NewServer(dbrestore.ServerConfig{
-		AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, Production: cfg.Production,
-		Role: c.Schema.Role, BinDir: c.Database.BinDir, Logger: log})
-	if err != nil {
-		return nil, c.errorf("database: %w", redact.Error(err))
-	}
-	cfg.Databases, cfg.DSN = srv, srv.DSN
 
 	switch {
 	case opts.Source != nil:
@@ -108,6 +115,24 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 		_ = closeParts(cfg.Service, cfg.Notifier)
 	}
 	return r, err
+}
+
+// physical builds strategy physical's parts: the pgBackRest source and the clusters.
+func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) {
+	cl := c.Cluster
+	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: c.Backup.Stanza, Config: c.Backup.Config,
+		User: cl.User, Logger: log})
+	if err != nil {
+		return nil, c.errorf("backup: %w", err)
+	}
+	clusters, err := physical.NewClusters(physical.ClustersConfig{Environment: c.Environment, Dir: cl.Dir,
+		Port: cl.Port, SidePort: cl.SidePort, BinDir: cl.BinDir, Settings: cl.Settings, User: cl.User,
+		Timeout: cl.Timeout.Duration, Logger: log})
+	if err != nil {
+		return nil, c.errorf("cluster: %w", err)
+	}
+	return &PhysicalConfig{Source: src, Clusters: clusters, Database: c.Backup.Database, Keep: cl.Keep,
+		Delta: c.Backup.Delta == nil || *c.Backup.Delta}, nil
 }
 
 // releasesConfig is [code] as codesync's Config.

@@ -58,6 +58,9 @@ func (ru *run) planRepair(ctx context.Context) error {
 }
 
 func (ru *run) plan(ctx context.Context) error {
+	if ru.r.cfg.Strategy == Physical {
+		return ru.physicalPlan(ctx)
+	}
 	if ru.r.cfg.Backups == nil {
 		if err := ru.guard(ctx); err != nil {
 			return err

@@ -56,6 +56,7 @@ func (c *EnvironmentConfig) validateProduction(p *problems) {
 	refuse("database.jobs", c.Database.Jobs != 0)
 	refuse("database.restore_timeout", c.Database.RestoreTimeout.Duration != 0)
 	refuse("mask", c.Mask != nil)
+	refuse("cluster", c.Cluster != nil)
 }
 
 // ValidateProduction checks a production config as LoadProduction does: role =

@@ -46,6 +46,9 @@ type run struct {
 	dry       bool    // a dry run: no report delivered, no history written
 	intent    *intent // the cutover under way, recorded in the state folder
 	watch     watch   // the observer's view of the run
+	// sideDSN, when set, gives the schema step its connection strings (strategy
+	// physical: the restored cluster on its side port).
+	sideDSN func(database string) string
 }
 
 // critical returns a context for a phase that must run to its end even when the
@@ -218,9 +221,12 @@ func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 		return ru.finish(ctx, err)
 	}
 	ru.flushSpool(ctx)
-	if r.cfg.Strategy == InPlace {
+	switch r.cfg.Strategy {
+	case InPlace:
 		err = ru.inplace(ctx)
-	} else {
+	case Physical:
+		err = ru.physicalRun(ctx)
+	default:
 		err = ru.swap(ctx)
 	}
 	return ru.finish(ctx, err)
@@ -399,8 +405,12 @@ func (ru *run) upgrade(ctx context.Context, database string) error {
 
 // upgradeDB runs the release's migrations on database.
 func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
+	dsn := ru.r.cfg.DSN
+	if ru.sideDSN != nil {
+		dsn = ru.sideDSN
+	}
 	res, err := ru.r.cfg.Schema.Upgrade(ctx, schema.Target{
-		DSN:  ru.r.cfg.DSN(database),
+		DSN:  dsn(database),
 		Dir:  filepath.Join(ru.release.Dir, ru.r.cfg.Migrations),
 		Role: ru.r.cfg.SchemaRole,
 	})

@@ -54,6 +54,9 @@ type Config struct {
 	Service   svcctl.Controller // required: the staging service
 	Health    svcctl.Checker    // optional: the health gate after every start
 	Notifier  notify.Notifier   // optional: receives the report
+	// Physical wires strategy Physical (then Databases and Backups are not used);
+	// required with it.
+	Physical *PhysicalConfig
 
 	// DSN returns the connection string of a database on the staging server (the schema
 	// step runs against "<Database>_next"). Required.
@@ -185,9 +188,9 @@ func (cfg *Config) validate() error {
 	for _, part := range []struct {
 		name    string
 		missing bool
-	}{{"Environment", cfg.Environment == ""}, {"Databases", cfg.Databases == nil}, {"Source", cfg.Source == nil},
+	}{{"Environment", cfg.Environment == ""}, {"Databases", cfg.Databases == nil && cfg.Strategy != Physical}, {"Source", cfg.Source == nil},
 		{"Releases", cfg.Releases == nil}, {"Schema", cfg.Schema == nil}, {"Service", cfg.Service == nil},
-		{"DSN", cfg.DSN == nil}, {"Database", cfg.Database == ""}, {"LockFile", cfg.LockFile == ""}} {
+		{"DSN", cfg.DSN == nil && cfg.Strategy != Physical}, {"Database", cfg.Database == ""}, {"LockFile", cfg.LockFile == ""}} {
 		if part.missing {
 			p = append(p, part.name+" is required")
 		}
@@ -200,8 +203,18 @@ func (cfg *Config) validate() error {
 	}
 	switch cfg.Strategy {
 	case "", Swap, InPlace:
+	case Physical:
+		switch pc := cfg.Physical; {
+		case pc == nil || pc.Source == nil || pc.Clusters == nil:
+			p = append(p, "Physical (with its Source and Clusters) is required with strategy physical")
+		case pc.Database == "":
+			p = append(p, "Physical.Database is required (the backup's database)")
+		}
+		if cfg.Restore.Mask != nil {
+			p = append(p, "Restore.Mask: masking while restoring needs a logical strategy (swap or inplace); with strategy physical, mask in the post-restore SQL")
+		}
 	default:
-		p = append(p, fmt.Sprintf("Strategy %q: want %q or %q", cfg.Strategy, Swap, InPlace))
+		p = append(p, fmt.Sprintf("Strategy %q: want %q, %q or %q", cfg.Strategy, Swap, InPlace, Physical))
 	}
 	p = append(p, cfg.checkRole()...)
 	if cfg.Database != "" {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
 	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/schema"
 )
@@ -43,6 +44,10 @@ type Options struct {
 	// Mask gives the staging config the [mask] section MaskSection (the key from
 	// MaskKeyEnv, which the caller sets) instead of the post-restore sanitising.
 	Mask bool
+	// Physical makes production a cluster archiving into a pgBackRest repository (with
+	// a full backup) and staging a physical environment: strategy physical, its
+	// clusters under ClusterDir, the live one on StagingPort.
+	Physical bool
 	// Logger receives progress; nil: discarded.
 	Logger *slog.Logger
 }
@@ -69,6 +74,11 @@ type World struct {
 
 	// The experimental environment, with Options.Experimental.
 	Exp *Env
+
+	// With Options.Physical: production's cluster and pgBackRest repository, and the
+	// folder of staging's clusters (Staging then points at the live port).
+	Phys       *physicaltest.Production
+	ClusterDir string
 
 	opts Options
 	log  *slog.Logger
@@ -114,11 +124,17 @@ func NewWorld(ctx context.Context, opts Options) (_ *World, err error) {
 	}
 
 	log.Info("starting the production and staging PostgreSQL servers")
-	if w.Production, err = startServer(ctx); err != nil {
-		return nil, fmt.Errorf("production server: %w", err)
-	}
-	if w.Staging, err = startServer(ctx); err != nil {
-		return nil, fmt.Errorf("staging server: %w", err)
+	if opts.Physical {
+		if err := w.startPhysical(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		if w.Production, err = startServer(ctx); err != nil {
+			return nil, fmt.Errorf("production server: %w", err)
+		}
+		if w.Staging, err = startServer(ctx); err != nil {
+			return nil, fmt.Errorf("staging server: %w", err)
+		}
 	}
 	if w.Mail, err = StartMailServer(); err != nil {
 		return nil, err
@@ -179,6 +195,7 @@ func (w *World) Close() {
 	if w.Production != nil {
 		_ = w.Production.Stop()
 	}
+	w.closePhysical()
 }
 
 func (w *World) exec(ctx context.Context, srv *pgtest.Server, db, sql string) error {
@@ -242,6 +259,10 @@ func (w *World) makeProduction(ctx context.Context) error {
 
 // Backup takes a backup of the production database, as production's nightly job does.
 func (w *World) Backup(ctx context.Context) (*dbrestore.Backup, error) {
+	if w.Phys != nil {
+		w.log.Info("backing up production with pgBackRest", "repo", w.Phys.Repo)
+		return nil, w.Phys.Backup(ctx, "full")
+	}
 	w.log.Info("backing up production", "dir", w.BackupDir)
 	return dbrestore.Dump(ctx, dbrestore.Config{Logger: w.log}, dbrestore.DumpOptions{
 		DSN: w.Production.DSN(w.ProdDB), Dir: w.BackupDir, Counts: true})
@@ -324,6 +345,9 @@ func (w *World) writeConfig() error {
 	postRestore := `post_restore = ["sanitize.sql"]`
 	if w.opts.Mask {
 		postRestore = "# post_restore: none; [mask] masks the personal data while it loads"
+	}
+	if w.Phys != nil {
+		return w.writePhysicalConfig(command, wait, postRestore)
 	}
 	strategy := w.opts.Strategy
 	if strategy == "" {

@@ -1,0 +1,464 @@
+package staging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/physical"
+	"github.com/restage/restage/internal/redact"
+)
+
+// Physical restores production's physical backup (pgBackRest) into the idle one of two
+// data directories, prepares it on a side port, and switches clusters at the cutover:
+// the rebuild's time follows the disk, not the indexes, and the downtime is a stop and
+// a start of PostgreSQL.
+const Physical Strategy = "physical"
+
+// PhysicalConfig wires strategy Physical (the [backup] and [cluster] sections).
+type PhysicalConfig struct {
+	Source   physical.Source    // required: production's physical backups
+	Clusters *physical.Clusters // required: the A/B slots of the staging cluster
+	// Database is the backup's database ([backup] database), renamed to
+	// Options.Database on the restored cluster. Required.
+	Database string
+	// Keep lists production's other databases kept on staging ([cluster] keep); the
+	// rest are dropped, and the live cluster may hold them besides the managed ones.
+	Keep []string
+	// Delta restores into the idle slot with --delta when it holds an earlier copy.
+	Delta bool
+}
+
+// ErrForeign: the live cluster holds databases this environment does not manage.
+var ErrForeign = physical.ErrForeign
+
+// physicalState is what a physical run holds.
+type physicalState struct {
+	set  *physical.BackupSet
+	slot *physical.Slot // the slot restored into
+	old  *physical.Slot // the slot live before the cutover
+}
+
+// managed returns the databases a physical environment manages on its cluster.
+func (r *Rebuilder) managed() []string {
+	m := []string{r.cfg.Database}
+	for _, c := range r.cfg.Clones {
+		m = append(m, c, c+"_next")
+	}
+	return append(m, r.cfg.Physical.Keep...)
+}
+
+// physicalRun is strategy Physical: backup → verify → clean → restore into the idle slot
+// → recover on the side port → neutralize (+ post-restore SQL) → clones → release →
+// schema → cutover (stop service, switch clusters, start) → health gate, or rollback.
+func (ru *run) physicalRun(ctx context.Context) error {
+	ps := &physicalState{}
+	if err := ru.physicalBackup(ctx, ps); err != nil {
+		ru.rep.State = ru.untouchedCluster()
+		return err
+	}
+	cl := ru.r.cfg.Physical.Clusters
+	err := ru.step(ctx, "clean", func(ctx context.Context) (string, error) {
+		did, err := cl.Repair(ctx)
+		for _, d := range did {
+			ru.note("%s", d)
+		}
+		live, lerr := cl.Live()
+		if err == nil && lerr == nil {
+			ru.hadLive = live != nil
+			if live == nil {
+				did = append(did, "no live cluster: first rebuild")
+			}
+		}
+		return strings.Join(did, "; "), errors.Join(err, lerr)
+	})
+	if err != nil {
+		ru.rep.State = ru.untouchedCluster()
+		return err
+	}
+	if err := ru.physicalPrepare(ctx, ps); err != nil {
+		ru.discardSlot(ctx, ps)
+		ru.rep.State = ru.untouchedCluster()
+		return err
+	}
+	if err := ru.build(ctx); err != nil {
+		ru.discardSlot(ctx, ps)
+		ru.rep.State = ru.untouchedCluster()
+		return err
+	}
+	ru.sideDSN = func(db string) string { return cl.SideDSN(ps.slot, db) }
+	if err := ru.upgrade(ctx, ru.r.cfg.Database); err != nil {
+		ru.discardSlot(ctx, ps)
+		ru.rep.State = ru.untouchedCluster()
+		return err
+	}
+	return ru.physicalCutover(ctx, ps)
+}
+
+func (ru *run) untouchedCluster() string {
+	return "untouched: the service, the live cluster on port " + fmt.Sprint(ru.r.cfg.Physical.Clusters.Port()) + " and the live release are as they were before the run"
+}
+
+// physicalBackup is the backup and verify steps: the newest backup set young enough,
+// waited for; production refused as a target; the live cluster holding nothing this
+// environment does not manage.
+func (ru *run) physicalBackup(ctx context.Context, ps *physicalState) error {
+	pc := ru.r.cfg.Physical
+	err := ru.step(ctx, "backup", func(ctx context.Context) (string, error) {
+		set, err := ru.latestSet(ctx)
+		if err != nil {
+			return "", err
+		}
+		ps.set = set
+		ru.rep.Backup = &BackupInfo{Name: set.Label, Path: "physical:" + set.Type, Database: pc.Database,
+			Created: set.Stopped, Age: set.Age(ru.r.cfg.Now()), Size: set.Size}
+		return fmt.Sprintf("%s (%s), %s old, %s", set.Label, set.Type, round(ru.rep.Backup.Age), humanBytes(set.Size)), nil
+	})
+	if err != nil {
+		return err
+	}
+	return ru.step(ctx, "verify", func(ctx context.Context) (string, error) {
+		if ps.set.SystemIdentifier == 0 {
+			return "", fmt.Errorf("%w: the backup set names no source system_identifier", dbrestore.ErrCorrupt)
+		}
+		if ids := ru.r.cfg.Production; len(ids) > 0 && !slices.Contains(ids, ps.set.SystemIdentifier) {
+			return "", fmt.Errorf("%w: the backup set comes from system_identifier %d, which database.production_ids does not list", dbrestore.ErrCorrupt, ps.set.SystemIdentifier)
+		}
+		if err := pc.Clusters.CheckOrigin(pc.Source.Origin()); err != nil {
+			return "", err
+		}
+		foreign, err := pc.Clusters.Foreign(ctx, ru.r.managed())
+		if err != nil {
+			return "", err
+		}
+		if len(foreign) > 0 {
+			return "", fmt.Errorf("%w: %s (a physical rebuild replaces the whole cluster; list them in cluster.keep to keep production's copies of them, or move them to another server)",
+				ErrForeign, strings.Join(foreign, ", "))
+		}
+		return fmt.Sprintf("backup set of system_identifier %d; the staging cluster is restage's and holds only this environment's databases", ps.set.SystemIdentifier), nil
+	})
+}
+
+// latestSet waits for a backup set younger than MaxAge, polling up to Wait.
+func (ru *run) latestSet(ctx context.Context) (*physical.BackupSet, error) {
+	o := ru.r.cfg.Backup
+	poll := o.Poll
+	if poll <= 0 {
+		poll = 10 * time.Second
+	}
+	deadline := ru.r.cfg.Now().Add(o.Wait)
+	for {
+		set, err := ru.r.cfg.Physical.Source.Latest(ctx)
+		if err == nil && (o.MaxAge == 0 || set.Age(ru.r.cfg.Now()) <= o.MaxAge) {
+			return set, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%w: newest backup set %s is %s old (backup.max_age %s)", dbrestore.ErrTooOld, set.Label, round(set.Age(ru.r.cfg.Now())), o.MaxAge)
+		}
+		if !errors.Is(err, dbrestore.ErrNoBackup) && !errors.Is(err, dbrestore.ErrTooOld) {
+			return nil, err
+		}
+		if !ru.r.cfg.Now().Before(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(err, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+}
+
+// physicalPrepare restores into the idle slot, recovers it on the side port, makes it
+// harmless and staging's (post-restore SQL included), and makes the clones.
+func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
+	pc := ru.r.cfg.Physical
+	cl := pc.Clusters
+	timeout := ru.r.cfg.Timeouts.Restore
+	err := ru.step(ctx, "restore", func(ctx context.Context) (string, error) {
+		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
+			delta := pc.Delta && cl.Delta()
+			start := time.Now()
+			s, err := cl.Restore(ctx, pc.Source, ps.set, delta)
+			if s != nil {
+				ps.slot = s
+			}
+			if err != nil {
+				return "", err
+			}
+			how := "full copy"
+			if delta {
+				how = "delta"
+			}
+			return fmt.Sprintf("%s into %s (%s) in %s", ps.set.Label, s, how, round(time.Since(start))), nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	err = ru.step(ctx, "recover", func(ctx context.Context) (string, error) {
+		start := time.Now()
+		if err := cl.StartSide(ctx, ps.slot); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s recovered to the backup's consistent point and promoted, on the side port with its socket only, in %s", ps.slot, round(time.Since(start))), nil
+	})
+	if err != nil {
+		return err
+	}
+	err = ru.step(ctx, "neutralize", func(ctx context.Context) (string, error) {
+		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
+			d, err := cl.Neutralize(ctx, ps.slot, physical.NeutralizeOptions{From: pc.Database, To: ru.r.cfg.Database, Keep: pc.Keep})
+			if err != nil {
+				return d, err
+			}
+			if files := ru.r.cfg.Restore.PostRestore; len(files) > 0 {
+				if err := cl.ExecFiles(ctx, ps.slot, ru.r.cfg.Database, ru.r.cfg.SchemaRole, files); err != nil {
+					return d, fmt.Errorf("post-restore: %w", err)
+				}
+				d += fmt.Sprintf("; post-restore SQL: %d file(s)", len(files))
+			}
+			return d, nil
+		})
+	})
+	if err != nil || len(ru.r.cfg.Clones) == 0 {
+		return err
+	}
+	return ru.step(ctx, "clones", func(ctx context.Context) (string, error) {
+		var made []string
+		for _, c := range ru.r.cfg.Clones {
+			name := c + "_next"
+			if err := cl.Clone(ctx, ps.slot, ru.r.cfg.Database, name); err != nil {
+				return strings.Join(made, ", "), fmt.Errorf("clone %s: %w", name, err)
+			}
+			made = append(made, name)
+		}
+		return strings.Join(made, ", "), nil
+	})
+}
+
+// discardSlot stops the slot prepared by a run that fails before its cutover; its data
+// stay for the next run's delta restore.
+func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
+	ctx, cancel := ru.critical(ctx)
+	defer cancel()
+	if ru.release != nil {
+		if err := ru.r.cfg.Releases.Discard(ctx, ru.release); err != nil {
+			ru.log.Warn("could not mark the unused release failed", keyErr, err)
+		}
+	}
+	if ps.slot == nil {
+		return
+	}
+	if err := ru.r.cfg.Physical.Clusters.Discard(ctx, ps.slot); err != nil {
+		ru.log.Warn("could not stop the unused cluster; the next run will", "slot", ps.slot.Name, keyErr, redact.String(err.Error()))
+	}
+}
+
+// physicalCutover stops the service, switches clusters, activates the release and
+// starts the service behind the health gate; on failure the old cluster and release
+// come back.
+func (ru *run) physicalCutover(ctx context.Context, ps *physicalState) error {
+	cl := ru.r.cfg.Physical.Clusters
+	// A checkpoint now makes the side cluster's shutdown at the cutover short.
+	if err := cl.Checkpoint(ctx, ps.slot); err != nil {
+		ru.log.Warn("checkpoint before the cutover failed", keyErr, err)
+	}
+	in := &intent{Run: ru.rep.ID, Kind: ru.rep.Kind, PID: os.Getpid(), Started: ru.r.cfg.Now(), Live: ru.r.cfg.Database,
+		Prev: ru.r.prev(), Old: ru.r.old(), Failed: ru.r.failed(), HadLive: ru.hadLive, Release: ru.release.ID, Slot: ps.slot.Name}
+	if live, err := cl.Live(); err == nil && live != nil {
+		in.SlotWas = live.Name
+	}
+	if err := ru.record(in, phaseStopping); err != nil {
+		ru.discardSlot(ctx, ps)
+		ru.rep.State = ru.untouchedCluster()
+		return err
+	}
+	cctx, cancel := ru.critical(ctx)
+	err := ru.stop(cctx)
+	cancel()
+	if err != nil {
+		rctx, cancel := ru.critical(ctx)
+		defer cancel()
+		ru.discardSlot(rctx, ps)
+		if ru.startHealthy(rctx, "restart") == nil {
+			ru.up()
+			ru.clearIntent()
+			ru.rep.State = ru.untouchedCluster()
+			return err
+		}
+		ru.rep.Outcome = OutcomeBroken
+		ru.rep.State = "the service does not come up again on the previous release; cluster and release untouched"
+		return err
+	}
+	cctx, cancel = ru.critical(ctx)
+	defer cancel()
+	var switched, activated bool
+	err = ru.step(cctx, "cutover", func(ctx context.Context) (string, error) {
+		if err := ru.record(in, phaseSwapping); err != nil {
+			return "", err
+		}
+		start := time.Now()
+		old, err := cl.Switch(ctx, ps.slot)
+		ps.old = old
+		switched = true // even half done, the rollback puts the old cluster back
+		if err != nil {
+			return "", err
+		}
+		if err := ru.record(in, phaseSwapped); err != nil {
+			return "", err
+		}
+		d := fmt.Sprintf("%s is live on port %d (switched in %s)", ps.slot, cl.Port(), round(time.Since(start)))
+		if old != nil {
+			d += fmt.Sprintf("; %s stopped, kept for a rollback and the next delta restore", old)
+		}
+		if err := ru.activate(ctx, in); err != nil {
+			return "", err
+		}
+		activated = true
+		return d + "; current -> " + ru.release.ID, nil
+	})
+	if err == nil {
+		if err = ru.startHealthy(cctx, "start"); err == nil {
+			ru.up()
+			ru.clearIntent()
+			ru.rep.State = fmt.Sprintf("%s serves release %s on %s, cluster %s on port %d, healthy", ru.r.cfg.Environment, ru.release.ID, ru.r.cfg.Database, ps.slot, cl.Port())
+			ru.prune(cctx)
+			return nil
+		}
+	}
+	return ru.physicalRollback(ctx, err, ps, switched, activated)
+}
+
+// physicalRollback puts the previous cluster and release back and starts the service
+// again, with a budget of its own.
+func (ru *run) physicalRollback(ctx context.Context, cause error, ps *physicalState, switched, activated bool) error {
+	ctx, cancel := ru.critical(ctx)
+	defer cancel()
+	cl := ru.r.cfg.Physical.Clusters
+	err := ru.step(ctx, "rollback", func(ctx context.Context) (string, error) {
+		var done []string
+		if err := ru.r.cfg.Service.Stop(ctx); err != nil {
+			return "", fmt.Errorf("stop the failed service: %w", err)
+		}
+		if activated {
+			back, err := ru.r.cfg.Releases.Rollback(ctx)
+			if err != nil {
+				return "", fmt.Errorf("release: %w", err)
+			}
+			if back != nil {
+				done = append(done, "current -> "+back.ID)
+			} else {
+				done = append(done, "current removed (there was no release before)")
+			}
+		} else if ru.release != nil {
+			_ = ru.r.cfg.Releases.Discard(ctx, ru.release)
+		}
+		if switched {
+			if err := cl.SwitchBack(ctx, ps.slot, ps.old); err != nil {
+				return "", fmt.Errorf("cluster: %w", err)
+			}
+			if ps.old != nil {
+				done = append(done, fmt.Sprintf("%s is live again on port %d", ps.old, cl.Port()))
+			} else {
+				done = append(done, fmt.Sprintf("%s stopped (there was no cluster before)", ps.slot))
+			}
+		} else if err := cl.Discard(ctx, ps.slot); err != nil {
+			return "", fmt.Errorf("cluster: %w", err)
+		}
+		return strings.Join(done, "; "), nil
+	})
+	if err != nil {
+		ru.rep.Outcome = OutcomeBroken
+		ru.rep.State = "ROLLBACK FAILED: " + redact.String(err.Error()) + "; staging needs an operator (the next run repairs what it can from " + ru.r.intentPath() + ")"
+		return errors.Join(cause, fmt.Errorf("%w: %w", ErrRollback, err))
+	}
+	if err := ru.startHealthy(ctx, "restart"); err != nil {
+		ru.rep.Outcome = OutcomeBroken
+		ru.rep.State = "rolled back, but the previous release does not come up healthy either"
+		return errors.Join(cause, fmt.Errorf("%w: restart: %w", ErrRollback, err))
+	}
+	ru.up()
+	ru.clearIntent()
+	ru.rep.Outcome = OutcomeRolledBack
+	ru.rep.State = "rolled back: the service runs the previous release on the previous cluster, healthy"
+	return fmt.Errorf("%w: %w", ErrRolledBack, cause)
+}
+
+// repairPhysical puts staging back as it was before a physical cutover that a killed run
+// left half done: the previous cluster live, `current` on the release before, the
+// service started.
+func (ru *run) repairPhysical(ctx context.Context, in *intent) ([]string, error) {
+	cl := ru.r.cfg.Physical.Clusters
+	var did []string
+	if err := ru.r.cfg.Service.Stop(ctx); err != nil {
+		return did, fmt.Errorf("stop the service: %w", err)
+	}
+	live, err := cl.Live()
+	if err != nil {
+		return did, err
+	}
+	if in.Slot != "" && live != nil && live.Name == in.Slot {
+		idle, err := cl.Idle()
+		if err != nil {
+			return did, err
+		}
+		var old *physical.Slot
+		if in.SlotWas != "" {
+			old = idle
+		}
+		if err := cl.SwitchBack(ctx, live, old); err != nil {
+			return did, fmt.Errorf("cluster: %w", err)
+		}
+		did = append(did, "the previous cluster is live again")
+	}
+	more, err := cl.Repair(ctx)
+	did = append(did, more...)
+	if err != nil {
+		return did, err
+	}
+	d, err := ru.repairRelease(ctx, in)
+	did = append(did, d...)
+	if err != nil {
+		return did, err
+	}
+	if err := ru.startService(ctx); err != nil {
+		return did, fmt.Errorf("start the service: %w", err)
+	}
+	return append(did, "service started"), nil
+}
+
+// repairRelease puts `current` back on the release before in's, when the killed run
+// had moved it.
+func (ru *run) repairRelease(ctx context.Context, in *intent) ([]string, error) {
+	if in.Phase != phaseActivating && in.Phase != phaseActivated {
+		return nil, nil
+	}
+	cur, err := ru.r.cfg.Releases.Current(ctx)
+	if err != nil && !errors.Is(err, codesync.ErrNoRelease) {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	if cur == nil || cur.ID != in.Release {
+		return nil, nil
+	}
+	back, err := ru.r.cfg.Releases.Rollback(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	if back != nil {
+		return []string{"current -> " + back.ID}, nil
+	}
+	return []string{"current removed (there was no release before)"}, nil
+}
+
+// physicalPlan is a physical dry run: which backup set a rebuild would take, and
+// whether the checks before the restore pass.
+func (ru *run) physicalPlan(ctx context.Context) error {
+	return ru.physicalBackup(ctx, &physicalState{})
+}

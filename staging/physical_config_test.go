@@ -1,0 +1,60 @@
+package staging
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// physicalSample is sampleConfig with strategy physical: no admin_dsn, [backup] from a
+// pgBackRest stanza, [cluster].
+var physicalSample = strings.NewReplacer(
+	`dir      = "/srv/backups"`, "type     = \"pgbackrest\"\nstanza   = \"main\"\nconfig   = \"/etc/pgbackrest/pgbackrest.conf\"\ndelta    = true",
+	`admin_dsn    = "postgres://postgres:secret@staging-db:5432/postgres"`, `production_ids = ["7312345678901234567"]`,
+	`strategy     = "swap"`, `strategy     = "physical"`,
+	"[code]\n", "[cluster]\ndir      = \"pg\"\nport     = 5433\nbin_dir  = \"/usr/lib/postgresql/15/bin\"\nsettings = { shared_buffers = \"1GB\" }\nkeep     = [\"reports\"]\n\n[code]\n",
+).Replace(sampleConfig)
+
+func TestLoadPhysicalConfig(t *testing.T) {
+	c, err := LoadEnvironment(writeConfig(t, physicalSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster == nil || c.Cluster.Port != 5433 || c.Backup.Stanza != "main" || c.Cluster.Settings["shared_buffers"] != "1GB" || *c.Backup.Delta != true {
+		t.Fatalf("%+v %+v", c.Cluster, c.Backup)
+	}
+	if err := c.RequireBackups(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct{ edit, want string }{
+		{`s/^stanza   = "main"//`, `missing required key backup.stanza`},
+		{`s/^port     = 5433//`, `cluster.port 0`},
+		{`s/dir      = "pg"//`, `missing required key cluster.dir`},
+		{`s/shared_buffers = "1GB"/archive_command = "true"/`, `cluster.settings.archive_command`},
+		{`s/shared_buffers = "1GB"/port = "5432"/`, `cluster.settings.port`},
+		{`s/type     = "pgbackrest"/type = "barman"/`, `backup.type "barman"`},
+		{`s/strategy     = "physical"/strategy = "swap"/`, `backup.type "pgbackrest" needs database.strategy`},
+		{`s/keep     = ["reports"]/keep = ["launchpad_staging"]/`, `cluster.keep`},
+		{`s/port     = 5433/port = 5433\nside_port = 5433/`, `cluster.side_port`},
+		{`s/port     = 5433/port = 5433\nwal = 1/`, `unknown key cluster.wal`},
+		{`s/^environment = "staging"/environment = "staging"\nrole = "experimental"/`, `physical rebuilds are for role staging`},
+	} {
+		_, err := LoadEnvironment(writeConfig(t, sed(t, physicalSample, tc.edit)))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want one naming %q", tc.edit, err, tc.want)
+		}
+	}
+	// [mask] needs a logical strategy.
+	_, err := LoadEnvironment(writeConfig(t, physicalSample+"\n[mask]\n[mask.columns]\n\"public.person.email\" = \"email\"\n"))
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "mask: masking while restoring needs a logical strategy") {
+		t.Errorf("mask with physical: %v", err)
+	}
+	// [cluster] needs strategy physical.
+	_, err = LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "cluster: the [cluster] section needs") {
+		t.Errorf("cluster with swap: %v", err)
+	}
+}

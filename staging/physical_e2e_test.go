@@ -1,0 +1,244 @@
+package staging_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
+	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/stagingtest"
+)
+
+func newPhysicalWorld(t *testing.T) *stagingtest.World {
+	t.Helper()
+	physicaltest.Require(t)
+	return newWorld(t, stagingtest.Options{Physical: true, BackupWait: 2 * time.Second})
+}
+
+// liveSlot names the slot the clusters' folder says is live.
+func liveSlot(t *testing.T, w *stagingtest.World) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(w.ClusterDir, "live"))
+	if err != nil {
+		return "none"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// physicalSnapshot is what an operator sees of a physical staging: the live slot, its
+// databases, the live database's contents, the release, what the service answers.
+func physicalSnapshot(t *testing.T, w *stagingtest.World) string {
+	t.Helper()
+	current, _ := os.Readlink(w.Current)
+	return fmt.Sprintf("slot %s\ndatabases %s\nlive %s\ncurrent %s\nhealth %s", liveSlot(t, w),
+		query(t, w.Staging, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`),
+		query(t, w.Staging, w.StagingDB, fingerprint), filepath.Base(current), get(t, w.AppURL+"/+health"))
+}
+
+func stepDetail(rep *staging.Report, name string) string {
+	for _, s := range rep.Steps {
+		if s.Name == name {
+			return s.Detail
+		}
+	}
+	return ""
+}
+
+// TestPhysicalRebuild rebuilds staging from a pgBackRest backup three times (the third
+// with --delta into the slot of the first), checks the data, the migrations, the
+// neutralized cluster, and that production's repository was never written to.
+func TestPhysicalRebuild(t *testing.T) {
+	w := newPhysicalWorld(t)
+	ctx := context.Background()
+	repo0, err := w.Phys.Listing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := mustRun(t, w)
+	if rep.Strategy != staging.Physical || liveSlot(t, w) != "a" {
+		t.Fatalf("strategy %s, live slot %s\n%s", rep.Strategy, liveSlot(t, w), rep.Text())
+	}
+	t.Log(rep.Text())
+	if h := get(t, w.AppURL+"/+health"); !strings.HasPrefix(h, "200 ok release="+rep.Release.ID) {
+		t.Fatalf("health: %s", h)
+	}
+	// The data are production's at the backup, sanitised; the migrations ran on staging only.
+	for _, table := range []string{"bug", "comment"} {
+		prod := query(t, w.Production, w.ProdDB, "SELECT count(*)::text FROM "+table)
+		if got := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM "+table); got != prod {
+			t.Errorf("%s: %s rows on staging, %s on production", table, got, prod)
+		}
+	}
+	if v := query(t, w.Staging, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
+		t.Errorf("staging at patch %s", v)
+	}
+	if v := query(t, w.Production, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
+		t.Errorf("production at patch %s", v)
+	}
+	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM person WHERE email NOT LIKE '%@staging.invalid'"); n != "0" {
+		t.Errorf("%s people not sanitised", n)
+	}
+	if dbs := query(t, w.Staging, "postgres", "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database"); dbs != "bugs_staging postgres template0 template1" {
+		t.Errorf("databases on staging: %s", dbs)
+	}
+	if a := query(t, w.Staging, "postgres", "SELECT current_setting('archive_mode')"); a != "off" {
+		t.Errorf("archive_mode %s", a)
+	}
+	// The restored cluster switches WAL segments: none reaches production's repository.
+	query(t, w.Staging, "postgres", "SELECT pg_switch_wal()::text")
+	if n := query(t, w.Staging, "postgres", "SELECT (archived_count + failed_count)::text FROM pg_stat_archiver"); n != "0" {
+		t.Errorf("the staging cluster tried to archive %s segments", n)
+	}
+	if repo1, _ := w.Phys.Listing(); !slices.Equal(repo0, repo1) {
+		t.Errorf("production's repository changed during the rebuild")
+	}
+
+	// About 5%% of the rows change; a new backup; the second rebuild fills slot b.
+	w.Production.Exec(t, w.ProdDB, "UPDATE bug SET title = title || ' (changed)' WHERE id % 20 = 0")
+	if _, err := w.Backup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep = mustRun(t, w)
+	if liveSlot(t, w) != "b" || !strings.Contains(stepDetail(rep, "restore"), "full copy") {
+		t.Fatalf("second rebuild: slot %s, restore %q", liveSlot(t, w), stepDetail(rep, "restore"))
+	}
+	changed := query(t, w.Production, w.ProdDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'")
+	if got := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'"); got != changed {
+		t.Errorf("%s changed bugs on staging, %s on production", got, changed)
+	}
+	// The third restores into slot a, which holds the first copy: --delta.
+	repo2, _ := w.Phys.Listing()
+	rep = mustRun(t, w)
+	if liveSlot(t, w) != "a" || !strings.Contains(stepDetail(rep, "restore"), "(delta)") {
+		t.Fatalf("third rebuild: slot %s, restore %q", liveSlot(t, w), stepDetail(rep, "restore"))
+	}
+	if repo3, _ := w.Phys.Listing(); !slices.Equal(repo2, repo3) {
+		t.Errorf("production's repository changed during the rebuild")
+	}
+	if rep.Downtime > 5*time.Second {
+		t.Errorf("downtime %s", rep.Downtime)
+	}
+}
+
+// Every fault leaves staging as it was (or puts it back), and the next run succeeds.
+func TestPhysicalRebuildFaults(t *testing.T) {
+	w := newPhysicalWorld(t)
+	mustRun(t, w)
+	ctx := context.Background()
+	fault := func(name, step string, outcome staging.Outcome, says string, inject, repair func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			before := physicalSnapshot(t, w)
+			inject(t)
+			rep, err := run(t, w)
+			if err == nil {
+				t.Fatalf("the rebuild succeeded:\n%s", rep.Text())
+			}
+			if rep.FailedStep != step || rep.Outcome != outcome || !strings.Contains(rep.Error, says) {
+				t.Errorf("failed step %q outcome %q error %q, want %q %q %q\n%s", rep.FailedStep, rep.Outcome, rep.Error, step, outcome, says, rep.Text())
+			}
+			if after := physicalSnapshot(t, w); after != before {
+				t.Errorf("staging changed:\n--- before\n%s\n--- after\n%s", before, after)
+			}
+			lockIsFree(t, w)
+			repair(t)
+			rep = mustRun(t, w)
+			t.Logf("next run: %s; notes %q", rep.State, rep.Notes)
+		})
+	}
+	replace := func(path, text string) (inject, repair func(t *testing.T)) {
+		var saved []byte
+		inject = func(t *testing.T) {
+			saved, _ = os.ReadFile(path)
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		repair = func(t *testing.T) {
+			if saved == nil {
+				_ = os.Remove(path)
+			} else if err := os.WriteFile(path, saved, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return inject, repair
+	}
+	stanzaDir := filepath.Join(w.Phys.Repo, "backup", physicaltest.Stanza)
+	away := stanzaDir + ".away"
+	fault("missing backup set", "backup", staging.OutcomeFailed, "", func(t *testing.T) {
+		if err := os.Rename(stanzaDir, away); err != nil {
+			t.Fatal(err)
+		}
+	}, func(t *testing.T) {
+		if err := os.Rename(away, stanzaDir); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	var saved map[string][]byte
+	fault("corrupt backup set", "restore", staging.OutcomeFailed, "", func(t *testing.T) {
+		// Bytes flipped in every file of the newest set's biggest database folder.
+		labels, _ := filepath.Glob(filepath.Join(stanzaDir, "2*"))
+		slices.Sort(labels)
+		files, _ := filepath.Glob(filepath.Join(labels[len(labels)-1], "pg_data", "base", "*", "*"))
+		saved = map[string][]byte{}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil || len(data) < 64 {
+				continue
+			}
+			saved[f] = slices.Clone(data)
+			for i := len(data) / 2; i < len(data)/2+8; i++ {
+				data[i] ^= 0xff
+			}
+			if err := os.WriteFile(f, data, 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(saved) == 0 {
+			t.Fatal("no backup file to corrupt")
+		}
+	}, func(t *testing.T) {
+		for f, data := range saved {
+			if err := os.WriteFile(f, data, 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	w.Staging.Exec(t, "postgres", "CREATE DATABASE scratch")
+	fault("a database restage does not manage", "verify", staging.OutcomeFailed, "scratch", func(*testing.T) {}, func(t *testing.T) {
+		w.Staging.Exec(t, "postgres", "DROP DATABASE scratch")
+	})
+
+	inject, repair := replace(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
+	fault("migration fails", "schema", staging.OutcomeFailed, "division by zero", inject, repair)
+	inject, repair = replace(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
+	fault("health gate stays red", "start", staging.OutcomeRolledBack, "", inject, repair)
+
+	t.Run("killed mid-restore", func(t *testing.T) {
+		before := physicalSnapshot(t, w)
+		idle := map[string]string{"a": "b", "b": "a"}[liveSlot(t, w)]
+		marker := filepath.Join(w.ClusterDir, idle, "restage-slot.json")
+		killRunWhen(t, w, "the restore", func() bool {
+			b, _ := os.ReadFile(marker)
+			_, err := os.Stat(filepath.Join(w.ClusterDir, idle, "data", "base"))
+			return strings.Contains(string(b), `"restoring"`) && err == nil
+		})
+		if after := physicalSnapshot(t, w); after != before {
+			t.Fatalf("the kill changed staging:\n%s\n%s", before, after)
+		}
+		rep := mustRun(t, w)
+		joined := strings.Join(rep.Notes, "\n")
+		if !strings.Contains(joined, "took over the lock of a dead run") || !strings.Contains(joined, "half-restored") {
+			t.Errorf("notes: %s", joined)
+		}
+		lockIsFree(t, w)
+	})
+	_ = ctx
+}
