@@ -46,8 +46,9 @@ type EnvironmentConfig struct {
 
 // BackupSection is [backup].
 type BackupSection struct {
-	// Type is where backups come from: "dump" (default: pg_dump files in Dir) or
-	// "pgbackrest" (strategy physical: a pgBackRest stanza).
+	// Type is where backups come from: "dump" (default: pg_dump files in Dir),
+	// "pgbackrest" (strategy physical: a pgBackRest stanza) or "basebackup" (strategy
+	// physical: pg_basebackups in Dir, each with its manifest).
 	Type string `toml:"type"`
 	// Stanza is the pgBackRest stanza of production's cluster (type pgbackrest).
 	Stanza string `toml:"stanza"`
@@ -276,7 +277,7 @@ func (c *EnvironmentConfig) validate(production bool) error {
 	}
 	c.Database.validate(&p)
 	c.validatePhysical(&p)
-	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Backup.Type != "pgbackrest" && c.Role != RoleProduction {
+	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Backup.Type != "pgbackrest" && c.Backup.Type != "basebackup" && c.Role != RoleProduction {
 		p.add("missing required key database.production_ids (or backup.dir, whose manifests name production): restage refuses to change a server before it knows production's identity")
 	}
 	c.Code.validate(&p)
@@ -413,15 +414,23 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 	switch c.Backup.Type {
 	case "", "dump":
 		if phys {
-			p.add("backup.type %q: strategy physical restores a physical backup: want \"pgbackrest\"", c.Backup.Type)
+			p.add("backup.type %q: strategy physical restores a physical backup: want \"pgbackrest\" or \"basebackup\"", c.Backup.Type)
 		}
 	case "pgbackrest":
 		if !phys {
 			p.add("backup.type \"pgbackrest\" needs database.strategy = \"physical\"")
 		}
 		p.require("backup.stanza", c.Backup.Stanza)
+	case "basebackup":
+		if !phys {
+			p.add("backup.type \"basebackup\" needs database.strategy = \"physical\"")
+		}
+		p.require("backup.dir", c.Backup.Dir)
+		if c.Backup.Stanza != "" || c.Backup.Config != "" {
+			p.add("backup.stanza and backup.config are pgBackRest's: not with backup.type \"basebackup\"")
+		}
 	default:
-		p.add("backup.type %q: want \"dump\" or \"pgbackrest\"", c.Backup.Type)
+		p.add("backup.type %q: want \"dump\", \"pgbackrest\" or \"basebackup\"", c.Backup.Type)
 	}
 	if !phys {
 		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil {
@@ -434,9 +443,6 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 	}
 	if c.Role == RoleExperimental {
 		p.add("database.strategy \"physical\": an experimental environment deploys onto a logical copy; physical rebuilds are for role staging")
-	}
-	if c.Mask != nil {
-		p.add("mask: masking while restoring needs a logical strategy (swap or inplace); with strategy physical, mask in database.post_restore SQL")
 	}
 	if c.Cluster == nil {
 		p.add("missing required key cluster.dir (strategy physical needs a [cluster] section)")

@@ -120,10 +120,15 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 // physical builds strategy physical's parts: the pgBackRest source and the clusters.
 func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) {
 	cl := c.Cluster
-	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: c.Backup.Stanza, Config: c.Backup.Config,
-		User: cl.User, Logger: log})
-	if err != nil {
-		return nil, c.errorf("backup: %w", err)
+	var src physical.Source
+	if c.Backup.Type == "basebackup" {
+		src = &physical.BaseBackupDir{Dir: c.Backup.Dir, User: cl.User}
+	} else {
+		var err error
+		if src, err = physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: c.Backup.Stanza, Config: c.Backup.Config,
+			User: cl.User, Logger: log}); err != nil {
+			return nil, c.errorf("backup: %w", err)
+		}
 	}
 	clusters, err := physical.NewClusters(physical.ClustersConfig{Environment: c.Environment, Dir: cl.Dir,
 		Port: cl.Port, SidePort: cl.SidePort, BinDir: cl.BinDir, Settings: cl.Settings, User: cl.User,

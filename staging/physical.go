@@ -11,6 +11,7 @@ import (
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/internal/redact"
 )
@@ -64,6 +65,8 @@ func (ru *run) physicalRun(ctx context.Context) error {
 		return err
 	}
 	cl := ru.r.cfg.Physical.Clusters
+	// Clean before verify: the live cluster must be up (after a reboot, say) for verify
+	// to see its databases; cleaning touches nothing but a crashed run's leftovers.
 	err := ru.step(ctx, "clean", func(ctx context.Context) (string, error) {
 		did, err := cl.Repair(ctx)
 		for _, d := range did {
@@ -78,6 +81,9 @@ func (ru *run) physicalRun(ctx context.Context) error {
 		}
 		return strings.Join(did, "; "), errors.Join(err, lerr)
 	})
+	if err == nil {
+		err = ru.physicalVerify(ctx, ps)
+	}
 	if err != nil {
 		ru.rep.State = ru.untouchedCluster()
 		return err
@@ -105,12 +111,10 @@ func (ru *run) untouchedCluster() string {
 	return "untouched: the service, the live cluster on port " + fmt.Sprint(ru.r.cfg.Physical.Clusters.Port()) + " and the live release are as they were before the run"
 }
 
-// physicalBackup is the backup and verify steps: the newest backup set young enough,
-// waited for; production refused as a target; the live cluster holding nothing this
-// environment does not manage.
+// physicalBackup is the backup step: the newest backup set young enough, waited for.
 func (ru *run) physicalBackup(ctx context.Context, ps *physicalState) error {
 	pc := ru.r.cfg.Physical
-	err := ru.step(ctx, "backup", func(ctx context.Context) (string, error) {
+	return ru.step(ctx, "backup", func(ctx context.Context) (string, error) {
 		set, err := ru.latestSet(ctx)
 		if err != nil {
 			return "", err
@@ -120,9 +124,12 @@ func (ru *run) physicalBackup(ctx context.Context, ps *physicalState) error {
 			Created: set.Stopped, Age: set.Age(ru.r.cfg.Now()), Size: set.Size}
 		return fmt.Sprintf("%s (%s), %s old, %s", set.Label, set.Type, round(ru.rep.Backup.Age), humanBytes(set.Size)), nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// physicalVerify is the verify step: the set names its source; production is refused as
+// a target; the live cluster holds nothing this environment does not manage.
+func (ru *run) physicalVerify(ctx context.Context, ps *physicalState) error {
+	pc := ru.r.cfg.Physical
 	return ru.step(ctx, "verify", func(ctx context.Context) (string, error) {
 		if ps.set.SystemIdentifier == 0 {
 			return "", fmt.Errorf("%w: the backup set names no source system_identifier", dbrestore.ErrCorrupt)
@@ -218,6 +225,13 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 			if err != nil {
 				return d, err
 			}
+			if rules := ru.r.cfg.Restore.Mask; rules != nil {
+				md, err := ru.maskSlot(ctx, ps.slot, rules)
+				if err != nil {
+					return d, err
+				}
+				d += "; " + md
+			}
 			if files := ru.r.cfg.Restore.PostRestore; len(files) > 0 {
 				if err := cl.ExecFiles(ctx, ps.slot, ru.r.cfg.Database, ru.r.cfg.SchemaRole, files); err != nil {
 					return d, fmt.Errorf("post-restore: %w", err)
@@ -241,6 +255,23 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 		}
 		return strings.Join(made, ", "), nil
 	})
+}
+
+// maskSlot masks the restored database in place with SQL (mask.Apply), on the side
+// cluster before anything but restage can reach it: a column that needs a decision and
+// has none fails the run before the cutover (safety rule 11).
+func (ru *run) maskSlot(ctx context.Context, s *physical.Slot, rules *mask.Rules) (string, error) {
+	conn, err := ru.r.cfg.Physical.Clusters.Conn(ctx, s, ru.r.cfg.Database, false)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	res, err := mask.Apply(ctx, conn, rules, mask.ApplyOptions{})
+	if err != nil {
+		return "", ru.maskErr(err)
+	}
+	ru.rep.Mask = maskInfo(res)
+	return fmt.Sprintf("masked %d columns and %d tables with SQL in %s", len(res.Columns), len(res.Tables), round(res.Duration)), nil
 }
 
 // discardSlot stops the slot prepared by a run that fails before its cutover; its data
@@ -460,5 +491,9 @@ func (ru *run) repairRelease(ctx context.Context, in *intent) ([]string, error) 
 // physicalPlan is a physical dry run: which backup set a rebuild would take, and
 // whether the checks before the restore pass.
 func (ru *run) physicalPlan(ctx context.Context) error {
-	return ru.physicalBackup(ctx, &physicalState{})
+	ps := &physicalState{}
+	if err := ru.physicalBackup(ctx, ps); err != nil {
+		return err
+	}
+	return ru.physicalVerify(ctx, ps)
 }

@@ -47,13 +47,20 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 			t.Errorf("%s: err = %v, want one naming %q", tc.edit, err, tc.want)
 		}
 	}
-	// [mask] needs a logical strategy.
-	_, err := LoadEnvironment(writeConfig(t, physicalSample+"\n[mask]\n[mask.columns]\n\"public.person.email\" = \"email\"\n"))
-	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "mask: masking while restoring needs a logical strategy") {
+	// A base backup folder instead of pgBackRest.
+	base := sed(t, sed(t, sed(t, physicalSample, `s/type     = "pgbackrest"/type = "basebackup"\ndir = "backups"/`), `s/^stanza   = "main"//`), `s/^config   = .*//`)
+	if c, err := LoadEnvironment(writeConfig(t, base)); err != nil || c.Backup.Type != "basebackup" {
+		t.Errorf("basebackup: %v", err)
+	}
+	if _, err := LoadEnvironment(writeConfig(t, sed(t, base, `s/^dir = "backups"//`))); err == nil || !strings.Contains(err.Error(), "missing required key backup.dir") {
+		t.Errorf("basebackup without dir: %v", err)
+	}
+	// [mask] masks the restored cluster with SQL.
+	if _, err := LoadEnvironment(writeConfig(t, physicalSample+"\n[mask]\nkey_env = \"K\"\n[mask.columns]\n\"public.person.email\" = \"email\"\n")); err != nil {
 		t.Errorf("mask with physical: %v", err)
 	}
 	// [cluster] needs strategy physical.
-	_, err = LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))
+	_, err := LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "cluster: the [cluster] section needs") {
 		t.Errorf("cluster with swap: %v", err)
 	}

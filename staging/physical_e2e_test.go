@@ -211,6 +211,26 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 		}
 	})
 
+	// The WAL segments' folders of the archive (archive.info stays, so pgBackRest still
+	// reads the stanza): the restore works, the recovery cannot.
+	walDirs, _ := filepath.Glob(filepath.Join(w.Phys.Repo, "archive", physicaltest.Stanza, "*-*", "[0-9A-F]*"))
+	fault("recovery fails (WAL missing from the archive)", "recover", staging.OutcomeFailed, "", func(t *testing.T) {
+		if len(walDirs) == 0 {
+			t.Fatal("no WAL in the archive")
+		}
+		for _, d := range walDirs {
+			if err := os.Rename(d, d+".away"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}, func(t *testing.T) {
+		for _, d := range walDirs {
+			if err := os.Rename(d+".away", d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	w.Staging.Exec(t, "postgres", "CREATE DATABASE scratch")
 	fault("a database restage does not manage", "verify", staging.OutcomeFailed, "scratch", func(*testing.T) {}, func(t *testing.T) {
 		w.Staging.Exec(t, "postgres", "DROP DATABASE scratch")
@@ -240,5 +260,68 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 		}
 		lockIsFree(t, w)
 	})
-	_ = ctx
+
+	t.Run("killed mid-cutover", func(t *testing.T) {
+		record := filepath.Join(w.StateDir, staging.IntentFile)
+		killRunWhen(t, w, "the cutover", func() bool {
+			b, _ := os.ReadFile(record)
+			return strings.Contains(string(b), `"phase": "swapped"`) || strings.Contains(string(b), `"phase": "activat`)
+		})
+		rep := mustRun(t, w)
+		joined := strings.Join(rep.Notes, "\n")
+		if !strings.Contains(joined, "repaired the cutover of run") {
+			t.Errorf("notes: %s\n%s", joined, rep.Text())
+		}
+		if _, err := os.Stat(record); !os.IsNotExist(err) {
+			t.Errorf("the cutover record is still there: %v", err)
+		}
+		if h := get(t, w.AppURL+"/+health"); !strings.HasPrefix(h, "200 ok release="+rep.Release.ID) {
+			t.Errorf("health: %s", h)
+		}
+		lockIsFree(t, w)
+	})
+
+	t.Run("live cluster down (a reboot)", func(t *testing.T) {
+		if err := w.StopLiveCluster(); err != nil {
+			t.Fatal(err)
+		}
+		rep := mustRun(t, w)
+		if joined := strings.Join(rep.Notes, "\n"); !strings.Contains(joined, "(it was down)") {
+			t.Errorf("notes: %s", joined)
+		}
+	})
+
+	t.Run("dry run", func(t *testing.T) {
+		before := physicalSnapshot(t, w)
+		rep, err := open(t, w).Plan(ctx)
+		if err != nil || rep.Outcome != staging.OutcomePlanned || stepDetail(rep, "verify") == "" {
+			t.Fatalf("plan: %v\n%s", err, rep.Text())
+		}
+		if after := physicalSnapshot(t, w); after != before {
+			t.Errorf("a dry run changed staging:\n%s\n%s", before, after)
+		}
+	})
+}
+
+// TestPhysicalMaskedRebuild masks the restored cluster with SQL before the cutover.
+func TestPhysicalMaskedRebuild(t *testing.T) {
+	physicaltest.Require(t)
+	w := maskedWorld(t, stagingtest.Options{Physical: true, BackupWait: 2 * time.Second})
+	rep := mustRun(t, w)
+	if rep.Mask == nil || !strings.Contains(stepDetail(rep, "neutralize"), "masked") {
+		t.Fatalf("no masking reported:\n%s", rep.Text())
+	}
+	prodEmails := strings.Split(query(t, w.Production, w.ProdDB, "SELECT string_agg(email, '|') FROM person"), "|")
+	stagingEmails := query(t, w.Staging, w.StagingDB, "SELECT string_agg(email, '|') FROM person")
+	for _, e := range prodEmails {
+		if strings.Contains(stagingEmails, e) {
+			t.Fatalf("production's e-mail %q is on staging", e)
+		}
+	}
+	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM session"); n != "0" {
+		t.Errorf("%s sessions on staging", n)
+	}
+	if n := query(t, w.Staging, w.StagingDB, "SELECT count(DISTINCT email)::text FROM person"); n != query(t, w.Production, w.ProdDB, "SELECT count(*)::text FROM person") {
+		t.Errorf("%s distinct e-mails", n)
+	}
 }

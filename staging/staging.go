@@ -210,9 +210,6 @@ func (cfg *Config) validate() error {
 		case pc.Database == "":
 			p = append(p, "Physical.Database is required (the backup's database)")
 		}
-		if cfg.Restore.Mask != nil {
-			p = append(p, "Restore.Mask: masking while restoring needs a logical strategy (swap or inplace); with strategy physical, mask in the post-restore SQL")
-		}
 	default:
 		p = append(p, fmt.Sprintf("Strategy %q: want %q, %q or %q", cfg.Strategy, Swap, InPlace, Physical))
 	}

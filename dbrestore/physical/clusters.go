@@ -304,11 +304,8 @@ func (c *Clusters) Idle() (*Slot, error) {
 // returns what it did.
 func (c *Clusters) Repair(ctx context.Context) ([]string, error) {
 	var did []string
-	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("physical: %w", err)
-	}
-	if err := c.owner.chown(c.cfg.Dir); err != nil {
-		return nil, fmt.Errorf("physical: %w", err)
+	if err := c.ensureDir(); err != nil {
+		return nil, err
 	}
 	for _, n := range slotNames {
 		s := c.slot(n)
@@ -360,14 +357,31 @@ func (c *Clusters) Repair(ctx context.Context) ([]string, error) {
 		if err := os.RemoveAll(idle.Data); err != nil {
 			return did, fmt.Errorf("physical: %w", err)
 		}
-		did = append(did, fmt.Sprintf("emptied %s, half-restored by a crashed run", idle))
+		did = append(did, fmt.Sprintf("emptied %s, half-restored by a run that failed or was killed", idle))
 	}
 	return did, nil
+}
+
+// ensureDir makes the clusters' folder (0700, the owner's) when it is missing.
+func (c *Clusters) ensureDir() error {
+	if _, err := os.Lstat(c.cfg.Dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	if err := c.owner.chown(c.cfg.Dir); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	return nil
 }
 
 // Restore restores set from src into the idle slot, with delta when asked and the slot
 // holds an earlier copy; the live slot is not touched. The slot is left stopped.
 func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delta bool) (*Slot, error) {
+	if err := c.ensureDir(); err != nil {
+		return nil, err
+	}
 	s, err := c.Idle()
 	if err != nil {
 		return nil, err

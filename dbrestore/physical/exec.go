@@ -25,6 +25,7 @@ type owner struct {
 	home string
 	uid  int
 	gid  int
+	pass []string // variables of this process passed on to the programs it runs
 }
 
 // lookupOwner returns the user called name ("" : "postgres" when root, else this
@@ -74,9 +75,9 @@ const errTailBytes = 4000
 // standard error.
 func (o *owner) run(ctx context.Context, argv []string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = childenv.Env(nil, "HOME="+o.home, "USER="+o.name, "LOGNAME="+o.name)
+	cmd.Env = childenv.Env(o.pass, "HOME="+o.home, "USER="+o.name, "LOGNAME="+o.name)
 	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred, Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr(o.cred)
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer

@@ -71,6 +71,7 @@ var (
 	ErrNoBackup   = dbrestore.ErrNoBackup
 	ErrTooOld     = dbrestore.ErrTooOld
 	ErrCorrupt    = dbrestore.ErrCorrupt
+	ErrChecksum   = dbrestore.ErrChecksum
 	ErrProduction = dbrestore.ErrProduction
 )
 

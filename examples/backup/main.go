@@ -3,6 +3,12 @@
 // under temporary names renamed into place, then keeps the newest -keep backups.
 //
 //	backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]
+//	backup -basebackup [-plain] -dsn URL -dir DIR [-keep N] [-bindir DIR] [-v]
+//
+// With -basebackup it takes a pg_basebackup of the whole cluster instead (WAL streamed
+// into it; gzipped tar files, or -plain files), for a staging environment with
+// strategy "physical" and [backup] type = "basebackup"; the DSN's user needs the
+// REPLICATION attribute.
 //
 // Give the password through PGPASSWORD or ~/.pgpass rather than in -dsn, which other users
 // of the machine can read in the process list; it never reaches pg_dump's command line,
@@ -20,6 +26,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/examples/internal/cli"
 )
 
@@ -27,13 +34,16 @@ func main() { cli.Main("backup", run, nil) }
 
 // run parses args, takes the backup and prints where it is.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("backup", stderr, "-dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]")
+	fs := cli.NewFlagSet("backup", stderr, "[-basebackup [-plain]] -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]")
 	var (
-		opts    dbrestore.DumpOptions
-		format  string
-		binDir  string
-		verbose bool
+		opts        dbrestore.DumpOptions
+		format      string
+		binDir      string
+		verbose     bool
+		base, plain bool
 	)
+	fs.BoolVar(&base, "basebackup", false, "take a pg_basebackup of the whole cluster (strategy physical, [backup] type = \"basebackup\")")
+	fs.BoolVar(&plain, "plain", false, "with -basebackup: the data directory as files, not gzipped tar files")
 	fs.StringVar(&opts.DSN, "dsn", "", "database to back up (postgres:// URL or key=value; password better in PGPASSWORD)")
 	fs.StringVar(&opts.Dir, "dir", "", "existing folder for the dump and its manifest")
 	fs.IntVar(&opts.Jobs, "jobs", 1, "parallel pg_dump jobs (more than 1 uses the directory format)")
@@ -59,8 +69,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if verbose {
 		level = slog.LevelInfo
 	}
-	cfg := dbrestore.Config{BinDir: binDir, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	start := time.Now()
+	if base {
+		mpath, err := physical.BaseBackup(ctx, physical.BaseBackupOptions{DSN: opts.DSN, Dir: opts.Dir, Plain: plain,
+			BinDir: binDir, Keep: opts.Keep, Logger: logger})
+		if err != nil && mpath == "" {
+			return fmt.Errorf("no base backup written: %w", err)
+		}
+		fmt.Fprintf(stdout, "base backup complete in %s\n  manifest: %s\n", time.Since(start).Round(time.Millisecond), mpath)
+		if err != nil {
+			return fmt.Errorf("base backup written, but removing old ones failed: %w", err)
+		}
+		return nil
+	}
+	cfg := dbrestore.Config{BinDir: binDir, Logger: logger}
 	b, err := dbrestore.Dump(ctx, cfg, opts)
 	if err != nil && b == nil {
 		return fmt.Errorf("no backup written: %w", err)

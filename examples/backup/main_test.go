@@ -13,6 +13,7 @@ import (
 
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/examples/internal/cli/clitest"
 )
 
@@ -132,7 +133,7 @@ func TestBackupCommandFailures(t *testing.T) {
 
 // TestUsage runs backup in-process as main does; no server needed.
 func TestUsage(t *testing.T) {
-	const usage = "usage: backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]\n"
+	const usage = "usage: backup [-basebackup [-plain]] -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]\n"
 	dir := t.TempDir()
 	clitest.Check(t, "backup", run, nil, []clitest.Case{
 		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n"},
@@ -146,5 +147,28 @@ func TestUsage(t *testing.T) {
 	})
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("usage errors left %d entries", len(entries))
+	}
+}
+
+// TestBaseBackupCommand takes base backups with -basebackup and keeps the newest.
+func TestBaseBackupCommand(t *testing.T) {
+	pgtest.Require(t)
+	prod := pgtest.Shared(t, "production")
+	bin := buildBackup(t)
+	dir := t.TempDir()
+	for i := range 2 {
+		code, out, errOut := runBackup(t, bin, nil, "-basebackup", "-dsn", prod.DSN("postgres"), "-dir", dir, "-keep", "1")
+		if code != 0 || !strings.Contains(out, "base backup complete") {
+			t.Fatalf("run %d: exit %d\n%s%s", i, code, out, errOut)
+		}
+		time.Sleep(time.Second) // base backups are named by the second
+	}
+	manifests, _ := filepath.Glob(filepath.Join(dir, "*"+physical.BaseManifestSuffix))
+	if len(manifests) != 1 {
+		t.Fatalf("-keep 1 left %v", manifests)
+	}
+	set, err := (&physical.BaseBackupDir{Dir: dir}).Latest(context.Background())
+	if err != nil || set.SystemIdentifier != prod.SystemIdentifier(t) {
+		t.Fatalf("%+v %v", set, err)
 	}
 }

@@ -7,10 +7,13 @@
 // while they load (stagingtest.MaskSection, with a random key in $RESTAGE_MASK_KEY
 // unless it is set), and it prints one person as production has it and as staging does.
 //
-//	demo [-train] [-keep] [-v]
+//	demo [-keep] [-v] [-strategy swap|physical] [-train]
 //
-// -train shows the weekly release train on the same servers instead (see train.go).
-// -keep keeps the demo's folder; -v logs at debug level. Without local PostgreSQL server
+// -train shows the weekly release train on the same kind of world instead (see train.go).
+// -keep keeps the demo's folder; -v logs at debug level. -strategy physical makes
+// production a cluster archiving into a pgBackRest repository (pgbackrest must be
+// installed) and rebuilds staging physically: restore into a slot, neutralize, mask with
+// SQL, migrate, switch clusters. Without local PostgreSQL server
 // binaries it uses containers (see staging/stagingtest). It links the test harness, so
 // it is not one of the binaries to install on a staging host; `nightly -demo` runs it.
 //
@@ -47,21 +50,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// The demo's code tree runs a copy of this program as its web app.
 		return stagingtest.ServeApp(ctx, args[1:])
 	}
-	fs := cli.NewFlagSet("demo", stderr, "[-train] [-keep] [-v]")
+	fs := cli.NewFlagSet("demo", stderr, "[-keep] [-v] [-strategy swap|physical] [-train]")
 	keep := fs.Bool("keep", false, "keep the demo's folder (servers stopped, files left)")
 	verbose := fs.Bool("v", false, "debug logging")
+	strategy := fs.String("strategy", "swap", "swap, or physical (from a pgBackRest backup; needs pgbackrest)")
 	trainMode := fs.Bool("train", false, "show the weekly release train instead: promote, cut, rebuild, promote, status")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *strategy != "swap" && *strategy != "physical" {
+		return fs.Usagef("-strategy: want swap or physical")
 	}
 	log := cli.Logger(stderr, *verbose)
 	if *trainMode {
 		return demoTrain(ctx, *keep, stdout, log)
 	}
-	return demo(ctx, *keep, stdout, stderr, log)
+	return demo(ctx, *keep, *strategy == "physical", stdout, stderr, log)
 }
 
-func demo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog.Logger) error {
+func demo(ctx context.Context, keep, physical bool, stdout, stderr io.Writer, log *slog.Logger) error {
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "restage-demo-")
 	if err != nil {
@@ -86,7 +93,8 @@ func demo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog.Lo
 			return err
 		}
 	}
-	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: dir, App: []string{exe, stagingtest.AppCommand}, Mask: true, Logger: log})
+	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: dir, App: []string{exe, stagingtest.AppCommand}, Mask: true,
+		Physical: physical, Logger: log})
 	if err != nil {
 		return fmt.Errorf("setting up: %w", err)
 	}
@@ -103,12 +111,16 @@ func demo(ctx context.Context, keep bool, stdout, stderr io.Writer, log *slog.Lo
 		return err
 	}
 	defer rb.Close()
-	fmt.Fprintln(stdout, "== rebuilding staging (strategy swap)")
+	fmt.Fprintf(stdout, "== rebuilding staging (strategy %s)\n", cfg.Database.Strategy)
 	rep, runErr := rb.Run(ctx)
 	if rep != nil {
 		fmt.Fprintf(stdout, "\n== the report\n%s\n", rep.Text())
 	}
-	fmt.Fprintln(stdout, "== one person, in production and on staging (masked while restoring)")
+	how := "masked while restoring"
+	if physical {
+		how = "masked with SQL on the restored cluster before the cutover"
+	}
+	fmt.Fprintf(stdout, "== one person, in production and on staging (%s)\n", how)
 	const person = "SELECT id || ' | ' || name || ' | ' || email FROM person WHERE id = 7"
 	fmt.Fprintf(stdout, "   production: %s\n   staging:    %s\n\n", row(ctx, w.Production.DSN(w.ProdDB), person),
 		row(ctx, w.Staging.DSN(w.StagingDB), person))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
 	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/examples/internal/cli/clitest"
 	"github.com/restage/restage/staging"
@@ -40,8 +41,24 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+func TestDemoPhysical(t *testing.T) {
+	physicaltest.Require(t)
+	r := clitest.Run(context.Background(), "demo", run, staging.ExitStatus, "-strategy", "physical")
+	if r.Code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, want := range []string{
+		"== rebuilding staging (strategy physical)", "staging rebuild OK", "strategy:    physical",
+		"neutralize", "GET /+health\n    200 OK", "masked with SQL", "@example.invalid\n",
+	} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+}
+
 func TestUsage(t *testing.T) {
-	const usage = "usage: demo [-train] [-keep] [-v]\n"
+	const usage = "usage: demo [-keep] [-v] [-strategy swap|physical] [-train]\n"
 	clitest.Check(t, "demo", run, staging.ExitStatus, []clitest.Case{
 		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n  -keep\n"},
 		{Args: []string{"-help"}, Code: 0, StderrStart: usage},

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -144,6 +145,19 @@ to   = ["error-reports@example.org"]
 tls  = "none"
 `, physicaltest.Stanza, w.Phys.Config, w.ProdDB, wait.String(), w.StagingDB, postRestore, tomlList(w.opts.Clones),
 		w.ClusterDir, w.Staging.Port, bin, tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
+	if w.opts.Mask {
+		text += "\n" + MaskSection
+	}
 	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
 	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
+}
+
+// StopLiveCluster stops the live staging cluster at once (as a crash or a reboot would),
+// with Options.Physical.
+func (w *World) StopLiveCluster() error {
+	b, err := os.ReadFile(filepath.Join(w.ClusterDir, "live"))
+	if err != nil {
+		return err
+	}
+	return pgctlStop(filepath.Join(w.ClusterDir, strings.TrimSpace(string(b)), "data"))
 }

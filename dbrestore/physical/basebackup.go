@@ -1,0 +1,402 @@
+package physical
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/internal/atomicfile"
+	"github.com/restage/restage/internal/childenv"
+)
+
+// BaseManifestSuffix ends the name of a base backup's manifest, beside its folder
+// (dump catalogs, which read *.manifest.json, ignore it).
+const BaseManifestSuffix = ".basebackup.json"
+
+// BaseManifest describes a pg_basebackup in a backup folder. It is written after the
+// backup is complete, so a backup without a manifest is never taken.
+type BaseManifest struct {
+	Kind             string    `json:"kind"`                     // "basebackup"
+	Format           string    `json:"format"`                   // "tar" (gzip) or "plain"
+	Backup           string    `json:"backup"`                   // its folder, beside the manifest
+	Created          time.Time `json:"created"`                  // when it finished
+	Size             int64     `json:"size"`                     // bytes of its files
+	SHA256           string    `json:"sha256"`                   // of the sorted "path sha256" lines of its files
+	SystemIdentifier uint64    `json:"system_identifier,string"` // the source cluster's
+	ServerVersion    string    `json:"server_version"`
+}
+
+// BaseBackupOptions say what BaseBackup takes.
+type BaseBackupOptions struct {
+	// DSN reaches production as a user with the REPLICATION attribute; give its password
+	// through PGPASSWORD or ~/.pgpass, never in the DSN. Required.
+	DSN string
+	// Dir is the existing backup folder. Required.
+	Dir string
+	// Plain writes the data directory as files rather than gzipped tar files.
+	Plain bool
+	// BinDir holds pg_basebackup; "": the newest /usr/lib/postgresql/*/bin.
+	BinDir string
+	// Keep keeps the newest Keep base backups; 0: all.
+	Keep int
+	// Logger; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// BaseBackup runs pg_basebackup (WAL streamed into the backup, fast checkpoint) into a
+// temporary folder in opts.Dir, then publishes it under its name and writes its
+// manifest last. It returns the manifest's path.
+func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
+	if opts.DSN == "" || opts.Dir == "" {
+		return "", errors.New("physical: BaseBackupOptions.DSN and Dir are required")
+	}
+	if u, err := url.Parse(opts.DSN); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return "", errors.New("physical: give the password through PGPASSWORD or ~/.pgpass, not in the DSN (pg_basebackup's command line is public)")
+		}
+	}
+	if strings.Contains(opts.DSN, "password=") {
+		return "", errors.New("physical: give the password through PGPASSWORD or ~/.pgpass, not in the DSN (pg_basebackup's command line is public)")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	conn, err := pgx.Connect(ctx, opts.DSN)
+	if err != nil {
+		return "", fmt.Errorf("physical: connect: %w", err)
+	}
+	var m BaseManifest
+	var sysid int64
+	err = conn.QueryRow(ctx, "SELECT system_identifier, current_setting('server_version') FROM pg_control_system()").Scan(&sysid, &m.ServerVersion)
+	conn.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return "", fmt.Errorf("physical: %w", err)
+	}
+	m.Kind, m.SystemIdentifier, m.Format = "basebackup", uint64(sysid), "tar"
+	if opts.Plain {
+		m.Format = "plain"
+	}
+	name := "basebackup-" + time.Now().UTC().Format("20060102T150405Z")
+	tmp := filepath.Join(opts.Dir, ".tmp-"+name)
+	bin := opts.BinDir
+	if bin == "" {
+		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+		sort.Slice(dirs, func(i, j int) bool { return major(dirs[i]) > major(dirs[j]) })
+		if len(dirs) > 0 {
+			bin = dirs[0]
+		}
+	}
+	argv := []string{filepath.Join(bin, "pg_basebackup"), "-d", opts.DSN, "-D", tmp, "-X", "stream", "-c", "fast", "-w"}
+	if !opts.Plain {
+		argv = append(argv, "-F", "tar", "-z")
+	}
+	// pg_basebackup runs as restage's user, with libpq's settings and the password
+	// from PGPASSWORD (or ~/.pgpass), never on its command line.
+	self := &owner{home: os.Getenv("HOME"), name: os.Getenv("USER"),
+		pass: slices.Concat(childenv.LibPQ, childenv.LibPQTarget, []string{"PGPASSWORD"})}
+	start := time.Now()
+	if _, err := self.run(ctx, argv); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("physical: pg_basebackup: %w", err)
+	}
+	if !opts.Plain {
+		if extra, _ := filepath.Glob(filepath.Join(tmp, "[0-9]*.tar.gz")); len(extra) > 0 {
+			_ = os.RemoveAll(tmp)
+			return "", errors.New("physical: production has tablespaces; take a pgBackRest backup instead (its restore maps them)")
+		}
+	}
+	if m.SHA256, m.Size, err = treeSum(tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", err
+	}
+	m.Backup, m.Created = name, time.Now().UTC()
+	final := filepath.Join(opts.Dir, name)
+	if err := os.Rename(tmp, final); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("physical: %w", err)
+	}
+	data, _ := json.MarshalIndent(m, "", "  ")
+	mpath := final + BaseManifestSuffix
+	if err := atomicfile.WriteFile(mpath, append(data, '\n'), 0o644); err != nil {
+		return "", fmt.Errorf("physical: %w", err)
+	}
+	log.Info("base backup written", "backup", final, "size", m.Size, "duration", time.Since(start).Round(time.Millisecond))
+	if opts.Keep > 0 {
+		if err := pruneBase(opts.Dir, opts.Keep); err != nil {
+			return mpath, err
+		}
+	}
+	return mpath, nil
+}
+
+// treeSum returns the SHA-256 of the sorted "path sha256" lines of the files under dir,
+// and their total size.
+func treeSum(dir string) (string, int64, error) {
+	var lines []string
+	var size int64
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, f)
+		if err != nil {
+			return err
+		}
+		size += n
+		rel, _ := filepath.Rel(dir, p)
+		lines = append(lines, rel+" "+hex.EncodeToString(h.Sum(nil)))
+		return nil
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("physical: checksum %s: %w", dir, err)
+	}
+	sort.Strings(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:]), size, nil
+}
+
+// baseManifests returns the complete base backups in dir, oldest first.
+func baseManifests(dir string) ([]BaseManifest, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*"+BaseManifestSuffix))
+	if err != nil {
+		return nil, err
+	}
+	var out []BaseManifest
+	for _, p := range paths {
+		if strings.HasPrefix(filepath.Base(p), ".") {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("physical: %w", err)
+		}
+		var m BaseManifest
+		if err := json.Unmarshal(b, &m); err != nil || m.Kind != "basebackup" || m.Backup == "" || strings.ContainsAny(m.Backup, "/\\") {
+			return nil, fmt.Errorf("%w: %s: not a base backup manifest", ErrCorrupt, p)
+		}
+		if _, err := os.Stat(filepath.Join(dir, m.Backup)); err != nil {
+			return nil, fmt.Errorf("%w: %s: its backup %s is missing", ErrCorrupt, p, m.Backup)
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b BaseManifest) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+func pruneBase(dir string, keep int) error {
+	ms, err := baseManifests(dir)
+	if err != nil {
+		return err
+	}
+	for len(ms) > keep {
+		m := ms[0]
+		ms = ms[1:]
+		if err := os.Remove(filepath.Join(dir, m.Backup+BaseManifestSuffix)); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(filepath.Join(dir, m.Backup)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BaseBackupDir is the Source of base backups that BaseBackup wrote into a folder: the
+// newest complete one (manifest present), its checksum verified before it is restored.
+type BaseBackupDir struct {
+	Dir  string // required: the backup folder
+	User string // owns the restored files; "": postgres when root
+}
+
+var _ Source = (*BaseBackupDir)(nil)
+
+// Latest implements Source.
+func (d *BaseBackupDir) Latest(ctx context.Context) (*BackupSet, error) {
+	ms, err := baseManifests(d.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("%w: no base backup in %s", ErrNoBackup, d.Dir)
+	}
+	m := ms[len(ms)-1]
+	major, _, _ := strings.Cut(m.ServerVersion, ".")
+	return &BackupSet{Label: m.Backup, Type: "base-" + m.Format, Started: m.Created, Stopped: m.Created, Size: m.Size,
+		SystemIdentifier: m.SystemIdentifier, Version: major}, nil
+}
+
+// Restore implements Source: it checks the backup against its manifest, then unpacks
+// (tar) or copies (plain) it into dir, which must not exist or be empty; with the WAL
+// streamed into it, PostgreSQL recovers to its end on the first start. Delta is not
+// supported: every restore is a full copy.
+func (d *BaseBackupDir) Restore(ctx context.Context, set *BackupSet, dir string, _ RestoreOptions) error {
+	ms, err := baseManifests(d.Dir)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(ms, func(m BaseManifest) bool { return m.Backup == set.Label })
+	if i < 0 {
+		return fmt.Errorf("%w: base backup %s is gone", ErrNoBackup, set.Label)
+	}
+	m := ms[i]
+	src := filepath.Join(d.Dir, m.Backup)
+	sum, size, err := treeSum(src)
+	if err != nil {
+		return err
+	}
+	if sum != m.SHA256 || size != m.Size {
+		return fmt.Errorf("%w: base backup %s: checksum mismatch", ErrChecksum, m.Backup)
+	}
+	o, err := lookupOwner(d.User)
+	if err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	if m.Format == "plain" {
+		err = copyTree(ctx, src, dir)
+	} else {
+		err = untar(ctx, filepath.Join(src, "base.tar.gz"), dir)
+		if err == nil {
+			err = untar(ctx, filepath.Join(src, "pg_wal.tar.gz"), filepath.Join(dir, "pg_wal"))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("physical: restore %s: %w", m.Backup, err)
+	}
+	return chownTree(o, dir)
+}
+
+// Origin implements Source: a base backup folder does not say where production runs.
+func (d *BaseBackupDir) Origin() Origin { return Origin{} }
+
+// untar unpacks the gzipped tar file into dir, refusing paths that leave it.
+func untar(ctx context.Context, file, dir string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tr := tar.NewReader(gz)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(h.Name)
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("%s: path %q leaves the data directory", file, h.Name)
+		}
+		p := filepath.Join(dir, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return err
+			}
+			out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(out, tr)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			return fmt.Errorf("%s: symlink %s (tablespaces or a linked pg_wal are not supported)", file, h.Name)
+		}
+	}
+}
+
+// copyTree copies the regular files and folders under src into dst.
+func copyTree(ctx context.Context, src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, 0o700)
+		case d.Type().IsRegular():
+			in, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(out, in)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		default:
+			return fmt.Errorf("%s: not a file or folder (tablespaces are not supported)", p)
+		}
+	})
+}
+
+func chownTree(o *owner, dir string) error {
+	if o.cred == nil {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return o.chown(p)
+	})
+}

@@ -1,0 +1,103 @@
+package physical_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore/physical"
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
+	"github.com/restage/restage/internal/testutil"
+)
+
+func TestBaseBackup(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tar", true: "plain"}[plain], func(t *testing.T) {
+			bin := physicaltest.Require(t)
+			ctx := context.Background()
+			prod := physicaltest.Start(t, physicaltest.Options{})
+			for _, sql := range []string{"CREATE DATABASE shop", "CREATE DATABASE other"} {
+				if err := prod.Exec(ctx, "postgres", sql); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := prod.Exec(ctx, "shop", "CREATE TABLE item AS SELECT g AS id FROM generate_series(1, 3000) g"); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			mpath, err := physical.BaseBackup(ctx, physical.BaseBackupOptions{DSN: prod.DSN("postgres"), Dir: dir, Plain: plain, BinDir: bin, Keep: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := physical.BaseBackup(ctx, physical.BaseBackupOptions{DSN: "postgres://postgres:pw@127.0.0.1:1/x", Dir: dir}); err == nil {
+				t.Fatal("a password in the DSN was accepted")
+			}
+			src := &physical.BaseBackupDir{Dir: dir}
+			set, err := src.Latest(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _ := prod.SystemIdentifier(ctx)
+			if set.SystemIdentifier != id || filepath.Join(dir, set.Label)+physical.BaseManifestSuffix != mpath {
+				t.Fatalf("set %+v, manifest %s", set, mpath)
+			}
+			parent, err := os.MkdirTemp("", "restage-cl-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = os.Chmod(parent, 0o711)
+			t.Cleanup(func() { os.RemoveAll(parent) })
+			port, _ := testutil.FreePort()
+			cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: filepath.Join(parent, "pg"), Port: port, BinDir: bin, Timeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slot, err := cl.Restore(ctx, src, set, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cl.Stop(context.Background(), slot) })
+			if err := cl.StartSide(ctx, slot); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging"}); err != nil {
+				t.Fatal(err)
+			}
+			conn, err := cl.Conn(ctx, slot, "shop_staging", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			err = conn.QueryRow(ctx, "SELECT count(*) FROM item").Scan(&n)
+			conn.Close(ctx)
+			if err != nil || n != 3000 {
+				t.Fatalf("%d items, %v", n, err)
+			}
+			if err := cl.Stop(ctx, slot); err != nil {
+				t.Fatal(err)
+			}
+
+			// A flipped byte: the checksum refuses the backup before the slot is replaced.
+			var victim string
+			_ = filepath.WalkDir(filepath.Join(dir, set.Label), func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() && victim == "" {
+					if fi, _ := d.Info(); fi.Size() > 100 {
+						victim = p
+					}
+				}
+				return nil
+			})
+			data, _ := os.ReadFile(victim)
+			data[len(data)/2] ^= 0xff
+			if err := os.WriteFile(victim, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := src.Restore(ctx, set, filepath.Join(parent, "x"), physical.RestoreOptions{}); !errors.Is(err, physical.ErrChecksum) {
+				t.Fatalf("want ErrChecksum, got %v", err)
+			}
+		})
+	}
+}

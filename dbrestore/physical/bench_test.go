@@ -1,0 +1,175 @@
+package physical_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/dbrestore/physical"
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
+	"github.com/restage/restage/internal/testutil"
+)
+
+// BenchmarkPhysicalRefresh compares, on the same data in the same run, a physical
+// refresh (pgbackrest restore of a full backup into a slot + recovery + start on the
+// side port) with a bare `pg_restore -j 2` of a pg_dump -Fc of that database into a
+// fresh database of a throwaway server; then a delta refresh after about 5% of the rows
+// changed (an incremental backup, restored with --delta over the previous copy) with a
+// full one; and the cutover (stop the live cluster, stop the prepared one, start it on
+// the live port). The data: pgbench -i at each scale of $RESTAGE_BENCH_SCALES (default
+// "5,20"). Run it with:
+//
+//	go test ./dbrestore/physical -run '^$' -bench BenchmarkPhysicalRefresh -benchtime 1x -timeout 60m
+func BenchmarkPhysicalRefresh(b *testing.B) {
+	bin := physicaltest.Require(b)
+	scales := os.Getenv("RESTAGE_BENCH_SCALES")
+	if scales == "" {
+		scales = "5,20"
+	}
+	for _, s := range strings.Split(scales, ",") {
+		scale, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("scale=%d", scale), func(b *testing.B) {
+			for range b.N {
+				benchRefresh(b, bin, scale)
+			}
+		})
+	}
+}
+
+func timed(b *testing.B, what string, fn func() error) time.Duration {
+	b.Helper()
+	start := time.Now()
+	if err := fn(); err != nil {
+		b.Fatalf("%s: %v", what, err)
+	}
+	d := time.Since(start)
+	b.Logf("%s: %s", what, d.Round(time.Millisecond))
+	return d
+}
+
+func benchRefresh(b *testing.B, bin string, scale int) {
+	ctx := context.Background()
+	prod := physicaltest.Start(b, physicaltest.Options{})
+	if err := prod.Exec(ctx, "postgres", "CREATE DATABASE bench"); err != nil {
+		b.Fatal(err)
+	}
+	timed(b, "pgbench -i", func() error {
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, "pgbench"), "-i", "-q", "-s", strconv.Itoa(scale), prod.DSN("bench")).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, out)
+		}
+		return nil
+	})
+	var size int64
+	if err := func() error {
+		p := &pgtest.Server{Host: "127.0.0.1", Port: prod.Port, User: "postgres"}
+		size = p.QueryInt(b, "bench", "SELECT pg_database_size('bench')")
+		return nil
+	}(); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("database: %d MB", size>>20)
+	timed(b, "pgbackrest full backup", func() error { return prod.Backup(ctx, "full") })
+	dump := filepath.Join(b.TempDir(), "bench.dump")
+	timed(b, "pg_dump -Fc", func() error {
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, "pg_dump"), "-Fc", "-f", dump, prod.DSN("bench")).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, out)
+		}
+		return nil
+	})
+
+	// Bare logical restore into a throwaway server.
+	staging := pgtest.Start(b)
+	staging.Exec(b, "postgres", "CREATE DATABASE bare TEMPLATE template0")
+	bare := timed(b, "bare pg_restore -j 2", func() error {
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, "pg_restore"), "-j", "2", "--no-owner", "--no-acl",
+			"--exit-on-error", "-d", staging.DSN("bare"), dump).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, out)
+		}
+		return nil
+	})
+	_ = staging.Stop()
+
+	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: prod.Config})
+	if err != nil {
+		b.Fatal(err)
+	}
+	parent, err := os.MkdirTemp("", "restage-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = os.Chmod(parent, 0o711)
+	b.Cleanup(func() { os.RemoveAll(parent) })
+	port, _ := testutil.FreePort()
+	dir := filepath.Join(parent, "pg")
+	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "bench", Dir: dir, Port: port, BinDir: bin,
+		Settings: map[string]string{"fsync": "off", "shared_buffers": "128MB"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		for _, n := range []string{"a", "b"} {
+			_ = cl.Stop(context.Background(), &physical.Slot{Name: n, Dir: filepath.Join(dir, n), Data: filepath.Join(dir, n, "data")})
+		}
+	})
+	refresh := func(what string, delta bool) (*physical.Slot, time.Duration) {
+		set, err := src.Latest(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var slot *physical.Slot
+		d := timed(b, what, func() error {
+			var err error
+			if slot, err = cl.Restore(ctx, src, set, delta); err != nil {
+				return err
+			}
+			return cl.StartSide(ctx, slot)
+		})
+		return slot, d
+	}
+	slot, full := refresh("physical refresh (full)", false)
+	if err := cl.Discard(ctx, slot); err != nil {
+		b.Fatal(err)
+	}
+	_, full2 := refresh("physical refresh (full, again)", false)
+	if full2 < full {
+		full = full2
+	}
+	if err := cl.Discard(ctx, slot); err != nil {
+		b.Fatal(err)
+	}
+	timed(b, "5% of the rows changed, incremental backup", func() error {
+		if err := prod.Exec(ctx, "bench", "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 20 = 0"); err != nil {
+			return err
+		}
+		return prod.Backup(ctx, "incr")
+	})
+	slot, delta := refresh("physical refresh (delta)", true)
+
+	// Cutover: the first switch brings slot a live; then b is prepared and switched in.
+	if _, err := cl.Switch(ctx, slot); err != nil {
+		b.Fatal(err)
+	}
+	next, _ := refresh("physical refresh into b", true)
+	cutover := timed(b, "cutover", func() error { _, err := cl.Switch(ctx, next); return err })
+
+	b.ReportMetric(float64(size>>20), "db-MB")
+	b.ReportMetric(bare.Seconds(), "bare-pg_restore-s")
+	b.ReportMetric(full.Seconds(), "physical-s")
+	b.ReportMetric(full.Seconds()/bare.Seconds(), "physical/bare")
+	b.ReportMetric(delta.Seconds(), "delta-s")
+	b.ReportMetric(delta.Seconds()/full.Seconds(), "delta/full")
+	b.ReportMetric(cutover.Seconds(), "cutover-s")
+}
