@@ -325,3 +325,25 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 		t.Errorf("%s distinct e-mails", n)
 	}
 }
+
+// TestPhysicalRebuildFromBaseBackup rebuilds staging from pg_basebackups in the backup
+// folder ([backup] type = "basebackup"), twice.
+func TestPhysicalRebuildFromBaseBackup(t *testing.T) {
+	physicaltest.Require(t)
+	w := newWorld(t, stagingtest.Options{Physical: true, BaseBackup: true, BackupWait: 2 * time.Second})
+	rep := mustRun(t, w)
+	if !strings.HasPrefix(rep.Backup.Path, "physical:base-tar") || liveSlot(t, w) != "a" {
+		t.Fatalf("backup %+v, slot %s\n%s", rep.Backup, liveSlot(t, w), rep.Text())
+	}
+	w.Production.Exec(t, w.ProdDB, "UPDATE bug SET title = 'changed' WHERE id <= 10")
+	if _, err := w.Backup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, w)
+	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM bug WHERE title = 'changed'"); n != "10" || liveSlot(t, w) != "b" {
+		t.Fatalf("%s changed bugs on slot %s", n, liveSlot(t, w))
+	}
+	if v := query(t, w.Staging, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
+		t.Errorf("staging at patch %s", v)
+	}
+}

@@ -88,15 +88,17 @@ func (w *World) writePhysicalConfig(command []string, wait time.Duration, postRe
 	if err != nil {
 		return err
 	}
+	source := fmt.Sprintf("type     = \"pgbackrest\"\nstanza   = %q\nconfig   = %q", physicaltest.Stanza, w.Phys.Config)
+	if w.opts.BaseBackup {
+		source = fmt.Sprintf("type     = \"basebackup\"\ndir      = %q", backupsDir)
+	}
 	text := fmt.Sprintf(`# The demo's staging environment, rebuilt physically (made by stagingtest).
 environment = "staging"
 lock_file   = "run/staging.lock"
 state_dir   = "state"
 
 [backup]
-type     = "pgbackrest"
-stanza   = %q
-config   = %q
+%s
 database = %q
 delta    = true
 wait     = %q
@@ -143,7 +145,7 @@ smtp = %q
 from = "staging@example.org"
 to   = ["error-reports@example.org"]
 tls  = "none"
-`, physicaltest.Stanza, w.Phys.Config, w.ProdDB, wait.String(), w.StagingDB, postRestore, tomlList(w.opts.Clones),
+`, source, w.ProdDB, wait.String(), w.StagingDB, postRestore, tomlList(w.opts.Clones),
 		w.ClusterDir, w.Staging.Port, bin, tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
 	if w.opts.Mask {
 		text += "\n" + MaskSection

@@ -16,6 +16,7 @@ import (
 
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/dbrestore/physical/physicaltest"
 	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/schema"
@@ -48,6 +49,9 @@ type Options struct {
 	// a full backup) and staging a physical environment: strategy physical, its
 	// clusters under ClusterDir, the live one on StagingPort.
 	Physical bool
+	// BaseBackup, with Physical, backs production up with pg_basebackup into BackupDir
+	// ([backup] type = "basebackup") instead of pgBackRest.
+	BaseBackup bool
 	// Logger receives progress; nil: discarded.
 	Logger *slog.Logger
 }
@@ -259,6 +263,11 @@ func (w *World) makeProduction(ctx context.Context) error {
 
 // Backup takes a backup of the production database, as production's nightly job does.
 func (w *World) Backup(ctx context.Context) (*dbrestore.Backup, error) {
+	if w.Phys != nil && w.opts.BaseBackup {
+		w.log.Info("backing up production with pg_basebackup", "dir", w.BackupDir)
+		_, err := physical.BaseBackup(ctx, physical.BaseBackupOptions{DSN: w.Production.DSN("postgres"), Dir: w.BackupDir, Keep: 2, Logger: w.log})
+		return nil, err
+	}
 	if w.Phys != nil {
 		w.log.Info("backing up production with pgBackRest", "repo", w.Phys.Repo)
 		return nil, w.Phys.Backup(ctx, "full")
