@@ -192,7 +192,7 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
 			delta := pc.Delta && cl.Delta()
 			start := time.Now()
-			s, err := cl.Restore(ctx, pc.Source, ps.set, delta)
+			s, err := cl.Restore(ru.progressContext(ctx), pc.Source, ps.set, delta)
 			if s != nil {
 				ps.slot = s
 			}

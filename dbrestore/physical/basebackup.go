@@ -280,6 +280,11 @@ func (d *BaseBackupDir) Restore(ctx context.Context, set *BackupSet, dir string,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("physical: %w", err)
 	}
+	total := int64(0) // a tar backup's size says nothing of the files it unpacks to
+	if m.Format == "plain" {
+		total = m.Size
+	}
+	defer watchSize(ctx, dir, total, 250*time.Millisecond)()
 	if m.Format == "plain" {
 		err = copyTree(ctx, src, dir)
 	} else {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/progress"
 )
 
 // owner is the operating-system user that owns and runs the clusters and the backup
@@ -104,4 +105,41 @@ func (o *owner) run(ctx context.Context, argv []string) ([]byte, error) {
 		return nil, fmt.Errorf("%w (%w)", ce, context.Cause(ctx))
 	}
 	return nil, ce
+}
+
+// watchSize reports, every interval until stop is called, the bytes of the files under
+// dir to ctx's progress function (package progress) as done of total: how far a full
+// copy into dir has come. Without a progress function it does nothing.
+func watchSize(ctx context.Context, dir string, total int64, interval time.Duration) (stop func()) {
+	pc := progress.NewCounter(ctx, total)
+	if pc == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				var n int64
+				_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+					if err == nil && d.Type().IsRegular() {
+						if fi, err := d.Info(); err == nil {
+							n += fi.Size()
+						}
+					}
+					return nil
+				})
+				pc.Set(n)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

@@ -193,6 +193,9 @@ func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, op
 		args = append(args, "--delta")
 	}
 	start := time.Now()
+	if !opts.Delta {
+		defer watchSize(ctx, dir, set.Size, 250*time.Millisecond)()
+	}
 	if _, err := p.owner.run(ctx, p.argv("restore", args...)); err != nil {
 		return fmt.Errorf("physical: restore %s: %w", set.Label, err)
 	}

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/dbrestore/physical/physicaltest"
 	"github.com/restage/restage/internal/testutil"
+	"github.com/restage/restage/progress"
 )
 
 // world is a production cluster with a backup and the staging clusters' folder.
@@ -156,12 +158,21 @@ func TestRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot, err := w.cl.Restore(ctx, w.src, set, true)
+	var reported, total atomic.Int64
+	pctx := progress.With(ctx, func(done, tot int64) { reported.Store(done); total.Store(tot) })
+	slot, err := w.cl.Restore(pctx, w.src, set, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if slot.Name != "a" {
 		t.Fatalf("first restore into %s", slot)
+	}
+	if reported.Load() == 0 || total.Load() != set.Size {
+		t.Errorf("progress: %d of %d bytes reported, want some of %d", reported.Load(), total.Load(), set.Size)
+	}
+	// A copy of a standby: restage starts it as a primary of its own all the same.
+	if err := os.WriteFile(filepath.Join(slot.Data, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	if err := w.cl.StartSide(ctx, slot); err != nil {
 		t.Fatal(err)

@@ -164,6 +164,11 @@ func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int) error {
 // reboot), a postgresql.conf when the backup had none (Debian keeps it in /etc), and
 // restage's lines at the top of pg_hba.conf and pg_ident.conf.
 func (c *Clusters) configure(s *Slot, m mode) error {
+	// A copy of a standby would start as one and never promote: it recovers once, as a
+	// primary of its own (recovery.signal, which a restore writes, is kept).
+	if err := os.Remove(filepath.Join(s.Data, "standby.signal")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	conf := filepath.Join(s.Data, "postgresql.conf")
 	if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
 		if err := c.writeOwned(conf, "# written by restage: the backup had no postgresql.conf\n"); err != nil {
