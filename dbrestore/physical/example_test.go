@@ -41,8 +41,10 @@ func Example() {
 		log.Fatal(err)
 	}
 	// ... post-restore SQL and migrations through cl.SideDSN(slot, "shop_staging") ...
-	old, err := cl.Switch(ctx, slot)
-	if err != nil {
-		log.Fatal(cl.SwitchBack(ctx, slot, old))
+	if old, err := cl.Switch(ctx, slot); err != nil {
+		if berr := cl.SwitchBack(ctx, slot, old); berr != nil { // the old cluster back live
+			log.Print(berr)
+		}
+		log.Fatal(err)
 	}
 }
