@@ -65,6 +65,7 @@ type Slot struct {
 	Data string // the data directory
 }
 
+// String names the slot ("slot a") for messages.
 func (s *Slot) String() string { return "slot " + s.Name }
 
 // marker is a slot's marker file: without it naming the environment, restage leaves the

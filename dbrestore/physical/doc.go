@@ -19,6 +19,6 @@
 //	slot, _ := cl.Restore(ctx, src, set, true) // into the idle slot, --delta
 //	_ = cl.StartSide(ctx, slot)
 //	_, _ = cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging"})
-//	// ... post-restore SQL, migrations through cl.DSN(slot, "shop_staging") ...
+//	// ... post-restore SQL, migrations through cl.SideDSN(slot, "shop_staging") ...
 //	old, _ := cl.Switch(ctx, slot) // the live port now serves slot; old is kept
 package physical
