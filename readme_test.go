@@ -15,6 +15,7 @@ import (
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
 	"github.com/restage/restage/staging/dockerservice"
+	"github.com/restage/restage/staging/train"
 )
 
 // tomlBlock is one ```toml block of the README.
@@ -68,12 +69,16 @@ func hasKey(text, key string) bool {
 	return false
 }
 
-// kind tells which loader a block is for: a whole environment config, a cron config,
-// or a fragment of an environment config (loaded appended to the first whole one).
+// kind tells which loader a block is for: a whole environment config, a cron config, a
+// production config (role = "production"), a train config (repo = ...), or a fragment of an environment config (loaded appended to the first whole one).
 func kind(b tomlBlock) string {
 	switch {
 	case strings.Contains(b.text, "[[job]]"):
 		return "cron"
+	case hasKey(b.text, "role") && strings.Contains(b.text, `role        = "production"`):
+		return "production"
+	case hasKey(b.text, "repo"):
+		return "train"
 	case hasKey(b.text, "environment") && strings.Contains(b.text, "[database]"):
 		return "environment"
 	case hasKey(b.text, "environment"), hasKey(b.text, "repo"), hasKey(b.text, "role"):
@@ -93,9 +98,14 @@ func TestReadmeConfigSamplesLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		var err error
-		if kind(b) == "cron" {
+		switch kind(b) {
+		case "cron":
 			_, err = cron.Load(path)
-		} else {
+		case "train":
+			_, err = train.LoadWith(path, drivers)
+		case "production":
+			_, err = staging.LoadProduction(path, drivers)
+		default:
 			_, err = staging.LoadEnvironmentWith(path, drivers)
 		}
 		if err != nil {
@@ -114,14 +124,14 @@ func TestReadmeConfigSamplesLoad(t *testing.T) {
 				base = b.text
 			}
 			load(t, b, b.text)
-		case "cron":
+		case "cron", "train", "production":
 			load(t, b, b.text)
 		case "fragment":
 			fragments = append(fragments, b)
 		}
 	}
-	if seen["environment"] == 0 || seen["cron"] == 0 {
-		t.Fatalf("README.md: want at least one environment and one cron sample, found %v", seen)
+	if seen["environment"] == 0 || seen["cron"] == 0 || seen["train"] == 0 || seen["production"] == 0 {
+		t.Fatalf("README.md: want at least one environment, cron, train and production sample, found %v", seen)
 	}
 	for _, b := range fragments {
 		load(t, b, merge(t, base, b))

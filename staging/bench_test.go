@@ -66,6 +66,11 @@ func BenchmarkRebuild(b *testing.B) {
 			var swapDown, swapTotal, inplaceDown, baseline, analyzed time.Duration
 			for i := 0; i < b.N; i++ {
 				rep := mustRun(b, w)
+				var steps []string
+				for _, s := range rep.Steps {
+					steps = append(steps, fmt.Sprintf("%s %.2fs", s.Name, s.Duration.Seconds()))
+				}
+				b.Logf("swap rebuild %.2fs: %s", rep.Total.Seconds(), strings.Join(steps, ", "))
 				swapDown += rep.Downtime
 				swapTotal += rep.Total
 				baseline += bareTools(b, w, dump, false)

@@ -31,6 +31,9 @@ type DeployOptions struct {
 // there are migrations to run), so a failing migration leaves it as it was. A release
 // whose migrations are behind the live database is refused.
 func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, error) {
+	if err := r.refuseProduction("deploy"); err != nil {
+		return nil, err
+	}
 	ru := r.begin("deploy")
 	ru.rep.RequestedBy = opts.RequestedBy
 	l, err := ru.lock(ctx)

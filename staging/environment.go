@@ -37,6 +37,9 @@ type EnvironmentConfig struct {
 	// Mask is [mask]: masking personal data while restoring. Present (even empty), it
 	// also turns on the fail-closed check of personal columns; nil: no masking.
 	Mask *mask.Config `toml:"mask"`
+	// Preflight is [preflight]: what must hold on production before a promote stops
+	// it. Only a production config (role = "production") has it, and needs it.
+	Preflight *PreflightSection `toml:"preflight"`
 
 	path string // the file it was loaded from
 	dir  string // its folder, for relative paths
@@ -247,7 +250,11 @@ func (c *EnvironmentConfig) where(msg string) string {
 // Validate checks the config as LoadEnvironment and Open do (for configs built in Go as
 // well as read from a file): every problem is reported at once, each naming its TOML
 // key, in an error wrapping ErrConfig.
-func (c *EnvironmentConfig) Validate() error {
+func (c *EnvironmentConfig) Validate() error { return c.validate(false) }
+
+// validate checks the config for nightly and experimental, or (production) for the
+// train's promote.
+func (c *EnvironmentConfig) validate(production bool) error {
 	var p problems
 	phys := c.Database.Strategy == string(Physical)
 	if !phys {
@@ -259,14 +266,23 @@ func (c *EnvironmentConfig) Validate() error {
 		"service.type", c.Service.Type)
 	switch c.Role {
 	case "", RoleStaging, RoleExperimental:
+		if production {
+			p.add("role %q: train promote deploys only to a config with role = %q", c.roleName(), RoleProduction)
+		}
+		if c.Preflight != nil {
+			p.add("preflight: only a production config (role = %q) has [preflight]", RoleProduction)
+		}
 	case RoleProduction:
-		p.add("role %q: a production config only releases code through the train's promote; nightly and experimental refuse it", c.Role)
+		if !production {
+			p.add("role %q: a production config only releases code through the train's promote; nightly and experimental refuse it", c.Role)
+		}
+		c.validateProduction(&p)
 	default:
 		p.add("role %q: want %q or %q", c.Role, RoleStaging, RoleExperimental)
 	}
 	c.Database.validate(&p)
 	c.validatePhysical(&p)
-	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Backup.Type != "pgbackrest" && c.Backup.Type != "basebackup" {
+	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Backup.Type != "pgbackrest" && c.Backup.Type != "basebackup" && c.Role != RoleProduction {
 		p.add("missing required key database.production_ids (or backup.dir, whose manifests name production): restage refuses to change a server before it knows production's identity")
 	}
 	c.Code.validate(&p)
@@ -489,6 +505,9 @@ func (c *EnvironmentConfig) resolve() {
 	if c.Cluster != nil {
 		r(&c.Cluster.Dir)
 		r(&c.Cluster.BinDir)
+	}
+	if c.Preflight != nil {
+		r(&c.Preflight.StagingStateDir)
 	}
 	if c.Code.Git != "" && !strings.Contains(c.Code.Git, ":") {
 		r(&c.Code.Git) // a local repository path

@@ -152,8 +152,12 @@ func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
 	if err != nil {
 		return did, err
 	}
-	if err := db.GuardProduction(ctx, ids...); err != nil {
-		return did, err
+	// A production Rebuilder's databases refuse every change (a promote's cutover renames
+	// nothing): only its release is put back.
+	if ru.r.cfg.Role != RoleProduction {
+		if err := db.GuardProduction(ctx, ids...); err != nil {
+			return did, err
+		}
 	}
 	// The killed run may have started the service on the new release: stop it first.
 	if err := ru.r.cfg.Service.Stop(ctx); err != nil {

@@ -23,6 +23,9 @@ import (
 // cutover record left by a run killed during its cutover is repaired first (under the
 // lock), as the real run would, so that the plan describes a staging that serves.
 func (r *Rebuilder) Plan(ctx context.Context) (*Report, error) {
+	if err := r.refuseProduction("dry run"); err != nil {
+		return nil, err
+	}
 	ru := r.begin("rebuild")
 	ru.dry = true
 	err := ru.planRepair(ctx)

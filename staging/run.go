@@ -208,6 +208,9 @@ func (ru *run) flushSpool(ctx context.Context) {
 // error when the rebuild did not succeed: errors.Is(err, ErrLocked) when another run
 // holds the lock, ErrRolledBack when it failed after the cutover and was put back.
 func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
+	if err := r.refuseProduction("rebuild"); err != nil {
+		return nil, err
+	}
 	ru := r.begin("rebuild")
 	l, err := ru.lock(ctx)
 	if err != nil {

@@ -113,6 +113,12 @@ type Options struct {
 	Timeouts Timeouts
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Role is the environment's role (RoleStaging, RoleExperimental, RoleProduction);
+	// "": staging. A production Rebuilder only promotes (Promote): Run, Deploy and Plan
+	// refuse it, and Promote refuses any other (safety rule 8).
+	Role string
+	// Preflight gates a promote before anything stops; required with RoleProduction.
+	Preflight *Preflight
 }
 
 // Timeouts bound a run's waits (safety rule 12); each zero value is the default given.
@@ -207,6 +213,7 @@ func (cfg *Config) validate() error {
 	default:
 		p = append(p, fmt.Sprintf("Strategy %q: want %q, %q or %q", cfg.Strategy, Swap, InPlace, Physical))
 	}
+	p = append(p, cfg.checkRole()...)
 	if cfg.Database != "" {
 		if err := checkName(cfg.Database); err != nil {
 			p = append(p, "Database: "+err.Error())

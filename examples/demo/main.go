@@ -7,8 +7,9 @@
 // while they load (stagingtest.MaskSection, with a random key in $RESTAGE_MASK_KEY
 // unless it is set), and it prints one person as production has it and as staging does.
 //
-//	demo [-keep] [-v] [-strategy swap|physical]
+//	demo [-keep] [-v] [-strategy swap|physical] [-train]
 //
+// -train shows the weekly release train on the same kind of world instead (see train.go).
 // -keep keeps the demo's folder; -v logs at debug level. -strategy physical makes
 // production a cluster archiving into a pgBackRest repository (pgbackrest must be
 // installed) and rebuilds staging physically: restore into a slot, neutralize, mask with
@@ -49,10 +50,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// The demo's code tree runs a copy of this program as its web app.
 		return stagingtest.ServeApp(ctx, args[1:])
 	}
-	fs := cli.NewFlagSet("demo", stderr, "[-keep] [-v] [-strategy swap|physical]")
+	fs := cli.NewFlagSet("demo", stderr, "[-keep] [-v] [-strategy swap|physical] [-train]")
 	keep := fs.Bool("keep", false, "keep the demo's folder (servers stopped, files left)")
 	verbose := fs.Bool("v", false, "debug logging")
 	strategy := fs.String("strategy", "swap", "swap, or physical (from a pgBackRest backup; needs pgbackrest)")
+	trainMode := fs.Bool("train", false, "show the weekly release train instead: promote, cut, rebuild, promote, status")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fs.Usagef("-strategy: want swap or physical")
 	}
 	log := cli.Logger(stderr, *verbose)
+	if *trainMode {
+		return demoTrain(ctx, *keep, stdout, log)
+	}
 	return demo(ctx, *keep, *strategy == "physical", stdout, stderr, log)
 }
 

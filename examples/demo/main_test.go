@@ -58,11 +58,28 @@ func TestDemoPhysical(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	const usage = "usage: demo [-keep] [-v] [-strategy swap|physical]\n"
+	const usage = "usage: demo [-keep] [-v] [-strategy swap|physical] [-train]\n"
 	clitest.Check(t, "demo", run, staging.ExitStatus, []clitest.Case{
 		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n  -keep\n"},
 		{Args: []string{"-help"}, Code: 0, StderrStart: usage},
 		{Args: []string{"-keep", "now"}, Code: 2, Stderr: "demo: unexpected argument \"now\"\n" + usage},
 		{Args: []string{"-config", "x.toml"}, Code: 2, Stderr: "demo: flag provided but not defined: -config\n" + usage},
 	})
+}
+
+func TestDemoTrain(t *testing.T) {
+	pgtest.Require(t)
+	r := clitest.Run(context.Background(), "demo", run, staging.ExitStatus, "-train")
+	if r.Code != 0 {
+		t.Fatalf("demo -train: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, want := range []string{
+		"production promote OK", "cut staging-", "2 commits went from devel into staging",
+		"staging rebuild OK", "schema:      3 -> 5", "staging commits not on production: 0",
+		"patch level 5 (release knows 5)", "== demo finished in ",
+	} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("demo -train output lacks %q:\n%s", want, r.Stdout)
+		}
+	}
 }

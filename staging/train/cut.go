@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -339,4 +340,9 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// quiet is the logger of the parts status opens: warnings only.
+func (t *Train) quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -1,0 +1,165 @@
+// Command train runs the weekly release train: devel's head becomes the new staging
+// branch (cut), the staging branch goes to production (promote), and status says where
+// every environment stands.
+//
+//	train cut -config train.toml [-now] [-v]
+//	train promote -config production.toml [-v]
+//	train status -config train.toml [-json]
+//
+// cut tags devel's head (the config's tag pattern, staging-%Y-W%V by default) and moves
+// the staging branch to it, refusing to move it backwards or past a failing check; its
+// report goes out under the topic release-train. -now rebuilds the staging environments
+// listed in the config at once instead of at the next nightly. promote takes a config
+// whose role is "production": it releases the staging branch's head, runs the pending
+// migrations in place on the live database after a preflight, restarts the service and
+// checks its health; it never restores, copies or renames a database.
+//
+// Exit status, as nightly's: 0 done; 1 failed or refused (nothing changed, or put back;
+// the report says which); 2 usage or config error; 3 another run holds the lock; 4 done
+// but the report could be neither delivered nor spooled.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+
+	"github.com/restage/restage/examples/internal/cli"
+	"github.com/restage/restage/examples/internal/environment"
+	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/train"
+)
+
+func main() { cli.Main("train", run, staging.ExitStatus) }
+
+var synopsis = []string{
+	"cut -config train.toml [-now] [-v]",
+	"promote -config production.toml [-v]",
+	"status -config train.toml [-json]",
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	top := cli.NewFlagSet("train", stderr, synopsis...)
+	if len(args) == 0 {
+		return top.Usagef("a command is required: cut, promote or status")
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		top.PrintHelp()
+		return cli.ErrHelp
+	case "cut":
+		return cut(ctx, args[1:], stdout, stderr)
+	case "promote":
+		return promote(ctx, args[1:], stdout, stderr)
+	case "status":
+		return status(ctx, args[1:], stdout, stderr)
+	}
+	return top.Usagef("unknown command %q: want cut, promote or status", args[0])
+}
+
+func cut(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("train", stderr, synopsis[0])
+	config := fs.String("config", "", "the train's TOML config `file`")
+	now := fs.Bool("now", false, "rebuild the staging environments at once after the cut")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *config == "" {
+		return fs.Usagef("-config FILE is required")
+	}
+	c, err := train.LoadWith(*config, environment.Drivers())
+	if err != nil {
+		return err
+	}
+	log := cli.Logger(stderr, *verbose)
+	t, err := train.Open(c, train.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	rep, err := t.Cut(ctx, train.CutOptions{RequestedBy: requester()})
+	if rep != nil {
+		fmt.Fprint(stdout, rep.Text())
+	}
+	if err != nil || !*now {
+		return err
+	}
+	reps, err := t.RebuildStaging(ctx, staging.OpenOptions{Logger: log})
+	for _, r := range reps {
+		fmt.Fprintf(stdout, "\n%s", r.Text())
+	}
+	return err
+}
+
+func promote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("train", stderr, synopsis[1])
+	config := fs.String("config", "", "production's TOML config `file` (role = \"production\")")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *config == "" {
+		return fs.Usagef("-config FILE is required")
+	}
+	c, err := staging.LoadProduction(*config, environment.Drivers())
+	if err != nil {
+		return err
+	}
+	rb, err := staging.OpenProduction(c, staging.OpenOptions{Logger: cli.Logger(stderr, *verbose)})
+	if err != nil {
+		return err
+	}
+	defer rb.Close()
+	rep, err := rb.Promote(ctx, staging.PromoteOptions{RequestedBy: requester()})
+	if rep != nil {
+		fmt.Fprint(stdout, rep.Text())
+	}
+	return err
+}
+
+func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("train", stderr, synopsis[2])
+	config := fs.String("config", "", "the train's TOML config `file`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *config == "" {
+		return fs.Usagef("-config FILE is required")
+	}
+	c, err := train.LoadWith(*config, environment.Drivers())
+	if err != nil {
+		return err
+	}
+	t, err := train.Open(c, train.Options{Logger: cli.Logger(stderr, false)})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	st, err := t.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	fmt.Fprint(stdout, st.Text())
+	return nil
+}
+
+// requester names who asked: $USER, else the current user.
+func requester() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/restage/restage/examples/internal/cli/clitest"
+	"github.com/restage/restage/staging"
+)
+
+const usage = "usage: train cut -config train.toml [-now] [-v]\n" +
+	"       train promote -config production.toml [-v]\n" +
+	"       train status -config train.toml [-json]\n"
+
+func TestUsage(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "train.toml")
+	if err := os.WriteFile(bad, []byte("repo = \"r\"\nbranch = \"x\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stagingCfg := filepath.Join(dir, "staging.toml")
+	if err := os.WriteFile(stagingCfg, []byte(`environment = "staging"
+lock_file = "l"
+state_dir = "s"
+[database]
+admin_dsn = "postgres://postgres@127.0.0.1:1/postgres"
+name = "bugs"
+production_ids = ["7"]
+[code]
+source = "."
+releases = "r"
+current = "c"
+[service]
+type = "command"
+start = ["true"]
+stop = ["true"]
+status = ["true"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clitest.Check(t, "train", run, staging.ExitStatus, []clitest.Case{
+		{Args: []string{"-h"}, Code: 0, Stderr: usage},
+		{Args: []string{"cut", "-h"}, Code: 0, StderrStart: "usage: train cut -config train.toml [-now] [-v]\n\nflags:\n"},
+		{Args: []string{"promote", "-help"}, Code: 0, StderrStart: "usage: train promote -config production.toml [-v]\n\nflags:\n"},
+		{Args: nil, Code: 2, Stderr: "train: a command is required: cut, promote or status\n" + usage},
+		{Args: []string{"release"}, Code: 2, Stderr: "train: unknown command \"release\": want cut, promote or status\n" + usage},
+		{Args: []string{"cut"}, Code: 2, Stderr: "train: -config FILE is required\nusage: train cut -config train.toml [-now] [-v]\n"},
+		{Args: []string{"status", "-config", bad, "-xml"}, Code: 2, Stderr: "train: flag provided but not defined: -xml\nusage: train status -config train.toml [-json]\n"},
+		{Args: []string{"promote", "-config", bad, "now"}, Code: 2, Stderr: "train: unexpected argument \"now\"\nusage: train promote -config production.toml [-v]\n"},
+		// A config error names the key, on one line without the usage.
+		{Args: []string{"cut", "-config", bad}, Code: 2, Stderr: "train: config: " + bad + ": unknown key branch\n"},
+		// A promote config whose role is not production: exit 2, naming the role.
+		{Args: []string{"promote", "-config", stagingCfg}, Code: 2,
+			StderrStart: "train: config: " + stagingCfg + ": role \"staging\": train promote deploys only to a config with role = \"production\""},
+	})
+}
+
+func TestCutAndStatus(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=Dev", "-c", "user.email=dev@example.org"}, args...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "--bare", "bugs.git")
+	git("init", "-q", "work")
+	git("-C", "work", "commit", "-q", "--allow-empty", "-m", "one")
+	git("-C", "work", "push", "-q", "../bugs.git", "HEAD:refs/heads/staging", "HEAD:refs/heads/devel")
+	git("-C", "work", "commit", "-q", "--allow-empty", "-m", "two")
+	two := git("-C", "work", "rev-parse", "HEAD")
+	git("-C", "work", "push", "-q", "../bugs.git", "HEAD:refs/heads/devel")
+	cfg := filepath.Join(dir, "train.toml")
+	if err := os.WriteFile(cfg, []byte("repo = \"bugs.git\"\ncheck = [\"true\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := clitest.Run(context.Background(), "train", run, staging.ExitStatus, "status", "-config", cfg, "-json")
+	var st struct {
+		DevelNotOnStaging *int `json:"devel_not_on_staging"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &st); r.Code != 0 || err != nil || st.DevelNotOnStaging == nil || *st.DevelNotOnStaging != 1 {
+		t.Fatalf("status -json: exit %d, %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
+	}
+	r = clitest.Run(context.Background(), "train", run, staging.ExitStatus, "cut", "-config", cfg)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "1 commits went from devel into staging") {
+		t.Fatalf("cut: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if got := git("--git-dir", "bugs.git", "rev-parse", "staging"); got != two {
+		t.Errorf("staging at %s, want %s", got, two)
+	}
+	r = clitest.Run(context.Background(), "train", run, staging.ExitStatus, "status", "-config", cfg)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "devel commits not on staging: 0") {
+		t.Fatalf("status: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	// Staging moved on by a fix: the cut is refused, exit 1.
+	git("-C", "work", "commit", "-q", "--allow-empty", "-m", "fix")
+	git("-C", "work", "push", "-q", "../bugs.git", "HEAD:refs/heads/staging")
+	r = clitest.Run(context.Background(), "train", run, staging.ExitStatus, "cut", "-config", cfg)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "would move backwards") {
+		t.Fatalf("a backwards cut: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
