@@ -3,6 +3,7 @@ package staging
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -94,6 +95,10 @@ type ClusterSection struct {
 	// Keep lists production's databases, besides [backup] database, kept on staging
 	// (the others are dropped); the live cluster may hold them.
 	Keep []string `toml:"keep"`
+	// Carry lists databases of the live staging cluster that are not production's (an
+	// experimental environment's), copied into the new cluster at every rebuild (pg_dump
+	// and pg_restore, before the cutover; what is written to them afterwards is lost).
+	Carry []string `toml:"carry"`
 	// User owns and runs the clusters; "": postgres when restage runs as root.
 	User string `toml:"user"`
 	// Timeout bounds each start (with its recovery) and stop of a cluster; "": 10m.
@@ -463,6 +468,14 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 	for _, k := range cl.Keep {
 		if k == c.Database.Name || k == c.Backup.Database {
 			p.add("cluster.keep: %q is the environment's own database", k)
+		}
+	}
+	for _, k := range cl.Carry {
+		switch {
+		case k == c.Database.Name || k == c.Backup.Database || k == "postgres" || k == "template0" || k == "template1" || k == "":
+			p.add("cluster.carry: %q cannot be carried over", k)
+		case slices.Contains(cl.Keep, k):
+			p.add("cluster.carry: %q is in cluster.keep too (keep takes production's copy, carry the live cluster's)", k)
 		}
 	}
 }

@@ -136,7 +136,7 @@ func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) 
 	if err != nil {
 		return nil, c.errorf("cluster: %w", err)
 	}
-	return &PhysicalConfig{Source: src, Clusters: clusters, Database: c.Backup.Database, Keep: cl.Keep,
+	return &PhysicalConfig{Source: src, Clusters: clusters, Database: c.Backup.Database, Keep: cl.Keep, Carry: cl.Carry,
 		Delta: c.Backup.Delta == nil || *c.Backup.Delta}, nil
 }
 

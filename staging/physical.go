@@ -34,6 +34,10 @@ type PhysicalConfig struct {
 	Keep []string
 	// Delta restores into the idle slot with --delta when it holds an earlier copy.
 	Delta bool
+	// Carry lists databases of the live cluster that are not production's (an
+	// experimental environment's) copied into the new cluster before the cutover
+	// ([cluster] carry): writes to them after the copy are lost.
+	Carry []string
 }
 
 // ErrForeign: the live cluster holds databases this environment does not manage.
@@ -52,7 +56,8 @@ func (r *Rebuilder) managed() []string {
 	for _, c := range r.cfg.Clones {
 		m = append(m, c, c+"_next")
 	}
-	return append(m, r.cfg.Physical.Keep...)
+	m = append(m, r.cfg.Physical.Keep...)
+	return append(m, r.cfg.Physical.Carry...)
 }
 
 // physicalRun is strategy Physical: backup → verify → clean → restore into the idle slot
@@ -145,7 +150,7 @@ func (ru *run) physicalVerify(ctx context.Context, ps *physicalState) error {
 			return "", err
 		}
 		if len(foreign) > 0 {
-			return "", fmt.Errorf("%w: %s (a physical rebuild replaces the whole cluster; list them in cluster.keep to keep production's copies of them, or move them to another server)",
+			return "", fmt.Errorf("%w: %s (a physical rebuild replaces the whole cluster; list them in cluster.carry to copy them into the new one, in cluster.keep to keep production's copies of them, or move them to another server)",
 				ErrForeign, strings.Join(foreign, ", "))
 		}
 		return fmt.Sprintf("backup set of system_identifier %d; the staging cluster is restage's and holds only this environment's databases", ps.set.SystemIdentifier), nil
@@ -241,6 +246,25 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 			return d, nil
 		})
 	})
+	if err == nil && len(pc.Carry) > 0 {
+		err = ru.step(ctx, "carry", func(ctx context.Context) (string, error) {
+			return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
+				var did []string
+				for _, db := range pc.Carry {
+					ok, err := cl.Carry(ctx, ps.slot, db)
+					if err != nil {
+						return strings.Join(did, "; "), err
+					}
+					if ok {
+						did = append(did, db+" copied from the live cluster")
+					} else {
+						did = append(did, db+": not on the live cluster")
+					}
+				}
+				return strings.Join(did, "; "), nil
+			})
+		})
+	}
 	if err != nil || len(ru.r.cfg.Clones) == 0 {
 		return err
 	}

@@ -39,6 +39,8 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 		{`s/strategy     = "physical"/strategy = "swap"/`, `backup.type "pgbackrest" needs database.strategy`},
 		{`s/keep     = ["reports"]/keep = ["launchpad_staging"]/`, `cluster.keep`},
 		{`s/port     = 5433/port = 5433\nside_port = 5433/`, `cluster.side_port`},
+		{`s/port     = 5433/port = 5433\ncarry = ["reports"]/`, `cluster.carry: "reports" is in cluster.keep too`},
+		{`s/port     = 5433/port = 5433\ncarry = ["launchpad_staging"]/`, `cluster.carry: "launchpad_staging" cannot`},
 		{`s/port     = 5433/port = 5433\nwal = 1/`, `unknown key cluster.wal`},
 		{`s/^environment = "staging"/environment = "staging"\nrole = "experimental"/`, `physical rebuilds are for role staging`},
 	} {

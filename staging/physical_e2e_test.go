@@ -232,8 +232,26 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 	})
 
 	w.Staging.Exec(t, "postgres", "CREATE DATABASE scratch")
+	w.Staging.Exec(t, "scratch", "CREATE TABLE note AS SELECT 'kept' AS text")
+	config, err := os.ReadFile(w.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	fault("a database restage does not manage", "verify", staging.OutcomeFailed, "scratch", func(*testing.T) {}, func(t *testing.T) {
+		// cluster.carry copies it into the new cluster at the next run.
+		carried := strings.Replace(string(config), "[cluster]\n", "[cluster]\ncarry = [\"scratch\"]\n", 1)
+		if err := os.WriteFile(w.ConfigPath, []byte(carried), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("carried over", func(t *testing.T) {
+		if got := query(t, w.Staging, "scratch", "SELECT text FROM note"); got != "kept" {
+			t.Fatalf("scratch: %q", got)
+		}
 		w.Staging.Exec(t, "postgres", "DROP DATABASE scratch")
+		if err := os.WriteFile(w.ConfigPath, config, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	inject, repair := replace(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")

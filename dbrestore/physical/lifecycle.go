@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -280,4 +281,57 @@ func (c *Clusters) SwitchBack(ctx context.Context, next, old *Slot) error {
 		return nil
 	}
 	return c.start(ctx, old)
+}
+
+// Carry copies database from the live slot into s, running on the side port, with
+// pg_dump -Fc and pg_restore (--no-owner --no-acl), replacing a database of that name
+// there: a database of the live cluster that is not production's (an experimental
+// environment's) survives the rebuild. What is written to it on the live cluster after
+// the dump is lost at the cutover. A database the live cluster lacks is no error; it
+// returns whether it carried one.
+func (c *Clusters) Carry(ctx context.Context, s *Slot, database string) (bool, error) {
+	live, err := c.Live()
+	if err != nil || live == nil {
+		return false, err
+	}
+	if live.Name == s.Name {
+		return false, fmt.Errorf("%w: %s is live", ErrSlot, s)
+	}
+	if slices.Contains(system, database) {
+		return false, fmt.Errorf("physical: %s is a system database", database)
+	}
+	lconn, err := c.Conn(ctx, live, "postgres", true)
+	if err != nil {
+		return false, err
+	}
+	var there bool
+	err = lconn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", database).Scan(&there)
+	lconn.Close(context.WithoutCancel(ctx))
+	if err != nil || !there {
+		return false, err
+	}
+	conn, err := c.Conn(ctx, s, "postgres", false)
+	if err != nil {
+		return false, err
+	}
+	id := pgx.Identifier{database}.Sanitize()
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+id+" WITH (FORCE)")
+	if err == nil {
+		_, err = conn.Exec(ctx, "CREATE DATABASE "+id+" TEMPLATE template0")
+	}
+	conn.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return false, fmt.Errorf("physical: carry %s: %w", database, err)
+	}
+	bin := filepath.Dir(c.pgCtl)
+	file := filepath.Join(s.Dir, "carry.dump")
+	defer os.Remove(file)
+	if _, err := c.owner.run(ctx, []string{filepath.Join(bin, "pg_dump"), "-Fc", "-f", file, "-d", c.LiveDSN(live, database)}); err != nil {
+		return false, fmt.Errorf("physical: carry %s: %w", database, err)
+	}
+	if _, err := c.owner.run(ctx, []string{filepath.Join(bin, "pg_restore"), "--no-owner", "--no-acl", "--exit-on-error",
+		"-d", c.SideDSN(s, database), file}); err != nil {
+		return false, fmt.Errorf("physical: carry %s: %w", database, err)
+	}
+	return true, nil
 }

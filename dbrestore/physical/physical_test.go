@@ -241,6 +241,32 @@ func TestRebuild(t *testing.T) {
 	if _, err := w.cl.Neutralize(ctx, slot2, physical.NeutralizeOptions{From: "shop", To: "shop_staging"}); err != nil {
 		t.Fatal(err)
 	}
+	// A database of the live cluster's own (an experimental environment's) is carried over.
+	if err := w.cl.Exec(ctx, slot, "postgres", "SELECT 1"); err == nil {
+		t.Fatal("the live slot answered on the side port")
+	}
+	live, err := w.cl.Conn(ctx, slot, "postgres", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Exec(ctx, "CREATE DATABASE exp"); err != nil {
+		t.Fatal(err)
+	}
+	live.Close(ctx)
+	exp, err := w.cl.Conn(ctx, slot, "exp", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exp.Exec(ctx, "CREATE TABLE note AS SELECT g AS id FROM generate_series(1, 42) g"); err != nil {
+		t.Fatal(err)
+	}
+	exp.Close(ctx)
+	if ok, err := w.cl.Carry(ctx, slot2, "exp"); !ok || err != nil {
+		t.Fatalf("carry exp: %v %v", ok, err)
+	}
+	if ok, err := w.cl.Carry(ctx, slot2, "nosuch"); ok || err != nil {
+		t.Fatalf("carry nosuch: %v %v", ok, err)
+	}
 	old, err = w.cl.Switch(ctx, slot2)
 	if err != nil || old == nil || old.Name != "a" {
 		t.Fatalf("switch: %v %v", old, err)
@@ -250,6 +276,9 @@ func TestRebuild(t *testing.T) {
 	}
 	if up, _ := w.cl.Running(ctx, old); up {
 		t.Fatal("the old slot still runs")
+	}
+	if n := w.count(t, slot2, true, "exp", "SELECT count(*) FROM note"); n != 42 {
+		t.Fatalf("carried database: %d notes", n)
 	}
 	// Third rebuild: a is idle and holds the first copy: --delta.
 	if !w.cl.Delta() {
