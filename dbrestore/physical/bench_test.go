@@ -23,8 +23,10 @@ import (
 // fresh database of a throwaway server; then a delta refresh after about 5% of the rows
 // changed (an incremental backup, restored with --delta over the previous copy) with a
 // full one; and the cutover (stop the live cluster, stop the prepared one, start it on
-// the live port). The data: pgbench -i at each scale of $RESTAGE_BENCH_SCALES (default
-// "5,20"). Run it with:
+// the live port). The data are dbrestore's BenchmarkRestore's: pgbench -i at each scale
+// of $RESTAGE_BENCH_SCALES (default "5,20") plus an indexed table of 50000 rows per scale
+// unit and 20 smaller ones (250 to 5000 rows per scale unit; about 760 MB at scale 20).
+// Run it with:
 //
 //	go test ./dbrestore/physical -run '^$' -bench BenchmarkPhysicalRefresh -benchtime 1x -timeout 60m
 func BenchmarkPhysicalRefresh(b *testing.B) {
@@ -69,6 +71,24 @@ func benchRefresh(b *testing.B, bin string, scale int) {
 			return fmt.Errorf("%w\n%s", err, out)
 		}
 		return nil
+	})
+	timed(b, "indexed tables", func() error {
+		sql := fmt.Sprintf(`
+CREATE TABLE extra AS
+  SELECT g AS id, md5(g::text) AS h, timestamptz '2026-01-01' + g * interval '1 second' AS at, repeat('x', 40) AS pad
+  FROM generate_series(1, %d) g;
+ALTER TABLE extra ADD PRIMARY KEY (id);
+CREATE INDEX extra_h ON extra (h);
+CREATE INDEX extra_at ON extra (at);`, scale*50000)
+		for i := 1; i <= 20; i++ {
+			sql += fmt.Sprintf(`
+CREATE TABLE t%[1]d AS SELECT g AS id, md5((g * %[1]d)::text) AS h, g %% 100 AS k, repeat('z', 30) AS pad
+  FROM generate_series(1, %[2]d) g;
+ALTER TABLE t%[1]d ADD PRIMARY KEY (id);
+CREATE INDEX ON t%[1]d (h);
+CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
+		}
+		return prod.Exec(ctx, "bench", sql)
 	})
 	var size int64
 	if err := func() error {
@@ -150,8 +170,13 @@ func benchRefresh(b *testing.B, bin string, scale int) {
 	if err := cl.Discard(ctx, slot); err != nil {
 		b.Fatal(err)
 	}
-	timed(b, "5% of the rows changed, incremental backup", func() error {
-		if err := prod.Exec(ctx, "bench", "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 20 = 0"); err != nil {
+	timed(b, "5% of every table's rows changed, incremental backup", func() error {
+		sql := "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 20 = 0;\n" +
+			"UPDATE extra SET pad = 'changed' WHERE id % 20 = 0;\n"
+		for i := 1; i <= 20; i++ {
+			sql += fmt.Sprintf("UPDATE t%d SET pad = 'changed' WHERE id %% 20 = 0;\n", i)
+		}
+		if err := prod.Exec(ctx, "bench", sql); err != nil {
 			return err
 		}
 		return prod.Backup(ctx, "incr")
