@@ -7,7 +7,11 @@
 // and waits until it is healthy (svcctl), rolling everything back if it is not. The
 // whole run holds the environment's lock, and ends with a Report delivered by notify.
 // Deploy does the same without a restore (the experimental environment), Plan is a dry
-// run. Package staging/cron runs cron jobs that never overlap a rebuild.
+// run. Promote, only for a production environment (LoadProduction, OpenProduction:
+// role = "production"), releases code and runs migrations in place after a preflight,
+// never restoring, copying or renaming a database; package staging/train cuts the
+// staging branch and reports where every environment stands. Package staging/cron runs
+// cron jobs that never overlap a rebuild.
 //
 // From a config file (the nightly program):
 //

@@ -66,6 +66,10 @@ const (
 	DefaultMaxMigrationTime  = 15 * time.Second
 )
 
+// preflightTimeout bounds the preflight's queries (rule 12): two catalog views and a
+// file.
+const preflightTimeout = 2 * time.Minute
+
 // DefaultSystemUsers are the users whose connections a promote expects by default.
 var DefaultSystemUsers = []string{"postgres"}
 
@@ -195,7 +199,9 @@ func (ru *run) promote(ctx context.Context) error {
 	})
 	if err == nil {
 		err = ru.step(ctx, "preflight", func(ctx context.Context) (string, error) {
-			return ru.preflight(ctx, st.Pending)
+			return bounded(ctx, preflightTimeout, "preflight", func(ctx context.Context) (string, error) {
+				return ru.preflight(ctx, st.Pending)
+			})
 		})
 	}
 	if err != nil {
@@ -281,6 +287,9 @@ func (ru *run) promoteFailed(ctx context.Context, cause error, activated bool) e
 		ru.clearIntent()
 	}
 	schemaState := "the database " + ru.r.cfg.Database + " is as it was (no migration ran)"
+	if ru.rep.FailedStep == "schema" {
+		schemaState = "a migration failed on the live database " + ru.r.cfg.Database + ": check its version and dirty flag (schema_migrations) before anything else; the operator must decide whether to fix the migration forward or repair by hand"
+	}
 	if ru.migrated() {
 		s := ru.rep.Schema
 		var ran []string

@@ -1,0 +1,123 @@
+package staging
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore"
+)
+
+// prodWorld is the fake world as a production server: AllowConnections has nothing to
+// do, the guard refuses (as productionDatabases); the world's own guard refuses every
+// other change, since it is told no production identity.
+type prodWorld struct{ *world }
+
+func (p prodWorld) AllowConnections(context.Context, string) error { return nil }
+func (p prodWorld) GuardProduction(context.Context, ...uint64) error {
+	return dbrestore.ErrProduction
+}
+
+type fakeActivity struct {
+	sessions []dbrestore.Session
+	replicas []dbrestore.Replica
+}
+
+func (a *fakeActivity) Sessions(context.Context) ([]dbrestore.Session, error) { return a.sessions, nil }
+func (a *fakeActivity) Replicas(context.Context) ([]dbrestore.Replica, error) { return a.replicas, nil }
+
+// promoter is a production Rebuilder over the fake world, whose staging history ran the
+// world's migration (2_add_x) in a second.
+func (w *world) promoter(t *testing.T, act *fakeActivity) *Rebuilder {
+	t.Helper()
+	hist := t.TempDir()
+	rep := &Report{ID: "staging-run", Environment: "staging", Kind: "rebuild", Outcome: OutcomeOK,
+		Schema: &SchemaInfo{From: 1, To: 2, Migrations: []MigrationTime{{Version: 2, Name: "add_x", Duration: time.Second}}}}
+	if err := appendHistory(hist, rep, 0); err != nil {
+		t.Fatal(err)
+	}
+	return w.rebuilder(t, func(c *Config) {
+		c.Environment, c.Role, c.Backups, c.Databases = "production", RoleProduction, nil, prodWorld{w}
+		c.Preflight = &Preflight{Activity: act, StagingStateDir: hist}
+	})
+}
+
+func TestPromoteMigratesInPlace(t *testing.T) {
+	w := newWorld()
+	rep, err := w.promoter(t, &fakeActivity{}).Promote(context.Background(), PromoteOptions{})
+	if err != nil {
+		t.Fatalf("promote: %v\n%s", err, rep.Text())
+	}
+	// The live database migrated in place (no restore, no copy, no rename), r1 serving it.
+	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v2 staging_prev=backup -1 @v1] current=r1 running=true serving=r1/backup 0 @v2"; got != want {
+		t.Errorf("after the promote:\n got %s\nwant %s", got, want)
+	}
+	if rep.Kind != "promote" || rep.Strategy != MigrateInPlace || rep.Downtime <= 0 || rep.Schema.To != 2 || len(w.delivered) != 1 {
+		t.Errorf("report:\n%s", rep.Text())
+	}
+}
+
+func TestPromotePreflightChangesNothing(t *testing.T) {
+	w := newWorld()
+	before := w.snapshot()
+	act := &fakeActivity{sessions: []dbrestore.Session{{PID: 7, User: "postgres", XactAge: time.Hour}}}
+	rep, err := w.promoter(t, act).Promote(context.Background(), PromoteOptions{})
+	if !errors.Is(err, ErrPreflight) || ExitStatus(err) != ExitFailed || rep.FailedStep != "preflight" {
+		t.Fatalf("promote with an hour-old transaction: %v\n%s", err, rep.Text())
+	}
+	if got := w.snapshot(); got != before {
+		t.Errorf("a refused promote changed production:\n%s\n%s", before, got)
+	}
+}
+
+func TestPromoteFailedHealthAfterMigrations(t *testing.T) {
+	w := newWorld()
+	calls := 0
+	w.failHealth = func() error {
+		if calls++; calls == 1 {
+			return errInjected
+		}
+		return nil
+	}
+	rep, err := w.promoter(t, &fakeActivity{}).Promote(context.Background(), PromoteOptions{})
+	if !errors.Is(err, errInjected) || rep.Outcome != OutcomeBroken || !strings.Contains(rep.State, "THE SCHEMA IS AHEAD OF THE RESTORED CODE") {
+		t.Fatalf("promote with a failing health gate: %v\n%s", err, rep.Text())
+	}
+	// The previous release runs again, on the migrated database: the operator decides.
+	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v2 staging_prev=backup -1 @v1] current=r0 running=true serving=r0/backup 0 @v2"; got != want {
+		t.Errorf("after the failed promote:\n got %s\nwant %s", got, want)
+	}
+}
+
+// A promote killed after it moved `current` is repaired by the next run (the release
+// put back, the service started; nothing renamed), which then promotes.
+func TestPromoteRepairsAKilledPromote(t *testing.T) {
+	w := newWorld()
+	r := w.promoter(t, &fakeActivity{})
+	rel, _ := w.Build(context.Background(), fakeSource{})
+	if _, err := w.Activate(context.Background(), rel); err != nil {
+		t.Fatal(err)
+	}
+	w.running, w.serving = false, ""
+	in := intent{Run: "killed", Kind: "promote", PID: 1, Started: time.Now(), Phase: phaseActivated, Live: "staging",
+		Prev: "staging_prev", Old: "staging_old", Failed: "staging_failed", HadLive: true, Release: rel.ID}
+	data, _ := json.Marshal(in)
+	if err := os.WriteFile(filepath.Join(r.cfg.StateDir, IntentFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Promote(context.Background(), PromoteOptions{})
+	if err != nil {
+		t.Fatalf("promote after a killed one: %v\n%s", err, rep.Text())
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "repaired the cutover of run killed") {
+		t.Errorf("notes: %v", rep.Notes)
+	}
+	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v2 staging_prev=backup -1 @v1] current=r2 running=true serving=r2/backup 0 @v2"; got != want {
+		t.Errorf("after the repair and the promote:\n got %s\nwant %s", got, want)
+	}
+}
