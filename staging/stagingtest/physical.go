@@ -117,41 +117,9 @@ port     = %d
 bin_dir  = %q
 settings = { fsync = "off", shared_buffers = "32MB" }
 timeout  = "2m"
-
-[code]
-source   = "build/bugs"
-releases = "staging/releases"
-current  = "staging/current"
-keep     = 3
-exclude  = [".git"]
-[code.overlay]
-"robots.txt" = "robots-staging.txt"
-
-[schema]
-migrations = "migrations"
-
-[service]
-type           = "process"
-command        = %s
-pidfile        = "run/app.pid"
-stop_timeout   = "10s"
-health_url     = %q
-health_timeout = "30s"
-
-[notify]
-topic = "staging-rebuild"
-[notify.email]
-smtp = %q
-from = "staging@example.org"
-to   = ["error-reports@example.org"]
-tls  = "none"
 `, source, w.ProdDB, wait.String(), w.StagingDB, postRestore, tomlList(w.opts.Clones),
-		w.ClusterDir, w.Staging.Port, bin, tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
-	if w.opts.Mask {
-		text += "\n" + MaskSection
-	}
-	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
-	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
+		w.ClusterDir, w.Staging.Port, bin)
+	return w.writeStagingConfig(text, command)
 }
 
 // StopLiveCluster stops the live staging cluster at once (as a crash or a reboot would),
