@@ -230,27 +230,38 @@ func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
 			did = append(did, in.Old+" is "+in.Prev+" again")
 		}
 	}
-	if in.Phase == phaseActivating || in.Phase == phaseActivated {
-		cur, err := ru.r.cfg.Releases.Current(ctx)
-		if err != nil && !errors.Is(err, codesync.ErrNoRelease) {
-			return did, fmt.Errorf("release: %w", err)
-		}
-		if cur != nil && cur.ID == in.Release {
-			back, err := ru.r.cfg.Releases.Rollback(ctx)
-			if err != nil {
-				return did, fmt.Errorf("release: %w", err)
-			}
-			if back != nil {
-				did = append(did, "current -> "+back.ID)
-			} else {
-				did = append(did, "current removed (there was no release before)")
-			}
-		}
+	more, err := ru.repairRelease(ctx, in)
+	did = append(did, more...)
+	if err != nil {
+		return did, err
 	}
 	if err := ru.startService(ctx); err != nil {
 		return did, fmt.Errorf("start the service: %w", err)
 	}
 	return append(did, "service started"+map[bool]string{true: ", healthy", false: ""}[ru.r.cfg.Health != nil]), nil
+}
+
+// repairRelease puts `current` back on the release before in's, when the killed run
+// had moved it.
+func (ru *run) repairRelease(ctx context.Context, in *intent) ([]string, error) {
+	if in.Phase != phaseActivating && in.Phase != phaseActivated {
+		return nil, nil
+	}
+	cur, err := ru.r.cfg.Releases.Current(ctx)
+	if err != nil && !errors.Is(err, codesync.ErrNoRelease) {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	if cur == nil || cur.ID != in.Release {
+		return nil, nil
+	}
+	back, err := ru.r.cfg.Releases.Rollback(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	if back != nil {
+		return []string{"current -> " + back.ID}, nil
+	}
+	return []string{"current removed (there was no release before)"}, nil
 }
 
 // mkdirPrivate creates dir (and its parents) as 0700 folders when missing, refusing a

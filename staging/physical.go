@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/dbrestore/physical"
@@ -394,56 +393,22 @@ func (ru *run) physicalCutover(ctx context.Context, ps *physicalState) error {
 // physicalRollback puts the previous cluster and release back and starts the service
 // again, with a budget of its own.
 func (ru *run) physicalRollback(ctx context.Context, cause error, ps *physicalState, switched, activated bool) error {
-	ctx, cancel := ru.critical(ctx)
-	defer cancel()
 	cl := ru.r.cfg.Physical.Clusters
-	err := ru.step(ctx, "rollback", func(ctx context.Context) (string, error) {
-		var done []string
-		if err := ru.r.cfg.Service.Stop(ctx); err != nil {
-			return "", fmt.Errorf("stop the failed service: %w", err)
+	return ru.rollbackWith(ctx, cause, activated, "cluster", func(ctx context.Context) ([]string, error) {
+		if !switched {
+			if err := cl.Discard(ctx, ps.slot); err != nil {
+				return nil, fmt.Errorf("cluster: %w", err)
+			}
+			return nil, nil
 		}
-		if activated {
-			back, err := ru.r.cfg.Releases.Rollback(ctx)
-			if err != nil {
-				return "", fmt.Errorf("release: %w", err)
-			}
-			if back != nil {
-				done = append(done, "current -> "+back.ID)
-			} else {
-				done = append(done, "current removed (there was no release before)")
-			}
-		} else if ru.release != nil {
-			_ = ru.r.cfg.Releases.Discard(ctx, ru.release)
+		if err := cl.SwitchBack(ctx, ps.slot, ps.old); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
 		}
-		if switched {
-			if err := cl.SwitchBack(ctx, ps.slot, ps.old); err != nil {
-				return "", fmt.Errorf("cluster: %w", err)
-			}
-			if ps.old != nil {
-				done = append(done, fmt.Sprintf("%s is live again on port %d", ps.old, cl.Port()))
-			} else {
-				done = append(done, fmt.Sprintf("%s stopped (there was no cluster before)", ps.slot))
-			}
-		} else if err := cl.Discard(ctx, ps.slot); err != nil {
-			return "", fmt.Errorf("cluster: %w", err)
+		if ps.old == nil {
+			return []string{fmt.Sprintf("%s stopped (there was no cluster before)", ps.slot)}, nil
 		}
-		return strings.Join(done, "; "), nil
+		return []string{fmt.Sprintf("%s is live again on port %d", ps.old, cl.Port())}, nil
 	})
-	if err != nil {
-		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = "ROLLBACK FAILED: " + redact.String(err.Error()) + "; staging needs an operator (the next run repairs what it can from " + ru.r.intentPath() + ")"
-		return errors.Join(cause, fmt.Errorf("%w: %w", ErrRollback, err))
-	}
-	if err := ru.startHealthy(ctx, "restart"); err != nil {
-		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = "rolled back, but the previous release does not come up healthy either"
-		return errors.Join(cause, fmt.Errorf("%w: restart: %w", ErrRollback, err))
-	}
-	ru.up()
-	ru.clearIntent()
-	ru.rep.Outcome = OutcomeRolledBack
-	ru.rep.State = "rolled back: the service runs the previous release on the previous cluster, healthy"
-	return fmt.Errorf("%w: %w", ErrRolledBack, cause)
 }
 
 // repairPhysical puts staging back as it was before a physical cutover that a killed run
@@ -487,29 +452,6 @@ func (ru *run) repairPhysical(ctx context.Context, in *intent) ([]string, error)
 		return did, fmt.Errorf("start the service: %w", err)
 	}
 	return append(did, "service started"), nil
-}
-
-// repairRelease puts `current` back on the release before in's, when the killed run
-// had moved it.
-func (ru *run) repairRelease(ctx context.Context, in *intent) ([]string, error) {
-	if in.Phase != phaseActivating && in.Phase != phaseActivated {
-		return nil, nil
-	}
-	cur, err := ru.r.cfg.Releases.Current(ctx)
-	if err != nil && !errors.Is(err, codesync.ErrNoRelease) {
-		return nil, fmt.Errorf("release: %w", err)
-	}
-	if cur == nil || cur.ID != in.Release {
-		return nil, nil
-	}
-	back, err := ru.r.cfg.Releases.Rollback(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("release: %w", err)
-	}
-	if back != nil {
-		return []string{"current -> " + back.ID}, nil
-	}
-	return []string{"current removed (there was no release before)"}, nil
 }
 
 // physicalPlan is a physical dry run: which backup set a rebuild would take, and

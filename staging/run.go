@@ -632,10 +632,44 @@ func (ru *run) activate(ctx context.Context, in *intent) error {
 // rollback puts the previous database and release back and starts the service again,
 // with a budget of its own.
 func (ru *run) rollback(ctx context.Context, cause error, swapped, activated bool, next string) error {
-	ctx, cancel := ru.critical(ctx)
-	defer cancel()
 	live, prev := ru.r.cfg.Database, ru.r.prev()
 	db := ru.r.cfg.Databases
+	return ru.rollbackWith(ctx, cause, activated, "database", func(ctx context.Context) ([]string, error) {
+		if !swapped {
+			ru.abandon(ctx, next)
+			return nil, nil
+		}
+		var done []string
+		if ru.hadLive {
+			failed := ru.r.failed()
+			if err := db.Swap(ctx, live, prev, failed); err != nil {
+				return done, fmt.Errorf("database: %w", err)
+			}
+			done = append(done, live+" is the previous database again")
+			if err := db.Drop(ctx, failed); err != nil {
+				ru.log.Warn("could not drop the rolled-back database; the next run will", "database", failed, keyErr, redact.String(err.Error()))
+			}
+		} else {
+			if err := db.Drop(ctx, live); err != nil {
+				return done, fmt.Errorf("database: %w", err)
+			}
+			done = append(done, "dropped "+live+" (there was none before)")
+		}
+		if ru.hadPrev {
+			if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
+				return done, fmt.Errorf("database: %w", err)
+			}
+		}
+		return done, nil
+	})
+}
+
+// rollbackWith is a rollback with a budget of its own: it stops the service, puts the
+// previous release back (or discards the new one), runs undo to put the previous data
+// back (what names it: "database", "cluster"), and starts the service again.
+func (ru *run) rollbackWith(ctx context.Context, cause error, activated bool, what string, undo func(ctx context.Context) ([]string, error)) error {
+	ctx, cancel := ru.critical(ctx)
+	defer cancel()
 	err := ru.step(ctx, "rollback", func(ctx context.Context) (string, error) {
 		var done []string
 		if err := ru.r.cfg.Service.Stop(ctx); err != nil {
@@ -654,29 +688,10 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 		} else if ru.release != nil {
 			_ = ru.r.cfg.Releases.Discard(ctx, ru.release)
 		}
-		if swapped {
-			if ru.hadLive {
-				failed := ru.r.failed()
-				if err := db.Swap(ctx, live, prev, failed); err != nil {
-					return "", fmt.Errorf("database: %w", err)
-				}
-				done = append(done, live+" is the previous database again")
-				if err := db.Drop(ctx, failed); err != nil {
-					ru.log.Warn("could not drop the rolled-back database; the next run will", "database", failed, keyErr, redact.String(err.Error()))
-				}
-			} else {
-				if err := db.Drop(ctx, live); err != nil {
-					return "", fmt.Errorf("database: %w", err)
-				}
-				done = append(done, "dropped "+live+" (there was none before)")
-			}
-			if ru.hadPrev {
-				if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
-					return "", fmt.Errorf("database: %w", err)
-				}
-			}
-		} else {
-			ru.abandon(ctx, next)
+		more, err := undo(ctx)
+		done = append(done, more...)
+		if err != nil {
+			return "", err
 		}
 		return strings.Join(done, "; "), nil
 	})
@@ -693,7 +708,7 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 	ru.up()
 	ru.clearIntent()
 	ru.rep.Outcome = OutcomeRolledBack
-	ru.rep.State = "rolled back: the service runs the previous release on the previous database, healthy"
+	ru.rep.State = "rolled back: the service runs the previous release on the previous " + what + ", healthy"
 	return fmt.Errorf("%w: %w", ErrRolledBack, cause)
 }
 
