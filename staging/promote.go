@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/schema"
 )
 
@@ -307,6 +308,9 @@ func (ru *run) promoteFailed(ctx context.Context, cause error, activated bool) e
 	case healthy:
 		ru.rep.Outcome = OutcomeBroken
 		ru.rep.State = "production runs the previous release again and answers its health check; " + schemaState
+	case err != nil:
+		ru.rep.Outcome = OutcomeBroken
+		ru.rep.State = "ROLLBACK FAILED: " + redact.String(err.Error()) + "; production's service is stopped and needs an operator (the next run repairs what it can from " + ru.r.intentPath() + "); " + schemaState
 	default:
 		ru.rep.Outcome = OutcomeBroken
 		ru.rep.State = "PRODUCTION IS DOWN: the previous release does not come up healthy; " + schemaState

@@ -2,7 +2,10 @@ package train
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,4 +158,33 @@ func appendCut(stateDir string, rep *CutReport) error {
 		return err
 	}
 	return f.Close()
+}
+
+// lastCut returns the newest cut of stateDir's cuts.jsonl, without its commits; nil
+// when there is none.
+func lastCut(stateDir string) (*CutReport, error) {
+	if stateDir == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, CutsFile), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var rep CutReport
+		if json.Unmarshal([]byte(lines[i]), &rep) == nil && rep.ID != "" {
+			rep.Commits, rep.MoreCommits = nil, 0
+			return &rep, nil
+		}
+	}
+	return nil, nil
 }

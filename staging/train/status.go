@@ -23,9 +23,12 @@ type Status struct {
 	DevelNotOnStaging *int `json:"devel_not_on_staging,omitempty"`
 	// StagingNotOnProduction counts the staging branch's commits that production's live
 	// release lacks (the next promote's); nil when no production environment is deployed.
-	StagingNotOnProduction *int                `json:"staging_not_on_production,omitempty"`
-	Environments           []EnvironmentStatus `json:"environments"`
-	Problems               []string            `json:"problems,omitempty"`
+	StagingNotOnProduction *int `json:"staging_not_on_production,omitempty"`
+	// LastCut is the newest cut of the train's history (state_dir/cuts.jsonl), without
+	// its commits; nil: none.
+	LastCut      *CutReport          `json:"last_cut,omitempty"`
+	Environments []EnvironmentStatus `json:"environments"`
+	Problems     []string            `json:"problems,omitempty"`
 }
 
 // EnvironmentStatus is one environment's standing.
@@ -81,6 +84,11 @@ func (t *Train) Status(ctx context.Context) (*Status, error) {
 		if st.DevelHead != "" && st.StagingHead != "" {
 			st.DevelNotOnStaging = count(ctx, g, st.StagingHead, st.DevelHead)
 		}
+	}
+	if last, err := lastCut(t.cfg.StateDir); err != nil {
+		st.Problems = append(st.Problems, "cuts: "+err.Error())
+	} else {
+		st.LastCut = last
 	}
 	for _, path := range t.cfg.Environments {
 		es := EnvironmentStatus{Config: path}
@@ -152,6 +160,9 @@ func (s *Status) Text() string {
 	fmt.Fprintf(&b, "  %-8s %s\n  %-8s %s\n", s.Devel, orNone(short(s.DevelHead)), s.Staging, orNone(short(s.StagingHead)))
 	fmt.Fprintf(&b, "  %s commits not on %s: %s\n", s.Devel, s.Staging, num(s.DevelNotOnStaging))
 	fmt.Fprintf(&b, "  %s commits not on production: %s\n", s.Staging, num(s.StagingNotOnProduction))
+	if c := s.LastCut; c != nil {
+		fmt.Fprintf(&b, "  last cut: %s %s at %s (%s -> %s)\n", c.Tag, c.Outcome, c.Started.Format(time.RFC3339), orNone(short(c.Replaced)), short(c.Commit))
+	}
 	for _, p := range s.Problems {
 		fmt.Fprintf(&b, "  problem: %s\n", p)
 	}

@@ -342,6 +342,9 @@ func TestTrainWeek(t *testing.T) {
 		st.StagingNotOnProduction == nil || *st.StagingNotOnProduction != 0 {
 		t.Errorf("status:\n%s", st.Text())
 	}
+	if st.LastCut == nil || st.LastCut.Outcome != train.OutcomeRefused || st.LastCut.Tag != "staging-2026-W49" {
+		t.Errorf("status's last cut (the refused backwards one): %+v", st.LastCut)
+	}
 	if len(st.Environments) != 2 {
 		t.Fatalf("status lists %d environments:\n%s", len(st.Environments), st.Text())
 	}
