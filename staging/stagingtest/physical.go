@@ -43,7 +43,10 @@ func (w *World) startPhysical(ctx context.Context) error {
 		return err
 	}
 	w.Staging = &pgtest.Server{Host: "127.0.0.1", Port: port, User: "postgres"}
-	return nil
+	// The side port is a free one of its own (port+1, the default, may be another
+	// server's).
+	w.sidePort, err = testutil.FreePort()
+	return err
 }
 
 // closePhysical stops staging's clusters and production's, and removes their folders.
@@ -112,13 +115,14 @@ strategy     = "physical"
 clones       = %s
 
 [cluster]
-dir      = %q
-port     = %d
+dir       = %q
+port      = %d
+side_port = %d
 bin_dir  = %q
 settings = { fsync = "off", shared_buffers = "32MB" }
 timeout  = "2m"
 `, source, w.ProdDB, wait.String(), w.StagingDB, postRestore, tomlList(w.opts.Clones),
-		w.ClusterDir, w.Staging.Port, bin)
+		w.ClusterDir, w.Staging.Port, w.sidePort, bin)
 	return w.writeStagingConfig(text, command)
 }
 

@@ -83,6 +83,7 @@ type World struct {
 	// folder of staging's clusters (Staging then points at the live port).
 	Phys       *physicaltest.Production
 	ClusterDir string
+	sidePort   int
 
 	opts Options
 	log  *slog.Logger
