@@ -51,7 +51,8 @@ func TestBaseBackup(t *testing.T) {
 			_ = os.Chmod(parent, 0o711)
 			t.Cleanup(func() { os.RemoveAll(parent) })
 			port, _ := testutil.FreePort()
-			cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: filepath.Join(parent, "pg"), Port: port, BinDir: bin, Timeout: time.Minute})
+			side, _ := testutil.FreePort()
+			cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: filepath.Join(parent, "pg"), Port: port, SidePort: side, BinDir: bin, Timeout: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -133,8 +133,9 @@ CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
 	_ = os.Chmod(parent, 0o711)
 	b.Cleanup(func() { os.RemoveAll(parent) })
 	port, _ := testutil.FreePort()
+	side, _ := testutil.FreePort()
 	dir := filepath.Join(parent, "pg")
-	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "bench", Dir: dir, Port: port, BinDir: bin,
+	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "bench", Dir: dir, Port: port, SidePort: side, BinDir: bin,
 		Settings: map[string]string{"fsync": "off", "shared_buffers": "128MB"}})
 	if err != nil {
 		b.Fatal(err)

@@ -69,8 +69,12 @@ func newWorld(t *testing.T, backup bool) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	side, err := testutil.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(parent, "pg")
-	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: dir, Port: port,
+	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: dir, Port: port, SidePort: side,
 		BinDir: bin, Settings: map[string]string{"shared_buffers": "32MB", "fsync": "off"}, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,10 @@ func (w *World) startPhysical(ctx context.Context) error {
 		return err
 	}
 	w.Staging = &pgtest.Server{Host: "127.0.0.1", Port: port, User: "postgres"}
-	return nil
+	// The side port is a free one of its own (port+1, the default, may be another
+	// server's).
+	w.sidePort, err = testutil.FreePort()
+	return err
 }
 
 // closePhysical stops staging's clusters and production's, and removes their folders.
@@ -112,46 +115,15 @@ strategy     = "physical"
 clones       = %s
 
 [cluster]
-dir      = %q
-port     = %d
+dir       = %q
+port      = %d
+side_port = %d
 bin_dir  = %q
 settings = { fsync = "off", shared_buffers = "32MB" }
 timeout  = "2m"
-
-[code]
-source   = "build/bugs"
-releases = "staging/releases"
-current  = "staging/current"
-keep     = 3
-exclude  = [".git"]
-[code.overlay]
-"robots.txt" = "robots-staging.txt"
-
-[schema]
-migrations = "migrations"
-
-[service]
-type           = "process"
-command        = %s
-pidfile        = "run/app.pid"
-stop_timeout   = "10s"
-health_url     = %q
-health_timeout = "30s"
-
-[notify]
-topic = "staging-rebuild"
-[notify.email]
-smtp = %q
-from = "staging@example.org"
-to   = ["error-reports@example.org"]
-tls  = "none"
 `, source, w.ProdDB, wait.String(), w.StagingDB, postRestore, tomlList(w.opts.Clones),
-		w.ClusterDir, w.Staging.Port, bin, tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
-	if w.opts.Mask {
-		text += "\n" + MaskSection
-	}
-	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
-	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
+		w.ClusterDir, w.Staging.Port, w.sidePort, bin)
+	return w.writeStagingConfig(text, command)
 }
 
 // StopLiveCluster stops the live staging cluster at once (as a crash or a reboot would),

@@ -83,6 +83,7 @@ type World struct {
 	// folder of staging's clusters (Staging then points at the live port).
 	Phys       *physicaltest.Production
 	ClusterDir string
+	sidePort   int
 
 	opts Options
 	log  *slog.Logger
@@ -382,7 +383,16 @@ jobs         = 2
 protect      = [%q, "bugs_experimental"]
 %s
 clones       = %s
+`, backupsDir, w.ProdDB, wait.String(), w.Staging.AdminDSN(), w.StagingDB, strategy, w.ProdDB, postRestore,
+		tomlList(w.opts.Clones))
+	return w.writeStagingConfig(text, command)
+}
 
+// writeStagingConfig writes staging.toml: head (the environment's keys, [backup],
+// [database] and the like), then the code, schema, service and notify sections every
+// world's staging shares, then [mask] with Options.Mask.
+func (w *World) writeStagingConfig(head string, command []string) error {
+	text := head + fmt.Sprintf(`
 [code]
 source   = "build/bugs"
 releases = "staging/releases"
@@ -410,8 +420,7 @@ smtp = %q
 from = "staging@example.org"
 to   = ["error-reports@example.org"]
 tls  = "none"
-`, backupsDir, w.ProdDB, wait.String(), w.Staging.AdminDSN(), w.StagingDB, strategy, w.ProdDB, postRestore,
-		tomlList(w.opts.Clones), tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
+`, tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
 	if w.opts.Mask {
 		text += "\n" + MaskSection
 	}
