@@ -3,14 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/restage/restage/dbrestore/pgtest"
 	"github.com/restage/restage/examples/internal/cli/clitest"
 	"github.com/restage/restage/staging"
+	"github.com/restage/restage/staging/stagingtest"
 )
 
 const usage = "usage: train cut -config train.toml [-now] [-v]\n" +
@@ -110,5 +114,77 @@ func TestCutAndStatus(t *testing.T) {
 	r = clitest.Run(context.Background(), "train", run, staging.ExitStatus, "cut", "-config", cfg)
 	if r.Code != 1 || !strings.Contains(r.Stderr, "would move backwards") {
 		t.Fatalf("a backwards cut: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// The test binary doubles as the bug tracker's web app (the environments' service).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == stagingtest.AppCommand {
+		if err := stagingtest.ServeApp(context.Background(), os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(pgtest.Main(m))
+}
+
+// The Monday procedure through the binary, on real servers: promote, cut -now, status
+// -json; a promote the preflight refuses exits 1.
+func TestMondayProcedure(t *testing.T) {
+	pgtest.Require(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: t.TempDir(), App: []string{exe, stagingtest.AppCommand}, People: 300, Bugs: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	tr, err := w.AddTrain(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	trainRun := func(args ...string) clitest.Result {
+		t.Helper()
+		return clitest.Run(ctx, "train", run, staging.ExitStatus, args...)
+	}
+	if r := trainRun("promote", "-config", tr.Prod.ConfigPath); r.Code != 0 || !strings.Contains(r.Stdout, "production promote OK") {
+		t.Fatalf("promote: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := trainRun("cut", "-config", tr.ConfigPath, "-now"); r.Code != 0 || !strings.Contains(r.Stdout, "staging rebuild OK") {
+		t.Fatalf("cut -now: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	r := trainRun("status", "-config", tr.ConfigPath, "-json")
+	var st struct {
+		StagingNotOnProduction *int `json:"staging_not_on_production"`
+		Environments           []struct {
+			Role   string `json:"role"`
+			Schema *uint  `json:"schema"`
+		} `json:"environments"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &st); r.Code != 0 || err != nil || len(st.Environments) != 2 ||
+		st.StagingNotOnProduction == nil || *st.StagingNotOnProduction != 2 ||
+		st.Environments[0].Schema == nil || *st.Environments[0].Schema != 3 || st.Environments[1].Schema == nil || *st.Environments[1].Schema != 5 {
+		t.Fatalf("status -json: exit %d, %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
+	}
+	// A promote whose migrations staging ran slower than the limit: exit 1, nothing changed.
+	data, err := os.ReadFile(tr.Prod.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := filepath.Join(w.Dir, "production-slow.toml")
+	if err := os.WriteFile(slow, []byte(strings.Replace(string(data), `max_migration_time  = "15s"`, `max_migration_time  = "1ns"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := trainRun("promote", "-config", slow); r.Code != 1 || !strings.Contains(r.Stderr, "preflight refused the promote") {
+		t.Fatalf("a refused promote: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := trainRun("promote", "-config", tr.Prod.ConfigPath); r.Code != 0 || !strings.Contains(r.Stdout, "schema:      3 -> 5") {
+		t.Fatalf("promote: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
