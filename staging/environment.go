@@ -57,7 +57,10 @@ type BackupSection struct {
 	// pgBackRest's default. restage runs only pgbackrest info and restore.
 	Config string `toml:"config"`
 	// Delta restores into the idle slot with --delta (only changed files copied); nil: true.
-	Delta    *bool    `toml:"delta"`
+	Delta *bool `toml:"delta"`
+	// InfoTimeout bounds each `pgbackrest info`; "": 2m.
+	InfoTimeout Duration `toml:"info_timeout"`
+
 	Dir      string   `toml:"dir"`
 	Database string   `toml:"database"`
 	Wait     Duration `toml:"wait"`
@@ -438,8 +441,8 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 		p.add("backup.type %q: want \"dump\", \"pgbackrest\" or \"basebackup\"", c.Backup.Type)
 	}
 	if !phys {
-		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil {
-			p.add("backup.stanza, backup.config and backup.delta need database.strategy = \"physical\"")
+		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.InfoTimeout.Duration != 0 {
+			p.add("backup.stanza, backup.config, backup.delta and backup.info_timeout need database.strategy = \"physical\"")
 		}
 		if c.Cluster != nil {
 			p.add("cluster: the [cluster] section needs database.strategy = \"physical\"")
