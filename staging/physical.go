@@ -461,5 +461,18 @@ func (ru *run) physicalPlan(ctx context.Context) error {
 	if err := ru.physicalBackup(ctx, ps); err != nil {
 		return err
 	}
-	return ru.physicalVerify(ctx, ps)
+	if err := ru.physicalVerify(ctx, ps); err != nil {
+		return err
+	}
+	pc := ru.r.cfg.Physical
+	idle, err := pc.Clusters.Idle()
+	if err != nil {
+		return err
+	}
+	how := "a full copy"
+	if pc.Delta && pc.Clusters.Delta() {
+		how = "--delta over the copy it holds"
+	}
+	ru.note("a rebuild would restore %s into %s (%s)", ps.set.Label, idle, how)
+	return nil
 }

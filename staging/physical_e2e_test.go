@@ -312,7 +312,8 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 	t.Run("dry run", func(t *testing.T) {
 		before := physicalSnapshot(t, w)
 		rep, err := open(t, w).Plan(ctx)
-		if err != nil || rep.Outcome != staging.OutcomePlanned || stepDetail(rep, "verify") == "" {
+		if err != nil || rep.Outcome != staging.OutcomePlanned || stepDetail(rep, "verify") == "" ||
+			!strings.Contains(strings.Join(rep.Notes, "\n"), "(--delta over the copy it holds)") {
 			t.Fatalf("plan: %v\n%s", err, rep.Text())
 		}
 		if after := physicalSnapshot(t, w); after != before {
