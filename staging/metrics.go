@@ -64,7 +64,7 @@ func (g *runGauges) all() []prometheus.Collector {
 
 // RunMetrics returns a registry holding the Prometheus metrics of the runs in reports
 // (a history, oldest first, as History returns it), all gauges labelled environment
-// and kind ("rebuild" or "deploy"):
+// and kind ("rebuild", "deploy" or "promote"):
 //
 //   - restage_run_last_success_timestamp_seconds: when the newest successful run
 //     finished; 0 when the history holds none (so "too long ago" alerts fire).

@@ -67,7 +67,7 @@ type ReleaseInfo struct {
 type Report struct {
 	ID          string        `json:"id"`
 	Environment string        `json:"environment"`
-	Kind        string        `json:"kind"` // "rebuild" or "deploy"
+	Kind        string        `json:"kind"` // "rebuild", "deploy" or "promote"
 	Strategy    Strategy      `json:"strategy"`
 	Outcome     Outcome       `json:"outcome"`
 	Started     time.Time     `json:"started"`

@@ -29,6 +29,7 @@ import (
 
 	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/examples/internal/environment"
+	"github.com/restage/restage/examples/internal/progressview"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/train"
 )
@@ -88,7 +89,7 @@ func cut(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil || !*now {
 		return err
 	}
-	reps, err := t.RebuildStaging(ctx, staging.OpenOptions{Logger: log})
+	reps, err := t.RebuildStaging(ctx, staging.OpenOptions{Logger: log, Observer: progressview.New(stderr, log, 0)})
 	for _, r := range reps {
 		fmt.Fprintf(stdout, "\n%s", r.Text())
 	}
@@ -109,7 +110,8 @@ func promote(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	rb, err := staging.OpenProduction(c, staging.OpenOptions{Logger: cli.Logger(stderr, *verbose)})
+	log := cli.Logger(stderr, *verbose)
+	rb, err := staging.OpenProduction(c, staging.OpenOptions{Logger: log, Observer: progressview.New(stderr, log, 0)})
 	if err != nil {
 		return err
 	}
