@@ -567,9 +567,7 @@ func (s *Server) Clone(ctx context.Context, template, name string) error {
 		}
 		err = errors.Join(err, s.allowConnections(ctx, template, allowed))
 		if err == nil {
-			if pc != nil {
-				pc.Set(pc.Total())
-			}
+			pc.Set(pc.Total())
 			s.log.Info("dbrestore: cloned database", logKeyDatabase, name, "template", template,
 				logKeyDuration, time.Since(start).Round(time.Millisecond))
 		}

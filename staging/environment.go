@@ -163,6 +163,14 @@ type MetricsSection struct {
 	Textfile string `toml:"textfile"`
 }
 
+// Problem names what is wrong with the section, naming its key; "": nothing.
+func (m MetricsSection) Problem() string {
+	if t := m.Textfile; t != "" && (!strings.HasSuffix(t, ".prom") || strings.HasSuffix(t, "/.prom")) {
+		return fmt.Sprintf("metrics.textfile %q: want a file named *.prom (node exporter's textfile collector reads no other)", t)
+	}
+	return ""
+}
+
 // ServiceSection is [service]: the type, the health gate, and the type's own keys.
 type ServiceSection struct {
 	Type          string   `toml:"type"` // a key of Drivers.Services: process, command, systemd (docker: staging/dockerservice)
@@ -296,8 +304,8 @@ func (c *EnvironmentConfig) validate(production bool) error {
 	if c.History.Keep < 0 {
 		p.add("history.keep %d: want a positive number (0: %d)", c.History.Keep, DefaultHistoryKeep)
 	}
-	if t := c.Metrics.Textfile; t != "" && (!strings.HasSuffix(t, ".prom") || strings.HasSuffix(t, "/.prom")) {
-		p.add("metrics.textfile %q: want a file named *.prom (node exporter's textfile collector reads no other)", t)
+	if problem := c.Metrics.Problem(); problem != "" {
+		p.add("%s", problem)
 	}
 	if c.Service.Type != "" {
 		_, bad := c.drivers().serviceKeys(&c.Service)

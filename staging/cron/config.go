@@ -145,8 +145,8 @@ func (c *Config) Validate() error {
 	default:
 		return bad("control_fail %q: want %q or %q", c.ControlFail, FailOpen, FailClosed)
 	}
-	if t := c.Metrics.Textfile; t != "" && (!strings.HasSuffix(t, ".prom") || strings.HasSuffix(t, "/.prom")) {
-		return bad("metrics.textfile %q: want a file named *.prom (node exporter's textfile collector reads no other)", t)
+	if problem := c.Metrics.Problem(); problem != "" {
+		return bad("%s", problem)
 	}
 	if strings.Contains(c.Control, "://") {
 		u, err := url.Parse(c.Control)

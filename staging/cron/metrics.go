@@ -16,13 +16,11 @@ const MetricsFile = "cron.prom"
 // jobRecord is what the state keeps of a job for the metrics: its last run, and how
 // often it was skipped, for each reason.
 type jobRecord struct {
-	Outcome  Outcome           `json:"outcome,omitempty"`  // of the last run that ended
-	Exit     int               `json:"exit"`               // its exit code; -1: killed, timed out or not started
-	End      time.Time         `json:"end,omitzero"`       // when it ended
-	Seconds  float64           `json:"seconds"`            // how long it ran
-	LastOK   time.Time         `json:"last_ok,omitzero"`   // when its last successful run ended
-	Skipped  map[Outcome]int64 `json:"skipped,omitempty"`  // skips by reason, since the state began
-	LastSkip time.Time         `json:"last_skip,omitzero"` // the due minute of the last skip
+	Exit    int               `json:"exit"`              // the last run's exit code; -1: killed, timed out or not started
+	End     time.Time         `json:"end,omitzero"`      // when it ended
+	Seconds float64           `json:"seconds"`           // how long it ran
+	LastOK  time.Time         `json:"last_ok,omitzero"`  // when its last successful run ended
+	Skipped map[Outcome]int64 `json:"skipped,omitempty"` // skips by reason, since the state began
 }
 
 // skipReasons are the outcomes counted as skips, with their metric label.
@@ -48,7 +46,6 @@ func (st *state) record(res *JobResult) {
 			rec.Skipped = map[Outcome]int64{}
 		}
 		rec.Skipped[res.Outcome]++
-		rec.LastSkip = res.Due
 		return
 	}
 	switch res.Outcome {
@@ -60,7 +57,7 @@ func (st *state) record(res *JobResult) {
 	if end.IsZero() {
 		end = time.Now()
 	}
-	rec.Outcome, rec.Exit, rec.End, rec.Seconds = res.Outcome, res.ExitCode, end, 0
+	rec.Exit, rec.End, rec.Seconds = res.ExitCode, end, 0
 	if !res.Start.IsZero() {
 		rec.Seconds = res.End.Sub(res.Start).Seconds()
 	}
@@ -69,7 +66,7 @@ func (st *state) record(res *JobResult) {
 	}
 }
 
-// Metrics returns a registry holding the runner's Prometheus metrics as st records
+// metrics returns a registry holding the runner's Prometheus metrics as st records
 // them, all labelled environment (and job where it applies):
 //
 //   - restage_cron_last_run_timestamp_seconds: the last minute a run dealt with (a
