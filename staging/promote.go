@@ -225,7 +225,10 @@ func (ru *run) promote(ctx context.Context) error {
 		return ru.promoteFailed(ctx, err, false)
 	}
 	if len(st.Pending) > 0 {
-		if err := ru.upgrade(ctx, live); err != nil {
+		// The service is down: the migrations run to their end (bounded by schema.timeout)
+		// even if the promote is interrupted, so that production's schema is not left
+		// half-migrated by a cancelled statement.
+		if err := ru.upgrade(context.WithoutCancel(ctx), live); err != nil {
 			return ru.promoteFailed(ctx, err, false)
 		}
 		ru.rep.Schema.Pending = nil

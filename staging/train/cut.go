@@ -159,7 +159,7 @@ func (t *Train) cut(ctx context.Context, rep *CutReport) error {
 	}
 	// Fetch the two branches and the tag into the scratch clone under names of its own.
 	devRef, stRef, tagRef := "refs/heads/"+t.cfg.Devel, "refs/heads/"+t.cfg.Staging, "refs/tags/"+tag
-	remote, err := t.lsRemote(ctx, g, devRef, stRef, tagRef)
+	remote, err := t.lsRemote(ctx, g, devRef, stRef, tagRef, tagRef+"^{}") // ^{}: an annotated tag's commit
 	if err != nil {
 		return err
 	}
@@ -209,8 +209,13 @@ func (t *Train) cut(ctx context.Context, rep *CutReport) error {
 	}
 	// One atomic push, no force: the server refuses a staging update that is not a
 	// fast-forward (someone pushed meanwhile) and a tag that exists elsewhere.
-	_, err = g.run(ctx, "push", "-q", "--atomic", "--no-verify", "--", t.cfg.Repo,
-		devel+":"+tagRef, devel+":"+stRef)
+	// A tag that already names devel's head (a re-run; lightweight or annotated) is left
+	// as it is: pushing it again is refused for an annotated one.
+	refspecs := []string{devel + ":" + stRef}
+	if remote[tagRef] == "" {
+		refspecs = append(refspecs, devel+":"+tagRef)
+	}
+	_, err = g.run(ctx, append([]string{"push", "-q", "--atomic", "--no-verify", "--", t.cfg.Repo}, refspecs...)...)
 	return err
 }
 

@@ -153,7 +153,10 @@ func TestCutMovesStagingAndTags(t *testing.T) {
 		t.Errorf("cuts history: %v %s", err, data)
 	}
 
-	// Again the same week: devel unchanged, nothing moves; the tag names the same commit.
+	// Again the same week: devel unchanged, nothing moves; the tag names the same commit,
+	// here as an annotated tag (made by hand), which a push would be refused to replace.
+	gitIn(t, r.bare, "-c", "user.name=ops", "-c", "user.email=ops@example.invalid",
+		"tag", "-f", "-a", "-m", "by hand", "staging-2026-W49", c)
 	rep, err = cut(t, &train.Config{Repo: r.bare})
 	if err != nil || len(rep.Commits) != 0 {
 		t.Fatalf("second cut: %v\n%s", err, rep.Text())
