@@ -442,8 +442,8 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 			p.add("backup.type \"basebackup\" needs database.strategy = \"physical\"")
 		}
 		p.require("backup.dir", c.Backup.Dir)
-		if c.Backup.Stanza != "" || c.Backup.Config != "" {
-			p.add("backup.stanza and backup.config are pgBackRest's: not with backup.type \"basebackup\"")
+		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil {
+			p.add("backup.stanza, backup.config and backup.delta are pgBackRest's: not with backup.type \"basebackup\"")
 		}
 	default:
 		p.add("backup.type %q: want \"dump\", \"pgbackrest\" or \"basebackup\"", c.Backup.Type)

@@ -137,7 +137,8 @@ func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) 
 		return nil, c.errorf("cluster: %w", err)
 	}
 	return &PhysicalConfig{Source: src, Clusters: clusters, Database: c.Backup.Database, Keep: cl.Keep, Carry: cl.Carry,
-		Delta: c.Backup.Delta == nil || *c.Backup.Delta}, nil
+		// A base backup is always restored as a full copy: pgBackRest alone has --delta.
+		Delta: c.Backup.Type != "basebackup" && (c.Backup.Delta == nil || *c.Backup.Delta)}, nil
 }
 
 // releasesConfig is [code] as codesync's Config.

@@ -59,7 +59,7 @@ func (r *Rebuilder) managed() []string {
 	return append(m, r.cfg.Physical.Carry...)
 }
 
-// physicalRun is strategy Physical: backup → verify → clean → restore into the idle slot
+// physicalRun is strategy Physical: backup → clean → verify → restore into the idle slot
 // → recover on the side port → neutralize (+ post-restore SQL) → clones → release →
 // schema → cutover (stop service, switch clusters, start) → health gate, or rollback.
 func (ru *run) physicalRun(ctx context.Context) error {
@@ -70,8 +70,12 @@ func (ru *run) physicalRun(ctx context.Context) error {
 	}
 	cl := ru.r.cfg.Physical.Clusters
 	// Clean before verify: the live cluster must be up (after a reboot, say) for verify
-	// to see its databases; cleaning touches nothing but a crashed run's leftovers.
+	// to see its databases; cleaning touches nothing but a crashed run's leftovers, and
+	// only once the configuration is known not to reach production's cluster.
 	err := ru.step(ctx, "clean", func(ctx context.Context) (string, error) {
+		if err := cl.CheckOrigin(ru.r.cfg.Physical.Source.Origin()); err != nil {
+			return "", err
+		}
 		did, err := cl.Repair(ctx)
 		for _, d := range did {
 			ru.note("%s", d)
@@ -140,9 +144,6 @@ func (ru *run) physicalVerify(ctx context.Context, ps *physicalState) error {
 		}
 		if ids := ru.r.cfg.Production; len(ids) > 0 && !slices.Contains(ids, ps.set.SystemIdentifier) {
 			return "", fmt.Errorf("%w: the backup set comes from system_identifier %d, which database.production_ids does not list", dbrestore.ErrCorrupt, ps.set.SystemIdentifier)
-		}
-		if err := pc.Clusters.CheckOrigin(pc.Source.Origin()); err != nil {
-			return "", err
 		}
 		foreign, err := pc.Clusters.Foreign(ctx, ru.r.managed())
 		if err != nil {

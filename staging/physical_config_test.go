@@ -51,7 +51,11 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 	// A base backup folder instead of pgBackRest.
-	base := sed(t, sed(t, sed(t, physicalSample, `s/type     = "pgbackrest"/type = "basebackup"\ndir = "backups"/`), `s/^stanza   = "main"//`), `s/^config   = .*//`)
+	withDelta := sed(t, sed(t, sed(t, physicalSample, `s/type     = "pgbackrest"/type = "basebackup"\ndir = "backups"/`), `s/^stanza   = "main"//`), `s/^config   = .*//`)
+	if _, err := LoadEnvironment(writeConfig(t, withDelta)); err == nil || !strings.Contains(err.Error(), "backup.delta are pgBackRest's") {
+		t.Errorf("basebackup with delta: %v", err)
+	}
+	base := sed(t, withDelta, `s/^delta    = true//`)
 	if c, err := LoadEnvironment(writeConfig(t, base)); err != nil || c.Backup.Type != "basebackup" {
 		t.Errorf("basebackup: %v", err)
 	}

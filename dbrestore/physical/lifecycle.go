@@ -280,6 +280,9 @@ func (c *Clusters) SwitchBack(ctx context.Context, next, old *Slot) error {
 	if old == nil {
 		return nil
 	}
+	if up, err := c.Running(ctx, old); err == nil && up {
+		return nil // Switch failed to stop it: it still serves on the live port
+	}
 	return c.start(ctx, old)
 }
 

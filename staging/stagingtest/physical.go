@@ -91,7 +91,7 @@ func (w *World) writePhysicalConfig(command []string, wait time.Duration, postRe
 	if err != nil {
 		return err
 	}
-	source := fmt.Sprintf("type     = \"pgbackrest\"\nstanza   = %q\nconfig   = %q", physicaltest.Stanza, w.Phys.Config)
+	source := fmt.Sprintf("type     = \"pgbackrest\"\nstanza   = %q\nconfig   = %q\ndelta    = true", physicaltest.Stanza, w.Phys.Config)
 	if w.opts.BaseBackup {
 		source = fmt.Sprintf("type     = \"basebackup\"\ndir      = %q", backupsDir)
 	}
@@ -103,7 +103,6 @@ state_dir   = "state"
 [backup]
 %s
 database = %q
-delta    = true
 wait     = %q
 max_age  = "20h"
 poll     = "1s"
