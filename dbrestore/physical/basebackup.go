@@ -348,7 +348,7 @@ func checkNoTablespaces(src, format string) error {
 			}
 			found = append(found, "pg_tblspc/"+e.Name()+" -> "+target)
 		}
-		if _, err := os.Lstat(filepath.Join(src, "tablespace_map")); err == nil {
+		if fi, err := os.Lstat(filepath.Join(src, "tablespace_map")); err == nil && fi.Size() > 0 {
 			found = append(found, "tablespace_map")
 		}
 	} else {
@@ -396,9 +396,10 @@ func untar(ctx context.Context, file, dir string) error {
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
 			return fmt.Errorf("%s: path %q leaves the data directory", file, h.Name)
 		}
-		if name == "tablespace_map" {
-			// PostgreSQL would link pg_tblspc to the paths it names: production's.
-			return fmt.Errorf("%s: %w: it has a tablespace_map", file, ErrTablespace)
+		if name == "tablespace_map" && h.Size > 0 {
+			// PostgreSQL would link pg_tblspc to the paths it names: production's. (Every
+			// tar base backup has one; it is empty without tablespaces.)
+			return fmt.Errorf("%s: %w: its tablespace_map names some", file, ErrTablespace)
 		}
 		p := filepath.Join(dir, name)
 		switch h.Typeflag {
