@@ -221,9 +221,15 @@ func (ru *run) promote(ctx context.Context) error {
 
 	in := &intent{Run: ru.rep.ID, Kind: ru.rep.Kind, PID: os.Getpid(), Started: ru.r.cfg.Now(), Live: live,
 		Prev: ru.r.prev(), Old: ru.r.old(), Failed: ru.r.failed(), HadLive: true, Release: ru.release.ID}
-	if err := ru.record(in, phaseStopping); err != nil {
+	// Without its record a killed promote could not be repaired: nothing is stopped, and
+	// the report names the cutover as the step that failed.
+	if err := ru.step(ctx, "cutover", func(context.Context) (string, error) {
+		return "", ru.record(in, phaseStopping)
+	}); err != nil {
 		ru.abandon(ctx, "")
-		ru.rep.State = ru.untouchedProduction()
+		ru.dropUnstartedIntent()
+		ru.rep.State = "untouched: the cutover record " + ru.r.intentPath() + " could not be written, so nothing was stopped; " +
+			strings.TrimPrefix(ru.untouchedProduction(), "untouched: ") + " (release " + ru.release.ID + " was built and discarded)"
 		return err
 	}
 	cctx, cancel := ru.critical(ctx)
@@ -236,7 +242,11 @@ func (ru *run) promote(ctx context.Context) error {
 		// Recorded first: a promote killed from here on leaves a schema possibly ahead of
 		// the previous release, which the next run's repair reports.
 		in.Migrated, in.SchemaFrom, in.SchemaTo = true, st.Version, st.Latest
-		if err := ru.record(in, phaseMigrating); err != nil {
+		if err := ru.step(ctx, "cutover", func(context.Context) (string, error) {
+			return "", ru.record(in, phaseMigrating)
+		}); err != nil {
+			// No migration ran: the rollback starts the previous release on the
+			// database as it was.
 			return ru.promoteFailed(ctx, err, false)
 		}
 		// The service is down: the migrations run to their end (bounded by schema.timeout)
@@ -268,6 +278,17 @@ func (ru *run) promote(ctx context.Context) error {
 		}
 	}
 	return ru.promoteFailed(ctx, err, activated)
+}
+
+// dropUnstartedIntent removes a cutover record whose write failed after its rename (the
+// folder's fsync): nothing was stopped, and the next run must not repair from it.
+func (ru *run) dropUnstartedIntent() {
+	path := ru.r.intentPath()
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
+		if err := os.Remove(path); err != nil {
+			ru.note("the cutover record %s of a promote that stopped nothing could not be removed (%v): the next run restarts the service from it", path, err)
+		}
+	}
 }
 
 // migrated says whether the promote changed the live database's schema.
