@@ -20,7 +20,8 @@ import (
 var (
 	// ErrPreflight: production is not ready for the promote (an old transaction, a
 	// lagging standby, other users' connections, a migration staging did not run or ran
-	// too slowly); nothing was changed.
+	// too slowly), or the admin role cannot see other users' activity
+	// (dbrestore.ErrStatsHidden); nothing was changed.
 	ErrPreflight = errors.New("preflight refused the promote")
 	// ErrRole: the flow asked for is not the environment's (a promote of a staging or
 	// experimental environment, a rebuild, deploy or dry run of production). It wraps
@@ -31,9 +32,11 @@ var (
 // Activity is what a promote's preflight reads of the production server
 // (dbrestore.Server implements it); it changes nothing.
 type Activity interface {
-	// Sessions returns the client sessions other than the caller's.
+	// Sessions returns the client sessions other than the caller's: all of them, or
+	// dbrestore.ErrStatsHidden when the caller cannot see other users'.
 	Sessions(ctx context.Context) ([]dbrestore.Session, error)
-	// Replicas returns the standbys streaming from the server.
+	// Replicas returns the standbys streaming from the server, or
+	// dbrestore.ErrStatsHidden when the caller cannot see their lag.
 	Replicas(ctx context.Context) ([]dbrestore.Replica, error)
 }
 
@@ -363,13 +366,21 @@ func (ru *run) promoteFailed(ctx context.Context, cause error, activated bool) e
 // names every reason.
 func (ru *run) preflight(ctx context.Context, pending []schema.Migration) (string, error) {
 	p := ru.r.cfg.Preflight
+	// A role that cannot see other users' activity would pass every check blind: that
+	// refuses the promote too.
+	hidden := func(err error) error {
+		if errors.Is(err, dbrestore.ErrStatsHidden) {
+			return fmt.Errorf("%w: %w", ErrPreflight, err)
+		}
+		return err
+	}
 	sessions, err := p.Activity.Sessions(ctx)
 	if err != nil {
-		return "", err
+		return "", hidden(err)
 	}
 	replicas, err := p.Activity.Replicas(ctx)
 	if err != nil {
-		return "", err
+		return "", hidden(err)
 	}
 	var history []*Report
 	if len(pending) > 0 {

@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/pgtest"
 )
 
 // prodWorld is the fake world as a production server: AllowConnections has nothing to
@@ -40,7 +44,7 @@ func (a *fakeActivity) Replicas(context.Context) ([]dbrestore.Replica, error) { 
 
 // promoter is a production Rebuilder over the fake world, whose staging history ran the
 // world's migration (2_add_x) in a second.
-func (w *world) promoter(t *testing.T, act *fakeActivity) *Rebuilder {
+func (w *world) promoter(t *testing.T, act Activity) *Rebuilder {
 	t.Helper()
 	hist := t.TempDir()
 	rep := &Report{ID: "staging-run", Environment: "staging", Kind: "rebuild", Outcome: OutcomeOK,
@@ -255,5 +259,50 @@ func TestPromoteUnrecordedMigrationsRunNone(t *testing.T) {
 	}
 	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v1 staging_prev=backup -1 @v1] current=r0 running=true serving=r0/backup 0 @v1"; got != want {
 		t.Errorf("after the promote:\n got %s\nwant %s", got, want)
+	}
+}
+
+// A promote whose admin role cannot see other users' activity on a real server (no
+// pg_read_all_stats) is refused at the preflight, before anything stops, with an error
+// that names the privilege and the GRANT; granted, the same role's preflight sees
+// another user's connection and refuses for that.
+func TestPromoteRefusedWithoutReadAllStats(t *testing.T) {
+	pgtest.Require(t)
+	srv := pgtest.Shared(t, "production")
+	ctx := context.Background()
+	suffix := fmt.Sprint(time.Now().UnixNano() % 1e9)
+	monitor := "promote_monitor_" + suffix
+	admin, err := dbrestore.NewServer(dbrestore.ServerConfig{AdminDSN: srv.LoginRole(t, monitor, "postgres")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pgx.Connect(ctx, srv.LoginRole(t, "promote_other_"+suffix, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+
+	w := newWorld()
+	r := w.promoter(t, admin)
+	before := w.snapshot()
+	rep, err := r.Promote(ctx, PromoteOptions{})
+	grant := "GRANT pg_read_all_stats TO " + pgx.Identifier{monitor}.Sanitize()
+	if !errors.Is(err, ErrPreflight) || !errors.Is(err, dbrestore.ErrStatsHidden) || !strings.Contains(err.Error(), grant) || ExitStatus(err) != ExitFailed {
+		t.Fatalf("promote as a role without pg_read_all_stats: %v (want ErrPreflight naming %q)\n%s", err, grant, rep.Text())
+	}
+	if rep.FailedStep != "preflight" || !strings.Contains(rep.Error, grant) || !strings.HasPrefix(rep.State, "untouched: ") {
+		t.Errorf("report:\n%s", rep.Text())
+	}
+	if got := w.snapshot(); got != before {
+		t.Errorf("a refused promote changed production:\n got %s\nwant %s", got, before)
+	}
+
+	srv.Exec(t, "postgres", grant)
+	rep, err = r.Promote(ctx, PromoteOptions{})
+	if !errors.Is(err, ErrPreflight) || !strings.Contains(err.Error(), `connection(s) of user "promote_other_`+suffix+`"`) {
+		t.Fatalf("promote as a role with pg_read_all_stats, another user connected: %v\n%s", err, rep.Text())
+	}
+	if got := w.snapshot(); got != before {
+		t.Errorf("a refused promote changed production:\n got %s\nwant %s", got, before)
 	}
 }
