@@ -402,7 +402,8 @@ func (ru *run) built(rel *codesync.Release, err error) (string, error) {
 	return fmt.Sprintf("%s from %s (%d files, %d hard-linked)", rel.ID, rel.Revision, rel.Files, rel.Linked), nil
 }
 
-// buildBehind starts building the release while the database is restored: nothing live
+// buildBehind starts building the release while the database is restored (swap) or the
+// cluster prepared (physical): nothing live
 // is touched before the cutover, and the two use different resources. The function it
 // returns is the "release" step: it waits for the build and records it (its duration is
 // the wait; the detail says how long the build took, and the build's last progress is
