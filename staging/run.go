@@ -403,8 +403,8 @@ func (ru *run) built(rel *codesync.Release, err error) (string, error) {
 }
 
 // buildBehind starts building the release while the database is restored (swap) or the
-// cluster prepared (physical): nothing live
-// is touched before the cutover, and the two use different resources. The function it
+// cluster prepared (physical): nothing live is touched before the cutover, and the two
+// use different resources. The function it
 // returns is the "release" step: it waits for the build and records it (its duration is
 // the wait; the detail says how long the build took, and the build's last progress is
 // reported then); with abort it cancels the build instead, keeping a finished release
