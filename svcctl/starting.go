@@ -107,11 +107,12 @@ func (p *Process) recoverStart(ctx context.Context, stop bool) (detail string, e
 	if err != nil {
 		return "", fmt.Errorf("svcctl: process: finding the service of starting record %s: %w", p.startingPath(), err)
 	}
-	leader := 0
+	// The spawned service leads its own process group; of several leaders (a child that
+	// made a session of its own), the oldest.
+	leader, oldest := 0, uint64(0)
 	for _, pid := range pids {
-		if st, err := proc.ReadStat(pid); err == nil && st.PGrp == pid {
-			leader = pid
-			break
+		if st, err := proc.ReadStat(pid); err == nil && st.PGrp == pid && (leader == 0 || st.StartTime < oldest) {
+			leader, oldest = pid, st.StartTime
 		}
 	}
 	if cur, ok, perr := p.readPidfile(); ok && perr == nil && (leader == 0 || cur.PID == leader) {

@@ -141,7 +141,7 @@ func TestProcessStarterKilledBeforePidfileStart(t *testing.T) {
 	requireNoOrphans(t, tag)
 
 	// Stop straight after a killed start, with no Status or Start first.
-	pid = crashStart(t, tag, pidfile, command)
+	crashStart(t, tag, pidfile, command)
 	if err := q.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
