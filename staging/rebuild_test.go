@@ -306,3 +306,40 @@ func TestReleaseBuiltDuringRestore(t *testing.T) {
 		}
 	}
 }
+
+// A rebuild whose cutover record cannot be written stops nothing (a killed run could
+// not be repaired without it), names the cutover as the step that failed, and says
+// staging is as it was: swap, after its schema step; inplace, before its stop.
+func TestUnrecordedCutoverStopsNothing(t *testing.T) {
+	for _, strategy := range []Strategy{Swap, InPlace} {
+		t.Run(string(strategy), func(t *testing.T) {
+			w := newWorld()
+			var r *Rebuilder
+			r = w.rebuilder(t, func(c *Config) { c.Strategy = strategy })
+			if strategy == InPlace {
+				delete(w.dbs, "staging_prev") // inplace drops it to make room, before the record
+			}
+			before := w.snapshot()
+			if strategy == Swap {
+				w.failSchema = func() error { blockIntent(t, r); return nil }
+			} else {
+				w.failWait = func() error { blockIntent(t, r); return nil }
+			}
+			rep, err := r.Run(context.Background())
+			if err == nil || !strings.Contains(err.Error(), "cutover record") {
+				t.Fatalf("rebuild without its cutover record: %v\n%s", err, rep.Text())
+			}
+			if rep.FailedStep != "cutover" || !strings.HasPrefix(rep.State, "untouched: the cutover record "+r.intentPath()+" could not be written, so nothing was stopped") {
+				t.Errorf("failed step %q, state %q", rep.FailedStep, rep.State)
+			}
+			for _, s := range rep.Steps {
+				if s.Name == "stop" {
+					t.Error("the service was stopped without a cutover record")
+				}
+			}
+			if got := w.snapshot(); got != before {
+				t.Errorf("staging changed:\n got %s\nwant %s", got, before)
+			}
+		})
+	}
+}

@@ -554,6 +554,18 @@ func (ru *run) abandon(ctx context.Context, next string) {
 	}
 }
 
+// unrecorded ends a run whose cutover record could not be written before the stop: a
+// killed run could not be repaired without it, so nothing is stopped; the report names
+// the cutover as the step that failed, undo puts away what the run made.
+func (ru *run) unrecorded(ctx context.Context, err error, undo func()) error {
+	_ = ru.step(ctx, "cutover", func(context.Context) (string, error) { return "", err })
+	undo()
+	ru.dropUnstartedIntent()
+	ru.rep.State = "untouched: the cutover record " + ru.r.intentPath() + " could not be written, so nothing was stopped; " +
+		strings.TrimPrefix(ru.untouched(), "untouched: ")
+	return err
+}
+
 func (ru *run) untouched() string {
 	s := "untouched: the service, the live database " + ru.r.cfg.Database
 	return s + " and the live release are as they were before the run"
@@ -602,9 +614,7 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 	in := &intent{Run: ru.rep.ID, Kind: ru.rep.Kind, PID: os.Getpid(), Started: ru.r.cfg.Now(), Live: live, Next: next,
 		Prev: prev, Old: ru.r.old(), Failed: ru.r.failed(), HadLive: ru.hadLive, Release: ru.release.ID}
 	if err := ru.record(in, phaseStopping); err != nil {
-		ru.abandon(ctx, next)
-		ru.rep.State = ru.untouched()
-		return err
+		return ru.unrecorded(ctx, err, func() { ru.abandon(ctx, next) })
 	}
 	cctx, cancel := ru.critical(ctx)
 	err := ru.stop(cctx)
@@ -835,8 +845,7 @@ func (ru *run) inplace(ctx context.Context) error {
 	in := &intent{Run: ru.rep.ID, Kind: ru.rep.Kind, PID: os.Getpid(), Started: ru.r.cfg.Now(), Live: live,
 		Prev: ru.r.prev(), Old: ru.r.old(), Failed: ru.r.failed(), HadLive: ru.hadLive}
 	if err := ru.record(in, phaseStopping); err != nil {
-		ru.rep.State = ru.untouched()
-		return err
+		return ru.unrecorded(ctx, err, func() {})
 	}
 	cctx, cancel := ru.critical(ctx)
 	err := ru.stop(cctx)
