@@ -30,13 +30,7 @@ import (
 // The test binary doubles as the demo web app (the staging service) and as a nightly
 // run that a test kills.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == stagingtest.AppCommand {
-		if err := stagingtest.ServeApp(context.Background(), os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	stagingtest.RunApp()
 	if cfg := os.Getenv("RESTAGE_E2E_RUN"); cfg != "" {
 		c, err := staging.LoadEnvironment(cfg)
 		if err == nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,13 +118,7 @@ func TestCutAndStatus(t *testing.T) {
 
 // The test binary doubles as the bug tracker's web app (the environments' service).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == stagingtest.AppCommand {
-		if err := stagingtest.ServeApp(context.Background(), os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	stagingtest.RunApp()
 	os.Exit(pgtest.Main(m))
 }
 

@@ -27,6 +27,21 @@ const (
 	FailHealthFile = "FAIL_HEALTH" // the app answers its health check with 503
 )
 
+// RunApp makes a test binary double as the app: when the program was started as
+// "PROG demo-app ARGS" (AppCommand), it runs ServeApp with ARGS and exits, with status 1
+// and the error on stderr when the app fails. Call it first in TestMain; otherwise it
+// returns at once.
+func RunApp() {
+	if len(os.Args) < 2 || os.Args[1] != AppCommand {
+		return
+	}
+	if err := ServeApp(context.Background(), os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 // ServeApp runs the demo staging service: an HTTP server that reads the bug tracker's
 // database and serves its release's robots.txt. Flags: -listen ADDR, -dsn URL, -root DIR
 // (the release; default: the folder above the program's). It answers
