@@ -48,6 +48,29 @@ func TestMain(m *testing.M) {
 	os.Exit(pgtest.Main(m))
 }
 
+// replaceFile returns a fault for a faults test: inject writes text to path, repair
+// puts back what path held (removes it if it did not exist).
+func replaceFile(path, text string) (inject, repair func(t *testing.T)) {
+	var saved []byte
+	inject = func(t *testing.T) {
+		var err error
+		if saved, err = os.ReadFile(path); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repair = func(t *testing.T) {
+		if saved == nil {
+			_ = os.Remove(path)
+		} else if err := os.WriteFile(path, saved, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return inject, repair
+}
+
 // killRunWhen starts a rebuild of w in a child process (this test binary, see TestMain)
 // and kills it with SIGKILL as soon as ready says so. The test fails when the run ends
 // before, or ready still says no after two minutes; what names what ready waits for.
@@ -322,26 +345,6 @@ func TestRebuildFaults(t *testing.T) {
 			}
 		}
 	}
-	replace := func(path, text string) (inject, repair func(t *testing.T)) {
-		var saved []byte
-		inject = func(t *testing.T) {
-			var err error
-			if saved, err = os.ReadFile(path); err != nil && !os.IsNotExist(err) {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		repair = func(t *testing.T) {
-			if saved == nil {
-				_ = os.Remove(path)
-			} else if err := os.WriteFile(path, saved, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return inject, repair
-	}
 	newestDump := func(t *testing.T) string {
 		t.Helper()
 		dumps, _ := filepath.Glob(filepath.Join(w.BackupDir, "*.dump"))
@@ -374,7 +377,7 @@ func TestRebuildFaults(t *testing.T) {
 		for i := len(bad) / 2; i < len(bad)/2+16; i++ {
 			bad[i] ^= 0xff
 		}
-		inject, corruptRepair = replace(dump, string(bad))
+		inject, corruptRepair = replaceFile(dump, string(bad))
 		inject(t)
 	}, func(t *testing.T) { corruptRepair(t) })
 	fault("restore fails", "restore", staging.OutcomeFailed, func(t *testing.T) {
@@ -391,13 +394,13 @@ func TestRebuildFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	inject, repair := replace(filepath.Join(w.Dir, "sanitize.sql"), "UPDATE person SET emali = 'x';\n")
+	inject, repair := replaceFile(filepath.Join(w.Dir, "sanitize.sql"), "UPDATE person SET emali = 'x';\n")
 	fault("post-restore SQL fails", "restore", staging.OutcomeFailed, inject, repair)
-	inject, repair = replace(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
+	inject, repair = replaceFile(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
 	fault("migration fails", "schema", staging.OutcomeFailed, inject, repair)
-	inject, repair = replace(filepath.Join(w.Source, stagingtest.FailStartFile), "broken\n")
+	inject, repair = replaceFile(filepath.Join(w.Source, stagingtest.FailStartFile), "broken\n")
 	fault("service will not start", "start", staging.OutcomeRolledBack, inject, repair)
-	inject, repair = replace(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
+	inject, repair = replaceFile(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
 	fault("health gate stays red", "start", staging.OutcomeRolledBack, inject, repair)
 
 	t.Run("SMTP down: spooled, then delivered", func(t *testing.T) {

@@ -151,23 +151,6 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 			t.Logf("next run: %s; notes %q", rep.State, rep.Notes)
 		})
 	}
-	replace := func(path, text string) (inject, repair func(t *testing.T)) {
-		var saved []byte
-		inject = func(t *testing.T) {
-			saved, _ = os.ReadFile(path)
-			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		repair = func(t *testing.T) {
-			if saved == nil {
-				_ = os.Remove(path)
-			} else if err := os.WriteFile(path, saved, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return inject, repair
-	}
 	stanzaDir := filepath.Join(w.Phys.Repo, "backup", physicaltest.Stanza)
 	away := stanzaDir + ".away"
 	fault("missing backup set", "backup", staging.OutcomeFailed, "", func(t *testing.T) {
@@ -254,9 +237,9 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 		}
 	})
 
-	inject, repair := replace(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
+	inject, repair := replaceFile(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
 	fault("migration fails", "schema", staging.OutcomeFailed, "division by zero", inject, repair)
-	inject, repair = replace(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
+	inject, repair = replaceFile(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
 	fault("health gate stays red", "start", staging.OutcomeRolledBack, "", inject, repair)
 
 	t.Run("killed mid-restore", func(t *testing.T) {

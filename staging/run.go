@@ -191,6 +191,22 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 	return rep, runErr
 }
 
+// locked runs flow under the environment's lock, once what an interrupted run left is
+// repaired and the reports kept from earlier runs are delivered, and finishes the
+// report with flow's error (or the lock's or the repair's).
+func (ru *run) locked(ctx context.Context, flow func(context.Context) error) (*Report, error) {
+	l, err := ru.lock(ctx)
+	if err != nil {
+		return ru.finish(ctx, err)
+	}
+	defer l.Release()
+	if err := ru.repair(ctx); err != nil {
+		return ru.finish(ctx, err)
+	}
+	ru.flushSpool(ctx)
+	return ru.finish(ctx, flow(ctx))
+}
+
 // flushSpool delivers reports kept from earlier runs before this run's own, within the
 // notify timeout.
 func (ru *run) flushSpool(ctx context.Context) {
@@ -212,24 +228,15 @@ func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	ru := r.begin("rebuild")
-	l, err := ru.lock(ctx)
-	if err != nil {
-		return ru.finish(ctx, err)
-	}
-	defer l.Release()
-	if err := ru.repair(ctx); err != nil {
-		return ru.finish(ctx, err)
-	}
-	ru.flushSpool(ctx)
-	switch r.cfg.Strategy {
-	case InPlace:
-		err = ru.inplace(ctx)
-	case Physical:
-		err = ru.physicalRun(ctx)
-	default:
-		err = ru.swap(ctx)
-	}
-	return ru.finish(ctx, err)
+	return ru.locked(ctx, func(ctx context.Context) error {
+		switch r.cfg.Strategy {
+		case InPlace:
+			return ru.inplace(ctx)
+		case Physical:
+			return ru.physicalRun(ctx)
+		}
+		return ru.swap(ctx)
+	})
 }
 
 // fetchBackup waits for and verifies the backup: nothing is destroyed before this passes.
