@@ -104,23 +104,10 @@ func killRunWhen(t *testing.T, w *stagingtest.World, what string, ready func() b
 
 func newWorld(t testing.TB, opts stagingtest.Options) *stagingtest.World {
 	t.Helper()
-	pgtest.Require(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Dir, opts.App = t.TempDir(), []string{exe, stagingtest.AppCommand}
 	if opts.Bugs == 0 {
 		opts.People, opts.Bugs = 500, 3000
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	w, err := stagingtest.NewWorld(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	return w
+	return stagingtest.Start(t, opts)
 }
 
 func open(t testing.TB, w *stagingtest.World) *staging.Rebuilder {

@@ -125,18 +125,9 @@ func TestMain(m *testing.M) {
 // The Monday procedure through the binary, on real servers: promote, cut -now, status
 // -json; a promote the preflight refuses exits 1.
 func TestMondayProcedure(t *testing.T) {
-	pgtest.Require(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := stagingtest.Start(t, stagingtest.Options{People: 300, Bugs: 2000})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: t.TempDir(), App: []string{exe, stagingtest.AppCommand}, People: 300, Bugs: 2000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
 	tr, err := w.AddTrain(ctx, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,13 @@
 // Package testutil holds small helpers several packages' tests (and test harnesses)
-// share: a check of the mode of the files restage writes, free loopback ports, the
-// packages a package links.
+// share: a check of the mode of the files restage writes, free loopback ports, an HTTP
+// server that never answers, the packages a package links.
 package testutil
 
 import (
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
@@ -60,6 +62,22 @@ func FreeAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// HangingServer starts an HTTP server that takes every request and never answers it
+// (until the client gives up or the test ends) and returns its URL; it stops when the
+// test ends.
+func HangingServer(t testing.TB) string {
+	t.Helper()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	return srv.URL
 }
 
 // Deps returns the import paths of the packages pkg links, pkg last (go list -deps: go

@@ -1,13 +1,16 @@
 package testutil
 
 import (
+	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 )
 
 // recorder is a testing.TB that records failures instead of failing t; Fatal ends the
@@ -101,5 +104,24 @@ func TestRequireErrorContains(t *testing.T) {
 		if r.failed != tc.wantFail {
 			t.Errorf("RequireErrorContains(%v, %q): failed %v, want %v", tc.err, tc.parts, r.failed, tc.wantFail)
 		}
+	}
+}
+
+// TestHangingServer: a request gets no answer until the client gives up.
+func TestHangingServer(t *testing.T) {
+	url := HangingServer(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("an answer: %s", resp.Status)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want the client's deadline", err)
 	}
 }

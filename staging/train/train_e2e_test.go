@@ -24,19 +24,9 @@ import (
 // server) with its release train: devel at patch 5, staging and production at patch 3.
 func newTrainWorld(t *testing.T) (*stagingtest.World, *stagingtest.Train) {
 	t.Helper()
-	pgtest.Require(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := stagingtest.Start(t, stagingtest.Options{People: 500, Bugs: 3000})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: t.TempDir(), App: []string{exe, stagingtest.AppCommand},
-		People: 500, Bugs: 3000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
 	tr, err := w.AddTrain(ctx, []string{"test", "!", "-e", "BROKEN"})
 	if err != nil {
 		t.Fatal(err)
