@@ -1,10 +1,12 @@
 // Package testutil holds small helpers several packages' tests (and test harnesses)
-// share: a check of the mode of the files restage writes, free loopback ports, an HTTP
-// server that never answers, the packages a package links.
+// share: a check of the mode of the files restage writes, a check that Close may be
+// called twice, free loopback ports, an HTTP server that never answers, the packages a
+// package links.
 package testutil
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -39,6 +41,22 @@ func RequireErrorContains(t testing.TB, err error, parts ...string) {
 		if !strings.Contains(err.Error(), p) {
 			t.Fatalf("error %q does not contain %q", err, p)
 		}
+	}
+}
+
+// RequireCloseTwice skips t unless v is an io.Closer, fails it now unless v closes,
+// and fails it unless a second Close returns nil too (Close must be idempotent).
+func RequireCloseTwice(t testing.TB, v any) {
+	t.Helper()
+	c, ok := v.(io.Closer)
+	if !ok {
+		t.Skipf("%T is not an io.Closer", v)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v, want nil (Close must be idempotent)", err)
 	}
 }
 
