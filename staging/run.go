@@ -599,15 +599,26 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 		return strings.Join(append(did, "current -> "+ru.release.ID), "; "), nil
 	})
 	if err == nil {
-		if err = ru.startHealthy(cctx, "start"); err == nil {
-			ru.up()
-			ru.clearIntent()
-			ru.rep.State = fmt.Sprintf("%s serves release %s on %s, healthy", ru.r.cfg.Environment, ru.release.ID, live)
-			ru.prune(cctx)
+		state := fmt.Sprintf("%s serves release %s on %s, healthy", ru.r.cfg.Environment, ru.release.ID, live)
+		if err = ru.goLive(cctx, state); err == nil {
 			return nil
 		}
 	}
 	return ru.rollback(ctx, err, swapped, activated, next)
+}
+
+// goLive starts the new release after the cutover and waits for its health gate; once
+// it is healthy the run is done: state becomes the report's State and old releases are
+// pruned. An error leaves the rollback to the caller.
+func (ru *run) goLive(ctx context.Context, state string) error {
+	if err := ru.startHealthy(ctx, "start"); err != nil {
+		return err
+	}
+	ru.up()
+	ru.clearIntent()
+	ru.rep.State = state
+	ru.prune(ctx)
+	return nil
 }
 
 // activate points `current` at the new release and notes the one it replaced. When
@@ -792,11 +803,8 @@ func (ru *run) inplace(ctx context.Context) error {
 		return "current -> " + ru.release.ID, nil
 	})
 	if err == nil {
-		if err = ru.startHealthy(cctx, "start"); err == nil {
-			ru.up()
-			ru.clearIntent()
-			ru.rep.State = fmt.Sprintf("rebuilt in place: %s serves release %s on the fresh %s", ru.r.cfg.Environment, ru.release.ID, live)
-			ru.prune(cctx)
+		state := fmt.Sprintf("rebuilt in place: %s serves release %s on the fresh %s", ru.r.cfg.Environment, ru.release.ID, live)
+		if err = ru.goLive(cctx, state); err == nil {
 			return nil
 		}
 	}
