@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/gitcred"
 	"github.com/restage/restage/internal/redact"
 )
 
@@ -97,9 +97,11 @@ func (s *DirSource) Open(ctx context.Context) (*Tree, error) {
 // so Build finds unchanged files by content (see Config.Compare). Files marked
 // `export-ignore` in .gitattributes are left out, as with any `git archive`.
 //
-// Credentials in Repo (https://user:token@host/repo) are given to git, and to nothing
-// else: revisions (so release metadata, history and reports), errors (git's standard
-// error and argv included) show Repo with them removed by internal/redact.
+// Credentials in Repo (https://user:token@host/repo) are given to git through its
+// environment (internal/gitcred), never on its command line, where any local user could
+// read them, nor in the files of a clone; nothing else gets them: revisions (so release
+// metadata, history and reports), errors (git's standard error and argv included) show
+// Repo with them removed by internal/redact.
 type GitSource struct {
 	Repo    string // local path or URL; required
 	Ref     string // branch, tag or commit; "": HEAD
@@ -140,7 +142,7 @@ func (s *GitSource) errorf(format string, a ...any) error {
 }
 
 // repoName is Repo with its credentials removed: what revisions, errors and logs show.
-// Git itself gets Repo as it is.
+// Git gets remote().
 func (s *GitSource) repoName() string {
 	return s.redact(s.Repo)
 }
@@ -150,33 +152,21 @@ func (s *GitSource) redact(text string) string {
 	return redact.String(text, s.secrets()...)
 }
 
-// secrets returns the credentials of Repo: a URL's password, or the user part of an
-// http(s) URL without one (a token) when it is long enough to be one (the user part is
-// removed from URLs anyway; a short name like "git" is not hunted down elsewhere).
+// secrets returns the credentials of Repo, for redaction (internal/gitcred).
 func (s *GitSource) secrets() []string {
-	u, err := url.Parse(s.Repo)
-	if err != nil || u.User == nil {
-		return nil
-	}
-	if pw, ok := u.User.Password(); ok {
-		if pw == "" {
-			return nil
-		}
-		return []string{pw}
-	}
-	if user := u.User.Username(); (u.Scheme == "http" || u.Scheme == "https") && len(user) >= 8 {
-		return []string{user}
-	}
-	return nil
+	return gitcred.Secrets(s.Repo)
+}
+
+// remote is Repo as git gets it: the URL without credentials (they go through git's
+// environment, see command).
+func (s *GitSource) remote() string {
+	return gitcred.Parse(s.Repo).URL
 }
 
 // local says whether Repo is a folder on this machine (else it is handed to git as a URL).
 func (s *GitSource) local() (bool, error) {
-	if strings.Contains(s.Repo, "://") {
+	if gitcred.IsURL(s.Repo) {
 		return false, nil
-	}
-	if i := strings.Index(s.Repo, ":"); i > 0 && !strings.ContainsAny(s.Repo[:i], "/") {
-		return false, nil // scp-like host:path
 	}
 	if err := checkDir(s.Repo); err != nil {
 		return false, s.errorf("%w", err)
@@ -219,7 +209,7 @@ func (s *GitSource) Describe(ctx context.Context) (Revision, error) {
 	if isCommitID(ref) {
 		return s.revision(strings.ToLower(ref)), nil
 	}
-	out, err := s.git(ctx, nil, "ls-remote", "--", s.Repo, ref, ref+"^{}")
+	out, err := s.git(ctx, nil, "ls-remote", "--", s.remote(), ref, ref+"^{}")
 	if err != nil {
 		return Revision{}, s.remoteErr(err)
 	}
@@ -325,7 +315,7 @@ func (s *GitSource) fetch(ctx context.Context, gitDir string) error {
 		if ref != "HEAD" {
 			args = append(args, "--branch="+ref)
 		}
-		_, err := s.git(ctx, nil, append(args, "--", s.Repo, gitDir)...)
+		_, err := s.git(ctx, nil, append(args, "--", s.remote(), gitDir)...)
 		var ce *CommandError
 		if errors.As(err, &ce) && strings.Contains(ce.Stderr, "not found in upstream") {
 			return s.errorf("%w (a remote ref must be a branch, a tag or a full commit id)", ErrNoRevision)
@@ -338,7 +328,7 @@ func (s *GitSource) fetch(ctx context.Context, gitDir string) error {
 	if _, err := s.git(ctx, nil, "init", "--bare", "--quiet", gitDir); err != nil {
 		return s.errorf("%w", err)
 	}
-	_, err := s.git(ctx, nil, "-C", gitDir, "fetch", "--quiet", "--depth=1", "--", s.Repo, ref)
+	_, err := s.git(ctx, nil, "-C", gitDir, "fetch", "--quiet", "--depth=1", "--", s.remote(), ref)
 	if err == nil {
 		return nil
 	}
@@ -348,7 +338,7 @@ func (s *GitSource) fetch(ctx context.Context, gitDir string) error {
 	if err := removeTree(gitDir); err != nil {
 		return s.errorf("%w", err)
 	}
-	if _, err := s.git(ctx, nil, "clone", "--bare", "--quiet", "--", s.Repo, gitDir); err != nil {
+	if _, err := s.git(ctx, nil, "clone", "--bare", "--quiet", "--", s.remote(), gitDir); err != nil {
 		return s.remoteErr(err)
 	}
 	return nil
@@ -563,7 +553,7 @@ func (s *GitSource) command(ctx context.Context, args []string) (*exec.Cmd, cont
 	d := s.timeout()
 	ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("%w after %s", ErrTimeout, d))
 	cmd := exec.CommandContext(ctx, s.program(), args...)
-	cmd.Env = gitEnv()
+	cmd.Env = append(gitEnv(), gitcred.Parse(s.Repo).Env()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Cancel = func() error {
 		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -602,9 +592,10 @@ func (s *GitSource) git(ctx context.Context, stdin io.Reader, args ...string) ([
 	return stdout.Bytes(), nil
 }
 
-// gitEnv is git's whole environment: the basics and what git needs to reach a remote
-// (childenv.Git), never this process's secrets (safety rule 10), and no asking for
-// credentials on a terminal or through a helper program.
+// gitEnv is git's environment before Repo's credentials (command adds those): the basics
+// and what git needs to reach a remote (childenv.Git), never this process's secrets
+// (safety rule 10), and no asking for credentials on a terminal or through an askpass
+// program.
 func gitEnv() []string {
 	return childenv.Env(childenv.Git, "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=")
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/internal/gittest"
 )
 
 func TestDirSource(t *testing.T) {
@@ -537,5 +539,49 @@ func TestGitSourceRefusesEmptyArchive(t *testing.T) {
 	}
 	if list, _ := s.List(t.Context()); len(list) != 0 {
 		t.Errorf("releases built from an empty archive: %v", list)
+	}
+}
+
+// TestGitSourceKeepsCredentialsOffArgv: the credentials of a URL reach git through its
+// environment only: no git runs with them in its argv (which any local user can read),
+// no file of the temporary repository holds them, and a credential helper the user
+// configured (one that stores what it is given) never sees them.
+func TestGitSourceKeepsCredentialsOffArgv(t *testing.T) {
+	const token = "ghp_ArgvT0kenValue4242"
+	g := newGitRepo(t)
+	first := g.commit("one", map[string]string{"app.py": "print(1)\n"})
+	g.commit("two", map[string]string{"app.py": "print(2)\n"})
+	withPassword := g.serveHTTP("deploy", token)
+	tokenOnly := strings.Replace(g.serveHTTP(token, ""), token+":@", token+"@", 1)
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".gitconfig"), []byte("[credential]\n\thelper = store\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	for _, tc := range []struct{ repo, ref string }{
+		{withPassword, "main"}, // ls-remote, then a shallow clone
+		{withPassword, first},  // fetch by commit id, else a whole clone
+		{tokenOnly, "main"},    // the token as the user, no password
+	} {
+		tmp := t.TempDir()
+		spy, check := gittest.Spy(t, tmp, token)
+		src := &GitSource{Repo: tc.repo, Ref: tc.ref, Git: spy, TempDir: tmp}
+		if _, err := src.Describe(t.Context()); err != nil {
+			t.Fatalf("Describe(%s): %v", src.repoName(), err)
+		}
+		tree, err := src.Open(t.Context())
+		if err != nil {
+			t.Fatalf("Open(%s at %s): %v", src.repoName(), tc.ref, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(tree.Dir, "app.py")); err != nil || len(b) == 0 {
+			t.Errorf("the tree of %s lacks app.py: %v", tc.ref, err)
+		}
+		check()
+		if err := tree.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, ".git-credentials")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the user's credential helper stored the credentials (%v)", err)
 	}
 }

@@ -327,16 +327,25 @@ func (ru *run) physicalCutover(ctx context.Context, ps *physicalState) error {
 	}
 	in := &intent{Run: ru.rep.ID, Kind: ru.rep.Kind, PID: os.Getpid(), Started: ru.r.cfg.Now(), Live: ru.r.cfg.Database,
 		Prev: ru.r.prev(), Old: ru.r.old(), Failed: ru.r.failed(), HadLive: ru.hadLive, Release: ru.release.ID, Slot: ps.slot.Name}
-	if live, err := cl.Live(); err == nil && live != nil {
-		in.SlotWas = live.Name
+	// Which slot is live now is what a repair of a killed cutover puts back: unknown,
+	// nothing is touched (fail closed), and the report names the cutover as the step
+	// that failed.
+	live, err := cl.Live()
+	if err != nil {
+		err = fmt.Errorf("which cluster is live, recorded before the cutover: %w", err)
+	} else {
+		if live != nil {
+			in.SlotWas = live.Name
+		}
+		err = ru.record(in, phaseStopping)
 	}
-	if err := ru.record(in, phaseStopping); err != nil {
+	if err != nil {
 		ru.discardSlot(ctx, ps)
 		ru.rep.State = ru.untouchedCluster()
-		return err
+		return ru.step(ctx, "cutover", func(context.Context) (string, error) { return "", err })
 	}
 	cctx, cancel := ru.critical(ctx)
-	err := ru.stop(cctx)
+	err = ru.stop(cctx)
 	cancel()
 	if err != nil {
 		rctx, cancel := ru.critical(ctx)

@@ -133,12 +133,16 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 	ctx := context.Background()
 	fault := func(name, step string, outcome staging.Outcome, says string, inject, repair func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) {
+			if says == "" {
+				t.Fatal("a fault must name the error it expects")
+			}
 			before := physicalSnapshot(t, w)
 			inject(t)
 			rep, err := run(t, w)
 			if err == nil {
 				t.Fatalf("the rebuild succeeded:\n%s", rep.Text())
 			}
+			t.Logf("failed step %q outcome %q error %q", rep.FailedStep, rep.Outcome, rep.Error)
 			if rep.FailedStep != step || rep.Outcome != outcome || !strings.Contains(rep.Error, says) {
 				t.Errorf("failed step %q outcome %q error %q, want %q %q %q\n%s", rep.FailedStep, rep.Outcome, rep.Error, step, outcome, says, rep.Text())
 			}
@@ -153,7 +157,7 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 	}
 	stanzaDir := filepath.Join(w.Phys.Repo, "backup", physicaltest.Stanza)
 	away := stanzaDir + ".away"
-	fault("missing backup set", "backup", staging.OutcomeFailed, "", func(t *testing.T) {
+	fault("missing backup set", "backup", staging.OutcomeFailed, "missing stanza path", func(t *testing.T) {
 		if err := os.Rename(stanzaDir, away); err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +168,7 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 	})
 
 	var saved map[string][]byte
-	fault("corrupt backup set", "restore", staging.OutcomeFailed, "", func(t *testing.T) {
+	fault("corrupt backup set", "restore", staging.OutcomeFailed, "contentChecksum_invalid", func(t *testing.T) {
 		// Bytes flipped in every file of the newest set's biggest database folder.
 		labels, _ := filepath.Glob(filepath.Join(stanzaDir, "2*"))
 		slices.Sort(labels)
@@ -197,7 +201,7 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 	// The WAL segments' folders of the archive (archive.info stays, so pgBackRest still
 	// reads the stanza): the restore works, the recovery cannot.
 	walDirs, _ := filepath.Glob(filepath.Join(w.Phys.Repo, "archive", physicaltest.Stanza, "*-*", "[0-9A-F]*"))
-	fault("recovery fails (WAL missing from the archive)", "recover", staging.OutcomeFailed, "", func(t *testing.T) {
+	fault("recovery fails (WAL missing from the archive)", "recover", staging.OutcomeFailed, "could not locate required checkpoint record", func(t *testing.T) {
 		if len(walDirs) == 0 {
 			t.Fatal("no WAL in the archive")
 		}
@@ -212,6 +216,53 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	})
+
+	// The live slot cannot be read when the cutover records it (the repair of a killed
+	// cutover would not know which cluster to put back): nothing is touched.
+	t.Run("live slot unknown at the cutover", func(t *testing.T) {
+		before := physicalSnapshot(t, w)
+		liveFile := filepath.Join(w.ClusterDir, "live")
+		saved, err := os.ReadFile(liveFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := staging.LoadEnvironment(w.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := staging.Open(c, staging.OpenOptions{Logger: discard(), Observer: staging.ObserverFuncs{
+			OnStepDone: func(_ staging.RunInfo, s staging.Step) {
+				if s.Name == "schema" && s.Status == "ok" {
+					if err := os.WriteFile(liveFile, []byte("c\n"), 0o600); err != nil {
+						t.Error(err)
+					}
+				}
+			}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rb.Close()
+		rep, err := rb.Run(ctx)
+		if werr := os.WriteFile(liveFile, saved, 0o600); werr != nil {
+			t.Fatal(werr)
+		}
+		if err == nil || rep.FailedStep != "cutover" || rep.Outcome != staging.OutcomeFailed ||
+			!strings.Contains(rep.Error, "which cluster is live, recorded before the cutover") || !strings.Contains(rep.Error, `names "c"`) {
+			t.Errorf("err %v; failed step %q outcome %q error %q; want the cutover refused for the unknown live slot\n%s",
+				err, rep.FailedStep, rep.Outcome, rep.Error, rep.Text())
+		}
+		if slices.ContainsFunc(rep.Steps, func(s *staging.Step) bool { return s.Name == "stop" }) {
+			t.Errorf("the service was stopped:\n%s", rep.Text())
+		}
+		if _, err := os.Stat(filepath.Join(w.StateDir, staging.IntentFile)); !os.IsNotExist(err) {
+			t.Errorf("a cutover record was written: %v", err)
+		}
+		if after := physicalSnapshot(t, w); after != before {
+			t.Errorf("staging changed:\n--- before\n%s\n--- after\n%s", before, after)
+		}
+		lockIsFree(t, w)
+		mustRun(t, w)
 	})
 
 	w.Staging.Exec(t, "postgres", "CREATE DATABASE scratch")
@@ -240,7 +291,7 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 	inject, repair := replaceFile(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
 	fault("migration fails", "schema", staging.OutcomeFailed, "division by zero", inject, repair)
 	inject, repair = replaceFile(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
-	fault("health gate stays red", "start", staging.OutcomeRolledBack, "", inject, repair)
+	fault("health gate stays red", "start", staging.OutcomeRolledBack, "release is broken (FAIL_HEALTH)", inject, repair)
 
 	t.Run("killed mid-restore", func(t *testing.T) {
 		before := physicalSnapshot(t, w)

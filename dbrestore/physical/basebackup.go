@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -66,13 +67,8 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 	if opts.DSN == "" || opts.Dir == "" {
 		return "", errors.New("physical: BaseBackupOptions.DSN and Dir are required")
 	}
-	if u, err := url.Parse(opts.DSN); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			return "", errors.New("physical: give the password through PGPASSWORD or ~/.pgpass, not in the DSN (pg_basebackup's command line is public)")
-		}
-	}
-	if strings.Contains(opts.DSN, "password=") {
-		return "", errors.New("physical: give the password through PGPASSWORD or ~/.pgpass, not in the DSN (pg_basebackup's command line is public)")
+	if dsnHasPassword(opts.DSN) {
+		return "", errors.New("physical: the DSN holds a password: give it through PGPASSWORD or ~/.pgpass instead (pg_basebackup's command line is public)")
 	}
 	log := opts.Logger
 	if log == nil {
@@ -144,6 +140,25 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 		}
 	}
 	return mpath, nil
+}
+
+// kvPassword finds a password setting in a keyword/value DSN (password=x,
+// password = 'x y') or in a URL's query (?password=x, &password=x).
+var kvPassword = regexp.MustCompile(`(?i)(?:^|[\s?&])password\s*=`)
+
+// dsnHasPassword says whether dsn (a URL or keyword/value) carries a password. It errs
+// on the side of yes: a DSN it cannot parse as a URL is read as keyword/value, and an
+// option's value that spells "password=" counts.
+func dsnHasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return true
+		}
+	}
+	if u, err := url.Parse(dsn); err == nil && u.Query().Has("password") {
+		return true
+	}
+	return kvPassword.MatchString(dsn)
 }
 
 // treeSum returns the SHA-256 of the sorted "path sha256" lines of the files under dir,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/progress"
 )
 
@@ -73,7 +74,8 @@ const errTailBytes = 4000
 
 // run runs argv as the owner, in its own process group killed when ctx ends, and
 // returns its standard output; a failure is a *CommandError with the tail of its
-// standard error.
+// standard error, passwords (of DSNs in argv, or echoed by the program) removed from
+// both.
 func (o *owner) run(ctx context.Context, argv []string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = childenv.Env(o.pass, "HOME="+o.home, "USER="+o.name, "LOGNAME="+o.name)
@@ -94,13 +96,18 @@ func (o *owner) run(ctx context.Context, argv []string) ([]byte, error) {
 	if len(tail) > errTailBytes {
 		tail = "…" + tail[len(tail)-errTailBytes:]
 	}
-	ce := &CommandError{Args: append([]string{filepath.Base(argv[0])}, argv[1:]...), ExitCode: -1, Stderr: tail}
+	args := []string{filepath.Base(argv[0])}
+	for _, a := range argv[1:] {
+		args = append(args, redact.String(a))
+	}
+	ce := &CommandError{Args: args, ExitCode: -1, Stderr: tail}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		ce.ExitCode = ee.ExitCode()
 	} else if ce.Stderr == "" {
 		ce.Stderr = err.Error()
 	}
+	ce.Stderr = redact.String(ce.Stderr)
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("%w (%w)", ce, context.Cause(ctx))
 	}

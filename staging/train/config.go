@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/restage/restage/internal/gitcred"
 	"github.com/restage/restage/staging"
 )
 
@@ -66,7 +67,7 @@ func LoadWith(path string, drivers *staging.Drivers) (*Config, error) {
 		return nil, err
 	}
 	c.dir = dir
-	if !isURL(c.Repo) {
+	if !gitcred.IsURL(c.Repo) {
 		c.Repo = staging.ResolvePath(dir, c.Repo)
 	}
 	c.StateDir = staging.ResolvePath(dir, c.StateDir)

@@ -17,6 +17,7 @@ import (
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/cmderr"
+	"github.com/restage/restage/internal/gitcred"
 	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
@@ -43,6 +44,8 @@ type Options struct {
 	Now func() time.Time
 	// Report, when set, also receives every cut's report as text.
 	Report func(text string)
+	// Git is the git program; "": "git" on PATH.
+	Git string
 }
 
 // Train runs the release train's commands for one config. Create it with Open; Close
@@ -53,6 +56,7 @@ type Train struct {
 	now      func() time.Time
 	notifier notify.Notifier
 	report   func(string)
+	git      string // the git program
 }
 
 // Open validates cfg and wires the notifier of its [notify] section (each target spooled
@@ -66,7 +70,7 @@ func Open(cfg *Config, opts Options) (*Train, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	t := &Train{cfg: c, log: log, now: opts.Now, report: opts.Report}
+	t := &Train{cfg: c, log: log, now: opts.Now, report: opts.Report, git: opts.Git}
 	if t.now == nil {
 		t.now = time.Now
 	}
@@ -107,7 +111,7 @@ const maxListed = 500
 // lists the commits that went from devel into staging; it is appended to the cuts'
 // history and delivered under the train's topic. A refused cut changes nothing.
 func (t *Train) Cut(ctx context.Context, opts CutOptions) (*CutReport, error) {
-	rep := &CutReport{ID: newID(t.now()), Started: t.now(), Repo: redact.String(t.cfg.Repo, repoSecrets(t.cfg.Repo)...),
+	rep := &CutReport{ID: newID(t.now()), Started: t.now(), Repo: redact.String(t.cfg.Repo, gitcred.Secrets(t.cfg.Repo)...),
 		Devel: t.cfg.Devel, Staging: t.cfg.Staging, RequestedBy: opts.RequestedBy}
 	err := t.cut(ctx, rep)
 	rep.Total = t.now().Sub(rep.Started)
@@ -120,7 +124,7 @@ func (t *Train) Cut(ctx context.Context, opts CutOptions) (*CutReport, error) {
 		rep.Outcome = OutcomeFailed
 	}
 	if err != nil {
-		rep.Error = redact.String(err.Error(), repoSecrets(t.cfg.Repo)...)
+		rep.Error = redact.String(err.Error(), gitcred.Secrets(t.cfg.Repo)...)
 		t.log.Error("cut "+string(rep.Outcome), "err", rep.Error)
 	} else {
 		t.log.Info("cut done", "tag", rep.Tag, "commit", rep.Commit, "replaced", rep.Replaced, "commits", len(rep.Commits)+rep.MoreCommits)
@@ -152,8 +156,7 @@ func (t *Train) cut(ctx context.Context, rep *CutReport) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	secrets := repoSecrets(t.cfg.Repo)
-	g := &git{dir: work, timeout: t.cfg.GitTimeout.Duration, secrets: secrets}
+	g := t.newGit(work)
 	if _, err := g.run(ctx, "init", "-q", "--bare"); err != nil {
 		return err
 	}
@@ -173,7 +176,7 @@ func (t *Train) cut(ctx context.Context, rep *CutReport) error {
 	if old != "" {
 		specs = append(specs, "+"+stRef+":refs/cut/staging")
 	}
-	if _, err := g.run(ctx, append([]string{"fetch", "-q", "--no-tags", "--", t.cfg.Repo}, specs...)...); err != nil {
+	if _, err := g.run(ctx, append([]string{"fetch", "-q", "--no-tags", "--", g.remote()}, specs...)...); err != nil {
 		return err
 	}
 	if has := remote[tagRef]; has != "" {
@@ -215,13 +218,13 @@ func (t *Train) cut(ctx context.Context, rep *CutReport) error {
 	if remote[tagRef] == "" {
 		refspecs = append(refspecs, devel+":"+tagRef)
 	}
-	_, err = g.run(ctx, append([]string{"push", "-q", "--atomic", "--no-verify", "--", t.cfg.Repo}, refspecs...)...)
+	_, err = g.run(ctx, append([]string{"push", "-q", "--atomic", "--no-verify", "--", g.remote()}, refspecs...)...)
 	return err
 }
 
 // lsRemote returns the repository's refs among names (and peeled tags) by name.
 func (t *Train) lsRemote(ctx context.Context, g *git, names ...string) (map[string]string, error) {
-	out, err := g.run(ctx, append([]string{"ls-remote", "--", t.cfg.Repo}, names...)...)
+	out, err := g.run(ctx, append([]string{"ls-remote", "--", g.remote()}, names...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +273,7 @@ func (t *Train) listCommits(ctx context.Context, g *git, rep *CutReport, old, de
 
 // check runs the configured check in devel's tree (exported from the scratch clone).
 func (t *Train) check(ctx context.Context, work, commit string, rep *CutReport) error {
-	src := &codesync.GitSource{Repo: work, Ref: commit, Timeout: t.cfg.GitTimeout.Duration}
+	src := &codesync.GitSource{Repo: work, Ref: commit, Git: t.git, Timeout: t.cfg.GitTimeout.Duration}
 	tree, err := src.Open(ctx)
 	if err != nil {
 		return err

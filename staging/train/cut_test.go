@@ -238,10 +238,25 @@ func TestCutOverHTTPKeepsTheTokenSecret(t *testing.T) {
 	want := r.commit("migrations/2_bug.up.sql", "CREATE TABLE bug (id int);\n", "bugs")
 	r.git("push", "-q", "origin", "devel")
 	remote := strings.Replace(url, "://", "://x-token:"+token+"@", 1) + "/bugs.git"
-	rep, err := cut(t, &train.Config{Repo: remote})
+	// Git runs through a spy: the token never on its command line, never in a file of
+	// the scratch repositories (made under TMPDIR), for the cut (its check too) and status.
+	scratch := t.TempDir()
+	t.Setenv("TMPDIR", scratch)
+	spy, check := gittest.Spy(t, scratch, token)
+	cfg := &train.Config{Repo: remote, Check: []string{"true"}}
+	tr, err := train.Open(cfg, train.Options{Now: func() time.Time { return monday }, Logger: discard(), Git: spy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	rep, err := tr.Cut(t.Context(), train.CutOptions{RequestedBy: "tester"})
 	if err != nil {
 		t.Fatalf("cut over HTTP: %v\n%s", err, rep.Text())
 	}
+	if st, err := tr.Status(t.Context()); err != nil || st.StagingHead != want || len(st.Problems) > 0 {
+		t.Errorf("status over HTTP: %+v, %v", st, err)
+	}
+	check()
 	if r.ref("staging") != want || r.ref("refs/tags/staging-2026-W49") != want {
 		t.Error("staging or the tag not moved over HTTP")
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -13,16 +12,28 @@ import (
 
 	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/cmderr"
+	"github.com/restage/restage/internal/gitcred"
 	"github.com/restage/restage/internal/redact"
 )
 
 // git runs the git program (argv, never a shell) with the environment of
-// internal/childenv, bounded by a timeout, its process group killed on expiry.
+// internal/childenv, bounded by a timeout, its process group killed on expiry. The
+// repository's credentials reach git through its environment (internal/gitcred): the
+// commands name the repository as remote, without them.
 type git struct {
+	program string        // "": "git" on PATH
 	dir     string        // -C: the work repository ("" for none)
 	timeout time.Duration // each command
-	secrets []string      // removed from argv and output in errors
+	repo    gitcred.Remote
 }
+
+// newGit returns the train's git for the repository repo, run in dir.
+func (t *Train) newGit(dir string) *git {
+	return &git{program: t.git, dir: dir, timeout: t.cfg.GitTimeout.Duration, repo: gitcred.Parse(t.cfg.Repo)}
+}
+
+// remote is the repository as the commands name it: without credentials.
+func (g *git) remote() string { return g.repo.URL }
 
 // run runs git with args and returns its standard output, trimmed.
 func (g *git) run(ctx context.Context, args ...string) (string, error) {
@@ -36,8 +47,12 @@ func (g *git) output(ctx context.Context, args ...string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, g.timeout, fmt.Errorf("git timed out after %s (git_timeout)", g.timeout))
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Env = childenv.Env(childenv.Git, "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=")
+	program := g.program
+	if program == "" {
+		program = "git"
+	}
+	cmd := exec.CommandContext(ctx, program, args...)
+	cmd.Env = append(childenv.Env(childenv.Git, "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS="), g.repo.Env()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Cancel = func() error {
 		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -64,9 +79,9 @@ func (g *git) output(ctx context.Context, args ...string) (string, error) {
 		}
 		argv := []string{"git"}
 		for _, a := range args {
-			argv = append(argv, redact.String(a, g.secrets...))
+			argv = append(argv, redact.String(a, g.repo.Secrets()...))
 		}
-		return "", &cmderr.Error{Args: argv, ExitCode: code, Stderr: tail(redact.String(msg, g.secrets...), 2000)}
+		return "", &cmderr.Error{Args: argv, ExitCode: code, Stderr: tail(redact.String(msg, g.repo.Secrets()...), 2000)}
 	}
 	return stdout.String(), nil
 }
@@ -77,32 +92,4 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
-}
-
-// repoSecrets returns the credentials of a repository URL (a password, or an http(s)
-// URL's user part, which may be a token), for redaction.
-func repoSecrets(repo string) []string {
-	u, err := url.Parse(repo)
-	if err != nil || u.User == nil {
-		return nil
-	}
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		return []string{pw}
-	}
-	if u.Scheme == "http" || u.Scheme == "https" {
-		if name := u.User.Username(); len(name) >= 8 {
-			return []string{name}
-		}
-	}
-	return nil
-}
-
-// isURL says whether repo is handed to git as a URL (scheme://, or scp-like host:path)
-// rather than a local path.
-func isURL(repo string) bool {
-	if strings.Contains(repo, "://") {
-		return true
-	}
-	i := strings.Index(repo, ":")
-	return i > 0 && !strings.Contains(repo[:i], "/")
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/restage/restage/internal/gitcred"
 	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/staging"
 )
@@ -64,18 +65,18 @@ type RunRef struct {
 // commit, the branch and tags of that commit, its schema level, its last run) and how
 // far devel is ahead of staging and staging of production. It changes nothing.
 func (t *Train) Status(ctx context.Context) (*Status, error) {
-	st := &Status{Repo: redact.String(t.cfg.Repo, repoSecrets(t.cfg.Repo)...), Devel: t.cfg.Devel, Staging: t.cfg.Staging}
+	st := &Status{Repo: redact.String(t.cfg.Repo, gitcred.Secrets(t.cfg.Repo)...), Devel: t.cfg.Devel, Staging: t.cfg.Staging}
 	work, err := os.MkdirTemp("", "restage-status-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	g := &git{dir: work, timeout: t.cfg.GitTimeout.Duration, secrets: repoSecrets(t.cfg.Repo)}
+	g := t.newGit(work)
 	fetched := false
 	if _, err := g.run(ctx, "init", "-q", "--bare"); err != nil {
 		return nil, err
 	}
-	if _, err := g.run(ctx, "fetch", "-q", "--tags", "--", t.cfg.Repo, "+refs/heads/*:refs/heads/*"); err != nil {
+	if _, err := g.run(ctx, "fetch", "-q", "--tags", "--", g.remote(), "+refs/heads/*:refs/heads/*"); err != nil {
 		st.Problems = append(st.Problems, "repository: "+err.Error())
 	} else {
 		fetched = true
