@@ -1,7 +1,7 @@
 // Package testutil holds small helpers several packages' tests (and test harnesses)
-// share: a check of the mode of the files restage writes, a check that Close may be
-// called twice, free loopback ports, an HTTP server that never answers, the packages a
-// package links.
+// share: a file written for a test, a check of the mode of the files restage writes, a
+// check that Close may be called twice, free loopback ports, an HTTP server that never
+// answers, the packages a package links.
 package testutil
 
 import (
@@ -12,10 +12,22 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
+
+// WriteTemp writes text to a file name in a new temporary folder of the test and returns
+// its path; an error fails t.
+func WriteTemp(t testing.TB, name, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 // RequireMode fails t unless path (not followed, a symbolic link is not its target) has
 // permission bits want.

@@ -163,3 +163,13 @@ func TestRequireCloseTwice(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteTemp(t *testing.T) {
+	p := WriteTemp(t, "a.toml", "x = 1\n")
+	if filepath.Base(p) != "a.toml" {
+		t.Errorf("path %s", p)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "x = 1\n" {
+		t.Errorf("read back %q, %v", b, err)
+	}
+}
