@@ -23,6 +23,7 @@ const IntentFile = "cutover.json"
 // Phases of a cutover, in order, as its intent record says.
 const (
 	phaseStopping   = "stopping"   // the service is being (or was) stopped
+	phaseMigrating  = "migrating"  // a promote's migrations run on the live database
 	phaseSwapping   = "swapping"   // database names are being changed
 	phaseSwapped    = "swapped"    // the new database is live, the old one kept as prev
 	phaseActivating = "activating" // `current` is being moved to the new release
@@ -50,6 +51,11 @@ type intent struct {
 	// Strategy physical: the slot switched in, and the slot live before ("": none).
 	Slot    string `json:"slot,omitempty"`
 	SlotWas string `json:"slot_was,omitempty"`
+	// A promote: migrations began on the live database (phase migrating, and every
+	// phase after it), which was at patch level SchemaFrom; the release goes to SchemaTo.
+	Migrated   bool `json:"migrated,omitempty"`
+	SchemaFrom uint `json:"schema_from,omitempty"`
+	SchemaTo   uint `json:"schema_to,omitempty"`
 }
 
 // intentPath is where the intent record lives: the state folder, else beside the lock.
@@ -132,14 +138,30 @@ func (ru *run) repair(ctx context.Context) error {
 	})
 	if err != nil {
 		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = fmt.Sprintf("a cutover killed during phase %q (run %s) could not be repaired: %s; staging needs an operator (the record is %s)",
-			in.Phase, in.Run, redact.String(err.Error()), ru.r.intentPath())
+		ru.rep.State = fmt.Sprintf("a %s killed during phase %q (run %s) could not be repaired: %s; the %s environment %s needs an operator (the record is %s)",
+			in.Kind, in.Phase, in.Run, redact.String(err.Error()), ru.r.role(), ru.r.cfg.Environment, ru.r.intentPath())
+		if in.Migrated {
+			ru.rep.State += "; " + ru.migratedText(in, "the repair could not start it")
+		}
 		return err
 	}
-	ru.note("repaired the cutover of run %s (%s, pid %d), killed during phase %q: %s",
-		in.Run, in.Kind, in.PID, in.Phase, ru.rep.Steps[len(ru.rep.Steps)-1].Detail)
+	ru.note("repaired the cutover of run %s (%s, pid %d) in the %s environment %s, killed during phase %q: %s",
+		in.Run, in.Kind, in.PID, ru.r.role(), ru.r.cfg.Environment, in.Phase, ru.rep.Steps[len(ru.rep.Steps)-1].Detail)
+	if in.Migrated {
+		ru.note("%s", ru.migratedText(in, "the repair started it again"))
+	}
 	ru.clearIntent()
 	return nil
+}
+
+// migratedText says what a promote killed once its migrations began left: the live
+// database's schema possibly ahead of the previous release, and what to decide.
+func (ru *run) migratedText(in *intent, started string) string {
+	return fmt.Sprintf("THE SCHEMA MAY BE AHEAD OF THE PREVIOUS RELEASE: run %s was killed after migrations began on the %s environment %s's live database %s "+
+		"(patch level %d before, release %s goes to %d), and the previous release expects %d (%s). Check schema_migrations (version, dirty flag) first. "+
+		"restage never reverses migrations on %s; the operator must decide: let the promote finish them (it runs again now, and refuses a dirty version, which must be repaired by hand), "+
+		"fix forward (merge the fix into the staging branch, let staging's nightly run it, promote again), or reverse the migrations that ran by hand (their .down.sql files, newest first) to keep the previous release",
+		in.Run, ru.r.role(), ru.r.cfg.Environment, in.Live, in.SchemaFrom, in.Release, in.SchemaTo, in.SchemaFrom, started, ru.r.role())
 }
 
 func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {

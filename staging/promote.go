@@ -168,6 +168,14 @@ func (r *Rebuilder) Promote(ctx context.Context, opts PromoteOptions) (*Report, 
 	return ru.finish(ctx, ru.promote(ctx))
 }
 
+// role is the environment's role ("" is staging), for what reports say.
+func (r *Rebuilder) role() string {
+	if r.cfg.Role == "" {
+		return RoleStaging
+	}
+	return r.cfg.Role
+}
+
 func (ru *run) untouchedProduction() string {
 	return "untouched: production's service, its live database " + ru.r.cfg.Database + " and its live release are as they were before the run"
 }
@@ -225,6 +233,12 @@ func (ru *run) promote(ctx context.Context) error {
 		return ru.promoteFailed(ctx, err, false)
 	}
 	if len(st.Pending) > 0 {
+		// Recorded first: a promote killed from here on leaves a schema possibly ahead of
+		// the previous release, which the next run's repair reports.
+		in.Migrated, in.SchemaFrom, in.SchemaTo = true, st.Version, st.Latest
+		if err := ru.record(in, phaseMigrating); err != nil {
+			return ru.promoteFailed(ctx, err, false)
+		}
 		// The service is down: the migrations run to their end (bounded by schema.timeout)
 		// even if the promote is interrupted, so that production's schema is not left
 		// half-migrated by a cancelled statement.

@@ -121,3 +121,62 @@ func TestPromoteRepairsAKilledPromote(t *testing.T) {
 		t.Errorf("after the repair and the promote:\n got %s\nwant %s", got, want)
 	}
 }
+
+// A promote killed once its migrations began (the record it leaves then is taken from a
+// real promote): the next run's repair says the schema may be ahead of the previous
+// release and what to decide, naming production, both when it cannot start the service
+// and when it can (the promote then runs again).
+func TestPromoteKilledWhileMigrating(t *testing.T) {
+	w := newWorld()
+	r := w.promoter(t, &fakeActivity{})
+	record := filepath.Join(r.cfg.StateDir, IntentFile)
+	var left []byte
+	w.failSchema = func() error {
+		left, _ = os.ReadFile(record) // what a kill -9 leaves once the migrations began
+		return errInjected
+	}
+	if _, err := r.Promote(context.Background(), PromoteOptions{}); !errors.Is(err, errInjected) {
+		t.Fatalf("promote with a failing migration: %v", err)
+	}
+	var in intent
+	if err := json.Unmarshal(left, &in); err != nil || in.Phase != phaseMigrating || !in.Migrated || in.SchemaFrom != 1 || in.SchemaTo != 2 {
+		t.Fatalf("the record while migrating: %+v, %v\n%s", in, err, left)
+	}
+	// The kill: the migration ran, the service is down, the record is left.
+	w.failSchema = nil
+	w.dbs["staging"], w.running, w.serving = "backup 0 @v2", false, ""
+	if err := os.WriteFile(record, left, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantSaid := []string{"THE SCHEMA MAY BE AHEAD OF THE PREVIOUS RELEASE", "run " + in.Run + " was killed after migrations began",
+		"production environment production's live database staging", "patch level 1 before", "goes to 2", "the operator must decide"}
+
+	w.failStart = func() error { return errInjected }
+	rep, err := r.Promote(context.Background(), PromoteOptions{})
+	if err == nil || rep.Outcome != OutcomeBroken || rep.FailedStep != "repair" {
+		t.Fatalf("a repair that cannot start the service: %v\n%s", err, rep.Text())
+	}
+	for _, s := range append(wantSaid, "the production environment production needs an operator", "the repair could not start it") {
+		if !strings.Contains(rep.State, s) {
+			t.Errorf("the state does not say %q:\n%s", s, rep.State)
+		}
+	}
+	if strings.Contains(rep.State, "staging needs") {
+		t.Errorf("the state calls production staging:\n%s", rep.State)
+	}
+
+	w.failStart = nil
+	rep, err = r.Promote(context.Background(), PromoteOptions{})
+	if err != nil {
+		t.Fatalf("promote after the repair: %v\n%s", err, rep.Text())
+	}
+	notes := strings.Join(rep.Notes, "\n")
+	for _, s := range append(wantSaid, "repaired the cutover of run "+in.Run+" (promote, pid", "in the production environment production, killed during phase \"migrating\"", "the repair started it again") {
+		if !strings.Contains(notes, s) {
+			t.Errorf("the notes do not say %q:\n%s", s, notes)
+		}
+	}
+	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v2 staging_prev=backup -1 @v1] current=r2 running=true serving=r2/backup 0 @v2"; got != want {
+		t.Errorf("after the repair and the promote:\n got %s\nwant %s", got, want)
+	}
+}

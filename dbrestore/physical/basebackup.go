@@ -81,9 +81,22 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 	var m BaseManifest
 	var sysid int64
 	err = conn.QueryRow(ctx, "SELECT system_identifier, current_setting('server_version') FROM pg_control_system()").Scan(&sysid, &m.ServerVersion)
+	var spaces []string
+	if err == nil {
+		// A plain pg_basebackup writes a tablespace at its production path on this host;
+		// a restore of one would follow those paths. Refused before anything is written.
+		var rows pgx.Rows
+		rows, err = conn.Query(ctx, "SELECT spcname || ' at ' || pg_tablespace_location(oid) FROM pg_tablespace WHERE pg_tablespace_location(oid) <> '' ORDER BY spcname")
+		if err == nil {
+			spaces, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+	}
 	conn.Close(context.WithoutCancel(ctx))
 	if err != nil {
 		return "", fmt.Errorf("physical: %w", err)
+	}
+	if len(spaces) > 0 {
+		return "", fmt.Errorf("physical: production has %w: %s", ErrTablespace, strings.Join(spaces, ", "))
 	}
 	m.Kind, m.SystemIdentifier, m.Format = "basebackup", uint64(sysid), "tar"
 	if opts.Plain {
@@ -115,7 +128,7 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 	if !opts.Plain {
 		if extra, _ := filepath.Glob(filepath.Join(tmp, "[0-9]*.tar.gz")); len(extra) > 0 {
 			_ = os.RemoveAll(tmp)
-			return "", errors.New("physical: production has tablespaces; take a pgBackRest backup instead (its restore maps them)")
+			return "", fmt.Errorf("physical: production has %w (%d created during the backup)", ErrTablespace, len(extra))
 		}
 	}
 	if m.SHA256, m.Size, err = treeSum(tmp); err != nil {
@@ -285,6 +298,9 @@ func (d *BaseBackupDir) Restore(ctx context.Context, set *BackupSet, dir string,
 	if sum != m.SHA256 || size != m.Size {
 		return fmt.Errorf("%w: base backup %s: checksum mismatch", ErrChecksum, m.Backup)
 	}
+	if err := checkNoTablespaces(src, m.Format); err != nil {
+		return fmt.Errorf("physical: base backup %s: %w", m.Backup, err)
+	}
 	o, err := lookupOwner(d.User)
 	if err != nil {
 		return fmt.Errorf("physical: %w", err)
@@ -312,6 +328,39 @@ func (d *BaseBackupDir) Restore(ctx context.Context, set *BackupSet, dir string,
 		return fmt.Errorf("physical: restore %s: %w", m.Backup, err)
 	}
 	return chownTree(o, dir)
+}
+
+// checkNoTablespaces refuses a base backup in folder src that holds tablespaces: in a
+// plain one, the links of pg_tblspc point at production's tablespace paths (a cluster
+// restored from it would write there); in a tar one, a tar file per tablespace beside
+// base.tar.gz (and a tablespace_map in it, which untar refuses).
+func checkNoTablespaces(src, format string) error {
+	var found []string
+	if format == "plain" {
+		entries, err := os.ReadDir(filepath.Join(src, "pg_tblspc"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		for _, e := range entries {
+			target, err := os.Readlink(filepath.Join(src, "pg_tblspc", e.Name()))
+			if err != nil {
+				target = "not a link"
+			}
+			found = append(found, "pg_tblspc/"+e.Name()+" -> "+target)
+		}
+		if fi, err := os.Lstat(filepath.Join(src, "tablespace_map")); err == nil && fi.Size() > 0 {
+			found = append(found, "tablespace_map")
+		}
+	} else {
+		tars, _ := filepath.Glob(filepath.Join(src, "[0-9]*.tar.gz"))
+		for _, t := range tars {
+			found = append(found, filepath.Base(t))
+		}
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("%w: %s; nothing restored (restage never follows production's tablespace paths)", ErrTablespace, strings.Join(found, ", "))
+	}
+	return nil
 }
 
 // Origin implements Source: a base backup folder does not say where production runs.
@@ -347,6 +396,11 @@ func untar(ctx context.Context, file, dir string) error {
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
 			return fmt.Errorf("%s: path %q leaves the data directory", file, h.Name)
 		}
+		if name == "tablespace_map" && h.Size > 0 {
+			// PostgreSQL would link pg_tblspc to the paths it names: production's. (Every
+			// tar base backup has one; it is empty without tablespaces.)
+			return fmt.Errorf("%s: %w: its tablespace_map names some", file, ErrTablespace)
+		}
 		p := filepath.Join(dir, name)
 		switch h.Typeflag {
 		case tar.TypeDir:
@@ -369,7 +423,7 @@ func untar(ctx context.Context, file, dir string) error {
 				return err
 			}
 		case tar.TypeSymlink:
-			return fmt.Errorf("%s: symlink %s (tablespaces or a linked pg_wal are not supported)", file, h.Name)
+			return fmt.Errorf("%s: symlink %s (tablespaces or a linked pg_wal are not restored from a base backup)", file, h.Name)
 		}
 	}
 }

@@ -65,6 +65,20 @@ type Slot struct {
 	Data string // the data directory
 }
 
+// tablespaceDir is the folder beside the data directory data where a restore puts the
+// cluster's tablespaces (never production's paths): <slot>/tablespaces.
+func tablespaceDir(data string) string { return filepath.Join(filepath.Dir(data), "tablespaces") }
+
+// emptySlot removes s's data directory and its tablespaces, which go with it.
+func emptySlot(s *Slot) error {
+	for _, dir := range []string{s.Data, tablespaceDir(s.Data)} {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("physical: empty %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
 // String names the slot ("slot a") for messages.
 func (s *Slot) String() string { return "slot " + s.Name }
 
@@ -355,8 +369,8 @@ func (c *Clusters) Repair(ctx context.Context) ([]string, error) {
 		did = append(did, fmt.Sprintf("stopped %s, left running by a crashed run", idle))
 	}
 	if m.State == stateRestoring {
-		if err := os.RemoveAll(idle.Data); err != nil {
-			return did, fmt.Errorf("physical: %w", err)
+		if err := emptySlot(idle); err != nil {
+			return did, err
 		}
 		did = append(did, fmt.Sprintf("emptied %s, half-restored by a run that failed or was killed", idle))
 	}
@@ -410,8 +424,8 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 	_, err = os.Stat(filepath.Join(s.Data, "PG_VERSION"))
 	delta = delta && err == nil
 	if !delta {
-		if err := os.RemoveAll(s.Data); err != nil {
-			return nil, fmt.Errorf("physical: %w", err)
+		if err := emptySlot(s); err != nil {
+			return nil, err
 		}
 	}
 	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta}); err != nil {

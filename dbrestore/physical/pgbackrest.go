@@ -180,7 +180,7 @@ func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, op
 	if set == nil || set.Label == "" || !filepath.IsAbs(dir) {
 		return errors.New("physical: Restore needs a backup set and an absolute folder")
 	}
-	tblspc := filepath.Join(filepath.Dir(dir), "tablespaces")
+	tblspc := tablespaceDir(dir)
 	if err := os.MkdirAll(tblspc, 0o700); err != nil {
 		return fmt.Errorf("physical: %w", err)
 	}

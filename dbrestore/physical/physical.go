@@ -64,6 +64,9 @@ var (
 	ErrGuard = errors.New("not restage's cluster")
 	// ErrSettings: a setting restage controls itself was given.
 	ErrSettings = errors.New("setting controlled by restage")
+	// ErrTablespace: a base backup of a cluster with tablespaces, which restage neither
+	// takes nor restores (their paths are production's); pgBackRest's restore maps them.
+	ErrTablespace = errors.New("tablespaces in a base backup (take a pgBackRest backup: its restore maps them into the slot)")
 )
 
 // Re-exported for callers of this package alone.

@@ -1,0 +1,173 @@
+package physical_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/restage/restage/dbrestore/physical"
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
+	"github.com/restage/restage/internal/testutil"
+)
+
+// listing is every path under dir with its size and its link's target: what a test
+// compares to see that nothing under dir was touched.
+func listing(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		target, _ := os.Readlink(p)
+		fmt.Fprintf(&b, "%s %d %s %s\n", p, fi.Size(), fi.ModTime(), target)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestBaseBackupTablespaces: a cluster with a tablespace is neither backed up by
+// BaseBackup (a plain pg_basebackup writes it at production's path) nor restored from a
+// base backup another way made (its pg_tblspc links, or its tablespace_map, name
+// production's paths): the errors say so, and neither path is touched.
+func TestBaseBackupTablespaces(t *testing.T) {
+	bin := physicaltest.Require(t)
+	ctx := context.Background()
+	prod := physicaltest.Start(t, physicaltest.Options{})
+	fi, err := os.Stat(prod.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	ts := filepath.Join(prod.Dir, "ts")
+	if err := os.Mkdir(ts, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(ts, int(st.Uid), int(st.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"CREATE TABLESPACE ts LOCATION '" + ts + "'", "CREATE DATABASE shop"} {
+		if err := prod.Exec(ctx, "postgres", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := prod.Exec(ctx, "shop", "CREATE TABLE item WITH (autovacuum_enabled = off) TABLESPACE ts AS SELECT g AS id FROM generate_series(1, 1000) g; CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	prodTS := listing(t, ts)
+
+	for _, plain := range []bool{false, true} {
+		dir := t.TempDir()
+		_, err := physical.BaseBackup(ctx, physical.BaseBackupOptions{DSN: prod.DSN("postgres"), Dir: dir, Plain: plain, BinDir: bin})
+		if !errors.Is(err, physical.ErrTablespace) || !strings.Contains(err.Error(), "ts at "+ts) {
+			t.Errorf("BaseBackup (plain %v) = %v; want ErrTablespace naming ts at %s", plain, err, ts)
+		}
+		if left, _ := os.ReadDir(dir); len(left) > 0 {
+			t.Errorf("BaseBackup (plain %v) left %v", plain, left)
+		}
+	}
+
+	parent, err := os.MkdirTemp("", "restage-cl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(parent, 0o711)
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	port, _ := testutil.FreePort()
+	side, _ := testutil.FreePort()
+	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: filepath.Join(parent, "pg"), Port: port, SidePort: side, BinDir: bin, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := prod.SystemIdentifier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Base backups made with pg_basebackup itself, as on another host: plain with the
+	// tablespace written elsewhere (-T), tar with one tar file per tablespace, and tar
+	// with that file gone (the tablespace_map in base.tar.gz remains).
+	for _, tc := range []struct{ name, format, says string }{
+		{"plain", "plain", "pg_tblspc/"},
+		{"tar", "tar", ".tar.gz"},
+		{"tar without the tablespace's file", "tar", "its tablespace_map names some"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			label := "basebackup-20261202T000000Z"
+			backup := filepath.Join(dir, label)
+			mapped := filepath.Join(t.TempDir(), "ts-elsewhere")
+			argv := []string{filepath.Join(bin, "pg_basebackup"), "-d", prod.DSN("postgres"), "-D", backup, "-X", "stream", "-c", "fast", "-w"}
+			if tc.format == "plain" {
+				argv = append(argv, "-T", ts+"="+mapped)
+			} else {
+				argv = append(argv, "-F", "tar", "-z")
+			}
+			if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("pg_basebackup: %v\n%s", err, out)
+			}
+			if tc.says == "its tablespace_map names some" {
+				extra, _ := filepath.Glob(filepath.Join(backup, "[0-9]*.tar.gz"))
+				for _, f := range extra {
+					if err := os.Remove(f); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			sum, size, err := physical.TreeSum(backup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := json.Marshal(physical.BaseManifest{Kind: "basebackup", Format: tc.format, Backup: label, Created: time.Now().UTC(),
+				Size: size, SHA256: sum, SystemIdentifier: id, ServerVersion: filepath.Base(filepath.Dir(bin))})
+			if err := os.WriteFile(backup+physical.BaseManifestSuffix, m, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var mappedBefore string
+			if tc.format == "plain" {
+				mappedBefore = listing(t, mapped)
+			}
+			src := &physical.BaseBackupDir{Dir: dir}
+			set, err := src.Latest(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = cl.Restore(ctx, src, set, false)
+			if !errors.Is(err, physical.ErrTablespace) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Restore = %v; want ErrTablespace saying %q", err, tc.says)
+			}
+			if tc.format == "plain" && (!strings.Contains(err.Error(), mapped) || listing(t, mapped) != mappedBefore) {
+				t.Errorf("the error does not name the tablespace's path %s, or the path changed: %v", mapped, err)
+			}
+			// No link under the slots leads out of them.
+			_ = filepath.WalkDir(filepath.Join(parent, "pg"), func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.Type()&os.ModeSymlink != 0 {
+					if target, _ := os.Readlink(p); !strings.HasPrefix(target, filepath.Join(parent, "pg")) {
+						t.Errorf("%s links to %s", p, target)
+					}
+				}
+				return nil
+			})
+			if did, err := cl.Repair(ctx); err != nil || !strings.Contains(strings.Join(did, "; "), "half-restored") {
+				t.Errorf("repair after the refused restore: %v, %v", did, err)
+			}
+		})
+	}
+	if listing(t, ts) != prodTS {
+		t.Error("production's tablespace folder changed")
+	}
+}
