@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
 	"github.com/restage/restage/schema"
@@ -151,21 +149,6 @@ func get(t *testing.T, url string) string {
 	return fmt.Sprintf("%d %s", resp.StatusCode, body)
 }
 
-func query(t testing.TB, srv *pgtest.Server, db, sql string) string {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, srv.DSN(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var s string
-	if err := conn.QueryRow(ctx, sql).Scan(&s); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return s
-}
-
 // fingerprint identifies a database's contents: schema version and a hash of every table.
 const fingerprint = `SELECT (SELECT version::text FROM schema_migrations) || ' ' || md5(
 	(SELECT string_agg(p::text, ',' ORDER BY id) FROM person p) ||
@@ -177,12 +160,12 @@ const fingerprint = `SELECT (SELECT version::text FROM schema_migrations) || ' '
 // the active release, and what the service answers.
 func snapshot(t *testing.T, w *stagingtest.World) string {
 	t.Helper()
-	dbs := strings.Split(query(t, w.Staging, "postgres",
+	dbs := strings.Split(w.Staging.QueryString(t, "postgres",
 		`SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'bugs%'`), " ")
 	sort.Strings(dbs)
 	current, _ := os.Readlink(w.Current)
 	return fmt.Sprintf("databases %v\nlive %s\ncurrent %s\nhealth %s\nrobots %s", dbs,
-		query(t, w.Staging, w.StagingDB, fingerprint), filepath.Base(current),
+		w.Staging.QueryString(t, w.StagingDB, fingerprint), filepath.Base(current),
 		get(t, w.AppURL+"/+health"), get(t, w.AppURL+"/robots.txt"))
 }
 
@@ -225,20 +208,20 @@ func TestRebuildEndToEnd(t *testing.T) {
 	// staging only.
 	for _, table := range []string{"person", "bug", "comment"} {
 		q := "SELECT count(*)::text FROM " + table
-		if p, s := query(t, w.Production, w.ProdDB, q), query(t, w.Staging, w.StagingDB, q); p != s {
+		if p, s := w.Production.QueryString(t, w.ProdDB, q), w.Staging.QueryString(t, w.StagingDB, q); p != s {
 			t.Errorf("%s: production has %s rows, staging %s", table, p, s)
 		}
 	}
-	if got := query(t, w.Staging, w.StagingDB, `SELECT count(*)::text FROM person WHERE email NOT LIKE '%@staging.invalid'`); got != "0" {
+	if got := w.Staging.QueryString(t, w.StagingDB, `SELECT count(*)::text FROM person WHERE email NOT LIKE '%@staging.invalid'`); got != "0" {
 		t.Errorf("%s real e-mail addresses left on staging", got)
 	}
-	if got := query(t, w.Staging, w.StagingDB, `SELECT string_agg(title, '|' ORDER BY id) FROM bug`); got != query(t, w.Production, w.ProdDB, `SELECT string_agg(title, '|' ORDER BY id) FROM bug`) {
+	if got := w.Staging.QueryString(t, w.StagingDB, `SELECT string_agg(title, '|' ORDER BY id) FROM bug`); got != w.Production.QueryString(t, w.ProdDB, `SELECT string_agg(title, '|' ORDER BY id) FROM bug`) {
 		t.Error("bug titles differ between production and staging")
 	}
-	if v := query(t, w.Staging, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
+	if v := w.Staging.QueryString(t, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
 		t.Errorf("staging at patch %s, want %d", v, stagingtest.CodePatch)
 	}
-	if v := query(t, w.Production, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
+	if v := w.Production.QueryString(t, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
 		t.Errorf("production at patch %s, want it untouched at %d", v, stagingtest.ProductionPatch)
 	}
 	if rep.Schema == nil || rep.Schema.From != stagingtest.ProductionPatch || rep.Schema.To != stagingtest.CodePatch || len(rep.Schema.Migrations) != 2 {
@@ -279,7 +262,7 @@ func TestRebuildEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep = mustRun(t, w)
-	if dbs := query(t, w.Staging, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'bugs%'`); dbs != "bugs_staging bugs_staging_prev" {
+	if dbs := w.Staging.QueryString(t, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'bugs%'`); dbs != "bugs_staging bugs_staging_prev" {
 		t.Errorf("databases after the second rebuild: %s", dbs)
 	}
 	if rep.Release.Previous == "" {
@@ -438,7 +421,7 @@ func TestRebuildFaults(t *testing.T) {
 		before := snapshot(t, w)
 		// Kill it as soon as the restore is under way.
 		killRunWhen(t, w, "the restore", func() bool {
-			return query(t, w.Staging, "postgres", `SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_staging_next'`) != "0"
+			return w.Staging.QueryString(t, "postgres", `SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_staging_next'`) != "0"
 		})
 		if after := snapshot(t, w); !strings.Contains(after, "bugs_staging_next") {
 			t.Logf("killed after the restore's leftovers were gone:\n%s", after)
@@ -461,7 +444,7 @@ func TestInPlaceRebuild(t *testing.T) {
 	if rep.Strategy != staging.InPlace || !strings.HasPrefix(get(t, w.AppURL+"/+health"), "200 ok") {
 		t.Fatalf("report %+v", rep)
 	}
-	if dbs := query(t, w.Staging, "postgres", `SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'bugs%'`); dbs != "bugs_staging" {
+	if dbs := w.Staging.QueryString(t, "postgres", `SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'bugs%'`); dbs != "bugs_staging" {
 		t.Errorf("in place keeps one copy, found %s", dbs)
 	}
 }
@@ -507,15 +490,15 @@ func TestRebuildRefusesProductionServer(t *testing.T) {
 	if err := os.WriteFile(w.ConfigPath, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before := query(t, w.Production, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`)
+	before := w.Production.QueryString(t, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`)
 	rep, err := run(t, w)
 	if !errors.Is(err, dbrestore.ErrProduction) || rep.FailedStep != "verify" {
 		t.Fatalf("err %v, step %q", err, rep.FailedStep)
 	}
-	if after := query(t, w.Production, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`); after != before {
+	if after := w.Production.QueryString(t, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`); after != before {
 		t.Fatalf("production's databases changed: %s -> %s", before, after)
 	}
-	if v := query(t, w.Production, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
+	if v := w.Production.QueryString(t, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
 		t.Fatalf("production schema changed to %s", v)
 	}
 }
