@@ -11,6 +11,10 @@ const (
 	// ExitUndelivered: rebuilt (or deployed), but the report could be neither delivered
 	// nor spooled: staging is fine, the people who read the report do not know it.
 	ExitUndelivered = 4
+	// ExitUnrecorded: rebuilt (deployed, cut, promoted), but its history line could not be
+	// written: the history page, status and a promote's preflight (which reads staging's
+	// migration timings from the history) do not know the run.
+	ExitUnrecorded = 5
 )
 
 // ExitStatus maps a Run, Deploy or Plan error to the programs' exit status.
@@ -24,6 +28,8 @@ func ExitStatus(err error) int {
 		return ExitLocked
 	case errors.Is(err, ErrUndelivered):
 		return ExitUndelivered
+	case errors.Is(err, ErrUnrecorded):
+		return ExitUnrecorded
 	default:
 		return ExitFailed
 	}

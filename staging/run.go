@@ -158,8 +158,10 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 	if ru.dry || rep.Outcome == OutcomeLocked {
 		return rep, runErr // a dry run and a locked-out run leave no trace
 	}
-	if err := appendHistory(ru.r.cfg.StateDir, rep, ru.r.cfg.HistoryKeep); err != nil {
-		ru.log.Error("history not written", keyErr, err)
+	histErr := appendHistory(ru.r.cfg.StateDir, rep, ru.r.cfg.HistoryKeep)
+	if histErr != nil {
+		ru.log.Error("history not written", keyErr, histErr)
+		rep.Notes = append(rep.Notes, redact.String("this run is not in the history: "+histErr.Error()))
 	}
 	ru.writeMetrics()
 	if n := ru.r.cfg.Notifier; n != nil {
@@ -186,6 +188,14 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 					runErr = errors.Join(runErr, fmt.Errorf("report not delivered: %w", err))
 				}
 			}
+		}
+	}
+	if histErr != nil {
+		if runErr == nil {
+			// The run did what it should; only its record is lost: an outcome of its own.
+			runErr = fmt.Errorf("%w: %w", ErrUnrecorded, histErr)
+		} else {
+			runErr = errors.Join(runErr, fmt.Errorf("history not written: %w", histErr))
 		}
 	}
 	return rep, runErr
@@ -222,7 +232,9 @@ func (ru *run) flushSpool(ctx context.Context) {
 // Run rebuilds the environment from the newest production backup with the configured
 // strategy. It returns the report (also appended to the history and delivered) and an
 // error when the rebuild did not succeed: errors.Is(err, ErrLocked) when another run
-// holds the lock, ErrRolledBack when it failed after the cutover and was put back.
+// holds the lock, ErrRolledBack when it failed after the cutover and was put back,
+// ErrUndelivered or ErrUnrecorded when it succeeded but its report could not be
+// delivered nor spooled, or its history line not written.
 func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 	if err := r.refuseProduction("rebuild"); err != nil {
 		return nil, err

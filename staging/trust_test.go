@@ -173,8 +173,9 @@ func TestHistoryIsPrivate(t *testing.T) {
 	if err := os.Symlink(victim, filepath.Join(state2, HistoryFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.rebuilder(t, func(c *Config) { c.StateDir = state2 }).Run(context.Background()); err != nil {
-		t.Fatal(err)
+	// The run succeeds; its history line is refused, which it says (ErrUnrecorded).
+	if _, err := w.rebuilder(t, func(c *Config) { c.StateDir = state2 }).Run(context.Background()); !errors.Is(err, ErrUnrecorded) {
+		t.Fatalf("a run whose history file is a planted symlink: %v; want ErrUnrecorded", err)
 	}
 	if got, _ := os.ReadFile(victim); string(got) != "keep" {
 		t.Fatalf("history written through a symlink: %q", got)

@@ -167,6 +167,64 @@ func TestBaseBackupTablespaces(t *testing.T) {
 			}
 		})
 	}
+
+	// pgBackRest's restore maps the tablespace into the slot's tablespaces folder; a full
+	// restore into the slot again empties that folder first.
+	t.Run("pgbackrest maps it into the slot", func(t *testing.T) {
+		if err := prod.Backup(ctx, "full"); err != nil {
+			t.Fatal(err)
+		}
+		prodTS = listing(t, ts) // the backup's checkpoint may write there
+		src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: prod.Config})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := src.Latest(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slot, err := cl.Restore(ctx, src, set, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Stop(context.Background(), slot) })
+		spaces := filepath.Join(slot.Dir, "tablespaces")
+		links, _ := filepath.Glob(filepath.Join(slot.Data, "pg_tblspc", "*"))
+		for _, l := range links {
+			if target, err := os.Readlink(l); err != nil || !strings.HasPrefix(target, spaces+"/") {
+				t.Errorf("%s links to %q (%v), not into %s", l, target, err, spaces)
+			}
+		}
+		if len(links) != 1 {
+			t.Fatalf("pg_tblspc holds %v, want one link", links)
+		}
+		if err := cl.StartSide(ctx, slot); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := cl.Conn(ctx, slot, "shop", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM item").Scan(&n)
+		conn.Close(ctx)
+		if err != nil || n != 1000 {
+			t.Fatalf("%d items in the restored tablespace, %v", n, err)
+		}
+		if err := cl.Stop(ctx, slot); err != nil {
+			t.Fatal(err)
+		}
+		stray := filepath.Join(spaces, "stray")
+		if err := os.WriteFile(stray, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Restore(ctx, src, set, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a full restore into the slot kept its old tablespaces folder's content (%v)", err)
+		}
+	})
 	if listing(t, ts) != prodTS {
 		t.Error("production's tablespace folder changed")
 	}

@@ -109,7 +109,9 @@ const maxListed = 500
 // the tag (the pattern at the current date) and the staging branch, both at devel's
 // head. No other ref is written. The report names the commit staging had before and
 // lists the commits that went from devel into staging; it is appended to the cuts'
-// history and delivered under the train's topic. A refused cut changes nothing.
+// history and delivered under the train's topic. A refused cut changes nothing. A cut
+// that succeeded but could not be appended to the history returns an error wrapping
+// staging.ErrUnrecorded (ErrUndelivered, when its report was lost too).
 func (t *Train) Cut(ctx context.Context, opts CutOptions) (*CutReport, error) {
 	rep := &CutReport{ID: newID(t.now()), Started: t.now(), Repo: redact.String(t.cfg.Repo, gitcred.Secrets(t.cfg.Repo)...),
 		Devel: t.cfg.Devel, Staging: t.cfg.Staging, RequestedBy: opts.RequestedBy}
@@ -129,8 +131,11 @@ func (t *Train) Cut(ctx context.Context, opts CutOptions) (*CutReport, error) {
 	} else {
 		t.log.Info("cut done", "tag", rep.Tag, "commit", rep.Commit, "replaced", rep.Replaced, "commits", len(rep.Commits)+rep.MoreCommits)
 	}
-	if herr := appendCut(t.cfg.StateDir, rep); herr != nil {
+	herr := appendCut(t.cfg.StateDir, rep)
+	if herr != nil {
+		herr = fmt.Errorf("%s: %w", CutsFile, herr)
 		t.log.Error("cut history not written", "err", herr)
+		rep.Notes = append(rep.Notes, "this cut is not in the history: "+herr.Error())
 	}
 	if t.report != nil {
 		t.report(rep.Text())
@@ -140,6 +145,13 @@ func (t *Train) Cut(ctx context.Context, opts CutOptions) (*CutReport, error) {
 			err = fmt.Errorf("%w: %w", staging.ErrUndelivered, derr)
 		} else {
 			err = errors.Join(err, fmt.Errorf("report not delivered: %w", derr))
+		}
+	}
+	if herr != nil {
+		if err == nil {
+			err = fmt.Errorf("%w: %w", staging.ErrUnrecorded, herr)
+		} else {
+			err = errors.Join(err, fmt.Errorf("cut history not written: %w", herr))
 		}
 	}
 	return rep, err

@@ -326,3 +326,53 @@ func TestLoadIsStrict(t *testing.T) {
 		}
 	}
 }
+
+// cut -now checks every environment's config before it rebuilds any: each bad one is
+// named with what is wrong, and nothing runs.
+func TestRebuildStagingNamesEveryBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unknown := write("unknown.toml", "environment = \"staging\"\nbogus_key = 1\n")
+	duration := write("duration.toml", "environment = \"staging\"\n[backup]\nwait = \"soon\"\n")
+	missing := filepath.Join(dir, "missing.toml")
+	c := &train.Config{Repo: t.TempDir(), Environments: []string{unknown, missing, duration}}
+	reps, err := openTrain(t, c).RebuildStaging(context.Background(), staging.OpenOptions{Logger: discard()})
+	if !errors.Is(err, staging.ErrConfig) || len(reps) != 0 {
+		t.Fatalf("RebuildStaging = %v, %v; want a config error and no run", reps, err)
+	}
+	for _, want := range []string{"3 of the 3 environments' configs are bad", unknown + ": unknown key bogus_key", missing, duration, "soon"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+}
+
+// A cut that moved staging but cannot append to cuts.jsonl says so: an error of its own
+// (exit status 5) and a note in its report.
+func TestCutHistoryNotWrittenIsSurfaced(t *testing.T) {
+	r := newRepo(t)
+	r.on("devel")
+	want := r.commit("migrations/2_bug.up.sql", "CREATE TABLE bug (id int);\n", "bugs")
+	r.git("push", "-q", "origin", "devel")
+	state := t.TempDir()
+	if err := os.Mkdir(filepath.Join(state, train.CutsFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := cut(t, &train.Config{Repo: r.bare, StateDir: state})
+	if !errors.Is(err, staging.ErrUnrecorded) || staging.ExitStatus(err) != staging.ExitUnrecorded || rep.Outcome != train.OutcomeOK ||
+		!strings.Contains(err.Error(), train.CutsFile) {
+		t.Fatalf("a cut whose history cannot be written: %v (exit %d)\n%s", err, staging.ExitStatus(err), rep.Text())
+	}
+	if !strings.Contains(rep.Text(), "this cut is not in the history") {
+		t.Errorf("the report does not say so:\n%s", rep.Text())
+	}
+	if r.ref("staging") != want {
+		t.Error("staging did not move")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 
@@ -40,22 +41,41 @@ func OpenEnvironment(c *staging.EnvironmentConfig, opts staging.OpenOptions) (*s
 
 // RebuildStaging rebuilds, one after the other, every environment of the train's
 // environments whose role is staging (cut -now: the new staging branch at once rather
-// than the next night). It returns their reports and their errors joined; with no
+// than the next night). Every config is loaded and checked first: when any is bad,
+// nothing is rebuilt and the error (wrapping staging.ErrConfig) names each bad config
+// and what is wrong with it. It returns the reports and the runs' errors joined (an
+// environment that cannot be opened is named and the others still run); with no
 // staging environment listed, an error wrapping staging.ErrConfig.
 func (t *Train) RebuildStaging(ctx context.Context, opts staging.OpenOptions) ([]*staging.Report, error) {
-	var reps []*staging.Report
-	var errs []error
+	type env struct {
+		path string
+		c    *staging.EnvironmentConfig
+	}
+	var todo []env
+	var bad []error
 	for _, path := range t.cfg.Environments {
 		c, err := LoadEnvironment(path, t.cfg.Drivers)
 		if err != nil {
-			return reps, err
-		}
-		if c.Role != "" && c.Role != staging.RoleStaging {
+			bad = append(bad, naming(path, err))
 			continue
 		}
-		rb, err := staging.Open(c, opts)
+		if c.Role == "" || c.Role == staging.RoleStaging {
+			todo = append(todo, env{path, c})
+		}
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%d of the %d environments' configs are bad, nothing rebuilt:\n%w", len(bad), len(t.cfg.Environments), errors.Join(bad...))
+	}
+	if len(todo) == 0 {
+		return nil, fmt.Errorf("%w: environments lists no config with role %q to rebuild", staging.ErrConfig, staging.RoleStaging)
+	}
+	var reps []*staging.Report
+	var errs []error
+	for _, e := range todo {
+		rb, err := staging.Open(e.c, opts)
 		if err != nil {
-			return reps, err
+			errs = append(errs, naming(e.path, err))
+			continue
 		}
 		rep, err := rb.Run(ctx)
 		rb.Close()
@@ -64,8 +84,13 @@ func (t *Train) RebuildStaging(ctx context.Context, opts staging.OpenOptions) ([
 		}
 		errs = append(errs, err)
 	}
-	if len(reps) == 0 && len(errs) == 0 {
-		return nil, fmt.Errorf("%w: environments lists no config with role %q to rebuild", staging.ErrConfig, staging.RoleStaging)
-	}
 	return reps, errors.Join(errs...)
+}
+
+// naming returns err, prefixed with the config file path unless its text names it.
+func naming(path string, err error) error {
+	if strings.Contains(err.Error(), path) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
