@@ -36,6 +36,15 @@ func From(ctx context.Context) Func {
 	return fn
 }
 
+// Without returns ctx without a function: for work that runs beside the operation
+// whose bytes ctx counts.
+func Without(ctx context.Context) context.Context {
+	if From(ctx) == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, key{}, Func(nil))
+}
+
 // Counter adds up the bytes of one operation, from any number of goroutines, and
 // reports the sum to its context's function. The zero of a nil *Counter is usable and
 // reports nothing.

@@ -82,3 +82,15 @@ func TestCounterSetNeverGoesBackAndAddIsSafeConcurrently(t *testing.T) {
 type iotestHalfReader struct{ r io.Reader }
 
 func (h iotestHalfReader) Read(p []byte) (int, error) { return h.r.Read(p[:(len(p)+1)/2]) }
+
+func TestWithoutDropsTheFunction(t *testing.T) {
+	var s seen
+	ctx := progress.With(context.Background(), s.fn)
+	if progress.From(progress.Without(ctx)) != nil {
+		t.Fatal("Without kept the function")
+	}
+	progress.NewCounter(progress.Without(ctx), 10).Add(5)
+	if len(s.calls) != 0 {
+		t.Fatalf("reported %v", s.calls)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/pgtest"
 	"github.com/restage/restage/staging/stagingtest"
 )
 
@@ -164,4 +165,60 @@ func BenchmarkExperimentalClone(b *testing.B) {
 			b.ReportMetric(clone.Seconds()/restore.Seconds(), "clone/restore")
 		})
 	}
+}
+
+// BenchmarkNightlyVsPgRestore is the issue's measure of the logical path: production's
+// database holds pgbench's tables at scale $RESTAGE_BENCH_PGBENCH_SCALE (default 30,
+// about 450 MB) besides a small bug tracker, so that the migrations cost little; a whole
+// swap rebuild (wait, verify, restore with its row counts and ANALYZE, release, schema,
+// cutover, health gate, report) is compared with a bare `pg_restore -j 2` of the same dump
+// into a fresh database of the same server, alternately, in the same run.
+//
+//	go test -run '^$' -bench NightlyVsPgRestore -benchtime 2x -timeout 60m ./staging
+func BenchmarkNightlyVsPgRestore(b *testing.B) {
+	scale := 30
+	if s := os.Getenv("RESTAGE_BENCH_PGBENCH_SCALE"); s != "" {
+		fmt.Sscan(s, &scale)
+	}
+	w := newWorld(b, stagingtest.Options{People: 500, Bugs: 5000})
+	bin, err := pgtest.BinDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(bin, "pgbench"), "-i", "-q", "-s", fmt.Sprint(scale), w.Production.DSN(w.ProdDB)).CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	if _, err := w.Backup(ctx); err != nil {
+		b.Fatal(err)
+	}
+	mustRun(b, w) // the first rebuild: from here on, each one replaces a live staging
+	dump := newestDump(b, w.BackupDir)
+	st, _ := os.Stat(dump)
+	b.Logf("dump %s: %d MiB", filepath.Base(dump), st.Size()>>20)
+	var total, bare time.Duration
+	for range b.N {
+		rep := mustRun(b, w)
+		var steps []string
+		for _, s := range rep.Steps {
+			steps = append(steps, fmt.Sprintf("%s %.2fs", s.Name, s.Duration.Seconds()))
+		}
+		b.Logf("swap rebuild %.2fs: %s", rep.Total.Seconds(), strings.Join(steps, ", "))
+		for _, s := range rep.Steps {
+			if s.Name == "restore" || s.Name == "prune" {
+				b.Logf("%s: %s", s.Name, s.Detail)
+			}
+		}
+		total += rep.Total
+		w.Staging.Exec(b, "postgres", "DROP DATABASE IF EXISTS bench_bare")
+		w.Staging.Exec(b, "postgres", "CREATE DATABASE bench_bare TEMPLATE template0")
+		d := timed(b, "pg_restore", "-j", "2", "--no-owner", "--no-acl", "--exit-on-error", "-d", w.Staging.DSN("bench_bare"), dump)
+		b.Logf("bare pg_restore -j 2: %.2fs", d.Seconds())
+		bare += d
+		w.Staging.Exec(b, "postgres", "DROP DATABASE bench_bare")
+	}
+	n := float64(b.N)
+	b.ReportMetric(total.Seconds()/n, "nightly-s")
+	b.ReportMetric(bare.Seconds()/n, "bare-pg_restore-s")
+	b.ReportMetric(total.Seconds()/bare.Seconds(), "nightly/bare")
 }

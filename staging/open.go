@@ -132,7 +132,7 @@ func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) 
 	}
 	clusters, err := physical.NewClusters(physical.ClustersConfig{Environment: c.Environment, Dir: cl.Dir,
 		Port: cl.Port, SidePort: cl.SidePort, BinDir: cl.BinDir, Settings: cl.Settings, User: cl.User,
-		Timeout: cl.Timeout.Duration, Logger: log})
+		Timeout: cl.Timeout.Duration, DeltaChecksums: c.Backup.DeltaChecksums, Logger: log})
 	if err != nil {
 		return nil, c.errorf("cluster: %w", err)
 	}

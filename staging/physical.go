@@ -96,12 +96,14 @@ func (ru *run) physicalRun(ctx context.Context) error {
 		ru.rep.State = ru.untouchedCluster()
 		return err
 	}
+	release := ru.buildBehind(ctx)
 	if err := ru.physicalPrepare(ctx, ps); err != nil {
+		_ = release(ctx, true)
 		ru.discardSlot(ctx, ps)
 		ru.rep.State = ru.untouchedCluster()
 		return err
 	}
-	if err := ru.build(ctx); err != nil {
+	if err := release(ctx, false); err != nil {
 		ru.discardSlot(ctx, ps)
 		ru.rep.State = ru.untouchedCluster()
 		return err

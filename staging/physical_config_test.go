@@ -52,7 +52,7 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	}
 	// A base backup folder instead of pgBackRest.
 	withDelta := sed(t, sed(t, sed(t, physicalSample, `s/type     = "pgbackrest"/type = "basebackup"\ndir = "backups"/`), `s/^stanza   = "main"//`), `s/^config   = .*//`)
-	if _, err := LoadEnvironment(writeConfig(t, withDelta)); err == nil || !strings.Contains(err.Error(), "backup.delta are pgBackRest's") {
+	if _, err := LoadEnvironment(writeConfig(t, withDelta)); err == nil || !strings.Contains(err.Error(), "backup.delta_checksums are pgBackRest's") {
 		t.Errorf("basebackup with delta: %v", err)
 	}
 	base := sed(t, withDelta, `s/^delta    = true//`)
@@ -65,6 +65,13 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	// [mask] masks the restored cluster with SQL.
 	if _, err := LoadEnvironment(writeConfig(t, physicalSample+"\n[mask]\nkey_env = \"K\"\n[mask.columns]\n\"public.person.email\" = \"email\"\n")); err != nil {
 		t.Errorf("mask with physical: %v", err)
+	}
+	// backup.delta_checksums is strategy physical's.
+	if c, err := LoadEnvironment(writeConfig(t, sed(t, physicalSample, `s/delta    = true/delta = true\ndelta_checksums = true/`))); err != nil || !c.Backup.DeltaChecksums {
+		t.Errorf("delta_checksums: %v", err)
+	}
+	if _, err := LoadEnvironment(writeConfig(t, sed(t, sampleConfig, `s/^max_age  = .*/max_age = "20h"\ndelta_checksums = true/`))); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "backup.delta_checksums") {
+		t.Errorf("delta_checksums with swap: %v", err)
 	}
 	// [cluster] needs strategy physical.
 	_, err := LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))

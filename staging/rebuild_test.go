@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func (w *world) rebuilder(t *testing.T, mutate ...func(*Config)) *Rebuilder {
@@ -260,5 +261,30 @@ func TestPlanWithoutTableReaderListsAgainstTheLiveDatabase(t *testing.T) {
 	}
 	if got := w.snapshot(); got != before {
 		t.Fatalf("a plan changed staging:\n got %s\nwant %s", got, before)
+	}
+}
+
+// TestReleaseBuiltDuringRestore: the release is built while the database is restored
+// (nothing live is touched before the cutover), and the report says so.
+func TestReleaseBuiltDuringRestore(t *testing.T) {
+	w := newWorld()
+	started := make(chan struct{})
+	w.failBuild = func() error { close(started); return nil }
+	w.failRestore = func() error {
+		select {
+		case <-started:
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("the release build had not started while the restore ran")
+		}
+	}
+	rep, err := w.rebuilder(t).Run(context.Background())
+	if err != nil {
+		t.Fatalf("rebuild: %v\n%s", err, rep.Text())
+	}
+	for _, s := range rep.Steps {
+		if s.Name == "release" && !strings.Contains(s.Detail, "during the restore") {
+			t.Fatalf("release step: %q", s.Detail)
+		}
 	}
 }

@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/notify"
+	"github.com/restage/restage/progress"
 	"github.com/restage/restage/schema"
 	"github.com/restage/restage/svcctl"
 )
@@ -405,13 +407,77 @@ func (ru *run) restoreInto(ctx context.Context, target string) (string, error) {
 func (ru *run) build(ctx context.Context) error {
 	return ru.step(ctx, "release", func(ctx context.Context) (string, error) {
 		rel, err := ru.r.cfg.Releases.Build(ctx, ru.r.cfg.Source)
-		if err != nil {
-			return "", err
-		}
-		ru.release = rel
-		ru.rep.Release = &ReleaseInfo{ID: rel.ID, Revision: rel.Revision.String()}
-		return fmt.Sprintf("%s from %s (%d files, %d hard-linked)", rel.ID, rel.Revision, rel.Files, rel.Linked), nil
+		return ru.built(rel, err)
 	})
+}
+
+// built records a release built for the run and describes it.
+func (ru *run) built(rel *codesync.Release, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	ru.release = rel
+	ru.rep.Release = &ReleaseInfo{ID: rel.ID, Revision: rel.Revision.String()}
+	return fmt.Sprintf("%s from %s (%d files, %d hard-linked)", rel.ID, rel.Revision, rel.Files, rel.Linked), nil
+}
+
+// buildBehind starts building the release while the database is restored (swap) or the
+// cluster prepared (physical): nothing live is touched before the cutover, and the two
+// use different resources. The function it
+// returns is the "release" step: it waits for the build and records it (its duration is
+// the wait; the detail says how long the build took, and the build's last progress is
+// reported then); with abort it cancels the build instead, keeping a finished release
+// for the caller's abandon to mark failed.
+func (ru *run) buildBehind(ctx context.Context) func(ctx context.Context, abort bool) error {
+	var last struct {
+		sync.Mutex
+		done, total int64
+	}
+	bctx, cancel := context.WithCancel(progress.With(ctx, func(done, total int64) {
+		last.Lock()
+		last.done, last.total = done, total
+		last.Unlock()
+	}))
+	type result struct {
+		rel  *codesync.Release
+		err  error
+		took time.Duration
+	}
+	results := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		rel, err := ru.r.cfg.Releases.Build(bctx, ru.r.cfg.Source)
+		results <- result{rel, err, time.Since(start)}
+	}()
+	return func(ctx context.Context, abort bool) error {
+		defer cancel()
+		if abort {
+			cancel()
+			if res := <-results; res.err == nil {
+				ru.release = res.rel
+			}
+			return nil
+		}
+		return ru.step(ctx, "release", func(ctx context.Context) (string, error) {
+			var res result
+			select {
+			case res = <-results:
+			case <-ctx.Done():
+				cancel()
+				res = <-results
+			}
+			last.Lock()
+			if fn := progress.From(ctx); fn != nil && last.total > 0 {
+				fn(last.done, last.total)
+			}
+			last.Unlock()
+			d, err := ru.built(res.rel, res.err)
+			if err == nil {
+				d += fmt.Sprintf("; built in %s during the restore", round(res.took))
+			}
+			return d, err
+		})
+	}
 }
 
 func (ru *run) upgrade(ctx context.Context, database string) error {
@@ -512,12 +578,14 @@ func (ru *run) swap(ctx context.Context) error {
 		return err
 	}
 	next := ru.r.next()
+	release := ru.buildBehind(ctx)
 	if err := ru.restore(ctx, next); err != nil {
+		_ = release(ctx, true)
 		ru.abandon(ctx, next)
 		ru.rep.State = ru.untouched()
 		return err
 	}
-	if err := ru.build(ctx); err != nil {
+	if err := release(ctx, false); err != nil {
 		ru.abandon(ctx, next)
 		ru.rep.State = ru.untouched()
 		return err

@@ -24,7 +24,8 @@ type HTTPCheck struct {
 	Timeout time.Duration
 	// PerTry bounds one request; 0: 5s.
 	PerTry time.Duration
-	// Backoff is the first pause between tries, doubled after each; 0: 100ms.
+	// Backoff is the first pause between tries, doubled after each; 0: 25ms (a service
+	// that starts in a fraction of a second is seen up as soon as it is).
 	Backoff time.Duration
 	// MaxBackoff caps the pause; 0: 2s.
 	MaxBackoff time.Duration
@@ -48,7 +49,7 @@ func (h HTTPCheck) Wait(ctx context.Context) error {
 	shown := redact.String(h.URL)
 	timeout := orDefault(h.Timeout, 60*time.Second)
 	perTry := orDefault(h.PerTry, 5*time.Second)
-	pause := orDefault(h.Backoff, 100*time.Millisecond)
+	pause := orDefault(h.Backoff, 25*time.Millisecond)
 	maxPause := orDefault(h.MaxBackoff, 2*time.Second)
 	client := h.Client
 	if client == nil {

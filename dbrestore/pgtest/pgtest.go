@@ -325,6 +325,13 @@ var startContainerFallback = startContainerIfAvailable
 
 // StartLocal starts a cluster from the binaries in binDir. The caller must Stop it.
 func StartLocal(ctx context.Context, binDir string) (*Server, error) {
+	return StartLocalWith(ctx, binDir)
+}
+
+// StartLocalWith is StartLocal with extra server settings ("key=value"), applied after
+// the throwaway defaults (fsync=off, full_page_writes=off): "fsync=on" and
+// "full_page_writes=on" give a server as durable as PostgreSQL's defaults.
+func StartLocalWith(ctx context.Context, binDir string, settings ...string) (*Server, error) {
 	dir, err := os.MkdirTemp("", "restage-pg-")
 	if err != nil {
 		return nil, err
@@ -341,7 +348,7 @@ func StartLocal(ctx context.Context, binDir string) (*Server, error) {
 		exited <-chan error
 	)
 	if err == nil {
-		s, exited, err = startPostgres(binDir, dir, cred)
+		s, exited, err = startPostgres(binDir, dir, cred, settings)
 	}
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -375,7 +382,7 @@ func initCluster(ctx context.Context, binDir, dir string, cred *syscall.Credenti
 // startPostgres starts the cluster in dir on a free loopback port, its socket in dir and
 // its log in dir/server.log, and returns it before it accepts connections, with a
 // channel that receives its exit. Its stop removes dir.
-func startPostgres(binDir, dir string, cred *syscall.Credential) (*Server, <-chan error, error) {
+func startPostgres(binDir, dir string, cred *syscall.Credential, settings []string) (*Server, <-chan error, error) {
 	port, err := testutil.FreePort()
 	if err != nil {
 		return nil, nil, err
@@ -384,10 +391,13 @@ func startPostgres(binDir, dir string, cred *syscall.Credential) (*Server, <-cha
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := exec.Command(filepath.Join(binDir, "postgres"),
-		"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
+	args := []string{"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=100",
-		"-c", "shared_buffers=128MB", "-c", "max_wal_size=2GB", "-c", "log_min_messages=warning")
+		"-c", "shared_buffers=128MB", "-c", "max_wal_size=2GB", "-c", "log_min_messages=warning"}
+	for _, kv := range settings {
+		args = append(args, "-c", kv) // the last of a setting's values wins
+	}
+	srv := exec.Command(filepath.Join(binDir, "postgres"), args...)
 	srv.Stdout, srv.Stderr = logFile, logFile
 	srv.SysProcAttr = serverSysProcAttr(cred)
 	if err := srv.Start(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -42,6 +43,12 @@ type ClustersConfig struct {
 	User string
 	// Timeout bounds each start (with its recovery) and each stop; 0: 10m.
 	Timeout time.Duration
+	// DeltaChecksums makes a delta restore read every file of the slot for its checksum
+	// (pgBackRest's default). Otherwise a slot whose last restore restage recorded is
+	// restored trusting size and modification time (pgBackRest's --delta --force): every
+	// file written since that restore (by the cluster restage ran there) is first given
+	// a time no backup holds, so that only files restage never touched are trusted.
+	DeltaChecksums bool
 	// Logger receives one line per action; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -90,6 +97,9 @@ type marker struct {
 	State       string    `json:"state"` // restoring, restored
 	Backup      string    `json:"backup,omitempty"`
 	Updated     time.Time `json:"updated"`
+	// Started is when the restore into the slot began: the files restored carry their
+	// times on production, earlier than that; files written later are staging's.
+	Started time.Time `json:"started,omitzero"`
 }
 
 const (
@@ -263,9 +273,9 @@ func (c *Clusters) ours(s *Slot) error {
 	return err
 }
 
-func (c *Clusters) writeMarker(s *Slot, state, backup string) error {
+func (c *Clusters) writeMarker(s *Slot, state, backup string, started time.Time) error {
 	b, _ := json.MarshalIndent(marker{Environment: c.cfg.Environment, Slot: s.Name, State: state,
-		Backup: backup, Updated: time.Now().UTC()}, "", "  ")
+		Backup: backup, Updated: time.Now().UTC(), Started: started.UTC()}, "", "  ")
 	return atomicfile.WriteFile(filepath.Join(s.Dir, markerFile), append(b, '\n'), 0o600)
 }
 
@@ -418,7 +428,9 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 			return nil, err
 		}
 	}
-	if err := c.writeMarker(s, stateRestoring, set.Label); err != nil {
+	prev, _ := c.readMarker(s) // nil for a new slot
+	started := time.Now()
+	if err := c.writeMarker(s, stateRestoring, set.Label, started); err != nil {
 		return nil, fmt.Errorf("physical: %w", err)
 	}
 	_, err = os.Stat(filepath.Join(s.Data, "PG_VERSION"))
@@ -428,13 +440,47 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 			return nil, err
 		}
 	}
-	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta}); err != nil {
+	byTime := delta && !c.cfg.DeltaChecksums && prev != nil && prev.State == stateRestored && !prev.Started.IsZero()
+	if byTime {
+		n, err := untrustSince(s.Dir, prev.Started)
+		if err != nil {
+			return nil, fmt.Errorf("physical: %w", err)
+		}
+		c.log.Info("delta by size and time", "slot", s.Name, "written since the last restore", n)
+	}
+	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta, ByTime: byTime}); err != nil {
 		return nil, err
 	}
-	if err := c.writeMarker(s, stateRestored, set.Label); err != nil {
+	if err := c.writeMarker(s, stateRestored, set.Label, started); err != nil {
 		return nil, fmt.Errorf("physical: %w", err)
 	}
 	return s, nil
+}
+
+// untrusted is the time given to a slot's files written since its last restore: no
+// backup's manifest holds it, so a delta by size and time copies them again.
+var untrusted = time.Unix(0, 0)
+
+// untrustSince gives every regular file under dir modified at or after since the time
+// untrusted, and returns how many it changed. Files a restore wrote carry their times
+// on production, which are before since; any later time is a write on staging.
+func untrustSince(dir string, since time.Time) (int, error) {
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.ModTime().Before(since) {
+			return nil
+		}
+		n++
+		return os.Chtimes(path, untrusted, untrusted)
+	})
+	return n, err
 }
 
 // Delta reports whether the idle slot holds a copy a delta restore can start from.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/restage/restage/dbrestore/pgtest"
 )
@@ -131,5 +132,75 @@ func TestParseInfo(t *testing.T) {
 	}
 	if _, err := parseInfo([]byte(`garbage`), "main"); !errors.Is(err, ErrCorrupt) {
 		t.Fatal(err)
+	}
+}
+
+// TestDeltaByTimeUntrustsStagingWrites: a delta into a slot restage restored trusts size
+// and time, but only after every file written since that restore got a time no backup
+// holds; files the restore wrote (production's times) keep theirs.
+func TestDeltaByTimeUntrustsStagingWrites(t *testing.T) {
+	ctx := context.Background()
+	prodTime := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var opts []RestoreOptions
+	src := &fakeSource{restore: func(_ context.Context, _ *BackupSet, dir string, o RestoreOptions) error {
+		opts = append(opts, o)
+		if o.Delta {
+			return nil
+		}
+		for _, f := range []string{"PG_VERSION", "base/1/100", "base/1/200"} {
+			p := filepath.Join(dir, f)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return err
+			}
+			if err := os.WriteFile(p, []byte("production"), 0o600); err != nil {
+				return err
+			}
+			if err := os.Chtimes(p, prodTime, prodTime); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+	for _, checksums := range []bool{false, true} {
+		c := newTestClusters(t)
+		c.cfg.DeltaChecksums = checksums
+		opts = nil
+		s, err := c.Restore(ctx, src, &BackupSet{Label: "full"}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The cluster restage ran writes one file.
+		written := filepath.Join(s.Data, "base/1/200")
+		if err := os.WriteFile(written, []byte("staging!!!"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Restore(ctx, src, &BackupSet{Label: "incr"}, true); err != nil {
+			t.Fatal(err)
+		}
+		if len(opts) != 2 || opts[0].Delta || !opts[1].Delta || opts[1].ByTime == checksums {
+			t.Fatalf("checksums %v: restores %+v", checksums, opts)
+		}
+		if checksums {
+			continue
+		}
+		if st, _ := os.Stat(written); !st.ModTime().Equal(untrusted) {
+			t.Fatalf("a file staging wrote keeps the time %s: a delta by time would keep it", st.ModTime())
+		}
+		if st, _ := os.Stat(filepath.Join(s.Data, "base/1/100")); !st.ModTime().Equal(prodTime) {
+			t.Fatalf("a restored file's time changed to %s", st.ModTime())
+		}
+	}
+	// A slot whose marker does not say when it was restored: checksums.
+	c := newTestClusters(t)
+	opts = nil
+	if _, err := c.Restore(ctx, src, &BackupSet{Label: "full"}, true); err != nil {
+		t.Fatal(err)
+	}
+	m := filepath.Join(c.cfg.Dir, "a", markerFile)
+	if err := os.WriteFile(m, []byte(`{"environment":"staging","slot":"a","state":"restored"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Restore(ctx, src, &BackupSet{Label: "incr"}, true); err != nil || opts[1].ByTime {
+		t.Fatalf("restores %+v, %v", opts, err)
 	}
 }

@@ -191,6 +191,9 @@ func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, op
 		"--archive-mode=off", "--tablespace-map-all=" + tblspc}
 	if opts.Delta {
 		args = append(args, "--delta")
+		if opts.ByTime {
+			args = append(args, "--force") // with --delta: by size and time, not checksums
+		}
 	}
 	start := time.Now()
 	if !opts.Delta {

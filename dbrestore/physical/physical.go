@@ -41,6 +41,10 @@ type Source interface {
 // RestoreOptions are the per-call options of Source.Restore.
 type RestoreOptions struct {
 	Delta bool // copy only the files that differ from what dir holds
+	// ByTime, with Delta, trusts a file whose size and modification time match the
+	// backup's (else each file is read for its checksum): the caller has given every
+	// file it changed since the last restore a time no backup holds.
+	ByTime bool
 }
 
 // Origin is where production's cluster lives, as far as a source knows.
