@@ -33,11 +33,29 @@ type Replica struct {
 	ReplayLag time.Duration
 }
 
+// checkStatsVisible fails with ErrStatsHidden unless the connection's role sees other
+// users' rows of pg_stat_activity and pg_stat_replication in full: without
+// pg_read_all_stats (superusers have it), their backend_type, state, xact_start and
+// replay_lag read as NULL, and a check built on them passes blind.
+func checkStatsVisible(ctx context.Context, c *pgx.Conn) error {
+	var role string
+	var ok bool
+	if err := c.QueryRow(ctx, `SELECT current_user, pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')`).Scan(&role, &ok); err != nil {
+		return fmt.Errorf("dbrestore: check the privileges of the role: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: role %s is neither a superuser nor a member of pg_read_all_stats, so pg_stat_activity and pg_stat_replication hide other users' sessions, transactions and standby lag from it; on the server run: GRANT pg_read_all_stats TO %s",
+			ErrStatsHidden, pgx.Identifier{role}.Sanitize(), pgx.Identifier{role}.Sanitize())
+	}
+	return nil
+}
+
 // Sessions returns the server's client sessions other than the one asking, in every
 // database (background workers, WAL senders and autovacuum are not sessions). It
-// changes nothing.
+// changes nothing. A role that cannot see other users' sessions (not a superuser, not
+// in pg_read_all_stats) gets ErrStatsHidden, never a partial list.
 func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
-	return readRows(ctx, s, "pg_stat_activity", `SELECT pid, coalesce(usename, ''), coalesce(datname, ''), coalesce(application_name, ''),
+	return readStats(ctx, s, "pg_stat_activity", `SELECT pid, coalesce(usename, ''), coalesce(datname, ''), coalesce(application_name, ''),
 	coalesce(host(client_addr), ''), coalesce(state, ''),
 	coalesce(extract(epoch FROM clock_timestamp() - xact_start)::float8, 0)
 FROM pg_stat_activity
@@ -51,9 +69,11 @@ ORDER BY pid`, func(row pgx.CollectableRow) (Session, error) {
 	})
 }
 
-// Replicas returns the standbys streaming from the server. It changes nothing.
+// Replicas returns the standbys streaming from the server. It changes nothing. A role
+// that cannot see their lag (not a superuser, not in pg_read_all_stats) gets
+// ErrStatsHidden.
 func (s *Server) Replicas(ctx context.Context) ([]Replica, error) {
-	return readRows(ctx, s, "pg_stat_replication", `SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), coalesce(state, ''),
+	return readStats(ctx, s, "pg_stat_replication", `SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), coalesce(state, ''),
 	coalesce(extract(epoch FROM replay_lag)::float8, 0)
 FROM pg_stat_replication ORDER BY pid`, func(row pgx.CollectableRow) (Replica, error) {
 		var r Replica
@@ -64,11 +84,15 @@ FROM pg_stat_replication ORDER BY pid`, func(row pgx.CollectableRow) (Replica, e
 	})
 }
 
-// readRows runs the query sql on the server and returns its rows, each made by scan (nil
-// for none); view names what it reads, for the error.
-func readRows[T any](ctx context.Context, s *Server, view, sql string, scan pgx.RowToFunc[T]) ([]T, error) {
+// readStats reads the statistics view named view with the query sql, once
+// checkStatsVisible says the role sees it in full, and returns its rows, each made by
+// scan (nil for none).
+func readStats[T any](ctx context.Context, s *Server, view, sql string, scan pgx.RowToFunc[T]) ([]T, error) {
 	var out []T
 	err := s.withConn(ctx, func(c *pgx.Conn) error {
+		if err := checkStatsVisible(ctx, c); err != nil {
+			return err
+		}
 		rows, err := c.Query(ctx, sql)
 		if err == nil {
 			out, err = pgx.AppendRows(out, rows, scan)

@@ -173,6 +173,9 @@ var (
 	ErrNameTooLong      = errors.New("database name longer than 63 bytes")
 	ErrRowCountMismatch = errors.New("restored row counts differ from the backup's")
 	ErrNoTable          = errors.New("table not in the backup") // TableRows: the backup holds no data of the table
+	// ErrStatsHidden: Sessions or Replicas asked as a role that cannot see other users'
+	// sessions and standbys (neither a superuser nor in pg_read_all_stats).
+	ErrStatsHidden = errors.New("other users' activity is hidden from this role")
 )
 
 // CommandError is a failed external program (pg_dump, pg_restore): its argv with

@@ -20,7 +20,8 @@ import (
 var (
 	// ErrPreflight: production is not ready for the promote (an old transaction, a
 	// lagging standby, other users' connections, a migration staging did not run or ran
-	// too slowly); nothing was changed.
+	// too slowly), or the admin role cannot see other users' activity
+	// (dbrestore.ErrStatsHidden); nothing was changed.
 	ErrPreflight = errors.New("preflight refused the promote")
 	// ErrRole: the flow asked for is not the environment's (a promote of a staging or
 	// experimental environment, a rebuild, deploy or dry run of production). It wraps
@@ -31,9 +32,11 @@ var (
 // Activity is what a promote's preflight reads of the production server
 // (dbrestore.Server implements it); it changes nothing.
 type Activity interface {
-	// Sessions returns the client sessions other than the caller's.
+	// Sessions returns the client sessions other than the caller's: all of them, or
+	// dbrestore.ErrStatsHidden when the caller cannot see other users'.
 	Sessions(ctx context.Context) ([]dbrestore.Session, error)
-	// Replicas returns the standbys streaming from the server.
+	// Replicas returns the standbys streaming from the server, or
+	// dbrestore.ErrStatsHidden when the caller cannot see their lag.
 	Replicas(ctx context.Context) ([]dbrestore.Replica, error)
 }
 
@@ -221,9 +224,15 @@ func (ru *run) promote(ctx context.Context) error {
 
 	in := &intent{Run: ru.rep.ID, Kind: ru.rep.Kind, PID: os.Getpid(), Started: ru.r.cfg.Now(), Live: live,
 		Prev: ru.r.prev(), Old: ru.r.old(), Failed: ru.r.failed(), HadLive: true, Release: ru.release.ID}
-	if err := ru.record(in, phaseStopping); err != nil {
+	// Without its record a killed promote could not be repaired: nothing is stopped, and
+	// the report names the cutover as the step that failed.
+	if err := ru.step(ctx, "cutover", func(context.Context) (string, error) {
+		return "", ru.record(in, phaseStopping)
+	}); err != nil {
 		ru.abandon(ctx, "")
-		ru.rep.State = ru.untouchedProduction()
+		ru.dropUnstartedIntent()
+		ru.rep.State = "untouched: the cutover record " + ru.r.intentPath() + " could not be written, so nothing was stopped; " +
+			strings.TrimPrefix(ru.untouchedProduction(), "untouched: ") + " (release " + ru.release.ID + " was built and discarded)"
 		return err
 	}
 	cctx, cancel := ru.critical(ctx)
@@ -236,7 +245,11 @@ func (ru *run) promote(ctx context.Context) error {
 		// Recorded first: a promote killed from here on leaves a schema possibly ahead of
 		// the previous release, which the next run's repair reports.
 		in.Migrated, in.SchemaFrom, in.SchemaTo = true, st.Version, st.Latest
-		if err := ru.record(in, phaseMigrating); err != nil {
+		if err := ru.step(ctx, "cutover", func(context.Context) (string, error) {
+			return "", ru.record(in, phaseMigrating)
+		}); err != nil {
+			// No migration ran: the rollback starts the previous release on the
+			// database as it was.
 			return ru.promoteFailed(ctx, err, false)
 		}
 		// The service is down: the migrations run to their end (bounded by schema.timeout)
@@ -268,6 +281,17 @@ func (ru *run) promote(ctx context.Context) error {
 		}
 	}
 	return ru.promoteFailed(ctx, err, activated)
+}
+
+// dropUnstartedIntent removes a cutover record whose write failed after its rename (the
+// folder's fsync): nothing was stopped, and the next run must not repair from it.
+func (ru *run) dropUnstartedIntent() {
+	path := ru.r.intentPath()
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
+		if err := os.Remove(path); err != nil {
+			ru.note("the cutover record %s of a promote that stopped nothing could not be removed (%v): the next run restarts the service from it", path, err)
+		}
+	}
 }
 
 // migrated says whether the promote changed the live database's schema.
@@ -342,13 +366,21 @@ func (ru *run) promoteFailed(ctx context.Context, cause error, activated bool) e
 // names every reason.
 func (ru *run) preflight(ctx context.Context, pending []schema.Migration) (string, error) {
 	p := ru.r.cfg.Preflight
+	// A role that cannot see other users' activity would pass every check blind: that
+	// refuses the promote too.
+	hidden := func(err error) error {
+		if errors.Is(err, dbrestore.ErrStatsHidden) {
+			return fmt.Errorf("%w: %w", ErrPreflight, err)
+		}
+		return err
+	}
 	sessions, err := p.Activity.Sessions(ctx)
 	if err != nil {
-		return "", err
+		return "", hidden(err)
 	}
 	replicas, err := p.Activity.Replicas(ctx)
 	if err != nil {
-		return "", err
+		return "", hidden(err)
 	}
 	var history []*Report
 	if len(pending) > 0 {

@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/dbrestore/pgtest"
 )
 
 // prodWorld is the fake world as a production server: AllowConnections has nothing to
@@ -26,14 +30,21 @@ func (p prodWorld) GuardProduction(context.Context, ...uint64) error {
 type fakeActivity struct {
 	sessions []dbrestore.Session
 	replicas []dbrestore.Replica
+	// onSessions, when set, runs as the preflight reads the sessions.
+	onSessions func()
 }
 
-func (a *fakeActivity) Sessions(context.Context) ([]dbrestore.Session, error) { return a.sessions, nil }
+func (a *fakeActivity) Sessions(context.Context) ([]dbrestore.Session, error) {
+	if a.onSessions != nil {
+		a.onSessions()
+	}
+	return a.sessions, nil
+}
 func (a *fakeActivity) Replicas(context.Context) ([]dbrestore.Replica, error) { return a.replicas, nil }
 
 // promoter is a production Rebuilder over the fake world, whose staging history ran the
 // world's migration (2_add_x) in a second.
-func (w *world) promoter(t *testing.T, act *fakeActivity) *Rebuilder {
+func (w *world) promoter(t *testing.T, act Activity) *Rebuilder {
 	t.Helper()
 	hist := t.TempDir()
 	rep := &Report{ID: "staging-run", Environment: "staging", Kind: "rebuild", Outcome: OutcomeOK,
@@ -178,5 +189,120 @@ func TestPromoteKilledWhileMigrating(t *testing.T) {
 	}
 	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v2 staging_prev=backup -1 @v1] current=r2 running=true serving=r2/backup 0 @v2"; got != want {
 		t.Errorf("after the repair and the promote:\n got %s\nwant %s", got, want)
+	}
+}
+
+// blockIntent makes the cutover record unwritable: a folder (not empty, so that nothing
+// removes it) where the record goes.
+func blockIntent(t testing.TB, r *Rebuilder) {
+	t.Helper()
+	path := r.intentPath()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "blocked"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A promote whose cutover record cannot be written stops nothing, names the cutover as
+// the step that failed, and says production is as it was.
+func TestPromoteUnrecordedCutoverStopsNothing(t *testing.T) {
+	w := newWorld()
+	act := &fakeActivity{}
+	r := w.promoter(t, act)
+	act.onSessions = func() { blockIntent(t, r) }
+	before := w.snapshot()
+	rep, err := r.Promote(context.Background(), PromoteOptions{})
+	if err == nil || !strings.Contains(err.Error(), "cutover record") || ExitStatus(err) != ExitFailed {
+		t.Fatalf("promote without its cutover record: %v\n%s", err, rep.Text())
+	}
+	if rep.FailedStep != "cutover" || !strings.Contains(rep.Error, "cutover record") {
+		t.Errorf("failed step %q (%s), want the cutover:\n%s", rep.FailedStep, rep.Error, rep.Text())
+	}
+	for _, s := range []string{"untouched: the cutover record " + r.intentPath() + " could not be written, so nothing was stopped",
+		"production's service, its live database staging and its live release are as they were", "was built and discarded"} {
+		if !strings.Contains(rep.State, s) {
+			t.Errorf("the state does not say %q:\n%s", s, rep.State)
+		}
+	}
+	if got := w.snapshot(); got != before {
+		t.Errorf("the promote changed production:\n got %s\nwant %s", got, before)
+	}
+	for _, s := range rep.Steps {
+		if s.Name == "stop" || s.Name == "schema" {
+			t.Errorf("step %s ran without a cutover record", s.Name)
+		}
+	}
+}
+
+// A promote whose record cannot say the migrations begin runs none: it names the
+// cutover as the step that failed and starts the previous release again on the
+// database as it was.
+func TestPromoteUnrecordedMigrationsRunNone(t *testing.T) {
+	w := newWorld()
+	r := w.promoter(t, &fakeActivity{})
+	w.failStop = func() error {
+		w.failStop = nil
+		blockIntent(t, r)
+		return nil
+	}
+	rep, err := r.Promote(context.Background(), PromoteOptions{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "cutover record") || rep.Outcome != OutcomeRolledBack {
+		t.Fatalf("promote without its migrating record: %v\n%s", err, rep.Text())
+	}
+	if rep.FailedStep != "cutover" {
+		t.Errorf("failed step %q, want the cutover:\n%s", rep.FailedStep, rep.Text())
+	}
+	if want := "rolled back: production runs the previous release again, healthy; the database staging is as it was (no migration ran)"; rep.State != want {
+		t.Errorf("state:\n got %s\nwant %s", rep.State, want)
+	}
+	if got, want := w.snapshot(), "dbs=[staging=backup 0 @v1 staging_prev=backup -1 @v1] current=r0 running=true serving=r0/backup 0 @v1"; got != want {
+		t.Errorf("after the promote:\n got %s\nwant %s", got, want)
+	}
+}
+
+// A promote whose admin role cannot see other users' activity on a real server (no
+// pg_read_all_stats) is refused at the preflight, before anything stops, with an error
+// that names the privilege and the GRANT; granted, the same role's preflight sees
+// another user's connection and refuses for that.
+func TestPromoteRefusedWithoutReadAllStats(t *testing.T) {
+	pgtest.Require(t)
+	srv := pgtest.Shared(t, "production")
+	ctx := context.Background()
+	suffix := fmt.Sprint(time.Now().UnixNano() % 1e9)
+	monitor := "promote_monitor_" + suffix
+	admin, err := dbrestore.NewServer(dbrestore.ServerConfig{AdminDSN: srv.LoginRole(t, monitor, "postgres")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pgx.Connect(ctx, srv.LoginRole(t, "promote_other_"+suffix, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+
+	w := newWorld()
+	r := w.promoter(t, admin)
+	before := w.snapshot()
+	rep, err := r.Promote(ctx, PromoteOptions{})
+	grant := "GRANT pg_read_all_stats TO " + pgx.Identifier{monitor}.Sanitize()
+	if !errors.Is(err, ErrPreflight) || !errors.Is(err, dbrestore.ErrStatsHidden) || !strings.Contains(err.Error(), grant) || ExitStatus(err) != ExitFailed {
+		t.Fatalf("promote as a role without pg_read_all_stats: %v (want ErrPreflight naming %q)\n%s", err, grant, rep.Text())
+	}
+	if rep.FailedStep != "preflight" || !strings.Contains(rep.Error, grant) || !strings.HasPrefix(rep.State, "untouched: ") {
+		t.Errorf("report:\n%s", rep.Text())
+	}
+	if got := w.snapshot(); got != before {
+		t.Errorf("a refused promote changed production:\n got %s\nwant %s", got, before)
+	}
+
+	srv.Exec(t, "postgres", grant)
+	rep, err = r.Promote(ctx, PromoteOptions{})
+	if !errors.Is(err, ErrPreflight) || !strings.Contains(err.Error(), `connection(s) of user "promote_other_`+suffix+`"`) {
+		t.Fatalf("promote as a role with pg_read_all_stats, another user connected: %v\n%s", err, rep.Text())
+	}
+	if got := w.snapshot(); got != before {
+		t.Errorf("a refused promote changed production:\n got %s\nwant %s", got, before)
 	}
 }

@@ -175,6 +175,27 @@ func (s *Server) on(tb testing.TB, database string, timeout time.Duration, fn fu
 	return fn(ctx, conn)
 }
 
+// LoginRole creates a login role called name with no privileges (the superuser's
+// password, if any), dropped when the test ends, and returns the DSN of database as it.
+func (s *Server) LoginRole(tb testing.TB, name, database string) string {
+	tb.Helper()
+	q := "CREATE ROLE " + pgx.Identifier{name}.Sanitize() + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+	if s.Password != "" {
+		q += " PASSWORD '" + strings.ReplaceAll(s.Password, "'", "''") + "'"
+	}
+	s.Exec(tb, "postgres", q)
+	tb.Cleanup(func() { s.Exec(tb, "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{name}.Sanitize()) })
+	u, err := url.Parse(s.DSN(database))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.User = url.User(name)
+	if s.Password != "" {
+		u.User = url.UserPassword(name, s.Password)
+	}
+	return u.String()
+}
+
 // SystemIdentifier returns the cluster's system_identifier.
 func (s *Server) SystemIdentifier(tb testing.TB) uint64 {
 	tb.Helper()
