@@ -62,6 +62,9 @@ type BackupSection struct {
 	// checksum, instead of trusting the size and time of the files restage did not
 	// change since it restored them (see physical.ClustersConfig.DeltaChecksums).
 	DeltaChecksums bool `toml:"delta_checksums"`
+	// SyncOnce runs pgbackrest restore under eatmydata and syncs the slot's filesystem
+	// once when it is done (see physical.PgBackRestConfig.SyncOnce).
+	SyncOnce bool `toml:"sync_once"`
 	// InfoTimeout bounds each `pgbackrest info`; "": 2m.
 	InfoTimeout Duration `toml:"info_timeout"`
 
@@ -452,15 +455,15 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 			p.add("backup.type \"basebackup\" needs database.strategy = \"physical\"")
 		}
 		p.require("backup.dir", c.Backup.Dir)
-		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.DeltaChecksums {
-			p.add("backup.stanza, backup.config, backup.delta and backup.delta_checksums are pgBackRest's: not with backup.type \"basebackup\"")
+		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.DeltaChecksums || c.Backup.SyncOnce {
+			p.add("backup.stanza, backup.config, backup.delta, backup.delta_checksums and backup.sync_once are pgBackRest's: not with backup.type \"basebackup\"")
 		}
 	default:
 		p.add("backup.type %q: want \"dump\", \"pgbackrest\" or \"basebackup\"", c.Backup.Type)
 	}
 	if !phys {
-		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.DeltaChecksums || c.Backup.InfoTimeout.Duration != 0 {
-			p.add("backup.stanza, backup.config, backup.delta, backup.delta_checksums and backup.info_timeout need database.strategy = \"physical\"")
+		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.DeltaChecksums || c.Backup.SyncOnce || c.Backup.InfoTimeout.Duration != 0 {
+			p.add("backup.stanza, backup.config, backup.delta, backup.delta_checksums, backup.sync_once and backup.info_timeout need database.strategy = \"physical\"")
 		}
 		if c.Cluster != nil {
 			p.add("cluster: the [cluster] section needs database.strategy = \"physical\"")

@@ -198,6 +198,13 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 	err := ru.step(ctx, "restore", func(ctx context.Context) (string, error) {
 		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
 			delta := pc.Delta && cl.Delta()
+			how := "full copy"
+			if delta {
+				how = "delta, by checksums"
+				if cl.DeltaByTime() {
+					how = "delta, by size and time"
+				}
+			}
 			start := time.Now()
 			s, err := cl.Restore(ru.progressContext(ctx), pc.Source, ps.set, delta)
 			if s != nil {
@@ -205,10 +212,6 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 			}
 			if err != nil {
 				return "", err
-			}
-			how := "full copy"
-			if delta {
-				how = "delta"
 			}
 			return fmt.Sprintf("%s into %s (%s) in %s", ps.set.Label, s, how, round(time.Since(start))), nil
 		})
@@ -483,7 +486,10 @@ func (ru *run) physicalPlan(ctx context.Context) error {
 	}
 	how := "a full copy"
 	if pc.Delta && pc.Clusters.Delta() {
-		how = "--delta over the copy it holds"
+		how = "--delta over the copy it holds, by checksums"
+		if pc.Clusters.DeltaByTime() {
+			how = "--delta over the copy it holds, by size and time"
+		}
 	}
 	ru.note("a rebuild would restore %s into %s (%s)", ps.set.Label, idle, how)
 	return nil

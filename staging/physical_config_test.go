@@ -52,7 +52,7 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	}
 	// A base backup folder instead of pgBackRest.
 	withDelta := sed(t, sed(t, sed(t, physicalSample, `s/type     = "pgbackrest"/type = "basebackup"\ndir = "backups"/`), `s/^stanza   = "main"//`), `s/^config   = .*//`)
-	if _, err := LoadEnvironment(writeConfig(t, withDelta)); err == nil || !strings.Contains(err.Error(), "backup.delta_checksums are pgBackRest's") {
+	if _, err := LoadEnvironment(writeConfig(t, withDelta)); err == nil || !strings.Contains(err.Error(), "backup.sync_once are pgBackRest's") {
 		t.Errorf("basebackup with delta: %v", err)
 	}
 	base := sed(t, withDelta, `s/^delta    = true//`)
@@ -72,6 +72,9 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	}
 	if _, err := LoadEnvironment(writeConfig(t, sed(t, sampleConfig, `s/^max_age  = .*/max_age = "20h"\ndelta_checksums = true/`))); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "backup.delta_checksums") {
 		t.Errorf("delta_checksums with swap: %v", err)
+	}
+	if _, err := LoadEnvironment(writeConfig(t, sed(t, sampleConfig, `s/^max_age  = .*/max_age = "20h"\nsync_once = true/`))); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "backup.sync_once") {
+		t.Errorf("sync_once with swap: %v", err)
 	}
 	// [cluster] needs strategy physical.
 	_, err := LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))

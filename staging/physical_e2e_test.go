@@ -112,10 +112,11 @@ func TestPhysicalRebuild(t *testing.T) {
 	if got := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'"); got != changed {
 		t.Errorf("%s changed bugs on staging, %s on production", got, changed)
 	}
-	// The third restores into slot a, which holds the first copy: --delta.
+	// The third restores into slot a, which holds the first copy: --delta, trusting size
+	// and time (the slot was restored by restage).
 	repo2, _ := w.Phys.Listing()
 	rep = mustRun(t, w)
-	if liveSlot(t, w) != "a" || !strings.Contains(stepDetail(rep, "restore"), "(delta)") {
+	if liveSlot(t, w) != "a" || !strings.Contains(stepDetail(rep, "restore"), "(delta, by size and time)") {
 		t.Fatalf("third rebuild: slot %s, restore %q", liveSlot(t, w), stepDetail(rep, "restore"))
 	}
 	if repo3, _ := w.Phys.Listing(); !slices.Equal(repo2, repo3) {
@@ -347,7 +348,7 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 		before := physicalSnapshot(t, w)
 		rep, err := open(t, w).Plan(ctx)
 		if err != nil || rep.Outcome != staging.OutcomePlanned || stepDetail(rep, "verify") == "" ||
-			!strings.Contains(strings.Join(rep.Notes, "\n"), "(--delta over the copy it holds)") {
+			!strings.Contains(strings.Join(rep.Notes, "\n"), "(--delta over the copy it holds, by size and time)") {
 			t.Fatalf("plan: %v\n%s", err, rep.Text())
 		}
 		if after := physicalSnapshot(t, w); after != before {

@@ -21,7 +21,9 @@ import (
 // refresh (pgbackrest restore of a full backup into a slot + recovery + start on the
 // side port, the cluster with PostgreSQL's default fsync) with a bare `pg_restore -j 2`
 // of a pg_dump -Fc of that database into a fresh database, on a throwaway server (fsync
-// off) and on a server with PostgreSQL's default durability; then delta refreshes
+// off) and on a server with PostgreSQL's default durability; the same refresh with
+// [backup] sync_once (pgbackrest under eatmydata, one syncfs) when eatmydata is
+// installed; then delta refreshes
 // (incremental backups restored with --delta over the previous copy) with a full one,
 // after a pgbench run changed about 5% of the rows and after 5% of every table's rows
 // changed (scattered: the worst case for a file-level delta); and the cutover (stop the
@@ -166,7 +168,7 @@ CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
 			_ = cl.Stop(context.Background(), &physical.Slot{Name: n, Dir: filepath.Join(dir, n), Data: filepath.Join(dir, n, "data")})
 		}
 	})
-	refresh := func(what string, delta bool) (*physical.Slot, time.Duration) {
+	refreshWith := func(src *physical.PgBackRest, what string, delta bool) (*physical.Slot, time.Duration) {
 		set, err := src.Latest(ctx)
 		if err != nil {
 			b.Fatal(err)
@@ -181,6 +183,7 @@ CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
 		})
 		return slot, d
 	}
+	refresh := func(what string, delta bool) (*physical.Slot, time.Duration) { return refreshWith(src, what, delta) }
 	slot, full := refresh("physical refresh (full)", false)
 	if err := cl.Discard(ctx, slot); err != nil {
 		b.Fatal(err)
@@ -191,6 +194,23 @@ CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
 	}
 	if err := cl.Discard(ctx, slot); err != nil {
 		b.Fatal(err)
+	}
+	// The same under eatmydata, with one syncfs ([backup] sync_once), the better of two.
+	var once time.Duration
+	if _, err := exec.LookPath("eatmydata"); err == nil {
+		quick, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: prod.Config, SyncOnce: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range 2 {
+			_, d := refreshWith(quick, "physical refresh (full, sync once)", false)
+			if once == 0 || d < once {
+				once = d
+			}
+			if err := cl.Discard(ctx, slot); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	// A day's writes: pgbench transactions (each updates an account, a teller and a
 	// branch and inserts a history row) changing about 5% of the database's rows; the
@@ -236,6 +256,11 @@ CREATE INDEX ON t%[1]d (k);`, i, i*scale*250)
 	b.ReportMetric(full.Seconds(), "physical-s")
 	b.ReportMetric(full.Seconds()/bare.Seconds(), "physical/bare")
 	b.ReportMetric(full.Seconds()/durable.Seconds(), "physical/bare-durable")
+	if once > 0 {
+		b.ReportMetric(once.Seconds(), "sync-once-s")
+		b.ReportMetric(once.Seconds()/bare.Seconds(), "sync-once/bare")
+		b.ReportMetric(once.Seconds()/durable.Seconds(), "sync-once/bare-durable")
+	}
 	b.ReportMetric(delta.Seconds(), "delta-s")
 	b.ReportMetric(delta.Seconds()/full.Seconds(), "delta/full")
 	b.ReportMetric(scattered.Seconds()/full.Seconds(), "scattered-delta/full")

@@ -440,7 +440,7 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 			return nil, err
 		}
 	}
-	byTime := delta && !c.cfg.DeltaChecksums && prev != nil && prev.State == stateRestored && !prev.Started.IsZero()
+	byTime := delta && c.byTime(prev)
 	if byTime {
 		n, err := untrustSince(s.Dir, prev.Started)
 		if err != nil {
@@ -481,6 +481,23 @@ func untrustSince(dir string, since time.Time) (int, error) {
 		return os.Chtimes(path, untrusted, untrusted)
 	})
 	return n, err
+}
+
+// byTime says whether a delta over the copy prev describes may trust size and time: its
+// restore finished and the marker says when it began.
+func (c *Clusters) byTime(prev *marker) bool {
+	return !c.cfg.DeltaChecksums && prev != nil && prev.State == stateRestored && !prev.Started.IsZero()
+}
+
+// DeltaByTime reports whether a delta restore into the idle slot trusts size and time
+// (else it reads every file for its checksum).
+func (c *Clusters) DeltaByTime() bool {
+	s, err := c.Idle()
+	if err != nil {
+		return false
+	}
+	m, err := c.readMarker(s)
+	return err == nil && c.byTime(m)
 }
 
 // Delta reports whether the idle slot holds a copy a delta restore can start from.

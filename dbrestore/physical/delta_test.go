@@ -3,10 +3,16 @@ package physical_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/dbrestore/physical"
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
 )
 
 // TestDeltaByTimeNeverKeepsStagingsWrite: a delta restore that trusts size and time
@@ -88,5 +94,67 @@ func TestDeltaByTimeNeverKeepsStagingsWrite(t *testing.T) {
 	}
 	if n := w.count(t, slot2, false, "shop", "SELECT count(*) FROM flag WHERE v = 'production-2'"); n != 1 {
 		t.Fatal("the delta restore kept the page staging wrote")
+	}
+}
+
+// TestSyncOnce: with SyncOnce, pgbackrest restore runs under eatmydata (its per-file
+// fsyncs are no-ops) and restage syncs the slot's filesystem once before the slot is
+// marked restored; the restored cluster starts and holds production's rows.
+func TestSyncOnce(t *testing.T) {
+	if _, err := exec.LookPath("eatmydata"); err != nil {
+		if os.Getenv(pgtest.RequireEnv) == "1" {
+			t.Fatalf("eatmydata not on PATH (%s=1): install Debian's eatmydata", pgtest.RequireEnv)
+		}
+		t.Skip("eatmydata not on PATH")
+	}
+	w := newWorld(t, true)
+	ctx := context.Background()
+	// A pgbackrest that notes the library preloaded into it, then runs the real one.
+	dir, err := os.MkdirTemp("", "restage-synconce-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	real, err := exec.LookPath("pgbackrest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := filepath.Join(dir, "preload")
+	wrapper := filepath.Join(dir, "pgbackrest")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$LD_PRELOAD\" >> " + seen + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: w.prod.Config,
+		Command: wrapper, SyncOnce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := physical.CountSyncs(t)
+	set, err := src.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, err := w.cl.Restore(ctx, src, set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *syncs != 1 {
+		t.Fatalf("%d syncs of the restored folder, want 1", *syncs)
+	}
+	b, _ := os.ReadFile(seen)
+	lines := strings.Fields(string(b))
+	// info ran plainly, restore under eatmydata.
+	if len(lines) != 1 || !strings.Contains(lines[0], "eatmydata") {
+		t.Fatalf("LD_PRELOAD of the restore: %q", b)
+	}
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.count(t, slot, false, "shop", "SELECT count(*) FROM item"); n != 5000 {
+		t.Fatalf("%d items", n)
 	}
 }

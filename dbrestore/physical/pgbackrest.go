@@ -26,6 +26,13 @@ type PgBackRestConfig struct {
 	Command string
 	// User runs pgbackrest; "": "postgres" when restage runs as root, else restage's user.
 	User string
+	// SyncOnce runs `pgbackrest restore` under eatmydata (Debian's package eatmydata), so
+	// that it does not wait for the disk after each file it writes, and syncs the
+	// restored folder's filesystem once when pgBackRest is done, before Restore returns:
+	// the slot is as durable when restage marks it restored, without a disk round trip
+	// per file (a cluster has 1,300 files before any data). A restore cut short is
+	// discarded whole either way.
+	SyncOnce bool
 	// InfoTimeout bounds `pgbackrest info`; 0: 2m. A restore is bounded by its ctx.
 	InfoTimeout time.Duration
 	// Logger receives one line per command; nil: slog.Default().
@@ -37,10 +44,11 @@ const DefaultInfoTimeout = 2 * time.Minute
 
 // PgBackRest is the pgBackRest source.
 type PgBackRest struct {
-	cfg   PgBackRestConfig
-	cmd   string
-	owner *owner
-	log   *slog.Logger
+	cfg    PgBackRestConfig
+	cmd    string
+	nosync string // the eatmydata program, with SyncOnce
+	owner  *owner
+	log    *slog.Logger
 }
 
 var _ Source = (*PgBackRest)(nil)
@@ -67,11 +75,17 @@ func NewPgBackRest(cfg PgBackRestConfig) (*PgBackRest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("physical: pgbackrest: %w (Debian's package pgbackrest)", err)
 	}
+	var nosync string
+	if cfg.SyncOnce {
+		if nosync, err = exec.LookPath("eatmydata"); err != nil {
+			return nil, fmt.Errorf("physical: SyncOnce: %w (Debian's package eatmydata)", err)
+		}
+	}
 	o, err := lookupOwner(cfg.User)
 	if err != nil {
 		return nil, fmt.Errorf("physical: %w", err)
 	}
-	return &PgBackRest{cfg: cfg, cmd: path, owner: o, log: cfg.Logger}, nil
+	return &PgBackRest{cfg: cfg, cmd: path, nosync: nosync, owner: o, log: cfg.Logger}, nil
 }
 
 // argv is pgbackrest with the passed-through options, then args, then the command.
@@ -199,8 +213,17 @@ func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, op
 	if !opts.Delta {
 		defer watchSize(ctx, dir, set.Size, 250*time.Millisecond)()
 	}
-	if _, err := p.owner.run(ctx, p.argv("restore", args...)); err != nil {
+	argv := p.argv("restore", args...)
+	if p.nosync != "" {
+		argv = append([]string{p.nosync}, argv...)
+	}
+	if _, err := p.owner.run(ctx, argv); err != nil {
 		return fmt.Errorf("physical: restore %s: %w", set.Label, err)
+	}
+	if p.nosync != "" {
+		if err := syncFS(dir); err != nil {
+			return fmt.Errorf("physical: restore %s: sync: %w", set.Label, err)
+		}
 	}
 	p.log.Info("pgbackrest restore done", "set", set.Label, "dir", dir, "delta", opts.Delta, "duration", time.Since(start).Round(time.Millisecond))
 	return nil
