@@ -23,6 +23,7 @@ import (
 // The test binary plays several parts, chosen by its name or by envRole:
 //   - "service": the service under control (modes below);
 //   - "starter": starts a service with a Process controller, then exits;
+//   - "crash-starter": starts one, prints its pid and blocks before writing the pidfile;
 //   - "ctl": an LSB-style init script (start|stop|status) built on Process, for Command;
 //   - named "systemctl" / "journalctl" (a symlink): a fake systemd that runs real processes.
 const (
@@ -40,6 +41,8 @@ func TestMain(m *testing.M) {
 		os.Exit(runService(os.Args[1:]))
 	case "starter":
 		os.Exit(runStarter(os.Args[1:]))
+	case "crash-starter":
+		os.Exit(runCrashStarter(os.Args[1:]))
 	case "ctl":
 		os.Exit(runCtl(os.Args[1:]))
 	}
@@ -143,6 +146,28 @@ func runStarter(args []string) int {
 	}
 	fmt.Println(st.PID)
 	return 0
+}
+
+// runCrashStarter starts a service with a Process controller, prints the service's pid
+// once it is spawned and then blocks, before the pidfile is written, until it is killed.
+func runCrashStarter(args []string) int {
+	var sc starterConfig
+	if err := json.Unmarshal([]byte(args[0]), &sc); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	p, err := NewProcess(ProcessConfig{Command: sc.Command, Env: sc.Env, Pidfile: sc.Pidfile, StartWait: 200 * time.Millisecond})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	p.afterSpawn = func(pid int) {
+		fmt.Println(pid)
+		select {}
+	}
+	err = p.Start(context.Background())
+	fmt.Fprintln(os.Stderr, "Start returned:", err)
+	return 1
 }
 
 // runCtl is an init script: ctl start|stop|status PIDFILE MODE [ARG], with LSB status

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,9 @@ type ProcessConfig struct {
 	// gets exactly childenv.Env(nil, Env...): PATH, HOME, USER, LOGNAME, LANG, LANGUAGE,
 	// TZ, TMPDIR and LC_* from the caller (where set), then Env. Nothing else of the
 	// caller's environment reaches it (no SMTP password, no PGPASSWORD, no token), also
-	// when Env is empty.
+	// when Env is empty. Last comes StartTokenEnv, which a later Start, Stop or Status
+	// finds the service by if the program that started it died before its pidfile was
+	// written.
 	Env []string
 	// Pidfile records the service's pid, its start time and the boot id (required). Its
 	// folder must exist. The first line is the pid alone, as pkill -F and
@@ -56,6 +59,13 @@ type ProcessConfig struct {
 	Logger *slog.Logger
 }
 
+// StartTokenEnv is the variable, in a service's environment, holding the random token of
+// the Start that spawned it. Start records the token (Pidfile + ".starting") before it
+// spawns the service and removes the record once the pidfile is written: when the
+// starting program dies in between (kill -9), the next Start, Stop or Status finds the
+// service by its token, adopts it (writes its pidfile) and controls it as usual.
+const StartTokenEnv = "RESTAGE_SERVICE_START"
+
 // Process runs the service as a detached process: its own session and process group,
 // stdin from /dev/null, output appended to a log file, a pidfile. The service outlives the
 // program that started it; any later program with the same config can stop it.
@@ -65,6 +75,8 @@ type Process struct {
 
 	mu    sync.Mutex
 	child *child // the last process this value started, reaped by a goroutine
+	// afterSpawn, when set (by tests), runs between the spawn and the pidfile's write.
+	afterSpawn func(pid int)
 }
 
 var _ Controller = (*Process)(nil)
@@ -207,14 +219,21 @@ func (p *Process) check(rec pidRecord, parseErr error) (alive bool, st proc.Stat
 func (p *Process) Status(ctx context.Context) (Status, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.status()
+	return p.status(ctx)
 }
 
-func (p *Process) status() (Status, error) {
+func (p *Process) status(ctx context.Context) (Status, error) {
+	starting, err := p.recoverStart(ctx, false)
+	if err != nil {
+		return Status{}, err
+	}
 	rec, ok, err := p.readPidfile()
 	if !ok {
 		if err != nil {
 			return Status{}, err
+		}
+		if starting != "" {
+			return Status{State: StateStopped, Detail: starting}, nil
 		}
 		return Status{State: StateStopped, Detail: "no pidfile"}, nil
 	}
@@ -293,6 +312,12 @@ func (p *Process) Start(ctx context.Context) error {
 	if err := p.checkDirs(); err != nil {
 		return err
 	}
+	if inProgress, err := p.recoverStart(ctx, true); err != nil || inProgress != "" {
+		if err == nil {
+			err = fmt.Errorf("svcctl: process: start: %s", inProgress)
+		}
+		return err
+	}
 	if running, err := p.clearStale(); err != nil || running {
 		return err
 	}
@@ -300,16 +325,26 @@ func (p *Process) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, st, offset, err := p.spawn(ctx, path)
+	token, err := p.recordStarting()
 	if err != nil {
 		return err
+	}
+	c, st, offset, err := p.spawn(ctx, path, token)
+	if err != nil {
+		p.removeStarting()
+		return err
+	}
+	if p.afterSpawn != nil {
+		p.afterSpawn(c.pid)
 	}
 	rec := pidRecord{ID: proc.ID{PID: c.pid, StartTime: st.StartTime, BootID: proc.BootID()}}
 	rec.raw = rec.encode()
 	if err := atomicfile.WriteFile(p.cfg.Pidfile, rec.raw, safefile.FileMode); err != nil {
 		p.kill(context.WithoutCancel(ctx), c, c.pid)
+		p.removeStarting()
 		return fmt.Errorf("svcctl: process: writing pidfile: %w", err)
 	}
+	p.removeStarting()
 	p.log.Info("svcctl: process started", logKeyPID, c.pid, logKeyArgs, p.cfg.Command)
 	return p.awaitStartWait(ctx, c, rec, offset)
 }
@@ -338,7 +373,7 @@ func (p *Process) clearStale() (running bool, err error) {
 // output appended to the log file) and reaps it in a goroutine. It returns the child, its
 // /proc stat (for the pidfile's start time) and the log's size before the start, from
 // which an error quotes the output.
-func (p *Process) spawn(ctx context.Context, path string) (c *child, st proc.Stat, offset int64, err error) {
+func (p *Process) spawn(ctx context.Context, path, token string) (c *child, st proc.Stat, offset int64, err error) {
 	logf, err := safefile.OpenPrivate(p.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 	if err != nil {
 		return nil, st, 0, fmt.Errorf("svcctl: process: log file: %w", err)
@@ -357,7 +392,7 @@ func (p *Process) spawn(ctx context.Context, path string) (c *child, st proc.Sta
 	cmd := exec.Command(path, p.cfg.Command[1:]...)
 	cmd.Args[0] = p.cfg.Command[0]
 	cmd.Dir = p.cfg.Dir
-	cmd.Env = childenv.Env(nil, p.cfg.Env...)
+	cmd.Env = childenv.Env(nil, append(slices.Clip(p.cfg.Env), StartTokenEnv+"="+token)...)
 	cmd.Stdin = devnull
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -427,6 +462,12 @@ func (p *Process) Stop(ctx context.Context) error {
 	defer p.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("svcctl: process: stop: %w", err) // not even SIGTERM: the caller gave up
+	}
+	if inProgress, err := p.recoverStart(ctx, true); err != nil || inProgress != "" {
+		if err == nil {
+			err = fmt.Errorf("svcctl: process: stop: %s", inProgress)
+		}
+		return err
 	}
 	rec, ok, perr := p.readPidfile()
 	if !ok {

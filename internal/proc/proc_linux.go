@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
@@ -70,4 +71,37 @@ func ReadChars(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("proc: no rchar in /proc/" + strconv.Itoa(pid) + "/io")
+}
+
+// WithEnv lists the living processes whose initial environment (/proc/<pid>/environ)
+// holds entry ("KEY=value") exactly. Processes whose environment cannot be read (another
+// user's, without privilege) are not listed.
+func WithEnv(entry string) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	want := []byte(entry)
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		st, err := ReadStat(pid)
+		if err != nil || st.Dead() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.Equal(kv, want) {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids, nil
 }

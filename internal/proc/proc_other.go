@@ -24,3 +24,8 @@ func GroupMembers(pgid int) ([]int, error) {
 func ReadChars(pid int) (int64, error) {
 	return 0, fmt.Errorf("proc: read bytes of pid %d: %w", pid, errors.ErrUnsupported)
 }
+
+// WithEnv fails: there is no /proc to list outside Linux.
+func WithEnv(entry string) ([]int, error) {
+	return nil, fmt.Errorf("proc: processes with %s: %w", entry, errors.ErrUnsupported)
+}
