@@ -55,63 +55,50 @@ func checkStatsVisible(ctx context.Context, c *pgx.Conn) error {
 // changes nothing. A role that cannot see other users' sessions (not a superuser, not
 // in pg_read_all_stats) gets ErrStatsHidden, never a partial list.
 func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
-	var out []Session
-	err := s.withConn(ctx, func(c *pgx.Conn) error {
-		if err := checkStatsVisible(ctx, c); err != nil {
-			return err
-		}
-		rows, err := c.Query(ctx, `SELECT pid, coalesce(usename, ''), coalesce(datname, ''), coalesce(application_name, ''),
+	return readStats(ctx, s, "pg_stat_activity", `SELECT pid, coalesce(usename, ''), coalesce(datname, ''), coalesce(application_name, ''),
 	coalesce(host(client_addr), ''), coalesce(state, ''),
 	coalesce(extract(epoch FROM clock_timestamp() - xact_start)::float8, 0)
 FROM pg_stat_activity
 WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'
-ORDER BY pid`)
-		if err != nil {
-			return fmt.Errorf("dbrestore: read pg_stat_activity: %w", err)
-		}
-		for rows.Next() {
-			var se Session
-			var age float64
-			if err := rows.Scan(&se.PID, &se.User, &se.Database, &se.Application, &se.Client, &se.State, &age); err != nil {
-				return fmt.Errorf("dbrestore: read pg_stat_activity: %w", err)
-			}
-			se.XactAge = seconds(age)
-			out = append(out, se)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("dbrestore: read pg_stat_activity: %w", err)
-		}
-		return nil
+ORDER BY pid`, func(row pgx.CollectableRow) (Session, error) {
+		var se Session
+		var age float64
+		err := row.Scan(&se.PID, &se.User, &se.Database, &se.Application, &se.Client, &se.State, &age)
+		se.XactAge = seconds(age)
+		return se, err
 	})
-	return out, err
 }
 
 // Replicas returns the standbys streaming from the server. It changes nothing. A role
 // that cannot see their lag (not a superuser, not in pg_read_all_stats) gets
 // ErrStatsHidden.
 func (s *Server) Replicas(ctx context.Context) ([]Replica, error) {
-	var out []Replica
+	return readStats(ctx, s, "pg_stat_replication", `SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), coalesce(state, ''),
+	coalesce(extract(epoch FROM replay_lag)::float8, 0)
+FROM pg_stat_replication ORDER BY pid`, func(row pgx.CollectableRow) (Replica, error) {
+		var r Replica
+		var lag float64
+		err := row.Scan(&r.Name, &r.Client, &r.State, &lag)
+		r.ReplayLag = seconds(lag)
+		return r, err
+	})
+}
+
+// readStats reads the statistics view named view with the query sql, once
+// checkStatsVisible says the role sees it in full, and returns its rows, each made by
+// scan (nil for none).
+func readStats[T any](ctx context.Context, s *Server, view, sql string, scan pgx.RowToFunc[T]) ([]T, error) {
+	var out []T
 	err := s.withConn(ctx, func(c *pgx.Conn) error {
 		if err := checkStatsVisible(ctx, c); err != nil {
 			return err
 		}
-		rows, err := c.Query(ctx, `SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), coalesce(state, ''),
-	coalesce(extract(epoch FROM replay_lag)::float8, 0)
-FROM pg_stat_replication ORDER BY pid`)
+		rows, err := c.Query(ctx, sql)
+		if err == nil {
+			out, err = pgx.AppendRows(out, rows, scan)
+		}
 		if err != nil {
-			return fmt.Errorf("dbrestore: read pg_stat_replication: %w", err)
-		}
-		for rows.Next() {
-			var r Replica
-			var lag float64
-			if err := rows.Scan(&r.Name, &r.Client, &r.State, &lag); err != nil {
-				return fmt.Errorf("dbrestore: read pg_stat_replication: %w", err)
-			}
-			r.ReplayLag = seconds(lag)
-			out = append(out, r)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("dbrestore: read pg_stat_replication: %w", err)
+			return fmt.Errorf("dbrestore: read %s: %w", view, err)
 		}
 		return nil
 	})

@@ -116,24 +116,40 @@ func dumpSQL(tb testing.TB, srv *pgtest.Server, database string) string {
 	return string(out)
 }
 
+// maskWorld is a production database made by sql, its backup, and a Server that
+// restores into the staging server and knows production.
+type maskWorld struct {
+	prod, staging *pgtest.Server
+	db            string
+	b             *Backup
+	srv           *Server
+}
+
+func newMaskWorld(t *testing.T, sql string, opts DumpOptions) *maskWorld {
+	t.Helper()
+	w := &maskWorld{}
+	w.prod, w.staging = servers(t)
+	w.db = w.prod.Database(t)
+	w.prod.Exec(t, w.db, sql)
+	w.b = dumpOf(t, w.prod, w.db, opts)
+	w.srv = newServer(t, w.staging, ServerConfig{Production: []uint64{w.prod.SystemIdentifier(t)}})
+	return w
+}
+
 // escapedForms are the ways a value can appear in pg_dump's COPY text.
 func escapedForms(v string) []string {
 	return []string{v, string(mask.EncodeField(nil, []byte(v)))}
 }
 
 func TestMaskedRestore(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	prod.Exec(t, db, personalSchema)
-	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
-	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	w := newMaskWorld(t, personalSchema, DumpOptions{Counts: true})
 	ctx := testCtx(t)
 	rules := personalRules(t)
 
 	restore := func(name string) *RestoreResult {
 		t.Helper()
-		target := dbName(t, staging, name)
-		res, err := srv.Restore(ctx, b, RestoreOptions{Target: target, Jobs: 2, Mask: rules})
+		target := dbName(t, w.staging, name)
+		res, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Jobs: 2, Mask: rules})
 		if err != nil {
 			t.Fatalf("Restore: %v", err)
 		}
@@ -143,8 +159,8 @@ func TestMaskedRestore(t *testing.T) {
 	target := res.Database
 
 	// No production value of a masked column appears anywhere in staging's dump.
-	sql := dumpSQL(t, staging, target)
-	for _, v := range productionValues(t, prod, db) {
+	sql := dumpSQL(t, w.staging, target)
+	for _, v := range productionValues(t, w.prod, w.db) {
 		for _, form := range escapedForms(v) {
 			if strings.Contains(sql, form) {
 				t.Fatalf("production value %q is in pg_dump of the masked database", v)
@@ -159,7 +175,7 @@ func TestMaskedRestore(t *testing.T) {
 	}
 
 	// Joins match, unique constraints hold, NULLs stay NULL, counts as the rules say.
-	q := func(database, sql string) int64 { return staging.QueryInt(t, database, sql) }
+	q := func(database, sql string) int64 { return w.staging.QueryInt(t, database, sql) }
 	for _, check := range []struct {
 		sql  string
 		want int64
@@ -201,8 +217,8 @@ func TestMaskedRestore(t *testing.T) {
 	res2 := restore("masked_b")
 	digest := "SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM person p"
 	var d1, d2 string
-	c1 := testConn(t, staging.DSN(target))
-	c2 := testConn(t, staging.DSN(res2.Database))
+	c1 := testConn(t, w.staging.DSN(target))
+	c2 := testConn(t, w.staging.DSN(res2.Database))
 	if err := c1.QueryRow(ctx, digest).Scan(&d1); err != nil {
 		t.Fatal(err)
 	}
@@ -218,15 +234,11 @@ func TestMaskedRestore(t *testing.T) {
 }
 
 func TestMaskedRestoreFailsClosed(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	prod.Exec(t, db, personalSchema+"ALTER TABLE subscription ADD COLUMN backup_email text; CREATE TABLE contact (id int, mobile_phone text, home_address text);")
-	b := dumpOf(t, prod, db, DumpOptions{})
-	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	w := newMaskWorld(t, personalSchema+"ALTER TABLE subscription ADD COLUMN backup_email text; CREATE TABLE contact (id int, mobile_phone text, home_address text);", DumpOptions{})
 	ctx := testCtx(t)
 
-	target := dbName(t, staging, "masked_closed")
-	_, err := srv.Restore(ctx, b, RestoreOptions{Target: target, Mask: personalRules(t)})
+	target := dbName(t, w.staging, "masked_closed")
+	_, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: personalRules(t)})
 	var ue *mask.UnmaskedError
 	if !errors.As(err, &ue) {
 		t.Fatalf("err = %v, want *mask.UnmaskedError", err)
@@ -234,19 +246,19 @@ func TestMaskedRestoreFailsClosed(t *testing.T) {
 	if got := strings.Join(ue.Columns, " "); got != "public.contact.home_address public.contact.mobile_phone public.subscription.backup_email" {
 		t.Fatalf("unmasked = %s", got)
 	}
-	if dbExists(t, staging, target) {
+	if dbExists(t, w.staging, target) {
 		t.Fatal("the half-built target was kept")
 	}
 
 	// A column masked in a partitioned table must be decided in each partition, which
 	// holds the rows.
-	prod.Exec(t, db, "CREATE TABLE event (id int, note text) PARTITION BY RANGE (id); CREATE TABLE event_1 PARTITION OF event FOR VALUES FROM (0) TO (100); INSERT INTO event VALUES (1, 'private')")
-	b2 := dumpOf(t, prod, db, DumpOptions{})
+	w.prod.Exec(t, w.db, "CREATE TABLE event (id int, note text) PARTITION BY RANGE (id); CREATE TABLE event_1 PARTITION OF event FOR VALUES FROM (0) TO (100); INSERT INTO event VALUES (1, 'private')")
+	b2 := dumpOf(t, w.prod, w.db, DumpOptions{})
 	parted, err := mask.New(mask.Config{Columns: map[string]string{"public.event.note": "text"}}, func(string) string { return maskKey })
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = srv.Restore(ctx, b2, RestoreOptions{Target: target, Mask: parted})
+	_, err = w.srv.Restore(ctx, b2, RestoreOptions{Target: target, Mask: parted})
 	if !errors.As(err, &ue) || !slices.Contains(ue.Columns, "public.event_1.note") {
 		t.Fatalf("partition without the parent's rule: %v", err)
 	}
@@ -257,7 +269,7 @@ func TestMaskedRestoreFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = srv.Restore(ctx, b, RestoreOptions{Target: target, Mask: bad})
+	_, err = w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: bad})
 	if !errors.Is(err, mask.ErrRule) || !strings.Contains(err.Error(), `mask.columns."public.person.e_mail"`) {
 		t.Fatalf("err = %v, want mask.ErrRule naming the rule", err)
 	}
@@ -270,23 +282,19 @@ func TestMaskedRestoreFailsClosed(t *testing.T) {
 // physical strategy's way) gives the values a masked restore gives, keeps the joins on
 // hashed columns and the sample, and refuses a database with an unmasked column.
 func TestApplyMatchesMaskedRestore(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	prod.Exec(t, db, personalSchema)
-	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
-	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	w := newMaskWorld(t, personalSchema, DumpOptions{Counts: true})
 	ctx := testCtx(t)
 	rules := personalRules(t)
 
-	masked := dbName(t, staging, "masked_stream")
-	if _, err := srv.Restore(ctx, b, RestoreOptions{Target: masked, Mask: rules}); err != nil {
+	masked := dbName(t, w.staging, "masked_stream")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: masked, Mask: rules}); err != nil {
 		t.Fatal(err)
 	}
-	plain := dbName(t, staging, "masked_sql")
-	if _, err := srv.Restore(ctx, b, RestoreOptions{Target: plain}); err != nil {
+	plain := dbName(t, w.staging, "masked_sql")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: plain}); err != nil {
 		t.Fatal(err)
 	}
-	conn := testConn(t, staging.DSN(plain))
+	conn := testConn(t, w.staging.DSN(plain))
 	res, err := mask.Apply(ctx, conn, rules, mask.ApplyOptions{TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
@@ -301,7 +309,7 @@ func TestApplyMatchesMaskedRestore(t *testing.T) {
 		"SELECT count(*)::text FROM audit",
 	} {
 		var a, b string
-		if err := testConn(t, staging.DSN(masked)).QueryRow(ctx, sql).Scan(&a); err != nil {
+		if err := testConn(t, w.staging.DSN(masked)).QueryRow(ctx, sql).Scan(&a); err != nil {
 			t.Fatal(err)
 		}
 		if err := conn.QueryRow(ctx, sql).Scan(&b); err != nil {
@@ -311,17 +319,17 @@ func TestApplyMatchesMaskedRestore(t *testing.T) {
 			t.Errorf("%s: masked restore %s, Apply %s", sql, a, b)
 		}
 	}
-	if n := staging.QueryInt(t, plain, "SELECT count(*) FROM subscription s JOIN person p ON p.api_token = s.person_token"); n != 900 {
+	if n := w.staging.QueryInt(t, plain, "SELECT count(*) FROM subscription s JOIN person p ON p.api_token = s.person_token"); n != 900 {
 		t.Errorf("join on the hashed token after Apply: %d rows, want 900", n)
 	}
-	sql := dumpSQL(t, staging, plain)
+	sql := dumpSQL(t, w.staging, plain)
 	if strings.Contains(sql, "@prod.example.org") || strings.Contains(sql, "tok-") {
 		t.Error("production values are left after Apply")
 	}
 
 	// A column without a decision: nothing is changed.
-	staging.Exec(t, plain, "ALTER TABLE person ADD COLUMN backup_email text; UPDATE person SET backup_email = 'x@prod.example.org'")
-	before := staging.QueryInt(t, plain, "SELECT count(*) FROM person WHERE backup_email = 'x@prod.example.org'")
+	w.staging.Exec(t, plain, "ALTER TABLE person ADD COLUMN backup_email text; UPDATE person SET backup_email = 'x@prod.example.org'")
+	before := w.staging.QueryInt(t, plain, "SELECT count(*) FROM person WHERE backup_email = 'x@prod.example.org'")
 	if _, err := mask.Apply(ctx, conn, rules, mask.ApplyOptions{}); !errors.Is(err, mask.ErrUnmasked) {
 		t.Fatalf("Apply with an unmasked column: %v", err)
 	}
@@ -373,19 +381,15 @@ func TestMaskedRestoreChildrenNeverSeeTheKey(t *testing.T) {
 // A masked value the column cannot take fails the restore, naming the table and the
 // server's reason; pg_restore is stopped and the half-built target dropped.
 func TestMaskedRestoreCopyFailure(t *testing.T) {
-	prod, staging := servers(t)
-	db := prod.Database(t)
-	prod.Exec(t, db, "CREATE TABLE member (id int, email varchar(12)); INSERT INTO member SELECT g, 'm' || g || '@x.org' FROM generate_series(1, 20000) g")
-	b := dumpOf(t, prod, db, DumpOptions{})
-	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	w := newMaskWorld(t, "CREATE TABLE member (id int, email varchar(12)); INSERT INTO member SELECT g, 'm' || g || '@x.org' FROM generate_series(1, 20000) g", DumpOptions{})
 	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.member.email": "email"}}, func(string) string { return maskKey })
 	if err != nil {
 		t.Fatal(err)
 	}
-	target := dbName(t, staging, "masked_fail")
-	_, err = srv.Restore(testCtx(t), b, RestoreOptions{Target: target, Mask: rules})
+	target := dbName(t, w.staging, "masked_fail")
+	_, err = w.srv.Restore(testCtx(t), w.b, RestoreOptions{Target: target, Mask: rules})
 	requireErrContains(t, err, "masking public.member", "value too long")
-	if dbExists(t, staging, target) {
+	if dbExists(t, w.staging, target) {
 		t.Fatal("the half-built target was kept")
 	}
 }

@@ -20,23 +20,15 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/internal/testutil"
 )
-
-func writeSQL(tb testing.TB, name, text string) string {
-	tb.Helper()
-	p := filepath.Join(tb.TempDir(), name)
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return p
-}
 
 func TestRestoreRestoresChecksAndSanitises(t *testing.T) {
 	for _, jobs := range []int{1, 2} {
 		t.Run(map[int]string{1: "serial", 2: "parallel"}[jobs], func(t *testing.T) {
 			_, staging, b := backupOf(t, 400, DumpOptions{Counts: true})
 			target := dbName(t, staging, `it's a "restored" db`)
-			sanitize := writeSQL(t, "sanitize.sql", `
+			sanitize := testutil.WriteTemp(t, "sanitize.sql", `
 UPDATE users SET email = 'user' || id || '@example.invalid';
 TRUNCATE sessions;
 DO $$ BEGIN RAISE NOTICE 'scrubbed'; END $$;
@@ -299,7 +291,7 @@ func TestRestoreFailuresDropTarget(t *testing.T) {
 
 	t.Run("post-restore SQL error names the file and line", func(t *testing.T) {
 		b := dumpOf(t, prod, db, DumpOptions{})
-		bad := writeSQL(t, "scrub.sql", "UPDATE users SET email = 'x' || id;\n\nDELETE FROM no_such_table;\n")
+		bad := testutil.WriteTemp(t, "scrub.sql", "UPDATE users SET email = 'x' || id;\n\nDELETE FROM no_such_table;\n")
 		target := dbName(t, staging, "sqlfail")
 		_, err := srv.Restore(ctx, b, RestoreOptions{Target: target, PostRestore: []string{bad}})
 		requireErrContains(t, err, "scrub.sql", "line 3", `relation "no_such_table" does not exist`)
@@ -649,7 +641,7 @@ func TestRestoreDeadlineStopsSlowSteps(t *testing.T) {
 
 	t.Run("post-restore SQL", func(t *testing.T) {
 		srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
-		slow := writeSQL(t, "slow.sql", "UPDATE users SET email = email; SELECT pg_sleep(60) AS slow_step_marker;")
+		slow := testutil.WriteTemp(t, "slow.sql", "UPDATE users SET email = email; SELECT pg_sleep(60) AS slow_step_marker;")
 		target := dbName(t, staging, "deadline_sql")
 		// The restore itself takes about a second; the deadline falls in the SQL.
 		dctx, cancel := context.WithTimeout(ctx, 8*time.Second)

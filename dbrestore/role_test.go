@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 // Issue 12 item 5: with ServerConfig.Role, the restored database, its objects and clones
@@ -36,7 +38,7 @@ func TestRestoreAsRole(t *testing.T) {
 	}
 
 	// A file that changes the restored data works, as the role.
-	good := writeSQL(t, "scrub.sql", "UPDATE users SET email = 'user' || id || '@example.invalid';\n"+
+	good := testutil.WriteTemp(t, "scrub.sql", "UPDATE users SET email = 'user' || id || '@example.invalid';\n"+
 		"CREATE TABLE scrubbed_by AS SELECT current_user AS who;\n")
 	target := dbName(t, staging, "asrole")
 	if _, err := srv.Restore(ctx, b, RestoreOptions{Target: target, PostRestore: []string{good}}); err != nil {
@@ -73,7 +75,7 @@ func TestRestoreAsRole(t *testing.T) {
 		{"resetrole.sql", "RESET ROLE;"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := writeSQL(t, c.name, "UPDATE sessions SET token = 'x';\n"+c.sql+"\n")
+			f := testutil.WriteTemp(t, c.name, "UPDATE sessions SET token = 'x';\n"+c.sql+"\n")
 			target := dbName(t, staging, "asrole_bad")
 			_, err := srv.Restore(ctx, b, RestoreOptions{Target: target, PostRestore: []string{f}})
 			if err == nil {

@@ -3,7 +3,6 @@ package notify_test
 import (
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -149,16 +148,7 @@ func TestWebhookCredentialsRedacted(t *testing.T) {
 }
 
 func TestWebhookTimeout(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) })
-	n := newWebhook(t, notify.WebhookConfig{URL: srv.URL, Timeout: 200 * time.Millisecond})
+	n := newWebhook(t, notify.WebhookConfig{URL: testutil.HangingServer(t), Timeout: 200 * time.Millisecond})
 	err := n.Notify(t.Context(), notifytest.Message("slow"))
 	if err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("Notify = %v, want a deadline error", err)

@@ -36,16 +36,7 @@ func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, er
 	}
 	ru := r.begin("deploy")
 	ru.rep.RequestedBy = opts.RequestedBy
-	l, err := ru.lock(ctx)
-	if err != nil {
-		return ru.finish(ctx, err)
-	}
-	defer l.Release()
-	if err := ru.repair(ctx); err != nil {
-		return ru.finish(ctx, err)
-	}
-	ru.flushSpool(ctx)
-	return ru.finish(ctx, ru.deploy(ctx, opts))
+	return ru.locked(ctx, func(ctx context.Context) error { return ru.deploy(ctx, opts) })
 }
 
 func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {

@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
 	"github.com/restage/restage/schema"
@@ -30,13 +28,7 @@ import (
 // The test binary doubles as the demo web app (the staging service) and as a nightly
 // run that a test kills.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == stagingtest.AppCommand {
-		if err := stagingtest.ServeApp(context.Background(), os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	stagingtest.RunApp()
 	if cfg := os.Getenv("RESTAGE_E2E_RUN"); cfg != "" {
 		c, err := staging.LoadEnvironment(cfg)
 		if err == nil {
@@ -52,6 +44,29 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(pgtest.Main(m))
+}
+
+// replaceFile returns a fault for a faults test: inject writes text to path, repair
+// puts back what path held (removes it if it did not exist).
+func replaceFile(path, text string) (inject, repair func(t *testing.T)) {
+	var saved []byte
+	inject = func(t *testing.T) {
+		var err error
+		if saved, err = os.ReadFile(path); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repair = func(t *testing.T) {
+		if saved == nil {
+			_ = os.Remove(path)
+		} else if err := os.WriteFile(path, saved, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return inject, repair
 }
 
 // killRunWhen starts a rebuild of w in a child process (this test binary, see TestMain)
@@ -87,23 +102,10 @@ func killRunWhen(t *testing.T, w *stagingtest.World, what string, ready func() b
 
 func newWorld(t testing.TB, opts stagingtest.Options) *stagingtest.World {
 	t.Helper()
-	pgtest.Require(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Dir, opts.App = t.TempDir(), []string{exe, stagingtest.AppCommand}
 	if opts.Bugs == 0 {
 		opts.People, opts.Bugs = 500, 3000
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	w, err := stagingtest.NewWorld(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	return w
+	return stagingtest.Start(t, opts)
 }
 
 func open(t testing.TB, w *stagingtest.World) *staging.Rebuilder {
@@ -147,21 +149,6 @@ func get(t *testing.T, url string) string {
 	return fmt.Sprintf("%d %s", resp.StatusCode, body)
 }
 
-func query(t testing.TB, srv *pgtest.Server, db, sql string) string {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, srv.DSN(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var s string
-	if err := conn.QueryRow(ctx, sql).Scan(&s); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return s
-}
-
 // fingerprint identifies a database's contents: schema version and a hash of every table.
 const fingerprint = `SELECT (SELECT version::text FROM schema_migrations) || ' ' || md5(
 	(SELECT string_agg(p::text, ',' ORDER BY id) FROM person p) ||
@@ -173,12 +160,12 @@ const fingerprint = `SELECT (SELECT version::text FROM schema_migrations) || ' '
 // the active release, and what the service answers.
 func snapshot(t *testing.T, w *stagingtest.World) string {
 	t.Helper()
-	dbs := strings.Split(query(t, w.Staging, "postgres",
+	dbs := strings.Split(w.Staging.QueryString(t, "postgres",
 		`SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'bugs%'`), " ")
 	sort.Strings(dbs)
 	current, _ := os.Readlink(w.Current)
 	return fmt.Sprintf("databases %v\nlive %s\ncurrent %s\nhealth %s\nrobots %s", dbs,
-		query(t, w.Staging, w.StagingDB, fingerprint), filepath.Base(current),
+		w.Staging.QueryString(t, w.StagingDB, fingerprint), filepath.Base(current),
 		get(t, w.AppURL+"/+health"), get(t, w.AppURL+"/robots.txt"))
 }
 
@@ -221,20 +208,20 @@ func TestRebuildEndToEnd(t *testing.T) {
 	// staging only.
 	for _, table := range []string{"person", "bug", "comment"} {
 		q := "SELECT count(*)::text FROM " + table
-		if p, s := query(t, w.Production, w.ProdDB, q), query(t, w.Staging, w.StagingDB, q); p != s {
+		if p, s := w.Production.QueryString(t, w.ProdDB, q), w.Staging.QueryString(t, w.StagingDB, q); p != s {
 			t.Errorf("%s: production has %s rows, staging %s", table, p, s)
 		}
 	}
-	if got := query(t, w.Staging, w.StagingDB, `SELECT count(*)::text FROM person WHERE email NOT LIKE '%@staging.invalid'`); got != "0" {
+	if got := w.Staging.QueryString(t, w.StagingDB, `SELECT count(*)::text FROM person WHERE email NOT LIKE '%@staging.invalid'`); got != "0" {
 		t.Errorf("%s real e-mail addresses left on staging", got)
 	}
-	if got := query(t, w.Staging, w.StagingDB, `SELECT string_agg(title, '|' ORDER BY id) FROM bug`); got != query(t, w.Production, w.ProdDB, `SELECT string_agg(title, '|' ORDER BY id) FROM bug`) {
+	if got := w.Staging.QueryString(t, w.StagingDB, `SELECT string_agg(title, '|' ORDER BY id) FROM bug`); got != w.Production.QueryString(t, w.ProdDB, `SELECT string_agg(title, '|' ORDER BY id) FROM bug`) {
 		t.Error("bug titles differ between production and staging")
 	}
-	if v := query(t, w.Staging, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
+	if v := w.Staging.QueryString(t, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
 		t.Errorf("staging at patch %s, want %d", v, stagingtest.CodePatch)
 	}
-	if v := query(t, w.Production, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
+	if v := w.Production.QueryString(t, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
 		t.Errorf("production at patch %s, want it untouched at %d", v, stagingtest.ProductionPatch)
 	}
 	if rep.Schema == nil || rep.Schema.From != stagingtest.ProductionPatch || rep.Schema.To != stagingtest.CodePatch || len(rep.Schema.Migrations) != 2 {
@@ -275,7 +262,7 @@ func TestRebuildEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep = mustRun(t, w)
-	if dbs := query(t, w.Staging, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'bugs%'`); dbs != "bugs_staging bugs_staging_prev" {
+	if dbs := w.Staging.QueryString(t, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'bugs%'`); dbs != "bugs_staging bugs_staging_prev" {
 		t.Errorf("databases after the second rebuild: %s", dbs)
 	}
 	if rep.Release.Previous == "" {
@@ -328,26 +315,6 @@ func TestRebuildFaults(t *testing.T) {
 			}
 		}
 	}
-	replace := func(path, text string) (inject, repair func(t *testing.T)) {
-		var saved []byte
-		inject = func(t *testing.T) {
-			var err error
-			if saved, err = os.ReadFile(path); err != nil && !os.IsNotExist(err) {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		repair = func(t *testing.T) {
-			if saved == nil {
-				_ = os.Remove(path)
-			} else if err := os.WriteFile(path, saved, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return inject, repair
-	}
 	newestDump := func(t *testing.T) string {
 		t.Helper()
 		dumps, _ := filepath.Glob(filepath.Join(w.BackupDir, "*.dump"))
@@ -380,7 +347,7 @@ func TestRebuildFaults(t *testing.T) {
 		for i := len(bad) / 2; i < len(bad)/2+16; i++ {
 			bad[i] ^= 0xff
 		}
-		inject, corruptRepair = replace(dump, string(bad))
+		inject, corruptRepair = replaceFile(dump, string(bad))
 		inject(t)
 	}, func(t *testing.T) { corruptRepair(t) })
 	fault("restore fails", "restore", staging.OutcomeFailed, func(t *testing.T) {
@@ -397,13 +364,13 @@ func TestRebuildFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	inject, repair := replace(filepath.Join(w.Dir, "sanitize.sql"), "UPDATE person SET emali = 'x';\n")
+	inject, repair := replaceFile(filepath.Join(w.Dir, "sanitize.sql"), "UPDATE person SET emali = 'x';\n")
 	fault("post-restore SQL fails", "restore", staging.OutcomeFailed, inject, repair)
-	inject, repair = replace(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
+	inject, repair = replaceFile(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
 	fault("migration fails", "schema", staging.OutcomeFailed, inject, repair)
-	inject, repair = replace(filepath.Join(w.Source, stagingtest.FailStartFile), "broken\n")
+	inject, repair = replaceFile(filepath.Join(w.Source, stagingtest.FailStartFile), "broken\n")
 	fault("service will not start", "start", staging.OutcomeRolledBack, inject, repair)
-	inject, repair = replace(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
+	inject, repair = replaceFile(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
 	fault("health gate stays red", "start", staging.OutcomeRolledBack, inject, repair)
 
 	t.Run("SMTP down: spooled, then delivered", func(t *testing.T) {
@@ -454,7 +421,7 @@ func TestRebuildFaults(t *testing.T) {
 		before := snapshot(t, w)
 		// Kill it as soon as the restore is under way.
 		killRunWhen(t, w, "the restore", func() bool {
-			return query(t, w.Staging, "postgres", `SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_staging_next'`) != "0"
+			return w.Staging.QueryString(t, "postgres", `SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_staging_next'`) != "0"
 		})
 		if after := snapshot(t, w); !strings.Contains(after, "bugs_staging_next") {
 			t.Logf("killed after the restore's leftovers were gone:\n%s", after)
@@ -477,7 +444,7 @@ func TestInPlaceRebuild(t *testing.T) {
 	if rep.Strategy != staging.InPlace || !strings.HasPrefix(get(t, w.AppURL+"/+health"), "200 ok") {
 		t.Fatalf("report %+v", rep)
 	}
-	if dbs := query(t, w.Staging, "postgres", `SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'bugs%'`); dbs != "bugs_staging" {
+	if dbs := w.Staging.QueryString(t, "postgres", `SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'bugs%'`); dbs != "bugs_staging" {
 		t.Errorf("in place keeps one copy, found %s", dbs)
 	}
 }
@@ -523,15 +490,15 @@ func TestRebuildRefusesProductionServer(t *testing.T) {
 	if err := os.WriteFile(w.ConfigPath, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before := query(t, w.Production, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`)
+	before := w.Production.QueryString(t, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`)
 	rep, err := run(t, w)
 	if !errors.Is(err, dbrestore.ErrProduction) || rep.FailedStep != "verify" {
 		t.Fatalf("err %v, step %q", err, rep.FailedStep)
 	}
-	if after := query(t, w.Production, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`); after != before {
+	if after := w.Production.QueryString(t, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`); after != before {
 		t.Fatalf("production's databases changed: %s -> %s", before, after)
 	}
-	if v := query(t, w.Production, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
+	if v := w.Production.QueryString(t, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
 		t.Fatalf("production schema changed to %s", v)
 	}
 }

@@ -238,13 +238,19 @@ func LoadEnvironment(path string) (*EnvironmentConfig, error) {
 // LoadEnvironmentWith is LoadEnvironment with the program's drivers (nil:
 // DefaultDrivers()), e.g. with docker added.
 func LoadEnvironmentWith(path string, drivers *Drivers) (*EnvironmentConfig, error) {
+	return load(path, drivers, (*EnvironmentConfig).Validate)
+}
+
+// load decodes the config at path strictly, with drivers, checks it with validate and
+// makes its relative paths absolute.
+func load(path string, drivers *Drivers, validate func(*EnvironmentConfig) error) (*EnvironmentConfig, error) {
 	c := EnvironmentConfig{Drivers: drivers}
 	dir, err := DecodeFile(path, &c)
 	if err != nil {
 		return nil, err
 	}
 	c.path, c.dir = path, dir
-	if err := c.Validate(); err != nil {
+	if err := validate(&c); err != nil {
 		return nil, err
 	}
 	c.resolve()

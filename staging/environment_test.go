@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/internal/testutil"
 )
 
 const sampleConfig = `
@@ -60,11 +61,7 @@ to   = ["error-reports@example.org"]
 
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "staging.toml")
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testutil.WriteTemp(t, "staging.toml", text)
 }
 
 func TestLoadEnvironmentDesignSample(t *testing.T) {

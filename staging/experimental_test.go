@@ -85,7 +85,7 @@ func deploy(t *testing.T, w *stagingtest.World, repo, ref string, opts staging.D
 func expSnapshot(t *testing.T, w *stagingtest.World) string {
 	t.Helper()
 	current, _ := os.Readlink(w.Exp.Current)
-	return fmt.Sprintf("live %s\ncurrent %s\nhealth %s", query(t, w.Staging, w.Exp.DB, fingerprint),
+	return fmt.Sprintf("live %s\ncurrent %s\nhealth %s", w.Staging.QueryString(t, w.Exp.DB, fingerprint),
 		filepath.Base(current), get(t, w.Exp.AppURL+"/+health"))
 }
 
@@ -93,7 +93,7 @@ func TestExperimentalDeploysBranchOnNightlyClone(t *testing.T) {
 	w := newWorld(t, stagingtest.Options{Experimental: true})
 	repo := gitRepo(t, w)
 	mustRun(t, w) // the nightly leaves bugs_experimental_next, a copy of the fresh restore
-	if got := query(t, w.Staging, "bugs_experimental_next", "SELECT version::text FROM schema_migrations"); got != fmt.Sprint(stagingtest.ProductionPatch) {
+	if got := w.Staging.QueryString(t, "bugs_experimental_next", "SELECT version::text FROM schema_migrations"); got != fmt.Sprint(stagingtest.ProductionPatch) {
 		t.Fatalf("the clone is at %s, want production's %d (made before staging's schema step)", got, stagingtest.ProductionPatch)
 	}
 
@@ -101,13 +101,13 @@ func TestExperimentalDeploysBranchOnNightlyClone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy: %v\n%s", err, rep.Text())
 	}
-	if v := query(t, w.Staging, w.Exp.DB, "SELECT version::text FROM schema_migrations"); v != "6" {
+	if v := w.Staging.QueryString(t, w.Exp.DB, "SELECT version::text FROM schema_migrations"); v != "6" {
 		t.Errorf("experimental at %s, want 6", v)
 	}
-	if v := query(t, w.Staging, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
+	if v := w.Staging.QueryString(t, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
 		t.Errorf("staging at %s, want %d", v, stagingtest.CodePatch)
 	}
-	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM pg_tables WHERE tablename = 'bug_tag'"); n != "0" {
+	if n := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM pg_tables WHERE tablename = 'bug_tag'"); n != "0" {
 		t.Error("the branch's migration reached staging")
 	}
 	for _, url := range []string{w.AppURL, w.Exp.AppURL} {
@@ -166,10 +166,10 @@ func TestExperimentalDeploysBranchOnNightlyClone(t *testing.T) {
 		if stagingErr != nil || expErr != nil {
 			t.Fatalf("staging: %v\nexperimental: %v\n%s\n%s", stagingErr, expErr, stagingRep.Text(), expRep.Text())
 		}
-		if v := query(t, w.Staging, w.Exp.DB, "SELECT version::text FROM schema_migrations"); v != "6" {
+		if v := w.Staging.QueryString(t, w.Exp.DB, "SELECT version::text FROM schema_migrations"); v != "6" {
 			t.Errorf("experimental at %s", v)
 		}
-		if v := query(t, w.Staging, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != "5" {
+		if v := w.Staging.QueryString(t, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != "5" {
 			t.Errorf("staging at %s", v)
 		}
 	})

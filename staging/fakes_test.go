@@ -400,3 +400,15 @@ func (n notifier) Notify(ctx context.Context, m *notify.Message) error {
 var errInjected = errors.New("injected fault")
 
 func fail() error { return errInjected }
+
+// failOnce returns a fault that fails the first call (errInjected) and no other.
+func failOnce() func() error {
+	n := 0
+	return func() error {
+		n++
+		if n == 1 {
+			return fail()
+		}
+		return nil
+	}
+}

@@ -48,7 +48,7 @@ func TestMaskedRebuildEndToEnd(t *testing.T) {
 	dump := pgDump(t, w, w.StagingDB)
 	for _, sql := range []string{"SELECT string_agg(name, '|') FROM person", "SELECT string_agg(email, '|') FROM person",
 		"SELECT string_agg(id, '|') FROM session"} {
-		for _, v := range strings.Split(query(t, w.Production, w.ProdDB, sql), "|") {
+		for _, v := range strings.Split(w.Production.QueryString(t, w.ProdDB, sql), "|") {
 			if strings.Contains(dump, v+"\t") || strings.Contains(dump, "\t"+v+"\n") {
 				t.Fatalf("production value %q is in pg_dump of staging", v)
 			}
@@ -56,12 +56,12 @@ func TestMaskedRebuildEndToEnd(t *testing.T) {
 	}
 	// Joins still match, e-mails are unique, and the service serves the masked data.
 	for _, check := range []struct{ sql, want string }{
-		{"SELECT count(*)::text FROM bug b JOIN person p ON p.id = b.reporter", query(t, w.Production, w.ProdDB, "SELECT count(*)::text FROM bug")},
+		{"SELECT count(*)::text FROM bug b JOIN person p ON p.id = b.reporter", w.Production.QueryString(t, w.ProdDB, "SELECT count(*)::text FROM bug")},
 		{"SELECT count(DISTINCT email)::text FROM person", "500"},
 		{"SELECT count(*)::text FROM person WHERE email LIKE 'u%@example.invalid' AND name NOT LIKE 'Person %'", "500"},
 		{"SELECT count(*)::text FROM session", "0"},
 	} {
-		if got := query(t, w.Staging, w.StagingDB, check.sql); got != check.want {
+		if got := w.Staging.QueryString(t, w.StagingDB, check.sql); got != check.want {
 			t.Errorf("%s = %s, want %s", check.sql, got, check.want)
 		}
 	}
@@ -93,12 +93,12 @@ func TestMaskedRebuildEndToEnd(t *testing.T) {
 	}
 
 	// A second rebuild gives identical masked values.
-	before := query(t, w.Staging, w.StagingDB, "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM person p")
+	before := w.Staging.QueryString(t, w.StagingDB, "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM person p")
 	if _, err := w.Backup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, w)
-	if after := query(t, w.Staging, w.StagingDB, "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM person p"); after != before {
+	if after := w.Staging.QueryString(t, w.StagingDB, "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM person p"); after != before {
 		t.Fatal("two rebuilds gave different masked values")
 	}
 }
@@ -170,7 +170,7 @@ func TestMaskedRebuildFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRun(t, w)
-	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM bug WHERE reporter_email LIKE '%prod.example.org'"); n != "0" {
+	if n := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM bug WHERE reporter_email LIKE '%prod.example.org'"); n != "0" {
 		t.Fatalf("%s production e-mails in bug.reporter_email", n)
 	}
 }

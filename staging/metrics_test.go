@@ -7,31 +7,21 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/restage/restage/internal/promtest"
 )
 
-// readMetrics parses a metrics file as node exporter's textfile collector does
-// (Prometheus' text parser, classic metric names).
+// readMetrics parses a metrics file as node exporter's textfile collector does, and
+// checks that each metric is a restage_ gauge with help.
 func readMetrics(t *testing.T, path string) map[string]*dto.MetricFamily {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	mfs, err := p.TextToMetricFamilies(f)
-	if err != nil {
-		t.Fatalf("%s does not parse: %v", path, err)
-	}
+	mfs := promtest.Read(t, path)
 	for name, mf := range mfs {
 		if !strings.HasPrefix(name, "restage_") || mf.GetType() != dto.MetricType_GAUGE || mf.GetHelp() == "" {
 			t.Errorf("%s: type %v, help %q", name, mf.GetType(), mf.GetHelp())
@@ -42,16 +32,7 @@ func readMetrics(t *testing.T, path string) map[string]*dto.MetricFamily {
 
 // series returns the values of the metric name by their labels ("k=v,k=v", sorted).
 func series(mfs map[string]*dto.MetricFamily, name string) map[string]float64 {
-	out := map[string]float64{}
-	for _, m := range mfs[name].GetMetric() {
-		var ls []string
-		for _, l := range m.GetLabel() {
-			ls = append(ls, l.GetName()+"="+l.GetValue())
-		}
-		sort.Strings(ls)
-		out[strings.Join(ls, ",")] = m.GetGauge().GetValue()
-	}
-	return out
+	return promtest.Series(mfs[name])
 }
 
 func epoch(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -154,36 +154,40 @@ func (ru *run) info() RunInfo {
 	return RunInfo{ID: ru.rep.ID, Environment: ru.rep.Environment, Kind: ru.rep.Kind, Started: ru.rep.Started, DryRun: ru.dry}
 }
 
-func (ru *run) observeStarted(name string) {
+// observe calls fn with the run's observer, under the watch's lock; without an
+// observer it does nothing.
+func (ru *run) observe(fn func(obs Observer)) {
 	obs := ru.r.cfg.Observer
 	if obs == nil {
 		return
 	}
 	ru.watch.mu.Lock()
 	defer ru.watch.mu.Unlock()
-	ru.watch.step, ru.watch.started = name, time.Now()
-	obs.StepStarted(ru.info(), name)
+	fn(obs)
+}
+
+func (ru *run) observeStarted(name string) {
+	ru.observe(func(obs Observer) {
+		ru.watch.step, ru.watch.started = name, time.Now()
+		obs.StepStarted(ru.info(), name)
+	})
 }
 
 func (ru *run) observeProgress(p Progress) {
-	obs := ru.r.cfg.Observer
-	if obs == nil {
-		return
-	}
-	ru.watch.mu.Lock()
-	defer ru.watch.mu.Unlock()
-	if ru.watch.step == "" {
-		return // late: the step has ended
-	}
-	p.Step = ru.watch.step
-	p.Elapsed = time.Since(ru.watch.started)
-	if secs := p.Elapsed.Seconds(); secs > 0 && p.Done > 0 {
-		p.Rate = float64(p.Done) / secs
-		if p.Total > p.Done {
-			p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+	ru.observe(func(obs Observer) {
+		if ru.watch.step == "" {
+			return // late: the step has ended
 		}
-	}
-	obs.StepProgress(ru.info(), p)
+		p.Step = ru.watch.step
+		p.Elapsed = time.Since(ru.watch.started)
+		if secs := p.Elapsed.Seconds(); secs > 0 && p.Done > 0 {
+			p.Rate = float64(p.Done) / secs
+			if p.Total > p.Done {
+				p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+			}
+		}
+		obs.StepProgress(ru.info(), p)
+	})
 }
 
 // progressContext returns ctx carrying a progress function (package progress) that
@@ -210,14 +214,10 @@ func nthOf(ctx context.Context, i, n int) context.Context {
 }
 
 func (ru *run) observeDone(s *Step) {
-	obs := ru.r.cfg.Observer
-	if obs == nil {
-		return
-	}
-	ru.watch.mu.Lock()
-	defer ru.watch.mu.Unlock()
-	ru.watch.step = ""
-	obs.StepDone(ru.info(), *s)
+	ru.observe(func(obs Observer) {
+		ru.watch.step = ""
+		obs.StepDone(ru.info(), *s)
+	})
 }
 
 // restoreProgress returns the restore's progress function: the observer's, then

@@ -37,8 +37,8 @@ func physicalSnapshot(t *testing.T, w *stagingtest.World) string {
 	t.Helper()
 	current, _ := os.Readlink(w.Current)
 	return fmt.Sprintf("slot %s\ndatabases %s\nlive %s\ncurrent %s\nhealth %s", liveSlot(t, w),
-		query(t, w.Staging, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`),
-		query(t, w.Staging, w.StagingDB, fingerprint), filepath.Base(current), get(t, w.AppURL+"/+health"))
+		w.Staging.QueryString(t, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`),
+		w.Staging.QueryString(t, w.StagingDB, fingerprint), filepath.Base(current), get(t, w.AppURL+"/+health"))
 }
 
 func stepDetail(rep *staging.Report, name string) string {
@@ -70,29 +70,29 @@ func TestPhysicalRebuild(t *testing.T) {
 	}
 	// The data are production's at the backup, sanitised; the migrations ran on staging only.
 	for _, table := range []string{"bug", "comment"} {
-		prod := query(t, w.Production, w.ProdDB, "SELECT count(*)::text FROM "+table)
-		if got := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM "+table); got != prod {
+		prod := w.Production.QueryString(t, w.ProdDB, "SELECT count(*)::text FROM "+table)
+		if got := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM "+table); got != prod {
 			t.Errorf("%s: %s rows on staging, %s on production", table, got, prod)
 		}
 	}
-	if v := query(t, w.Staging, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
+	if v := w.Staging.QueryString(t, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
 		t.Errorf("staging at patch %s", v)
 	}
-	if v := query(t, w.Production, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
+	if v := w.Production.QueryString(t, w.ProdDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.ProductionPatch) {
 		t.Errorf("production at patch %s", v)
 	}
-	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM person WHERE email NOT LIKE '%@staging.invalid'"); n != "0" {
+	if n := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM person WHERE email NOT LIKE '%@staging.invalid'"); n != "0" {
 		t.Errorf("%s people not sanitised", n)
 	}
-	if dbs := query(t, w.Staging, "postgres", "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database"); dbs != "bugs_staging postgres template0 template1" {
+	if dbs := w.Staging.QueryString(t, "postgres", "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database"); dbs != "bugs_staging postgres template0 template1" {
 		t.Errorf("databases on staging: %s", dbs)
 	}
-	if a := query(t, w.Staging, "postgres", "SELECT current_setting('archive_mode')"); a != "off" {
+	if a := w.Staging.QueryString(t, "postgres", "SELECT current_setting('archive_mode')"); a != "off" {
 		t.Errorf("archive_mode %s", a)
 	}
 	// The restored cluster switches WAL segments: none reaches production's repository.
-	query(t, w.Staging, "postgres", "SELECT pg_switch_wal()::text")
-	if n := query(t, w.Staging, "postgres", "SELECT (archived_count + failed_count)::text FROM pg_stat_archiver"); n != "0" {
+	w.Staging.QueryString(t, "postgres", "SELECT pg_switch_wal()::text")
+	if n := w.Staging.QueryString(t, "postgres", "SELECT (archived_count + failed_count)::text FROM pg_stat_archiver"); n != "0" {
 		t.Errorf("the staging cluster tried to archive %s segments", n)
 	}
 	if repo1, _ := w.Phys.Listing(); !slices.Equal(repo0, repo1) {
@@ -108,8 +108,8 @@ func TestPhysicalRebuild(t *testing.T) {
 	if liveSlot(t, w) != "b" || !strings.Contains(stepDetail(rep, "restore"), "full copy") {
 		t.Fatalf("second rebuild: slot %s, restore %q", liveSlot(t, w), stepDetail(rep, "restore"))
 	}
-	changed := query(t, w.Production, w.ProdDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'")
-	if got := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'"); got != changed {
+	changed := w.Production.QueryString(t, w.ProdDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'")
+	if got := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'"); got != changed {
 		t.Errorf("%s changed bugs on staging, %s on production", got, changed)
 	}
 	// The third restores into slot a, which holds the first copy: --delta, trusting size
@@ -155,23 +155,6 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 			rep = mustRun(t, w)
 			t.Logf("next run: %s; notes %q", rep.State, rep.Notes)
 		})
-	}
-	replace := func(path, text string) (inject, repair func(t *testing.T)) {
-		var saved []byte
-		inject = func(t *testing.T) {
-			saved, _ = os.ReadFile(path)
-			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		repair = func(t *testing.T) {
-			if saved == nil {
-				_ = os.Remove(path)
-			} else if err := os.WriteFile(path, saved, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return inject, repair
 	}
 	stanzaDir := filepath.Join(w.Phys.Repo, "backup", physicaltest.Stanza)
 	away := stanzaDir + ".away"
@@ -297,7 +280,7 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 		}
 	})
 	t.Run("carried over", func(t *testing.T) {
-		if got := query(t, w.Staging, "scratch", "SELECT text FROM note"); got != "kept" {
+		if got := w.Staging.QueryString(t, "scratch", "SELECT text FROM note"); got != "kept" {
 			t.Fatalf("scratch: %q", got)
 		}
 		w.Staging.Exec(t, "postgres", "DROP DATABASE scratch")
@@ -306,9 +289,9 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 		}
 	})
 
-	inject, repair := replace(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
+	inject, repair := replaceFile(filepath.Join(w.Source, "migrations", "5_bug_heat.up.sql"), "ALTER TABLE bug ADD COLUMN heat int;\nUPDATE bug SET heat = 1 / 0;\n")
 	fault("migration fails", "schema", staging.OutcomeFailed, "division by zero", inject, repair)
-	inject, repair = replace(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
+	inject, repair = replaceFile(filepath.Join(w.Source, stagingtest.FailHealthFile), "broken\n")
 	fault("health gate stays red", "start", staging.OutcomeRolledBack, "release is broken (FAIL_HEALTH)", inject, repair)
 
 	t.Run("killed mid-restore", func(t *testing.T) {
@@ -382,17 +365,17 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 	if rep.Mask == nil || !strings.Contains(stepDetail(rep, "neutralize"), "masked") {
 		t.Fatalf("no masking reported:\n%s", rep.Text())
 	}
-	prodEmails := strings.Split(query(t, w.Production, w.ProdDB, "SELECT string_agg(email, '|') FROM person"), "|")
-	stagingEmails := query(t, w.Staging, w.StagingDB, "SELECT string_agg(email, '|') FROM person")
+	prodEmails := strings.Split(w.Production.QueryString(t, w.ProdDB, "SELECT string_agg(email, '|') FROM person"), "|")
+	stagingEmails := w.Staging.QueryString(t, w.StagingDB, "SELECT string_agg(email, '|') FROM person")
 	for _, e := range prodEmails {
 		if strings.Contains(stagingEmails, e) {
 			t.Fatalf("production's e-mail %q is on staging", e)
 		}
 	}
-	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM session"); n != "0" {
+	if n := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM session"); n != "0" {
 		t.Errorf("%s sessions on staging", n)
 	}
-	if n := query(t, w.Staging, w.StagingDB, "SELECT count(DISTINCT email)::text FROM person"); n != query(t, w.Production, w.ProdDB, "SELECT count(*)::text FROM person") {
+	if n := w.Staging.QueryString(t, w.StagingDB, "SELECT count(DISTINCT email)::text FROM person"); n != w.Production.QueryString(t, w.ProdDB, "SELECT count(*)::text FROM person") {
 		t.Errorf("%s distinct e-mails", n)
 	}
 }
@@ -411,10 +394,10 @@ func TestPhysicalRebuildFromBaseBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRun(t, w)
-	if n := query(t, w.Staging, w.StagingDB, "SELECT count(*)::text FROM bug WHERE title = 'changed'"); n != "10" || liveSlot(t, w) != "b" {
+	if n := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM bug WHERE title = 'changed'"); n != "10" || liveSlot(t, w) != "b" {
 		t.Fatalf("%s changed bugs on slot %s", n, liveSlot(t, w))
 	}
-	if v := query(t, w.Staging, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
+	if v := w.Staging.QueryString(t, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
 		t.Errorf("staging at patch %s", v)
 	}
 }

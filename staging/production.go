@@ -67,17 +67,7 @@ func (c *EnvironmentConfig) ValidateProduction() error { return c.validate(true)
 // train's promote) strictly, as LoadEnvironment does the others; a config of another
 // role is refused (ErrConfig, naming the role).
 func LoadProduction(path string, drivers *Drivers) (*EnvironmentConfig, error) {
-	c := EnvironmentConfig{Drivers: drivers}
-	dir, err := DecodeFile(path, &c)
-	if err != nil {
-		return nil, err
-	}
-	c.path, c.dir = path, dir
-	if err := c.ValidateProduction(); err != nil {
-		return nil, err
-	}
-	c.resolve()
-	return &c, nil
+	return load(path, drivers, (*EnvironmentConfig).ValidateProduction)
 }
 
 // OpenProduction wires a production Rebuilder from a production config: its only flow

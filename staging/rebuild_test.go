@@ -147,26 +147,8 @@ func TestFaultsAfterCutoverRollBack(t *testing.T) {
 		name string
 		set  func(w *world)
 	}{
-		{"start", func(w *world) {
-			n := 0
-			w.failStart = func() error {
-				n++
-				if n == 1 {
-					return fail()
-				}
-				return nil
-			}
-		}},
-		{"health", func(w *world) {
-			n := 0
-			w.failHealth = func() error {
-				n++
-				if n == 1 {
-					return fail()
-				}
-				return nil
-			}
-		}},
+		{"start", func(w *world) { w.failStart = failOnce() }},
+		{"health", func(w *world) { w.failHealth = failOnce() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld()

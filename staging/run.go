@@ -203,6 +203,22 @@ func (ru *run) finish(ctx context.Context, runErr error) (*Report, error) {
 	return rep, runErr
 }
 
+// locked runs flow under the environment's lock, once what an interrupted run left is
+// repaired and the reports kept from earlier runs are delivered, and finishes the
+// report with flow's error (or the lock's or the repair's).
+func (ru *run) locked(ctx context.Context, flow func(context.Context) error) (*Report, error) {
+	l, err := ru.lock(ctx)
+	if err != nil {
+		return ru.finish(ctx, err)
+	}
+	defer l.Release()
+	if err := ru.repair(ctx); err != nil {
+		return ru.finish(ctx, err)
+	}
+	ru.flushSpool(ctx)
+	return ru.finish(ctx, flow(ctx))
+}
+
 // flushSpool delivers reports kept from earlier runs before this run's own, within the
 // notify timeout.
 func (ru *run) flushSpool(ctx context.Context) {
@@ -226,24 +242,15 @@ func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	ru := r.begin("rebuild")
-	l, err := ru.lock(ctx)
-	if err != nil {
-		return ru.finish(ctx, err)
-	}
-	defer l.Release()
-	if err := ru.repair(ctx); err != nil {
-		return ru.finish(ctx, err)
-	}
-	ru.flushSpool(ctx)
-	switch r.cfg.Strategy {
-	case InPlace:
-		err = ru.inplace(ctx)
-	case Physical:
-		err = ru.physicalRun(ctx)
-	default:
-		err = ru.swap(ctx)
-	}
-	return ru.finish(ctx, err)
+	return ru.locked(ctx, func(ctx context.Context) error {
+		switch r.cfg.Strategy {
+		case InPlace:
+			return ru.inplace(ctx)
+		case Physical:
+			return ru.physicalRun(ctx)
+		}
+		return ru.swap(ctx)
+	})
 }
 
 // fetchBackup waits for and verifies the backup: nothing is destroyed before this passes.
@@ -682,15 +689,26 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 		return strings.Join(append(did, "current -> "+ru.release.ID), "; "), nil
 	})
 	if err == nil {
-		if err = ru.startHealthy(cctx, "start"); err == nil {
-			ru.up()
-			ru.clearIntent()
-			ru.rep.State = fmt.Sprintf("%s serves release %s on %s, healthy", ru.r.cfg.Environment, ru.release.ID, live)
-			ru.prune(cctx)
+		state := fmt.Sprintf("%s serves release %s on %s, healthy", ru.r.cfg.Environment, ru.release.ID, live)
+		if err = ru.goLive(cctx, state); err == nil {
 			return nil
 		}
 	}
 	return ru.rollback(ctx, err, swapped, activated, next)
+}
+
+// goLive starts the new release after the cutover and waits for its health gate; once
+// it is healthy the run is done: state becomes the report's State and old releases are
+// pruned. An error leaves the rollback to the caller.
+func (ru *run) goLive(ctx context.Context, state string) error {
+	if err := ru.startHealthy(ctx, "start"); err != nil {
+		return err
+	}
+	ru.up()
+	ru.clearIntent()
+	ru.rep.State = state
+	ru.prune(ctx)
+	return nil
 }
 
 // activate points `current` at the new release and notes the one it replaced. When
@@ -874,11 +892,8 @@ func (ru *run) inplace(ctx context.Context) error {
 		return "current -> " + ru.release.ID, nil
 	})
 	if err == nil {
-		if err = ru.startHealthy(cctx, "start"); err == nil {
-			ru.up()
-			ru.clearIntent()
-			ru.rep.State = fmt.Sprintf("rebuilt in place: %s serves release %s on the fresh %s", ru.r.cfg.Environment, ru.release.ID, live)
-			ru.prune(cctx)
+		state := fmt.Sprintf("rebuilt in place: %s serves release %s on the fresh %s", ru.r.cfg.Environment, ru.release.ID, live)
+		if err = ru.goLive(cctx, state); err == nil {
 			return nil
 		}
 	}

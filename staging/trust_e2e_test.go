@@ -34,7 +34,7 @@ func editConfig(t *testing.T, path, old, repl string) {
 
 func databases(t *testing.T, w *stagingtest.World) string {
 	t.Helper()
-	return query(t, w.Production, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`)
+	return w.Production.QueryString(t, "postgres", `SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database`)
 }
 
 // Rule 7 for deploys: experimental's admin DSN pointed at production (by mistake) is
@@ -169,7 +169,7 @@ func TestKilledCutoverIsRepairedEndToEnd(t *testing.T) {
 	if after := snapshot(t, w); after != before {
 		t.Fatalf("not repaired:\n--- before\n%s\n--- after\n%s\n%s", before, after, rep.Text())
 	}
-	if n := query(t, w.Staging, "postgres", "SELECT count(*)::text FROM pg_database WHERE NOT datallowconn AND datname LIKE 'bugs%'"); n != "0" {
+	if n := w.Staging.QueryString(t, "postgres", "SELECT count(*)::text FROM pg_database WHERE NOT datallowconn AND datname LIKE 'bugs%'"); n != "0" {
 		t.Fatalf("%s databases still refuse connections", n)
 	}
 	if _, err := os.Stat(record); !os.IsNotExist(err) {
@@ -188,7 +188,7 @@ func TestSchemaRoleAndTimeout(t *testing.T) {
 	editConfig(t, w.ConfigPath, `migrations = "migrations"`, "migrations = \"migrations\"\nrole = \"bugs_owner\"\ntimeout = \"3s\"")
 	mustRun(t, w)
 	for _, table := range []string{"bug", "schema_migrations"} {
-		if owner := query(t, w.Staging, w.StagingDB, "SELECT coalesce(max(tableowner), 'none') FROM pg_tables WHERE tablename = '"+table+"'"); owner != "bugs_owner" {
+		if owner := w.Staging.QueryString(t, w.StagingDB, "SELECT coalesce(max(tableowner), 'none') FROM pg_tables WHERE tablename = '"+table+"'"); owner != "bugs_owner" {
 			t.Errorf("%s is owned by %s, want the schema role", table, owner)
 		}
 	}
@@ -214,7 +214,7 @@ func TestSchemaRoleAndTimeout(t *testing.T) {
 			if after := snapshot(t, w); after != before {
 				t.Errorf("staging changed:\n%s\n%s", before, after)
 			}
-			if n := query(t, w.Staging, "postgres", "SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_other'"); n != "1" {
+			if n := w.Staging.QueryString(t, "postgres", "SELECT count(*)::text FROM pg_database WHERE datname = 'bugs_other'"); n != "1" {
 				t.Error("the migration dropped another environment's database")
 			}
 			if name == "hangs" && !strings.Contains(rep.Error, "schema.timeout") {

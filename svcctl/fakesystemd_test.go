@@ -124,13 +124,22 @@ func fakeUnitProcess(dir, unit string) (p *Process, ok bool, err error) {
 	return p, err == nil, err
 }
 
-func fakeSystemctl(args []string) int {
+// runFake runs the fake program name (systemctl or journalctl) with args, once the
+// call is recorded, and returns its exit status.
+func runFake(name string, args []string) int {
 	dir, err := fakeDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	recordCall(dir, append([]string{"systemctl"}, args...))
+	recordCall(dir, append([]string{name}, args...))
+	if name == "journalctl" {
+		return fakeJournalctl(dir, args)
+	}
+	return fakeSystemctl(dir, args)
+}
+
+func fakeSystemctl(dir string, args []string) int {
 	_ = os.WriteFile(filepath.Join(dir, "systemctl.env"), []byte(strings.Join(os.Environ(), "\n")+"\n"), 0o600)
 	if len(args) > 0 && args[0] == "--user" {
 		args = args[1:]
@@ -204,13 +213,7 @@ func fakeSystemctl(args []string) int {
 
 // fakeJournalctl: journalctl -u UNIT -n N --no-pager prints the last N lines of the unit's
 // log file, the way the journal would.
-func fakeJournalctl(args []string) int {
-	dir, err := fakeDir()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	recordCall(dir, append([]string{"journalctl"}, args...))
+func fakeJournalctl(dir string, args []string) int {
 	unit, n := "", 10
 	for i := 0; i+1 < len(args); i++ {
 		switch args[i] {

@@ -59,16 +59,7 @@ func TestHTTPCheckNoAnswer(t *testing.T) {
 	})
 	t.Run("hangs", func(t *testing.T) {
 		t.Parallel()
-		release := make(chan struct{})
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}))
-		defer srv.Close()
-		defer close(release)
-		err := (HTTPCheck{URL: srv.URL, Timeout: 2 * time.Second, PerTry: 300 * time.Millisecond}).Wait(t.Context())
+		err := (HTTPCheck{URL: testutil.HangingServer(t), Timeout: 2 * time.Second, PerTry: 300 * time.Millisecond}).Wait(t.Context())
 		requireIs(t, err, ErrUnhealthy)
 		testutil.RequireErrorContains(t, err, "no answer within 300ms")
 	})

@@ -32,11 +32,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	switch filepath.Base(os.Args[0]) {
-	case "systemctl":
-		os.Exit(fakeSystemctl(os.Args[1:]))
-	case "journalctl":
-		os.Exit(fakeJournalctl(os.Args[1:]))
+	switch name := filepath.Base(os.Args[0]); name {
+	case "systemctl", "journalctl":
+		os.Exit(runFake(name, os.Args[1:]))
 	}
 	switch os.Getenv(envRole) {
 	case "service":

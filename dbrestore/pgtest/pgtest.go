@@ -137,13 +137,28 @@ func (s *Server) Exec(tb testing.TB, database, sql string, args ...any) {
 func (s *Server) QueryInt(tb testing.TB, database, sql string, args ...any) int64 {
 	tb.Helper()
 	var n int64
+	s.queryRow(tb, database, sql, args, &n)
+	return n
+}
+
+// QueryString returns the single text value sql yields in database.
+func (s *Server) QueryString(tb testing.TB, database, sql string, args ...any) string {
+	tb.Helper()
+	var v string
+	s.queryRow(tb, database, sql, args, &v)
+	return v
+}
+
+// queryRow scans the one row sql yields in database into dest, failing the test on an
+// error.
+func (s *Server) queryRow(tb testing.TB, database, sql string, args []any, dest ...any) {
+	tb.Helper()
 	err := s.on(tb, database, time.Minute, func(ctx context.Context, c *pgx.Conn) error {
-		return c.QueryRow(ctx, sql, args...).Scan(&n)
+		return c.QueryRow(ctx, sql, args...).Scan(dest...)
 	})
 	if err != nil {
 		tb.Fatalf("pgtest: query in %s: %v\n%s", database, err, sql)
 	}
-	return n
 }
 
 // on runs fn on a connection of its own to database, all within timeout, and returns

@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"-config FILE [-once] [-log-level LEVEL]",
 		"-config FILE -list",
 		"-config FILE -enable JOB | -disable JOB")
-	configPath := fs.String("config", "", "the job table (TOML; required)")
+	configPath := fs.Config("the job table (TOML; required)")
 	once := fs.Bool("once", false, "run the jobs due since the last run, then exit (for system cron, every minute)")
 	list := fs.Bool("list", false, "print each job's schedule, next run, control-file state and running instances, then exit")
 	disable := fs.String("disable", "", "disable `JOB` (or DEFAULT) in the local control file, then exit")
@@ -75,8 +75,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	switch {
-	case *configPath == "":
-		return fs.Usagef("-config FILE is required")
 	case modes > 1:
 		return fs.Usagef("-once, -list, -enable and -disable exclude each other")
 	case *level != "" && lvl.UnmarshalText([]byte(*level)) != nil:

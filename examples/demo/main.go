@@ -70,19 +70,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func demo(ctx context.Context, keep, physical bool, stdout, stderr io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	dir, err := os.MkdirTemp("", "restage-demo-")
-	if err != nil {
-		return err
-	}
-	if keep {
-		fmt.Fprintf(stdout, "demo folder: %s (kept)\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	fmt.Fprintln(stdout, "== setting up: production and staging PostgreSQL, bug tracker data, a backup, a code tree, an SMTP server")
 	if os.Getenv(stagingtest.MaskKeyEnv) == "" {
 		key := make([]byte, 24)
@@ -93,12 +80,11 @@ func demo(ctx context.Context, keep, physical bool, stdout, stderr io.Writer, lo
 			return err
 		}
 	}
-	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: dir, App: []string{exe, stagingtest.AppCommand}, Mask: true,
-		Physical: physical, Logger: log})
+	w, done, err := newWorld(ctx, "restage-demo-", keep, stdout, stagingtest.Options{Mask: true, Physical: physical, Logger: log})
 	if err != nil {
-		return fmt.Errorf("setting up: %w", err)
+		return err
 	}
-	defer w.Close()
+	defer done()
 	fmt.Fprintf(stdout, "   production %s (system_identifier differs from staging's), %d-patch schema, config %s\n",
 		w.ProdDB, stagingtest.ProductionPatch, w.ConfigPath)
 
@@ -134,6 +120,31 @@ func demo(ctx context.Context, keep, physical bool, stdout, stderr io.Writer, lo
 	}
 	fmt.Fprintf(stdout, "== demo finished in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return runErr
+}
+
+// newWorld builds a world in a new folder named prefix*, with a copy of this program as
+// its web app. done closes the world and removes the folder, unless keep: then the
+// folder's name is printed and the folder left.
+func newWorld(ctx context.Context, prefix string, keep bool, stdout io.Writer, opts stagingtest.Options) (w *stagingtest.World, done func(), err error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	remove := func() { _ = os.RemoveAll(dir) }
+	if keep {
+		fmt.Fprintf(stdout, "demo folder: %s (kept)\n", dir)
+		remove = func() {}
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		opts.Dir, opts.App = dir, []string{exe, stagingtest.AppCommand}
+		w, err = stagingtest.NewWorld(ctx, opts)
+	}
+	if err != nil {
+		remove()
+		return nil, nil, fmt.Errorf("setting up: %w", err)
+	}
+	return w, func() { w.Close(); remove() }, nil
 }
 
 // row returns the one text value sql selects in the database at dsn, or the error.

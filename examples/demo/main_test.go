@@ -24,35 +24,43 @@ func TestMain(m *testing.M) {
 
 func TestDemo(t *testing.T) {
 	pgtest.Require(t)
-	r := clitest.Run(context.Background(), "demo", run, staging.ExitStatus)
-	if r.Code != 0 {
-		t.Fatalf("demo: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
-	}
-	for _, want := range []string{
+	checkDemo(t, nil,
 		"staging rebuild OK", "schema:      3 -> 5", "GET /+health\n    200 OK",
 		"Disallow: /", "bug tracker (release ", "Subject: [staging-rebuild] staging rebuild OK",
 		"Keywords: staging-rebuild", "== demo finished in ",
 		"   production: 7 | Person 7 | person7@users.example.com\n   staging:    7 | ",
 		"@example.invalid\n", "public.person.email: email, ", "public.session: truncate",
-	} {
-		if !strings.Contains(r.Stdout, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, r.Stdout)
-		}
-	}
+	)
 }
 
 func TestDemoPhysical(t *testing.T) {
 	physicaltest.Require(t)
-	r := clitest.Run(context.Background(), "demo", run, staging.ExitStatus, "-strategy", "physical")
-	if r.Code != 0 {
-		t.Fatalf("demo: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
-	}
-	for _, want := range []string{
+	checkDemo(t, []string{"-strategy", "physical"},
 		"== rebuilding staging (strategy physical)", "staging rebuild OK", "strategy:    physical",
 		"neutralize", "GET /+health\n    200 OK", "masked with SQL", "@example.invalid\n",
-	} {
-		if !strings.Contains(r.Stdout, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, r.Stdout)
+	)
+}
+
+func TestDemoTrain(t *testing.T) {
+	pgtest.Require(t)
+	checkDemo(t, []string{"-train"},
+		"production promote OK", "cut staging-", "2 commits went from devel into staging",
+		"staging rebuild OK", "schema:      3 -> 5", "staging commits not on production: 0",
+		"patch level 5 (release knows 5)", "== demo finished in ",
+	)
+}
+
+// checkDemo runs the demo with args and fails the test unless it exits 0 and its
+// output holds each of want.
+func checkDemo(t *testing.T, args []string, want ...string) {
+	t.Helper()
+	r := clitest.Run(context.Background(), "demo", run, staging.ExitStatus, args...)
+	if r.Code != 0 {
+		t.Fatalf("demo %s: exit %d\n%s\n%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.Stdout, w) {
+			t.Errorf("demo %s: output lacks %q:\n%s", strings.Join(args, " "), w, r.Stdout)
 		}
 	}
 }
@@ -65,21 +73,4 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-keep", "now"}, Code: 2, Stderr: "demo: unexpected argument \"now\"\n" + usage},
 		{Args: []string{"-config", "x.toml"}, Code: 2, Stderr: "demo: flag provided but not defined: -config\n" + usage},
 	})
-}
-
-func TestDemoTrain(t *testing.T) {
-	pgtest.Require(t)
-	r := clitest.Run(context.Background(), "demo", run, staging.ExitStatus, "-train")
-	if r.Code != 0 {
-		t.Fatalf("demo -train: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
-	}
-	for _, want := range []string{
-		"production promote OK", "cut staging-", "2 commits went from devel into staging",
-		"staging rebuild OK", "schema:      3 -> 5", "staging commits not on production: 0",
-		"patch level 5 (release knows 5)", "== demo finished in ",
-	} {
-		if !strings.Contains(r.Stdout, want) {
-			t.Errorf("demo -train output lacks %q:\n%s", want, r.Stdout)
-		}
-	}
 }

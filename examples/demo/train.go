@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/restage/restage/staging"
@@ -21,25 +20,12 @@ import (
 // production, every row kept) and the status of both environments.
 func demoTrain(ctx context.Context, keep bool, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	dir, err := os.MkdirTemp("", "restage-demo-train-")
-	if err != nil {
-		return err
-	}
-	if keep {
-		fmt.Fprintf(stdout, "demo folder: %s (kept)\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	fmt.Fprintln(stdout, "== setting up: production and staging PostgreSQL, bug tracker data, a backup, a git repository, an SMTP server")
-	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: dir, App: []string{exe, stagingtest.AppCommand}, Logger: log})
+	w, done, err := newWorld(ctx, "restage-demo-train-", keep, stdout, stagingtest.Options{Logger: log})
 	if err != nil {
-		return fmt.Errorf("setting up: %w", err)
+		return err
 	}
-	defer w.Close()
+	defer done()
 	tr, err := w.AddTrain(ctx, []string{"test", "-d", "migrations"})
 	if err != nil {
 		return fmt.Errorf("setting up: %w", err)

@@ -12,8 +12,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/user"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/examples/internal/cli"
@@ -26,7 +24,7 @@ func main() { cli.Main("experimental", run, staging.ExitStatus) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("experimental", stderr, "-config FILE [-source DIR | -git REPO -ref REF] [-refresh-db]")
-	config := fs.String("config", "", "the experimental environment's TOML config `file`")
+	config := fs.Config("the experimental environment's TOML config `file`")
 	source := fs.String("source", "", "deploy this code `folder`")
 	repo := fs.String("git", "", "deploy from this git `repository` (path or URL) ...")
 	ref := fs.String("ref", "", "... at this `ref` (branch, tag or commit)")
@@ -35,8 +33,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	switch {
-	case *config == "":
-		return fs.Usagef("-config FILE is required")
 	case *source != "" && *repo != "":
 		return fs.Usagef("-source and -git are exclusive")
 	case *repo != "" && *ref == "":
@@ -63,20 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer rb.Close()
-	rep, err := rb.Deploy(ctx, staging.DeployOptions{RefreshDB: *refresh, RequestedBy: requester()})
+	rep, err := rb.Deploy(ctx, staging.DeployOptions{RefreshDB: *refresh, RequestedBy: cli.Requester()})
 	if rep != nil {
 		fmt.Fprint(stdout, rep.Text())
 	}
 	return err
-}
-
-// requester names who asked for the deploy: $USER, else the current user.
-func requester() string {
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return "unknown"
 }

@@ -28,10 +28,3 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-config", cfg}, Code: 2, Stderr: "experimental: config: " + cfg + ": unknown key bogus\n"},
 	})
 }
-
-func TestRequester(t *testing.T) {
-	t.Setenv("USER", "alice")
-	if got := requester(); got != "alice" {
-		t.Fatalf("requester = %q", got)
-	}
-}

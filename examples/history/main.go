@@ -27,7 +27,7 @@ func main() { cli.Main("history", run, staging.ExitStatus) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("history", stderr, "-config FILE -out PAGE.html [-runs N]", "-config FILE -serve ADDR [-runs N]")
-	config := fs.String("config", "", "the environment's TOML config `file` (the history is its state_dir's)")
+	config := fs.Config("the environment's TOML config `file` (the history is its state_dir's)")
 	out := fs.String("out", "", "write the page to `file` (atomically)")
 	serve := fs.String("serve", "", "serve the page on `addr` (host:port), rebuilt for each request")
 	runs := fs.Int("runs", historypage.DefaultRuns, "show the newest `n` runs")
@@ -35,8 +35,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	switch {
-	case *config == "":
-		return fs.Usagef("-config FILE is required")
 	case (*out == "") == (*serve == ""):
 		return fs.Usagef("give one of -out PAGE.html and -serve ADDR")
 	case *runs < 1:

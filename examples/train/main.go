@@ -24,8 +24,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/user"
+	"log/slog"
 
 	"github.com/restage/restage/examples/internal/cli"
 	"github.com/restage/restage/examples/internal/environment"
@@ -63,26 +62,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func cut(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("train", stderr, synopsis[0])
-	config := fs.String("config", "", "the train's TOML config `file`")
+	config := fs.Config("the train's TOML config `file`")
 	now := fs.Bool("now", false, "rebuild the staging environments at once after the cut")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *config == "" {
-		return fs.Usagef("-config FILE is required")
-	}
-	c, err := train.LoadWith(*config, environment.Drivers())
-	if err != nil {
-		return err
-	}
 	log := cli.Logger(stderr, *verbose)
-	t, err := train.Open(c, train.Options{Logger: log})
+	t, err := openTrain(*config, log)
 	if err != nil {
 		return err
 	}
 	defer t.Close()
-	rep, err := t.Cut(ctx, train.CutOptions{RequestedBy: requester()})
+	rep, err := t.Cut(ctx, train.CutOptions{RequestedBy: cli.Requester()})
 	if rep != nil {
 		fmt.Fprint(stdout, rep.Text())
 	}
@@ -98,13 +90,10 @@ func cut(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func promote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("train", stderr, synopsis[1])
-	config := fs.String("config", "", "production's TOML config `file` (role = \"production\")")
+	config := fs.Config("production's TOML config `file` (role = \"production\")")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if *config == "" {
-		return fs.Usagef("-config FILE is required")
 	}
 	c, err := staging.LoadProduction(*config, environment.Drivers())
 	if err != nil {
@@ -116,7 +105,7 @@ func promote(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer rb.Close()
-	rep, err := rb.Promote(ctx, staging.PromoteOptions{RequestedBy: requester()})
+	rep, err := rb.Promote(ctx, staging.PromoteOptions{RequestedBy: cli.Requester()})
 	if rep != nil {
 		fmt.Fprint(stdout, rep.Text())
 	}
@@ -125,19 +114,12 @@ func promote(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("train", stderr, synopsis[2])
-	config := fs.String("config", "", "the train's TOML config `file`")
+	config := fs.Config("the train's TOML config `file`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *config == "" {
-		return fs.Usagef("-config FILE is required")
-	}
-	c, err := train.LoadWith(*config, environment.Drivers())
-	if err != nil {
-		return err
-	}
-	t, err := train.Open(c, train.Options{Logger: cli.Logger(stderr, false)})
+	t, err := openTrain(*config, cli.Logger(stderr, false))
 	if err != nil {
 		return err
 	}
@@ -155,13 +137,12 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// requester names who asked: $USER, else the current user.
-func requester() string {
-	if u := os.Getenv("USER"); u != "" {
-		return u
+// openTrain loads the train's config at path, with the binaries' drivers for the
+// staging environments it lists, and opens the train.
+func openTrain(path string, log *slog.Logger) (*train.Train, error) {
+	c, err := train.LoadWith(path, environment.Drivers())
+	if err != nil {
+		return nil, err
 	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return "unknown"
+	return train.Open(c, train.Options{Logger: log})
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,31 +118,16 @@ func TestCutAndStatus(t *testing.T) {
 
 // The test binary doubles as the bug tracker's web app (the environments' service).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == stagingtest.AppCommand {
-		if err := stagingtest.ServeApp(context.Background(), os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	stagingtest.RunApp()
 	os.Exit(pgtest.Main(m))
 }
 
 // The Monday procedure through the binary, on real servers: promote, cut -now, status
 // -json; a promote the preflight refuses exits 1.
 func TestMondayProcedure(t *testing.T) {
-	pgtest.Require(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := stagingtest.Start(t, stagingtest.Options{People: 300, Bugs: 2000})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: t.TempDir(), App: []string{exe, stagingtest.AppCommand}, People: 300, Bugs: 2000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
 	tr, err := w.AddTrain(ctx, nil)
 	if err != nil {
 		t.Fatal(err)

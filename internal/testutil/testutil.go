@@ -1,17 +1,33 @@
 // Package testutil holds small helpers several packages' tests (and test harnesses)
-// share: a check of the mode of the files restage writes, free loopback ports, the
-// packages a package links.
+// share: a file written for a test, a check of the mode of the files restage writes, a
+// check that Close may be called twice, free loopback ports, an HTTP server that never
+// answers, the packages a package links.
 package testutil
 
 import (
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
+
+// WriteTemp writes text to a file name in a new temporary folder of the test and returns
+// its path; an error fails t.
+func WriteTemp(t testing.TB, name, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 // RequireMode fails t unless path (not followed, a symbolic link is not its target) has
 // permission bits want.
@@ -40,6 +56,22 @@ func RequireErrorContains(t testing.TB, err error, parts ...string) {
 	}
 }
 
+// RequireCloseTwice skips t unless v is an io.Closer, fails it now unless v closes,
+// and fails it unless a second Close returns nil too (Close must be idempotent).
+func RequireCloseTwice(t testing.TB, v any) {
+	t.Helper()
+	c, ok := v.(io.Closer)
+	if !ok {
+		t.Skipf("%T is not an io.Closer", v)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v, want nil (Close must be idempotent)", err)
+	}
+}
+
 // FreePort returns a loopback TCP port nothing listened on a moment ago (another
 // process may take it before it is used).
 func FreePort() (int, error) {
@@ -60,6 +92,22 @@ func FreeAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// HangingServer starts an HTTP server that takes every request and never answers it
+// (until the client gives up or the test ends) and returns its URL; it stops when the
+// test ends.
+func HangingServer(t testing.TB) string {
+	t.Helper()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	return srv.URL
 }
 
 // Deps returns the import paths of the packages pkg links, pkg last (go list -deps: go

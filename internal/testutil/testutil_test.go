@@ -1,20 +1,41 @@
 package testutil
 
 import (
+	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 )
 
-// recorder is a testing.TB that records failures instead of failing t; Fatal ends the
-// goroutine, as testing's does.
+// recorder is a testing.TB that records failures and skips instead of failing or
+// skipping t; Fatal and Skip end the goroutine, as testing's do.
 type recorder struct {
 	testing.TB
-	failed bool
+	failed, skipped bool
+}
+
+// record runs check with a recorder, in a goroutine of its own, and returns the
+// recorder once check returns or ends its goroutine.
+func record(t *testing.T, check func(tb testing.TB)) *recorder {
+	r := &recorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		check(r)
+	}()
+	<-done
+	return r
+}
+
+func (r *recorder) Skipf(string, ...any) {
+	r.skipped = true
+	runtime.Goexit()
 }
 
 func (r *recorder) Helper()               {}
@@ -45,13 +66,7 @@ func TestRequireMode(t *testing.T) {
 		{path, 0o600, true},
 		{path + ".missing", 0o600, true},
 	} {
-		r := &recorder{TB: t}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			RequireMode(r, tc.path, tc.want)
-		}()
-		<-done
+		r := record(t, func(tb testing.TB) { RequireMode(tb, tc.path, tc.want) })
 		if r.failed != tc.wantFail {
 			t.Errorf("RequireMode(%s, %v): failed %v, want %v", tc.path, tc.want, r.failed, tc.wantFail)
 		}
@@ -91,15 +106,70 @@ func TestRequireErrorContains(t *testing.T) {
 		{errors.New("pidfile /run/app.pid: is a symbolic link"), []string{"pidfile", "FIFO"}, true},
 		{nil, nil, true},
 	} {
-		r := &recorder{TB: t}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			RequireErrorContains(r, tc.err, tc.parts...)
-		}()
-		<-done
+		r := record(t, func(tb testing.TB) { RequireErrorContains(tb, tc.err, tc.parts...) })
 		if r.failed != tc.wantFail {
 			t.Errorf("RequireErrorContains(%v, %q): failed %v, want %v", tc.err, tc.parts, r.failed, tc.wantFail)
 		}
+	}
+}
+
+// TestHangingServer: a request gets no answer until the client gives up.
+func TestHangingServer(t *testing.T) {
+	url := HangingServer(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("an answer: %s", resp.Status)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want the client's deadline", err)
+	}
+}
+
+// closer counts its Close calls; the ones listed in fail return an error.
+type closer struct {
+	calls int
+	fail  map[int]bool
+}
+
+func (c *closer) Close() error {
+	c.calls++
+	if c.fail[c.calls] {
+		return errors.New("close failed")
+	}
+	return nil
+}
+
+func TestRequireCloseTwice(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		v                     any
+		wantFail, wantSkipped bool
+	}{
+		{"idempotent", &closer{}, false, false},
+		{"first Close fails", &closer{fail: map[int]bool{1: true}}, true, false},
+		{"second Close fails", &closer{fail: map[int]bool{2: true}}, true, false},
+		{"no Close", struct{}{}, false, true},
+	} {
+		r := record(t, func(tb testing.TB) { RequireCloseTwice(tb, tc.v) })
+		if r.failed != tc.wantFail || r.skipped != tc.wantSkipped {
+			t.Errorf("%s: failed %v skipped %v, want %v %v", tc.name, r.failed, r.skipped, tc.wantFail, tc.wantSkipped)
+		}
+	}
+}
+
+func TestWriteTemp(t *testing.T) {
+	p := WriteTemp(t, "a.toml", "x = 1\n")
+	if filepath.Base(p) != "a.toml" {
+		t.Errorf("path %s", p)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "x = 1\n" {
+		t.Errorf("read back %q, %v", b, err)
 	}
 }

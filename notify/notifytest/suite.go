@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/notify"
 )
 
@@ -236,16 +236,7 @@ func cancelled(t *testing.T, f Fixture) {
 
 func closeTwice(t *testing.T, f Fixture) {
 	s := f.New(t)
-	c, ok := s.Notifier.(io.Closer)
-	if !ok {
-		t.Skipf("%T is not an io.Closer", s.Notifier)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := c.Close(); err != nil {
-		t.Errorf("second Close: %v, want nil (Close must be idempotent)", err)
-	}
+	testutil.RequireCloseTwice(t, s.Notifier)
 	if err := s.Notifier.Notify(t.Context(), Message("suite-closed")); err == nil {
 		t.Error("Notify after Close succeeded")
 	}

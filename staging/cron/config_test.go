@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
 	"github.com/restage/restage/staging/cron/crontest"
@@ -22,11 +23,7 @@ state_dir   = "state"
 
 func writeConfig(t testing.TB, text string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "staging-cron.toml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testutil.WriteTemp(t, "staging-cron.toml", text)
 }
 
 func TestLoadIssueExample(t *testing.T) {

@@ -3,47 +3,24 @@ package cron_test
 import (
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
+	"github.com/restage/restage/internal/promtest"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
 	"github.com/restage/restage/staging/cron/crontest"
 )
 
-// cronMetrics parses the runner's metrics file with Prometheus' text parser, as node
-// exporter's textfile collector does, and returns each series' value by metric name
-// and sorted labels ("name{k=v,k=v}").
+// cronMetrics parses the runner's metrics file as node exporter's textfile collector
+// does and returns each series' value by metric name and sorted labels
+// ("name{k=v,k=v}").
 func cronMetrics(t *testing.T, path string) map[string]float64 {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	mfs, err := p.TextToMetricFamilies(f)
-	if err != nil {
-		t.Fatalf("%s does not parse: %v", path, err)
-	}
 	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var ls []string
-			for _, l := range m.GetLabel() {
-				ls = append(ls, l.GetName()+"="+l.GetValue())
-			}
-			sort.Strings(ls)
-			v := m.GetGauge().GetValue()
-			if mf.GetType() == dto.MetricType_COUNTER {
-				v = m.GetCounter().GetValue()
-			}
-			out[name+"{"+strings.Join(ls, ",")+"}"] = v
+	for name, mf := range promtest.Read(t, path) {
+		for labels, v := range promtest.Series(mf) {
+			out[name+"{"+labels+"}"] = v
 		}
 	}
 	return out

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
@@ -272,15 +273,7 @@ func TestControlURL(t *testing.T) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	}))
 	defer broken.Close()
-	hang := make(chan struct{})
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-		}
-	}))
-	defer slow.Close()
-	defer close(hang)
+	slow := testutil.HangingServer(t)
 
 	for _, tc := range []struct {
 		name, url, fail, want string
@@ -291,7 +284,7 @@ func TestControlURL(t *testing.T) {
 		{"unreachable fails closed", downURL, cron.FailClosed, "a=skipped-disabled b=skipped-disabled", true},
 		{"HTTP 500 fails open", broken.URL, cron.FailOpen, "a=ok b=ok", true},
 		{"HTTP 500 fails closed", broken.URL, cron.FailClosed, "a=skipped-disabled b=skipped-disabled", true},
-		{"timeout fails open", slow.URL, "", "a=ok b=ok", true},
+		{"timeout fails open", slow, "", "a=ok b=ok", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)

@@ -268,9 +268,7 @@ func stepsPlot(runs []*staging.Report, labels []string) (*figure, error) {
 	}
 	runAxis(p, labels, wideWidth-legendWidth)
 	p.Y.Min = 0
-	svg, err := toSVG(p, wideWidth, wideHeight, legend, fig.Title)
-	fig.SVG = svg
-	return fig, err
+	return fig.drawSVG(p, wideWidth, wideHeight, legend)
 }
 
 func downtimePlot(runs []*staging.Report, labels []string) (*figure, error) {
@@ -316,9 +314,7 @@ func downtimePlot(runs []*staging.Report, labels []string) (*figure, error) {
 	if longest <= 0 {
 		p.Y.Max = 1
 	}
-	svg, err := toSVG(p, halfWidth, halfHeight, legend, fig.Title)
-	fig.SVG = svg
-	return fig, err
+	return fig.drawSVG(p, halfWidth, halfHeight, legend)
 }
 
 func throughputPlot(runs []*staging.Report, labels []string) (*figure, error) {
@@ -346,9 +342,7 @@ func throughputPlot(runs []*staging.Report, labels []string) (*figure, error) {
 	p.Add(line, points)
 	runAxis(p, labels, halfWidth)
 	p.Y.Min, p.Y.Max = 0, top*1.15
-	svg, err := toSVG(p, halfWidth, halfHeight, nil, fig.Title)
-	fig.SVG = svg
-	return fig, err
+	return fig.drawSVG(p, halfWidth, halfHeight, nil)
 }
 
 // migrationTime is one migration's longest run over the history.
@@ -439,15 +433,14 @@ func migrationsPlot(runs []*staging.Report, n int) (*figure, error) {
 	p.Y.Min, p.Y.Max = -0.6, float64(k)-0.4
 	// The vertical grid helps read a horizontal bar's length.
 	p.Add(&plotter.Grid{Vertical: draw.LineStyle{Color: colorGrid, Width: vg.Points(0.5)}})
-	svg, err := toSVG(p, wideWidth, 60+vg.Length(k)*20, nil, fig.Title)
-	fig.SVG = svg
-	return fig, err
+	return fig.drawSVG(p, wideWidth, 60+vg.Length(k)*20, nil)
 }
 
-// toSVG draws p (and legend, when given, in a strip on the right) as an SVG element
-// for the page: gonum/plot's document without its XML prolog, labelled for screen
-// readers, its typeface given fallbacks.
-func toSVG(p *plot.Plot, w, h vg.Length, legend *plot.Legend, label string) (template.HTML, error) {
+// drawSVG draws p, w by h (and legend, when given, in a strip on the right), into fig.SVG
+// as an SVG element for the page: gonum/plot's document without its XML prolog,
+// labelled with the title for screen readers, its typeface given fallbacks. It returns
+// fig.
+func (fig *figure) drawSVG(p *plot.Plot, w, h vg.Length, legend *plot.Legend) (*figure, error) {
 	c := vgsvg.New(w, h)
 	dc := draw.New(c)
 	dc.SetColor(color.White)
@@ -460,14 +453,15 @@ func toSVG(p *plot.Plot, w, h vg.Length, legend *plot.Legend, label string) (tem
 	}
 	var b bytes.Buffer
 	if _, err := c.WriteTo(&b); err != nil {
-		return "", err
+		return fig, err
 	}
 	s := b.String()
 	i := strings.Index(s, "<svg")
 	if i < 0 {
-		return "", fmt.Errorf("no <svg> element in gonum/plot's output")
+		return fig, fmt.Errorf("no <svg> element in gonum/plot's output")
 	}
-	s = strings.Replace(s[i:], "<svg ", `<svg class="plot" role="img" aria-label="`+html.EscapeString(label)+`" `, 1)
+	s = strings.Replace(s[i:], "<svg ", `<svg class="plot" role="img" aria-label="`+html.EscapeString(fig.Title)+`" `, 1)
 	s = strings.ReplaceAll(s, "font-family:Liberation Sans;", "font-family:Liberation Sans,Arimo,Arial,Helvetica,sans-serif;")
-	return template.HTML(s), nil // gonum/plot escapes the text it writes
+	fig.SVG = template.HTML(s) // gonum/plot escapes the text it writes
+	return fig, nil
 }

@@ -196,7 +196,7 @@ func summary(runs []*staging.Report, opts Options) []stat {
 	stats = append(stats, stat{Label: "downtime in all", Value: duration(downtime),
 		Note: fmt.Sprintf("%s to %s", oldestShown.In(opts.Location).Format("Jan 2"), newestS.In(opts.Location).Format("Jan 2"))})
 	if len(rates) > 0 {
-		stats = append(stats, stat{Label: "restore", Value: fmt.Sprintf("%.0f MB/s", medianFloat(rates)), Note: "median throughput"})
+		stats = append(stats, stat{Label: "restore", Value: fmt.Sprintf("%.0f MB/s", median(rates)), Note: "median throughput"})
 	}
 	if newestBackup != nil {
 		stats = append(stats, stat{Label: "newest backup", Value: bytesGB(newestBackup.Size), Note: newestBackup.Database})
@@ -204,18 +204,10 @@ func summary(runs []*staging.Report, opts Options) []stat {
 	return stats
 }
 
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func medianFloat(fs []float64) float64 {
-	s := slices.Clone(fs)
+// median returns the median of xs (the mean of the middle two for an even count);
+// xs is not reordered.
+func median[T time.Duration | float64](xs []T) T {
+	s := slices.Clone(xs)
 	slices.Sort(s)
 	n := len(s)
 	if n%2 == 1 {

@@ -13,9 +13,12 @@ import (
 	"regexp"
 	"strconv"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/restage/restage/dbrestore/pgtest"
 )
 
 // AppCommand is the first argument that makes a program embedding ServeApp run the app.
@@ -26,6 +29,42 @@ const (
 	FailStartFile  = "FAIL_START"  // the app exits at once
 	FailHealthFile = "FAIL_HEALTH" // the app answers its health check with 503
 )
+
+// RunApp makes a test binary double as the app: when the program was started as
+// "PROG demo-app ARGS" (AppCommand), it runs ServeApp with ARGS and exits, with status 1
+// and the error on stderr when the app fails. Call it first in TestMain; otherwise it
+// returns at once.
+func RunApp() {
+	if len(os.Args) < 2 || os.Args[1] != AppCommand {
+		return
+	}
+	if err := ServeApp(context.Background(), os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Start builds a World for the test tb in a temporary folder, with the test binary as
+// its app (so its TestMain must call RunApp), and closes it when the test ends. It skips
+// the test, or fails it, as pgtest.Require says when there is no PostgreSQL to use.
+func Start(tb testing.TB, opts Options) *World {
+	tb.Helper()
+	pgtest.Require(tb)
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opts.Dir, opts.App = tb.TempDir(), []string{exe, AppCommand}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	w, err := NewWorld(ctx, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(w.Close)
+	return w
+}
 
 // ServeApp runs the demo staging service: an HTTP server that reads the bug tracker's
 // database and serves its release's robots.txt. Flags: -listen ADDR, -dsn URL, -root DIR

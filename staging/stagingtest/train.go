@@ -7,10 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-
-	"github.com/restage/restage/internal/testutil"
 )
 
 // Train is a World's release train (AddTrain): a bare git repository of the bug
@@ -101,35 +98,15 @@ check        = %s
 environments = ["production.toml", "staging.toml"]
 state_dir    = "train/state"
 
-[notify]
-[notify.email]
-smtp = %q
-from = "train@example.org"
-to   = ["release-managers@example.org"]
-tls  = "none"
-`, tomlList(check), w.Mail.Addr)
+`, tomlList(check)) + w.notifySection("", "train@example.org", "release-managers@example.org")
 	return t, os.WriteFile(t.ConfigPath, []byte(text), 0o644)
 }
 
 func (w *World) writeProduction(t *Train) error {
-	port, err := testutil.FreePort()
+	e, command, err := w.newEnv("production", w.ProdDB, w.Production)
 	if err != nil {
 		return err
 	}
-	root := filepath.Join(w.Dir, "production")
-	e := &Env{
-		ConfigPath: filepath.Join(w.Dir, "production.toml"), DB: w.ProdDB,
-		Releases: filepath.Join(root, "releases"), Current: filepath.Join(root, "current"),
-		StateDir: filepath.Join(root, "state"), LockFile: filepath.Join(root, "run", "production.lock"),
-		Pidfile: filepath.Join(root, "run", "app.pid"), AppURL: "http://127.0.0.1:" + strconv.Itoa(port),
-	}
-	for _, d := range []string{e.Releases, filepath.Dir(e.Pidfile)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	command := append([]string{filepath.Join(e.Current, "bin", "app")}, w.opts.App[1:]...)
-	command = append(command, "-listen", strings.TrimPrefix(e.AppURL, "http://"), "-dsn", w.Production.DSN(e.DB))
 	text := fmt.Sprintf(`# Production (made by stagingtest): the train's promote deploys the staging branch
 # here, with migrations in place; nothing is ever restored, copied or renamed.
 environment = "production"
@@ -151,13 +128,8 @@ keep     = 3
 [schema]
 migrations = "migrations"
 
-[service]
-type           = "process"
-command        = %s
-pidfile        = "production/run/app.pid"
-health_url     = %q
-health_timeout = "30s"
-
+`, w.Production.AdminDSN(), e.DB) +
+		serviceSection(command, "production/run/app.pid", e.AppURL) + fmt.Sprintf(`
 [preflight]
 max_transaction_age = "5s"
 max_replication_lag = "60s"
@@ -165,14 +137,8 @@ system_users        = [%q]
 max_migration_time  = "15s"
 staging_state_dir   = "state"
 
-[notify]
-topic = "production-promote"
-[notify.email]
-smtp = %q
-from = "production@example.org"
-to   = ["release-managers@example.org"]
-tls  = "none"
-`, w.Production.AdminDSN(), e.DB, tomlList(command), e.AppURL+"/+health", w.Production.User, w.Mail.Addr)
+`, w.Production.User) +
+		w.notifySection("production-promote", "production@example.org", "release-managers@example.org")
 	t.Prod = e
 	return os.WriteFile(e.ConfigPath, []byte(text), 0o644)
 }

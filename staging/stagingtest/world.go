@@ -344,10 +344,8 @@ func (w *World) writeConfig() error {
 	if err != nil {
 		return err
 	}
-	listen := "127.0.0.1:" + strconv.Itoa(port)
-	w.AppURL = "http://" + listen
-	command := append([]string{filepath.Join(w.Current, "bin", "app")}, w.opts.App[1:]...)
-	command = append(command, "-listen", listen, "-dsn", w.Staging.DSN(w.StagingDB))
+	w.AppURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	command := w.appCommand(w.Current, w.AppURL, w.Staging.DSN(w.StagingDB))
 	wait := w.opts.BackupWait
 	if wait == 0 {
 		wait = 10 * time.Second
@@ -392,11 +390,31 @@ clones       = %s
 // [database] and the like), then the code, schema, service and notify sections every
 // world's staging shares, then [mask] with Options.Mask.
 func (w *World) writeStagingConfig(head string, command []string) error {
-	text := head + fmt.Sprintf(`
-[code]
+	text := head + "\n" + codeFromTree("staging") + "\n" +
+		serviceSection(command, "run/app.pid", w.AppURL) + "stop_timeout   = \"10s\"\n\n" +
+		w.notifySection("staging-rebuild", "staging@example.org", "error-reports@example.org")
+	if w.opts.Mask {
+		text += "\n" + MaskSection
+	}
+	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
+	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
+}
+
+// appCommand is the command line of the app of the release at current: it listens at
+// appURL's host and port and reads the database at dsn.
+func (w *World) appCommand(current, appURL, dsn string) []string {
+	command := append([]string{filepath.Join(current, "bin", "app")}, w.opts.App[1:]...)
+	return append(command, "-listen", strings.TrimPrefix(appURL, "http://"), "-dsn", dsn)
+}
+
+// codeFromTree is the [code] and [schema] sections of an environment that deploys the
+// world's code tree into the folder dir (staging, experimental), with staging's
+// robots.txt.
+func codeFromTree(dir string) string {
+	return fmt.Sprintf(`[code]
 source   = "build/bugs"
-releases = "staging/releases"
-current  = "staging/current"
+releases = "%[1]s/releases"
+current  = "%[1]s/current"
 keep     = 3
 exclude  = [".git"]
 [code.overlay]
@@ -404,28 +422,56 @@ exclude  = [".git"]
 
 [schema]
 migrations = "migrations"
+`, dir)
+}
 
-[service]
+// serviceSection is the [service] section that runs the app with command, writing its
+// pid to pidfile and healthy when appURL's /+health says so.
+func serviceSection(command []string, pidfile, appURL string) string {
+	return fmt.Sprintf(`[service]
 type           = "process"
 command        = %s
-pidfile        = "run/app.pid"
-stop_timeout   = "10s"
+pidfile        = %q
 health_url     = %q
 health_timeout = "30s"
+`, tomlList(command), pidfile, appURL+"/+health")
+}
 
-[notify]
-topic = "staging-rebuild"
-[notify.email]
-smtp = %q
-from = "staging@example.org"
-to   = ["error-reports@example.org"]
-tls  = "none"
-`, tomlList(command), w.AppURL+"/+health", w.Mail.Addr)
-	if w.opts.Mask {
-		text += "\n" + MaskSection
+// notifySection is the [notify] section that mails the reports under topic (none when
+// empty) from from to to, through the world's SMTP server.
+func (w *World) notifySection(topic, from, to string) string {
+	text := "[notify]\n"
+	if topic != "" {
+		text += fmt.Sprintf("topic = %q\n", topic)
 	}
-	w.ConfigPath = filepath.Join(w.Dir, "staging.toml")
-	return os.WriteFile(w.ConfigPath, []byte(text), 0o644)
+	return text + fmt.Sprintf(`[notify.email]
+smtp = %q
+from = %q
+to   = [%q]
+tls  = "none"
+`, w.Mail.Addr, from, to)
+}
+
+// newEnv lays out the second environment name: its folders below the world's folder
+// name, a free port for its app, its database db on srv; command runs its app.
+func (w *World) newEnv(name, db string, srv *pgtest.Server) (e *Env, command []string, err error) {
+	port, err := testutil.FreePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	root := filepath.Join(w.Dir, name)
+	e = &Env{
+		ConfigPath: filepath.Join(w.Dir, name+".toml"), DB: db,
+		Releases: filepath.Join(root, "releases"), Current: filepath.Join(root, "current"),
+		StateDir: filepath.Join(root, "state"), LockFile: filepath.Join(root, "run", name+".lock"),
+		Pidfile: filepath.Join(root, "run", "app.pid"), AppURL: "http://127.0.0.1:" + strconv.Itoa(port),
+	}
+	for _, d := range []string{e.Releases, filepath.Dir(e.Pidfile)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, nil, err
+		}
+	}
+	return e, w.appCommand(e.Current, e.AppURL, srv.DSN(db)), nil
 }
 
 // Env is a second environment of a World (experimental): deploys only, sharing the
@@ -442,24 +488,10 @@ type Env struct {
 }
 
 func (w *World) writeExperimental() error {
-	port, err := testutil.FreePort()
+	e, command, err := w.newEnv("experimental", "bugs_experimental", w.Staging)
 	if err != nil {
 		return err
 	}
-	root := filepath.Join(w.Dir, "experimental")
-	e := &Env{
-		ConfigPath: filepath.Join(w.Dir, "experimental.toml"), DB: "bugs_experimental",
-		Releases: filepath.Join(root, "releases"), Current: filepath.Join(root, "current"),
-		StateDir: filepath.Join(root, "state"), LockFile: filepath.Join(root, "run", "experimental.lock"),
-		Pidfile: filepath.Join(root, "run", "app.pid"), AppURL: "http://127.0.0.1:" + strconv.Itoa(port),
-	}
-	for _, d := range []string{e.Releases, filepath.Dir(e.Pidfile)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	command := append([]string{filepath.Join(e.Current, "bin", "app")}, w.opts.App[1:]...)
-	command = append(command, "-listen", strings.TrimPrefix(e.AppURL, "http://"), "-dsn", w.Staging.DSN(e.DB))
 	text := fmt.Sprintf(`# The experimental environment (made by stagingtest): bleeding-edge code on a
 # database cloned from the nightly restore; deploys only, on staging's server.
 environment = "experimental"
@@ -472,33 +504,10 @@ name      = %q
 protect   = [%q, %q, %q]
 production_ids = ["%d"]   # the production server: every drop and rename refuses it
 
-[code]
-source   = "build/bugs"
-releases = "experimental/releases"
-current  = "experimental/current"
-keep     = 3
-exclude  = [".git"]
-[code.overlay]
-"robots.txt" = "robots-staging.txt"
-
-[schema]
-migrations = "migrations"
-
-[service]
-type           = "process"
-command        = %s
-pidfile        = "experimental/run/app.pid"
-health_url     = %q
-health_timeout = "30s"
-
-[notify]
-topic = "experimental-deploy"
-[notify.email]
-smtp = %q
-from = "experimental@example.org"
-to   = ["error-reports@example.org"]
-tls  = "none"
-`, w.Staging.AdminDSN(), e.DB, w.ProdDB, w.StagingDB, w.StagingDB+"_next", w.ProdID, tomlList(command), e.AppURL+"/+health", w.Mail.Addr)
+`, w.Staging.AdminDSN(), e.DB, w.ProdDB, w.StagingDB, w.StagingDB+"_next", w.ProdID) +
+		codeFromTree("experimental") + "\n" +
+		serviceSection(command, "experimental/run/app.pid", e.AppURL) + "\n" +
+		w.notifySection("experimental-deploy", "experimental@example.org", "error-reports@example.org")
 	w.Exp = e
 	return os.WriteFile(e.ConfigPath, []byte(text), 0o644)
 }

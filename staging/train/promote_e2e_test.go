@@ -75,16 +75,9 @@ func TestPromoteRefusalsAndFailedHealthGate(t *testing.T) {
 	}
 
 	// A broken release, nothing to migrate: rolled back, production healthy on the release before.
-	if _, err := stagingtest.Git(ctx, tr.Work, "checkout", "-q", "-B", "broken3", tr.Patch3); err != nil {
-		t.Fatal(err)
-	}
-	broken3, err := tr.Commit(ctx, "a release that never gets healthy", map[string]string{stagingtest.FailHealthFile: "x\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stagingtest.Git(ctx, tr.Work, "push", "-q", tr.Repo, broken3+":refs/heads/staging"); err != nil {
-		t.Fatal(err)
-	}
+	git(t, ctx, tr, "checkout", "-q", "-B", "broken3", tr.Patch3)
+	broken3 := commit(t, ctx, tr, "a release that never gets healthy", map[string]string{stagingtest.FailHealthFile: "x\n"})
+	git(t, ctx, tr, "push", "-q", tr.Repo, broken3+":refs/heads/staging")
 	rep, err = promote(t, quick)
 	if !errors.Is(err, staging.ErrRolledBack) || rep.Outcome != staging.OutcomeRolledBack || !strings.Contains(rep.State, "no migration ran") {
 		t.Fatalf("a broken release without migrations: %v\n%s", err, text(rep))
@@ -95,16 +88,9 @@ func TestPromoteRefusalsAndFailedHealthGate(t *testing.T) {
 
 	// A broken release with migrations: they ran in place; the previous release is put
 	// back, and the report says the schema is ahead of it and what to decide.
-	if _, err := stagingtest.Git(ctx, tr.Work, "checkout", "-q", "-B", "broken5", tr.Patch5); err != nil {
-		t.Fatal(err)
-	}
-	broken5, err := tr.Commit(ctx, "patch 5, never healthy", map[string]string{stagingtest.FailHealthFile: "x\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stagingtest.Git(ctx, tr.Work, "push", "-q", "--force", tr.Repo, broken5+":refs/heads/staging"); err != nil {
-		t.Fatal(err)
-	}
+	git(t, ctx, tr, "checkout", "-q", "-B", "broken5", tr.Patch5)
+	broken5 := commit(t, ctx, tr, "patch 5, never healthy", map[string]string{stagingtest.FailHealthFile: "x\n"})
+	git(t, ctx, tr, "push", "-q", "--force", tr.Repo, broken5+":refs/heads/staging")
 	rep, err = promote(t, quick)
 	t.Logf("the failed promote:\n%s", text(rep))
 	if err == nil || rep.Outcome != staging.OutcomeBroken || !strings.Contains(rep.State, "THE SCHEMA IS AHEAD OF THE RESTORED CODE") ||

@@ -24,19 +24,9 @@ import (
 // server) with its release train: devel at patch 5, staging and production at patch 3.
 func newTrainWorld(t *testing.T) (*stagingtest.World, *stagingtest.Train) {
 	t.Helper()
-	pgtest.Require(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := stagingtest.Start(t, stagingtest.Options{People: 500, Bugs: 3000})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	w, err := stagingtest.NewWorld(ctx, stagingtest.Options{Dir: t.TempDir(), App: []string{exe, stagingtest.AppCommand},
-		People: 500, Bugs: 3000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
 	tr, err := w.AddTrain(ctx, []string{"test", "!", "-e", "BROKEN"})
 	if err != nil {
 		t.Fatal(err)
@@ -62,14 +52,7 @@ func loadTrain(t *testing.T, path string) *train.Config {
 
 func promote(t *testing.T, path string) (*staging.Report, error) {
 	t.Helper()
-	c, err := staging.LoadProduction(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := staging.OpenProduction(c, staging.OpenOptions{Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rb := openProduction(t, path)
 	defer rb.Close()
 	return rb.Promote(ctxT(t), staging.PromoteOptions{RequestedBy: "tester"})
 }
@@ -92,14 +75,7 @@ func text(rep *staging.Report) string {
 
 func rebuild(t *testing.T, path string) *staging.Report {
 	t.Helper()
-	c, err := staging.LoadEnvironment(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := staging.Open(c, staging.OpenOptions{Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rb := openStaging(t, path)
 	defer rb.Close()
 	rep, err := rb.Run(ctxT(t))
 	if err != nil {
@@ -177,25 +153,16 @@ func TestTrainWeek(t *testing.T) {
 	before := counts(t, w.Production, prodDB)
 
 	// The check refuses a broken devel; nothing moves.
-	broken, err := tr.Commit(ctx, "break devel", map[string]string{"BROKEN": "x\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stagingtest.Git(ctx, tr.Work, "push", "-q", tr.Repo, broken+":refs/heads/devel"); err != nil {
-		t.Fatal(err)
-	}
+	broken := commit(t, ctx, tr, "break devel", map[string]string{"BROKEN": "x\n"})
+	git(t, ctx, tr, "push", "-q", tr.Repo, broken+":refs/heads/devel")
 	if rep, err := cut(t, loadTrain(t, tr.ConfigPath)); !errors.Is(err, train.ErrCheck) || rep.Outcome != train.OutcomeRefused {
 		t.Fatalf("cut of a broken devel: %v, outcome %s\n%s", err, rep.Outcome, rep.Text())
 	}
 	if tr.Ref(ctx, "staging") != tr.Patch3 || tr.Ref(ctx, "refs/tags/staging-2026-W49") != "" {
 		t.Fatal("a refused cut moved staging or tagged")
 	}
-	if _, err := stagingtest.Git(ctx, tr.Work, "push", "-q", "--force", tr.Repo, tr.Patch5+":refs/heads/devel"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stagingtest.Git(ctx, tr.Work, "reset", "-q", "--hard", tr.Patch5); err != nil {
-		t.Fatal(err)
-	}
+	git(t, ctx, tr, "push", "-q", "--force", tr.Repo, tr.Patch5+":refs/heads/devel")
+	git(t, ctx, tr, "reset", "-q", "--hard", tr.Patch5)
 
 	// The cut: staging and the week's tag at devel's head, the report mailed under its topic.
 	mailsBefore := len(w.Mail.Mails())
@@ -216,16 +183,9 @@ func TestTrainWeek(t *testing.T) {
 
 	// A fix merged into staging during the week; devel lacks it, so a cut would move
 	// staging backwards: refused.
-	if _, err := stagingtest.Git(ctx, tr.Work, "checkout", "-q", "-b", "fix", tr.Patch5); err != nil {
-		t.Fatal(err)
-	}
-	fix, err := tr.Commit(ctx, "a fix merged into staging", map[string]string{"FIX.txt": "fixed\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stagingtest.Git(ctx, tr.Work, "push", "-q", tr.Repo, fix+":refs/heads/staging"); err != nil {
-		t.Fatal(err)
-	}
+	git(t, ctx, tr, "checkout", "-q", "-b", "fix", tr.Patch5)
+	fix := commit(t, ctx, tr, "a fix merged into staging", map[string]string{"FIX.txt": "fixed\n"})
+	git(t, ctx, tr, "push", "-q", tr.Repo, fix+":refs/heads/staging")
 	if _, err := cut(t, loadTrain(t, tr.ConfigPath)); !errors.Is(err, train.ErrBackwards) {
 		t.Fatalf("cut with a fix only on staging: %v", err)
 	}
@@ -358,19 +318,10 @@ func TestTrainWeek(t *testing.T) {
 	}
 
 	// Devel takes the fix; the next cut moves staging on and -now rebuilds staging at once.
-	if _, err := stagingtest.Git(ctx, tr.Work, "checkout", "-q", "-B", "devel", tr.Patch5); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stagingtest.Git(ctx, tr.Work, "merge", "-q", "--no-edit", "fix"); err != nil {
-		t.Fatal(err)
-	}
-	next, err := tr.Commit(ctx, "more work on devel", map[string]string{"NEXT.txt": "next\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stagingtest.Git(ctx, tr.Work, "push", "-q", tr.Repo, next+":refs/heads/devel"); err != nil {
-		t.Fatal(err)
-	}
+	git(t, ctx, tr, "checkout", "-q", "-B", "devel", tr.Patch5)
+	git(t, ctx, tr, "merge", "-q", "--no-edit", "fix")
+	next := commit(t, ctx, tr, "more work on devel", map[string]string{"NEXT.txt": "next\n"})
+	git(t, ctx, tr, "push", "-q", tr.Repo, next+":refs/heads/devel")
 	c := loadTrain(t, tr.ConfigPath)
 	c.Tag = "staging-%Y-W%V-2"
 	if rep, err := cut(t, c); err != nil {
@@ -397,28 +348,18 @@ func TestRolesAreKeptApart(t *testing.T) {
 	if _, err := staging.LoadProduction(w.ConfigPath, nil); !errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), `role "staging"`) {
 		t.Errorf("LoadProduction(staging.toml): %v", err)
 	}
-	if rb, err := staging.Open(mustLoad(t, w.ConfigPath), staging.OpenOptions{Logger: discard()}); err != nil {
-		t.Fatal(err)
-	} else {
-		_, err := rb.Promote(ctx, staging.PromoteOptions{})
-		rb.Close()
-		if !errors.Is(err, staging.ErrRole) || staging.ExitStatus(err) != staging.ExitUsage {
-			t.Errorf("a staging Rebuilder promoted: %v", err)
-		}
+	rb := openStaging(t, w.ConfigPath)
+	_, err := rb.Promote(ctx, staging.PromoteOptions{})
+	rb.Close()
+	if !errors.Is(err, staging.ErrRole) || staging.ExitStatus(err) != staging.ExitUsage {
+		t.Errorf("a staging Rebuilder promoted: %v", err)
 	}
 	// A production config never loads for nightly or experimental.
 	if _, err := staging.LoadEnvironment(tr.Prod.ConfigPath); !errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), "production") {
 		t.Errorf("LoadEnvironment(production.toml): %v", err)
 	}
 	// A production Rebuilder refuses every flow but the promote.
-	c, err := staging.LoadProduction(tr.Prod.ConfigPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := staging.OpenProduction(c, staging.OpenOptions{Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rb = openProduction(t, tr.Prod.ConfigPath)
 	defer rb.Close()
 	for name, flow := range map[string]func() (*staging.Report, error){
 		"rebuild": func() (*staging.Report, error) { return rb.Run(ctx) },
@@ -441,10 +382,7 @@ func TestRolesAreKeptApart(t *testing.T) {
 	if err := os.WriteFile(atProd, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srb, err := staging.Open(mustLoad(t, atProd), staging.OpenOptions{Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srb := openStaging(t, atProd)
 	defer srb.Close()
 	rep, err := srb.Run(ctx)
 	if !errors.Is(err, dbrestore.ErrProduction) {
@@ -461,11 +399,32 @@ func TestRolesAreKeptApart(t *testing.T) {
 	}
 }
 
-func mustLoad(t *testing.T, path string) *staging.EnvironmentConfig {
+// openStaging opens the Rebuilder of the staging (or experimental) config at path; the
+// caller closes it.
+func openStaging(t *testing.T, path string) *staging.Rebuilder {
 	t.Helper()
-	c, err := staging.LoadEnvironment(path)
+	return openRebuilder(t, path, staging.LoadEnvironmentWith, staging.Open)
+}
+
+// openProduction opens the Rebuilder of the production config at path; the caller
+// closes it.
+func openProduction(t *testing.T, path string) *staging.Rebuilder {
+	t.Helper()
+	return openRebuilder(t, path, staging.LoadProduction, staging.OpenProduction)
+}
+
+func openRebuilder(t *testing.T, path string,
+	load func(string, *staging.Drivers) (*staging.EnvironmentConfig, error),
+	open func(*staging.EnvironmentConfig, staging.OpenOptions) (*staging.Rebuilder, error),
+) *staging.Rebuilder {
+	t.Helper()
+	c, err := load(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	rb, err := open(c, staging.OpenOptions{Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rb
 }

@@ -3,12 +3,12 @@ package svctest
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/svcctl"
 )
 
@@ -283,17 +283,7 @@ func (s suite) startHealthy(t *testing.T) {
 }
 
 func (s suite) close(t *testing.T) {
-	svc := s.service(t, s.f.New)
-	cl, ok := svc.Controller.(io.Closer)
-	if !ok {
-		t.Skipf("%T is not an io.Closer", svc.Controller)
-	}
-	if err := cl.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := cl.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
+	testutil.RequireCloseTwice(t, s.service(t, s.f.New).Controller)
 }
 
 // requireState fails unless c's Status is one of want, and returns it.

@@ -15,12 +15,9 @@
 //
 //	func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 //		fs := cli.NewFlagSet("nightly", stderr, "-config FILE [-dry-run]")
-//		config := fs.String("config", "", "the environment's TOML config `file`")
+//		config := fs.Config("the environment's TOML config `file`")
 //		if err := fs.Parse(args); err != nil {
-//			return err
-//		}
-//		if *config == "" {
-//			return fs.Usagef("-config FILE is required")
+//			return err // -h, a usage mistake, or no -config
 //		}
 //		...
 //	}
@@ -35,6 +32,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
 	"strings"
 	"syscall"
 )
@@ -128,6 +126,18 @@ func Logger(stderr io.Writer, debug bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// Requester names who runs the program, for a report's "requested by": $USER, else the
+// current user's name, else "unknown".
+func Requester() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}
+
 // FlagSet is a flag.FlagSet that prints nothing on a mistake (the program's Exit does,
 // once), prints the usage to stderr for -h, and takes no positional arguments.
 type FlagSet struct {
@@ -135,6 +145,7 @@ type FlagSet struct {
 	prog     string
 	synopsis []string
 	stderr   io.Writer
+	config   *string // the -config flag when Config registered it: required
 }
 
 // NewFlagSet returns the flag set of the program prog. Each synopsis line is one form
@@ -147,7 +158,8 @@ func NewFlagSet(prog string, stderr io.Writer, synopsis ...string) *FlagSet {
 }
 
 // Parse parses args. For -h or -help it prints the help to stderr and returns ErrHelp;
-// an unknown flag, a bad value or a positional argument is a *UsageError.
+// an unknown flag, a bad value, a positional argument or a missing -config (see
+// Config) is a *UsageError.
 func (fs *FlagSet) Parse(args []string) error {
 	err := fs.FlagSet.Parse(args)
 	switch {
@@ -158,8 +170,18 @@ func (fs *FlagSet) Parse(args []string) error {
 		return fs.usageError(err)
 	case fs.NArg() > 0:
 		return fs.Usagef("unexpected argument %q", fs.Arg(0))
+	case fs.config != nil && *fs.config == "":
+		return fs.Usagef("-config FILE is required")
 	}
 	return nil
+}
+
+// Config registers the -config flag, the program's TOML config file, and makes Parse
+// require it: without it, Parse returns the usage error "-config FILE is required".
+// usage is the flag's help text.
+func (fs *FlagSet) Config(usage string) *string {
+	fs.config = fs.String("config", "", usage)
+	return fs.config
 }
 
 // Usagef returns a *UsageError with the message and this program's usage lines.

@@ -189,6 +189,41 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestConfig: a flag set with Config requires -config, after the other usage checks.
+func TestConfig(t *testing.T) {
+	fs := NewFlagSet("prog", io.Discard, "-config FILE")
+	config := fs.Config("the `file`")
+	if err := fs.Parse([]string{"-config", "a.toml"}); err != nil || *config != "a.toml" {
+		t.Fatalf("Parse: %v, config %q", err, *config)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "-config FILE is required"},
+		{[]string{"-config", ""}, "-config FILE is required"},
+		{[]string{"stray"}, `unexpected argument "stray"`},
+	} {
+		fs := NewFlagSet("prog", io.Discard, "-config FILE")
+		fs.Config("the `file`")
+		var ue *UsageError
+		if err := fs.Parse(tc.args); !errors.As(err, &ue) || err.Error() != tc.want {
+			t.Errorf("%q: %v, want the usage error %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestRequester(t *testing.T) {
+	t.Setenv("USER", "alice")
+	if got := Requester(); got != "alice" {
+		t.Errorf("$USER alice: %q", got)
+	}
+	t.Setenv("USER", "")
+	if got := Requester(); got == "" {
+		t.Error("no $USER: empty name, want the current user's or \"unknown\"")
+	}
+}
+
 // TestLogger: info lines always, debug lines only with debug set.
 func TestLogger(t *testing.T) {
 	for _, debug := range []bool{false, true} {
