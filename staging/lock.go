@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/flock"
 	"github.com/restage/restage/internal/proc"
 	"github.com/restage/restage/internal/safefile"
@@ -128,15 +129,9 @@ func writeRecord(path string, o Owner) error {
 	if err != nil {
 		return err
 	}
-	f, err := safefile.OpenPrivate(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(data, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	// Whole or not at all: a reader must never see an empty record (a cron job would take
+	// a "<lock>.waiting" being written for no rebuild at all and start).
+	return atomicfile.WriteFile(path, append(data, '\n'), 0o600)
 }
 
 // openLockFile opens (creates) the lock file, never through a symbolic link, in a

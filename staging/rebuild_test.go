@@ -296,8 +296,7 @@ func TestUnrecordedCutoverStopsNothing(t *testing.T) {
 	for _, strategy := range []Strategy{Swap, InPlace} {
 		t.Run(string(strategy), func(t *testing.T) {
 			w := newWorld()
-			var r *Rebuilder
-			r = w.rebuilder(t, func(c *Config) { c.Strategy = strategy })
+			r := w.rebuilder(t, func(c *Config) { c.Strategy = strategy })
 			if strategy == InPlace {
 				delete(w.dbs, "staging_prev") // inplace drops it to make room, before the record
 			}
