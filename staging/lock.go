@@ -129,6 +129,14 @@ func writeRecord(path string, o Owner) error {
 	if err != nil {
 		return err
 	}
+	// Anything but a regular file planted at path is refused, as safefile refuses it.
+	if _, err := os.Lstat(path); err == nil {
+		f, err := safefile.OpenPrivate(path, os.O_RDONLY)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
 	// Whole or not at all: a reader must never see an empty record (a cron job would take
 	// a "<lock>.waiting" being written for no rebuild at all and start).
 	return atomicfile.WriteFile(path, append(data, '\n'), 0o600)
