@@ -159,16 +159,7 @@ func (r *Rebuilder) Promote(ctx context.Context, opts PromoteOptions) (*Report, 
 	ru := r.begin("promote")
 	ru.rep.Strategy = MigrateInPlace
 	ru.rep.RequestedBy = opts.RequestedBy
-	l, err := ru.lock(ctx)
-	if err != nil {
-		return ru.finish(ctx, err)
-	}
-	defer l.Release()
-	if err := ru.repair(ctx); err != nil {
-		return ru.finish(ctx, err)
-	}
-	ru.flushSpool(ctx)
-	return ru.finish(ctx, ru.promote(ctx))
+	return ru.locked(ctx, ru.promote)
 }
 
 // role is the environment's role ("" is staging), for what reports say.
