@@ -50,6 +50,7 @@ func (g *guardScene) ops(ctx context.Context, s *Server, b *Backup) map[string]e
 		"clone over": s.Clone(ctx, g.tmpl, g.next),
 		"terminate":  terminateErr,
 		"restore":    restoreErr,
+		"checkpoint": s.Checkpoint(ctx),
 	}
 }
 

@@ -134,11 +134,11 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 		s.log.Debug("dbrestore: restore step", "step", what, "elapsed", time.Since(t0).Round(time.Millisecond))
 	}
 
-	admin, err := s.connect(ctx, "")
+	admin, err := s.admin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("dbrestore: %w", err)
 	}
-	defer admin.Close(context.WithoutCancel(ctx))
+	defer s.release(ctx, admin)
 	if err := s.guardRestore(ctx, admin, b, opts.Target); err != nil {
 		return nil, err
 	}

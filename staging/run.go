@@ -701,7 +701,10 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 // it is healthy the run is done: state becomes the report's State and old releases are
 // pruned. An error leaves the rollback to the caller.
 func (ru *run) goLive(ctx context.Context, state string) error {
-	if err := ru.startHealthy(ctx, "start"); err != nil {
+	settled := ru.checkpointBehind(ctx)
+	err := ru.startHealthy(ctx, "start")
+	settled()
+	if err != nil {
 		return err
 	}
 	ru.up()
@@ -709,6 +712,32 @@ func (ru *run) goLive(ctx context.Context, state string) error {
 	ru.rep.State = state
 	ru.prune(ctx)
 	return nil
+}
+
+// checkpointer is a staging server that can be asked for a checkpoint
+// (dbrestore.Server is one).
+type checkpointer interface {
+	Checkpoint(ctx context.Context) error
+}
+
+// checkpointBehind starts, when the prune will drop the database the run before kept, a
+// checkpoint on the staging server while the service starts: the DROP DATABASE forces
+// one, which would otherwise write the just-restored database out then. It returns a
+// func that waits for it. A failed checkpoint (e.g. a role without pg_checkpoint) costs
+// nothing but the wait.
+func (ru *run) checkpointBehind(ctx context.Context) (wait func()) {
+	cp, ok := ru.r.cfg.Databases.(checkpointer)
+	if !ok || !ru.hadPrev {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		err := cp.Checkpoint(ctx)
+		ru.log.Debug("checkpoint while the service starts", "duration", time.Since(start).Round(time.Millisecond), keyErr, err)
+	}()
+	return func() { <-done }
 }
 
 // activate points `current` at the new release and notes the one it replaced. When

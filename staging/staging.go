@@ -157,7 +157,7 @@ var (
 // service): every part of Config that is an io.Closer is closed, errors joined. Call it
 // when done with the Rebuilder.
 func (r *Rebuilder) Close() error {
-	return closeParts(r.cfg.Service, r.cfg.Health, r.cfg.Notifier)
+	return closeParts(r.cfg.Service, r.cfg.Health, r.cfg.Notifier, r.cfg.Databases)
 }
 
 // closeParts closes those of parts that are io.Closers.

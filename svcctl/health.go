@@ -24,8 +24,9 @@ type HTTPCheck struct {
 	Timeout time.Duration
 	// PerTry bounds one request; 0: 5s.
 	PerTry time.Duration
-	// Backoff is the first pause between tries, doubled after each; 0: 25ms (a service
-	// that starts in a fraction of a second is seen up as soon as it is).
+	// Backoff is the pause between tries during the first second, doubled after each
+	// try from then on; 0: 25ms (a service that starts in a fraction of a second is seen
+	// up within 25ms of it).
 	Backoff time.Duration
 	// MaxBackoff caps the pause; 0: 2s.
 	MaxBackoff time.Duration
@@ -83,7 +84,9 @@ func (h HTTPCheck) Wait(ctx context.Context) error {
 			return err
 		case <-t.C:
 		}
-		pause = min(pause*2, maxPause)
+		if time.Since(start) >= time.Second {
+			pause = min(pause*2, maxPause)
+		}
 	}
 }
 

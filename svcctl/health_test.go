@@ -33,6 +33,30 @@ func TestHTTPCheckBecomesHealthy(t *testing.T) {
 	}
 }
 
+// A service that takes part of a second to start is polled at the first pause all along,
+// not after pauses doubled past its start: with doubling from 25ms, a service up at
+// 400ms would be tried at 0, 25, 75, 175, 375 and 775ms (6 tries, seen 375ms late).
+func TestHTTPCheckPollsSteadilyInTheFirstSecond(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	up := time.Now().Add(400 * time.Millisecond)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		if time.Now().Before(up) {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	if err := (HTTPCheck{URL: srv.URL}).Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load(); got < 10 {
+		t.Fatalf("%d tries in the first 400ms, want one every 25ms (at least 10)", got)
+	}
+}
+
 func TestHTTPCheckNeverHealthy(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", 5000)

@@ -1,0 +1,71 @@
+package staging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// checkpointWorld is a staging server that takes checkpoints: each waits for the service
+// to be started and says whether yesterday's copy (staging_old) was still there.
+type checkpointWorld struct {
+	*world
+	took chan string
+}
+
+func (c checkpointWorld) Checkpoint(ctx context.Context) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		up := c.running
+		_, old := c.dbs["staging_old"]
+		c.mu.Unlock()
+		if up {
+			c.took <- fmt.Sprintf("beside the start, staging_old there: %v", old)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c.took <- "the service did not start while the checkpoint waited"
+			return errors.New("no start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The checkpoint that spares the prune's DROP DATABASE its own runs while the service
+// starts (not before it: the start would wait for it) and before the drop, and only
+// when there is a database to drop.
+func TestCheckpointWhileTheServiceStarts(t *testing.T) {
+	w := newWorld()
+	cw := checkpointWorld{world: w, took: make(chan string, 4)}
+	r := w.rebuilder(t, func(c *Config) { c.Databases = cw })
+	rep, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, rep.Text())
+	}
+	select {
+	case got := <-cw.took:
+		if got != "beside the start, staging_old there: true" {
+			t.Fatal(got)
+		}
+	default:
+		t.Fatal("no checkpoint")
+	}
+	if _, ok := w.dbs["staging_old"]; ok {
+		t.Fatal("staging_old not pruned")
+	}
+
+	// A first rebuild has nothing to drop: no checkpoint.
+	w = newWorld()
+	delete(w.dbs, "staging_prev")
+	cw = checkpointWorld{world: w, took: make(chan string, 4)}
+	r = w.rebuilder(t, func(c *Config) { c.Databases = cw })
+	if rep, err := r.Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v\n%s", err, rep.Text())
+	}
+	if len(cw.took) != 0 {
+		t.Fatalf("checkpoint without a drop: %s", <-cw.took)
+	}
+}
