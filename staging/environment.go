@@ -65,6 +65,9 @@ type BackupSection struct {
 	// SyncOnce runs pgbackrest restore under eatmydata and syncs the slot's filesystem
 	// once when it is done (see physical.PgBackRestConfig.SyncOnce).
 	SyncOnce bool `toml:"sync_once"`
+	// ProcessMax is how many files pgbackrest restore writes at once (its process-max,
+	// passed on the command line over its config); 0: the staging host's CPU count.
+	ProcessMax int `toml:"process_max"`
 	// InfoTimeout bounds each `pgbackrest info`; "": 2m.
 	InfoTimeout Duration `toml:"info_timeout"`
 
@@ -450,20 +453,23 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 			p.add("backup.type \"pgbackrest\" needs database.strategy = \"physical\"")
 		}
 		p.require("backup.stanza", c.Backup.Stanza)
+		if c.Backup.ProcessMax < 0 {
+			p.add("backup.process_max %d: want 1 or more (0: the CPU count)", c.Backup.ProcessMax)
+		}
 	case "basebackup":
 		if !phys {
 			p.add("backup.type \"basebackup\" needs database.strategy = \"physical\"")
 		}
 		p.require("backup.dir", c.Backup.Dir)
-		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.DeltaChecksums || c.Backup.SyncOnce {
-			p.add("backup.stanza, backup.config, backup.delta, backup.delta_checksums and backup.sync_once are pgBackRest's: not with backup.type \"basebackup\"")
+		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.DeltaChecksums || c.Backup.SyncOnce || c.Backup.ProcessMax != 0 {
+			p.add("backup.stanza, backup.config, backup.delta, backup.delta_checksums, backup.sync_once and backup.process_max are pgBackRest's: not with backup.type \"basebackup\"")
 		}
 	default:
 		p.add("backup.type %q: want \"dump\", \"pgbackrest\" or \"basebackup\"", c.Backup.Type)
 	}
 	if !phys {
-		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.DeltaChecksums || c.Backup.SyncOnce || c.Backup.InfoTimeout.Duration != 0 {
-			p.add("backup.stanza, backup.config, backup.delta, backup.delta_checksums, backup.sync_once and backup.info_timeout need database.strategy = \"physical\"")
+		if c.Backup.Stanza != "" || c.Backup.Config != "" || c.Backup.Delta != nil || c.Backup.DeltaChecksums || c.Backup.SyncOnce || c.Backup.ProcessMax != 0 || c.Backup.InfoTimeout.Duration != 0 {
+			p.add("backup.stanza, backup.config, backup.delta, backup.delta_checksums, backup.sync_once, backup.process_max and backup.info_timeout need database.strategy = \"physical\"")
 		}
 		if c.Cluster != nil {
 			p.add("cluster: the [cluster] section needs database.strategy = \"physical\"")

@@ -126,7 +126,7 @@ func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) 
 	} else {
 		var err error
 		if src, err = physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: c.Backup.Stanza, Config: c.Backup.Config,
-			User: cl.User, InfoTimeout: c.Backup.InfoTimeout.Duration, SyncOnce: c.Backup.SyncOnce, Logger: log}); err != nil {
+			User: cl.User, InfoTimeout: c.Backup.InfoTimeout.Duration, SyncOnce: c.Backup.SyncOnce, ProcessMax: c.Backup.ProcessMax, Logger: log}); err != nil {
 			return nil, c.errorf("backup: %w", err)
 		}
 	}

@@ -43,6 +43,7 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 		{`s/port     = 5433/port = 5433\ncarry = ["launchpad_staging"]/`, `cluster.carry: "launchpad_staging" cannot`},
 		{`s/port     = 5433/port = 5433\nwal = 1/`, `unknown key cluster.wal`},
 		{`s/delta    = true/delta = true\ninfo_timeout = "soon"/`, `backup.info_timeout`},
+		{`s/delta    = true/delta = true\nprocess_max = -2/`, `backup.process_max -2: want 1 or more`},
 		{`s/^environment = "staging"/environment = "staging"\nrole = "experimental"/`, `physical rebuilds are for role staging`},
 	} {
 		_, err := LoadEnvironment(writeConfig(t, sed(t, physicalSample, tc.edit)))
@@ -52,7 +53,7 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	}
 	// A base backup folder instead of pgBackRest.
 	withDelta := sed(t, sed(t, sed(t, physicalSample, `s/type     = "pgbackrest"/type = "basebackup"\ndir = "backups"/`), `s/^stanza   = "main"//`), `s/^config   = .*//`)
-	if _, err := LoadEnvironment(writeConfig(t, withDelta)); err == nil || !strings.Contains(err.Error(), "backup.sync_once are pgBackRest's") {
+	if _, err := LoadEnvironment(writeConfig(t, withDelta)); err == nil || !strings.Contains(err.Error(), "backup.process_max are pgBackRest's") {
 		t.Errorf("basebackup with delta: %v", err)
 	}
 	base := sed(t, withDelta, `s/^delta    = true//`)
@@ -75,6 +76,12 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	}
 	if _, err := LoadEnvironment(writeConfig(t, sed(t, sampleConfig, `s/^max_age  = .*/max_age = "20h"\nsync_once = true/`))); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "backup.sync_once") {
 		t.Errorf("sync_once with swap: %v", err)
+	}
+	if _, err := LoadEnvironment(writeConfig(t, sed(t, sampleConfig, `s/^max_age  = .*/max_age = "20h"\nprocess_max = 4/`))); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "backup.process_max") {
+		t.Errorf("process_max with swap: %v", err)
+	}
+	if c, err := LoadEnvironment(writeConfig(t, sed(t, physicalSample, `s/delta    = true/delta = true\nprocess_max = 4/`))); err != nil || c.Backup.ProcessMax != 4 {
+		t.Errorf("process_max: %v", err)
 	}
 	// [cluster] needs strategy physical.
 	_, err := LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))

@@ -2,9 +2,11 @@ package physical_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -110,24 +112,7 @@ func TestSyncOnce(t *testing.T) {
 	w := newWorld(t, true)
 	ctx := context.Background()
 	// A pgbackrest that notes the library preloaded into it, then runs the real one.
-	dir, err := os.MkdirTemp("", "restage-synconce-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	real, err := exec.LookPath("pgbackrest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := filepath.Join(dir, "preload")
-	wrapper := filepath.Join(dir, "pgbackrest")
-	script := "#!/bin/sh\nprintf '%s\\n' \"$LD_PRELOAD\" >> " + seen + "\nexec " + real + " \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper, seen := spyPgBackRest(t, `"$LD_PRELOAD"`)
 	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: w.prod.Config,
 		Command: wrapper, SyncOnce: true})
 	if err != nil {
@@ -156,5 +141,65 @@ func TestSyncOnce(t *testing.T) {
 	}
 	if n := w.count(t, slot, false, "shop", "SELECT count(*) FROM item"); n != 5000 {
 		t.Fatalf("%d items", n)
+	}
+}
+
+// spyPgBackRest writes a pgbackrest that appends what (shell words, e.g. "$*") as a
+// line to the file seen, then runs the real one.
+func spyPgBackRest(t *testing.T, what string) (wrapper, seen string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "restage-spy-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	real, err := exec.LookPath("pgbackrest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen = filepath.Join(dir, "seen")
+	wrapper = filepath.Join(dir, "pgbackrest")
+	script := "#!/bin/sh\nprintf '%s\\n' " + what + " >> " + seen + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return wrapper, seen
+}
+
+// TestProcessMax: pgbackrest restore writes ProcessMax files at once, the CPU count by
+// default (pgBackRest's own default is one), whatever its config says.
+func TestProcessMax(t *testing.T) {
+	w := newWorld(t, true)
+	ctx := context.Background()
+	for _, c := range []struct{ set, want int }{{3, 3}, {0, runtime.NumCPU()}} {
+		wrapper, seen := spyPgBackRest(t, `"$*"`)
+		src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: w.prod.Config,
+			Command: wrapper, ProcessMax: c.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := src.Latest(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.cl.Restore(ctx, src, set, false); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(seen)
+		var restore string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasSuffix(l, " restore") {
+				restore = l
+			}
+		}
+		if !strings.Contains(restore, fmt.Sprintf(" --process-max=%d ", c.want)) {
+			t.Fatalf("ProcessMax %d: the restore ran as %q, want --process-max=%d", c.set, restore, c.want)
+		}
+	}
+	if _, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, ProcessMax: -1}); err == nil {
+		t.Fatal("ProcessMax -1 accepted")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,11 @@ type PgBackRestConfig struct {
 	// per file (a cluster has 1,300 files before any data). A restore cut short is
 	// discarded whole either way.
 	SyncOnce bool
+	// ProcessMax is how many files a restore writes at once: pgBackRest's process-max,
+	// passed on the command line, over the config's; 0: runtime.NumCPU(). pgBackRest's
+	// own default is 1, which leaves all but one of staging's cores idle (on 2 cores a
+	// restore takes 1.5x as long).
+	ProcessMax int
 	// InfoTimeout bounds `pgbackrest info`; 0: 2m. A restore is bounded by its ctx.
 	InfoTimeout time.Duration
 	// Logger receives one line per command; nil: slog.Default().
@@ -63,6 +69,12 @@ func NewPgBackRest(cfg PgBackRestConfig) (*PgBackRest, error) {
 	}
 	if cfg.InfoTimeout <= 0 {
 		cfg.InfoTimeout = DefaultInfoTimeout
+	}
+	if cfg.ProcessMax < 0 {
+		return nil, fmt.Errorf("physical: PgBackRestConfig.ProcessMax %d: want 1 or more (0: the CPU count)", cfg.ProcessMax)
+	}
+	if cfg.ProcessMax == 0 {
+		cfg.ProcessMax = runtime.NumCPU()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -202,7 +214,7 @@ func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, op
 		return fmt.Errorf("physical: %w", err)
 	}
 	args := []string{"--pg1-path=" + dir, "--set=" + set.Label, "--type=immediate", "--target-action=promote",
-		"--archive-mode=off", "--tablespace-map-all=" + tblspc}
+		"--archive-mode=off", "--tablespace-map-all=" + tblspc, "--process-max=" + strconv.Itoa(p.cfg.ProcessMax)}
 	if opts.Delta {
 		args = append(args, "--delta")
 		if opts.ByTime {
