@@ -1,7 +1,6 @@
 package dbrestore
 
 import (
-	"bufio"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/internal/testutil"
 )
 
 // BenchmarkRestore compares Server.Restore with a bare `pg_restore -j 2` of the same
@@ -92,13 +92,13 @@ func BenchmarkRestore(b *testing.B) {
 		b.Helper()
 		name := dbName(b, staging, "bench_restage")
 		runtime.GC()
-		_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset VmHWM (Linux)
+		testutil.ResetPeakRSS()
 		stop := sampleMemory(&peakGo, &peakHeap)
 		start := time.Now()
 		res, err := srv.Restore(ctx, backup, RestoreOptions{Target: name, Jobs: 2})
 		d := time.Since(start)
 		stop()
-		peakRSS = max(peakRSS, vmHWM())
+		peakRSS = max(peakRSS, testutil.PeakRSS())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -220,21 +220,4 @@ func sampleMemory(peakGo, peakHeap *uint64) (stop func()) {
 		}
 	}()
 	return func() { close(done); wg.Wait(); sample() }
-}
-
-// vmHWM returns the process's peak resident set size in bytes (Linux), or 0.
-func vmHWM() uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

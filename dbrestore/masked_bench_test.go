@@ -2,13 +2,13 @@ package dbrestore
 
 import (
 	"log/slog"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/restage/restage/dbrestore/mask"
+	"github.com/restage/restage/internal/testutil"
 )
 
 // BenchmarkRestoreMasked compares a Restore that masks the largest table's text column
@@ -47,11 +47,11 @@ func BenchmarkRestoreMasked(b *testing.B) {
 		name := dbName(b, staging, "bench_mask")
 		staging.Exec(b, "postgres", "CHECKPOINT")
 		runtime.GC()
-		_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset VmHWM (Linux)
+		testutil.ResetPeakRSS()
 		start := time.Now()
 		res, err := srv.Restore(ctx, backup, RestoreOptions{Target: name, Jobs: 2, Mask: rules})
 		d := time.Since(start)
-		rss := vmHWM()
+		rss := testutil.PeakRSS()
 		if err != nil {
 			b.Fatal(err)
 		}

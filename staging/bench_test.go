@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/pgtest"
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/staging/stagingtest"
 )
 
@@ -173,7 +175,9 @@ func BenchmarkExperimentalClone(b *testing.B) {
 // swap rebuild (wait, verify, restore with its row counts and ANALYZE, release, schema,
 // cutover, health gate, prune, report) is compared with a bare `pg_restore -j 2` of the
 // same dump into a database created for it (CREATE DATABASE counted, as restage's is) on
-// the same server, alternately, in the same run.
+// the same server, alternately, in the same run. peak-rss-MiB is the test process's peak
+// resident set during the rebuilds (the harness included; the servers and pg_restore are
+// other processes).
 //
 //	go test -run '^$' -bench NightlyVsPgRestore -benchtime 2x -timeout 60m ./staging
 func BenchmarkNightlyVsPgRestore(b *testing.B) {
@@ -198,8 +202,12 @@ func BenchmarkNightlyVsPgRestore(b *testing.B) {
 	st, _ := os.Stat(dump)
 	b.Logf("dump %s: %d MiB", filepath.Base(dump), st.Size()>>20)
 	var total, bare time.Duration
+	var peakRSS uint64
 	for range b.N {
+		runtime.GC()
+		testutil.ResetPeakRSS()
 		rep := mustRun(b, w)
+		peakRSS = max(peakRSS, testutil.PeakRSS())
 		var steps []string
 		for _, s := range rep.Steps {
 			steps = append(steps, fmt.Sprintf("%s %.2fs", s.Name, s.Duration.Seconds()))
@@ -224,4 +232,5 @@ func BenchmarkNightlyVsPgRestore(b *testing.B) {
 	b.ReportMetric(total.Seconds()/n, "nightly-s")
 	b.ReportMetric(bare.Seconds()/n, "bare-pg_restore-s")
 	b.ReportMetric(total.Seconds()/bare.Seconds(), "nightly/bare")
+	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-rss-MiB")
 }

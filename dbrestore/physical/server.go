@@ -132,29 +132,56 @@ func (c *Clusters) portFree(port int, s *Slot) error {
 	return nil
 }
 
+// errRecovering is awaitPrimary's last word while the server is still in recovery.
+var errRecovering = errors.New("still in recovery")
+
 // awaitPrimary waits, within ctx, until the slot's server has finished recovery, then
-// checks it runs from the slot's data directory.
+// checks it runs from the slot's data directory. It asks every 10ms on one connection
+// (each new one costs a server process and its start); a failed connection is retried
+// after 10ms, doubling to 100ms.
 func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int) error {
-	for {
-		conn, err := c.connectPort(ctx, s, port, "postgres")
-		if err == nil {
-			var rec bool
-			err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
-			if err == nil {
-				err = c.guard(ctx, conn, s)
-			}
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
 			conn.Close(context.WithoutCancel(ctx))
-			if err == nil && !rec {
-				return nil
+		}
+	}()
+	retry := 10 * time.Millisecond
+	for {
+		pause := 10 * time.Millisecond
+		err := func() error {
+			if conn == nil {
+				nc, err := c.connectPort(ctx, s, port, "postgres")
+				if err == nil {
+					err = c.guard(ctx, nc, s)
+					if err != nil {
+						nc.Close(context.WithoutCancel(ctx))
+					}
+				}
+				if err != nil {
+					pause, retry = retry, min(2*retry, 100*time.Millisecond)
+					return err
+				}
+				conn = nc
 			}
-			if errors.Is(err, ErrGuard) {
+			var rec bool
+			if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+				conn.Close(context.WithoutCancel(ctx))
+				conn = nil
 				return err
 			}
+			if rec {
+				return errRecovering
+			}
+			return nil
+		}()
+		if err == nil || errors.Is(err, ErrGuard) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("physical: %s did not finish recovery: %w (last: %v)", s, context.Cause(ctx), err)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pause):
 		}
 	}
 }
