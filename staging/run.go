@@ -702,14 +702,14 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 // pruned. An error leaves the rollback to the caller.
 func (ru *run) goLive(ctx context.Context, state string) error {
 	settled := ru.checkpointBehind(ctx)
-	err := ru.startHealthy(ctx, "start")
-	settled()
-	if err != nil {
+	if err := ru.startHealthy(ctx, "start"); err != nil {
+		settled()
 		return err
 	}
 	ru.up()
 	ru.clearIntent()
 	ru.rep.State = state
+	settled() // after the downtime's end: the checkpoint is not the service's
 	ru.prune(ctx)
 	return nil
 }
