@@ -131,10 +131,17 @@ func (c *Clusters) startAs(ctx context.Context, s *Slot, m mode) error {
 	defer cancel()
 	start := time.Now()
 	logFile := filepath.Join(s.Dir, "server.log")
-	if err := c.pgctl(ctx, "start", "-D", s.Data, "-l", logFile, "-w", "-t", c.secs(), "-s"); err != nil {
-		return fmt.Errorf("physical: start %s: %w%s", s, err, logTail(logFile))
-	}
-	if err := c.awaitPrimary(ctx, s, port); err != nil {
+	// pg_ctl start -w looks for the server every 100ms, and a cutover waits for this start
+	// with the service down: restage looks itself, every 10ms (awaitPrimary), and goes on
+	// as soon as the server is up and out of recovery, leaving pg_ctl to return on its
+	// own. pg_ctl's failure (the server did not come up) ends the wait.
+	started := make(chan error, 1)
+	go func() {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout+10*time.Second)
+		defer cancel()
+		started <- c.pgctl(pctx, "start", "-D", s.Data, "-l", logFile, "-w", "-t", c.secs(), "-s")
+	}()
+	if err := c.awaitPrimary(ctx, s, port, started); err != nil {
 		return fmt.Errorf("%w%s", err, logTail(logFile))
 	}
 	c.log.Info("cluster started", "slot", s.Name, "port", port, "duration", time.Since(start).Round(time.Millisecond))
@@ -165,14 +172,33 @@ func (c *Clusters) portFree(port int, s *Slot) error {
 	return nil
 }
 
-// errRecovering is awaitPrimary's last word while the server is still in recovery.
-var errRecovering = errors.New("still in recovery")
+// awaitPrimary's last word while the server is not ready yet, or still in recovery.
+var (
+	errNotReady   = errors.New("not accepting connections yet")
+	errRecovering = errors.New("still in recovery")
+)
+
+// acceptsConnections reports whether the server of the data directory data says, in
+// its postmaster.pid, that it accepts connections ("ready", or "standby" during
+// recovery), as pg_ctl start -w reads it.
+func acceptsConnections(data string) bool {
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 8 {
+		return false
+	}
+	st := strings.TrimSpace(lines[7])
+	return st == "ready" || st == "standby"
+}
 
 // awaitPrimary waits, within ctx, until the slot's server has finished recovery, then
 // checks it runs from the slot's data directory. It asks every 10ms on one connection
 // (each new one costs a server process and its start); a failed connection is retried
-// after 10ms, doubling to 100ms.
-func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int) error {
+// after 10ms, doubling to 100ms. An error from started (pg_ctl start) ends the wait.
+func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int, started <-chan error) error {
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -184,6 +210,11 @@ func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int) error {
 		pause := 10 * time.Millisecond
 		err := func() error {
 			if conn == nil {
+				// Connect once the server says it accepts connections: an attempt before
+				// that adds a FATAL line to its log, which may hide why a start failed.
+				if !acceptsConnections(s.Data) {
+					return errNotReady
+				}
 				nc, err := c.connectPort(ctx, s, port, "postgres")
 				if err == nil {
 					err = c.guard(ctx, nc, s)
@@ -214,6 +245,11 @@ func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("physical: %s did not finish recovery: %w (last: %v)", s, context.Cause(ctx), err)
+		case serr := <-started:
+			if serr != nil {
+				return fmt.Errorf("physical: start %s: %w", s, serr)
+			}
+			started = nil // up: pg_ctl is done, the wait goes on
 		case <-time.After(pause):
 		}
 	}
