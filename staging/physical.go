@@ -353,18 +353,7 @@ func (ru *run) physicalCutover(ctx context.Context, ps *physicalState) error {
 	err = ru.stop(cctx)
 	cancel()
 	if err != nil {
-		rctx, cancel := ru.critical(ctx)
-		defer cancel()
-		ru.discardSlot(rctx, ps)
-		if ru.startHealthy(rctx, "restart") == nil {
-			ru.up()
-			ru.clearIntent()
-			ru.rep.State = ru.untouchedCluster()
-			return err
-		}
-		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = "the service does not come up again on the previous release; cluster and release untouched"
-		return err
+		return ru.stopFailed(ctx, err, func(ctx context.Context) { ru.discardSlot(ctx, ps) }, ru.untouchedCluster, "cluster")
 	}
 	cctx, cancel = ru.critical(ctx)
 	defer cancel()

@@ -253,14 +253,7 @@ func (ru *run) promote(ctx context.Context) error {
 	}
 	cctx, cancel = ru.critical(ctx)
 	defer cancel()
-	activated := false
-	err = ru.step(cctx, "cutover", func(ctx context.Context) (string, error) {
-		if err := ru.activate(ctx, in); err != nil {
-			return "", err
-		}
-		activated = true
-		return "current -> " + ru.release.ID, nil
-	})
+	activated, err := ru.activateStep(cctx, in)
 	if err == nil {
 		if err = ru.startHealthy(cctx, "start"); err == nil {
 			ru.up()

@@ -578,6 +578,25 @@ func (ru *run) untouched() string {
 	return s + " and the live release are as they were before the run"
 }
 
+// stopFailed ends a run whose service did not stop for the cutover (or whose work right
+// after the stop failed): discard puts away what the run made and the service starts
+// again on the previous release. Up again, the report's state is untouched(); what
+// ("database", "cluster") names what stays as it was when the service does not come up.
+func (ru *run) stopFailed(ctx context.Context, err error, discard func(context.Context), untouched func() string, what string) error {
+	ctx, cancel := ru.critical(ctx)
+	defer cancel()
+	discard(ctx)
+	if ru.startHealthy(ctx, "restart") == nil {
+		ru.up()
+		ru.clearIntent()
+		ru.rep.State = untouched()
+		return err
+	}
+	ru.rep.Outcome = OutcomeBroken
+	ru.rep.State = "the service does not come up again on the previous release; " + what + " and release untouched"
+	return err
+}
+
 // swap is the default flow: everything is prepared beside the live environment, which
 // is touched only at the cutover.
 func (ru *run) swap(ctx context.Context) error {
@@ -630,18 +649,7 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 		err = afterStop(ctx)
 	}
 	if err != nil {
-		rctx, cancel := ru.critical(ctx)
-		defer cancel()
-		ru.abandon(rctx, next)
-		if ru.startHealthy(rctx, "restart") == nil {
-			ru.up()
-			ru.clearIntent()
-			ru.rep.State = ru.untouched()
-			return err
-		}
-		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = "the service does not come up again on the previous release; database and release untouched"
-		return err
+		return ru.stopFailed(ctx, err, func(ctx context.Context) { ru.abandon(ctx, next) }, ru.untouched, "database")
 	}
 	cctx, cancel = ru.critical(ctx)
 	defer cancel()
@@ -764,6 +772,19 @@ func (ru *run) activate(ctx context.Context, in *intent) error {
 		ru.rep.Release.Previous = previous.ID
 	}
 	return ru.record(in, phaseActivated)
+}
+
+// activateStep is a cutover step that only points `current` at the new release; it
+// says whether the activation went through.
+func (ru *run) activateStep(ctx context.Context, in *intent) (activated bool, err error) {
+	err = ru.step(ctx, "cutover", func(ctx context.Context) (string, error) {
+		if err := ru.activate(ctx, in); err != nil {
+			return "", err
+		}
+		activated = true
+		return "current -> " + ru.release.ID, nil
+	})
+	return activated, err
 }
 
 // rollback puts the previous database and release back and starts the service again,
@@ -912,14 +933,7 @@ func (ru *run) inplace(ctx context.Context) error {
 	cctx, cancel = ru.critical(ctx)
 	defer cancel()
 	in.Release = ru.release.ID
-	var activated bool
-	err = ru.step(cctx, "cutover", func(ctx context.Context) (string, error) {
-		if err := ru.activate(ctx, in); err != nil {
-			return "", err
-		}
-		activated = true
-		return "current -> " + ru.release.ID, nil
-	})
+	activated, err := ru.activateStep(cctx, in)
 	if err == nil {
 		state := fmt.Sprintf("rebuilt in place: %s serves release %s on the fresh %s", ru.r.cfg.Environment, ru.release.ID, live)
 		if err = ru.goLive(cctx, state); err == nil {

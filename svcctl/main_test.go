@@ -123,17 +123,27 @@ type starterConfig struct {
 	Pidfile string
 }
 
-// runStarter starts a service with a Process controller and exits, printing its pid.
-func runStarter(args []string) int {
+// starterProcess is the Process controller a starter is told of in its first argument;
+// when it cannot be made, the reason is printed and code is the starter's exit code.
+func starterProcess(args []string) (p *Process, code int) {
 	var sc starterConfig
 	if err := json.Unmarshal([]byte(args[0]), &sc); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 2
+		return nil, 2
 	}
 	p, err := NewProcess(ProcessConfig{Command: sc.Command, Env: sc.Env, Pidfile: sc.Pidfile, StartWait: 200 * time.Millisecond})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, 1
+	}
+	return p, 0
+}
+
+// runStarter starts a service with a Process controller and exits, printing its pid.
+func runStarter(args []string) int {
+	p, code := starterProcess(args)
+	if p == nil {
+		return code
 	}
 	if err := p.Start(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -151,21 +161,15 @@ func runStarter(args []string) int {
 // runCrashStarter starts a service with a Process controller, prints the service's pid
 // once it is spawned and then blocks, before the pidfile is written, until it is killed.
 func runCrashStarter(args []string) int {
-	var sc starterConfig
-	if err := json.Unmarshal([]byte(args[0]), &sc); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	p, err := NewProcess(ProcessConfig{Command: sc.Command, Env: sc.Env, Pidfile: sc.Pidfile, StartWait: 200 * time.Millisecond})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	p, code := starterProcess(args)
+	if p == nil {
+		return code
 	}
 	p.afterSpawn = func(pid int) {
 		fmt.Println(pid)
 		select {}
 	}
-	err = p.Start(context.Background())
+	err := p.Start(context.Background())
 	fmt.Fprintln(os.Stderr, "Start returned:", err)
 	return 1
 }

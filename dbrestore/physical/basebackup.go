@@ -106,11 +106,7 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 	tmp := filepath.Join(opts.Dir, ".tmp-"+name)
 	bin := opts.BinDir
 	if bin == "" {
-		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-		sort.Slice(dirs, func(i, j int) bool { return major(dirs[i]) > major(dirs[j]) })
-		if len(dirs) > 0 {
-			bin = dirs[0]
-		}
+		bin = newestBinDir()
 	}
 	argv := []string{filepath.Join(bin, "pg_basebackup"), "-d", opts.DSN, "-D", tmp, "-X", "stream", "-c", "fast", "-w"}
 	if !opts.Plain {
@@ -411,15 +407,7 @@ func untar(ctx context.Context, file, dir string) error {
 			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 				return err
 			}
-			out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
+			if err := writeFile(p, tr); err != nil {
 				return err
 			}
 		case tar.TypeSymlink:
@@ -448,19 +436,24 @@ func copyTree(ctx context.Context, src, dst string) error {
 				return err
 			}
 			defer in.Close()
-			out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, in)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			return err
+			return writeFile(to, in)
 		default:
 			return fmt.Errorf("%s: not a file or folder (tablespaces are not supported)", p)
 		}
 	})
+}
+
+// writeFile writes what r holds to the file p (mode 0600), replacing its content.
+func writeFile(p string, r io.Reader) error {
+	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, r)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func chownTree(o *owner, dir string) error {

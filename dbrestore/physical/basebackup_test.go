@@ -7,11 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/dbrestore/physical/physicaltest"
-	"github.com/restage/restage/internal/testutil"
 )
 
 func TestBaseBackup(t *testing.T) {
@@ -45,18 +43,7 @@ func TestBaseBackup(t *testing.T) {
 			if set.SystemIdentifier != id || filepath.Join(dir, set.Label)+physical.BaseManifestSuffix != mpath {
 				t.Fatalf("set %+v, manifest %s", set, mpath)
 			}
-			parent, err := os.MkdirTemp("", "restage-cl-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = os.Chmod(parent, 0o711)
-			t.Cleanup(func() { os.RemoveAll(parent) })
-			port, _ := testutil.FreePort()
-			side, _ := testutil.FreePort()
-			cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: filepath.Join(parent, "pg"), Port: port, SidePort: side, BinDir: bin, Timeout: time.Minute})
-			if err != nil {
-				t.Fatal(err)
-			}
+			cl, clDir := newClusters(t, bin, nil)
 			slot, err := cl.Restore(ctx, src, set, true)
 			if err != nil {
 				t.Fatal(err)
@@ -68,15 +55,8 @@ func TestBaseBackup(t *testing.T) {
 			if _, err := cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging"}); err != nil {
 				t.Fatal(err)
 			}
-			conn, err := cl.Conn(ctx, slot, "shop_staging", false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var n int
-			err = conn.QueryRow(ctx, "SELECT count(*) FROM item").Scan(&n)
-			conn.Close(ctx)
-			if err != nil || n != 3000 {
-				t.Fatalf("%d items, %v", n, err)
+			if n := count(t, cl, slot, false, "shop_staging", "SELECT count(*) FROM item"); n != 3000 {
+				t.Fatalf("%d items, want 3000", n)
 			}
 			if err := cl.Stop(ctx, slot); err != nil {
 				t.Fatal(err)
@@ -97,7 +77,7 @@ func TestBaseBackup(t *testing.T) {
 			if err := os.WriteFile(victim, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := src.Restore(ctx, set, filepath.Join(parent, "x"), physical.RestoreOptions{}); !errors.Is(err, physical.ErrChecksum) {
+			if err := src.Restore(ctx, set, filepath.Join(filepath.Dir(clDir), "x"), physical.RestoreOptions{}); !errors.Is(err, physical.ErrChecksum) {
 				t.Fatalf("want ErrChecksum, got %v", err)
 			}
 		})

@@ -185,11 +185,7 @@ func NewClusters(cfg ClustersConfig) (*Clusters, error) {
 	}
 	bin := cfg.BinDir
 	if bin == "" {
-		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-		sort.Slice(dirs, func(i, j int) bool { return major(dirs[i]) > major(dirs[j]) })
-		if len(dirs) > 0 {
-			bin = dirs[0]
-		}
+		bin = newestBinDir()
 	}
 	pgctl := filepath.Join(bin, "pg_ctl")
 	if _, err := os.Stat(pgctl); err != nil {
@@ -200,6 +196,16 @@ func NewClusters(cfg ClustersConfig) (*Clusters, error) {
 		return nil, fmt.Errorf("physical: %w", err)
 	}
 	return &Clusters{cfg: cfg, owner: o, pgCtl: pgctl, log: cfg.Logger}, nil
+}
+
+// newestBinDir is the newest /usr/lib/postgresql/*/bin, "" when there is none.
+func newestBinDir() string {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return major(dirs[i]) > major(dirs[j]) })
+	if len(dirs) == 0 {
+		return ""
+	}
+	return dirs[0]
 }
 
 func major(binDir string) float64 {

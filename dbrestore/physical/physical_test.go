@@ -57,6 +57,20 @@ func newWorld(t *testing.T, backup bool) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl, dir := newClusters(t, bin, map[string]string{"shared_buffers": "32MB", "fsync": "off"})
+	t.Cleanup(func() {
+		for _, n := range []string{"a", "b"} {
+			_ = cl.Stop(context.Background(), &physical.Slot{Name: n, Dir: filepath.Join(dir, n), Data: filepath.Join(dir, n, "data")})
+		}
+	})
+	return &world{prod: prod, src: src, cl: cl, dir: dir}
+}
+
+// newClusters returns the staging clusters of environment "staging" on free ports, in
+// a fresh folder dir whose parent other users may pass through (the clusters may run
+// as another user); the parent is removed when the test ends.
+func newClusters(t *testing.T, bin string, settings map[string]string) (cl *physical.Clusters, dir string) {
+	t.Helper()
 	parent, err := os.MkdirTemp("", "restage-cl-")
 	if err != nil {
 		t.Fatal(err)
@@ -73,24 +87,26 @@ func newWorld(t *testing.T, backup bool) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(parent, "pg")
-	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: dir, Port: port, SidePort: side,
-		BinDir: bin, Settings: map[string]string{"shared_buffers": "32MB", "fsync": "off"}, Timeout: time.Minute})
+	dir = filepath.Join(parent, "pg")
+	cl, err = physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: dir, Port: port, SidePort: side,
+		BinDir: bin, Settings: settings, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for _, n := range []string{"a", "b"} {
-			_ = cl.Stop(context.Background(), &physical.Slot{Name: n, Dir: filepath.Join(dir, n), Data: filepath.Join(dir, n, "data")})
-		}
-	})
-	return &world{prod: prod, src: src, cl: cl, dir: dir}
+	return cl, dir
 }
 
 func (w *world) count(t *testing.T, s *physical.Slot, onLive bool, db, sql string) int64 {
 	t.Helper()
+	return count(t, w.cl, s, onLive, db, sql)
+}
+
+// count runs sql, a query of one number, in database db of slot s (on the live port
+// or the side port).
+func count(t *testing.T, cl *physical.Clusters, s *physical.Slot, onLive bool, db, sql string) int64 {
+	t.Helper()
 	ctx := context.Background()
-	conn, err := w.cl.Conn(ctx, s, db, onLive)
+	conn, err := cl.Conn(ctx, s, db, onLive)
 	if err != nil {
 		t.Fatal(err)
 	}

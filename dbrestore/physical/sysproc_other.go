@@ -3,10 +3,9 @@
 package physical
 
 import (
-	"io/fs"
-	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/restage/restage/internal/atomicfile"
 )
 
 // sysProcAttr runs a program as cred (nil: this process's user) in its own process group.
@@ -15,16 +14,4 @@ func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 }
 
 // syncFS fsyncs every file and folder under dir (no syncfs here).
-var syncFS = func(dir string) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !(d.IsDir() || d.Type().IsRegular()) {
-			return err
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return f.Sync()
-	})
-}
+var syncFS = atomicfile.SyncTree

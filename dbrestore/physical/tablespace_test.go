@@ -15,7 +15,6 @@ import (
 
 	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/dbrestore/physical/physicaltest"
-	"github.com/restage/restage/internal/testutil"
 )
 
 // listing is every path under dir with its size and its link's target: what a test
@@ -82,18 +81,7 @@ func TestBaseBackupTablespaces(t *testing.T) {
 		}
 	}
 
-	parent, err := os.MkdirTemp("", "restage-cl-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(parent, 0o711)
-	t.Cleanup(func() { os.RemoveAll(parent) })
-	port, _ := testutil.FreePort()
-	side, _ := testutil.FreePort()
-	cl, err := physical.NewClusters(physical.ClustersConfig{Environment: "staging", Dir: filepath.Join(parent, "pg"), Port: port, SidePort: side, BinDir: bin, Timeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, clDir := newClusters(t, bin, nil)
 	id, err := prod.SystemIdentifier(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -154,9 +142,9 @@ func TestBaseBackupTablespaces(t *testing.T) {
 				t.Errorf("the error does not name the tablespace's path %s, or the path changed: %v", mapped, err)
 			}
 			// No link under the slots leads out of them.
-			_ = filepath.WalkDir(filepath.Join(parent, "pg"), func(p string, d os.DirEntry, err error) error {
+			_ = filepath.WalkDir(clDir, func(p string, d os.DirEntry, err error) error {
 				if err == nil && d.Type()&os.ModeSymlink != 0 {
-					if target, _ := os.Readlink(p); !strings.HasPrefix(target, filepath.Join(parent, "pg")) {
+					if target, _ := os.Readlink(p); !strings.HasPrefix(target, clDir) {
 						t.Errorf("%s links to %s", p, target)
 					}
 				}
@@ -201,15 +189,8 @@ func TestBaseBackupTablespaces(t *testing.T) {
 		if err := cl.StartSide(ctx, slot); err != nil {
 			t.Fatal(err)
 		}
-		conn, err := cl.Conn(ctx, slot, "shop", false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int
-		err = conn.QueryRow(ctx, "SELECT count(*) FROM item").Scan(&n)
-		conn.Close(ctx)
-		if err != nil || n != 1000 {
-			t.Fatalf("%d items in the restored tablespace, %v", n, err)
+		if n := count(t, cl, slot, false, "shop", "SELECT count(*) FROM item"); n != 1000 {
+			t.Fatalf("%d items in the restored tablespace, want 1000", n)
 		}
 		if err := cl.Stop(ctx, slot); err != nil {
 			t.Fatal(err)

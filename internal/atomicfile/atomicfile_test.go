@@ -3,7 +3,9 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestWriteFileReplacesWithMode(t *testing.T) {
@@ -45,5 +47,36 @@ func TestWriteFileDoesNotFollowAPlantedSymlink(t *testing.T) {
 	}
 	if st, err := os.Lstat(p); err != nil || st.Mode()&os.ModeSymlink != 0 {
 		t.Fatalf("the path is still a symlink: %v %v", st, err)
+	}
+}
+
+// TestSyncTree: SyncTree walks the tree without opening special files (a FIFO would
+// block it) and reports a tree it cannot read.
+func TestSyncTree(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub", "file"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub/file", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- SyncTree(dir) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("SyncTree: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SyncTree blocks on a FIFO")
+	}
+	if err := SyncTree(filepath.Join(dir, "missing")); err == nil {
+		t.Error("SyncTree of a missing folder: no error")
 	}
 }
