@@ -25,8 +25,13 @@ func (c checkpointWorld) Checkpoint(ctx context.Context) error {
 		c.mu.Unlock()
 		if up {
 			c.took <- fmt.Sprintf("beside the start, staging_old there: %v", old)
-			time.Sleep(c.slow)
-			return nil
+			select {
+			case <-time.After(c.slow):
+				return nil
+			case <-ctx.Done():
+				c.took <- "cancelled"
+				return ctx.Err()
+			}
 		}
 		if time.Now().After(deadline) {
 			c.took <- "the service did not start while the checkpoint waited"
@@ -72,5 +77,25 @@ func TestCheckpointWhileTheServiceStarts(t *testing.T) {
 	}
 	if len(cw.took) != 0 {
 		t.Fatalf("checkpoint without a drop: %s", <-cw.took)
+	}
+}
+
+// When the service does not come up healthy, the rollback does not wait for the
+// checkpoint: it is cancelled.
+func TestCheckpointDoesNotHoldUpARollback(t *testing.T) {
+	w := newWorld()
+	w.failHealth = failOnce()
+	cw := checkpointWorld{world: w, took: make(chan string, 4), slow: time.Minute}
+	r := w.rebuilder(t, func(c *Config) { c.Databases = cw })
+	start := time.Now()
+	rep, err := r.Run(context.Background())
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("Run: %v\n%s", err, rep.Text())
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("the rollback waited %s for the checkpoint", d)
+	}
+	if got := []string{<-cw.took, <-cw.took}; got[1] != "cancelled" {
+		t.Fatalf("checkpoint: %q", got)
 	}
 }

@@ -709,9 +709,9 @@ func (ru *run) cutover(ctx context.Context, next string, afterStop func(ctx cont
 // it is healthy the run is done: state becomes the report's State and old releases are
 // pruned. An error leaves the rollback to the caller.
 func (ru *run) goLive(ctx context.Context, state string) error {
-	settled := ru.checkpointBehind(ctx)
+	settled, drop := ru.checkpointBehind(ctx)
 	if err := ru.startHealthy(ctx, "start"); err != nil {
-		settled()
+		drop() // the rollback must not wait for it
 		return err
 	}
 	ru.up()
@@ -730,14 +730,16 @@ type checkpointer interface {
 
 // checkpointBehind starts, when the prune will drop the database the run before kept, a
 // checkpoint on the staging server while the service starts: the DROP DATABASE forces
-// one, which would otherwise write the just-restored database out then. It returns a
-// func that waits for it. A failed checkpoint (e.g. a role without pg_checkpoint) costs
-// nothing but the wait.
-func (ru *run) checkpointBehind(ctx context.Context) (wait func()) {
+// one, which would otherwise write the just-restored database out then. wait waits for
+// it; cancel stops waiting for it (the server finishes it on its own) and returns once
+// the call has. A failed checkpoint (e.g. a role without pg_checkpoint) costs nothing
+// but the wait.
+func (ru *run) checkpointBehind(ctx context.Context) (wait, cancel func()) {
 	cp, ok := ru.r.cfg.Databases.(checkpointer)
 	if !ok || !ru.hadPrev {
-		return func() {}
+		return func() {}, func() {}
 	}
+	ctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -745,7 +747,7 @@ func (ru *run) checkpointBehind(ctx context.Context) (wait func()) {
 		err := cp.Checkpoint(ctx)
 		ru.log.Debug("checkpoint while the service starts", "duration", time.Since(start).Round(time.Millisecond), keyErr, err)
 	}()
-	return func() { <-done }
+	return func() { <-done; stop() }, func() { stop(); <-done }
 }
 
 // activate points `current` at the new release and notes the one it replaced. When
