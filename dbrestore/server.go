@@ -391,6 +391,9 @@ func (s *Server) closeOut(ctx context.Context, c *pgx.Conn, name string) (wasAll
 		}
 	}
 	deadline := time.Now().Add(s.cfg.TerminateTimeout)
+	// A terminated session is gone within milliseconds, and a cutover waits for it with
+	// the service down: look again after 10ms, doubling to 100ms.
+	pause := 10 * time.Millisecond
 	for {
 		var left, killed int
 		err := c.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE pg_terminate_backend(pid))
@@ -408,8 +411,9 @@ func (s *Server) closeOut(ctx context.Context, c *pgx.Conn, name string) (wasAll
 		select {
 		case <-ctx.Done():
 			return wasAllowed, n, fmt.Errorf("dbrestore: terminate connections to %q: %w", name, context.Cause(ctx))
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 100*time.Millisecond)
 	}
 	if n > 0 {
 		s.log.Info("dbrestore: terminated connections", logKeyDatabase, name, "count", n)
