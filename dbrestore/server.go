@@ -421,8 +421,9 @@ func (s *Server) closeOut(ctx context.Context, c *pgx.Conn, name string) (wasAll
 	return wasAllowed, n, nil
 }
 
-// allowConnections sets name's datallowconn back to allowed, on a fresh connection and
-// a context that survives the caller's cancellation. Failures are logged and returned.
+// allowConnections sets name's datallowconn back to allowed, on an admin connection of
+// its own (not the caller's, which may be broken) and a context that survives the
+// caller's cancellation. Failures are logged and returned.
 func (s *Server) allowConnections(ctx context.Context, name string, allowed bool) error {
 	if !allowed {
 		return nil

@@ -8,15 +8,18 @@ import (
 	"time"
 )
 
-// checkpointWorld is a staging server that takes checkpoints: each waits for the service
-// to be started and says whether yesterday's copy (staging_old) was still there.
+// checkpointWorld is a staging server that takes checkpoints: each says it began, waits
+// for the service to be started and says whether yesterday's copy (staging_old) was
+// still there.
 type checkpointWorld struct {
 	*world
-	took chan string
-	slow time.Duration // how long a checkpoint goes on after the start
+	took  chan string
+	slow  time.Duration // how long a checkpoint goes on after the start
+	began chan struct{} // closed when a checkpoint begins
 }
 
 func (c checkpointWorld) Checkpoint(ctx context.Context) error {
+	close(c.began)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c.mu.Lock()
@@ -42,11 +45,20 @@ func (c checkpointWorld) Checkpoint(ctx context.Context) error {
 }
 
 // The checkpoint that spares the prune's DROP DATABASE its own runs while the service
-// starts (not before it: the start would wait for it) and before the drop, only when
-// there is a database to drop, and a slow one does not count as downtime.
+// starts (not before it: it waits for the start; not after it: the health gate waits
+// for it to begin) and before the drop, only when there is a database to drop, and a
+// slow one does not count as downtime.
 func TestCheckpointWhileTheServiceStarts(t *testing.T) {
 	w := newWorld()
-	cw := checkpointWorld{world: w, took: make(chan string, 4), slow: 500 * time.Millisecond}
+	cw := checkpointWorld{world: w, took: make(chan string, 4), slow: 500 * time.Millisecond, began: make(chan struct{})}
+	w.failHealth = func() error {
+		select {
+		case <-cw.began:
+			return nil
+		case <-time.After(5 * time.Second):
+			return errors.New("no checkpoint began while the service started")
+		}
+	}
 	r := w.rebuilder(t, func(c *Config) { c.Databases = cw })
 	rep, err := r.Run(context.Background())
 	if err != nil {
@@ -70,7 +82,7 @@ func TestCheckpointWhileTheServiceStarts(t *testing.T) {
 	// A first rebuild has nothing to drop: no checkpoint.
 	w = newWorld()
 	delete(w.dbs, "staging_prev")
-	cw = checkpointWorld{world: w, took: make(chan string, 4)}
+	cw = checkpointWorld{world: w, took: make(chan string, 4), began: make(chan struct{})}
 	r = w.rebuilder(t, func(c *Config) { c.Databases = cw })
 	if rep, err := r.Run(context.Background()); err != nil {
 		t.Fatalf("Run: %v\n%s", err, rep.Text())
@@ -85,7 +97,7 @@ func TestCheckpointWhileTheServiceStarts(t *testing.T) {
 func TestCheckpointDoesNotHoldUpARollback(t *testing.T) {
 	w := newWorld()
 	w.failHealth = failOnce()
-	cw := checkpointWorld{world: w, took: make(chan string, 4), slow: time.Minute}
+	cw := checkpointWorld{world: w, took: make(chan string, 4), slow: time.Minute, began: make(chan struct{})}
 	r := w.rebuilder(t, func(c *Config) { c.Databases = cw })
 	start := time.Now()
 	rep, err := r.Run(context.Background())

@@ -79,20 +79,18 @@ func (c *Clusters) stop(ctx context.Context, s *Slot) error {
 // its postmaster.pid is gone. pg_ctl stop -w waits the same way but looks every 100ms,
 // and a cutover stops two servers while the service is down; this looks every 5ms.
 func awaitExit(ctx context.Context, data string) error {
-	pidFile := filepath.Join(data, "postmaster.pid")
 	for {
-		b, err := os.ReadFile(pidFile)
+		lines, err := postmasterPid(data)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		if err == nil {
-			first, _, _ := strings.Cut(string(b), "\n")
-			if pid, perr := strconv.Atoi(strings.TrimSpace(first)); perr == nil && pid > 0 &&
+			if pid, perr := strconv.Atoi(lines[0]); perr == nil && pid > 0 &&
 				errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-				if _, err := os.Stat(pidFile); errors.Is(err, fs.ErrNotExist) {
+				if _, err := postmasterPid(data); errors.Is(err, fs.ErrNotExist) {
 					return nil
 				}
-				return fmt.Errorf("its server (pid %d) exited and left %s behind", pid, pidFile)
+				return fmt.Errorf("its server (pid %d) exited and left %s behind", pid, filepath.Join(data, "postmaster.pid"))
 			}
 		}
 		select {
@@ -182,16 +180,25 @@ var (
 // its postmaster.pid, that it accepts connections ("ready", or "standby" during
 // recovery), as pg_ctl start -w reads it.
 func acceptsConnections(data string) bool {
+	lines, err := postmasterPid(data)
+	if err != nil || len(lines) < 8 {
+		return false
+	}
+	return lines[7] == "ready" || lines[7] == "standby"
+}
+
+// postmasterPid returns the lines of the data directory's postmaster.pid, trimmed (the
+// first is the server's pid, the eighth its status).
+func postmasterPid(data string) ([]string, error) {
 	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
 	if err != nil {
-		return false
+		return nil, err
 	}
 	lines := strings.Split(string(b), "\n")
-	if len(lines) < 8 {
-		return false
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
 	}
-	st := strings.TrimSpace(lines[7])
-	return st == "ready" || st == "standby"
+	return lines, nil
 }
 
 // awaitPrimary waits, within ctx, until the slot's server has finished recovery, then
