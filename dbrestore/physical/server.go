@@ -80,18 +80,11 @@ func (c *Clusters) stop(ctx context.Context, s *Slot) error {
 // and a cutover stops two servers while the service is down; this looks every 5ms.
 func awaitExit(ctx context.Context, data string) error {
 	for {
-		lines, err := postmasterPid(data)
-		if errors.Is(err, fs.ErrNotExist) {
+		switch pid, state := postmaster(data); state {
+		case pidFileGone:
 			return nil
-		}
-		if err == nil {
-			if pid, perr := strconv.Atoi(lines[0]); perr == nil && pid > 0 &&
-				errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-				if _, err := postmasterPid(data); errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return fmt.Errorf("its server (pid %d) exited and left %s behind", pid, filepath.Join(data, "postmaster.pid"))
-			}
+		case serverDead:
+			return fmt.Errorf("its server (pid %d) exited and left %s behind", pid, filepath.Join(data, "postmaster.pid"))
 		}
 		select {
 		case <-ctx.Done():
@@ -99,6 +92,34 @@ func awaitExit(ctx context.Context, data string) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// A postmasterState is what a data directory's postmaster.pid says of its server.
+type postmasterState int
+
+const (
+	serverRunning postmasterState = iota // the file names a live process (or cannot be read yet)
+	pidFileGone                          // no postmaster.pid: the server has stopped
+	serverDead                           // the file names a process that has exited
+)
+
+// postmaster reads data's postmaster.pid and whether the server it names runs.
+func postmaster(data string) (pid int, state postmasterState) {
+	lines, err := postmasterPid(data)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, pidFileGone
+	}
+	if err != nil {
+		return 0, serverRunning
+	}
+	if pid, err = strconv.Atoi(lines[0]); err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return pid, serverRunning
+	}
+	// A server that exits removes the file last: look again before calling it dead.
+	if _, err := postmasterPid(data); errors.Is(err, fs.ErrNotExist) {
+		return pid, pidFileGone
+	}
+	return pid, serverDead
 }
 
 // Stop stops the slot's server, when it runs.
@@ -258,6 +279,12 @@ func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int, started 
 			}
 			started = nil // up: pg_ctl is done, the wait goes on
 		case <-time.After(pause):
+		}
+		// Once pg_ctl has seen it start, a server that has gone will not come back.
+		if started == nil {
+			if pid, state := postmaster(s.Data); state != serverRunning {
+				return fmt.Errorf("physical: the server of %s (pid %d) exited before the end of its recovery (last: %v)", s, pid, err)
+			}
 		}
 	}
 }

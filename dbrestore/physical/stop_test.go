@@ -54,3 +54,46 @@ func TestAwaitExit(t *testing.T) {
 		t.Fatalf("a dead server's pid file: %v", err)
 	}
 }
+
+// Once pg_ctl has reported the server started, awaitPrimary keeps waiting for the end of
+// recovery only while that server lives: one that died ends the wait with an error at
+// once, not at the cluster timeout.
+func TestAwaitPrimaryServerDied(t *testing.T) {
+	c := newTestClusters(t)
+	s := &Slot{Name: "a", Dir: t.TempDir()}
+	s.Data = filepath.Join(s.Dir, "data")
+	if err := os.Mkdir(s.Data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	server := exec.Command("sleep", "60")
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
+	// A server in recovery that accepts connections (hot standby) on a port nobody answers.
+	pidFile := fmt.Sprintf("%d\n%s\n0\n%d\n%s\n127.0.0.1\n0\nstandby\n", server.Process.Pid, s.Data, c.cfg.SidePort, s.Dir)
+	if err := os.WriteFile(filepath.Join(s.Data, "postmaster.pid"), []byte(pidFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	started := make(chan error, 1)
+	started <- nil // pg_ctl start -w succeeded
+	done := make(chan error, 1)
+	go func() { done <- c.awaitPrimary(ctx, s, c.cfg.SidePort, started) }()
+	select {
+	case err := <-done:
+		t.Fatalf("returned while the server runs: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	server.Process.Kill() // kill -9: postmaster.pid stays
+	server.Wait()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "exited before the end of its recovery") {
+			t.Fatalf("after the server died: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting 5s after the server died")
+	}
+}
