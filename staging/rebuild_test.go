@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/schema"
 )
 
 func (w *world) rebuilder(t *testing.T, mutate ...func(*Config)) *Rebuilder {
@@ -244,7 +247,37 @@ func TestCloseClosesTheParts(t *testing.T) {
 	if err := w.rebuilder(t).Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Every part that can be closed is, and a part in two roles once.
+	var schemaClosed, releasesClosed, svcClosed int
+	both := &closingHealthService{closingService{svc{w}, &svcClosed}}
+	r = w.rebuilder(t, func(c *Config) {
+		c.Schema = closingSchema{c.Schema, &schemaClosed}
+		c.Releases = closingReleases{c.Releases, &releasesClosed}
+		c.Service, c.Health = both, both
+	})
+	if err := r.Close(); err == nil || schemaClosed != 1 || releasesClosed != 1 || svcClosed != 1 {
+		t.Fatalf("Close: %v; closed: schema %d, releases %d, service and health %d", err, schemaClosed, releasesClosed, svcClosed)
+	}
 }
+
+type closingSchema struct {
+	schema.Upgrader
+	closed *int
+}
+
+func (c closingSchema) Close() error { *c.closed++; return nil }
+
+type closingReleases struct {
+	codesync.Syncer
+	closed *int
+}
+
+func (c closingReleases) Close() error { *c.closed++; return nil }
+
+// closingHealthService is a service that is its own health check.
+type closingHealthService struct{ closingService }
+
+func (*closingHealthService) Wait(context.Context) error { return nil }
 
 func TestPlanWithoutTableReaderListsAgainstTheLiveDatabase(t *testing.T) {
 	// The fake catalog cannot read the backup's version table: the plan falls back to the

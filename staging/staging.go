@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,21 +156,37 @@ var (
 )
 
 // Close releases what the parts hold open (e.g. the Docker engine client of a docker
-// service): every part of Config that is an io.Closer is closed, errors joined. Call it
-// when done with the Rebuilder.
+// service, the staging server's kept admin connection): every part of Config that is an
+// io.Closer (Backups, Databases, Source, Releases, Schema, Service, Health, Notifier, and
+// Physical's Source) is closed once, errors joined. Call it when done with the Rebuilder.
 func (r *Rebuilder) Close() error {
-	return closeParts(r.cfg.Service, r.cfg.Health, r.cfg.Notifier, r.cfg.Databases)
+	parts := []any{r.cfg.Backups, r.cfg.Databases, r.cfg.Source, r.cfg.Releases, r.cfg.Schema,
+		r.cfg.Service, r.cfg.Health, r.cfg.Notifier}
+	if r.cfg.Physical != nil {
+		parts = append(parts, r.cfg.Physical.Source)
+	}
+	return closeParts(parts...)
 }
 
-// closeParts closes those of parts that are io.Closers.
+// closeParts closes those of parts that are io.Closers, each once (a part given in two
+// roles, such as a controller that is also the health check, is closed once).
 func closeParts(parts ...any) error {
 	var errs []error
+	var closed []io.Closer
 	for _, p := range parts {
-		if c, ok := p.(io.Closer); ok {
-			errs = append(errs, c.Close())
+		c, ok := p.(io.Closer)
+		if !ok || slices.ContainsFunc(closed, func(d io.Closer) bool { return same(c, d) }) {
+			continue
 		}
+		closed = append(closed, c)
+		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// same reports whether a and b are the same value (false for values Go cannot compare).
+func same(a, b any) bool {
+	return reflect.ValueOf(a).Comparable() && a == b
 }
 
 // New validates cfg and returns a Rebuilder. Every problem is reported at once, each
