@@ -211,3 +211,21 @@ func sameDevice(a, b string) (bool, error) {
 	}
 	return sa.Sys().(*syscall.Stat_t).Dev == sb.Sys().(*syscall.Stat_t).Dev, nil
 }
+
+// [database] jobs reaches the restore's options.
+func TestRestoreKeysReachTheRestore(t *testing.T) {
+	tmp := t.TempDir()
+	c := &EnvironmentConfig{Environment: "staging", LockFile: filepath.Join(tmp, "x.lock"), StateDir: tmp,
+		Database: DatabaseSection{AdminDSN: "postgres://postgres@db/postgres", Name: "app", ProductionIDs: []string{"12"},
+			Jobs: 3},
+		Code:    CodeSection{Source: tmp, Releases: filepath.Join(tmp, "releases"), Current: filepath.Join(tmp, "current")},
+		Service: ServiceSection{Type: "systemd", Keys: &SystemdKeys{Unit: "app.service"}}}
+	rb, err := Open(c, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	if o := rb.cfg.Restore; o.Jobs != 3 {
+		t.Fatalf("restore options %+v", o)
+	}
+}

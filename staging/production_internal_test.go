@@ -130,6 +130,13 @@ func TestProductionConfig(t *testing.T) {
 			t.Errorf("%q: %v; want an error naming %q", want, err, want)
 		}
 	}
+	for _, key := range []string{"jobs = 4", "restore_timeout = \"1h\""} {
+		text := strings.Replace(productionTOML, "[database]\n", "[database]\n"+key+"\n", 1)
+		want := "database." + strings.Fields(key)[0]
+		if _, err := LoadProduction(writeProduction(t, text), nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want an error naming %s", key, err, want)
+		}
+	}
 }
 
 func TestCheckPreflight(t *testing.T) {
