@@ -28,6 +28,9 @@ const (
 	phaseSwapped    = "swapped"    // the new database is live, the old one kept as prev
 	phaseActivating = "activating" // `current` is being moved to the new release
 	phaseActivated  = "activated"  // `current` points at the new release
+	// A rollback put the names (and `current`) back as before the cutover; only the
+	// service may still need starting (its restart failed, or the run died before it).
+	phaseRolledBack = "rolledback"
 )
 
 // intent records a cutover under way, so that a run killed during it (kill -9, power
@@ -136,17 +139,21 @@ func (ru *run) repair(ctx context.Context) error {
 		did, err := ru.repairFrom(ctx, in)
 		return strings.Join(did, "; "), err
 	})
+	how := fmt.Sprintf("killed during phase %q", in.Phase)
+	if in.Phase == phaseRolledBack {
+		how = "rolled back but not healthy again (its restart failed, or it was killed before)"
+	}
 	if err != nil {
 		ru.rep.Outcome = OutcomeBroken
-		ru.rep.State = fmt.Sprintf("a %s killed during phase %q (run %s) could not be repaired: %s; the %s environment %s needs an operator (the record is %s)",
-			in.Kind, in.Phase, in.Run, redact.String(err.Error()), ru.r.role(), ru.r.cfg.Environment, ru.r.intentPath())
+		ru.rep.State = fmt.Sprintf("a %s %s (run %s) could not be repaired: %s; the %s environment %s needs an operator (the record is %s)",
+			in.Kind, how, in.Run, redact.String(err.Error()), ru.r.role(), ru.r.cfg.Environment, ru.r.intentPath())
 		if in.Migrated {
 			ru.rep.State += "; " + ru.migratedText(in, "the repair could not start it")
 		}
 		return err
 	}
-	ru.note("repaired the cutover of run %s (%s, pid %d) in the %s environment %s, killed during phase %q: %s",
-		in.Run, in.Kind, in.PID, ru.r.role(), ru.r.cfg.Environment, in.Phase, ru.rep.Steps[len(ru.rep.Steps)-1].Detail)
+	ru.note("repaired the cutover of run %s (%s, pid %d) in the %s environment %s, %s: %s",
+		in.Run, in.Kind, in.PID, ru.r.role(), ru.r.cfg.Environment, how, ru.rep.Steps[len(ru.rep.Steps)-1].Detail)
 	if in.Migrated {
 		ru.note("%s", ru.migratedText(in, "the repair started it again"))
 	}
@@ -196,7 +203,9 @@ func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
 	did = append(did, "connections allowed")
 
 	exists := func(name string) (bool, error) { return db.Exists(ctx, name) }
-	swapped := in.Phase != phaseStopping && in.Phase != phaseSwapping
+	// After a rollback the names are as before the cutover: swapping them again would
+	// put the database of the night before back live and drop the previous one.
+	swapped := in.Phase != phaseStopping && in.Phase != phaseSwapping && in.Phase != phaseRolledBack
 	if in.Phase == phaseSwapping && in.Next != "" {
 		// The swap consumes next: if it is gone, the swap's transaction committed.
 		ok, err := exists(in.Next)
@@ -266,7 +275,7 @@ func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
 // repairRelease puts `current` back on the release before in's, when the killed run
 // had moved it.
 func (ru *run) repairRelease(ctx context.Context, in *intent) ([]string, error) {
-	if in.Phase != phaseActivating && in.Phase != phaseActivated {
+	if in.Phase != phaseActivating && in.Phase != phaseActivated && in.Phase != phaseRolledBack {
 		return nil, nil
 	}
 	cur, err := ru.r.cfg.Releases.Current(ctx)

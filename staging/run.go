@@ -806,6 +806,9 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 				return done, fmt.Errorf("database: %w", err)
 			}
 			done = append(done, live+" is the previous database again")
+			if err := ru.recordRolledBack(); err != nil {
+				return done, err
+			}
 			if err := db.Drop(ctx, failed); err != nil {
 				ru.log.Warn("could not drop the rolled-back database; the next run will", "database", failed, keyErr, redact.String(err.Error()))
 			}
@@ -814,6 +817,9 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 				return done, fmt.Errorf("database: %w", err)
 			}
 			done = append(done, "dropped "+live+" (there was none before)")
+			if err := ru.recordRolledBack(); err != nil {
+				return done, err
+			}
 		}
 		if ru.hadPrev {
 			if err := db.Rename(ctx, ru.r.old(), prev); err != nil {
@@ -822,6 +828,18 @@ func (ru *run) rollback(ctx context.Context, cause error, swapped, activated boo
 		}
 		return done, nil
 	})
+}
+
+// recordRolledBack records, once a rollback has swapped the names back, that a repair
+// must not swap them again.
+func (ru *run) recordRolledBack() error {
+	if ru.intent == nil {
+		return nil
+	}
+	if err := ru.record(ru.intent, phaseRolledBack); err != nil {
+		return fmt.Errorf("the names are back, but %w: remove %s before the next run, whose repair would swap them again", err, ru.r.intentPath())
+	}
+	return nil
 }
 
 // rollbackWith is a rollback with a budget of its own: it stops the service, puts the

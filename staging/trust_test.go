@@ -264,3 +264,52 @@ func (d dieOnActivate) Activate(ctx context.Context, r *codesync.Release) (*code
 	_ = d.die()
 	return d.world.Activate(ctx, r)
 }
+
+// A rollback whose restart fails leaves the names and `current` as they were before the
+// cutover, and the record says so: the next run's repair only starts the service again,
+// and does not swap the names a second time (which would put the database of the night
+// before back live and drop the previous one).
+func TestRepairAfterRollbackDoesNotSwapAgain(t *testing.T) {
+	for _, via := range []string{"run", "dry run"} {
+		t.Run(via, func(t *testing.T) {
+			w := newWorld()
+			before := w.snapshot()
+			state := t.TempDir()
+			set := func(c *Config) { c.StateDir, c.LockFile = state, filepath.Join(state, "staging.lock") }
+			r := w.rebuilder(t, set)
+			w.failStart = fail // the new release's start, then the previous one's restart
+			rep, err := r.Run(context.Background())
+			if !errors.Is(err, ErrRollback) || rep.Outcome != OutcomeBroken {
+				t.Fatalf("err %v, outcome %s", err, rep.Outcome)
+			}
+			w.failStart = nil
+			if in, err := r.readIntent(); err != nil || in == nil || in.Phase != phaseRolledBack {
+				t.Fatalf("intent record after the rollback: %+v, %v", in, err)
+			}
+			dbs := func() string { s := w.snapshot(); return s[:strings.Index(s, " running=")] }
+			if got, want := dbs(), before[:strings.Index(before, " running=")]; got != want {
+				t.Fatalf("the rollback did not put the names back:\n got %s\nwant %s", got, want)
+			}
+
+			r2 := w.rebuilder(t, set)
+			if via == "run" {
+				w.failVerify = fail // stop right after the repair
+				rep, err = r2.Run(context.Background())
+				if !errors.Is(err, errInjected) {
+					t.Fatalf("err %v", err)
+				}
+			} else if rep, err = r2.Plan(context.Background()); err != nil {
+				t.Fatalf("dry run: %v\n%s", err, rep.Text())
+			}
+			if got := w.snapshot(); got != before {
+				t.Fatalf("the repair changed the names again:\n got %s\nwant %s\n%s", got, before, rep.Text())
+			}
+			if !strings.Contains(strings.Join(rep.Notes, "\n"), "rolled back but not healthy again") {
+				t.Fatalf("the report does not say what was repaired:\n%s", rep.Text())
+			}
+			if in, _ := r2.readIntent(); in != nil {
+				t.Fatal("the intent record is still there after the repair")
+			}
+		})
+	}
+}
