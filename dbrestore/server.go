@@ -144,12 +144,20 @@ func (s *Server) connect(ctx context.Context, database string) (*pgx.Conn, error
 	if database != "" {
 		cs = cs.withDatabase(database)
 	}
-	conn, err := pgx.Connect(ctx, cs.String())
+	// The connection outlives cctx: pgx uses it for the connect only.
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, cs.String())
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cs.Redacted(), err)
 	}
 	return conn, nil
 }
+
+// connectTimeout bounds opening a connection to the staging server (a DSN's
+// connect_timeout, when shorter, applies too): a server that accepts TCP but never
+// answers must not hold a run.
+var connectTimeout = 30 * time.Second
 
 // withConn runs fn on an admin connection and removes passwords from its error.
 func (s *Server) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
