@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/svcctl"
 )
@@ -195,7 +196,9 @@ func (k *ProcessKeys) Check() []string {
 // Open implements ServiceKeys.
 func (k *ProcessKeys) Open(env DriverEnv) (svcctl.Controller, error) {
 	pidfile := env.Path(k.Pidfile)
-	if err := os.MkdirAll(filepath.Dir(pidfile), 0o755); err != nil {
+	// 0700, as the lock's and the state folder (the pidfile often shares a folder with
+	// the lock, e.g. /run/restage).
+	if err := safefile.MkdirPrivate(filepath.Dir(pidfile)); err != nil {
 		return nil, fmt.Errorf("service.pidfile: %w", err)
 	}
 	startWait := k.StartWait.Duration

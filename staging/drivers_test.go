@@ -3,6 +3,9 @@ package staging
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -79,5 +82,20 @@ func TestADriverIsOneLine(t *testing.T) {
 	keys, bad := d.notifierKeys(&c.Notify)
 	if len(bad) > 0 || keys["chat"].(*fakeTarget).Channel != "#ops" || keys["email"] == nil {
 		t.Fatalf("targets %v %v", keys, bad)
+	}
+}
+
+// The process service's pidfile folder, made when missing, is private (0700), as the
+// lock's: with the pidfile beside the lock file (/run/restage), the lock's folder stays 0700.
+func TestPidfileFolderIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run", "restage")
+	k := &ProcessKeys{Command: []string{"/bin/true"}, Pidfile: filepath.Join(dir, "app.pid")}
+	if _, err := k.Open(DriverEnv{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if st, err := os.Stat(d); err != nil || st.Mode().Perm() != 0o700 {
+			t.Fatalf("%s: %v, %v", d, st.Mode().Perm(), err)
+		}
 	}
 }
