@@ -341,12 +341,32 @@ func TestRebuildStagingNamesEveryBadConfig(t *testing.T) {
 	unknown := write("unknown.toml", "environment = \"staging\"\nbogus_key = 1\n")
 	duration := write("duration.toml", "environment = \"staging\"\n[backup]\nwait = \"soon\"\n")
 	missing := filepath.Join(dir, "missing.toml")
-	c := &train.Config{Repo: t.TempDir(), Environments: []string{unknown, missing, duration}}
+	// A config of role staging (by default) that names no backups: valid for a deploy,
+	// bad for a rebuild (experimental's, without its role).
+	noBackups := write("nobackups.toml", `environment = "experimental"
+lock_file = "/run/restage/experimental.lock"
+state_dir = "/var/lib/restage/experimental"
+[database]
+admin_dsn = "postgres://postgres@db/postgres"
+name = "app_experimental"
+production_ids = ["12"]
+[code]
+source = "/srv/src"
+releases = "/srv/releases"
+current = "/srv/current"
+[schema]
+migrations = "migrations"
+[service]
+type = "systemd"
+unit = "app.service"
+`)
+	c := &train.Config{Repo: t.TempDir(), Environments: []string{unknown, missing, duration, noBackups}}
 	reps, err := openTrain(t, c).RebuildStaging(context.Background(), staging.OpenOptions{Logger: discard()})
 	if !errors.Is(err, staging.ErrConfig) || len(reps) != 0 {
 		t.Fatalf("RebuildStaging = %v, %v; want a config error and no run", reps, err)
 	}
-	for _, want := range []string{"3 of the 3 environments' configs are bad", unknown + ": unknown key bogus_key", missing, duration, "soon"} {
+	for _, want := range []string{"4 of the 4 environments' configs are bad", unknown + ": unknown key bogus_key", missing, duration, "soon",
+		noBackups + ": ", "backup.dir"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not say %q:\n%v", want, err)
 		}

@@ -41,7 +41,8 @@ func OpenEnvironment(c *staging.EnvironmentConfig, opts staging.OpenOptions) (*s
 
 // RebuildStaging rebuilds, one after the other, every environment of the train's
 // environments whose role is staging (cut -now: the new staging branch at once rather
-// than the next night). Every config is loaded and checked first: when any is bad,
+// than the next night). Every config is loaded and checked first (a staging one must
+// name its backups, [backup] dir and database, or stanza): when any is bad,
 // nothing is rebuilt and the error (wrapping staging.ErrConfig) names each bad config
 // and what is wrong with it. It returns the reports and the runs' errors joined (an
 // environment that cannot be opened is named and the others still run); with no
@@ -60,6 +61,12 @@ func (t *Train) RebuildStaging(ctx context.Context, opts staging.OpenOptions) ([
 			continue
 		}
 		if c.Role == "" || c.Role == staging.RoleStaging {
+			// A rebuild needs the backups: a config without them is bad now, not after
+			// the rebuilds before it ran.
+			if err := c.RequireBackups(); err != nil {
+				bad = append(bad, naming(path, err))
+				continue
+			}
 			todo = append(todo, env{path, c})
 		}
 	}
