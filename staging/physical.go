@@ -59,15 +59,11 @@ func (r *Rebuilder) managed() []string {
 	return append(m, r.cfg.Physical.Carry...)
 }
 
-// physicalRun is strategy Physical: backup → clean → verify → restore into the idle slot
-// → recover on the side port → neutralize (+ post-restore SQL) → clones → release →
-// schema → cutover (stop service, switch clusters, start) → health gate, or rollback.
-func (ru *run) physicalRun(ctx context.Context) error {
-	ps := &physicalState{}
-	if err := ru.physicalBackup(ctx, ps); err != nil {
-		ru.rep.State = ru.untouchedCluster()
-		return err
-	}
+// physicalRun is strategy Physical, once the backup set is known (ps.set, waited for
+// before the lock): clean → verify → restore into the idle slot → recover on the side
+// port → neutralize (+ post-restore SQL) → clones → release → schema → cutover (stop
+// service, switch clusters, start) → health gate, or rollback.
+func (ru *run) physicalRun(ctx context.Context, ps *physicalState) error {
 	cl := ru.r.cfg.Physical.Clusters
 	// Clean before verify: the live cluster must be up (after a reboot, say) for verify
 	// to see its databases; cleaning touches nothing but a crashed run's leftovers, and

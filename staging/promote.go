@@ -218,7 +218,10 @@ func (ru *run) promote(ctx context.Context) error {
 	// Without its record a killed promote could not be repaired: nothing is stopped, and
 	// the report names the cutover as the step that failed.
 	if err := ru.step(ctx, "cutover", func(context.Context) (string, error) {
-		return "", ru.record(in, phaseStopping)
+		if err := ru.record(in, phaseStopping); err != nil {
+			return "", err
+		}
+		return "recorded in " + ru.r.intentPath() + " before the stop", nil
 	}); err != nil {
 		ru.abandon(ctx, "")
 		ru.dropUnstartedIntent()
@@ -237,7 +240,10 @@ func (ru *run) promote(ctx context.Context) error {
 		// the previous release, which the next run's repair reports.
 		in.Migrated, in.SchemaFrom, in.SchemaTo = true, st.Version, st.Latest
 		if err := ru.step(ctx, "cutover", func(context.Context) (string, error) {
-			return "", ru.record(in, phaseMigrating)
+			if err := ru.record(in, phaseMigrating); err != nil {
+				return "", err
+			}
+			return "recorded: migrations begin on the live database", nil
 		}); err != nil {
 			// No migration ran: the rollback starts the previous release on the
 			// database as it was.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -202,6 +204,9 @@ func TestInPlace(t *testing.T) {
 	if got, want := w.snapshot(), "dbs=[staging=backup 1 @v2] current=r1 running=true serving=r1/backup 1 @v2"; got != want {
 		t.Fatalf("got %s\nwant %s", got, want)
 	}
+	if !strings.Contains(rep.State, "the downtime spans the whole restore") {
+		t.Errorf("the report does not say the downtime was the whole restore: %q", rep.State)
+	}
 	// A failed restore in place cannot put the data back, and says so.
 	w2 := newWorld()
 	w2.failRestore = fail
@@ -337,7 +342,7 @@ func TestUnrecordedCutoverStopsNothing(t *testing.T) {
 			if strategy == Swap {
 				w.failSchema = func() error { blockIntent(t, r); return nil }
 			} else {
-				w.failWait = func() error { blockIntent(t, r); return nil }
+				w.failVerify = func() error { blockIntent(t, r); return nil } // after the repair, before the stop
 			}
 			rep, err := r.Run(context.Background())
 			if err == nil || !strings.Contains(err.Error(), "cutover record") {
@@ -355,5 +360,47 @@ func TestUnrecordedCutoverStopsNothing(t *testing.T) {
 				t.Errorf("staging changed:\n got %s\nwant %s", got, before)
 			}
 		})
+	}
+}
+
+// A run that fails outside any step (its config lacks the backups) names no empty step.
+func TestFailureOutsideAStep(t *testing.T) {
+	w := newWorld()
+	rep, err := w.rebuilder(t, func(c *Config) { c.Backups = nil }).Run(context.Background())
+	if !errors.Is(err, ErrConfig) || rep.FailedStep != "backup" || !strings.HasSuffix(rep.Subject(), "failed at step backup") {
+		t.Fatalf("err %v, step %q, subject %q", err, rep.FailedStep, rep.Subject())
+	}
+	rep = &Report{Environment: "staging", Kind: "rebuild", Outcome: OutcomeFailed, Error: "boom"}
+	if s := rep.Subject(); strings.Contains(s, "at step") || !strings.Contains(rep.Text(), "FAILED: boom") {
+		t.Fatalf("subject %q, text:\n%s", s, rep.Text())
+	}
+}
+
+// The backup is waited for before the lock is taken (wait ─► lock ─► verify): while a
+// rebuild waits for the night's dump, a cron job can still take the lock shared.
+func TestBackupIsAwaitedBeforeTheLock(t *testing.T) {
+	w := newWorld()
+	lock := filepath.Join(t.TempDir(), "staging.lock")
+	var heldDuringWait bool
+	w.failWait = func() error {
+		f, err := os.OpenFile(lock, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+			heldDuringWait = true
+		}
+		return nil
+	}
+	rep, err := w.rebuilder(t, func(c *Config) { c.LockFile = lock }).Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, rep.Text())
+	}
+	if heldDuringWait {
+		t.Fatal("the rebuild held the lock while it waited for the backup")
+	}
+	if len(rep.Steps) < 3 || rep.Steps[0].Name != "backup" || rep.Steps[1].Name != "lock" || rep.Steps[2].Name != "verify" {
+		t.Fatalf("steps: want backup, lock, verify first:\n%s", rep.Text())
 	}
 }

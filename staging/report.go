@@ -98,6 +98,9 @@ func (rep *Report) Subject() string {
 	case OutcomePlanned:
 		return fmt.Sprintf("%s %s dry run", rep.Environment, what)
 	default:
+		if rep.FailedStep == "" {
+			return fmt.Sprintf("%s %s %s", rep.Environment, what, rep.Outcome)
+		}
 		return fmt.Sprintf("%s %s %s at step %s", rep.Environment, what, rep.Outcome, rep.FailedStep)
 	}
 }
@@ -143,8 +146,11 @@ func (rep *Report) Text() string {
 		}
 	}
 	rep.Mask.text(&b)
-	if rep.Error != "" {
+	switch {
+	case rep.Error != "" && rep.FailedStep != "":
 		fmt.Fprintf(&b, "\nFAILED at step %s: %s\n", rep.FailedStep, rep.Error)
+	case rep.Error != "":
+		fmt.Fprintf(&b, "\nFAILED: %s\n", rep.Error)
 	}
 	fmt.Fprintf(&b, "\nstate now: %s\n", rep.State)
 	for _, n := range rep.Notes {

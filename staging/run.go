@@ -242,12 +242,29 @@ func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	ru := r.begin("rebuild")
+	// The backup is waited for before the lock is taken (wait ─► lock ─► verify): nothing
+	// changes while a rebuild waits for the night's dump, so cron jobs go on meanwhile. A
+	// failed wait still takes the lock, to repair what a killed run left.
+	ps := &physicalState{}
+	var waited error
+	if r.cfg.Strategy == Physical {
+		waited = ru.physicalBackup(ctx, ps)
+	} else {
+		waited = ru.awaitBackup(ctx, r.cfg.Backup)
+	}
 	return ru.locked(ctx, func(ctx context.Context) error {
+		if waited != nil {
+			ru.rep.State = ru.untouched()
+			if r.cfg.Strategy == Physical {
+				ru.rep.State = ru.untouchedCluster()
+			}
+			return waited
+		}
 		switch r.cfg.Strategy {
 		case InPlace:
 			return ru.inplace(ctx)
 		case Physical:
-			return ru.physicalRun(ctx)
+			return ru.physicalRun(ctx, ps)
 		}
 		return ru.swap(ctx)
 	})
@@ -255,10 +272,18 @@ func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 
 // fetchBackup waits for and verifies the backup: nothing is destroyed before this passes.
 func (ru *run) fetchBackup(ctx context.Context, wait dbrestore.WaitOptions) error {
-	if ru.r.cfg.Backups == nil {
-		return fmt.Errorf("%w: no backup catalog", ErrConfig)
+	if err := ru.awaitBackup(ctx, wait); err != nil {
+		return err
 	}
-	err := ru.step(ctx, "backup", func(ctx context.Context) (string, error) {
+	return ru.verifyBackup(ctx)
+}
+
+// awaitBackup is the backup step: the newest complete backup young enough, waited for.
+func (ru *run) awaitBackup(ctx context.Context, wait dbrestore.WaitOptions) error {
+	return ru.step(ctx, "backup", func(ctx context.Context) (string, error) {
+		if ru.r.cfg.Backups == nil {
+			return "", fmt.Errorf("%w: no backup catalog ([backup] dir and database)", ErrConfig)
+		}
 		b, err := ru.r.cfg.Backups.Wait(ctx, wait)
 		if err != nil {
 			return "", err
@@ -268,10 +293,13 @@ func (ru *run) fetchBackup(ctx context.Context, wait dbrestore.WaitOptions) erro
 			Created: b.Manifest.Created, Age: b.Age(ru.r.cfg.Now()), Size: b.Manifest.Size}
 		return fmt.Sprintf("%s, %s old, %s", b.Name(), round(ru.rep.Backup.Age), humanBytes(b.Manifest.Size)), nil
 	})
-	if err != nil {
-		return err
-	}
-	err = ru.step(ctx, "verify", func(ctx context.Context) (string, error) {
+}
+
+// verifyBackup is the verify step (checksum, table of contents, the staging server is
+// neither the backup's source nor production) and the masking check: nothing is
+// destroyed before it passes.
+func (ru *run) verifyBackup(ctx context.Context) error {
+	err := ru.step(ctx, "verify", func(ctx context.Context) (string, error) {
 		if err := ru.r.cfg.Backups.Verify(ctx, ru.backup); err != nil {
 			return "", err
 		}
@@ -600,7 +628,7 @@ func (ru *run) stopFailed(ctx context.Context, err error, discard func(context.C
 // swap is the default flow: everything is prepared beside the live environment, which
 // is touched only at the cutover.
 func (ru *run) swap(ctx context.Context) error {
-	if err := ru.fetchBackup(ctx, ru.r.cfg.Backup); err != nil {
+	if err := ru.verifyBackup(ctx); err != nil {
 		ru.rep.State = ru.untouched()
 		return err
 	}
@@ -912,7 +940,7 @@ func (ru *run) prune(ctx context.Context) {
 // start. The downtime is the whole restore; a failure after the database was replaced
 // cannot put yesterday's data back.
 func (ru *run) inplace(ctx context.Context) error {
-	if err := ru.fetchBackup(ctx, ru.r.cfg.Backup); err != nil {
+	if err := ru.verifyBackup(ctx); err != nil {
 		ru.rep.State = ru.untouched()
 		return err
 	}
@@ -955,7 +983,7 @@ func (ru *run) inplace(ctx context.Context) error {
 	in.Release = ru.release.ID
 	activated, err := ru.activateStep(cctx, in)
 	if err == nil {
-		state := fmt.Sprintf("rebuilt in place: %s serves release %s on the fresh %s", ru.r.cfg.Environment, ru.release.ID, live)
+		state := fmt.Sprintf("rebuilt in place: %s serves release %s on the fresh %s (the downtime spans the whole restore: strategy inplace)", ru.r.cfg.Environment, ru.release.ID, live)
 		if err = ru.goLive(cctx, state); err == nil {
 			return nil
 		}
