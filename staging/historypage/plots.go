@@ -58,7 +58,7 @@ var stepColors = map[string]color.Color{
 var spareColors = []color.Color{rgb(0x79706e), rgb(0xf1ce63), rgb(0xa0cbe8), rgb(0xffbe7d), rgb(0x8cd17d)}
 
 // stepOrder is the order steps stack in, bottom up: the order of the flows.
-var stepOrder = []string{"lock", "repair", "guard", "backup", "verify", "clean", "database", "restore", "clones",
+var stepOrder = []string{"backup", "lock", "repair", "guard", "verify", "clean", "database", "restore", "clones",
 	"release", "check", "copy", "schema", "stop", "cutover", "start", "rollback", "restart", "prune"}
 
 // otherSteps gathers the steps too short to see on their own.
