@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/restage/restage/internal/atomicfile"
@@ -134,6 +136,8 @@ func CheckSettings(prefix string, settings map[string]string) []string {
 		switch {
 		case !settingName.MatchString(k):
 			p = append(p, fmt.Sprintf("%s.%s: not a setting name", prefix, k))
+		case k == "include" || k == "include_dir" || k == "include_if_exists":
+			p = append(p, fmt.Sprintf("%s.%s: %v: name the settings themselves (a file of settings could hold ones restage controls)", prefix, k, ErrSettings))
 		case slices.Contains(controlled, k):
 			p = append(p, fmt.Sprintf("%s.%s: %v (restage sets it so that the restored cluster cannot archive into production's repository, follow production, or be reached outside its slot)", prefix, k, ErrSettings))
 		case strings.ContainsAny(settings[k], "\n\r\x00"):
@@ -238,6 +242,8 @@ func (c *Clusters) CheckOrigin(o Origin) error {
 	return nil
 }
 
+// localHost reports whether h names this host: a loopback name or address, its host
+// name, or one of its interfaces' addresses.
 func localHost(h string) bool {
 	switch h {
 	case "", "localhost", "127.0.0.1", "::1":
@@ -247,8 +253,16 @@ func localHost(h string) bool {
 		return true
 	}
 	if addrs, err := net.LookupHost(h); err == nil {
+		own := map[string]bool{}
+		if ifaddrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range ifaddrs {
+				if n, ok := a.(*net.IPNet); ok {
+					own[n.IP.String()] = true
+				}
+			}
+		}
 		for _, a := range addrs {
-			if ip := net.ParseIP(a); ip != nil && ip.IsLoopback() {
+			if ip := net.ParseIP(a); ip != nil && (ip.IsLoopback() || own[ip.String()]) {
 				return true
 			}
 		}
@@ -259,7 +273,7 @@ func localHost(h string) bool {
 // readMarker reads the slot's marker; ErrNotOurs when it is missing or names another
 // environment or slot.
 func (c *Clusters) readMarker(s *Slot) (*marker, error) {
-	b, err := os.ReadFile(filepath.Join(s.Dir, markerFile))
+	b, err := readNoFollow(filepath.Join(s.Dir, markerFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotOurs, s.Dir, err)
 	}
@@ -273,8 +287,31 @@ func (c *Clusters) readMarker(s *Slot) (*marker, error) {
 	return &m, nil
 }
 
-// ours checks the slot's marker before restage stops, starts, moves or deletes it.
+// readNoFollow reads path, refusing a symbolic link there.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// ours checks the slot before restage stops, starts, restores into, moves or deletes
+// it: its folder and data directory are plain folders (restage makes them so; a
+// symbolic link could lead to another cluster, whose files pg_ctl and pgBackRest would
+// follow), and its marker names this environment and slot.
 func (c *Clusters) ours(s *Slot) error {
+	for _, p := range []string{s.Dir, s.Data} {
+		st, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && p == s.Data: // not restored yet
+		case err != nil:
+			return fmt.Errorf("%w: %v", ErrNotOurs, err)
+		case st.Mode()&fs.ModeSymlink != 0 || !st.IsDir():
+			return fmt.Errorf("%w: %s is a symbolic link or not a folder (restage makes its slots plain folders)", ErrNotOurs, p)
+		}
+	}
 	_, err := c.readMarker(s)
 	return err
 }
@@ -457,10 +494,51 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta, ByTime: byTime}); err != nil {
 		return nil, err
 	}
+	if err := checkLinks(s); err != nil {
+		return nil, err
+	}
 	if err := c.writeMarker(s, stateRestored, set.Label, started); err != nil {
 		return nil, fmt.Errorf("physical: %w", err)
 	}
 	return s, nil
+}
+
+// checkLinks refuses a restored data directory whose symbolic links (the tablespaces in
+// pg_tblspc, pg_wal or any other at its top) lead outside the slot: its server would
+// write into another folder, such as production's tablespace on this host.
+func checkLinks(s *Slot) error {
+	root, err := filepath.EvalSymlinks(s.Dir)
+	if err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	var out []string
+	for _, dir := range []string{s.Data, filepath.Join(s.Data, "pg_tblspc")} {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("physical: %w", err)
+		}
+		for _, e := range entries {
+			if e.Type()&fs.ModeSymlink == 0 {
+				continue
+			}
+			link := filepath.Join(dir, e.Name())
+			target, err := filepath.EvalSymlinks(link)
+			if err != nil {
+				out = append(out, fmt.Sprintf("%s (%v)", link, err))
+				continue
+			}
+			if rel, err := filepath.Rel(root, target); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				out = append(out, link+" -> "+target)
+			}
+		}
+	}
+	if len(out) > 0 {
+		return fmt.Errorf("%w: the restored data directory of %s links outside its folder %s: %s", ErrNotOurs, s, s.Dir, strings.Join(out, ", "))
+	}
+	return nil
 }
 
 // untrusted is the time given to a slot's files written since its last restore: no

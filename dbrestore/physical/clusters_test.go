@@ -3,6 +3,7 @@ package physical
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,6 +115,18 @@ func TestCheckSettings(t *testing.T) {
 	if len(p) != 3 || !strings.Contains(strings.Join(p, ";"), "cluster.settings.archive_command") {
 		t.Fatalf("%q", p)
 	}
+	// A file of settings could hold the ones restage controls.
+	p = CheckSettings("cluster.settings", map[string]string{"include": "/etc/x.conf", "include_dir": "/etc/x", "include_if_exists": "/etc/y.conf"})
+	if len(p) != 3 || !strings.Contains(p[0], "cluster.settings.include:") {
+		t.Fatalf("%q", p)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	got := commandLine([][2]string{{"archive_command", ""}, {"unix_socket_directories", "/srv/it's here"}, {"port", "5433"}})
+	if want := `-c 'archive_command=' -c 'unix_socket_directories=/srv/it'\''s here' -c 'port=5433'`; got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
 }
 
 func TestParseInfo(t *testing.T) {
@@ -202,5 +215,23 @@ func TestDeltaByTimeUntrustsStagingWrites(t *testing.T) {
 	}
 	if _, err := c.Restore(ctx, src, &BackupSet{Label: "incr"}, true); err != nil || opts[1].ByTime {
 		t.Fatalf("restores %+v, %v", opts, err)
+	}
+}
+
+// Production's host given as one of this host's own addresses is this host.
+func TestLocalHostKnowsItsAddresses(t *testing.T) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if !localHost(n.IP.String()) {
+				t.Errorf("%s: not this host", n.IP)
+			}
+		}
+	}
+	if localHost("192.0.2.1") { // TEST-NET-1: nobody's
+		t.Error("192.0.2.1 taken for this host")
 	}
 }

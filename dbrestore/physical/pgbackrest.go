@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -201,7 +202,8 @@ func parseInfo(out []byte, stanza string) (*BackupSet, error) {
 // Restore implements Source: `pgbackrest restore` of set into dir, to recover to the
 // backup's consistent point and promote (--type=immediate --target-action=promote),
 // with archive_mode off (--archive-mode=off), tablespaces beside dir instead of their
-// production paths, and --delta when asked.
+// production paths (the config's tablespace-map, link-map and link-all reset), and
+// --delta when asked.
 func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, opts RestoreOptions) error {
 	if set == nil || set.Label == "" || !filepath.IsAbs(dir) {
 		return errors.New("physical: Restore needs a backup set and an absolute folder")
@@ -213,8 +215,12 @@ func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, op
 	if err := p.owner.chown(tblspc); err != nil {
 		return fmt.Errorf("physical: %w", err)
 	}
+	// The links a restore makes are restage's, whatever pgBackRest's config says: a
+	// tablespace-map, link-map or link-all there would restore tablespaces or pg_wal onto
+	// their production paths, which may be on this host.
 	args := []string{"--pg1-path=" + dir, "--set=" + set.Label, "--type=immediate", "--target-action=promote",
-		"--archive-mode=off", "--tablespace-map-all=" + tblspc, "--process-max=" + strconv.Itoa(p.cfg.ProcessMax)}
+		"--archive-mode=off", "--tablespace-map-all=" + tblspc, "--reset-tablespace-map", "--reset-link-map", "--no-link-all",
+		"--process-max=" + strconv.Itoa(p.cfg.ProcessMax)}
 	if opts.Delta {
 		args = append(args, "--delta")
 		if opts.ByTime {
@@ -244,23 +250,30 @@ func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, op
 // Origin implements Source: pg1-host, pg1-port and pg1-path of the stanza in
 // pgBackRest's config file (the stanza's section over [global]), when it can be read.
 func (p *PgBackRest) Origin() Origin {
-	path := p.cfg.Config
-	if path == "" {
-		path = "/etc/pgbackrest/pgbackrest.conf"
-		if _, err := os.Stat(path); err != nil {
-			path = "/etc/pgbackrest.conf"
+	files := []string{p.cfg.Config}
+	if p.cfg.Config == "" {
+		// pgBackRest's defaults: its config file, then the files of its include folder
+		// (which it reads only when no --config is given).
+		files = []string{"/etc/pgbackrest/pgbackrest.conf"}
+		if _, err := os.Stat(files[0]); err != nil {
+			files = []string{"/etc/pgbackrest.conf"}
+		}
+		more, _ := filepath.Glob("/etc/pgbackrest/conf.d/*.conf")
+		files = append(files, more...)
+	}
+	vals := map[string]map[string]string{}
+	for _, path := range files {
+		if f, err := os.Open(path); err == nil {
+			readIni(f, vals)
+			f.Close()
 		}
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return Origin{}
-	}
-	defer f.Close()
-	return parseOrigin(f, p.cfg.Stanza)
+	return originOf(vals, p.cfg.Stanza)
 }
 
-func parseOrigin(f *os.File, stanza string) Origin {
-	vals := map[string]map[string]string{}
+// readIni reads the sections and options of a pgBackRest config file into vals (a later
+// file's value wins).
+func readIni(f io.Reader, vals map[string]map[string]string) {
 	section := ""
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -281,16 +294,24 @@ func parseOrigin(f *os.File, stanza string) Origin {
 		}
 		vals[section][strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
+}
+
+// originOf returns the production cluster a stanza's options name: pg1-host, pg1-path
+// and pg1-port, or their older names (db1-*, db-*), which pgBackRest still reads.
+func originOf(vals map[string]map[string]string, stanza string) Origin {
 	get := func(k string) string {
+		names := []string{"pg1-" + k, "db1-" + k, "db-" + k}
 		for _, s := range []string{stanza + ":restore", stanza, "global:restore", "global"} {
-			if v, ok := vals[s][k]; ok {
-				return v
+			for _, n := range names {
+				if v, ok := vals[s][n]; ok {
+					return v
+				}
 			}
 		}
 		return ""
 	}
-	o := Origin{Host: get("pg1-host"), Dir: get("pg1-path")}
-	o.Port, _ = strconv.Atoi(get("pg1-port"))
+	o := Origin{Host: get("host"), Dir: get("path")}
+	o.Port, _ = strconv.Atoi(get("port"))
 	if o.Port == 0 {
 		o.Port = 5432 // pgBackRest's default
 	}

@@ -135,7 +135,8 @@ func (c *Clusters) startAs(ctx context.Context, s *Slot, m mode) error {
 	if err := c.ours(s); err != nil {
 		return err
 	}
-	if err := c.configure(s, m); err != nil {
+	pinned, err := c.configure(s, m)
+	if err != nil {
 		return fmt.Errorf("physical: configure %s: %w", s, err)
 	}
 	port := c.cfg.Port
@@ -158,7 +159,7 @@ func (c *Clusters) startAs(ctx context.Context, s *Slot, m mode) error {
 	go func() {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout+10*time.Second)
 		defer cancel()
-		started <- c.pgctl(pctx, "start", "-D", s.Data, "-l", logFile, "-w", "-t", c.secs(), "-s")
+		started <- c.pgctl(pctx, "start", "-D", s.Data, "-l", logFile, "-o", commandLine(pinned), "-w", "-t", c.secs(), "-s")
 	}()
 	if err := c.awaitPrimary(ctx, s, port, started); err != nil {
 		return fmt.Errorf("%w%s", err, logTail(logFile))
@@ -293,16 +294,16 @@ func (c *Clusters) awaitPrimary(ctx context.Context, s *Slot, port int, started 
 // postgresql.auto.conf (read last, so it wins over production's files, and kept by a
 // reboot), a postgresql.conf when the backup had none (Debian keeps it in /etc), and
 // restage's lines at the top of pg_hba.conf and pg_ident.conf.
-func (c *Clusters) configure(s *Slot, m mode) error {
+func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 	// A copy of a standby would start as one and never promote: it recovers once, as a
 	// primary of its own (recovery.signal, which a restore writes, is kept).
 	if err := os.Remove(filepath.Join(s.Data, "standby.signal")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return nil, err
 	}
 	conf := filepath.Join(s.Data, "postgresql.conf")
 	if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
 		if err := c.writeOwned(conf, "# written by restage: the backup had no postgresql.conf\n"); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	set := [][2]string{
@@ -316,23 +317,31 @@ func (c *Clusters) configure(s *Slot, m mode) error {
 		{"external_pid_file", ""},
 	}
 	listen := "localhost"
-	for _, k := range slices.Sorted(mapKeys(c.cfg.Settings)) {
-		if k == "listen_addresses" {
-			listen = c.cfg.Settings[k]
-			continue
-		}
-		set = append(set, [2]string{k, c.cfg.Settings[k]})
+	if v, ok := c.cfg.Settings["listen_addresses"]; ok {
+		listen = v
 	}
-	drop := slices.Clone(controlled)
 	if m == side {
 		set = append(set, [2]string{"port", strconv.Itoa(c.cfg.SidePort)}, [2]string{"listen_addresses", ""},
 			[2]string{"max_logical_replication_workers", "0"})
+	} else {
+		set = append(set, [2]string{"port", strconv.Itoa(c.cfg.Port)}, [2]string{"listen_addresses", listen})
+	}
+	// restage's own settings go on the server's command line too, which outranks every
+	// configuration file and what they include: nothing in the backup's files, or in
+	// files they include, can turn archiving on, make the server follow production, or
+	// move it onto another data directory, port or socket.
+	pinned = append(slices.Clone(set), [2]string{"data_directory", s.Data})
+	for _, k := range slices.Sorted(mapKeys(c.cfg.Settings)) {
+		if k != "listen_addresses" {
+			set = append(set, [2]string{k, c.cfg.Settings[k]})
+		}
+	}
+	drop := slices.Clone(controlled)
+	if m == side {
 		// pgBackRest's recovery settings stay until the first start has promoted.
 		drop = slices.DeleteFunc(drop, func(k string) bool {
 			return k == "restore_command" || strings.HasPrefix(k, "recovery_")
 		})
-	} else {
-		set = append(set, [2]string{"port", strconv.Itoa(c.cfg.Port)}, [2]string{"listen_addresses", listen})
 	}
 	for _, kv := range set {
 		drop = append(drop, kv[0])
@@ -340,7 +349,7 @@ func (c *Clusters) configure(s *Slot, m mode) error {
 	auto := filepath.Join(s.Data, "postgresql.auto.conf")
 	old, err := os.ReadFile(auto)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return nil, err
 	}
 	var b strings.Builder
 	for _, line := range strings.Split(string(old), "\n") {
@@ -356,13 +365,26 @@ func (c *Clusters) configure(s *Slot, m mode) error {
 		fmt.Fprintf(&b, "%s = '%s'\n", kv[0], strings.ReplaceAll(kv[1], "'", "''"))
 	}
 	if err := c.writeOwned(auto, b.String()); err != nil {
-		return err
+		return nil, err
 	}
 	if err := c.prepend(filepath.Join(s.Data, "pg_hba.conf"), hbaLines,
 		"host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"); err != nil {
-		return err
+		return nil, err
 	}
-	return c.prepend(filepath.Join(s.Data, "pg_ident.conf"), c.identLines(), "")
+	return pinned, c.prepend(filepath.Join(s.Data, "pg_ident.conf"), c.identLines(), "")
+}
+
+// commandLine is pg_ctl's -o for settings: "-c 'name=value'" each, quoted for the
+// shell pg_ctl runs the server through.
+func commandLine(settings [][2]string) string {
+	var b strings.Builder
+	for i, kv := range settings {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("-c '" + strings.ReplaceAll(kv[0]+"="+kv[1], "'", `'\''`) + "'")
+	}
+	return b.String()
 }
 
 // hbaLines let restage (and only through the slot's own socket) connect as the

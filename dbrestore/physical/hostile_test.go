@@ -1,0 +1,365 @@
+package physical_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/dbrestore/physical"
+	"github.com/restage/restage/dbrestore/physical/physicaltest"
+	"github.com/restage/restage/internal/testutil"
+)
+
+// The promises of a physical rebuild tried the way a careless operator or a hostile
+// file would break them: configuration files that the backup brings or that a setting
+// includes, a data directory replaced by a link, pgBackRest options in its own config.
+
+// asPostgres runs argv as the postgres user (PostgreSQL's programs refuse root) and
+// returns its output and error.
+func asPostgres(t *testing.T, argv ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	}
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// foreignCluster makes a cluster restage did not create, running unless stopped, and
+// returns its data directory.
+func foreignCluster(t *testing.T, bin string, running bool) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "restage-foreign-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(d, "data")
+	t.Cleanup(func() {
+		_, _ = asPostgres(t, filepath.Join(bin, "pg_ctl"), "stop", "-D", data, "-m", "immediate", "-s")
+		os.RemoveAll(d)
+	})
+	chownPostgres(t, d)
+	if out, err := asPostgres(t, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	port, err := testutil.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, filepath.Join(data, "postgresql.conf"), "port = "+strconv.Itoa(port)+"\nunix_socket_directories = '"+d+"'\nfsync = off\nlisten_addresses = ''\n")
+	appendFile(t, filepath.Join(data, "FOREIGN"), "not restage's\n")
+	chownPostgres(t, d)
+	if running {
+		if out, err := asPostgres(t, filepath.Join(bin, "pg_ctl"), "start", "-D", data, "-l", filepath.Join(d, "log"), "-w", "-s"); err != nil {
+			t.Fatalf("start the foreign cluster: %v\n%s", err, out)
+		}
+	}
+	return data
+}
+
+func chownPostgres(t *testing.T, path string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	_ = filepath.Walk(path, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, uid, gid) })
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// running reports whether a server runs from data (pg_ctl status).
+func running(t *testing.T, bin, data string) bool {
+	t.Helper()
+	_, err := asPostgres(t, filepath.Join(bin, "pg_ctl"), "status", "-D", data)
+	return err == nil
+}
+
+func setting(t *testing.T, cl *physical.Clusters, s *physical.Slot, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := cl.Conn(ctx, s, "postgres", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// A file that the restored cluster's own configuration includes (production's
+// postgresql.conf may include one, and the file may exist on staging) cannot turn
+// archiving back on, nor move the server: restage's settings are on its command line.
+// Production's repository receives nothing.
+func TestIncludedSettingsCannotArchiveIntoProduction(t *testing.T) {
+	w := newWorld(t, true)
+	ctx := context.Background()
+	evilDir, err := os.MkdirTemp("", "restage-include-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(evilDir) })
+	if err := os.Chmod(evilDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	set, err := w.src.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, err := w.cl.Restore(ctx, w.src, set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := filepath.Join(evilDir, "archive.conf")
+	appendFile(t, evil, "archive_mode = on\narchive_command = 'pgbackrest --config="+w.prod.Config+" --stanza="+physicaltest.Stanza+
+		" --pg1-path="+slot.Data+" archive-push %p'\nport = 1\nunix_socket_directories = '"+evilDir+"'\n")
+	appendFile(t, filepath.Join(slot.Data, "postgresql.conf"), "include = '"+evil+"'\n")
+	before, err := w.prod.ArchiveListing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging"}); err != nil {
+		t.Fatalf("Neutralize: %v", err)
+	}
+	if v := setting(t, w.cl, slot, "archive_mode"); v != "off" {
+		t.Errorf("archive_mode = %s on the restored cluster", v)
+	}
+	if err := w.cl.Stop(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	after, err := w.prod.ArchiveListing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Fatalf("production's WAL archive changed:\nbefore:\n%s\nafter:\n%s", strings.Join(before, "\n"), strings.Join(after, "\n"))
+	}
+}
+
+// A data_directory line in the slot's configuration (the backup may bring one) does not
+// make restage start another cluster: the server runs from the slot's data directory.
+func TestDataDirectoryLineCannotMoveTheServer(t *testing.T) {
+	bin := physicaltest.Require(t)
+	w := newWorld(t, true)
+	ctx := context.Background()
+	set, err := w.src.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, err := w.cl.Restore(ctx, w.src, set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := foreignCluster(t, bin, false)
+	appendFile(t, filepath.Join(slot.Data, "postgresql.conf"), "data_directory = '"+foreign+"'\n")
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	if running(t, bin, foreign) {
+		t.Fatal("restage started a cluster it did not create")
+	}
+	if v := setting(t, w.cl, slot, "data_directory"); v != slot.Data {
+		t.Fatalf("the slot's server runs from %s", v)
+	}
+}
+
+// A slot whose data directory was replaced by a link to another cluster is not
+// restage's: the clean step does not stop that cluster, and the next restore refuses
+// it rather than write production's backup over it.
+func TestLinkedDataDirectoryIsNotOurs(t *testing.T) {
+	bin := physicaltest.Require(t)
+	w := newWorld(t, true)
+	ctx := context.Background()
+	set, err := w.src.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, err := w.cl.Restore(ctx, w.src, set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := foreignCluster(t, bin, true)
+	if err := os.RemoveAll(slot.Data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(foreign, slot.Data); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.cl.Repair(ctx)
+	if !running(t, bin, foreign) {
+		t.Fatalf("the clean step stopped a cluster restage did not create (err %v)", err)
+	}
+	_, err = w.cl.Restore(ctx, w.src, set, true)
+	if !errors.Is(err, physical.ErrNotOurs) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("restore into a linked data directory: %v", err)
+	}
+	if !running(t, bin, foreign) {
+		t.Fatal("the restore stopped a cluster restage did not create")
+	}
+	if _, err := os.Stat(filepath.Join(foreign, "FOREIGN")); err != nil {
+		t.Fatalf("the foreign data directory was overwritten: %v", err)
+	}
+}
+
+// A tablespace-map (or link-map, link-all) in pgBackRest's own config does not put a
+// restored tablespace on production's path: restage's restore resets them, and the
+// tablespace stays in the slot. Production's tablespace is untouched by what staging
+// does.
+func TestConfigTablespaceMapIsIgnored(t *testing.T) {
+	bin := physicaltest.Require(t)
+	ctx := context.Background()
+	prod := physicaltest.Start(t, physicaltest.Options{})
+	fi, err := os.Stat(prod.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	ts := filepath.Join(prod.Dir, "ts")
+	if err := os.Mkdir(ts, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(ts, int(st.Uid), int(st.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"CREATE TABLESPACE ts LOCATION '" + ts + "'", "CREATE DATABASE shop"} {
+		if err := prod.Exec(ctx, "postgres", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := prod.Exec(ctx, "shop", "CREATE TABLE item TABLESPACE ts AS SELECT g AS id FROM generate_series(1, 1000) g; CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.Backup(ctx, "full"); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(prod.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := prod.Config + ".staging"
+	hostile := string(orig) + "\n[global:restore]\ntablespace-map=ts=" + ts + "\nlink-all=y\n"
+	if err := os.WriteFile(conf, []byte(hostile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(conf, int(st.Uid), int(st.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: prod.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := newClusters(t, bin, map[string]string{"fsync": "off"})
+	before := listing(t, ts)
+	set, err := src.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A first restore with production's config, then a delta (which writes into folders
+	// that hold files) with the hostile one.
+	if _, err := cl.Restore(ctx, plain, set, true); err != nil {
+		t.Fatal(err)
+	}
+	slot, err := cl.Restore(ctx, src, set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Stop(context.Background(), slot) })
+	links, err := os.ReadDir(filepath.Join(slot.Data, "pg_tblspc"))
+	if err != nil || len(links) != 1 {
+		t.Fatalf("pg_tblspc: %v, %v", links, err)
+	}
+	target, err := filepath.EvalSymlinks(filepath.Join(slot.Data, "pg_tblspc", links[0].Name()))
+	if err != nil || !strings.HasPrefix(target, slot.Dir+"/") {
+		t.Fatalf("the restored tablespace is at %s (%v), outside the slot %s", target, err, slot.Dir)
+	}
+	if err := cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Exec(ctx, slot, "shop", "DROP TABLE item; CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	if after := listing(t, ts); after != before {
+		t.Fatalf("production's tablespace changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	conn, err := pgx.Connect(ctx, prod.DSN("shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM item").Scan(&n); err != nil || n != 1000 {
+		t.Fatalf("production's item: %d rows, %v", n, err)
+	}
+}
+
+// Production's data directory and port under pgBackRest's older option names (db-path,
+// db-port) are production's all the same: a staging cluster there is refused.
+func TestOriginUnderOlderNames(t *testing.T) {
+	bin := physicaltest.Require(t)
+	conf := filepath.Join(t.TempDir(), "pgbackrest.conf")
+	text := "[global]\nrepo1-path=/srv/pgbackrest\n\n[main]\ndb-path=/var/lib/postgresql/15/main\ndb-port=5433\n"
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: "main", Config: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := src.Origin(); o.Dir != "/var/lib/postgresql/15/main" || o.Port != 5433 {
+		t.Fatalf("origin %+v", o)
+	}
+	for _, cfg := range []physical.ClustersConfig{
+		{Environment: "staging", Dir: "/var/lib/postgresql/15/main", Port: 6543, BinDir: bin},
+		{Environment: "staging", Dir: "/srv/restage/pg", Port: 5433, BinDir: bin},
+	} {
+		cl, err := physical.NewClusters(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.CheckOrigin(src.Origin()); !errors.Is(err, physical.ErrProduction) {
+			t.Errorf("%s port %d: %v", cfg.Dir, cfg.Port, err)
+		}
+	}
+}
