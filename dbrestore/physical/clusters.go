@@ -432,6 +432,16 @@ func (c *Clusters) Repair(ctx context.Context) ([]string, error) {
 
 // ensureDir makes the clusters' folder (0700, the owner's) when it is missing.
 func (c *Clusters) ensureDir() error {
+	// Not inside a cluster's data directory (production's, on this host, or any other):
+	// restage's slots and their servers would live among its files.
+	for d := filepath.Clean(c.cfg.Dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "PG_VERSION")); err == nil {
+			return fmt.Errorf("%w: cluster.dir %s lies in the data directory %s", ErrNotOurs, c.cfg.Dir, d)
+		}
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
 	if _, err := os.Lstat(c.cfg.Dir); err == nil {
 		return nil
 	}

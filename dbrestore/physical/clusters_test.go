@@ -235,3 +235,24 @@ func TestLocalHostKnowsItsAddresses(t *testing.T) {
 		t.Error("192.0.2.1 taken for this host")
 	}
 }
+
+// [cluster] dir inside a cluster's data directory is refused before anything is made.
+func TestDirInsideADataDirectory(t *testing.T) {
+	bin := pgtest.Require(t)
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, "PG_VERSION"), []byte("15\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{data, filepath.Join(data, "base", "restage")} {
+		c, err := NewClusters(ClustersConfig{Environment: "staging", Dir: dir, Port: 6543, BinDir: bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ensureDir(); !errors.Is(err, ErrNotOurs) || !strings.Contains(err.Error(), "lies in the data directory "+data) {
+			t.Fatalf("%s: %v", dir, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "base")); err == nil {
+		t.Fatal("made a folder inside the data directory")
+	}
+}
