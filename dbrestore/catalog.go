@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/progress"
 )
 
@@ -166,7 +167,12 @@ func (c *DirCatalog) scan(database string) (*scan, error) {
 
 // readManifest reads a manifest and resolves its dump beside it.
 func readManifest(path string) (*Backup, error) {
-	data, err := os.ReadFile(path)
+	f, err := safefile.OpenRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	f.Close()
 	if err != nil {
 		return nil, err
 	}
@@ -380,11 +386,17 @@ func verifyBackup(ctx context.Context, cfg Config, b *Backup) error {
 
 // checksum returns the size and SHA-256 of a dump. For a directory dump the size is the
 // sum of its files' sizes and the checksum is the SHA-256 of the lines "name sha256\n",
-// sorted by name, one per regular file in the folder. The bytes hashed are counted in
-// pc (nil: not counted).
+// sorted by name, one per file in the folder; anything in it but a regular file (a
+// symbolic link pg_restore would follow, a FIFO, a folder) is refused, as is a folder
+// that is itself a link. The bytes hashed are counted in pc (nil: not counted).
 func checksum(ctx context.Context, path string, format Format, pc *progress.Counter) (int64, string, error) {
 	if format != FormatDirectory {
 		return fileChecksum(ctx, path, pc)
+	}
+	if st, err := os.Lstat(path); err != nil {
+		return 0, "", err
+	} else if !st.IsDir() {
+		return 0, "", fmt.Errorf("%s is not a folder (%s): refused", path, st.Mode().Type())
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
@@ -392,9 +404,10 @@ func checksum(ctx context.Context, path string, format Format, pc *progress.Coun
 	}
 	var names []string
 	for _, e := range entries {
-		if e.Type().IsRegular() {
-			names = append(names, e.Name())
+		if !e.Type().IsRegular() {
+			return 0, "", fmt.Errorf("%s in the dump %s is not a regular file (%s): refused", e.Name(), path, e.Type())
 		}
+		names = append(names, e.Name())
 	}
 	sort.Strings(names)
 	var total int64
@@ -410,19 +423,14 @@ func checksum(ctx context.Context, path string, format Format, pc *progress.Coun
 	return total, hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// fileChecksum hashes the regular file at path (a FIFO or a symbolic link planted there
+// is refused, not waited on nor followed).
 func fileChecksum(ctx context.Context, path string, pc *progress.Counter) (int64, string, error) {
-	f, err := os.Open(path)
+	f, err := safefile.OpenRegular(path)
 	if err != nil {
 		return 0, "", err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, "", err
-	}
-	if !st.Mode().IsRegular() {
-		return 0, "", fmt.Errorf("%s is not a regular file", path)
-	}
 	h := sha256.New()
 	n, err := io.CopyBuffer(h, progress.CountingReader(&ctxReader{ctx: ctx, r: f}, pc), make([]byte, 1<<20))
 	if err != nil {

@@ -40,6 +40,30 @@ func refusedLink(path string) error {
 	return fmt.Errorf("%s is a symbolic link: refused (restage does not follow links to its lock and state files): %w", path, syscall.ELOOP)
 }
 
+// OpenRegular opens path for reading, for a file restage reads but did not write (a
+// backup, its manifest): it never blocks on a FIFO planted at path (O_NONBLOCK), never
+// follows a symbolic link there (O_NOFOLLOW, errors.Is(err, syscall.ELOOP)), and refuses
+// anything but a regular file.
+func OpenRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link: refused: %w", path, syscall.ELOOP)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file (%s): refused", path, st.Mode().Type())
+	}
+	return f, nil
+}
+
 // OpenPrivate opens one of restage's own files with flag as Open does, and moreover
 // never blocks on a FIFO planted at path (O_NONBLOCK) and refuses anything but a
 // regular file. A file it creates gets FileMode; an existing one opened for writing
