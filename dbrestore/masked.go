@@ -38,7 +38,7 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 	if err := r.runPgRestore(ctx, pgRestore, "pre-data", "--section=pre-data"); err != nil {
 		return err
 	}
-	conn, err := s.connect(ctx, opts.Target)
+	conn, err := s.connectRestore(ctx, opts.Target)
 	if err != nil {
 		return fmt.Errorf("dbrestore: %w", err)
 	}
@@ -104,7 +104,7 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 // runPgRestore runs pg_restore into the target with extra arguments (a section, a list).
 func (r *restoreRun) runPgRestore(ctx context.Context, pgRestore, what string, extra ...string) error {
 	s, opts := r.s, r.opts
-	args := append(r.baseArgs("--dbname", s.cs.withDatabase(opts.Target).withoutPassword().String(),
+	args := append(r.baseArgs("--dbname", s.rcs.withDatabase(opts.Target).withoutPassword().String(),
 		"--jobs", strconv.Itoa(opts.Jobs)), extra...)
 	args = append(args, r.b.Path)
 	p := &proc{path: pgRestore, args: args, env: r.pgEnv(), secrets: r.secrets(), started: r.reads.started,
@@ -132,12 +132,12 @@ func (r *restoreRun) baseArgs(more ...string) []string {
 
 // pgEnv is pg_restore's environment: the password and the session settings.
 func (r *restoreRun) pgEnv() []string {
-	return append(passwordEnv(r.s.cs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), r.s.cfg.Settings))
+	return append(passwordEnv(r.s.rcs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), r.s.cfg.Settings))
 }
 
 // secrets are what no message of a masked restore may show.
 func (r *restoreRun) secrets() []string {
-	return []string{r.s.secret, r.opts.Mask.Secret()}
+	return append(r.s.secrets(), r.opts.Mask.Secret())
 }
 
 // progressLine passes a line of pg_restore to the progress parser, one phase at a time.
@@ -289,7 +289,7 @@ func (r *restoreRun) loadTable(ctx context.Context, pgRestore, dir string, i int
 			tableCols = append(tableCols, c)
 		}
 	}
-	conn, err := s.connect(ctx, r.opts.Target)
+	conn, err := s.connectRestore(ctx, r.opts.Target)
 	if err != nil {
 		return nil, fmt.Errorf("dbrestore: %w", err)
 	}

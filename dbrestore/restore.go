@@ -49,7 +49,7 @@ const outputTailLines = 60
 // ctx ends, the half-built Target is dropped.
 func (s *Server) Restore(ctx context.Context, b *Backup, opts RestoreOptions) (*RestoreResult, error) {
 	res, err := s.restore(ctx, b, opts)
-	return res, redact.Error(err, s.secret, opts.Mask.Secret())
+	return res, redact.Error(err, append(s.secrets(), opts.Mask.Secret())...)
 }
 
 // sqlFile is a post-restore file, read before anything is changed.
@@ -158,7 +158,7 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	err = r.fill(ctx, pgRestore)
 	step("filled")
 	r.outMu.Lock()
-	r.res.Output = redact.String(r.output.String(), s.secret, opts.Mask.Secret())
+	r.res.Output = redact.String(r.output.String(), append(s.secrets(), opts.Mask.Secret())...)
 	r.outMu.Unlock()
 	if err != nil {
 		return r.res, s.dropHalfBuilt(ctx, opts.Target, err)
@@ -222,7 +222,7 @@ func (s *Server) dropHalfBuilt(ctx context.Context, target string, err error) er
 	cctx, cancel := cleanupCtx(ctx)
 	defer cancel()
 	s.log.Warn("dbrestore: restore failed; dropping the half-built target", logKeyTarget, target,
-		logKeyError, redact.String(err.Error(), s.secret))
+		logKeyError, redact.String(err.Error(), s.secrets()...))
 	derr := s.withConn(cctx, func(c *pgx.Conn) error { return s.drop(cctx, c, target) })
 	if derr != nil {
 		return fmt.Errorf("%w (dropping the half-built %q failed too: %v)", err, target, derr)
@@ -237,6 +237,9 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	load := r.pgRestore
 	if r.opts.Mask != nil {
 		load = r.maskedRestore
+	}
+	if err := r.s.checkRestoreLogin(ctx, r.opts.Target); err != nil {
+		return err
 	}
 	r.reads = newReadWatch(ctx, r.b.Manifest.Size)
 	err := load(ctx, pgRestore)
@@ -281,7 +284,7 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 // pgRestore runs pg_restore into the target, reporting progress.
 func (r *restoreRun) pgRestore(ctx context.Context, pgRestore string) error {
 	s, opts := r.s, r.opts
-	target := s.cs.withDatabase(opts.Target)
+	target := s.rcs.withDatabase(opts.Target)
 	args := []string{"--dbname", target.withoutPassword().String(), "--jobs", strconv.Itoa(opts.Jobs),
 		"--exit-on-error", "--verbose"}
 	if !opts.KeepOwners {
@@ -291,9 +294,9 @@ func (r *restoreRun) pgRestore(ctx context.Context, pgRestore string) error {
 		args = append(args, "--role="+s.cfg.Role)
 	}
 	args = append(args, r.b.Path)
-	env := append(passwordEnv(s.cs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
+	env := append(passwordEnv(s.rcs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
 	pp := &progressParser{toc: r.toc, ids: opts.Jobs > 1, fn: opts.Progress, seen: map[int]bool{}}
-	p := &proc{path: pgRestore, args: args, env: env, secrets: []string{s.secret}, started: r.reads.started,
+	p := &proc{path: pgRestore, args: args, env: env, secrets: s.secrets(), started: r.reads.started,
 		stderr: func(line string) bool {
 			r.addOutput(line)
 			return pp.line(line)
@@ -386,9 +389,10 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// connectNotices connects to database, passing server notices to addOutput.
+// connectNotices connects to database (being restored) as the restore login, passing
+// server notices to addOutput.
 func (s *Server) connectNotices(ctx context.Context, database string, addOutput func(string)) (*pgx.Conn, error) {
-	cs := s.cs.withDatabase(database)
+	cs := s.rcs.withDatabase(database)
 	cfg, err := pgx.ParseConfig(cs.String())
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cs.Redacted(), err)
@@ -540,7 +544,7 @@ func (s *Server) runRelationTasks(ctx context.Context, database string, jobs int
 	}
 	for range min(jobs, max(len(tasks), 1)) {
 		wg.Go(func() {
-			c, err := s.connect(cctx, database)
+			c, err := s.connectRestore(cctx, database)
 			if err != nil {
 				fail(err)
 				for range queue {

@@ -43,6 +43,15 @@ type ServerConfig struct {
 	// changed fails the restore. With RestoreOptions.KeepOwners, pg_restore's ALTER …
 	// OWNER statements run as Role too. "": everything runs as the admin user.
 	Role string
+	// RestoreDSN, when set, is a login without superuser rights (Role's, or one that may
+	// SET ROLE to it) for what runs inside a database being restored: pg_restore, the
+	// masking streams, the post-restore SQL, the row counts and ANALYZE. Functions a dump
+	// defines run while it loads (a CHECK constraint calls its function for every row
+	// COPY inserts), and --role does not contain them, since a function can RESET ROLE:
+	// with RestoreDSN they run as this login, not the admin's. Its database is replaced by
+	// the target's; the admin DSN still creates, drops and renames databases. A restore
+	// whose RestoreDSN logs in as a superuser is refused. "": the admin DSN.
+	RestoreDSN string
 	// Settings are session settings for pg_restore's connections (through PGOPTIONS) that
 	// speed a bulk load. nil: DefaultRestoreSettings().
 	Settings map[string]string
@@ -74,9 +83,12 @@ func DefaultRestoreSettings() map[string]string {
 type Server struct {
 	cfg    ServerConfig
 	cs     *connString
+	rcs    *connString // the restore login (RestoreDSN), else cs
 	secret string
-	tools  Config
-	log    *slog.Logger
+	// rsecret is RestoreDSN's password ("" without one).
+	rsecret string
+	tools   Config
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	sources map[uint64]bool // source servers of the backups seen by Restore
@@ -121,12 +133,22 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if slices.Contains(cfg.Production, 0) {
 		return nil, errors.New("dbrestore: ServerConfig.Production: 0 is not a system_identifier")
 	}
+	rcs := cs
+	if cfg.RestoreDSN != "" {
+		if rcs, err = parseConnString(cfg.RestoreDSN); err != nil {
+			return nil, fmt.Errorf("dbrestore: ServerConfig.RestoreDSN: %w", err)
+		}
+	}
 	s := &Server{
 		cfg:     cfg,
 		cs:      cs,
+		rcs:     rcs,
 		secret:  connPassword(cs),
 		tools:   Config{BinDir: cfg.BinDir, Logger: cfg.Logger},
 		sources: map[uint64]bool{},
+	}
+	if cfg.RestoreDSN != "" {
+		s.rsecret = connPassword(rcs)
 	}
 	s.log = s.tools.logger()
 	return s, nil
@@ -136,11 +158,53 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // migrations; never log it).
 func (s *Server) DSN(database string) string { return s.cs.withDatabase(database).String() }
 
+// RestoreLogin returns ServerConfig.RestoreDSN with its password replaced by "xxxxx",
+// or "" when restores run as the admin DSN's login.
+func (s *Server) RestoreLogin() string {
+	if s.cfg.RestoreDSN == "" {
+		return ""
+	}
+	return s.rcs.Redacted()
+}
+
 // RedactedDSN returns DSN(database) with the password replaced by "xxxxx".
 func (s *Server) RedactedDSN(database string) string { return s.cs.withDatabase(database).Redacted() }
 
 func (s *Server) connect(ctx context.Context, database string) (*pgx.Conn, error) {
-	cs := s.cs
+	return s.connectAs(ctx, s.cs, database)
+}
+
+// connectRestore connects to database, a database being restored, as the restore login.
+func (s *Server) connectRestore(ctx context.Context, database string) (*pgx.Conn, error) {
+	return s.connectAs(ctx, s.rcs, database)
+}
+
+// checkRestoreLogin refuses a RestoreDSN that logs in as a superuser: it would not
+// contain what the dump runs.
+func (s *Server) checkRestoreLogin(ctx context.Context, database string) error {
+	if s.cfg.RestoreDSN == "" {
+		return nil
+	}
+	c, err := s.connectRestore(ctx, database)
+	if err != nil {
+		return fmt.Errorf("dbrestore: restore login: %w", err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	var name string
+	var super bool
+	if err := c.QueryRow(ctx, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&name, &super); err != nil {
+		return fmt.Errorf("dbrestore: restore login: %w", err)
+	}
+	if super {
+		return fmt.Errorf("dbrestore: ServerConfig.RestoreDSN logs in as %q, a superuser: it would not contain what the dump runs while it loads", name)
+	}
+	return nil
+}
+
+// secrets are the passwords no message may show: the admin's and the restore login's.
+func (s *Server) secrets() []string { return []string{s.secret, s.rsecret} }
+
+func (s *Server) connectAs(ctx context.Context, cs *connString, database string) (*pgx.Conn, error) {
 	if database != "" {
 		cs = cs.withDatabase(database)
 	}

@@ -80,7 +80,11 @@ type BackupSection struct {
 
 // DatabaseSection is [database].
 type DatabaseSection struct {
-	AdminDSN    string   `toml:"admin_dsn"`
+	AdminDSN string `toml:"admin_dsn"`
+	// RestoreDSN is a login without superuser rights that pg_restore, the post-restore
+	// SQL, the counts and ANALYZE use inside the database being restored, so that the
+	// dump's own functions run as it (dbrestore.ServerConfig.RestoreDSN). "": admin_dsn.
+	RestoreDSN  string   `toml:"restore_dsn"`
 	Name        string   `toml:"name"`
 	Strategy    string   `toml:"strategy"`
 	Jobs        int      `toml:"jobs"`
@@ -348,6 +352,12 @@ func (d *DatabaseSection) validate(p *problems) {
 	}
 	if _, err := url.Parse(d.AdminDSN); err != nil && strings.Contains(d.AdminDSN, "://") {
 		p.add("database.admin_dsn is not a valid URL")
+	}
+	if _, err := url.Parse(d.RestoreDSN); err != nil && strings.Contains(d.RestoreDSN, "://") {
+		p.add("database.restore_dsn is not a valid URL")
+	}
+	if d.RestoreDSN != "" && d.Strategy == string(Physical) {
+		p.add("database.restore_dsn: strategy physical restores no dump (the physical cluster's SQL runs as its bootstrap superuser)")
 	}
 	if d.Name != "" {
 		if err := checkName(d.Name); err != nil {

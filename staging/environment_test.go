@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/internal/testutil"
 )
 
@@ -212,7 +213,7 @@ func sameDevice(a, b string) (bool, error) {
 	return sa.Sys().(*syscall.Stat_t).Dev == sb.Sys().(*syscall.Stat_t).Dev, nil
 }
 
-// [database] jobs reaches the restore's options.
+// [database] jobs reaches the restore's options, restore_dsn the staging server's.
 func TestRestoreKeysReachTheRestore(t *testing.T) {
 	tmp := t.TempDir()
 	c := &EnvironmentConfig{Environment: "staging", LockFile: filepath.Join(tmp, "x.lock"), StateDir: tmp,
@@ -227,5 +228,22 @@ func TestRestoreKeysReachTheRestore(t *testing.T) {
 	defer rb.Close()
 	if o := rb.cfg.Restore; o.Jobs != 3 {
 		t.Fatalf("restore options %+v", o)
+	}
+	if login := rb.cfg.Databases.(*dbrestore.Server).RestoreLogin(); login != "" {
+		t.Fatalf("restore login %q without restore_dsn", login)
+	}
+	c.Database.RestoreDSN = "postgres://restorer:pw@db/postgres"
+	rb2, err := Open(c, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb2.Close()
+	if login := rb2.cfg.Databases.(*dbrestore.Server).RestoreLogin(); !strings.Contains(login, "restorer:xxxxx@db") {
+		t.Fatalf("restore login %q", login)
+	}
+	// Strategy physical restores no dump: the key is refused there, as in a production config.
+	c.Database.Strategy = string(Physical)
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database.restore_dsn") {
+		t.Fatalf("restore_dsn with strategy physical: %v", err)
 	}
 }

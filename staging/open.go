@@ -56,7 +56,7 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 		}
 		srv, err := dbrestore.NewServer(dbrestore.ServerConfig{
 			AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, Production: cfg.Production,
-			Role: c.Schema.Role, BinDir: c.Database.BinDir, Logger: log})
+			Role: c.Schema.Role, RestoreDSN: c.Database.RestoreDSN, BinDir: c.Database.BinDir, Logger: log})
 		if err != nil {
 			return nil, c.errorf("database: %w", redact.Error(err))
 		}

@@ -54,6 +54,7 @@ func (c *EnvironmentConfig) validateProduction(p *problems) {
 	refuse("database.clones", len(c.Database.Clones) > 0)
 	refuse("database.post_restore", len(c.Database.PostRestore) > 0)
 	refuse("database.jobs", c.Database.Jobs != 0)
+	refuse("database.restore_dsn", c.Database.RestoreDSN != "")
 	refuse("database.restore_timeout", c.Database.RestoreTimeout.Duration != 0)
 	refuse("mask", c.Mask != nil)
 	refuse("cluster", c.Cluster != nil)
