@@ -40,8 +40,9 @@ type ServerConfig struct {
 	// databases. It must be an existing role the admin may SET ROLE to; it should not be a
 	// superuser. SET ROLE bounds mistakes, not malice: a file that deliberately switches
 	// back (RESET ROLE) acts as the admin until it does; a file that leaves the role
-	// changed fails the restore. With RestoreOptions.KeepOwners, pg_restore's ALTER …
-	// OWNER statements run as Role too. "": everything runs as the admin user.
+	// changed fails the restore; RestoreDSN is what contains it. With
+	// RestoreOptions.KeepOwners, pg_restore's ALTER … OWNER statements run as Role too.
+	// "": everything runs as the admin user.
 	Role string
 	// RestoreDSN, when set, is a login without superuser rights (Role's, or one that may
 	// SET ROLE to it) for what runs inside a database being restored: pg_restore, the
