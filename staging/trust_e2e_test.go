@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,6 +222,36 @@ func TestSchemaRoleAndTimeout(t *testing.T) {
 				t.Errorf("the error does not name the timeout: %s", rep.Error)
 			}
 		})
+	}
+}
+
+// With [database] restore_dsn the whole nightly restores as that login (no superuser):
+// the rebuild succeeds, the restored tables are the role's, and a restore_dsn that logs
+// in as a superuser fails the restore step, leaving staging as it was.
+func TestNightlyWithARestoreLogin(t *testing.T) {
+	w := newWorld(t, stagingtest.Options{})
+	w.Staging.Exec(t, "postgres", "CREATE ROLE bugs_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+	login, err := url.Parse(w.Staging.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	login.User = url.User("bugs_owner")
+	editConfig(t, w.ConfigPath, `migrations = "migrations"`, "migrations = \"migrations\"\nrole = \"bugs_owner\"")
+	editConfig(t, w.ConfigPath, "[database]\n", "[database]\nrestore_dsn = \""+login.String()+"\"\n")
+	mustRun(t, w)
+	for _, table := range []string{"bug", "person"} {
+		if owner := w.Staging.QueryString(t, w.StagingDB, "SELECT coalesce(max(tableowner), 'none') FROM pg_tables WHERE tablename = '"+table+"'"); owner != "bugs_owner" {
+			t.Errorf("%s is owned by %s, want the restore login's role", table, owner)
+		}
+	}
+	before := snapshot(t, w)
+	editConfig(t, w.ConfigPath, "bugs_owner@", "postgres@")
+	rep, err := run(t, w)
+	if err == nil || rep.FailedStep != "restore" || !strings.Contains(rep.Error, "a superuser") {
+		t.Fatalf("a superuser restore login: err %v, step %q", err, rep.FailedStep)
+	}
+	if after := snapshot(t, w); after != before {
+		t.Errorf("staging changed:\n%s\n%s", before, after)
 	}
 }
 
