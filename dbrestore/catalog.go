@@ -167,12 +167,7 @@ func (c *DirCatalog) scan(database string) (*scan, error) {
 
 // readManifest reads a manifest and resolves its dump beside it.
 func readManifest(path string) (*Backup, error) {
-	f, err := safefile.OpenRegular(path)
-	if err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	f.Close()
+	data, err := safefile.ReadFile(path, 1<<20) // a regular file, not a planted FIFO or link
 	if err != nil {
 		return nil, err
 	}

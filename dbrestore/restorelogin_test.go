@@ -98,11 +98,28 @@ INSERT INTO t VALUES (1), (2);`, quoteLit(db), protected, protected, protected))
 		t.Fatalf("person belongs to %s", owner)
 	}
 
-	// A restore login that is a superuser contains nothing: refused.
-	u.User = url.User("postgres")
-	super := newServer(t, staging, ServerConfig{Production: ids, RestoreDSN: u.String()})
-	_, err = super.Restore(ctx, pb, RestoreOptions{Target: dbName(t, staging, "super")})
-	requireErrContains(t, err, "a superuser")
+	// A restore login that is a superuser contains nothing, nor one that may SET ROLE to
+	// a superuser, nor a superuser login whose options set a lesser role: refused.
+	member := role + "_m"
+	staging.Exec(t, "postgres", fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE postgres", member))
+	t.Cleanup(func() {
+		if conn, err := pgx.Connect(context.Background(), staging.AdminDSN()); err == nil {
+			_, _ = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+member)
+			conn.Close(context.Background())
+		}
+	})
+	query := u.RawQuery
+	for _, login := range []string{"postgres", member, "postgres:options"} {
+		u.User = url.User(strings.TrimSuffix(login, ":options"))
+		u.RawQuery = query
+		if strings.HasSuffix(login, ":options") {
+			// libpq's options, "-c role=…", escaped with %20 for the space (not "+").
+			u.RawQuery += "&options=" + strings.ReplaceAll(url.QueryEscape("-c role="+role), "+", "%20")
+		}
+		super := newServer(t, staging, ServerConfig{Production: ids, RestoreDSN: u.String()})
+		_, err = super.Restore(ctx, pb, RestoreOptions{Target: dbName(t, staging, "super")})
+		requireErrContains(t, err, "a superuser or a member of one")
+	}
 }
 
 func quoteLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

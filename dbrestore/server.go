@@ -180,8 +180,9 @@ func (s *Server) connectRestore(ctx context.Context, database string) (*pgx.Conn
 	return s.connectAs(ctx, s.rcs, database)
 }
 
-// checkRestoreLogin refuses a RestoreDSN that logs in as a superuser: it would not
-// contain what the dump runs.
+// checkRestoreLogin refuses a RestoreDSN whose login is a superuser, or a member of
+// one (SET ROLE would reach it): it would not contain what the dump runs. The login is
+// the session user, whatever role its options set.
 func (s *Server) checkRestoreLogin(ctx context.Context, database string) error {
 	if s.cfg.RestoreDSN == "" {
 		return nil
@@ -191,13 +192,16 @@ func (s *Server) checkRestoreLogin(ctx context.Context, database string) error {
 		return fmt.Errorf("dbrestore: restore login: %w", err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
-	var name string
-	var super bool
-	if err := c.QueryRow(ctx, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&name, &super); err != nil {
+	var login string
+	var supers []string
+	err = c.QueryRow(ctx, `SELECT session_user, coalesce(array_agg(rolname ORDER BY rolname)
+		FILTER (WHERE rolsuper AND pg_has_role(session_user, oid, 'MEMBER')), '{}') FROM pg_roles`).Scan(&login, &supers)
+	if err != nil {
 		return fmt.Errorf("dbrestore: restore login: %w", err)
 	}
-	if super {
-		return fmt.Errorf("dbrestore: ServerConfig.RestoreDSN logs in as %q, a superuser: it would not contain what the dump runs while it loads", name)
+	if len(supers) > 0 {
+		return fmt.Errorf("dbrestore: ServerConfig.RestoreDSN logs in as %q, a superuser or a member of one (%s): it would not contain what the dump runs while it loads",
+			login, strings.Join(supers, ", "))
 	}
 	return nil
 }

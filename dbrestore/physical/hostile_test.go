@@ -100,6 +100,21 @@ func appendFile(t *testing.T, path, text string) {
 	}
 }
 
+// restored restores the world's newest backup into its idle slot.
+func (w *world) restored(t *testing.T) (*physical.BackupSet, *physical.Slot) {
+	t.Helper()
+	ctx := context.Background()
+	set, err := w.src.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, err := w.cl.Restore(ctx, w.src, set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set, slot
+}
+
 // running reports whether a server runs from data (pg_ctl status).
 func running(t *testing.T, bin, data string) bool {
 	t.Helper()
@@ -137,14 +152,7 @@ func TestIncludedSettingsCannotArchiveIntoProduction(t *testing.T) {
 	if err := os.Chmod(evilDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	set, err := w.src.Latest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slot, err := w.cl.Restore(ctx, w.src, set, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, slot := w.restored(t)
 	evil := filepath.Join(evilDir, "archive.conf")
 	appendFile(t, evil, "archive_mode = on\narchive_command = 'pgbackrest --config="+w.prod.Config+" --stanza="+physicaltest.Stanza+
 		" --pg1-path="+slot.Data+" archive-push %p'\nport = 1\nunix_socket_directories = '"+evilDir+"'\n")
@@ -180,14 +188,7 @@ func TestDataDirectoryLineCannotMoveTheServer(t *testing.T) {
 	bin := physicaltest.Require(t)
 	w := newWorld(t, true)
 	ctx := context.Background()
-	set, err := w.src.Latest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slot, err := w.cl.Restore(ctx, w.src, set, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, slot := w.restored(t)
 	foreign := foreignCluster(t, bin, false)
 	appendFile(t, filepath.Join(slot.Data, "postgresql.conf"), "data_directory = '"+foreign+"'\n")
 	if err := w.cl.StartSide(ctx, slot); err != nil {
@@ -208,14 +209,7 @@ func TestLinkedDataDirectoryIsNotOurs(t *testing.T) {
 	bin := physicaltest.Require(t)
 	w := newWorld(t, true)
 	ctx := context.Background()
-	set, err := w.src.Latest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slot, err := w.cl.Restore(ctx, w.src, set, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, slot := w.restored(t)
 	foreign := foreignCluster(t, bin, true)
 	if err := os.RemoveAll(slot.Data); err != nil {
 		t.Fatal(err)
@@ -223,7 +217,7 @@ func TestLinkedDataDirectoryIsNotOurs(t *testing.T) {
 	if err := os.Symlink(foreign, slot.Data); err != nil {
 		t.Fatal(err)
 	}
-	_, err = w.cl.Repair(ctx)
+	_, err := w.cl.Repair(ctx)
 	if !running(t, bin, foreign) {
 		t.Fatalf("the clean step stopped a cluster restage did not create (err %v)", err)
 	}
@@ -246,27 +240,12 @@ func TestLinkedDataDirectoryIsNotOurs(t *testing.T) {
 func TestConfigTablespaceMapIsIgnored(t *testing.T) {
 	bin := physicaltest.Require(t)
 	ctx := context.Background()
-	prod := physicaltest.Start(t, physicaltest.Options{})
+	prod, ts := productionWithTablespace(t)
 	fi, err := os.Stat(prod.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	ts := filepath.Join(prod.Dir, "ts")
-	if err := os.Mkdir(ts, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(ts, int(st.Uid), int(st.Gid)); err != nil {
-		t.Fatal(err)
-	}
-	for _, sql := range []string{"CREATE TABLESPACE ts LOCATION '" + ts + "'", "CREATE DATABASE shop"} {
-		if err := prod.Exec(ctx, "postgres", sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := prod.Exec(ctx, "shop", "CREATE TABLE item TABLESPACE ts AS SELECT g AS id FROM generate_series(1, 1000) g; CHECKPOINT"); err != nil {
-		t.Fatal(err)
-	}
 	if err := prod.Backup(ctx, "full"); err != nil {
 		t.Fatal(err)
 	}

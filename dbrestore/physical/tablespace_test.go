@@ -40,12 +40,11 @@ func listing(t *testing.T, dir string) string {
 	return b.String()
 }
 
-// TestBaseBackupTablespaces: a cluster with a tablespace is neither backed up by
-// BaseBackup (a plain pg_basebackup writes it at production's path) nor restored from a
-// base backup another way made (its pg_tblspc links, or its tablespace_map, name
-// production's paths): the errors say so, and neither path is touched.
-func TestBaseBackupTablespaces(t *testing.T) {
-	bin := physicaltest.Require(t)
+// productionWithTablespace starts a production cluster with a tablespace ts (in its
+// folder, on this host) holding table item of database shop (1000 rows, autovacuum off
+// so that its files change only when a test changes them), and returns ts's path.
+func productionWithTablespace(t *testing.T) (*physicaltest.Production, string) {
+	t.Helper()
 	ctx := context.Background()
 	prod := physicaltest.Start(t, physicaltest.Options{})
 	fi, err := os.Stat(prod.Dir)
@@ -68,6 +67,17 @@ func TestBaseBackupTablespaces(t *testing.T) {
 	if err := prod.Exec(ctx, "shop", "CREATE TABLE item WITH (autovacuum_enabled = off) TABLESPACE ts AS SELECT g AS id FROM generate_series(1, 1000) g; CHECKPOINT"); err != nil {
 		t.Fatal(err)
 	}
+	return prod, ts
+}
+
+// TestBaseBackupTablespaces: a cluster with a tablespace is neither backed up by
+// BaseBackup (a plain pg_basebackup writes it at production's path) nor restored from a
+// base backup another way made (its pg_tblspc links, or its tablespace_map, name
+// production's paths): the errors say so, and neither path is touched.
+func TestBaseBackupTablespaces(t *testing.T) {
+	bin := physicaltest.Require(t)
+	ctx := context.Background()
+	prod, ts := productionWithTablespace(t)
 	prodTS := listing(t, ts)
 
 	for _, plain := range []bool{false, true} {

@@ -37,32 +37,13 @@ func Open(path string, flag int, perm fs.FileMode) (*os.File, error) {
 }
 
 func refusedLink(path string) error {
-	return fmt.Errorf("%s is a symbolic link: refused (restage does not follow links to its lock and state files): %w", path, syscall.ELOOP)
+	return fmt.Errorf("%s is a symbolic link: refused (restage does not follow links there): %w", path, syscall.ELOOP)
 }
 
 // OpenRegular opens path for reading, for a file restage reads but did not write (a
-// backup, its manifest): it never blocks on a FIFO planted at path (O_NONBLOCK), never
-// follows a symbolic link there (O_NOFOLLOW, errors.Is(err, syscall.ELOOP)), and refuses
-// anything but a regular file.
-func OpenRegular(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, fmt.Errorf("%s is a symbolic link: refused: %w", path, syscall.ELOOP)
-	}
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file (%s): refused", path, st.Mode().Type())
-	}
-	return f, nil
-}
+// backup, its manifest), as OpenPrivate does: never through a symbolic link
+// (errors.Is(err, syscall.ELOOP)), never blocking on a FIFO, a regular file only.
+func OpenRegular(path string) (*os.File, error) { return OpenPrivate(path, os.O_RDONLY) }
 
 // OpenPrivate opens one of restage's own files with flag as Open does, and moreover
 // never blocks on a FIFO planted at path (O_NONBLOCK) and refuses anything but a
