@@ -51,7 +51,8 @@ type ServerConfig struct {
 	// COPY inserts), and --role does not contain them, since a function can RESET ROLE:
 	// with RestoreDSN they run as this login, not the admin's. Its database is replaced by
 	// the target's; the admin DSN still creates, drops and renames databases. A restore
-	// whose RestoreDSN logs in as a superuser is refused. "": the admin DSN.
+	// whose RestoreDSN's login is a superuser, or a member of one, is refused. "": the
+	// admin DSN.
 	RestoreDSN string
 	// Settings are session settings for pg_restore's connections (through PGOPTIONS) that
 	// speed a bulk load. nil: DefaultRestoreSettings().
