@@ -161,7 +161,12 @@ func (p *proc) run(ctx context.Context) error {
 	}
 	cmd.WaitDelay = 10 * time.Second
 	errTail := newLineTail(errTailLines)
+	var rows redact.RowFilter // production's rows quoted in a message reach no report
 	cmd.Stderr = &lineWriter{fn: func(line string) {
+		line, ok := rows.Line(line)
+		if !ok {
+			return
+		}
 		if p.tail != nil {
 			p.tail.add(line)
 		}

@@ -427,7 +427,7 @@ func describeSQLError(err error, text string) error {
 	if !errors.As(err, &pe) {
 		return err
 	}
-	msg := pe.Severity + ": " + pe.Message + " (SQLSTATE " + pe.Code + ")"
+	msg := pe.Severity + ": " + redact.Field(pe.Message) + " (SQLSTATE " + pe.Code + ")"
 	if pe.Position > 0 {
 		line := 1
 		runes := 0
@@ -443,10 +443,10 @@ func describeSQLError(err error, text string) error {
 		msg = fmt.Sprintf("line %d: %s", line, msg)
 	}
 	if pe.Detail != "" {
-		msg += "; DETAIL: " + pe.Detail
+		msg += "; DETAIL: " + redact.Field(pe.Detail)
 	}
 	if pe.Where != "" {
-		msg += "; CONTEXT: " + pe.Where
+		msg += "; CONTEXT: " + redact.Field(pe.Where)
 	}
 	return &sqlError{msg: msg, err: err}
 }

@@ -452,15 +452,15 @@ func errText(err error) string {
 	if !errors.As(err, &pe) {
 		return err.Error()
 	}
-	s := pe.Error()
+	s := pe.Severity + ": " + redact.Field(pe.Message) + " (SQLSTATE " + pe.Code + ")"
 	if pe.Detail != "" {
-		s += "; DETAIL: " + pe.Detail
+		s += "; DETAIL: " + redact.Field(pe.Detail)
 	}
 	if pe.Hint != "" {
 		s += "; HINT: " + pe.Hint
 	}
 	if pe.Where != "" {
-		s += "; CONTEXT: " + strings.ReplaceAll(pe.Where, "\n", " / ")
+		s += "; CONTEXT: " + redact.Field(pe.Where)
 	}
 	return s
 }

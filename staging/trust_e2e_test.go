@@ -3,6 +3,7 @@ package staging_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
@@ -12,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/internal/gittest"
+	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/stagingtest"
 )
@@ -124,6 +128,89 @@ func TestSecretsNeverLeak(t *testing.T) {
 			if i := strings.Index(text, secret); i >= 0 {
 				t.Errorf("%s leaked: ...%s...", secret, text[max(0, i-200):min(len(text), i+50)])
 			}
+		}
+	}
+}
+
+// Production's rows that PostgreSQL quotes in its errors (a failing row, COPY's line, a
+// duplicated key) reach no report, mail, history or log: a restore that fails on
+// production's first row and a migration that fails on its e-mail addresses are both
+// reported, naming the constraint, with the values withheld.
+func TestRowValuesNeverLeak(t *testing.T) {
+	const domain = "users.example.com" // every production e-mail address's
+	w := newWorld(t, stagingtest.Options{})
+	ctx := context.Background()
+	prod, err := pgx.Connect(ctx, w.Production.DSN(w.ProdDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close(ctx)
+	// A check that holds only on production's server: staging's restore of person fails
+	// on its first row.
+	if _, err := prod.Exec(ctx, fmt.Sprintf(`CREATE FUNCTION public.at_home() RETURNS boolean
+		LANGUAGE sql STABLE AS $$ SELECT system_identifier = %d FROM pg_control_system() $$;
+		ALTER TABLE person ADD CONSTRAINT person_at_home CHECK (public.at_home())`, int64(w.ProdID))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Backup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	run := func(want string) []string {
+		t.Helper()
+		c, err := staging.LoadEnvironment(w.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := staging.Open(c, staging.OpenOptions{Logger: logger(&logs)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rb.Close()
+		rep, err := rb.Run(ctx)
+		if err == nil {
+			t.Fatalf("the rebuild passed:\n%s", rep.Text())
+		}
+		if !strings.Contains(rep.Text(), want) || !strings.Contains(rep.Text(), redact.Withheld) {
+			t.Fatalf("the report does not name %s with the values %s:\n%s", want, redact.Withheld, rep.Text())
+		}
+		return []string{rep.Text(), rep.Log, rep.Subject(), err.Error()}
+	}
+	texts := run("person_at_home")
+
+	// The restore passes; a migration's unique index fails on production's addresses
+	// (nothing masks or sanitises them on this staging).
+	if _, err := prod.Exec(ctx, `ALTER TABLE person DROP CONSTRAINT person_at_home`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Backup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	editConfig(t, w.ConfigPath, `post_restore = ["sanitize.sql"]`, "")
+	for name, sql := range map[string]string{
+		"6_one_per_domain.up.sql":   `CREATE UNIQUE INDEX person_domain ON person (split_part(email, '@', 2));`,
+		"6_one_per_domain.down.sql": `DROP INDEX person_domain;`,
+	} {
+		if err := os.WriteFile(filepath.Join(w.Source, "migrations", name), []byte(sql), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	texts = append(texts, run("person_domain")...)
+
+	texts = append(texts, logs.String())
+	for _, m := range w.Mail.Mails() {
+		texts = append(texts, string(m.Data))
+	}
+	_ = filepath.Walk(w.StateDir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() < 1<<20 {
+			data, _ := os.ReadFile(p)
+			texts = append(texts, p+":\n"+string(data))
+		}
+		return nil
+	})
+	for _, text := range texts {
+		if i := strings.Index(text, domain); i >= 0 {
+			t.Errorf("a production row leaked: ...%s...", text[max(0, i-300):min(len(text), i+100)])
 		}
 	}
 }

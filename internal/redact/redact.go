@@ -2,7 +2,9 @@
 // (safety rule 10). It knows passwords in URLs of any scheme (postgres://u:pw@h,
 // https://user:token@host), credentials alone in an http(s) URL's user part
 // (https://token@host), password settings of keyword/value DSNs and environment lines
-// (password=..., password='a\'b c', PGPASSWORD=...), and any secret a caller names.
+// (password=..., password='a\'b c', PGPASSWORD=...), and any secret a caller names. It
+// also withholds the values of production's rows that PostgreSQL quotes in its messages
+// (Rows), so that no report carries them.
 package redact
 
 import (
@@ -24,7 +26,7 @@ var (
 )
 
 // String returns s with every secret removed: each of secrets (and its URL-escaped
-// forms) and every password the patterns above find.
+// forms) and every password the patterns above find; and with row values withheld (Rows).
 func String(s string, secrets ...string) string {
 	for _, secret := range secrets {
 		if secret == "" {
@@ -42,7 +44,7 @@ func String(s string, secrets ...string) string {
 		}
 		return urlToken.ReplaceAllString(m, "${1}"+Mark+"@")
 	})
-	return kvPassword.ReplaceAllString(s, "${1}"+Mark)
+	return Rows(kvPassword.ReplaceAllString(s, "${1}"+Mark))
 }
 
 // Error returns err with secrets removed from its message; the result still unwraps to
