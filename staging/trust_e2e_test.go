@@ -81,45 +81,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 	editConfig(t, w.ConfigPath, w.Staging.AdminDSN(), dsn)
 
 	var logs strings.Builder
-	c, err := staging.LoadEnvironment(w.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := staging.Open(c, staging.OpenOptions{Logger: logger(&logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
-	rep, err := rb.Run(context.Background())
+	rep, err := runLogged(t, w, &logs)
 	if err != nil {
 		t.Fatalf("rebuild from the git server: %v\n%s", err, rep.Text())
 	}
 	texts := []string{rep.Text(), rep.Log, rep.Subject()}
 	// A failing run: its error, step output and state go into the report too.
 	editConfig(t, w.ConfigPath, `ref = "main"`, `ref = "broken"`)
-	c, _ = staging.LoadEnvironment(w.ConfigPath)
-	rb2, err := staging.Open(c, staging.OpenOptions{Logger: logger(&logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb2.Close()
-	rep2, err := rb2.Run(context.Background())
+	rep2, err := runLogged(t, w, &logs)
 	if err == nil {
 		t.Fatal("the broken branch rebuilt")
 	}
 	texts = append(texts, rep2.Text(), rep2.Log, err.Error(), logs.String())
-	for _, m := range w.Mail.Mails() {
-		texts = append(texts, string(m.Data))
-	}
-	for _, root := range []string{w.StateDir, w.Releases} {
-		_ = filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-			if err == nil && fi.Mode().IsRegular() && fi.Size() < 1<<20 {
-				data, _ := os.ReadFile(p)
-				texts = append(texts, p+":\n"+string(data))
-			}
-			return nil
-		})
-	}
+	texts = append(texts, written(w, w.StateDir, w.Releases)...)
 	if rep.Release == nil || !strings.Contains(rep.Release.Revision, "127.0.0.1") {
 		t.Fatalf("the report does not name the repository: %+v", rep.Release)
 	}
@@ -158,16 +132,7 @@ func TestRowValuesNeverLeak(t *testing.T) {
 	var logs strings.Builder
 	run := func(want string) []string {
 		t.Helper()
-		c, err := staging.LoadEnvironment(w.ConfigPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rb, err := staging.Open(c, staging.OpenOptions{Logger: logger(&logs)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rb.Close()
-		rep, err := rb.Run(ctx)
+		rep, err := runLogged(t, w, &logs)
 		if err == nil {
 			t.Fatalf("the rebuild passed:\n%s", rep.Text())
 		}
@@ -198,16 +163,7 @@ func TestRowValuesNeverLeak(t *testing.T) {
 	texts = append(texts, run("person_domain")...)
 
 	texts = append(texts, logs.String())
-	for _, m := range w.Mail.Mails() {
-		texts = append(texts, string(m.Data))
-	}
-	_ = filepath.Walk(w.StateDir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() && fi.Size() < 1<<20 {
-			data, _ := os.ReadFile(p)
-			texts = append(texts, p+":\n"+string(data))
-		}
-		return nil
-	})
+	texts = append(texts, written(w, w.StateDir)...)
 	for _, text := range texts {
 		if i := strings.Index(text, domain); i >= 0 {
 			t.Errorf("a production row leaked: ...%s...", text[max(0, i-300):min(len(text), i+100)])
@@ -343,6 +299,40 @@ func TestNightlyWithARestoreLogin(t *testing.T) {
 }
 
 // logger writes a run's log as text into b.
+// runLogged runs one rebuild from w's config, its log written to logs.
+func runLogged(t *testing.T, w *stagingtest.World, logs *strings.Builder) (*staging.Report, error) {
+	t.Helper()
+	c, err := staging.LoadEnvironment(w.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := staging.Open(c, staging.OpenOptions{Logger: logger(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	return rb.Run(context.Background())
+}
+
+// written is what a run left for people to read: every mail w's server received and
+// every file under roots (with its path).
+func written(w *stagingtest.World, roots ...string) []string {
+	var texts []string
+	for _, m := range w.Mail.Mails() {
+		texts = append(texts, string(m.Data))
+	}
+	for _, root := range roots {
+		_ = filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() && fi.Size() < 1<<20 {
+				data, _ := os.ReadFile(p)
+				texts = append(texts, p+":\n"+string(data))
+			}
+			return nil
+		})
+	}
+	return texts
+}
+
 func logger(b *strings.Builder) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

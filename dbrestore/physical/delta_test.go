@@ -34,14 +34,7 @@ func TestDeltaByTimeNeverKeepsStagingsWrite(t *testing.T) {
 	if err := w.prod.Backup(ctx, "full"); err != nil {
 		t.Fatal(err)
 	}
-	set, err := w.src.Latest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slot, err := w.cl.Restore(ctx, w.src, set, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, slot := w.restored(t)
 	if err := w.cl.StartSide(ctx, slot); err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +76,9 @@ func TestDeltaByTimeNeverKeepsStagingsWrite(t *testing.T) {
 	if err := os.Chtimes(stagingFile, prodFile.ModTime(), prodFile.ModTime()); err != nil {
 		t.Fatal(err)
 	}
-	set2, err := w.src.Latest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slot2, err := w.cl.Restore(ctx, w.src, set2, true)
-	if err != nil || slot2.Name != slot.Name {
-		t.Fatalf("delta restore: %v %v", slot2, err)
+	_, slot2 := w.restored(t)
+	if slot2.Name != slot.Name {
+		t.Fatalf("the delta restore went to slot %s, not %s", slot2.Name, slot.Name)
 	}
 	if err := w.cl.StartSide(ctx, slot2); err != nil {
 		t.Fatal(err)
