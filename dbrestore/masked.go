@@ -225,14 +225,34 @@ func splitMasked(list []listEntry, tables []string) (masked []maskedEntry, first
 }
 
 // tableOf returns the table of tables that the entry e (TABLE, TABLE DATA) is about ("" when none).
+// The list does not quote names ("public person x postgres"), so the longest match wins:
+// public."person x" rather than public.person.
 func tableOf(e tocEntry, tables []string) string {
+	best := ""
 	for _, t := range tables {
 		schema, name, _ := strings.Cut(t, ".")
-		if strings.HasPrefix(e.rest, schema+" "+name+" ") {
-			return t
+		if strings.HasPrefix(e.rest, schema+" "+name+" ") && len(t) > len(best) {
+			best = t
 		}
 	}
-	return ""
+	return best
+}
+
+// descends reports whether table is a partition or child of ancestor, directly or not,
+// by the Parents of cols.
+func descends(cols []mask.Column, table, ancestor string) bool {
+	for _, c := range cols {
+		if c.TableKey() != table {
+			continue
+		}
+		for _, p := range c.Parents {
+			if p == ancestor || (p != table && descends(cols, p, ancestor)) {
+				return true
+			}
+		}
+		return false
+	}
+	return false
 }
 
 // loadMasked streams the masked tables' data, up to opts.Jobs at once.
@@ -323,7 +343,8 @@ func (r *restoreRun) loadTable(ctx context.Context, pgRestore, dir string, i int
 		done <- err
 	}()
 	st := rules.NewStream(pr, tableCols)
-	copyErr := r.copyMasked(ctx, conn, st, e.table, res)
+	st.Table = e.table // a partition's data may be a COPY into its root (--load-via-partition-root)
+	copyErr := r.copyMasked(ctx, conn, st, e.table, cols, res)
 	if copyErr != nil {
 		stop() // pg_restore must not block on a pipe nobody reads
 	}
@@ -341,10 +362,15 @@ func (r *restoreRun) loadTable(ctx context.Context, pgRestore, dir string, i int
 }
 
 // copyMasked loads a stream's masked rows with COPY FROM STDIN.
-func (r *restoreRun) copyMasked(ctx context.Context, conn *pgx.Conn, st *mask.Stream, table string, res *mask.Result) error {
+func (r *restoreRun) copyMasked(ctx context.Context, conn *pgx.Conn, st *mask.Stream, table string, cols []mask.Column, res *mask.Result) error {
 	h, tm, err := st.Header()
 	if err != nil {
 		return err
+	}
+	if h.Table != table && !descends(cols, table, h.Table) {
+		// Masked with table's rules, the rows must be table's: its own COPY, or one into
+		// a partitioned table it belongs to (--load-via-partition-root).
+		return fmt.Errorf("%w: the data of %s is a COPY into %s", mask.ErrCopy, table, h.Table)
 	}
 	if st.Encoding != "" && st.Encoding != "UTF8" {
 		if _, err := conn.Exec(ctx, "SELECT set_config('client_encoding', $1, false)", st.Encoding); err != nil {

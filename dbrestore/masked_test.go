@@ -393,3 +393,120 @@ func TestMaskedRestoreCopyFailure(t *testing.T) {
 		t.Fatal("the half-built target was kept")
 	}
 }
+
+// The rows of a partition or an inheritance child load on their own, so neither a
+// truncate or sample of its parent nor the parent's strict reaches them: such a child
+// is strict itself, in the backup's schema (the run's mask step) and in the restored
+// one, until its own table rule or a decision for each of its columns.
+func TestMaskedRestoreChildrenOfStrictAndTruncatedTables(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE person (id int, remark text) PARTITION BY RANGE (id);
+CREATE TABLE person_2024 PARTITION OF person FOR VALUES FROM (0) TO (100);
+INSERT INTO person VALUES (1, 'private remark of person 1');
+CREATE TABLE member (id int, karma int);
+CREATE TABLE member_vip (remark text) INHERITS (member);
+INSERT INTO member_vip VALUES (1, 2, 'private remark of member 1');`, DumpOptions{})
+	ctx := testCtx(t)
+	leaky, err := mask.New(mask.Config{Strict: []string{"public.member"}, Tables: map[string]string{"public.person": "truncate"},
+		Columns: map[string]string{"public.member.id": "keep", "public.member.karma": "keep"}}, func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "public.member_vip.id public.member_vip.karma public.member_vip.remark public.person_2024.id public.person_2024.remark"
+	cols, err := (&DirCatalog{}).Columns(ctx, w.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ue *mask.UnmaskedError
+	if err := leaky.Check(cols); !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != want {
+		t.Fatalf("check of the backup's schema: %v, want %s", err, want)
+	}
+	target := dbName(t, w.staging, "masked_children")
+	_, err = w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: leaky})
+	if !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != want {
+		t.Fatalf("restore: %v, want the children's columns %s", err, want)
+	}
+
+	// With the children's own rules, nothing of theirs is left.
+	fixed, err := mask.New(mask.Config{Strict: []string{"public.member"},
+		Tables:  map[string]string{"public.person": "truncate", "public.person_2024": "truncate"},
+		Columns: map[string]string{"public.member.id": "keep", "public.member.karma": "keep", "public.member_vip.id": "keep", "public.member_vip.karma": "keep", "public.member_vip.remark": "text"}},
+		func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: fixed}); err != nil {
+		t.Fatal(err)
+	}
+	if sql := dumpSQL(t, w.staging, target); strings.Contains(sql, "private remark") {
+		t.Fatal("a child's production rows are on staging")
+	}
+}
+
+// pg_dump --load-via-partition-root writes a partition's data as a COPY into the root:
+// the partition's rules mask it, not the root's.
+func TestMaskedRestoreLoadViaPartitionRoot(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE person (id int, email text) PARTITION BY RANGE (id);
+CREATE TABLE person_2024 PARTITION OF person FOR VALUES FROM (0) TO (100);
+INSERT INTO person VALUES (1, 'person1@prod.example.org');`, DumpOptions{Args: []string{"--load-via-partition-root"}})
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.person.email": "keep", "public.person_2024.email": "email"}},
+		func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := dbName(t, w.staging, "masked_via_root")
+	if _, err := w.srv.Restore(testCtx(t), w.b, RestoreOptions{Target: target, Jobs: 2, Mask: rules}); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.staging.QueryInt(t, target, "SELECT count(*) FROM person_2024 WHERE email LIKE 'u%@example.invalid'"); n != 1 {
+		t.Fatalf("%d masked e-mails in the partition, want 1", n)
+	}
+	if sql := dumpSQL(t, w.staging, target); strings.Contains(sql, "@prod.example.org") {
+		t.Fatal("the partition's e-mail is unmasked")
+	}
+}
+
+// A restored cluster's materialized views hold rows computed from production's values:
+// Apply refreshes them (after the ones they read) once the tables are masked.
+func TestApplyRefreshesMaterializedViews(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE person (id int, email text);
+INSERT INTO person SELECT g, 'person' || g || '@prod.example.org' FROM generate_series(1, 10) g;
+CREATE VIEW person_v AS SELECT * FROM person;
+CREATE MATERIALIZED VIEW person_mv AS SELECT * FROM person_v;
+CREATE MATERIALIZED VIEW person_mv2 AS SELECT email FROM person_mv;
+CREATE MATERIALIZED VIEW empty_mv AS SELECT email FROM person WITH NO DATA;`, DumpOptions{})
+	ctx := testCtx(t)
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.person.email": "email"}}, func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := dbName(t, w.staging, "masked_views")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: plain}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mask.Apply(ctx, testConn(t, w.staging.DSN(plain)), rules, mask.ApplyOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, view := range []string{"person_mv", "person_mv2"} {
+		if n := w.staging.QueryInt(t, plain, "SELECT count(*) FROM "+view+" WHERE email LIKE '%@prod.example.org'"); n != 0 {
+			t.Errorf("%s holds %d production e-mails after Apply", view, n)
+		}
+	}
+	if n := w.staging.QueryInt(t, plain, "SELECT count(*) FROM pg_matviews WHERE ispopulated"); n != 2 {
+		t.Errorf("%d populated materialized views, want 2 (a view without data stays so)", n)
+	}
+}
+
+// pg_restore --list prints names unquoted: the data of public."person x" is that
+// table's, not public.person's (whose rules would mask it otherwise).
+func TestTableOfLongestName(t *testing.T) {
+	e, ok := parseTOCLine("3364; 0 16391 TABLE DATA public person x postgres")
+	if !ok {
+		t.Fatal("parseTOCLine")
+	}
+	if got := tableOf(e, []string{"public.person", "public.person x"}); got != "public.person x" {
+		t.Fatalf("tableOf = %q, want public.person x", got)
+	}
+}

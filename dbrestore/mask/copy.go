@@ -443,6 +443,11 @@ type Stream struct {
 	wg      sync.WaitGroup
 	// Encoding is the client_encoding the output set before its COPY ("" when none).
 	Encoding string
+	// Table, when set, is the table ("schema.table") whose rules mask the data, whatever
+	// table its COPY header names: with pg_dump --load-via-partition-root a partition's
+	// data is a COPY into the partitioned table at its root, and the partition's rules
+	// (not the root's) must mask it.
+	Table string
 }
 
 // streamBatch is how much masked data a Stream prepares at once.
@@ -475,7 +480,11 @@ func (s *Stream) Header() (Header, *TableMasker, error) {
 		if s.header, err = ParseHeader(l); err != nil {
 			return Header{}, nil, err
 		}
-		if s.tm, err = s.rules.Masker(s.header.Table, s.header.Columns, s.cols); err != nil {
+		table := s.header.Table
+		if s.Table != "" {
+			table = s.Table
+		}
+		if s.tm, err = s.rules.Masker(table, s.header.Columns, s.cols); err != nil {
 			return Header{}, nil, err
 		}
 		return s.header, s.tm, nil

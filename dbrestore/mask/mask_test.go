@@ -71,7 +71,8 @@ func TestClassified(t *testing.T) {
 	for name, want := range map[string]bool{
 		"email": true, "EmailAddress": true, "display_name": true, "username": true, "phone_no": true,
 		"ip": true, "client_ip": true, "password_hash": true, "api_token": true, "date_of_birth": true,
-		"iban": true, "home_address": true, "secret": true,
+		"iban": true, "home_address": true, "secret": true, "E-Mail": true, "e_mail": true, "Pass Word": true,
+		"user.name":   true,
 		"description": false, "zip": false, "id": false, "created": false, "status": false,
 	} {
 		if got := r.Classified(name); got != want {
@@ -108,6 +109,20 @@ func TestCheck(t *testing.T) {
 		{Schema: "public", Table: "event_2026", Name: "note", Parents: []string{"public.event"}}})
 	if !errors.As(err, &ue) || fmt.Sprint(ue.Columns) != "[public.event_2025.note]" {
 		t.Fatalf("children: %v", err)
+	}
+	// The children of a strict table, and of a table with a table rule, are strict too,
+	// at any depth (their rows are the parent's and load on their own), unless truncated.
+	r4 := rules(t, Config{Strict: []string{"public.member"}, Tables: map[string]string{"public.log": "truncate", "public.log_2024": "truncate"},
+		Columns: map[string]string{"public.member.id": "keep", "public.member_vip.id": "keep"}})
+	err = r4.Check([]Column{{Schema: "public", Table: "member", Name: "id"},
+		{Schema: "public", Table: "member_vip", Name: "id", Parents: []string{"public.member"}},
+		{Schema: "public", Table: "member_vip", Name: "remark"},
+		{Schema: "public", Table: "member_vip_old", Name: "since", Parents: []string{"public.member_vip"}},
+		{Schema: "public", Table: "log", Name: "line"},
+		{Schema: "public", Table: "log_2024", Name: "line", Parents: []string{"public.log"}},
+		{Schema: "public", Table: "log_2025", Name: "line", Parents: []string{"public.log"}}})
+	if !errors.As(err, &ue) || fmt.Sprint(ue.Columns) != "[public.log_2025.line public.member_vip.remark public.member_vip_old.since]" {
+		t.Fatalf("children of strict and truncated tables: %v", err)
 	}
 	// A rule for a column the backup does not hold is a bad rule, named.
 	r2 := rules(t, Config{Columns: map[string]string{"public.person.mail": "email"}})
@@ -303,6 +318,12 @@ CREATE FOREIGN TABLE public.remote (
     email text
 )
 SERVER s;
+
+CREATE TABLE public."Event 2024" (
+    note text
+);
+
+ALTER TABLE ONLY public.event ATTACH PARTITION public."Event 2024" FOR VALUES FROM (0) TO (10);
 `
 	cols, err := ParseSchema(strings.NewReader(sql))
 	if err != nil {
@@ -312,9 +333,12 @@ SERVER s;
 	for _, c := range cols {
 		got = append(got, c.Key())
 	}
-	want := "[public.person.id public.person.Full Name public.person.email public.log.msg public.customer.vip public.customer.id public.customer.Full Name public.customer.email]"
+	want := "[public.person.id public.person.Full Name public.person.email public.log.msg public.customer.vip public.customer.id public.customer.Full Name public.customer.email public.Event 2024.note]"
 	if fmt.Sprint(got) != want {
 		t.Fatalf("columns = %v\nwant      %v", got, want)
+	}
+	if p := cols[len(cols)-1].Parents; fmt.Sprint(p) != "[public.event]" {
+		t.Fatalf("the partition's parents = %v, want [public.event]", p)
 	}
 	r := rules(t, Config{Columns: map[string]string{"public.person.email": "email"}})
 	starter := r.Starter(cols)

@@ -298,17 +298,21 @@ func (c Column) Key() string { return c.Schema + "." + c.Table + "." + c.Name }
 // TableKey is "schema.table".
 func (c Column) TableKey() string { return c.Schema + "." + c.Table }
 
-// Classified reports whether a column called name matches a classification pattern.
+// Classified reports whether a column called name matches a classification pattern. A
+// pattern longer than three letters matches the name with its separators (_ - . and
+// spaces) left out too, so that "E-Mail" and "e_mail" are e-mail columns.
 func (r *Rules) Classified(name string) bool {
 	lower := strings.ToLower(name)
+	sep := func(c rune) bool { return c == '_' || c == ' ' || c == '-' || c == '.' }
+	joined := strings.Join(strings.FieldsFunc(lower, sep), "")
 	for _, p := range r.patterns {
 		if len(p) > 3 {
-			if strings.Contains(lower, p) {
+			if strings.Contains(lower, p) || strings.Contains(joined, p) {
 				return true
 			}
 			continue
 		}
-		for w := range strings.FieldsFuncSeq(lower, func(c rune) bool { return c == '_' || c == ' ' || c == '-' }) {
+		for w := range strings.FieldsFuncSeq(lower, sep) {
 			if w == p {
 				return true
 			}
@@ -318,13 +322,22 @@ func (r *Rules) Classified(name string) bool {
 }
 
 // Check returns every column of cols (a whole database's, or a backup's) that must have
-// a decision and has none: its name matches a pattern, or its table is strict; a column
-// of a truncated table needs none. It also returns rules that name a column or table
+// a decision and has none: its name matches a pattern, its table is strict or a child
+// (inheritance, partition) of a strict table or of a table with a table rule, or the
+// column is masked in the table's parent; a column of a truncated table needs none. It also returns rules that name a column or table
 // cols does not hold, as an error wrapping ErrRule (a rule that masks nothing is a
 // mistake, e.g. a renamed column). Unmasked columns are an *UnmaskedError.
 func (r *Rules) Check(cols []Column) error {
 	have := map[string]bool{}
 	tables := map[string]bool{}
+	parents := map[string][]string{}
+	for _, c := range cols {
+		for _, p := range c.Parents {
+			if !slices.Contains(parents[c.TableKey()], p) {
+				parents[c.TableKey()] = append(parents[c.TableKey()], p)
+			}
+		}
+	}
 	var unmasked []string
 	for _, c := range cols {
 		have[c.Key()] = true
@@ -335,7 +348,7 @@ func (r *Rules) Check(cols []Column) error {
 		if _, ok := r.columns[c.TableKey()][c.Name]; ok {
 			continue
 		}
-		if r.strict[c.TableKey()] || r.Classified(c.Name) || r.maskedIn(c.Parents, c.Name) {
+		if r.strictTable(c.TableKey(), parents, nil) || r.Classified(c.Name) || r.maskedIn(c.Parents, c.Name) {
 			unmasked = append(unmasked, c.Key())
 		}
 	}
@@ -367,6 +380,26 @@ func (r *Rules) Check(cols []Column) error {
 		errs = append(errs, &UnmaskedError{Columns: slices.Compact(unmasked)})
 	}
 	return errors.Join(errs...)
+}
+
+// strictTable reports whether every column of table needs a decision: it is listed in
+// strict, or it inherits from or is a partition of (directly or not) a strict table or a
+// table with a table rule. Its rows are the parent's rows too (SELECT on the parent
+// reads them), and neither strict nor a truncate or sample of the parent reaches them:
+// the data of each child loads (or is masked in place) on its own.
+func (r *Rules) strictTable(table string, parents map[string][]string, seen []string) bool {
+	if r.strict[table] {
+		return true
+	}
+	for _, p := range parents[table] {
+		if slices.Contains(seen, p) {
+			continue
+		}
+		if _, ok := r.tables[p]; ok || r.strictTable(p, parents, append(seen, table)) {
+			return true
+		}
+	}
+	return false
 }
 
 // maskedIn reports whether a rule other than keep masks column in one of tables.

@@ -11,7 +11,9 @@ import (
 // ParseSchema reads the columns of the tables created by pg_restore's plain SQL of a
 // backup's pre-data section (`pg_restore --schema-only --section=pre-data -f -`), as
 // pg_dump writes it: one column per line inside CREATE TABLE. A child table (INHERITS)
-// gets its parents' columns too. Foreign tables hold no data in a dump and are left out.
+// gets its parents' columns too; a partition (ALTER TABLE ... ATTACH PARTITION) and a
+// child have their parents in Parents. Foreign tables hold no data in a dump and are
+// left out.
 func ParseSchema(r io.Reader) ([]Column, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -21,10 +23,19 @@ func ParseSchema(r io.Reader) ([]Column, error) {
 		last    string   // the table just read, for its INHERITS line
 		byTable = map[string][]Column{}
 		names   = map[string][2]string{} // "schema.table" → its two names
+		parents = map[string][]string{}  // "schema.table" → the tables it is a partition of
 	)
 	for sc.Scan() {
 		line := sc.Text()
 		if table == nil {
+			if rest, ok := strings.CutPrefix(line, "ALTER TABLE ONLY "); ok && strings.Contains(line, " ATTACH PARTITION ") {
+				parent, child, err := attached(rest)
+				if err != nil {
+					return nil, fmt.Errorf("%w: ATTACH PARTITION: %.80q", ErrCopy, line)
+				}
+				parents[child] = append(parents[child], parent)
+				continue
+			}
 			if parents, ok := strings.CutPrefix(line, "INHERITS ("); ok && last != "" {
 				for _, p := range strings.Split(strings.TrimSuffix(parents, ");"), ", ") {
 					schema, after, ok1 := identifier(p)
@@ -84,7 +95,37 @@ func ParseSchema(r io.Reader) ([]Column, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
+	for i, c := range out {
+		for _, p := range parents[c.TableKey()] {
+			if !slices.Contains(c.Parents, p) {
+				out[i].Parents = append(out[i].Parents, p)
+			}
+		}
+	}
 	return out, nil
+}
+
+// attached reads "parent ATTACH PARTITION child FOR VALUES ..." (or "DEFAULT"), each
+// table as schema.name, and returns both as "schema.table".
+func attached(s string) (parent, child string, err error) {
+	var names [2]string
+	for i := range names {
+		schema, after, ok1 := identifier(s)
+		if !ok1 || !strings.HasPrefix(after, ".") {
+			return "", "", ErrCopy
+		}
+		name, after, ok2 := identifier(after[1:])
+		if !ok2 {
+			return "", "", ErrCopy
+		}
+		names[i] = schema + "." + name
+		if i == 0 {
+			if s, ok1 = strings.CutPrefix(after, " ATTACH PARTITION "); !ok1 {
+				return "", "", ErrCopy
+			}
+		}
+	}
+	return names[0], names[1], nil
 }
 
 // Starter returns a starter [mask] section for cols: one line per column that lacks a

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,9 +90,10 @@ type ApplyOptions struct {
 // hashed alike, hold at the end), truncates it, deletes the rows a sample drops, and
 // UPDATEs the masked columns from the same transforms as a logical restore (COPY out,
 // masked in Go, COPY into a temporary table). The values are the same as a logical
-// restore's with the same key. conn must be a superuser's. Until Apply has run, the
-// production values are on the server's disk, and after it in its free space until
-// VACUUM reuses it.
+// restore's with the same key. Then it refreshes every populated materialized view (they
+// hold rows computed from production's values). conn must be a superuser's. Until Apply
+// has run, the production values are on the server's disk, and after it in its free
+// space until VACUUM reuses it.
 func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*Result, error) {
 	start := time.Now()
 	cols, err := CatalogColumns(ctx, conn)
@@ -106,8 +109,72 @@ func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*R
 			return res, fmt.Errorf("mask %s: %w", table, err)
 		}
 	}
+	if len(r.Tables()) > 0 {
+		if err := refreshViews(ctx, conn); err != nil {
+			return res, err
+		}
+	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// refreshViews refreshes every populated materialized view, each after the ones it
+// reads (through views too): a restored cluster's views hold the rows they were
+// refreshed from, production's, and a query of one can reach the masked tables through
+// a function that no catalog dependency shows.
+func refreshViews(ctx context.Context, conn *pgx.Conn) error {
+	rows, err := conn.Query(ctx, `
+WITH RECURSIVE reads(mv, rel) AS (
+  SELECT rw.ev_class, d.refobjid FROM pg_rewrite rw
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_class'::regclass
+  WHERE rw.ev_class IN (SELECT oid FROM pg_class WHERE relkind = 'm') AND d.refobjid <> rw.ev_class
+  UNION
+  SELECT reads.mv, d.refobjid FROM reads
+  JOIN pg_class v ON v.oid = reads.rel AND v.relkind = 'v'
+  JOIN pg_rewrite rw ON rw.ev_class = v.oid
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_class'::regclass
+  WHERE d.refobjid <> v.oid)
+SELECT c.oid::int8, format('%I.%I', n.nspname, c.relname),
+  ARRAY(SELECT DISTINCT r.rel::int8 FROM reads r JOIN pg_class m ON m.oid = r.rel AND m.relkind = 'm' WHERE r.mv = c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'm' AND c.relispopulated ORDER BY c.oid`)
+	if err != nil {
+		return fmt.Errorf("mask: list materialized views: %w", err)
+	}
+	type view struct {
+		oid   int64
+		name  string
+		reads []int64
+	}
+	views, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (view, error) {
+		var v view
+		err := r.Scan(&v.oid, &v.name, &v.reads)
+		return v, err
+	})
+	if err != nil {
+		return fmt.Errorf("mask: list materialized views: %w", err)
+	}
+	done := map[int64]bool{}
+	for len(done) < len(views) {
+		progress := false
+		for _, v := range views {
+			ready := !done[v.oid]
+			for _, o := range v.reads {
+				ready = ready && (done[o] || !slices.ContainsFunc(views, func(w view) bool { return w.oid == o }))
+			}
+			if !ready {
+				continue
+			}
+			if _, err := conn.Exec(ctx, "REFRESH MATERIALIZED VIEW "+v.name); err != nil {
+				return fmt.Errorf("mask: refresh materialized view %s: %w", v.name, err)
+			}
+			done[v.oid], progress = true, true
+		}
+		if !progress {
+			return errors.New("mask: materialized views that read each other")
+		}
+	}
+	return nil
 }
 
 // applyTable masks one table in its own transaction.
