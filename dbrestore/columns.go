@@ -36,5 +36,33 @@ func (c *DirCatalog) Columns(ctx context.Context, b *Backup) ([]mask.Column, err
 	if perr != nil {
 		return nil, fmt.Errorf("dbrestore: read the schema of %s: %w", b.Name(), perr)
 	}
+	// Large objects are in no table and not in the schema's text: the list shows them.
+	t, err := listTOC(ctx, c.cfg, b.Path)
+	if err != nil {
+		return nil, err
+	}
+	if t.largeObjects() {
+		cols = append(cols, mask.LargeObjectData())
+	}
 	return cols, nil
+}
+
+// largeObjects reports whether the dump holds large objects.
+func (t *toc) largeObjects() bool {
+	for _, e := range t.entries {
+		if isLargeObject(e.desc) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLargeObject reports whether a list entry of that description is a large object's
+// (its metadata, BLOB, or the data of them all, BLOBS; newer pg_dumps group them).
+func isLargeObject(desc string) bool {
+	switch desc {
+	case "BLOB", "BLOBS", "BLOB METADATA", "LARGE OBJECT":
+		return true
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,10 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 		return fmt.Errorf("dbrestore: %w", err)
 	}
 	cols, err := mask.CatalogColumns(ctx, conn)
+	var emptied int64 // large objects kept without their data (pre-data made them)
+	if err == nil && opts.Mask.EmptyLargeObjects() {
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_largeobject_metadata").Scan(&emptied)
+	}
 	conn.Close(context.WithoutCancel(ctx))
 	if err != nil {
 		return fmt.Errorf("dbrestore: %w", err)
@@ -55,6 +60,12 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 		return err
 	}
 	masked, first, after := splitMasked(list, opts.Mask.Tables())
+	if opts.Mask.EmptyLargeObjects() {
+		first = slices.DeleteFunc(first, func(line string) bool {
+			e, ok := parseTOCLine(line)
+			return ok && e.desc == "BLOBS" // their data; each one's metadata came with pre-data
+		})
+	}
 	dir, err := os.MkdirTemp("", "restage-restore-")
 	if err != nil {
 		return fmt.Errorf("dbrestore: %w", err)
@@ -90,6 +101,9 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 		return err
 	}
 	res.Duration = time.Since(mstart)
+	if opts.Mask.EmptyLargeObjects() {
+		res.Tables = append(res.Tables, mask.TableResult{Table: mask.LargeObjects, Rule: string(mask.Truncate), RowsIn: emptied})
+	}
 	r.res.Mask = res
 	if err := r.runPgRestore(ctx, pgRestore, "post-data of the masked tables",
 		"--section=data", "--section=post-data", "--use-list="+afterList); err != nil {

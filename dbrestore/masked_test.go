@@ -510,3 +510,84 @@ func TestTableOfLongestName(t *testing.T) {
 		t.Fatalf("tableOf = %q, want public.person x", got)
 	}
 }
+
+// Large objects are in no table, so no column rule reaches them: a backup holding any
+// needs a decision (the check of its schema and the restore's both name them), a
+// truncate keeps each one empty (references hold), in a masked restore and in Apply.
+func TestMaskedLargeObjects(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE person (id int, email text, cv oid);
+INSERT INTO person VALUES (1, 'person1@prod.example.org', lo_from_bytea(0, 'production CV of person 1'::bytea));`, DumpOptions{})
+	ctx := testCtx(t)
+	key := func(string) string { return maskKey }
+	cols := map[string]string{"public.person.email": "email", "public.person.cv": "keep"}
+	undecided, err := mask.New(mask.Config{Columns: cols}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mask.LargeObjects + ".data"
+	backupCols, err := (&DirCatalog{}).Columns(ctx, w.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ue *mask.UnmaskedError
+	if err := undecided.Check(backupCols); !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != want {
+		t.Fatalf("check of the backup: %v, want %s undecided", err, want)
+	}
+	target := dbName(t, w.staging, "masked_los")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: undecided}); !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != want {
+		t.Fatalf("restore without a decision: %v, want %s undecided", err, want)
+	}
+
+	emptied := func(db string) {
+		t.Helper()
+		if n := w.staging.QueryInt(t, db, "SELECT count(*) FROM pg_largeobject_metadata"); n != 1 {
+			t.Errorf("%d large objects, want the one kept", n)
+		}
+		if n := w.staging.QueryInt(t, db, "SELECT count(*) FROM pg_largeobject"); n != 0 {
+			t.Errorf("%d pages of large object data on staging, want none", n)
+		}
+	}
+	truncate, err := mask.New(mask.Config{Columns: cols, Tables: map[string]string{mask.LargeObjects: "truncate"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Jobs: 2, Mask: truncate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emptied(target)
+	if res.Mask == nil || !slices.Contains(res.Mask.Tables, mask.TableResult{Table: mask.LargeObjects, Rule: "truncate", RowsIn: 1}) {
+		t.Errorf("the result does not say the large object was emptied: %+v", res.Mask)
+	}
+
+	// Apply (the physical strategy's masking) empties them in place, owner kept.
+	plain := dbName(t, w.staging, "masked_los_apply")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: plain}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mask.Apply(ctx, testConn(t, w.staging.DSN(plain)), undecided, mask.ApplyOptions{TempDir: t.TempDir()}); !errors.As(err, &ue) {
+		t.Fatalf("Apply without a decision: %v", err)
+	}
+	owner := w.staging.QueryInt(t, plain, "SELECT lomowner::int FROM pg_largeobject_metadata")
+	if _, err := mask.Apply(ctx, testConn(t, w.staging.DSN(plain)), truncate, mask.ApplyOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	emptied(plain)
+	if n := w.staging.QueryInt(t, plain, "SELECT lomowner::int FROM pg_largeobject_metadata"); n != owner {
+		t.Errorf("the large object's owner is %d, was %d", n, owner)
+	}
+
+	// Kept on purpose: restored as they are.
+	keep, err := mask.New(mask.Config{Columns: map[string]string{"public.person.email": "email", "public.person.cv": "keep", want: "keep"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := dbName(t, w.staging, "masked_los_kept")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: kept, Mask: keep}); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.staging.QueryInt(t, kept, "SELECT count(*) FROM pg_largeobject"); n != 1 {
+		t.Errorf("%d pages of the kept large object, want 1", n)
+	}
+}

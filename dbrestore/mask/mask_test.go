@@ -51,6 +51,27 @@ func TestValidateNamesEveryKey(t *testing.T) {
 	}
 }
 
+// Large objects are kept or emptied: no other rule can reach them.
+func TestValidateLargeObjectRules(t *testing.T) {
+	for _, c := range []Config{
+		{Tables: map[string]string{LargeObjects: "sample:0.1"}},
+		{Columns: map[string]string{LargeObjects + ".data": "null"}},
+		{Columns: map[string]string{LargeObjects + ".loid": "keep"}},
+	} {
+		if err := c.Validate(); !errors.Is(err, ErrRule) || !strings.Contains(err.Error(), LargeObjects) {
+			t.Errorf("%+v: %v, want ErrRule naming %s", c, err, LargeObjects)
+		}
+	}
+	for _, c := range []Config{
+		{Tables: map[string]string{LargeObjects: "truncate"}},
+		{Columns: map[string]string{LargeObjects + ".data": "keep"}},
+	} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+}
+
 func TestNewNeedsKeyAndHidesIt(t *testing.T) {
 	c := Config{KeyEnv: "MY_KEY", Columns: map[string]string{"public.p.email": "email"}}
 	if _, err := New(c, env("")); !errors.Is(err, ErrNoKey) || !strings.Contains(err.Error(), "MY_KEY") {

@@ -32,6 +32,19 @@ type Config struct {
 // DefaultKeyEnv is the variable the key is read from when Config.KeyEnv is empty.
 const DefaultKeyEnv = "RESTAGE_MASK_KEY"
 
+// LargeObjects names a database's large objects in rules and results, as the table
+// that holds their data: they belong to no table, so no column rule reaches them. A
+// backup that holds any needs a decision, like a strict table's column:
+// `"pg_catalog.pg_largeobject" = "truncate"` (each kept, empty) or
+// `"pg_catalog.pg_largeobject.data" = "keep"`.
+const LargeObjects = "pg_catalog.pg_largeobject"
+
+// LargeObjectData is the column that stands for the large objects of a database or
+// backup in Check (Columns and CatalogColumns add it when there are any).
+func LargeObjectData() Column {
+	return Column{Schema: "pg_catalog", Table: "pg_largeobject", Name: "data"}
+}
+
 // DefaultPatterns are the classification patterns every check uses: a column whose name
 // contains one (case-insensitive) holds personal data until a rule says otherwise.
 // Patterns of three letters or fewer ("ip") must be a whole word of the name, between
@@ -163,6 +176,9 @@ func (c *Config) Validate() error {
 		}
 		if _, err := ParseRule(c.Columns[k]); err != nil {
 			p = append(p, fmt.Sprintf("mask.columns.%q: %v", k, err))
+		} else if strings.HasPrefix(k, LargeObjects+".") && (k != LargeObjects+".data" || c.Columns[k] != string(Keep)) {
+			p = append(p, fmt.Sprintf("mask.columns.%q: large objects are kept (%q = \"keep\") or emptied (mask.tables.%q = \"truncate\")",
+				k, LargeObjects+".data", LargeObjects))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Tables)) {
@@ -171,6 +187,8 @@ func (c *Config) Validate() error {
 		}
 		if _, err := ParseTableRule(c.Tables[k]); err != nil {
 			p = append(p, fmt.Sprintf("mask.tables.%q: %v", k, err))
+		} else if k == LargeObjects && c.Tables[k] != string(Truncate) {
+			p = append(p, fmt.Sprintf("mask.tables.%q: large objects are emptied (truncate) or kept, not sampled", k))
 		}
 	}
 	for i, s := range c.Strict {
@@ -355,13 +373,13 @@ func (r *Rules) Check(cols []Column) error {
 	var bad []string
 	for t, rules := range r.columns {
 		for col := range rules {
-			if !have[t+"."+col] {
+			if !have[t+"."+col] && t != LargeObjects { // a backup may hold none
 				bad = append(bad, fmt.Sprintf("mask.columns.%q: the backup has no such column", t+"."+col))
 			}
 		}
 	}
 	for t := range r.tables {
-		if !tables[t] {
+		if !tables[t] && t != LargeObjects {
 			bad = append(bad, fmt.Sprintf("mask.tables.%q: the backup has no such table", t))
 		}
 	}
@@ -388,7 +406,7 @@ func (r *Rules) Check(cols []Column) error {
 // reads them), and neither strict nor a truncate or sample of the parent reaches them:
 // the data of each child loads (or is masked in place) on its own.
 func (r *Rules) strictTable(table string, parents map[string][]string, seen []string) bool {
-	if r.strict[table] {
+	if r.strict[table] || table == LargeObjects {
 		return true
 	}
 	for _, p := range parents[table] {
@@ -425,7 +443,15 @@ func (r *Rules) Table(table string) (cols map[string]Rule, tr TableRule, ok bool
 	return cols, tr, len(cols) > 0 || hasTable
 }
 
-// Tables returns the tables whose rows the rules change, sorted.
+// EmptyLargeObjects reports whether the rules empty the large objects (a truncate of
+// LargeObjects): each is kept, so that references to it hold, with no data.
+func (r *Rules) EmptyLargeObjects() bool {
+	_, ok := r.tables[LargeObjects]
+	return ok
+}
+
+// Tables returns the tables whose rows the rules change, sorted (LargeObjects, which
+// no table holds, is not one: see EmptyLargeObjects).
 func (r *Rules) Tables() []string {
 	var out []string
 	for t := range r.columns {
@@ -434,7 +460,7 @@ func (r *Rules) Tables() []string {
 		}
 	}
 	for t := range r.tables {
-		if !slices.Contains(out, t) {
+		if !slices.Contains(out, t) && t != LargeObjects {
 			out = append(out, t)
 		}
 	}

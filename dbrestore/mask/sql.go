@@ -68,11 +68,47 @@ ORDER BY 1, 2, a.attnum`)
 	if err != nil {
 		return nil, fmt.Errorf("mask: list columns: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
 		var c Column
 		err := r.Scan(&c.Schema, &c.Table, &c.Name, &c.Array, &c.Parents)
 		return c, err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("mask: list columns: %w", err)
+	}
+	var los bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_largeobject_metadata)").Scan(&los); err != nil {
+		return nil, fmt.Errorf("mask: look for large objects: %w", err)
+	}
+	if los {
+		cols = append(cols, LargeObjectData())
+	}
+	return cols, nil
+}
+
+// emptyLargeObjects empties every large object of the database, keeping it (its OID and
+// owner) so that references to it hold, and returns how many there were.
+func emptyLargeObjects(ctx context.Context, conn *pgx.Conn) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_largeobject_metadata").Scan(&n); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DO $$
+DECLARE o record;
+BEGIN
+  FOR o IN SELECT oid, lomowner::regrole AS owner FROM pg_catalog.pg_largeobject_metadata LOOP
+    PERFORM pg_catalog.lo_unlink(o.oid);
+    PERFORM pg_catalog.lo_create(o.oid);
+    EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %s', o.oid, o.owner);
+  END LOOP;
+END $$`)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mask: empty the large objects: %w", err)
+	}
+	return n, nil
 }
 
 // ApplyOptions are the per-call options of Apply.
@@ -108,6 +144,13 @@ func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*R
 		if err := r.applyTable(ctx, conn, table, cols, opts, res); err != nil {
 			return res, fmt.Errorf("mask %s: %w", table, err)
 		}
+	}
+	if r.EmptyLargeObjects() {
+		n, err := emptyLargeObjects(ctx, conn)
+		if err != nil {
+			return res, err
+		}
+		res.Tables = append(res.Tables, TableResult{Table: LargeObjects, Rule: string(Truncate), RowsIn: n})
 	}
 	if len(r.Tables()) > 0 {
 		if err := refreshViews(ctx, conn); err != nil {
