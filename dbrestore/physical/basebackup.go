@@ -30,6 +30,9 @@ import (
 // (dump catalogs, which read *.manifest.json, ignore it).
 const BaseManifestSuffix = ".basebackup.json"
 
+// baseBackupPrefix starts the name of every base backup BaseBackup writes.
+const baseBackupPrefix = "basebackup-"
+
 // BaseManifest describes a pg_basebackup in a backup folder. It is written after the
 // backup is complete, so a backup without a manifest is never taken.
 type BaseManifest struct {
@@ -102,7 +105,7 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 	if opts.Plain {
 		m.Format = "plain"
 	}
-	name := "basebackup-" + time.Now().UTC().Format("20060102T150405Z")
+	name := baseBackupPrefix + time.Now().UTC().Format("20060102T150405Z")
 	tmp := filepath.Join(opts.Dir, ".tmp-"+name)
 	bin := opts.BinDir
 	if bin == "" {
@@ -218,8 +221,14 @@ func baseManifests(dir string) ([]BaseManifest, error) {
 			return nil, fmt.Errorf("physical: %w", err)
 		}
 		var m BaseManifest
-		if err := json.Unmarshal(b, &m); err != nil || m.Kind != "basebackup" || m.Backup == "" || strings.ContainsAny(m.Backup, "/\\") {
+		if err := json.Unmarshal(b, &m); err != nil || m.Kind != "basebackup" {
 			return nil, fmt.Errorf("%w: %s: not a base backup manifest", ErrCorrupt, p)
+		}
+		// A manifest names the backup beside it that its own name names ("." or "..", or
+		// another tool's file, would be removed whole by a prune).
+		if m.Backup+BaseManifestSuffix != filepath.Base(p) || !strings.HasPrefix(m.Backup, baseBackupPrefix) {
+			return nil, fmt.Errorf("%w: %s: names the backup %q, not %q", ErrCorrupt, p, m.Backup,
+				strings.TrimSuffix(filepath.Base(p), BaseManifestSuffix))
 		}
 		if _, err := os.Stat(filepath.Join(dir, m.Backup)); err != nil {
 			return nil, fmt.Errorf("%w: %s: its backup %s is missing", ErrCorrupt, p, m.Backup)

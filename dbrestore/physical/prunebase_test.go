@@ -1,0 +1,62 @@
+package physical
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestPruneBaseRemovesOnlyItsOwnBackups plants manifests whose backup is the folder's
+// parent, the folder itself or another tool's folder beside them: a prune must refuse
+// them (ErrCorrupt) and remove nothing, where it removed the parent of the backup folder
+// whole.
+func TestPruneBaseRemovesOnlyItsOwnBackups(t *testing.T) {
+	for _, tc := range []struct{ name, backup string }{
+		{"parent", ".."},
+		{"the folder itself", "."},
+		{"another tool's folder", "pgbackrest"},
+		{"another manifest's backup", "basebackup-20200101T000000Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			top := t.TempDir()
+			precious := filepath.Join(top, "precious.txt")
+			dir := filepath.Join(top, "backups")
+			other := filepath.Join(dir, "pgbackrest")
+			for _, d := range []string{other, filepath.Join(dir, "basebackup-20200101T000000Z")} {
+				if err := os.MkdirAll(d, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write := func(name string, m BaseManifest) {
+				t.Helper()
+				data, _ := json.Marshal(m)
+				if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(precious, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The planted manifest, the oldest, and the file a prune removes first.
+			write("basebackup-20200101T000001Z"+BaseManifestSuffix, BaseManifest{Kind: "basebackup", Backup: tc.backup, Created: time.Unix(0, 0)})
+			write(tc.backup+BaseManifestSuffix, BaseManifest{Kind: "basebackup", Backup: tc.backup, Created: time.Unix(1, 0)})
+			for _, name := range []string{"basebackup-20260101T000000Z", "basebackup-20260102T000000Z"} {
+				if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				write(name+BaseManifestSuffix, BaseManifest{Kind: "basebackup", Backup: name, Created: time.Now()})
+			}
+			if err := pruneBase(dir, 1); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("prune: %v, want ErrCorrupt", err)
+			}
+			for _, p := range []string{precious, other, filepath.Join(dir, "basebackup-20260101T000000Z")} {
+				if _, err := os.Stat(p); err != nil {
+					t.Errorf("the prune removed %s: %v", p, err)
+				}
+			}
+		})
+	}
+}
