@@ -544,7 +544,9 @@ type PruneOptions struct {
 
 // Prune removes the complete backups of opts.Database beyond the newest opts.Keep (the
 // manifest first, so a half-removed backup is never taken for complete) and stale
-// temporary files of that database. It returns the names it removed.
+// temporary files of that database. A manifest that names another dump than the one its
+// own name goes with (planted, or copied under another name) is an error, and neither
+// it nor that dump is removed. It returns the names it removed.
 func (c *DirCatalog) Prune(opts PruneOptions) ([]string, error) {
 	if opts.Database == "" {
 		return nil, errors.New("dbrestore: PruneOptions.Database is required")
@@ -563,6 +565,13 @@ func (c *DirCatalog) Prune(opts PruneOptions) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, b := range s.backups[min(opts.Keep, len(s.backups)):] {
+		if !ownDump(b) {
+			// Another tool's file, or another backup's dump, named by a planted or
+			// copied manifest: never removed.
+			errs = append(errs, fmt.Errorf("%s names the dump %q, not its own: neither removed",
+				filepath.Base(b.ManifestPath), b.Manifest.Dump))
+			continue
+		}
 		if err := os.Remove(b.ManifestPath); err != nil {
 			errs = append(errs, err)
 			continue
@@ -603,6 +612,17 @@ func (c *DirCatalog) Prune(opts PruneOptions) ([]string, error) {
 		return removed, fmt.Errorf("dbrestore: prune: %w", err)
 	}
 	return removed, nil
+}
+
+// ownDump says whether b's manifest names the dump Dump wrote beside it: the same stem
+// as the manifest's own name, with the database's escaped name and a time stamp.
+func ownDump(b *Backup) bool {
+	stem, ok := strings.CutSuffix(b.Manifest.Dump, dumpSuffix)
+	if !ok || filepath.Base(b.ManifestPath) != stem+manifestSuffix {
+		return false
+	}
+	db, _, ok := parseBase(b.Manifest.Dump)
+	return ok && db == escapeName(b.Manifest.Database)
 }
 
 // newestMtime returns the newest modification time in a file or folder tree.

@@ -2,7 +2,9 @@ package dbrestore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -242,5 +244,58 @@ func TestParseBase(t *testing.T) {
 	}
 	if got := backupBase("launchpad_prod", when); got != "launchpad_prod-20261125T030000.123Z" {
 		t.Errorf("backupBase = %q", got)
+	}
+}
+
+// A manifest planted in a folder shared with other tools (or one copied under another
+// name) names another tool's folder, another file or another backup's dump: the prune
+// removes none of them, and says so.
+func TestPruneRemovesOnlyItsOwnDumps(t *testing.T) {
+	dir := t.TempDir()
+	const db = "launchpad_prod"
+	write := func(name string, m Manifest) {
+		t.Helper()
+		data, _ := json.Marshal(m)
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backup := func(created time.Time) string {
+		t.Helper()
+		base := backupBase(db, created)
+		if err := os.WriteFile(filepath.Join(dir, base+dumpSuffix), []byte("dump"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		write(base+manifestSuffix, Manifest{Database: db, Format: FormatCustom, Created: created,
+			SystemIdentifier: 7, Dump: base + dumpSuffix})
+		return base + dumpSuffix
+	}
+	now := time.Now().UTC()
+	kept := backup(now)
+	pruned := backup(now.Add(-time.Hour))
+	if err := os.MkdirAll(filepath.Join(dir, "pgbackrest", "archive"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "globals.sql"), []byte("-- roles"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i, target := range []string{"pgbackrest", "globals.sql", kept} {
+		created := now.Add(-time.Duration(48+i) * time.Hour)
+		write(fmt.Sprintf("notes%d%s", i, manifestSuffix), Manifest{Database: db, Format: FormatCustom,
+			Created: created, SystemIdentifier: 7, Dump: target})
+	}
+	cat, err := NewCatalog(dir, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := cat.Prune(PruneOptions{Database: db, Keep: 1})
+	requireErrContains(t, err, `notes0.manifest.json names the dump "pgbackrest", not its own`)
+	if len(removed) != 1 || removed[0] != pruned {
+		t.Errorf("removed %q, want only %s", removed, pruned)
+	}
+	for _, p := range []string{"pgbackrest/archive", "globals.sql", kept, "notes2" + manifestSuffix} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Errorf("the prune removed %s: %v", p, err)
+		}
 	}
 }
