@@ -38,7 +38,16 @@ type DumpOptions struct {
 	Compress string
 	// Args are extra pg_dump arguments, e.g. "--exclude-table-data=sessions".
 	Args []string
+	// LockWaitTimeout bounds each wait for a table lock on the source, pg_dump's
+	// (--lock-wait-timeout) and the row counts' (lock_timeout): a dump that meets a lock
+	// held longer (a migration, VACUUM FULL) fails instead of waiting, which would keep
+	// the locks it holds already and so queue DDL, and the traffic behind it, on
+	// production. 0: DefaultLockWaitTimeout.
+	LockWaitTimeout time.Duration
 }
+
+// DefaultLockWaitTimeout is DumpOptions.LockWaitTimeout's default.
+const DefaultLockWaitTimeout = 30 * time.Second
 
 func (o *DumpOptions) validate() error {
 	if o.DSN == "" {
@@ -47,8 +56,11 @@ func (o *DumpOptions) validate() error {
 	if o.Dir == "" {
 		return errors.New("dbrestore: DumpOptions.Dir is required")
 	}
-	if o.Jobs < 0 || o.Keep < 0 {
-		return errors.New("dbrestore: DumpOptions.Jobs and Keep must not be negative")
+	if o.Jobs < 0 || o.Keep < 0 || o.LockWaitTimeout < 0 {
+		return errors.New("dbrestore: DumpOptions.Jobs, Keep and LockWaitTimeout must not be negative")
+	}
+	if o.LockWaitTimeout == 0 {
+		o.LockWaitTimeout = DefaultLockWaitTimeout
 	}
 	if o.Jobs == 0 {
 		o.Jobs = 1
@@ -68,7 +80,7 @@ func (o *DumpOptions) validate() error {
 		return fmt.Errorf("dbrestore: unknown dump format %q", o.Format)
 	}
 	for _, a := range o.Args {
-		for _, long := range []string{"--file", "--format", "--jobs", "--snapshot", "--dbname"} {
+		for _, long := range []string{"--file", "--format", "--jobs", "--snapshot", "--dbname", "--lock-wait-timeout"} {
 			if a == long || strings.HasPrefix(a, long+"=") {
 				return fmt.Errorf("dbrestore: DumpOptions.Args must not set %s (Dump sets it)", long)
 			}
@@ -123,7 +135,7 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 	}
 	start := time.Now()
 
-	snap, err := openSnapshot(ctx, cs)
+	snap, err := openSnapshot(ctx, cs, opts.LockWaitTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +149,9 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 		return nil, err
 	}
 	defer files.removeTemporaries()
+	if err := files.createDump(opts.Format); err != nil {
+		return nil, err
+	}
 	log.Info("dbrestore: dump started", logKeyDatabase, m.Database, logKeyDSN, cs.Redacted(),
 		"format", string(opts.Format), "jobs", opts.Jobs, logKeyFile, files.dump)
 	counts, err := snap.dump(ctx, pgDump, cs, opts, files.tmpDump)
@@ -175,8 +190,9 @@ type snapshot struct {
 }
 
 // openSnapshot connects to the source, exports a snapshot and reads the source's
-// identity in it. The caller must close it.
-func openSnapshot(ctx context.Context, cs *connString) (*snapshot, error) {
+// identity in it; the transaction waits at most lockWait for a lock. The caller must
+// close it.
+func openSnapshot(ctx context.Context, cs *connString, lockWait time.Duration) (*snapshot, error) {
 	conn, err := pgx.Connect(ctx, cs.String())
 	if err != nil {
 		return nil, fmt.Errorf("dbrestore: connect to source %s: %w", cs.withoutPassword().String(), err)
@@ -186,6 +202,10 @@ func openSnapshot(ctx context.Context, cs *connString) (*snapshot, error) {
 	if err != nil {
 		s.close(ctx)
 		return nil, fmt.Errorf("dbrestore: begin snapshot transaction: %w", err)
+	}
+	if _, err := s.tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", millis(lockWait)); err != nil {
+		s.close(ctx)
+		return nil, fmt.Errorf("dbrestore: set lock_timeout: %w", err)
 	}
 	var sysid int64
 	err = s.tx.QueryRow(ctx, `SELECT current_database(), current_setting('server_version'),
@@ -205,6 +225,12 @@ func openSnapshot(ctx context.Context, cs *connString) (*snapshot, error) {
 	return s, nil
 }
 
+// millis writes a positive duration in whole milliseconds, at least 1 (PostgreSQL reads
+// 0 as no timeout).
+func millis(d time.Duration) string {
+	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+}
+
 // close ends the snapshot's transaction and connection; it may be called more than once.
 func (s *snapshot) close(ctx context.Context) {
 	if s.conn == nil {
@@ -221,7 +247,8 @@ func (s *snapshot) close(ctx context.Context) {
 // dump runs pg_dump into file in the snapshot while counting the rows of every user table
 // in it (opts.Counts), and returns the counts by table OID.
 func (s *snapshot) dump(ctx context.Context, pgDump string, cs *connString, opts DumpOptions, file string) (map[uint32]tableCount, error) {
-	args := []string{"--dbname", cs.withoutPassword().String(), "--snapshot", s.id, "--file", file}
+	args := []string{"--dbname", cs.withoutPassword().String(), "--snapshot", s.id, "--file", file,
+		"--lock-wait-timeout=" + millis(opts.LockWaitTimeout)}
 	if opts.Format == FormatDirectory {
 		args = append(args, "--format=directory", "--jobs", strconv.Itoa(opts.Jobs))
 	} else {
@@ -322,6 +349,23 @@ func newBackupFiles(dir string, m *Manifest) (*backupFiles, error) {
 		}
 	}
 	return f, nil
+}
+
+// createDump creates the temporary dump for pg_dump to write into, readable by its owner
+// alone (a dump is the whole database; pg_dump would create it as the umask allows): a
+// file (0600), which pg_dump truncates and keeps the mode of, or an empty folder (0700).
+func (f *backupFiles) createDump(format Format) error {
+	if format == FormatDirectory {
+		if err := os.Mkdir(f.tmpDump, 0o700); err != nil {
+			return fmt.Errorf("dbrestore: %w", err)
+		}
+		return nil
+	}
+	file, err := os.OpenFile(f.tmpDump, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+	return file.Close()
 }
 
 // publish puts the dump in place, then its manifest m, so that a catalog never sees a

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -310,5 +311,55 @@ func TestDumpCancelledLeavesNothing(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("left %d entries", len(entries))
+	}
+}
+
+// A dump is the whole production database: whatever the umask, its owner alone may read
+// it, while it is written and once it is published.
+func TestDumpIsReadableByItsOwnerOnly(t *testing.T) {
+	prod, _, db := seeded(t, 10)
+	old := syscall.Umask(0o022) // the usual one, which gave 0644 dumps
+	t.Cleanup(func() { syscall.Umask(old) })
+	for _, format := range []Format{FormatCustom, FormatDirectory} {
+		b := dumpOf(t, prod, db, DumpOptions{Format: format})
+		st, err := os.Stat(b.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s dump %s has mode %v: others may read production's data", format, b.Name(), st.Mode().Perm())
+		}
+	}
+}
+
+// A table lock held on production (a migration, VACUUM FULL) makes the dump fail after
+// LockWaitTimeout, releasing the locks it holds, instead of waiting while DDL, and the
+// traffic queued behind it, waits for the dump.
+func TestDumpLockWaitIsBounded(t *testing.T) {
+	prod, _, db := seeded(t, 10)
+	ctx := testCtx(t)
+	locker := prod.Connect(t, db)
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = Dump(wctx, Config{}, DumpOptions{DSN: prod.DSN(db), Dir: dir, Counts: true, LockWaitTimeout: 300 * time.Millisecond})
+	if err == nil || wctx.Err() != nil {
+		t.Fatalf("Dump behind a held lock: %v after %s; want it to fail after its lock wait", err, time.Since(start))
+	}
+	requireErrContains(t, err, "timeout")
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the failed dump left %v", left)
+	}
+	if _, err := Dump(ctx, Config{}, DumpOptions{DSN: prod.DSN(db), Dir: dir, LockWaitTimeout: -time.Second}); err == nil {
+		t.Error("a negative LockWaitTimeout was accepted")
 	}
 }

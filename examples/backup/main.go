@@ -2,7 +2,7 @@
 // with pg_dump into a folder and writes the JSON manifest restage's catalog trusts, both
 // under temporary names renamed into place, then keeps the newest -keep backups.
 //
-//	backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]
+//	backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]
 //	backup -basebackup [-plain] -dsn URL -dir DIR [-keep N] [-bindir DIR] [-v]
 //
 // With -basebackup it takes a pg_basebackup of the whole cluster instead (WAL streamed
@@ -34,7 +34,7 @@ func main() { cli.Main("backup", run, nil) }
 
 // run parses args, takes the backup and prints where it is.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("backup", stderr, "[-basebackup [-plain]] -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]")
+	fs := cli.NewFlagSet("backup", stderr, "[-basebackup [-plain]] -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]")
 	var (
 		opts        dbrestore.DumpOptions
 		format      string
@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&opts.Counts, "counts", false, "record exact per-table row counts from the dump's snapshot")
 	fs.StringVar(&format, "format", "", "custom or directory (default: custom, directory with -jobs > 1)")
 	fs.StringVar(&opts.Compress, "compress", "", "pg_dump --compress value (default: pg_dump's)")
+	fs.DurationVar(&opts.LockWaitTimeout, "lock-wait-timeout", dbrestore.DefaultLockWaitTimeout, "fail rather than wait longer for a table lock on production (a dump waiting holds the locks it has, queueing DDL and the traffic behind it)")
 	fs.StringVar(&binDir, "bindir", "", "folder holding pg_dump (default: PATH, then the newest /usr/lib/postgresql/*/bin)")
 	fs.BoolVar(&verbose, "v", false, "log progress")
 	if err := fs.Parse(args); err != nil {
@@ -61,8 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fs.Usagef("-dsn is required")
 	case opts.Dir == "":
 		return fs.Usagef("-dir is required")
-	case opts.Jobs < 1 || opts.Keep < 0:
-		return fs.Usagef("-jobs must be at least 1 and -keep not negative")
+	case opts.Jobs < 1 || opts.Keep < 0 || opts.LockWaitTimeout <= 0:
+		return fs.Usagef("-jobs must be at least 1, -keep not negative and -lock-wait-timeout positive")
 	}
 	opts.Format = dbrestore.Format(format)
 	level := slog.LevelWarn

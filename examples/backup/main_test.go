@@ -133,14 +133,14 @@ func TestBackupCommandFailures(t *testing.T) {
 
 // TestUsage runs backup in-process as main does; no server needed.
 func TestUsage(t *testing.T) {
-	const usage = "usage: backup [-basebackup [-plain]] -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-bindir DIR] [-v]\n"
+	const usage = "usage: backup [-basebackup [-plain]] -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]\n"
 	dir := t.TempDir()
 	clitest.Check(t, "backup", run, nil, []clitest.Case{
 		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n"},
 		{Args: []string{"-help"}, Code: 0, StderrStart: usage},
 		{Args: nil, Code: 2, Stderr: "backup: -dsn is required\n" + usage},
 		{Args: []string{"-dsn", "postgres:///db"}, Code: 2, Stderr: "backup: -dir is required\n" + usage},
-		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "-jobs", "0"}, Code: 2, Stderr: "backup: -jobs must be at least 1 and -keep not negative\n" + usage},
+		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "-jobs", "0"}, Code: 2, Stderr: "backup: -jobs must be at least 1, -keep not negative and -lock-wait-timeout positive\n" + usage},
 		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "-jobs", "many"}, Code: 2, Stderr: "backup: invalid value \"many\" for flag -jobs: parse error\n" + usage},
 		{Args: []string{"-frobnicate"}, Code: 2, Stderr: "backup: flag provided but not defined: -frobnicate\n" + usage},
 		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "db2"}, Code: 2, Stderr: "backup: unexpected argument \"db2\"\n" + usage},
