@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -804,6 +805,13 @@ func targetConfig(t Target) (*pgx.ConnConfig, secrets, error) {
 		// A startup parameter is a raw value, not SQL: no quoting needed, none possible to
 		// get wrong. It is applied after the DSN's options, so it wins over a -c role there.
 		cfg.RuntimeParams[roleParam] = t.Role
+	}
+	if t.LockWait < 0 {
+		return nil, sec, fmt.Errorf("schema: negative LockWait %v", t.LockWait)
+	}
+	if t.LockWait > 0 {
+		// At least 1 ms: PostgreSQL reads 0 as no bound.
+		cfg.RuntimeParams["lock_timeout"] = strconv.FormatInt(max(t.LockWait.Milliseconds(), 1), 10)
 	}
 	return cfg, sec, nil
 }

@@ -1039,3 +1039,44 @@ func TestMigrationsRunAsRole(t *testing.T) {
 		t.Fatalf("Plan with a role that does not exist: %v", err)
 	}
 }
+
+// A migration on a live database meets a lock held by a long reader (a report, a
+// session of the service's own user on another host): with LockWait it fails at once,
+// rolled back, and the queries queued behind its ALTER TABLE go on, where it waited,
+// and held every query on the table behind it, until the reader ended.
+func TestLockWaitBoundsAMigrationBehindALock(t *testing.T) {
+	f := newFixture(t)
+	one := t.TempDir()
+	writeFiles(t, one, map[string]string{"1_users.up.sql": three["1_users.up.sql"]})
+	u := newUpgrader(t, schema.Config{})
+	if _, err := u.Upgrade(ctxFor(t), schema.Target{DSN: f.srv.DSN(f.db), Dir: one}); err != nil {
+		t.Fatal(err)
+	}
+	f.write(t, map[string]string{"1_users.up.sql": three["1_users.up.sql"], "2_email.up.sql": three["2_email.up.sql"]})
+	reader := f.srv.Connect(t, f.db)
+	ctx := ctxFor(t)
+	tx, err := reader.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, "SELECT count(*) FROM users"); err != nil {
+		t.Fatal(err)
+	}
+	tgt := f.target()
+	tgt.LockWait = 300 * time.Millisecond
+	uctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = u.Upgrade(uctx, tgt)
+	if uctx.Err() != nil || !errors.Is(err, schema.ErrMigrationFailed) || !strings.Contains(err.Error(), "lock timeout") {
+		t.Fatalf("a migration behind a held lock: %v after %v; want it to fail on its lock wait", err, time.Since(start))
+	}
+	if n := f.srv.QueryInt(t, f.db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email'"); n != 0 {
+		t.Error("the failed migration's ALTER TABLE stayed")
+	}
+	tgt.LockWait = -time.Second
+	if _, err := u.Status(ctx, tgt); err == nil {
+		t.Error("a negative LockWait was accepted")
+	}
+}

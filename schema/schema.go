@@ -25,6 +25,12 @@ type Target struct {
 	// migration can switch back (SET ROLE NONE) within its own file. Where migrations are
 	// not trusted, give a DSN that logs in as the unprivileged role itself.
 	Role string
+	// LockWait bounds each wait of the migrations' statements for a lock (PostgreSQL's
+	// lock_timeout, set for every connection): a migration that waits longer fails
+	// (ErrMigrationFailed, its transaction rolled back, the version left dirty) instead of
+	// holding every later query on that table in the queue behind it. It applies to
+	// golang-migrate's advisory lock too. 0: the server's lock_timeout (none by default).
+	LockWait time.Duration
 }
 
 // Migration is one migration file pair.

@@ -36,6 +36,7 @@ type world struct {
 	known     map[uint64]bool // production identities the guard has been told
 	sources   []uint64        // what the catalog's manifests name
 	allowed   []string        // AllowConnections calls
+	upgraded  []schema.Target // Upgrade calls
 	log       *slog.Logger    // what the parts log to; nil: nothing
 
 	failWait, failVerify, failRestore, failBuild, failSchema func() error
@@ -344,6 +345,7 @@ func (w *world) Upgrade(ctx context.Context, t schema.Target) (*schema.Result, e
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.upgraded = append(w.upgraded, t)
 	db := t.DSN[len("db:"):]
 	w.dbs[db] = w.dbs[db][:len(w.dbs[db])-len("@v1")] + "@v2"
 	return &schema.Result{From: 1, To: 2, Applied: []schema.Applied{{Migration: schema.Migration{Version: 2, Name: "add_x"}, Duration: time.Millisecond}}}, nil

@@ -17,6 +17,9 @@ type PreflightSection struct {
 	// refuses the promote. Absent: ["postgres"].
 	SystemUsers      []string `toml:"system_users"`
 	MaxMigrationTime Duration `toml:"max_migration_time"` // "": 15s
+	// MaxLockWait bounds each wait of a migration for a lock on production (its
+	// lock_timeout); "": 5s.
+	MaxLockWait Duration `toml:"max_lock_wait"`
 	// StagingStateDir is staging's state_dir: its history's migration timings gate the
 	// promote. Required.
 	StagingStateDir string `toml:"staging_state_dir"`
@@ -101,7 +104,8 @@ func OpenProduction(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) 
 	r.cfg.Production = nil
 	r.cfg.Preflight = &Preflight{Activity: srv, MaxTransactionAge: pf.MaxTransactionAge.Duration,
 		MaxReplicationLag: pf.MaxReplicationLag.Duration, SystemUsers: pf.SystemUsers,
-		MaxMigrationTime: pf.MaxMigrationTime.Duration, StagingStateDir: pf.StagingStateDir}
+		MaxMigrationTime: pf.MaxMigrationTime.Duration, MaxLockWait: pf.MaxLockWait.Duration,
+		StagingStateDir: pf.StagingStateDir}
 	if c.Notify.Topic == "" {
 		r.cfg.Topic = c.Environment + "-promote"
 	}

@@ -58,6 +58,11 @@ type Preflight struct {
 	// MaxMigrationTime: a pending migration whose newest run on staging took longer, or
 	// that staging never ran, refuses the promote; 0: 15s.
 	MaxMigrationTime time.Duration
+	// MaxLockWait bounds each wait of a migration for a lock on the live database
+	// (schema.Target.LockWait): one that waits longer fails, and the promote rolls back,
+	// rather than hold the queries on its table queued behind it (a preflight passed, a
+	// session of a system user may still lock a table meanwhile); 0: 5s.
+	MaxLockWait time.Duration
 	// StagingStateDir is staging's state folder, whose history holds the timings of the
 	// migrations staging ran (required).
 	StagingStateDir string
@@ -68,6 +73,7 @@ const (
 	DefaultMaxTransactionAge = 60 * time.Second
 	DefaultMaxReplicationLag = 60 * time.Second
 	DefaultMaxMigrationTime  = 15 * time.Second
+	DefaultMaxLockWait       = 5 * time.Second
 )
 
 // preflightTimeout bounds the preflight's queries (rule 12): two catalog views and a
@@ -92,6 +98,14 @@ func (p *Preflight) limits() (txAge, lag, mig time.Duration, users []string) {
 		users = DefaultSystemUsers
 	}
 	return
+}
+
+// lockWait is the bound of a migration's lock waits on production.
+func (p *Preflight) lockWait() time.Duration {
+	if p.MaxLockWait <= 0 {
+		return DefaultMaxLockWait
+	}
+	return p.MaxLockWait
 }
 
 // checkRole returns the Config's problems with its role.

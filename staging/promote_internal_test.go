@@ -73,6 +73,32 @@ func TestPromoteMigratesInPlace(t *testing.T) {
 	}
 }
 
+// A promote's migrations run on production's live database with a bound on their lock
+// waits (5s unless [preflight] max_lock_wait says), so that one queued behind a lock
+// cannot hold production's traffic on that table; a rebuild's, on staging, have none.
+func TestPromoteBoundsMigrationLockWaits(t *testing.T) {
+	w := newWorld()
+	if _, err := w.promoter(t, &fakeActivity{}).Promote(context.Background(), PromoteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := w.promoter(t, &fakeActivity{})
+	r.cfg.Preflight.MaxLockWait = 2 * time.Second
+	w.dbs["staging"] = strings.TrimSuffix(w.dbs["staging"], "@v2") + "@v1"
+	if _, err := r.Promote(context.Background(), PromoteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.rebuilder(t).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var waits []time.Duration
+	for _, tg := range w.upgraded {
+		waits = append(waits, tg.LockWait)
+	}
+	if want := []time.Duration{DefaultMaxLockWait, 2 * time.Second, 0}; fmt.Sprint(waits) != fmt.Sprint(want) {
+		t.Errorf("lock waits of the promotes' and the rebuild's migrations: %v, want %v", waits, want)
+	}
+}
+
 func TestPromotePreflightChangesNothing(t *testing.T) {
 	w := newWorld()
 	before := w.snapshot()

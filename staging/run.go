@@ -522,11 +522,16 @@ func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
 	if ru.sideDSN != nil {
 		dsn = ru.sideDSN
 	}
-	res, err := ru.r.cfg.Schema.Upgrade(ctx, schema.Target{
+	t := schema.Target{
 		DSN:  dsn(database),
 		Dir:  filepath.Join(ru.release.Dir, ru.r.cfg.Migrations),
 		Role: ru.r.cfg.SchemaRole,
-	})
+	}
+	if ru.r.cfg.Role == RoleProduction && ru.r.cfg.Preflight != nil {
+		// In place on production's live database: a lock wait must not queue its traffic.
+		t.LockWait = ru.r.cfg.Preflight.lockWait()
+	}
+	res, err := ru.r.cfg.Schema.Upgrade(ctx, t)
 	if res != nil {
 		info := &SchemaInfo{From: res.From, To: res.To}
 		for _, a := range res.Applied {
