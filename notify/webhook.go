@@ -34,8 +34,12 @@ type WebhookConfig struct {
 	Headers http.Header
 	// Timeout bounds each call (connect, send, response); 0: DefaultWebhookTimeout.
 	Timeout time.Duration
-	Client  *http.Client // nil: a client with no other limits than Timeout
-	Logger  *slog.Logger // nil: slog.Default()
+	// Client sends the requests; nil: a client with no other limits than Timeout that
+	// follows no redirect (a 3xx answer is a failure: net/http would re-post the report
+	// and the Headers other than Authorization and Cookie to wherever it points, another
+	// host or plain http).
+	Client *http.Client
+	Logger *slog.Logger // nil: slog.Default()
 }
 
 // WebhookPayload is the JSON document a Webhook posts. Text makes Slack- and
@@ -117,7 +121,9 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 		w.secrets = append(w.secrets, p)
 	}
 	if w.client == nil {
-		w.client = &http.Client{}
+		w.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
 	}
 	if w.logger == nil {
 		w.logger = slog.Default()

@@ -2,8 +2,12 @@ package notify_test
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +192,36 @@ func TestRedactURL(t *testing.T) {
 func deadURL(t testing.TB) string {
 	t.Helper()
 	return "http://" + testutil.FreeAddr(t)
+}
+
+// A webhook that answers with a redirect (a compromised or misconfigured endpoint, or a
+// man in the middle of plain http) is not followed: the report, the URL's token and the
+// configured headers never reach the other place, which may be another host or plain
+// http; the redirect is a failure naming its status.
+func TestWebhookRedirectNotFollowed(t *testing.T) {
+	var got []string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got = append(got, fmt.Sprintf("%s %s key=%q auth=%q body=%d", r.Method, r.URL, r.Header.Get("X-Api-Key"), r.Header.Get("Authorization"), len(body)))
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer elsewhere.Close()
+	// Another host name for the same address: net/http drops Authorization there, but
+	// not X-Api-Key, and re-posts the body on a 307 or 308.
+	other := strings.Replace(elsewhere.URL, "127.0.0.1", "localhost", 1) + "/collect"
+	for _, code := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect, http.StatusFound} {
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other, code)
+		}))
+		n := newWebhook(t, notify.WebhookConfig{URL: hook.URL + "/hooks/abc",
+			Headers: http.Header{"X-Api-Key": {"key-123"}, "Authorization": {"Bearer tok-123"}}})
+		err := n.Notify(t.Context(), notifytest.Message("wh-redirect"))
+		hook.Close()
+		if err == nil || !strings.Contains(err.Error(), strconv.Itoa(code)) {
+			t.Errorf("HTTP %d: Notify = %v, want a failure naming the redirect", code, err)
+		}
+	}
+	if len(got) != 0 {
+		t.Errorf("the redirect was followed: %q", got)
+	}
 }
