@@ -25,11 +25,13 @@ type TLSMode string
 
 // TLS modes; the strings are the values of the [notify.email] tls key.
 const (
-	// TLSOpportunistic uses STARTTLS when the server offers it and sends in clear text
-	// otherwise. Without credentials the certificate is not verified (opportunistic
-	// security, RFC 7435: a local MTA with a self-signed certificate still gets the mail,
-	// encrypted); with credentials it is verified, so a password is never handed to an
-	// unverified peer. SMTPConfig.TLSConfig, when set, is always used as given.
+	// TLSOpportunistic, without credentials, uses STARTTLS when the server offers it
+	// and sends in clear text otherwise, without verifying the certificate
+	// (opportunistic security, RFC 7435: a local MTA with a self-signed certificate still
+	// gets the mail, encrypted; a man in the middle who strips STARTTLS gets it in
+	// clear). With credentials it is TLSRequired, so that a password, or an answer
+	// computed from it, is never handed to a peer without TLS or an unverified one.
+	// SMTPConfig.TLSConfig, when set, is always used as given.
 	TLSOpportunistic TLSMode = "opportunistic"
 	// TLSRequired fails unless the server offers STARTTLS and presents a certificate
 	// that verifies (against SMTPConfig.TLSConfig, or the system roots).
@@ -254,10 +256,12 @@ func (s *SMTP) client(ctx context.Context) (*gomail.Client, func(), error) {
 		tlsConf.ServerName = s.host
 	}
 	policy := gomail.TLSOpportunistic
-	switch s.cfg.TLS {
-	case TLSRequired:
+	switch {
+	case s.cfg.TLS == TLSRequired, s.cfg.TLS == TLSOpportunistic && s.cfg.Username != "":
+		// With credentials, a server that offers no STARTTLS (or a man in the middle
+		// who strips it) would get a CRAM-MD5 answer, crackable offline, and the report.
 		policy = gomail.TLSMandatory
-	case TLSNone:
+	case s.cfg.TLS == TLSNone:
 		policy = gomail.NoTLS
 	}
 	opts := []gomail.Option{

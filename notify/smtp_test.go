@@ -354,3 +354,88 @@ func TestSMTPCredentialsEchoedByServerAreHidden(t *testing.T) {
 		t.Fatalf("error shows the credentials: %v", err)
 	}
 }
+
+// A man in the middle strips STARTTLS from the server's EHLO answer and offers AUTH
+// CRAM-MD5 alone: with credentials and tls = "opportunistic" the notifier must hand it
+// neither a response computed from the password (crackable offline) nor the report.
+func TestSMTPCredentialsNeverSentWithoutTLS(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	heard := make(chan []string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			heard <- nil
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(c)
+		var got []string
+		say := func(s string) { fmt.Fprint(c, s+"\r\n") }
+		say("220 stripped.example ESMTP")
+		data := false
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				break
+			}
+			line = strings.TrimRight(line, "\r\n")
+			if data {
+				if line == "." {
+					data = false
+					say("250 queued")
+				} else {
+					got = append(got, "DATA: "+line)
+				}
+				continue
+			}
+			cmd := strings.ToUpper(strings.Fields(line + " x")[0])
+			switch cmd {
+			case "EHLO", "HELO":
+				say("250-stripped.example")
+				say("250 AUTH CRAM-MD5")
+			case "AUTH":
+				got = append(got, line)
+				say("334 " + base64.StdEncoding.EncodeToString([]byte("<1.2@stripped.example>")))
+				resp, _ := r.ReadString('\n')
+				got = append(got, "AUTH RESPONSE: "+strings.TrimSpace(resp))
+				say("235 ok")
+			case "DATA":
+				data = true
+				say("354 go on")
+			case "QUIT":
+				say("221 bye")
+				heard <- got
+				return
+			default:
+				say("250 ok")
+			}
+		}
+		heard <- got
+	}()
+	n, err := notify.NewSMTP(notify.SMTPConfig{Addr: l.Addr().String(), From: "staging@example.org",
+		To: []string{"ops@example.org"}, Username: "restage", Password: "s3cret-pw", TLS: notify.TLSOpportunistic,
+		Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Notify(t.Context(), notifytest.Message("stripped")); err == nil {
+		t.Error("Notify succeeded without TLS")
+	}
+	l.Close()
+	var got []string
+	select {
+	case got = <-heard:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the fake server never finished")
+	}
+	for _, line := range got {
+		if strings.HasPrefix(line, "AUTH") || strings.HasPrefix(line, "DATA") {
+			t.Errorf("sent in clear to a server without STARTTLS: %s", line)
+		}
+	}
+}
