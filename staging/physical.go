@@ -296,7 +296,36 @@ func (ru *run) maskSlot(ctx context.Context, s *physical.Slot, rules *mask.Rules
 		return "", ru.maskErr(err)
 	}
 	ru.rep.Mask = maskInfo(res)
+	if err := ru.checkKept(ctx, s, rules); err != nil {
+		return "", err
+	}
 	return fmt.Sprintf("masked %d columns and %d tables with SQL in %s", len(res.Columns), len(res.Tables), round(res.Duration)), nil
+}
+
+// checkKept fails closed on production's databases kept on staging ([cluster] keep):
+// the rules are [database] name's, so a kept database must hold no column that the
+// classification marks personal, nor large objects.
+func (ru *run) checkKept(ctx context.Context, s *physical.Slot, rules *mask.Rules) error {
+	var bad []string
+	for _, db := range ru.r.cfg.Physical.Keep {
+		conn, err := ru.r.cfg.Physical.Clusters.Conn(ctx, s, db, false)
+		if err != nil {
+			return err
+		}
+		cols, err := mask.CatalogColumns(ctx, conn)
+		conn.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return err
+		}
+		for _, c := range rules.Personal(cols) {
+			bad = append(bad, db+"."+c)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return ru.maskErr(fmt.Errorf("production's databases kept on staging (cluster.keep) are not masked ([mask] applies to database.name); drop their database from cluster.keep: %w",
+		&mask.UnmaskedError{Columns: bad}))
 }
 
 // discardSlot stops the slot prepared by a run that fails before its cutover; its data

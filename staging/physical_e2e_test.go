@@ -2,6 +2,7 @@ package staging_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/dbrestore/physical/physicaltest"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/stagingtest"
@@ -361,7 +363,26 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 func TestPhysicalMaskedRebuild(t *testing.T) {
 	physicaltest.Require(t)
 	w := maskedWorld(t, stagingtest.Options{Physical: true, BackupWait: 2 * time.Second})
-	rep := mustRun(t, w)
+	// Production's other database, kept on staging ([cluster] keep), is not masked: one
+	// with personal columns fails the rebuild before its cutover, naming each of them.
+	w.Production.Exec(t, "postgres", "CREATE DATABASE reports")
+	w.Production.Exec(t, "reports", "CREATE TABLE mailing (id int, contact_email text); INSERT INTO mailing VALUES (1, 'person1@users.example.com')")
+	if _, err := w.Backup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	editConfig(t, w.ConfigPath, "[cluster]\n", "[cluster]\nkeep = [\"reports\"]\n")
+	live := liveSlot(t, w)
+	rep, err := run(t, w)
+	var ue *mask.UnmaskedError
+	if !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != "reports.public.mailing.contact_email" ||
+		!strings.Contains(rep.Text(), "cluster.keep") {
+		t.Fatalf("a kept database with personal columns: %v\n%s", err, rep.Text())
+	}
+	if liveSlot(t, w) != live {
+		t.Fatalf("the failed rebuild switched the live slot from %s to %s", live, liveSlot(t, w))
+	}
+	editConfig(t, w.ConfigPath, "keep = [\"reports\"]\n", "")
+	rep = mustRun(t, w)
 	if rep.Mask == nil || !strings.Contains(stepDetail(rep, "neutralize"), "masked") {
 		t.Fatalf("no masking reported:\n%s", rep.Text())
 	}

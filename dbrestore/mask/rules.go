@@ -443,6 +443,20 @@ func (r *Rules) Table(table string) (cols map[string]Rule, tr TableRule, ok bool
 	return cols, tr, len(cols) > 0 || hasTable
 }
 
+// Personal returns the columns of cols (schema.table.column, sorted) that hold personal
+// data by their name alone (a classification pattern) or are large objects: what needs a
+// decision in a database that no column or table rule is written for.
+func (r *Rules) Personal(cols []Column) []string {
+	var out []string
+	for _, c := range cols {
+		if c.TableKey() == LargeObjects || r.Classified(c.Name) {
+			out = append(out, c.Key())
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // EmptyLargeObjects reports whether the rules empty the large objects (a truncate of
 // LargeObjects): each is kept, so that references to it hold, with no data.
 func (r *Rules) EmptyLargeObjects() bool {
