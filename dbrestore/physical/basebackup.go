@@ -73,6 +73,18 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 	if dsnHasPassword(opts.DSN) {
 		return "", errors.New("physical: the DSN holds a password: give it through PGPASSWORD or ~/.pgpass instead (pg_basebackup's command line is public)")
 	}
+	// pg_basebackup runs in "/", so a relative folder would be its own, not the caller's;
+	// and it creates a missing one (with its parents), where Dir must exist.
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return "", fmt.Errorf("physical: backup folder: %w", err)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("physical: backup folder: %w", err)
+	} else if !fi.IsDir() {
+		return "", fmt.Errorf("physical: backup folder %s is not a folder", dir)
+	}
+	opts.Dir = dir
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -110,6 +122,8 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 	bin := opts.BinDir
 	if bin == "" {
 		bin = newestBinDir()
+	} else if bin, err = filepath.Abs(bin); err != nil { // as Dir: relative to the caller
+		return "", fmt.Errorf("physical: BinDir: %w", err)
 	}
 	argv := []string{filepath.Join(bin, "pg_basebackup"), "-d", opts.DSN, "-D", tmp, "-X", "stream", "-c", "fast", "-w"}
 	if !opts.Plain {

@@ -20,9 +20,11 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/restage/restage/dbrestore"
@@ -34,7 +36,9 @@ func main() { cli.Main("backup", run, nil) }
 
 // run parses args, takes the backup and prints where it is.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("backup", stderr, "[-basebackup [-plain]] -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]")
+	fs := cli.NewFlagSet("backup", stderr,
+		"-dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]",
+		"-basebackup [-plain] -dsn URL -dir DIR [-keep N] [-bindir DIR] [-v]")
 	var (
 		opts        dbrestore.DumpOptions
 		format      string
@@ -64,6 +68,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fs.Usagef("-dir is required")
 	case opts.Jobs < 1 || opts.Keep < 0 || opts.LockWaitTimeout <= 0:
 		return fs.Usagef("-jobs must be at least 1, -keep not negative and -lock-wait-timeout positive")
+	case plain && !base:
+		return fs.Usagef("-plain goes with -basebackup")
+	}
+	if base {
+		// pg_dump's flags would be silently ignored by a base backup.
+		var dumpOnly []string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "jobs", "counts", "format", "compress", "lock-wait-timeout":
+				dumpOnly = append(dumpOnly, "-"+f.Name)
+			}
+		})
+		if len(dumpOnly) > 0 {
+			return fs.Usagef("%s: pg_dump's, not -basebackup's", strings.Join(dumpOnly, ", "))
+		}
 	}
 	opts.Format = dbrestore.Format(format)
 	level := slog.LevelWarn

@@ -133,7 +133,8 @@ func TestBackupCommandFailures(t *testing.T) {
 
 // TestUsage runs backup in-process as main does; no server needed.
 func TestUsage(t *testing.T) {
-	const usage = "usage: backup [-basebackup [-plain]] -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]\n"
+	const usage = "usage: backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]\n" +
+		"       backup -basebackup [-plain] -dsn URL -dir DIR [-keep N] [-bindir DIR] [-v]\n"
 	dir := t.TempDir()
 	clitest.Check(t, "backup", run, nil, []clitest.Case{
 		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n"},
@@ -144,6 +145,8 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "-jobs", "many"}, Code: 2, Stderr: "backup: invalid value \"many\" for flag -jobs: parse error\n" + usage},
 		{Args: []string{"-frobnicate"}, Code: 2, Stderr: "backup: flag provided but not defined: -frobnicate\n" + usage},
 		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "db2"}, Code: 2, Stderr: "backup: unexpected argument \"db2\"\n" + usage},
+		{Args: []string{"-plain", "-dsn", "postgres:///db", "-dir", dir}, Code: 2, Stderr: "backup: -plain goes with -basebackup\n" + usage},
+		{Args: []string{"-basebackup", "-counts", "-jobs", "2", "-dsn", "postgres:///db", "-dir", dir}, Code: 2, Stderr: "backup: -counts, -jobs: pg_dump's, not -basebackup's\n" + usage},
 	})
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("usage errors left %d entries", len(entries))
@@ -170,5 +173,44 @@ func TestBaseBackupCommand(t *testing.T) {
 	set, err := (&physical.BaseBackupDir{Dir: dir}).Latest(context.Background())
 	if err != nil || set.SystemIdentifier != prod.SystemIdentifier(t) {
 		t.Fatalf("%+v %v", set, err)
+	}
+}
+
+// TestBaseBackupCommandRelativeDir takes a base backup into a -dir relative to the
+// working folder (pg_basebackup runs in "/": the folder must be made absolute first), and
+// refuses a missing folder without creating it.
+func TestBaseBackupCommandRelativeDir(t *testing.T) {
+	pgtest.Require(t)
+	prod := pgtest.Shared(t, "production")
+	bin := buildBackup(t)
+	work := t.TempDir()
+	if err := os.Mkdir(filepath.Join(work, "backups"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = work
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, string(out)
+	}
+	if code, out := run("-basebackup", "-dsn", prod.DSN("postgres"), "-dir", "backups"); code != 0 {
+		t.Fatalf("-dir backups: exit %d\n%s", code, out)
+	}
+	manifests, _ := filepath.Glob(filepath.Join(work, "backups", "*"+physical.BaseManifestSuffix))
+	if len(manifests) != 1 {
+		t.Fatalf("-dir backups (relative) left manifests %v in %s", manifests, filepath.Join(work, "backups"))
+	}
+	if code, out := run("-basebackup", "-dsn", prod.DSN("postgres"), "-dir", "nope"); code != 1 || !strings.Contains(out, "no such file or directory") {
+		t.Fatalf("-dir nope: exit %d\n%s; want exit 1, the folder missing", code, out)
+	}
+	if _, err := os.Lstat(filepath.Join(work, "nope")); !os.IsNotExist(err) {
+		t.Fatalf("-dir nope was created: %v", err)
 	}
 }
