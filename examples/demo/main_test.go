@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,6 +32,43 @@ func TestDemo(t *testing.T) {
 		"   production: 7 | Person 7 | person7@users.example.com\n   staging:    7 | ",
 		"@example.invalid\n", "public.person.email: email, ", "public.session: truncate",
 	)
+}
+
+// TestDemoKeepModes runs the demo with -keep and checks the folder it keeps: the state
+// and lock folders are 0700 and the state files 0600 (the metrics textfile 0644), as
+// restage makes them.
+func TestDemoKeepModes(t *testing.T) {
+	pgtest.Require(t)
+	// A folder the postgres user can reach (t.TempDir is 0700): the servers' clusters
+	// are made under $TMPDIR too.
+	tmp, err := os.MkdirTemp("", "demo-keep-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
+	r := clitest.Run(context.Background(), "demo", run, staging.ExitStatus, "-keep")
+	if r.Code != 0 {
+		t.Fatalf("demo -keep: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(tmp, "restage-demo-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("demo -keep kept %v in %s", dirs, tmp)
+	}
+	for name, want := range map[string]os.FileMode{
+		"state": 0o700, "run": 0o700, "state/history.jsonl": 0o600, "run/staging.lock": 0o600,
+		"state/metrics.prom": 0o644,
+	} {
+		fi, err := os.Stat(filepath.Join(dirs[0], name))
+		if err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %#o, want %#o", name, fi.Mode().Perm(), want)
+		}
+	}
 }
 
 func TestDemoPhysical(t *testing.T) {

@@ -122,8 +122,14 @@ func NewWorld(ctx context.Context, opts Options) (_ *World, err error) {
 	w.StateDir = filepath.Join(w.Dir, "state")
 	w.LockFile = filepath.Join(w.Dir, "run", "staging.lock")
 	w.Pidfile = filepath.Join(w.Dir, "run", "app.pid")
-	for _, d := range []string{w.BackupDir, w.Releases, filepath.Dir(w.LockFile), w.StateDir} {
+	for _, d := range []string{w.BackupDir, w.Releases} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	// The state and lock folders are 0700, as restage makes them (DESIGN rule 12).
+	for _, d := range []string{filepath.Dir(w.LockFile), w.StateDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
@@ -466,10 +472,11 @@ func (w *World) newEnv(name, db string, srv *pgtest.Server) (e *Env, command []s
 		StateDir: filepath.Join(root, "state"), LockFile: filepath.Join(root, "run", name+".lock"),
 		Pidfile: filepath.Join(root, "run", "app.pid"), AppURL: "http://127.0.0.1:" + strconv.Itoa(port),
 	}
-	for _, d := range []string{e.Releases, filepath.Dir(e.Pidfile)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, nil, err
-		}
+	if err := os.MkdirAll(e.Releases, 0o755); err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(e.Pidfile), 0o700); err != nil {
+		return nil, nil, err
 	}
 	return e, w.appCommand(e.Current, e.AppURL, srv.DSN(db)), nil
 }
