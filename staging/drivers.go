@@ -254,6 +254,11 @@ func (k *SystemdKeys) Open(env DriverEnv) (svcctl.Controller, error) {
 func (e *EmailConfig) Check(prefix string) []string {
 	var p problems
 	p.require(prefix+".smtp", e.SMTP, prefix+".from", e.From, prefix+".to", e.To)
+	switch notify.TLSMode(e.TLS) {
+	case "", notify.TLSOpportunistic, notify.TLSRequired, notify.TLSNone:
+	default:
+		p.add("%s.tls %q: want %q, %q or %q", prefix, e.TLS, notify.TLSOpportunistic, notify.TLSRequired, notify.TLSNone)
+	}
 	return p
 }
 

@@ -93,6 +93,7 @@ func TestLoadEnvironmentErrorsNameTheKey(t *testing.T) {
 		{`s/type           = "process"/type = "upstart"/`, `service.type "upstart"`},
 		{`s/^pidfile .*//`, `missing required key service.pidfile`},
 		{`s/^smtp = .*//`, `missing required key notify.email.smtp`},
+		{`s/^smtp = .*/smtp = "127.0.0.1:25"\ntls = "starttls"/`, `notify.email.tls "starttls"`},
 		{`s/^lock_file .*//`, `missing required key lock_file`},
 		{`s/keep     = 3/keep = 3\ncompare = "mtime"/`, `code.compare "mtime"`},
 		{`s/keep     = 3/keep = 3\nworkers = -1/`, `code.workers -1`},
