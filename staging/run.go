@@ -284,6 +284,9 @@ func (ru *run) awaitBackup(ctx context.Context, wait dbrestore.WaitOptions) erro
 		if ru.r.cfg.Backups == nil {
 			return "", fmt.Errorf("%w: no backup catalog ([backup] dir and database)", ErrConfig)
 		}
+		if wait.Database == "" {
+			return "", fmt.Errorf("%w: Backup.Database is required for a rebuild ([backup] database: which backups to take)", ErrConfig)
+		}
 		b, err := ru.r.cfg.Backups.Wait(ctx, wait)
 		if err != nil {
 			return "", err
@@ -348,7 +351,7 @@ func (ru *run) guard(ctx context.Context) error {
 		}
 		if err := ru.r.cfg.Databases.GuardProduction(ctx, ids...); err != nil {
 			if errors.Is(err, dbrestore.ErrNoProduction) {
-				return "", fmt.Errorf("%w: %w: set [database] production_ids to production's system_identifier (SELECT system_identifier FROM pg_control_system() there), or [backup] dir to the folder of production's backups", ErrConfig, err)
+				return "", fmt.Errorf("%w: %w: set database.production_ids to production's system_identifier (SELECT system_identifier FROM pg_control_system() there), or backup.dir to the folder of production's backups", ErrConfig, err)
 			}
 			return "", err
 		}

@@ -71,8 +71,8 @@ type Config struct {
 type Options struct {
 	Database string   // required: the live staging database
 	Strategy Strategy // "": Swap
-	// Backup says which backup to take: its Database is required; MaxAge and Wait as in
-	// the [backup] config section.
+	// Backup says which backup to take: its Database is required for rebuilds (a deploy
+	// takes none); MaxAge and Wait as in the [backup] config section.
 	Backup dbrestore.WaitOptions
 	// Restore options: Jobs, KeepOwners, PostRestore, Progress (Target and Replace are
 	// set by the Rebuilder).
@@ -191,7 +191,8 @@ func same(a, b any) bool {
 
 // New validates cfg and returns a Rebuilder. Every problem is reported at once, each
 // naming its field, in an error wrapping ErrConfig: a missing part, a name PostgreSQL
-// would truncate, a backup catalog without the database to take (Backup.Database).
+// would truncate. A rebuild (Run, Plan) also needs Backup.Database, which backups to
+// take; a deploy does without (its catalog only names production's identities).
 func New(cfg Config) (*Rebuilder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -215,9 +216,6 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.HistoryKeep < 0 {
 		p = append(p, fmt.Sprintf("HistoryKeep %d: want a positive number (0: %d)", cfg.HistoryKeep, DefaultHistoryKeep))
-	}
-	if cfg.Backups != nil && cfg.Backup.Database == "" {
-		p = append(p, "Backup.Database is required with a backup catalog (which backups to take)")
 	}
 	switch cfg.Strategy {
 	case "", Swap, InPlace:

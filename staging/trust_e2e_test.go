@@ -64,6 +64,36 @@ func TestExperimentalRefusesProductionServer(t *testing.T) {
 	}
 }
 
+// README: experimental.toml needs production's identity from production_ids "or a
+// [backup] dir whose manifests name it" (no [backup] database: a deploy takes no
+// backup). A folder without a manifest is refused, naming database.production_ids.
+func TestExperimentalProductionFromBackupDir(t *testing.T) {
+	w := newWorld(t, stagingtest.Options{Experimental: true})
+	mustRun(t, w) // the nightly leaves the clone the first deploy takes
+	editConfig(t, w.Exp.ConfigPath, "production_ids", "# production_ids")
+	data, err := os.ReadFile(w.Exp.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		dir  string
+		want string // "": the deploy succeeds
+	}{{empty, "database.production_ids"}, {w.BackupDir, ""}} {
+		text := string(data) + "\n[backup]\ndir = \"" + tc.dir + "\"\n"
+		if err := os.WriteFile(w.Exp.ConfigPath, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := openEnv(t, w.Exp.ConfigPath, nil).Deploy(context.Background(), staging.DeployOptions{})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("[backup] dir = %s: %v\n%s", tc.dir, err, rep.Text())
+		case tc.want != "" && (!errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("[backup] dir = %s (no manifest): %v; want a config error naming %s", tc.dir, err, tc.want)
+		}
+	}
+}
+
 // Rule 10: a token in code.git and a password in the admin DSN reach git and
 // PostgreSQL, but no report, mail, history line, release file or log.
 func TestSecretsNeverLeak(t *testing.T) {
