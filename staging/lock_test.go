@@ -31,6 +31,9 @@ func TestRebuildWaitsForCronJobsThenGivesUpNamingThem(t *testing.T) {
 	if len(w.delivered) != 1 || !strings.Contains(w.delivered[0].Body, "expire-sessions") {
 		t.Fatalf("the report does not name the job: %+v", w.delivered)
 	}
+	if !strings.HasPrefix(rep.State, "untouched") {
+		t.Fatalf("the report's state is %q, want it to say staging is untouched", rep.State)
+	}
 }
 
 func TestRebuildStartsOnceCronJobEnds(t *testing.T) {

@@ -134,9 +134,12 @@ func (ru *run) lock(ctx context.Context) (*Lock, error) {
 		}
 		return l.Path(), nil
 	})
-	if errors.Is(err, ErrLocked) {
+	switch {
+	case errors.Is(err, ErrLocked):
 		ru.rep.Outcome = OutcomeLocked
 		ru.rep.State = "untouched: another run is in progress"
+	case err != nil: // e.g. cron jobs held it past cron_wait: nothing was done
+		ru.rep.State = "untouched: the lock was not taken, so nothing was done"
 	}
 	return l, err
 }
