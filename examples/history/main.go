@@ -21,6 +21,7 @@ import (
 	"github.com/restage/restage/examples/internal/environment"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/historypage"
+	"github.com/restage/restage/staging/train"
 )
 
 func main() { cli.Main("history", run, staging.ExitStatus) }
@@ -40,7 +41,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *runs < 1:
 		return fs.Usagef("-runs %d: want at least 1", *runs)
 	}
-	cfg, err := environment.Load(*config)
+	// Any environment's history: a production config (role = "production", whose promotes
+	// are in its history) loads as the train loads it.
+	cfg, err := train.LoadEnvironment(*config, environment.Drivers())
 	if err != nil {
 		return err
 	}

@@ -95,6 +95,43 @@ func TestDockerConfig(t *testing.T) {
 	}
 }
 
+// TestProductionConfig: production's history (its promotes) is shown from its config,
+// role = "production", which nightly and experimental refuse.
+func TestProductionConfig(t *testing.T) {
+	rec := recorded(t, 2)
+	prod := filepath.Join(t.TempDir(), "production.toml")
+	text := `environment = "production"
+role        = "production"
+lock_file   = "run/production.lock"
+state_dir   = "` + rec.StateDir + `"
+[database]
+admin_dsn = "postgres://postgres@prod-db:5432/postgres"
+name      = "launchpad_prod"
+[code]
+source   = "build"
+releases = "releases"
+current  = "current"
+[schema]
+migrations = "database/migrations"
+[service]
+type = "systemd"
+unit = "launchpad.service"
+[preflight]
+staging_state_dir = "staging-state"
+`
+	if err := os.WriteFile(prod, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "history.html")
+	if r := clitest.Run(context.Background(), "history", run, staging.ExitStatus, "-config", prod, "-out", out); r.Code != 0 {
+		t.Fatalf("production config: exit %d, stderr %q", r.Code, r.Stderr)
+	}
+	page, err := os.ReadFile(out)
+	if err != nil || !strings.Contains(string(page), "<tr class=") {
+		t.Fatalf("production's page: %v\n%s", err, page)
+	}
+}
+
 func TestServe(t *testing.T) {
 	rec := recorded(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
