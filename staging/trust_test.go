@@ -109,13 +109,34 @@ func TestNewNamesEveryProblem(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, want := range []string{"Environment", "Databases", "Releases", "Schema", "Service", "DSN", "LockFile",
-		"Backup.Database", `Strategy "rsync"`, "Database: "} {
+		`Strategy "rsync"`, "Database: "} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q not named in %v", want, err)
 		}
 	}
 	if strings.Contains(err.Error(), "Source") {
 		t.Errorf("Source was given: %v", err)
+	}
+}
+
+// Backup.Database (which backups to take) is a rebuild's: a deploy, whose catalog only
+// names production's identities, does without it, and a rebuild or dry run without it
+// fails at its backup step, changing nothing.
+func TestBackupDatabaseIsARebuildsOnly(t *testing.T) {
+	w := newWorld()
+	r := w.rebuilder(t, func(c *Config) { c.Backup.Database = "" })
+	before := w.snapshot()
+	for name, f := range map[string]func(context.Context) (*Report, error){"Run": r.Run, "Plan": r.Plan} {
+		rep, err := f(context.Background())
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Backup.Database") || rep.FailedStep != "backup" {
+			t.Errorf("%s without Backup.Database: err %v, failed step %q", name, err, rep.FailedStep)
+		}
+	}
+	if w.snapshot() != before {
+		t.Fatalf("staging changed: %s -> %s", before, w.snapshot())
+	}
+	if _, err := r.Deploy(context.Background(), DeployOptions{}); errors.Is(err, ErrConfig) {
+		t.Fatalf("a deploy without Backup.Database: %v", err)
 	}
 }
 
