@@ -167,7 +167,11 @@ func setEnabled(ctx context.Context, fs *cli.FlagSet, cfg cron.Config, job strin
 	if !known {
 		return fs.Usagef("no job %q in the config", job)
 	}
-	if err := cron.SetEnabled(ctx, control, job, on); err != nil {
+	r, err := cron.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := r.SetEnabled(ctx, job, on); err != nil {
 		return err
 	}
 	state := "disabled"

@@ -222,6 +222,33 @@ func SetEnabled(ctx context.Context, path, job string, enabled bool) error {
 	return atomicfile.WriteFile(path, []byte(data), mode)
 }
 
+// SetEnabled sets "enabled: True|False" for job (or "DEFAULT") in the runner's local
+// control file, as the package's SetEnabled does, and makes the result the last good copy
+// (ControlCopyFile), under the state lock that runs hold while they read the control
+// file: if the file later cannot be read or parsed, runs fall back to this decision, not
+// to the one before it. It waits for the lock until ctx is done or 30 seconds have
+// passed.
+func (r *Runner) SetEnabled(ctx context.Context, job string, enabled bool) error {
+	if r.control == "" || strings.Contains(r.control, "://") {
+		return fmt.Errorf("control file: %q is not a local file", r.controlName)
+	}
+	lctx, cancel := context.WithTimeout(ctx, controlLockWait)
+	defer cancel()
+	l, _, err := r.lockState(lctx)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := SetEnabled(ctx, r.control, job, enabled); err != nil {
+		return err
+	}
+	data, err := fetchControl(ctx, nil, r.control)
+	if err != nil {
+		return err
+	}
+	return r.keepControl(data)
+}
+
 // setEnabledText replaces the enabled lines of section job in text by line, or adds
 // the line (and the section) when missing.
 func setEnabledText(text, job, line string) string {

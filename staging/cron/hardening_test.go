@@ -18,6 +18,28 @@ import (
 	"github.com/restage/restage/staging/cron/crontest"
 )
 
+// A job disabled with Runner.SetEnabled (cronrunner -disable) stays disabled when the
+// control file turns unreadable before the next run: the last good copy is the edit's.
+func TestSetEnabledKeepsTheLastGoodCopy(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(
+		e.appendJob(t, "a", "* * * * *"),
+		e.appendJob(t, "mailer", "* * * * *"),
+	)
+	e.writeControl(t, &cfg, "[DEFAULT]\nenabled: True\n")
+	r := newRunner(t, cfg)
+	if got := outcomes(runOnce(t, r, at(0))); got != "a=ok mailer=ok" {
+		t.Fatalf("good control file: %s", got)
+	}
+	if err := r.SetEnabled(t.Context(), "mailer", false); err != nil {
+		t.Fatal(err)
+	}
+	e.writeControl(t, nil, "[DEFAULT]\nenabled: True\n[mailer]\nenabled: Flase\n")
+	if got := outcomes(runOnce(t, r, at(1))); got != "a=ok mailer=skipped-disabled" {
+		t.Fatalf("broken control file after -disable: %s: the disabled job must stay disabled", got)
+	}
+}
+
 // An unparsable control file must not make every job run: the last one that parsed
 // (kept in state_dir) is used, with a warning naming the problem; control_fail
 // applies only when there was never a good one.
