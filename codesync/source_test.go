@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/gittest"
+	"github.com/restage/restage/internal/testutil"
 )
 
 func TestDirSource(t *testing.T) {
@@ -390,9 +391,7 @@ func TestGitGetsNoSecrets(t *testing.T) {
 	g, realGit := committedRepo(t)
 	record := t.TempDir()
 	spy := fakeGit(t, `env > "`+record+`/env.$$"; exec "`+realGit+`" "$@"`)
-	t.Setenv("SMTP_PASSWORD", "hunter2-smtp")
-	t.Setenv("PGPASSWORD", "hunter2-pg")
-	t.Setenv("RESTAGE_MASK_KEY", "hunter2-mask")
+	testutil.SetSecrets(t)
 	t.Setenv("GIT_ASKPASS", "/bin/echo")
 	for _, repo := range []string{g.dir, "file://" + g.dir} {
 		src := &GitSource{Repo: repo, Ref: "main", Git: spy, TempDir: t.TempDir()}
@@ -415,7 +414,7 @@ func TestGitGetsNoSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 		env := strings.Split(string(b), "\n")
-		if strings.Contains(string(b), "hunter2") {
+		if strings.Contains(string(b), testutil.Secret) {
 			t.Errorf("a secret reached git (%s):\n%s", f, b)
 		}
 		for _, want := range []string{"GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "PATH=" + os.Getenv("PATH")} {

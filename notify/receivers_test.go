@@ -1,7 +1,6 @@
 package notify_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
@@ -168,27 +167,17 @@ func parseWriterOutput(t testing.TB, out string) []notifytest.Report {
 		if chunk == "" {
 			continue
 		}
-		var r notifytest.Report
 		head, body, ok := strings.Cut(chunk, "\n\n")
 		if !ok {
 			t.Fatalf("no blank line in writer output %q", chunk)
 		}
-		sc := bufio.NewScanner(strings.NewReader(head))
-		for sc.Scan() {
-			k, v, _ := strings.Cut(sc.Text(), ": ")
-			switch k {
-			case "Subject":
-				r.Subject = v
-			case "Topic":
-				r.Topic = v
-			case "Status":
-				r.Status = v
-			case "ID":
-				r.ID = v
-			case "Log":
-				r.LogName, _, _ = strings.Cut(v, " (")
-			}
+		h := map[string]string{}
+		for _, line := range strings.Split(head, "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			h[k] = v
 		}
+		r := notifytest.Report{ID: h["ID"], Subject: h["Subject"], Topic: h["Topic"], Status: h["Status"]}
+		r.LogName, _, _ = strings.Cut(h["Log"], " (")
 		if r.LogName != "" {
 			if b, l, ok := strings.Cut(body, "\n--- "+r.LogName+" ---\n"); ok {
 				body, r.Log = b, []byte(l)

@@ -309,13 +309,10 @@ func (s Step) MarshalJSON() ([]byte, error) { return json.Marshal(stepToJSON(&s)
 
 // UnmarshalJSON decodes what MarshalJSON encodes.
 func (s *Step) UnmarshalJSON(b []byte) error {
-	var aux stepJSON
-	if err := json.Unmarshal(b, &aux); err != nil {
-		return err
-	}
-	*s = Step(aux.plainStep)
-	s.Duration = time.Duration(aux.Duration)
-	return nil
+	return decodeAs(b, func(aux *stepJSON) {
+		*s = Step(aux.plainStep)
+		s.Duration = time.Duration(aux.Duration)
+	})
 }
 
 // MarshalJSON encodes the backup's information with its age in seconds ("age_seconds").
@@ -323,13 +320,10 @@ func (b BackupInfo) MarshalJSON() ([]byte, error) { return json.Marshal(backupTo
 
 // UnmarshalJSON decodes what MarshalJSON encodes.
 func (b *BackupInfo) UnmarshalJSON(data []byte) error {
-	var aux backupJSON
-	if err := json.Unmarshal(data, &aux); err != nil {
-		return err
-	}
-	*b = BackupInfo(aux.plainBackup)
-	b.Age = time.Duration(aux.Age)
-	return nil
+	return decodeAs(data, func(aux *backupJSON) {
+		*b = BackupInfo(aux.plainBackup)
+		b.Age = time.Duration(aux.Age)
+	})
 }
 
 // MarshalJSON encodes the migration with its duration in seconds ("duration_seconds").
@@ -339,12 +333,19 @@ func (m MigrationTime) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes what MarshalJSON encodes.
 func (m *MigrationTime) UnmarshalJSON(b []byte) error {
-	var aux migrationJSON
+	return decodeAs(b, func(aux *migrationJSON) {
+		*m = MigrationTime(aux.plainMigration)
+		m.Duration = time.Duration(aux.Duration)
+	})
+}
+
+// decodeAs decodes b into its JSON form A, then hands that to set.
+func decodeAs[A any](b []byte, set func(*A)) error {
+	var aux A
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return err
 	}
-	*m = MigrationTime(aux.plainMigration)
-	m.Duration = time.Duration(aux.Duration)
+	set(&aux)
 	return nil
 }
 

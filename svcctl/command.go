@@ -89,19 +89,8 @@ func (c *Command) Status(ctx context.Context) (Status, error) {
 // Start runs the start command unless the status command says the service is running,
 // then checks that it runs.
 func (c *Command) Start(ctx context.Context) error {
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if st.State == StateRunning {
-		c.log.Info("svcctl: service already running")
-		return nil
-	}
-	if _, _, err := c.run.run(ctx, c.cfg.Start); err != nil {
-		return fmt.Errorf("svcctl: start: %w", err)
-	}
-	st, err = c.Status(ctx)
-	if err != nil {
+	st, err := c.runUnless(ctx, "start", c.cfg.Start, StateRunning)
+	if err != nil || st == nil {
 		return err
 	}
 	if st.State != StateRunning {
@@ -114,19 +103,8 @@ func (c *Command) Start(ctx context.Context) error {
 // Stop runs the stop command unless the status command says the service is stopped, then
 // checks that it no longer runs.
 func (c *Command) Stop(ctx context.Context) error {
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if st.State == StateStopped {
-		c.log.Info("svcctl: service not running")
-		return nil
-	}
-	if _, _, err := c.run.run(ctx, c.cfg.Stop); err != nil {
-		return fmt.Errorf("svcctl: stop: %w", err)
-	}
-	st, err = c.Status(ctx)
-	if err != nil {
+	st, err := c.runUnless(ctx, "stop", c.cfg.Stop, StateStopped)
+	if err != nil || st == nil {
 		return err
 	}
 	if st.State == StateRunning {
@@ -134,4 +112,30 @@ func (c *Command) Stop(ctx context.Context) error {
 	}
 	c.log.Info("svcctl: service stopped")
 	return nil
+}
+
+// runUnless runs cmd, the command named verb, unless the status command says the service
+// is in state done already, and returns the status the command left; nil when it did not
+// run.
+func (c *Command) runUnless(ctx context.Context, verb string, cmd []string, done State) (*Status, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st.State == done {
+		if done == StateRunning {
+			c.log.Info("svcctl: service already running")
+		} else {
+			c.log.Info("svcctl: service not running")
+		}
+		return nil, nil
+	}
+	if _, _, err := c.run.run(ctx, cmd); err != nil {
+		return nil, fmt.Errorf("svcctl: %s: %w", verb, err)
+	}
+	st, err = c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 // readEnvFile reads what `env` (or os.Environ) wrote to path: KEY=value lines.
@@ -36,7 +38,7 @@ func readEnvFile(t testing.TB, path string) map[string]string {
 func requireChildEnv(t testing.TB, who string, env map[string]string, want map[string]string, absent ...string) {
 	t.Helper()
 	for k, v := range env {
-		if strings.Contains(v, "hunter2") {
+		if strings.Contains(v, testutil.Secret) {
 			t.Errorf("%s got a secret of the caller: %s=%s", who, k, v)
 		}
 	}
@@ -60,9 +62,7 @@ func requireChildEnv(t testing.TB, who string, env map[string]string, want map[s
 // configured variables, and (systemctl) what reaches the service manager. Not parallel:
 // it sets the test process's environment.
 func TestChildrenGetOnlyTheirEnvironment(t *testing.T) {
-	t.Setenv("SMTP_PASSWORD", "hunter2-smtp")
-	t.Setenv("PGPASSWORD", "hunter2-pg")
-	t.Setenv("RESTAGE_MASK_KEY", "hunter2-mask")
+	testutil.SetSecrets(t)
 	t.Setenv("XDG_RUNTIME_DIR", "/run/user/4242")
 	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/4242/bus")
 	ctx := t.Context()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/cmderr"
 	"github.com/restage/restage/internal/safefile"
 )
 
@@ -42,20 +43,7 @@ func loggerOr(l *slog.Logger) *slog.Logger {
 }
 
 // tail returns at most the last tailLines lines and tailBytes bytes of b, trimmed.
-func tail(b []byte) string {
-	b = bytes.TrimRight(b, " \t\r\n")
-	if len(b) > tailBytes {
-		b = b[len(b)-tailBytes:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 && i < len(b)-1 {
-			b = b[i+1:]
-		}
-	}
-	lines := bytes.Split(b, []byte("\n"))
-	if len(lines) > tailLines {
-		lines = lines[len(lines)-tailLines:]
-	}
-	return strings.TrimSpace(string(bytes.Join(lines, []byte("\n"))))
-}
+func tail(b []byte) string { return cmderr.Tail(b, tailBytes, tailLines) }
 
 // tailFile returns the tail of the file at path from offset on (never through a symbolic
 // link at path).

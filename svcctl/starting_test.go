@@ -79,34 +79,48 @@ func crashStart(t *testing.T, tag, pidfile string, command []string) int {
 	return pid
 }
 
+// crashed is a service whose starter was killed -9 between the spawn and the pidfile.
+type crashed struct {
+	tag, addr, pidfile string
+	command            []string
+	pid                int
+}
+
+// crashStarted runs the test binary's service mode ("http" or "tree") on a free address
+// through crashStart.
+func crashStarted(t *testing.T, mode string) crashed {
+	t.Helper()
+	c := crashed{tag: newTag(t), addr: testutil.FreeAddr(t), pidfile: filepath.Join(t.TempDir(), "app.pid")}
+	c.command = []string{testBinary(t), mode, c.addr}
+	c.pid = crashStart(t, c.tag, c.pidfile, c.command)
+	return c
+}
+
 // A service whose starter was killed between the spawn and the pidfile is found by the
 // next controller: Status adopts it (running, its pidfile written), Stop stops it.
 func TestProcessStarterKilledBeforePidfileStop(t *testing.T) {
 	t.Parallel()
-	tag, addr := newTag(t), testutil.FreeAddr(t)
-	pidfile := filepath.Join(t.TempDir(), "app.pid")
-	command := []string{testBinary(t), "http", addr}
-	pid := crashStart(t, tag, pidfile, command)
+	c := crashStarted(t, "http")
 
-	p, err := NewProcess(ProcessConfig{Command: command, Pidfile: pidfile})
+	p, err := NewProcess(ProcessConfig{Command: c.command, Pidfile: c.pidfile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := requireState(t, p, StateRunning); st.PID != pid {
-		t.Fatalf("Status pid %d, the service is %d", st.PID, pid)
+	if st := requireState(t, p, StateRunning); st.PID != c.pid {
+		t.Fatalf("Status pid %d, the service is %d", st.PID, c.pid)
 	}
-	b, err := os.ReadFile(pidfile)
-	if err != nil || strings.Split(string(b), "\n")[0] != strconv.Itoa(pid) {
-		t.Fatalf("pidfile %q, %v; want pid %d", b, err, pid)
+	b, err := os.ReadFile(c.pidfile)
+	if err != nil || strings.Split(string(b), "\n")[0] != strconv.Itoa(c.pid) {
+		t.Fatalf("pidfile %q, %v; want pid %d", b, err, c.pid)
 	}
-	if _, err := os.Stat(pidfile + ".starting"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(c.pidfile + ".starting"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the starting record is still there: %v", err)
 	}
 	if err := p.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	requireNotServing(t, "http://"+addr+"/health")
-	requireNoOrphans(t, tag)
+	requireNotServing(t, "http://"+c.addr+"/health")
+	requireNoOrphans(t, c.tag)
 	requireState(t, p, StateStopped)
 }
 
@@ -114,39 +128,36 @@ func TestProcessStarterKilledBeforePidfileStop(t *testing.T) {
 // it running, instead of starting a second one; Stop with no Status first stops it.
 func TestProcessStarterKilledBeforePidfileStart(t *testing.T) {
 	t.Parallel()
-	tag, addr := newTag(t), testutil.FreeAddr(t)
-	pidfile := filepath.Join(t.TempDir(), "app.pid")
-	command := []string{testBinary(t), "http", addr}
-	pid := crashStart(t, tag, pidfile, command)
+	c := crashStarted(t, "http")
 
-	p, err := NewProcess(ProcessConfig{Command: command, Pidfile: pidfile, StartWait: 200 * time.Millisecond})
+	p, err := NewProcess(ProcessConfig{Command: c.command, Pidfile: c.pidfile, StartWait: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if pids := taggedProcesses(tag); len(pids) != 1 || pids[0] != pid {
-		t.Fatalf("after Start, processes %v; want the adopted service %d alone", pids, pid)
+	if pids := taggedProcesses(c.tag); len(pids) != 1 || pids[0] != c.pid {
+		t.Fatalf("after Start, processes %v; want the adopted service %d alone", pids, c.pid)
 	}
-	requireServing(t, "http://"+addr+"/health")
+	requireServing(t, "http://"+c.addr+"/health")
 
-	q, err := NewProcess(ProcessConfig{Command: command, Pidfile: pidfile})
+	q, err := NewProcess(ProcessConfig{Command: c.command, Pidfile: c.pidfile})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	requireNoOrphans(t, tag)
+	requireNoOrphans(t, c.tag)
 
 	// Stop straight after a killed start, with no Status or Start first.
-	crashStart(t, tag, pidfile, command)
+	crashStart(t, c.tag, c.pidfile, c.command)
 	if err := q.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	requireNoOrphans(t, tag)
-	if _, err := os.Stat(pidfile + ".starting"); !errors.Is(err, os.ErrNotExist) {
+	requireNoOrphans(t, c.tag)
+	if _, err := os.Stat(c.pidfile + ".starting"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the starting record is still there: %v", err)
 	}
 }
@@ -155,28 +166,25 @@ func TestProcessStarterKilledBeforePidfileStart(t *testing.T) {
 // SIGTERM), Status says so and Stop stops the child.
 func TestProcessStarterKilledBeforePidfileLeftovers(t *testing.T) {
 	t.Parallel()
-	tag, addr := newTag(t), testutil.FreeAddr(t)
-	pidfile := filepath.Join(t.TempDir(), "app.pid")
-	command := []string{testBinary(t), "tree", addr}
-	pid := crashStart(t, tag, pidfile, command)
+	c := crashStarted(t, "tree")
 	deadline := time.Now().Add(30 * time.Second)
-	for len(taggedProcesses(tag)) < 2 {
+	for len(taggedProcesses(c.tag)) < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the service's child did not start: %v", taggedProcesses(tag))
+			t.Fatalf("the service's child did not start: %v", taggedProcesses(c.tag))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(c.pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for slices.Contains(taggedProcesses(tag), pid) {
+	for slices.Contains(taggedProcesses(c.tag), c.pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("pid %d survived SIGKILL", pid)
+			t.Fatalf("pid %d survived SIGKILL", c.pid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	p, err := NewProcess(ProcessConfig{Command: command, Pidfile: pidfile, StopTimeout: 300 * time.Millisecond})
+	p, err := NewProcess(ProcessConfig{Command: c.command, Pidfile: c.pidfile, StopTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +195,7 @@ func TestProcessStarterKilledBeforePidfileLeftovers(t *testing.T) {
 	if err := p.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	requireNoOrphans(t, tag)
+	requireNoOrphans(t, c.tag)
 	st = requireState(t, p, StateStopped)
 	if st.Detail != "no pidfile" {
 		t.Errorf("Status after Stop: %+v", st)

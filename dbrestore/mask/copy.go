@@ -32,18 +32,6 @@ func DecodeField(dst, f []byte) []byte {
 		}
 		i++
 		switch c = f[i]; c {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'v':
-			dst = append(dst, '\v')
 		case 'x':
 			v, n := 0, 0
 			for n < 2 && i+1 < len(f) && isHex(f[i+1]) {
@@ -64,11 +52,18 @@ func DecodeField(dst, f []byte) []byte {
 			}
 			dst = append(dst, byte(v))
 		default:
+			if u := copyUnescapes[c]; u != 0 {
+				c = u
+			}
 			dst = append(dst, c)
 		}
 	}
 	return dst
 }
+
+// copyUnescapes maps the letter after a backslash in COPY's text format to the byte it
+// stands for; zero means the letter stands for itself.
+var copyUnescapes = [256]byte{'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t', 'v': '\v'}
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
@@ -82,6 +77,10 @@ func hexVal(c byte) int {
 		return int(c-'A') + 10
 	}
 }
+
+// copyEscapes maps each byte COPY's text format writes escaped to the letter after its
+// backslash; zero means the byte stands as it is.
+var copyEscapes = [256]byte{'\\': '\\', '\b': 'b', '\f': 'f', '\n': 'n', '\r': 'r', '\t': 't', '\v': 'v'}
 
 // EncodeField appends v as one field of COPY's text format: backslash, tab, newline,
 // carriage return and the other control characters COPY escapes are escaped, so a
@@ -98,22 +97,9 @@ func EncodeField(dst, v []byte) []byte {
 		return append(dst, v...)
 	}
 	for _, c := range v {
-		switch c {
-		case '\\':
-			dst = append(dst, '\\', '\\')
-		case '\b':
-			dst = append(dst, '\\', 'b')
-		case '\f':
-			dst = append(dst, '\\', 'f')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		case '\v':
-			dst = append(dst, '\\', 'v')
-		default:
+		if e := copyEscapes[c]; e != 0 {
+			dst = append(dst, '\\', e)
+		} else {
 			dst = append(dst, c)
 		}
 	}

@@ -4,17 +4,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 func TestEnvPassesOnlyWhatIsNamed(t *testing.T) {
-	t.Setenv("SMTP_PASSWORD", "hunter2")
-	t.Setenv("PGPASSWORD", "hunter3")
+	testutil.SetSecrets(t)
 	t.Setenv("PGSSLMODE", "require")
 	t.Setenv("LC_TIME", "C")
 	t.Setenv("PATH", "/usr/bin")
 	env := Env(LibPQ, "APP=1", "PATH=/opt/bin")
 	for _, kv := range env {
-		if strings.Contains(kv, "hunter") {
+		if strings.Contains(kv, testutil.Secret) {
 			t.Errorf("a secret reached the child: %s", kv)
 		}
 	}
@@ -45,8 +46,7 @@ func TestLibPQTargetReachesTheChild(t *testing.T) {
 	for _, k := range pgxReads {
 		t.Setenv(k, "v-"+k)
 	}
-	t.Setenv("PGPASSWORD", "hunter2")
-	t.Setenv("PGSSLPASSWORD", "hunter3")
+	testutil.SetSecrets(t)
 	env := Env(slices.Concat(LibPQ, LibPQTarget))
 	for _, k := range pgxReads {
 		if !slices.Contains(env, k+"=v-"+k) {
@@ -54,7 +54,7 @@ func TestLibPQTargetReachesTheChild(t *testing.T) {
 		}
 	}
 	for _, kv := range env {
-		if strings.Contains(kv, "hunter") {
+		if strings.Contains(kv, testutil.Secret) {
 			t.Errorf("a secret reached the child: %s", kv)
 		}
 	}

@@ -5,6 +5,7 @@
 package cmderr
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -23,4 +24,21 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("%s exited with status %d", strings.Join(e.Args, " "), e.ExitCode)
 	}
 	return fmt.Sprintf("%s exited with status %d: %s", strings.Join(e.Args, " "), e.ExitCode, msg)
+}
+
+// Tail is what an error quotes of a program's output b: at most its last maxLines lines
+// and maxBytes bytes, cut at a line start where it can be, trimmed.
+func Tail(b []byte, maxBytes, maxLines int) string {
+	b = bytes.TrimRight(b, " \t\r\n")
+	if len(b) > maxBytes {
+		b = b[len(b)-maxBytes:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 && i < len(b)-1 {
+			b = b[i+1:]
+		}
+	}
+	lines := bytes.Split(b, []byte("\n"))
+	if len(lines) > maxLines {
+		lines = lines[len(lines)-maxLines:]
+	}
+	return strings.TrimSpace(string(bytes.Join(lines, []byte("\n"))))
 }

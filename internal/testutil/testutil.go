@@ -1,7 +1,7 @@
 // Package testutil holds small helpers several packages' tests (and test harnesses)
 // share: a file written for a test, a check of the mode of the files restage writes, a
 // check that Close may be called twice, free loopback ports, an HTTP server that never
-// answers, the packages a package links.
+// answers, the packages a package links, secrets in the environment.
 package testutil
 
 import (
@@ -127,4 +127,18 @@ func Deps(t testing.TB, pkg string) []string {
 		t.Fatalf("go list -deps %s listed %d packages, ending %q", pkg, len(deps), deps[len(deps)-1:])
 	}
 	return deps
+}
+
+// Secret is part of the value of every variable SetSecrets sets: an environment that
+// holds it holds a secret.
+const Secret = "hunter2"
+
+// SetSecrets puts the secrets a restage process may hold (the SMTP password under both
+// names, libpq's passwords, the masking key) into the test process's environment for the
+// rest of the test, each value holding Secret. Tests that call it cannot be parallel.
+func SetSecrets(t testing.TB) {
+	t.Helper()
+	for _, k := range []string{"SMTP_PASSWORD", "RESTAGE_SMTP_PASSWORD", "PGPASSWORD", "PGSSLPASSWORD", "RESTAGE_MASK_KEY"} {
+		t.Setenv(k, Secret+"-"+strings.ToLower(k))
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
 	"github.com/restage/restage/staging/cron/crontest"
@@ -22,12 +23,7 @@ import (
 // control file turns unreadable before the next run: the last good copy is the edit's.
 func TestSetEnabledKeepsTheLastGoodCopy(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(
-		e.appendJob(t, "a", "* * * * *"),
-		e.appendJob(t, "mailer", "* * * * *"),
-	)
-	e.writeControl(t, &cfg, "[DEFAULT]\nenabled: True\n")
-	r := newRunner(t, cfg)
+	_, r := e.controlled(t, "[DEFAULT]\nenabled: True\n", "a", "mailer")
 	if got := outcomes(runOnce(t, r, at(0))); got != "a=ok mailer=ok" {
 		t.Fatalf("good control file: %s", got)
 	}
@@ -45,13 +41,8 @@ func TestSetEnabledKeepsTheLastGoodCopy(t *testing.T) {
 // applies only when there was never a good one.
 func TestUnparsableControlFileKeepsLastGoodOne(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(
-		e.appendJob(t, "a", "* * * * *"),
-		e.appendJob(t, "mailer", "* * * * *"),
-	)
-	e.writeControl(t, &cfg, "[DEFAULT]\nenabled: True\n[mailer]\nenabled: False\n")
+	cfg, r := e.controlled(t, "[DEFAULT]\nenabled: True\n[mailer]\nenabled: False\n", "a", "mailer")
 	control := e.path("cron.ini")
-	r := newRunner(t, cfg)
 	if got := outcomes(runOnce(t, r, at(0))); got != "a=ok mailer=skipped-disabled" {
 		t.Fatalf("good control file: %s", got)
 	}
@@ -153,8 +144,7 @@ func TestControlURLFailureUsesLastGoodCopy(t *testing.T) {
 // A job gets PATH, HOME and the like, its configured env and restage's variables, but
 // not the rest of the runner's environment, where secrets live.
 func TestJobEnvironmentHasNoSecrets(t *testing.T) {
-	t.Setenv("RESTAGE_SMTP_PASSWORD", "hunter2-smtp")
-	t.Setenv("PGPASSWORD", "hunter2-pg")
+	testutil.SetSecrets(t)
 	t.Setenv("HOME", "/home/restage-test")
 	e := newEnv(t)
 	j := crontest.Job(t, "env", "* * * * *", "environ", e.path("environ"))
@@ -172,7 +162,7 @@ func TestJobEnvironmentHasNoSecrets(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v // the last one wins, as for the job
 	}
-	if strings.Contains(string(data), "hunter2") {
+	if strings.Contains(string(data), testutil.Secret) {
 		t.Fatalf("a secret of the runner's environment reached the job:\n%s", data)
 	}
 	for k, want := range map[string]string{

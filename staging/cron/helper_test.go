@@ -2,6 +2,7 @@ package cron_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -72,6 +73,29 @@ func (e *env) path(name string) string { return filepath.Join(e.dir, name) }
 func (e *env) appendJob(t testing.TB, name, schedule string) cron.Job {
 	t.Helper()
 	return crontest.Job(t, name, schedule, "append", e.path(name), "run")
+}
+
+// runs says how often each append job ran: "name=N ...".
+func (e *env) runs(t testing.TB, names ...string) string {
+	t.Helper()
+	var out []string
+	for _, n := range names {
+		out = append(out, fmt.Sprintf("%s=%d", n, crontest.LineCount(t, e.path(n))))
+	}
+	return strings.Join(out, " ")
+}
+
+// controlled is a config of append jobs due every minute, one for each name, under the
+// control file "cron.ini" holding text, and a runner of it.
+func (e *env) controlled(t testing.TB, text string, names ...string) (cron.Config, *cron.Runner) {
+	t.Helper()
+	var jobs []cron.Job
+	for _, n := range names {
+		jobs = append(jobs, e.appendJob(t, n, "* * * * *"))
+	}
+	cfg := e.config(jobs...)
+	e.writeControl(t, &cfg, text)
+	return cfg, newRunner(t, cfg)
 }
 
 // writeControl writes text to the control file "cron.ini" in the folder, and points

@@ -25,9 +25,9 @@ import (
 func TestDueJobRunsOnce(t *testing.T) {
 	e := newEnv(t)
 	r := newRunner(t, e.config(
-		crontest.Job(t, "every-minute", "* * * * *", "append", e.path("a"), "run"),
-		crontest.Job(t, "every-five", "*/5 * * * *", "append", e.path("b"), "run"),
-		crontest.Job(t, "half-past", "30 * * * *", "append", e.path("c"), "run"),
+		e.appendJob(t, "every-minute", "* * * * *"),
+		e.appendJob(t, "every-five", "*/5 * * * *"),
+		e.appendJob(t, "half-past", "30 * * * *"),
 	))
 	sum := runOnce(t, r, at(0, 10))
 	if got, want := outcomes(sum), "every-minute=ok every-five=ok"; got != want {
@@ -44,8 +44,8 @@ func TestDueJobRunsOnce(t *testing.T) {
 	if got, want := outcomes(sum), "every-minute=ok"; got != want {
 		t.Fatalf("12:01: %s, want %s", got, want)
 	}
-	if a, b, c := crontest.LineCount(t, e.path("a")), crontest.LineCount(t, e.path("b")), crontest.LineCount(t, e.path("c")); a != 2 || b != 1 || c != 0 {
-		t.Fatalf("runs: a=%d b=%d c=%d, want 2 1 0", a, b, c)
+	if got, want := e.runs(t, "every-minute", "every-five", "half-past"), "every-minute=2 every-five=1 half-past=0"; got != want {
+		t.Fatalf("runs: %s, want %s", got, want)
 	}
 	if !crontest.Exists(filepath.Join(e.state, cron.StateFile)) {
 		t.Fatal("no state file")
@@ -66,9 +66,9 @@ func TestFirstRunOnlyRunsWhatIsDueThisMinute(t *testing.T) {
 func TestCatchUpAfterMissedMinutesRunsOnce(t *testing.T) {
 	e := newEnv(t)
 	r := newRunner(t, e.config(
-		crontest.Job(t, "every-minute", "* * * * *", "append", e.path("a"), "run"),
-		crontest.Job(t, "at-three", "3 * * * *", "append", e.path("b"), "run"),
-		crontest.Job(t, "at-ten", "10 * * * *", "append", e.path("c"), "run"),
+		e.appendJob(t, "every-minute", "* * * * *"),
+		e.appendJob(t, "at-three", "3 * * * *"),
+		e.appendJob(t, "at-ten", "10 * * * *"),
 	))
 	runOnce(t, r, at(0))
 	// The machine was busy: 12:01 … 12:03 passed without a run.
@@ -82,8 +82,8 @@ func TestCatchUpAfterMissedMinutesRunsOnce(t *testing.T) {
 	if sum := runOnce(t, r, at(4, 50)); len(sum.Jobs) != 0 {
 		t.Fatalf("second run in 12:04 ran %s", outcomes(sum))
 	}
-	if a, b, c := crontest.LineCount(t, e.path("a")), crontest.LineCount(t, e.path("b")), crontest.LineCount(t, e.path("c")); a != 2 || b != 1 || c != 0 {
-		t.Fatalf("runs: a=%d b=%d c=%d, want 2 1 0", a, b, c)
+	if got, want := e.runs(t, "every-minute", "at-three", "at-ten"), "every-minute=2 at-three=1 at-ten=0"; got != want {
+		t.Fatalf("runs: %s, want %s", got, want)
 	}
 }
 
@@ -216,13 +216,8 @@ func TestOverlapPrevented(t *testing.T) {
 
 func TestControlFileDisablesJob(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(
-		e.appendJob(t, "a", "* * * * *"),
-		e.appendJob(t, "b", "* * * * *"),
-	)
-	e.writeControl(t, &cfg, "# staging cron control\n[DEFAULT]\nenabled: True\n\n[b]\nenabled: False\n")
+	_, r := e.controlled(t, "# staging cron control\n[DEFAULT]\nenabled: True\n\n[b]\nenabled: False\n", "a", "b")
 	control := e.path("cron.ini")
-	r := newRunner(t, cfg)
 	sum := runOnce(t, r, at(0))
 	if got := outcomes(sum); got != "a=ok b=skipped-disabled" || !errors.Is(sum.Jobs[1].Err, cron.ErrDisabled) {
 		t.Fatalf("%s (%v)", got, sum.Jobs[1].Err)

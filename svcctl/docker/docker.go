@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -16,6 +15,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/restage/restage/internal/cmderr"
 	"github.com/restage/restage/svcctl"
 )
 
@@ -238,13 +238,4 @@ func (d *Container) LogTail(ctx context.Context) (string, error) {
 
 // trimTail trims b and keeps its last logTailBytes, from a line start. The engine already
 // sent only the last logTailLines lines.
-func trimTail(b []byte) string {
-	b = bytes.TrimRight(b, " \t\r\n")
-	if len(b) > logTailBytes {
-		b = b[len(b)-logTailBytes:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 && i < len(b)-1 {
-			b = b[i+1:]
-		}
-	}
-	return strings.TrimSpace(string(b))
-}
+func trimTail(b []byte) string { return cmderr.Tail(b, logTailBytes, logTailLines) }
