@@ -42,7 +42,7 @@ func crashStart(t *testing.T, tag, pidfile string, command []string) int {
 	var pid int
 	select {
 	case s := <-line:
-		if pid, err = strconv.Atoi(strings.TrimSpace(s)); err != nil {
+		if pid, err = strconv.Atoi(strings.TrimSpace(s)); err != nil || pid <= 0 { // 0 would signal the whole process group
 			_ = starter.Process.Kill()
 			_ = starter.Wait()
 			t.Fatalf("crash-starter printed %q", s)
