@@ -329,6 +329,10 @@ func TestDumpIsReadableByItsOwnerOnly(t *testing.T) {
 		if st.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s dump %s has mode %v: others may read production's data", format, b.Name(), st.Mode().Perm())
 		}
+		// The manifest holds no rows: 0644 less the umask, as the README says.
+		if st, err := os.Stat(b.ManifestPath); err != nil || st.Mode().Perm() != 0o644 {
+			t.Errorf("%s manifest %s: %v, mode %v; want 0644 under umask 022", format, b.ManifestPath, err, st.Mode().Perm())
+		}
 	}
 }
 
