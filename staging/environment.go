@@ -368,9 +368,34 @@ func (d *DatabaseSection) validate(p *problems) {
 		if err := checkName(clone); err != nil {
 			p.add("database.clones: %v", err)
 		}
+		if clone == d.Name {
+			p.add("database.clones: %q is database.name itself", clone)
+		}
 	}
+	d.refuseProtected(p)
 	if _, err := d.productionIDs(); err != nil {
 		p.add("database.production_ids: %v", err)
+	}
+}
+
+// refuseProtected refuses a database.name or clone that restage would have to drop or
+// rename although it never does: a system database or one listed in protect. Found
+// here, before anything runs, rather than at the cutover, after the restore and with
+// the service stopped.
+func (d *DatabaseSection) refuseProtected(p *problems) {
+	check := func(key, name string) {
+		switch {
+		case name == "postgres" || name == "template0" || name == "template1":
+			p.add("%s: %q is a system database, which restage never drops or renames", key, name)
+		case slices.Contains(d.Protect, name):
+			p.add("%s: %q is listed in database.protect, which restage never drops or renames", key, name)
+		}
+	}
+	if d.Name != "" {
+		check("database.name", d.Name)
+	}
+	for _, clone := range d.Clones {
+		check("database.clones", clone)
 	}
 }
 

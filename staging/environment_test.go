@@ -98,6 +98,13 @@ func TestLoadEnvironmentErrorsNameTheKey(t *testing.T) {
 		{`s/keep     = 3/keep = 3\ncompare = "mtime"/`, `code.compare "mtime"`},
 		{`s/keep     = 3/keep = 3\nworkers = -1/`, `code.workers -1`},
 		{`s/keep     = 3/keep = 3\nhard_links = "no"/`, `code.hard_links`},
+		// A protected or system database as the live name or a clone is refused before
+		// anything runs, not at the cutover with the service stopped.
+		{`s/^name         = "launchpad_staging"/name = "launchpad_prod"/`, `database.name: "launchpad_prod" is listed in database.protect`},
+		{`s/^name         = "launchpad_staging"/name = "postgres"/`, `database.name: "postgres" is a system database`},
+		{`s/^clones       = .*/clones = ["template1"]/`, `database.clones: "template1" is a system database`},
+		{`s/^clones       = .*/clones = ["launchpad_prod"]/`, `database.clones: "launchpad_prod" is listed in database.protect`},
+		{`s/^clones       = .*/clones = ["launchpad_staging"]/`, `database.clones: "launchpad_staging" is database.name itself`},
 	} {
 		text := sed(t, sampleConfig, tc.edit)
 		_, err := LoadEnvironment(writeConfig(t, text))
