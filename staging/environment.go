@@ -378,24 +378,17 @@ func (d *DatabaseSection) validate(p *problems) {
 	}
 }
 
-// refuseProtected refuses a database.name or clone that restage would have to drop or
-// rename although it never does: a system database or one listed in protect. Found
-// here, before anything runs, rather than at the cutover, after the restore and with
-// the service stopped.
+// refuseProtected refuses a database.name that restage would have to drop or rename
+// although it never does: a system database or one listed in protect. Found here,
+// before anything runs, rather than at the cutover, after the restore and with the
+// service stopped. (A clone may be protected: the nightly only makes "<clone>_next",
+// and staging protects the experimental database it leaves that copy for.)
 func (d *DatabaseSection) refuseProtected(p *problems) {
-	check := func(key, name string) {
-		switch {
-		case name == "postgres" || name == "template0" || name == "template1":
-			p.add("%s: %q is a system database, which restage never drops or renames", key, name)
-		case slices.Contains(d.Protect, name):
-			p.add("%s: %q is listed in database.protect, which restage never drops or renames", key, name)
-		}
-	}
-	if d.Name != "" {
-		check("database.name", d.Name)
-	}
-	for _, clone := range d.Clones {
-		check("database.clones", clone)
+	switch n := d.Name; {
+	case n == "postgres" || n == "template0" || n == "template1":
+		p.add("database.name: %q is a system database, which restage never drops or renames", n)
+	case slices.Contains(d.Protect, n):
+		p.add("database.name: %q is listed in database.protect, which restage never drops or renames", n)
 	}
 }
 
