@@ -159,6 +159,9 @@ func dump(ctx context.Context, cfg Config, opts DumpOptions, cs *connString) (*B
 		return nil, err
 	}
 	snap.close(ctx)
+	if err := files.ownerOnly(opts.Format); err != nil {
+		return nil, err
+	}
 
 	entries, err := readBack(ctx, cfg, &m, files.tmpDump, counts)
 	if err != nil {
@@ -366,6 +369,28 @@ func (f *backupFiles) createDump(format Format) error {
 		return fmt.Errorf("dbrestore: %w", err)
 	}
 	return file.Close()
+}
+
+// ownerOnly makes the files pg_dump wrote into a directory-format dump readable by
+// their owner alone (0600): pg_dump creates them as the umask allows, and a folder
+// copied elsewhere keeps its files' modes, not its own.
+func (f *backupFiles) ownerOnly(format Format) error {
+	if format != FormatDirectory {
+		return nil // a custom-format file, created 0600 by createDump
+	}
+	entries, err := os.ReadDir(f.tmpDump)
+	if err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Chmod(filepath.Join(f.tmpDump, e.Name()), 0o600); err != nil {
+			return fmt.Errorf("dbrestore: %w", err)
+		}
+	}
+	return nil
 }
 
 // publish puts the dump in place, then its manifest m, so that a catalog never sees a

@@ -329,6 +329,22 @@ func TestDumpIsReadableByItsOwnerOnly(t *testing.T) {
 		if st.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s dump %s has mode %v: others may read production's data", format, b.Name(), st.Mode().Perm())
 		}
+		// A directory dump's files too: a copy of the folder keeps their modes.
+		if format == FormatDirectory {
+			entries, err := os.ReadDir(b.Path)
+			if err != nil || len(entries) == 0 {
+				t.Fatalf("directory dump %s: %v, %d entries", b.Path, err, len(entries))
+			}
+			for _, e := range entries {
+				if info, err := e.Info(); err != nil || info.Mode().Perm() != 0o600 {
+					t.Errorf("file %s of directory dump: %v, mode %v; want 0600", e.Name(), err, info.Mode().Perm())
+				}
+			}
+		}
+		// The manifest holds no rows: 0644 less the umask, as the README says.
+		if st, err := os.Stat(b.ManifestPath); err != nil || st.Mode().Perm() != 0o644 {
+			t.Errorf("%s manifest %s: %v, mode %v; want 0644 under umask 022", format, b.ManifestPath, err, st.Mode().Perm())
+		}
 	}
 }
 

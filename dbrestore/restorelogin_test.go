@@ -61,6 +61,9 @@ INSERT INTO t VALUES (1), (2);`, quoteLit(db), protected, protected, protected))
 	}
 	u.User = url.UserPassword(role, secret)
 	srv := newServer(t, staging, ServerConfig{Production: ids, Role: role, RestoreDSN: u.String()})
+	if err := srv.CheckRestoreLogin(ctx); err != nil {
+		t.Fatalf("CheckRestoreLogin of a login without superuser rights: %v", err)
+	}
 	target := dbName(t, staging, "as_login")
 	res, err := srv.Restore(ctx, b, RestoreOptions{Target: target})
 	requireErrContains(t, err, "must be owner of database "+protected)
@@ -117,6 +120,8 @@ INSERT INTO t VALUES (1), (2);`, quoteLit(db), protected, protected, protected))
 			u.RawQuery += "&options=" + strings.ReplaceAll(url.QueryEscape("-c role="+role), "+", "%20")
 		}
 		super := newServer(t, staging, ServerConfig{Production: ids, RestoreDSN: u.String()})
+		// Told before anything is changed (the verify step, a dry run), and by the restore.
+		requireErrContains(t, super.CheckRestoreLogin(ctx), "a superuser or a member of one")
 		_, err = super.Restore(ctx, pb, RestoreOptions{Target: dbName(t, staging, "super")})
 		requireErrContains(t, err, "a superuser or a member of one")
 	}

@@ -193,9 +193,14 @@ func (s *Server) checkRestoreLogin(ctx context.Context, database string) error {
 		return fmt.Errorf("dbrestore: restore login: %w", err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
+	return refuseSuperLogin(ctx, c)
+}
+
+// refuseSuperLogin refuses c's session user when it is a superuser or a member of one.
+func refuseSuperLogin(ctx context.Context, c *pgx.Conn) error {
 	var login string
 	var supers []string
-	err = c.QueryRow(ctx, `SELECT session_user, coalesce(array_agg(rolname ORDER BY rolname)
+	err := c.QueryRow(ctx, `SELECT session_user, coalesce(array_agg(rolname ORDER BY rolname)
 		FILTER (WHERE rolsuper AND pg_has_role(session_user, oid, 'MEMBER')), '{}') FROM pg_roles`).Scan(&login, &supers)
 	if err != nil {
 		return fmt.Errorf("dbrestore: restore login: %w", err)
@@ -205,6 +210,26 @@ func (s *Server) checkRestoreLogin(ctx context.Context, database string) error {
 			login, strings.Join(supers, ", "))
 	}
 	return nil
+}
+
+// CheckRestoreLogin refuses, as Restore does, a RestoreDSN whose login is a superuser
+// or a member of one, connecting to the admin DSN's database: for a caller that wants
+// to know before anything is changed (a rebuild's verify step, a dry run). Without a
+// RestoreDSN, or when the login cannot connect there, it returns nil (Restore checks
+// again on its target).
+func (s *Server) CheckRestoreLogin(ctx context.Context) error {
+	if s.cfg.RestoreDSN == "" {
+		return nil
+	}
+	c, err := s.connectRestore(ctx, s.cs.database())
+	if err != nil {
+		// The login may not reach the admin's database; Restore checks again on its
+		// target, which it can reach.
+		s.log.Debug("dbrestore: restore login not checked before the restore", "error", redact.Error(err, s.secrets()...))
+		return nil
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	return redact.Error(refuseSuperLogin(ctx, c), s.secrets()...)
 }
 
 // secrets are the passwords no message may show: the admin's and the restore login's.

@@ -439,3 +439,19 @@ func TestSMTPCredentialsNeverSentWithoutTLS(t *testing.T) {
 		}
 	}
 }
+
+// Credentials with tls = "none" go in clear only because the config says so, and the
+// log says it (the README's promise for that one case).
+func TestSMTPCredentialsWithoutTLSAreLogged(t *testing.T) {
+	for _, tc := range []struct {
+		tls  notify.TLSMode
+		warn bool
+	}{{notify.TLSNone, true}, {notify.TLSOpportunistic, false}, {notify.TLSRequired, false}} {
+		var log bytes.Buffer
+		newSMTP(t, notify.SMTPConfig{Addr: "127.0.0.1:25", TLS: tc.tls, Username: "restage", Password: "pw",
+			Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if got := strings.Contains(log.String(), "credentials will be sent without TLS"); got != tc.warn {
+			t.Errorf("tls %q with a username: warning logged %v, want %v; log:\n%s", tc.tls, got, tc.warn, log.String())
+		}
+	}
+}

@@ -368,9 +368,27 @@ func (d *DatabaseSection) validate(p *problems) {
 		if err := checkName(clone); err != nil {
 			p.add("database.clones: %v", err)
 		}
+		if clone == d.Name {
+			p.add("database.clones: %q is database.name itself", clone)
+		}
 	}
+	d.refuseProtected(p)
 	if _, err := d.productionIDs(); err != nil {
 		p.add("database.production_ids: %v", err)
+	}
+}
+
+// refuseProtected refuses a database.name that restage would have to drop or rename
+// although it never does: a system database or one listed in protect. Found here,
+// before anything runs, rather than at the cutover, after the restore and with the
+// service stopped. (A clone may be protected: the nightly only makes "<clone>_next",
+// and staging protects the experimental database it leaves that copy for.)
+func (d *DatabaseSection) refuseProtected(p *problems) {
+	switch n := d.Name; {
+	case n == "postgres" || n == "template0" || n == "template1":
+		p.add("database.name: %q is a system database, which restage never drops or renames", n)
+	case slices.Contains(d.Protect, n):
+		p.add("database.name: %q is listed in database.protect, which restage never drops or renames", n)
 	}
 }
 

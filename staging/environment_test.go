@@ -98,6 +98,11 @@ func TestLoadEnvironmentErrorsNameTheKey(t *testing.T) {
 		{`s/keep     = 3/keep = 3\ncompare = "mtime"/`, `code.compare "mtime"`},
 		{`s/keep     = 3/keep = 3\nworkers = -1/`, `code.workers -1`},
 		{`s/keep     = 3/keep = 3\nhard_links = "no"/`, `code.hard_links`},
+		// A protected or system database as the live name is refused before anything
+		// runs, not at the cutover with the service stopped; so is a clone named as it.
+		{`s/^name         = "launchpad_staging"/name = "launchpad_prod"/`, `database.name: "launchpad_prod" is listed in database.protect`},
+		{`s/^name         = "launchpad_staging"/name = "postgres"/`, `database.name: "postgres" is a system database`},
+		{`s/^clones       = .*/clones = ["launchpad_staging"]/`, `database.clones: "launchpad_staging" is database.name itself`},
 	} {
 		text := sed(t, sampleConfig, tc.edit)
 		_, err := LoadEnvironment(writeConfig(t, text))
@@ -107,6 +112,15 @@ func TestLoadEnvironmentErrorsNameTheKey(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "secret") {
 			t.Errorf("password in error: %v", err)
 		}
+	}
+}
+
+// Staging protects the experimental database while leaving it a clone: a protected
+// clone name is valid (the nightly only makes "<clone>_next").
+func TestLoadEnvironmentProtectedClone(t *testing.T) {
+	text := sed(t, sampleConfig, `s/^protect      = .*/protect = ["launchpad_prod", "launchpad_experimental"]/`)
+	if _, err := LoadEnvironment(writeConfig(t, text)); err != nil {
+		t.Fatalf("a clone listed in protect: %v", err)
 	}
 }
 

@@ -43,6 +43,8 @@ type world struct {
 	failStop, failStart, failHealth, failNotify, failSwap    func() error
 	// failActivate fails Activate after it moved current (a metadata write failing).
 	failActivate func() error
+	// failRestoreLogin is CheckRestoreLogin's answer (a restore login that is a superuser).
+	failRestoreLogin func() error
 }
 
 var (
@@ -106,6 +108,9 @@ func (w *world) AllowConnections(ctx context.Context, name string) error {
 	w.allowed = append(w.allowed, name)
 	return nil
 }
+
+// CheckRestoreLogin implements restoreLoginChecker, as dbrestore.Server does.
+func (w *world) CheckRestoreLogin(ctx context.Context) error { return call(w.failRestoreLogin) }
 
 func (w *world) SourceIDs(ctx context.Context) ([]uint64, error) {
 	w.mu.Lock()

@@ -88,6 +88,28 @@ func TestFirstRebuild(t *testing.T) {
 	}
 }
 
+// A restore login the restore would refuse (a superuser) fails the verify step, before
+// leftovers are dropped or a release is built, and a dry run says so too: it is known
+// before anything changes.
+func TestRefusedRestoreLoginFailsVerify(t *testing.T) {
+	w := newWorld()
+	w.dbs["staging_next"] = "leftover"
+	before := w.snapshot()
+	w.failRestoreLogin = fail
+	r := w.rebuilder(t)
+	plan, err := r.Plan(context.Background())
+	if !errors.Is(err, errInjected) || plan.FailedStep != "verify" {
+		t.Fatalf("dry run: err %v, failed step %q; want the verify step refusing the restore login", err, plan.FailedStep)
+	}
+	rep, err := r.Run(context.Background())
+	if !errors.Is(err, errInjected) || rep.FailedStep != "verify" {
+		t.Fatalf("run: err %v, failed step %q; want the verify step refusing the restore login", err, rep.FailedStep)
+	}
+	if got := w.snapshot(); got != before || len(w.releases) != 1 {
+		t.Fatalf("staging changed:\n got %s (%d releases)\nwant %s", got, len(w.releases), before)
+	}
+}
+
 // Every fault before the cutover leaves staging exactly as it was, and is reported.
 func TestFaultsBeforeCutoverLeaveStagingUntouched(t *testing.T) {
 	for _, tc := range []struct {

@@ -321,6 +321,13 @@ func (ru *run) verifyBackup(ctx context.Context) error {
 		if err := ru.r.cfg.Databases.GuardProduction(ctx, ids...); err != nil {
 			return "", err
 		}
+		// A restore login the restore would refuse fails here, before anything is
+		// dropped or built, and in a dry run too.
+		if c, ok := ru.r.cfg.Databases.(restoreLoginChecker); ok {
+			if err := c.CheckRestoreLogin(ctx); err != nil {
+				return "", err
+			}
+		}
 		return "checksum and table of contents ok; the staging server is not the backup's source nor a production server", nil
 	})
 	if err != nil {
@@ -328,6 +335,14 @@ func (ru *run) verifyBackup(ctx context.Context) error {
 	}
 	return ru.checkMask(ctx)
 }
+
+// restoreLoginChecker is a staging server that can tell before a restore whether its
+// restore login would be refused (dbrestore.Server).
+type restoreLoginChecker interface {
+	CheckRestoreLogin(ctx context.Context) error
+}
+
+var _ restoreLoginChecker = (*dbrestore.Server)(nil)
 
 // productionIDs returns what the run knows of production's identity: the configured
 // system_identifiers and the sources the backup catalog's manifests name.

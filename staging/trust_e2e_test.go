@@ -300,7 +300,7 @@ func TestSchemaRoleAndTimeout(t *testing.T) {
 
 // With [database] restore_dsn the whole nightly restores as that login (no superuser):
 // the rebuild succeeds, the restored tables are the role's, and a restore_dsn that logs
-// in as a superuser fails the restore step, leaving staging as it was.
+// in as a superuser fails the verify step, in a dry run too, leaving staging as it was.
 func TestNightlyWithARestoreLogin(t *testing.T) {
 	w := newWorld(t, stagingtest.Options{})
 	w.Staging.Exec(t, "postgres", "CREATE ROLE bugs_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
@@ -319,8 +319,12 @@ func TestNightlyWithARestoreLogin(t *testing.T) {
 	}
 	before := snapshot(t, w)
 	editConfig(t, w.ConfigPath, "bugs_owner@", "postgres@")
+	plan, err := open(t, w).Plan(context.Background())
+	if err == nil || plan.FailedStep != "verify" || !strings.Contains(plan.Error, "a superuser") {
+		t.Fatalf("a dry run with a superuser restore login: err %v, step %q", err, plan.FailedStep)
+	}
 	rep, err := run(t, w)
-	if err == nil || rep.FailedStep != "restore" || !strings.Contains(rep.Error, "a superuser") {
+	if err == nil || rep.FailedStep != "verify" || !strings.Contains(rep.Error, "a superuser") {
 		t.Fatalf("a superuser restore login: err %v, step %q", err, rep.FailedStep)
 	}
 	if after := snapshot(t, w); after != before {

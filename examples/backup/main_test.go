@@ -131,6 +131,65 @@ func TestBackupCommandFailures(t *testing.T) {
 	}
 }
 
+// -keep removes an old backup only through the manifest of the same name: a planted
+// manifest naming another file makes the run exit 1 after the new backup is complete,
+// which stays, and the file it names stays too.
+func TestBackupCommandKeepRefusesForeignDump(t *testing.T) {
+	pgtest.Require(t)
+	prod := pgtest.Shared(t, "production")
+	db := prod.Database(t)
+	bin := buildBackup(t)
+	dir := t.TempDir()
+	if code, out, errOut := runBackup(t, bin, nil, "-dsn", prod.DSN(db), "-dir", dir); code != 0 {
+		t.Fatalf("first backup: exit %d\n%s%s", code, out, errOut)
+	}
+	manifests, _ := filepath.Glob(filepath.Join(dir, "*.manifest.json"))
+	if len(manifests) != 1 {
+		t.Fatalf("%d manifests after one backup", len(manifests))
+	}
+	data, err := os.ReadFile(manifests[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["dump"] = "precious.txt" // another tool's file
+	data, _ = json.Marshal(m)
+	foreign := filepath.Join(dir, "precious.txt")
+	if err := os.WriteFile(foreign, []byte("not a dump"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(manifests[0], data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // a later stamp for the new backup
+
+	code, out, errOut := runBackup(t, bin, nil, "-dsn", prod.DSN(db), "-dir", dir, "-keep", "1")
+	if code != 1 || !strings.Contains(out, "complete") || !strings.Contains(errOut, "backup written, but removing old backups failed") ||
+		!strings.Contains(errOut, "precious.txt") {
+		t.Fatalf("-keep 1 past a foreign manifest: exit %d\n%s%s\nwant exit 1, the backup complete and the refusal named", code, out, errOut)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Errorf("the file a planted manifest named was removed: %v", err)
+	}
+	if _, err := os.Stat(manifests[0]); err != nil {
+		t.Errorf("the planted manifest was removed: %v", err)
+	}
+	cat, err := dbrestore.NewCatalog(dir, dbrestore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cat.Wait(context.Background(), dbrestore.WaitOptions{Database: db, MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.Verify(context.Background(), b); err != nil {
+		t.Errorf("the new backup, kept after exit 1: %v", err)
+	}
+}
+
 // TestUsage runs backup in-process as main does; no server needed.
 func TestUsage(t *testing.T) {
 	const usage = "usage: backup -dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]\n" +
