@@ -316,7 +316,7 @@ func (c *EnvironmentConfig) validate(production bool) error {
 	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Backup.Type != "pgbackrest" && c.Backup.Type != "basebackup" && c.Role != RoleProduction {
 		p.add("missing required key database.production_ids (or backup.dir, whose manifests name production): restage refuses to change a server before it knows production's identity")
 	}
-	c.Code.validate(&p)
+	c.Code.validate(&p, c.Role == RoleExperimental)
 	if c.Schema.Role != "" && !validRole(c.Schema.Role) {
 		p.add("schema.role %q: want a role name", c.Schema.Role)
 	}
@@ -405,9 +405,11 @@ func (d *DatabaseSection) productionIDs() ([]uint64, error) {
 	return ids, nil
 }
 
-func (cs *CodeSection) validate(p *problems) {
+// validate checks [code]; with sourceOptional (an experimental environment, whose deploys
+// may name the code: experimental -source / -git) it may name no source of its own.
+func (cs *CodeSection) validate(p *problems, sourceOptional bool) {
 	switch {
-	case cs.Source == "" && cs.Git == "":
+	case cs.Source == "" && cs.Git == "" && !sourceOptional:
 		p.add("missing required key code.source (or code.git)")
 	case cs.Source != "" && cs.Git != "":
 		p.add("code.source and code.git are exclusive")

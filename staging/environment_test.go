@@ -124,6 +124,46 @@ func TestLoadEnvironmentProtectedClone(t *testing.T) {
 	}
 }
 
+// An experimental config may leave the code to its deploys (experimental -source DIR,
+// -git REPO -ref REF); a staging one may not, and Open without a source names the key.
+func TestExperimentalCodeSourceFromTheCaller(t *testing.T) {
+	noSource := sed(t, sampleConfig, `s/^source   = .*//`)
+	if _, err := LoadEnvironment(writeConfig(t, noSource)); !errors.Is(err, ErrConfig) ||
+		!strings.Contains(err.Error(), "missing required key code.source") {
+		t.Fatalf("a staging config without code.source: %v", err)
+	}
+	exp := sed(t, noSource, `s/^environment = .*/environment = "experimental"\nrole = "experimental"/`)
+	exp = sed(t, exp, `s/^releases = .*/releases = "releases"/`) // beside the config
+	exp = sed(t, exp, `s/^dir      = .*/dir = "backups"/`)
+	exp = sed(t, exp, `s/^current  = .*/current = "current"/`)
+	path := writeConfig(t, exp)
+	c, err := LoadEnvironment(path)
+	if err != nil {
+		t.Fatalf("an experimental config without code.source: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "robots-staging.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{c.Code.Releases, c.Backup.Dir} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Open(c, OpenOptions{}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "missing required key code.source") ||
+		!strings.Contains(err.Error(), "-source") {
+		t.Fatalf("Open with no source at all: %v", err)
+	}
+	src, err := codesync.NewDirSource(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := Open(c, OpenOptions{Source: src})
+	if err != nil {
+		t.Fatalf("Open with the caller's source: %v", err)
+	}
+	rb.Close()
+}
+
 // sed applies one s/old/new/ edit (old anchored with ^ matches at a line start).
 func sed(t *testing.T, text, edit string) string {
 	t.Helper()

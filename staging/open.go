@@ -18,7 +18,8 @@ import (
 
 // OpenOptions adjust what Open wires.
 type OpenOptions struct {
-	// Source replaces the config's [code] source (experimental's -source / -git flags).
+	// Source replaces the config's [code] source (experimental's -source / -git flags); an
+	// experimental config without [code] source or git needs it.
 	Source codesync.Source
 	// Progress receives restore progress (e.g. a terminal progress bar).
 	Progress func(dbrestore.Progress)
@@ -68,6 +69,8 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 		cfg.Source = opts.Source
 	case c.Code.Git != "":
 		cfg.Source = &codesync.GitSource{Repo: c.Code.Git, Ref: c.Code.Ref, Timeout: c.Code.GitTimeout.Duration}
+	case c.Code.Source == "":
+		return nil, c.errorf("missing required key code.source (or code.git): an experimental config without one deploys only the code its caller names (experimental -source DIR or -git REPO -ref REF)")
 	default:
 		if cfg.Source, err = codesync.NewDirSource(c.Code.Source); err != nil {
 			return nil, c.errorf("code.source: %w", err)
