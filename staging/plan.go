@@ -28,7 +28,7 @@ func (r *Rebuilder) Plan(ctx context.Context) (*Report, error) {
 	}
 	ru := r.begin("rebuild")
 	ru.dry = true
-	err := ru.planRepair(ctx)
+	repaired, err := ru.planRepair(ctx)
 	if err == nil {
 		err = ru.plan(ctx)
 	}
@@ -36,25 +36,29 @@ func (r *Rebuilder) Plan(ctx context.Context) (*Report, error) {
 	if err != nil {
 		ru.rep.Outcome = OutcomeFailed
 	}
-	if ru.rep.State == "" {
+	switch {
+	case ru.rep.State != "":
+	case repaired:
+		ru.rep.State = "a killed run's cutover repaired (see the notes); nothing else changed (dry run)"
+	default:
 		ru.rep.State = "untouched (dry run)"
 	}
 	return ru.finish(ctx, err)
 }
 
-// planRepair repairs from a cutover record, holding the lock meanwhile; without a
-// record it does nothing and takes no lock.
-func (ru *run) planRepair(ctx context.Context) error {
+// planRepair repairs from a cutover record, holding the lock meanwhile, and says whether
+// it did; without a record it does nothing and takes no lock.
+func (ru *run) planRepair(ctx context.Context) (bool, error) {
 	in, err := ru.r.readIntent()
 	if err != nil || in == nil {
-		return err
+		return false, err
 	}
 	l, err := AcquireExclusive(ctx, ru.r.cfg.LockFile, LockOptions{})
 	if err != nil {
-		return fmt.Errorf("a cutover record of run %s is there, but the lock is held (the run may still be under way): %w", in.Run, err)
+		return false, fmt.Errorf("a cutover record of run %s is there, but the lock is held (the run may still be under way): %w", in.Run, err)
 	}
 	defer l.Release()
-	return ru.repair(ctx)
+	return true, ru.repair(ctx)
 }
 
 func (ru *run) plan(ctx context.Context) error {

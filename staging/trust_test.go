@@ -264,6 +264,9 @@ func TestKilledCutoverIsRepaired(t *testing.T) {
 				if !strings.Contains(strings.Join(rep.Notes, "\n"), "repaired the cutover") {
 					t.Fatalf("the report does not say what was repaired:\n%s", rep.Text())
 				}
+				if via == "dry run" && !strings.Contains(rep.State, "cutover repaired") {
+					t.Fatalf("a dry run that repaired says its state is %q", rep.State)
+				}
 				// The repair comes first, after the wait for the backup and the lock.
 				for _, s := range rep.Steps {
 					if s.Name == "repair" {
