@@ -455,7 +455,8 @@ func (c *Clusters) ensureDir() error {
 }
 
 // Restore restores set from src into the idle slot, with delta when asked and the slot
-// holds an earlier copy; the live slot is not touched. The slot is left stopped.
+// holds an earlier copy; the live slot is not touched. The set is verified (Source.Verify)
+// before the idle slot is stopped or emptied. The slot is left stopped.
 func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delta bool) (*Slot, error) {
 	if err := c.ensureDir(); err != nil {
 		return nil, err
@@ -472,6 +473,11 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 			return nil, fmt.Errorf("physical: %w", err)
 		}
 	} else if err := c.ours(s); err != nil {
+		return nil, err
+	}
+	// Check the set before the idle slot (the copy kept for a rollback and the next
+	// delta) is stopped or emptied: a corrupt backup must destroy nothing.
+	if err := src.Verify(ctx, set); err != nil {
 		return nil, err
 	}
 	if up, err := c.Running(ctx, s); err != nil {
@@ -501,7 +507,7 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 		}
 		c.log.Info("delta by size and time", "slot", s.Name, "written since the last restore", n)
 	}
-	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta, ByTime: byTime}); err != nil {
+	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta, ByTime: byTime, Verified: true}); err != nil {
 		return nil, err
 	}
 	if err := checkLinks(s); err != nil {

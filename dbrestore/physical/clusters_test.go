@@ -17,7 +17,15 @@ import (
 type fakeSource struct {
 	latest  func(ctx context.Context) (*BackupSet, error)
 	restore func(ctx context.Context, set *BackupSet, dir string, opts RestoreOptions) error
+	verify  func(ctx context.Context, set *BackupSet) error // nil: every set is good
 	origin  Origin
+}
+
+func (f *fakeSource) Verify(ctx context.Context, set *BackupSet) error {
+	if f.verify == nil {
+		return nil
+	}
+	return f.verify(ctx, set)
 }
 
 func (f *fakeSource) Latest(ctx context.Context) (*BackupSet, error) { return f.latest(ctx) }
@@ -93,6 +101,44 @@ func TestRepairEmptiesHalfRestoredSlot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c.cfg.Dir, "a", "data")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("the half-restored data directory is still there")
+	}
+}
+
+// A set the source refuses (a corrupt backup) leaves the idle slot, the copy kept for a
+// rollback and the next delta, as it was: nothing is stopped, marked or emptied.
+func TestRestoreVerifiesBeforeTouchingTheIdleSlot(t *testing.T) {
+	c := newTestClusters(t)
+	ctx := context.Background()
+	good := &fakeSource{restore: func(_ context.Context, _ *BackupSet, dir string, _ RestoreOptions) error {
+		if err := os.MkdirAll(filepath.Join(dir, "base"), 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "PG_VERSION"), []byte("15\n"), 0o600)
+	}}
+	s, err := c.Restore(ctx, good, &BackupSet{Label: "monday"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.readMarker(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &fakeSource{
+		verify: func(context.Context, *BackupSet) error { return ErrChecksum },
+		restore: func(context.Context, *BackupSet, string, RestoreOptions) error {
+			t.Fatal("restored a set that Verify refused")
+			return nil
+		},
+	}
+	if _, err := c.Restore(ctx, bad, &BackupSet{Label: "tuesday"}, false); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("want ErrChecksum, got %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Data, "PG_VERSION")); err != nil {
+		t.Fatalf("the idle slot was emptied for a set Verify refused: %v", err)
+	}
+	after, err := c.readMarker(s)
+	if err != nil || *after != *before {
+		t.Fatalf("the idle slot's marker changed: %+v -> %+v (%v)", before, after, err)
 	}
 }
 
