@@ -79,14 +79,19 @@ type BusyError struct {
 
 // Error describes the failure.
 func (e *BusyError) Error() string {
-	names := make([]string, 0, len(e.Holders))
-	for _, h := range e.Holders {
+	return fmt.Sprintf("%s still held after %s by %s", e.Path, e.Waited, holderNames(e.Holders))
+}
+
+// holderNames names the shared holders of a lock for an error.
+func holderNames(holders []Owner) string {
+	names := make([]string, 0, len(holders))
+	for _, h := range holders {
 		names = append(names, h.String())
 	}
 	if len(names) == 0 {
-		names = append(names, "a holder that left no record")
+		return "a holder that left no record"
 	}
-	return fmt.Sprintf("%s still held after %s by %s", e.Path, e.Waited, strings.Join(names, ", "))
+	return strings.Join(names, ", ")
 }
 
 // Is makes errors.Is(err, ErrBusy) true.
@@ -232,7 +237,7 @@ func waitExclusive(ctx context.Context, f *os.File, path string, opts LockOption
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("lock %s: waiting for %v: %w", path, SharedHolders(path), ctx.Err())
+			return fmt.Errorf("lock %s: waiting for %s: %w", path, holderNames(SharedHolders(path)), ctx.Err())
 		case <-time.After(poll):
 		}
 	}

@@ -71,6 +71,32 @@ func TestNoNewSharedHolderWhileRebuildWaits(t *testing.T) {
 	}
 }
 
+// A rebuild that stops waiting for cron jobs names them, or says that a holder left no
+// record (a job whose runner was killed), rather than print an empty list.
+func TestCanceledWaitNamesTheHolders(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.lock")
+	job, err := AcquireShared(path, "long-job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Release()
+	wait := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := AcquireExclusive(ctx, path, LockOptions{WaitShared: time.Minute, Poll: 10 * time.Millisecond})
+		return err
+	}
+	if err := wait(); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "long-job") {
+		t.Fatalf("canceled wait: %v; want it to name the job long-job", err)
+	}
+	if err := os.Remove(job.record); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "a holder that left no record") || strings.Contains(err.Error(), "[]") {
+		t.Fatalf("canceled wait for a holder without a record: %v", err)
+	}
+}
+
 func TestDeadWaitingRebuildDoesNotBlockJobs(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "staging.lock")
 	cmd := exec.Command("true")

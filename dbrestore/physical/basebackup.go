@@ -295,31 +295,59 @@ func (d *BaseBackupDir) Latest(ctx context.Context) (*BackupSet, error) {
 		SystemIdentifier: m.SystemIdentifier, Version: major}, nil
 }
 
-// Restore implements Source: it checks the backup against its manifest, then unpacks
-// (tar) or copies (plain) it into dir, which must not exist or be empty; with the WAL
-// streamed into it, PostgreSQL recovers to its end on the first start. Delta is not
-// supported: every restore is a full copy.
-func (d *BaseBackupDir) Restore(ctx context.Context, set *BackupSet, dir string, _ RestoreOptions) error {
-	ms, err := baseManifests(d.Dir)
+// Verify implements Source: the backup's files match its manifest (size and SHA-256)
+// and it holds no tablespace.
+func (d *BaseBackupDir) Verify(_ context.Context, set *BackupSet) error {
+	m, err := d.manifest(set)
 	if err != nil {
 		return err
 	}
+	return d.verify(m)
+}
+
+// manifest returns the manifest of set.
+func (d *BaseBackupDir) manifest(set *BackupSet) (BaseManifest, error) {
+	ms, err := baseManifests(d.Dir)
+	if err != nil {
+		return BaseManifest{}, err
+	}
 	i := slices.IndexFunc(ms, func(m BaseManifest) bool { return m.Backup == set.Label })
 	if i < 0 {
-		return fmt.Errorf("%w: base backup %s is gone", ErrNoBackup, set.Label)
+		return BaseManifest{}, fmt.Errorf("%w: base backup %s is gone", ErrNoBackup, set.Label)
 	}
-	m := ms[i]
+	return ms[i], nil
+}
+
+func (d *BaseBackupDir) verify(m BaseManifest) error {
 	src := filepath.Join(d.Dir, m.Backup)
 	sum, size, err := treeSum(src)
 	if err != nil {
 		return err
 	}
 	if sum != m.SHA256 || size != m.Size {
-		return fmt.Errorf("%w: base backup %s: checksum mismatch", ErrChecksum, m.Backup)
+		return fmt.Errorf("%w: base backup %s: its files do not match its manifest", ErrChecksum, m.Backup)
 	}
 	if err := checkNoTablespaces(src, m.Format); err != nil {
 		return fmt.Errorf("physical: base backup %s: %w", m.Backup, err)
 	}
+	return nil
+}
+
+// Restore implements Source: it checks the backup against its manifest (unless
+// opts.Verified), then unpacks (tar) or copies (plain) it into dir, which must not
+// exist or be empty; with the WAL streamed into it, PostgreSQL recovers to its end on
+// the first start. Delta is not supported: every restore is a full copy.
+func (d *BaseBackupDir) Restore(ctx context.Context, set *BackupSet, dir string, opts RestoreOptions) error {
+	m, err := d.manifest(set)
+	if err != nil {
+		return err
+	}
+	if !opts.Verified {
+		if err := d.verify(m); err != nil {
+			return err
+		}
+	}
+	src := filepath.Join(d.Dir, m.Backup)
 	o, err := lookupOwner(d.User)
 	if err != nil {
 		return fmt.Errorf("physical: %w", err)

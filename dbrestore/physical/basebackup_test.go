@@ -80,6 +80,17 @@ func TestBaseBackup(t *testing.T) {
 			if err := src.Restore(ctx, set, filepath.Join(filepath.Dir(clDir), "x"), physical.RestoreOptions{}); !errors.Is(err, physical.ErrChecksum) {
 				t.Fatalf("want ErrChecksum, got %v", err)
 			}
+			if err := src.Verify(ctx, set); !errors.Is(err, physical.ErrChecksum) {
+				t.Fatalf("Verify: want ErrChecksum, got %v", err)
+			}
+			// The idle slot (here the one just restored) keeps its copy: the corrupt
+			// backup is refused before the slot is emptied.
+			if _, err := cl.Restore(ctx, src, set, false); !errors.Is(err, physical.ErrChecksum) {
+				t.Fatalf("Clusters.Restore of a corrupt backup: want ErrChecksum, got %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(slot.Data, "PG_VERSION")); err != nil {
+				t.Fatalf("a corrupt backup emptied the idle slot: %v", err)
+			}
 		})
 	}
 }

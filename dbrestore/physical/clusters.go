@@ -455,7 +455,9 @@ func (c *Clusters) ensureDir() error {
 }
 
 // Restore restores set from src into the idle slot, with delta when asked and the slot
-// holds an earlier copy; the live slot is not touched. The slot is left stopped.
+// holds an earlier copy; the live slot is not touched. The set is verified (Source.Verify)
+// and the side port checked free before the idle slot is made, stopped or emptied. The
+// slot is left stopped.
 func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delta bool) (*Slot, error) {
 	if err := c.ensureDir(); err != nil {
 		return nil, err
@@ -464,15 +466,30 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(s.Dir); errors.Is(err, os.ErrNotExist) {
+	_, err = os.Lstat(s.Dir)
+	exists := !errors.Is(err, os.ErrNotExist)
+	if exists {
+		if err := c.ours(s); err != nil {
+			return nil, err
+		}
+	}
+	// Check the set, and the side port the restored slot starts on next (start refuses
+	// it while another server answers there), before the idle slot (the copy kept for a
+	// rollback and the next delta) is made, stopped or emptied: a corrupt backup or a
+	// busy port must change nothing.
+	if err := src.Verify(ctx, set); err != nil {
+		return nil, err
+	}
+	if err := c.portFree(c.cfg.SidePort, s); err != nil {
+		return nil, fmt.Errorf("side port: %w", err)
+	}
+	if !exists {
 		if err := os.Mkdir(s.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("physical: %w", err)
 		}
 		if err := c.owner.chown(s.Dir); err != nil {
 			return nil, fmt.Errorf("physical: %w", err)
 		}
-	} else if err := c.ours(s); err != nil {
-		return nil, err
 	}
 	if up, err := c.Running(ctx, s); err != nil {
 		return nil, err
@@ -501,7 +518,7 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 		}
 		c.log.Info("delta by size and time", "slot", s.Name, "written since the last restore", n)
 	}
-	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta, ByTime: byTime}); err != nil {
+	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta, ByTime: byTime, Verified: true}); err != nil {
 		return nil, err
 	}
 	if err := checkLinks(s); err != nil {

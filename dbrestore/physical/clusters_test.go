@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,15 @@ import (
 type fakeSource struct {
 	latest  func(ctx context.Context) (*BackupSet, error)
 	restore func(ctx context.Context, set *BackupSet, dir string, opts RestoreOptions) error
+	verify  func(ctx context.Context, set *BackupSet) error // nil: every set is good
 	origin  Origin
+}
+
+func (f *fakeSource) Verify(ctx context.Context, set *BackupSet) error {
+	if f.verify == nil {
+		return nil
+	}
+	return f.verify(ctx, set)
 }
 
 func (f *fakeSource) Latest(ctx context.Context) (*BackupSet, error) { return f.latest(ctx) }
@@ -93,6 +102,99 @@ func TestRepairEmptiesHalfRestoredSlot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c.cfg.Dir, "a", "data")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("the half-restored data directory is still there")
+	}
+}
+
+// A set the source refuses (a corrupt backup) leaves the idle slot, the copy kept for a
+// rollback and the next delta, as it was: nothing is stopped, marked or emptied.
+func TestRestoreVerifiesBeforeTouchingTheIdleSlot(t *testing.T) {
+	c := newTestClusters(t)
+	ctx := context.Background()
+	good := &fakeSource{restore: func(_ context.Context, _ *BackupSet, dir string, _ RestoreOptions) error {
+		if err := os.MkdirAll(filepath.Join(dir, "base"), 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "PG_VERSION"), []byte("15\n"), 0o600)
+	}}
+	bad := &fakeSource{
+		verify: func(context.Context, *BackupSet) error { return ErrChecksum },
+		restore: func(context.Context, *BackupSet, string, RestoreOptions) error {
+			t.Fatal("restored a set that Verify refused")
+			return nil
+		},
+	}
+	// The first restore, refused: no slot folder is left without its marker (which
+	// would stop every later run as not restage's).
+	if _, err := c.Restore(ctx, bad, &BackupSet{Label: "sunday"}, false); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("want ErrChecksum, got %v", err)
+	}
+	if _, err := c.Repair(ctx); err != nil {
+		t.Fatalf("repair after a refused first restore: %v", err)
+	}
+	s, err := c.Restore(ctx, good, &BackupSet{Label: "monday"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.readMarker(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Restore(ctx, bad, &BackupSet{Label: "tuesday"}, false); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("want ErrChecksum, got %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Data, "PG_VERSION")); err != nil {
+		t.Fatalf("the idle slot was emptied for a set Verify refused: %v", err)
+	}
+	after, err := c.readMarker(s)
+	if err != nil || *after != *before {
+		t.Fatalf("the idle slot's marker changed: %+v -> %+v (%v)", before, after, err)
+	}
+}
+
+// A side port another server listens on (the restored slot could not start there) is
+// refused before the idle slot's copy is replaced.
+func TestRestoreRefusesBusySidePortBeforeTouchingTheIdleSlot(t *testing.T) {
+	bin := pgtest.Require(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	side := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	port := side - 1
+	if port < 1024 {
+		port = side + 1
+	}
+	c, err := NewClusters(ClustersConfig{Environment: "staging", Dir: filepath.Join(t.TempDir(), "pg"), Port: port, SidePort: side, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	restored := 0
+	src := &fakeSource{restore: func(_ context.Context, _ *BackupSet, dir string, _ RestoreOptions) error {
+		restored++
+		if err := os.MkdirAll(filepath.Join(dir, "base"), 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "PG_VERSION"), []byte("15\n"), 0o600)
+	}}
+	s, err := c.Restore(ctx, src, &BackupSet{Label: "monday"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(side)))
+	if err != nil {
+		t.Skipf("side port %d taken meanwhile: %v", side, err)
+	}
+	defer busy.Close()
+	if _, err := c.Restore(ctx, src, &BackupSet{Label: "tuesday"}, false); !errors.Is(err, ErrProduction) {
+		t.Fatalf("restore with the side port taken: want ErrProduction, got %v", err)
+	}
+	if restored != 1 {
+		t.Fatalf("the source restored %d times, want once (the side port was taken)", restored)
+	}
+	if m, err := c.readMarker(s); err != nil || m.Backup != "monday" || m.State != stateRestored {
+		t.Fatalf("the idle slot's marker: %+v, %v; want monday's copy, restored", m, err)
 	}
 }
 

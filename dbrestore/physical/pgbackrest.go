@@ -247,6 +247,11 @@ func (p *PgBackRest) Restore(ctx context.Context, set *BackupSet, dir string, op
 	return nil
 }
 
+// Verify implements Source: nothing to do before the restore, which checks every file
+// against the checksum pgBackRest recorded for it (and Latest takes only a set that
+// `pgbackrest info` reports without errors).
+func (p *PgBackRest) Verify(context.Context, *BackupSet) error { return nil }
+
 // Origin implements Source: pg1-host, pg1-port and pg1-path of the stanza in
 // pgBackRest's config file (the stanza's section over [global]), when it can be read.
 func (p *PgBackRest) Origin() Origin {

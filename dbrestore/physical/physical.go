@@ -29,6 +29,11 @@ type Source interface {
 	// Latest returns the newest backup set that can be restored, ErrNoBackup (from
 	// dbrestore) when there is none, ErrCorrupt when the repository reports a problem.
 	Latest(ctx context.Context) (*BackupSet, error)
+	// Verify checks set before anything is written for it (Clusters.Restore calls it
+	// before it stops or empties the idle slot): ErrChecksum when the set does not match
+	// what its source recorded, ErrTablespace when it holds tablespaces restage cannot
+	// restore. A source that checks each file as it restores it may return nil.
+	Verify(ctx context.Context, set *BackupSet) error
 	// Restore writes set into dir, a data directory to be, set up to recover to the
 	// set's consistent point and promote, with archiving off. With opts.Delta, dir may
 	// hold an earlier copy of which only the files that differ are replaced.
@@ -45,6 +50,9 @@ type RestoreOptions struct {
 	// backup's (else each file is read for its checksum): the caller has given every
 	// file it changed since the last restore a time no backup holds.
 	ByTime bool
+	// Verified: the caller has had Verify accept set just before, so Restore need not
+	// check it again (a base backup is not read twice).
+	Verified bool
 }
 
 // Origin is where production's cluster lives, as far as a source knows.

@@ -9,7 +9,8 @@
 // cut tags devel's head (the config's tag pattern, staging-%Y-W%V by default) and moves
 // the staging branch to it, refusing to move it backwards or past a failing check; its
 // report goes out under the topic release-train. -now rebuilds the staging environments
-// listed in the config at once instead of at the next nightly. promote takes a config
+// listed in the config at once instead of at the next nightly; their configs are checked
+// before the cut, and a bad one stops it (exit 2, nothing cut). promote takes a config
 // whose role is "production": it releases the staging branch's head, runs the pending
 // migrations in place on the live database after a preflight, restarts the service and
 // checks its health; it never restores, copies or renames a database.
@@ -74,6 +75,13 @@ func cut(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer t.Close()
+	if *now {
+		// The environments' configs are checked before anything runs (a bad one would
+		// otherwise fail -now after the cut had moved the staging branch).
+		if err := t.CheckStaging(); err != nil {
+			return fmt.Errorf("nothing cut: %w", err)
+		}
+	}
 	rep, err := t.Cut(ctx, train.CutOptions{RequestedBy: cli.Requester()})
 	if rep != nil {
 		fmt.Fprint(stdout, rep.Text())

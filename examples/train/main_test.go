@@ -114,6 +114,31 @@ func TestCutAndStatus(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stderr, "would move backwards") {
 		t.Fatalf("a backwards cut: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
+
+	// cut -now with a bad environment config: exit 2 naming it, and nothing cut.
+	badEnv := filepath.Join(dir, "staging.toml")
+	if err := os.WriteFile(badEnv, []byte("environment = \"staging\"\nbogus_key = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nowCfg := filepath.Join(dir, "train-now.toml")
+	if err := os.WriteFile(nowCfg, []byte("repo = \"bugs.git\"\ntag = \"now-%Y-%m-%d\"\nenvironments = [\"staging.toml\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// devel moves on by a commit of its own, so a cut would move staging and tag.
+	before := git("--git-dir", "bugs.git", "rev-parse", "staging")
+	git("-C", "work", "checkout", "-q", "--detach", before)
+	git("-C", "work", "commit", "-q", "--allow-empty", "-m", "three")
+	git("-C", "work", "push", "-q", "../bugs.git", "HEAD:refs/heads/devel")
+	r = clitest.Run(context.Background(), "train", run, staging.ExitStatus, "cut", "-config", nowCfg, "-now")
+	if r.Code != 2 || !strings.Contains(r.Stderr, badEnv+": unknown key bogus_key") || !strings.Contains(r.Stderr, "nothing cut") {
+		t.Errorf("cut -now with a bad environment config: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if got := git("--git-dir", "bugs.git", "rev-parse", "staging"); got != before {
+		t.Errorf("cut -now with a bad config moved staging to %s, want it at %s", got, before)
+	}
+	if tags := git("--git-dir", "bugs.git", "tag", "-l", "now-*"); tags != "" {
+		t.Errorf("cut -now with a bad config tagged %s", tags)
+	}
 }
 
 // The test binary doubles as the bug tracker's web app (the environments' service).

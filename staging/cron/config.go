@@ -89,7 +89,8 @@ type Job struct {
 	// prefixed by CRON_TZ=<zone>, or a descriptor such as @hourly or @daily (not
 	// @every). Without CRON_TZ it is read in the time zone of the time given to RunOnce.
 	// As in cron(8), a job whose day of month and day of week are both restricted runs
-	// on the days that match either. A range may wrap around ("0 22-2 * * *": 22:00 to
+	// on the days that match either; a day field that begins with '*' ("*/2") counts as
+	// unrestricted, so the days then match both. A range may wrap around ("0 22-2 * * *": 22:00 to
 	// 02:00; "FRI-MON").
 	Schedule string `toml:"schedule"`
 	// Command is the argv, run without a shell. A bare name is looked up in PATH; a
@@ -195,10 +196,19 @@ func (c *Config) Validate() error {
 func (c *Config) enabled() bool { return c.Enabled == nil || *c.Enabled }
 
 // scheduleOptions are the fields and syntax of Job.Schedule: the five standard fields
-// and descriptors, with day of month and day of week OR-ed when both are restricted,
-// as cron(8) does ("0 0 1 * MON": the 1st and every Monday). go-cron's default is AND.
+// and descriptors. Day of month and day of week are AND-ed (go-cron's default) unless
+// both are restricted: see dayFieldsOR.
 const scheduleOptions = cronspec.Minute | cronspec.Hour | cronspec.Dom | cronspec.Month | cronspec.Dow |
-	cronspec.Descriptor | cronspec.DowOrDom
+	cronspec.Descriptor
+
+// dayFieldsOR reports whether a schedule's day of month and day of week are OR-ed, as
+// cron(8) (Vixie cron, cronie) decides it: when neither field's text begins with '*'
+// ("0 0 1 * MON": the 1st and every Monday). A field that begins with '*' counts as
+// unrestricted even with a step, so "0 0 */2 * FRI" runs on the Fridays that are odd
+// days of the month, not on every odd day and every Friday.
+func dayFieldsOR(fields []string) bool {
+	return len(fields) == 5 && !strings.HasPrefix(fields[2], "*") && !strings.HasPrefix(fields[4], "*")
+}
 
 // parseSchedule parses a cron expression (see Job.Schedule), refusing @every (it
 // depends on when the runner started, not on the clock).
@@ -210,7 +220,11 @@ func parseSchedule(spec string) (cronspec.Schedule, error) {
 	if len(f) > 0 && strings.HasPrefix(f[0], "@every") {
 		return nil, errors.New("@every is not supported: use a 5-field expression such as \"*/5 * * * *\"")
 	}
-	p, err := cronspec.TryNewParser(scheduleOptions)
+	opts := scheduleOptions
+	if dayFieldsOR(f) {
+		opts |= cronspec.DowOrDom
+	}
+	p, err := cronspec.TryNewParser(opts)
 	if err != nil {
 		return nil, err
 	}

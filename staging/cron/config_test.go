@@ -202,7 +202,9 @@ func FuzzSchedule(f *testing.F) {
 }
 
 // The days and ranges of a schedule mean what they mean to cron(8): a restricted day
-// of month and day of week are OR-ed (go-cron's default is AND), and a range may wrap.
+// of month and day of week are OR-ed (go-cron's default is AND), a day field that begins
+// with '*' is unrestricted even with a step (so the days are AND-ed), and a range may
+// wrap.
 func TestScheduleSemantics(t *testing.T) {
 	day := func(d, h int) time.Time { return time.Date(2026, 11, d, h, 0, 0, 0, time.UTC) }
 	for _, tc := range []struct {
@@ -222,6 +224,13 @@ func TestScheduleSemantics(t *testing.T) {
 		// Friday to Monday, from Tuesday 24 November.
 		{"0 0 * * FRI-MON", day(24, 12), day(27, 0)},
 		{"0 0 * * FRI-MON", day(30, 0), time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)},
+		// "*/2" begins with '*': the odd days that are Fridays (11 December), not
+		// every odd day and every Friday (4 December). Spelled "1-31/2", it is restricted.
+		{"0 0 */2 * FRI", time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), time.Date(2026, 12, 11, 0, 0, 0, 0, time.UTC)},
+		{"0 0 1-31/2 * FRI", time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)},
+		// The same for the day of week: the 13th when it is a Sunday, Tuesday, Thursday
+		// or Saturday (Sunday 13 December), not Saturday 5 December.
+		{"0 0 13 * */2", time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), time.Date(2026, 12, 13, 0, 0, 0, 0, time.UTC)},
 	} {
 		e := newEnv(t)
 		r := newRunner(t, e.config(cron.Job{Name: "a", Schedule: tc.spec, Command: []string{"true"}}))

@@ -48,33 +48,9 @@ func OpenEnvironment(c *staging.EnvironmentConfig, opts staging.OpenOptions) (*s
 // environment that cannot be opened is named and the others still run); with no
 // staging environment listed, an error wrapping staging.ErrConfig.
 func (t *Train) RebuildStaging(ctx context.Context, opts staging.OpenOptions) ([]*staging.Report, error) {
-	type env struct {
-		path string
-		c    *staging.EnvironmentConfig
-	}
-	var todo []env
-	var bad []error
-	for _, path := range t.cfg.Environments {
-		c, err := LoadEnvironment(path, t.cfg.Drivers)
-		if err != nil {
-			bad = append(bad, naming(path, err))
-			continue
-		}
-		if c.Role == "" || c.Role == staging.RoleStaging {
-			// A rebuild needs the backups: a config without them is bad now, not after
-			// the rebuilds before it ran.
-			if err := c.RequireBackups(); err != nil {
-				bad = append(bad, naming(path, err))
-				continue
-			}
-			todo = append(todo, env{path, c})
-		}
-	}
-	if len(bad) > 0 {
-		return nil, fmt.Errorf("%d of the %d environments' configs are bad, nothing rebuilt:\n%w", len(bad), len(t.cfg.Environments), errors.Join(bad...))
-	}
-	if len(todo) == 0 {
-		return nil, fmt.Errorf("%w: environments lists no config with role %q to rebuild", staging.ErrConfig, staging.RoleStaging)
+	todo, err := t.stagingConfigs()
+	if err != nil {
+		return nil, err
 	}
 	var reps []*staging.Report
 	var errs []error
@@ -92,6 +68,50 @@ func (t *Train) RebuildStaging(ctx context.Context, opts staging.OpenOptions) ([
 		errs = append(errs, err)
 	}
 	return reps, errors.Join(errs...)
+}
+
+// CheckStaging loads and checks every config of the train's environments as
+// RebuildStaging does, and runs nothing: cut -now calls it before the cut, so that a bad
+// config (an error wrapping staging.ErrConfig naming each bad one) changes nothing.
+func (t *Train) CheckStaging() error {
+	_, err := t.stagingConfigs()
+	return err
+}
+
+// stagingEnv is a config of role staging of the train's environments, and its path.
+type stagingEnv struct {
+	path string
+	c    *staging.EnvironmentConfig
+}
+
+// stagingConfigs loads every config of the train's environments and returns those of
+// role staging, or an error naming each bad config (or saying none is of role staging).
+func (t *Train) stagingConfigs() ([]stagingEnv, error) {
+	var todo []stagingEnv
+	var bad []error
+	for _, path := range t.cfg.Environments {
+		c, err := LoadEnvironment(path, t.cfg.Drivers)
+		if err != nil {
+			bad = append(bad, naming(path, err))
+			continue
+		}
+		if c.Role == "" || c.Role == staging.RoleStaging {
+			// A rebuild needs the backups: a config without them is bad now, not after
+			// the rebuilds before it ran.
+			if err := c.RequireBackups(); err != nil {
+				bad = append(bad, naming(path, err))
+				continue
+			}
+			todo = append(todo, stagingEnv{path, c})
+		}
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%d of the %d environments' configs are bad, nothing rebuilt:\n%w", len(bad), len(t.cfg.Environments), errors.Join(bad...))
+	}
+	if len(todo) == 0 {
+		return nil, fmt.Errorf("%w: environments lists no config with role %q to rebuild", staging.ErrConfig, staging.RoleStaging)
+	}
+	return todo, nil
 }
 
 // naming returns err, prefixed with the config file path unless its text names it.
