@@ -75,15 +75,7 @@ func TestBackupCommand(t *testing.T) {
 	if err := json.Unmarshal(data, &m); err != nil || m.RowCounts["public.t"] != 123 || m.SystemIdentifier != prod.SystemIdentifier(t) {
 		t.Fatalf("manifest %v: %s", err, data)
 	}
-	cat, err := dbrestore.NewCatalog(dir, dbrestore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := cat.Wait(context.Background(), dbrestore.WaitOptions{Database: db, MaxAge: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.Verify(context.Background(), b); err != nil {
+	if err := verifyNewest(t, dir, db); err != nil {
 		t.Fatal(err)
 	}
 
@@ -177,17 +169,23 @@ func TestBackupCommandKeepRefusesForeignDump(t *testing.T) {
 	if _, err := os.Stat(manifests[0]); err != nil {
 		t.Errorf("the planted manifest was removed: %v", err)
 	}
-	cat, err := dbrestore.NewCatalog(dir, dbrestore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := cat.Wait(context.Background(), dbrestore.WaitOptions{Database: db, MaxAge: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.Verify(context.Background(), b); err != nil {
+	if err := verifyNewest(t, dir, db); err != nil {
 		t.Errorf("the new backup, kept after exit 1: %v", err)
 	}
+}
+
+// verifyNewest verifies the newest backup of db in dir, as staging's catalog would.
+func verifyNewest(t *testing.T, dir, db string) error {
+	t.Helper()
+	cat, err := dbrestore.NewCatalog(dir, dbrestore.Config{})
+	if err != nil {
+		return err
+	}
+	b, err := cat.Wait(t.Context(), dbrestore.WaitOptions{Database: db, MaxAge: time.Hour})
+	if err != nil {
+		return err
+	}
+	return cat.Verify(t.Context(), b)
 }
 
 // TestUsage runs backup in-process as main does; no server needed.
