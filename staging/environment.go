@@ -120,6 +120,11 @@ type ClusterSection struct {
 	User string `toml:"user"`
 	// Timeout bounds each start (with its recovery) and stop of a cluster; "": 10m.
 	Timeout Duration `toml:"timeout"`
+	// Seed copies the first rebuild's restore into the other slot before its first start,
+	// so that the second rebuild is a delta too ([backup] delta, pgBackRest). nil: true
+	// without [mask], false with it (the copy holds production's unmasked files until the
+	// next rebuild restores over it and masks it).
+	Seed *bool `toml:"seed"`
 }
 
 // CodeSection is [code].
@@ -505,6 +510,9 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 			p.add("cluster: the [cluster] section needs database.strategy = \"physical\"")
 		}
 		return
+	}
+	if cl := c.Cluster; cl != nil && cl.Seed != nil && *cl.Seed && (c.Backup.Type != "pgbackrest" || (c.Backup.Delta != nil && !*c.Backup.Delta)) {
+		p.add("cluster.seed: seeding the other slot is for the next delta: it needs backup.type \"pgbackrest\" with backup.delta")
 	}
 	if c.Role == RoleExperimental {
 		p.add("database.strategy \"physical\": an experimental environment deploys onto a logical copy; physical rebuilds are for role staging")

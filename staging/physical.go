@@ -33,6 +33,9 @@ type PhysicalConfig struct {
 	Keep []string
 	// Delta restores into the idle slot with --delta when it holds an earlier copy.
 	Delta bool
+	// Seed copies the first rebuild's restore, before its first start, into the other
+	// slot (Clusters.Seed), so that the second rebuild is a delta too. With Delta only.
+	Seed bool
 	// Carry lists databases of the live cluster that are not production's (an
 	// experimental environment's) copied into the new cluster before the cutover
 	// ([cluster] carry): writes to them after the copy are lost.
@@ -185,6 +188,22 @@ func (ru *run) latestSet(ctx context.Context) (*physical.BackupSet, error) {
 	}
 }
 
+// seedOther seeds the slot that is not s from it (the first rebuild: that slot was
+// never made), for the next rebuild's delta, and says so for the restore step's detail.
+// A failure only costs that delta: it is a note, not the rebuild's failure.
+func (ru *run) seedOther(ctx context.Context, s *physical.Slot) string {
+	start := time.Now()
+	seeded, err := ru.r.cfg.Physical.Clusters.Seed(ctx, s)
+	switch {
+	case err != nil:
+		ru.note("the other slot was not seeded from %s (the next rebuild is a full copy): %v", s, err)
+		return ""
+	case seeded == nil:
+		return ""
+	}
+	return fmt.Sprintf("; %s seeded from it for the next rebuild's delta in %s", seeded, round(time.Since(start)))
+}
+
 // physicalPrepare restores into the idle slot, recovers it on the side port, makes it
 // harmless and staging's (post-restore SQL included), and makes the clones.
 func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
@@ -209,7 +228,11 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 			if err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("%s into %s (%s) in %s", ps.set.Label, s, how, round(time.Since(start))), nil
+			d := fmt.Sprintf("%s into %s (%s) in %s", ps.set.Label, s, how, round(time.Since(start)))
+			if pc.Delta && pc.Seed {
+				d += ru.seedOther(ctx, s)
+			}
+			return d, nil
 		})
 	})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/restage/restage/dbrestore/mask"
 )
 
 // physicalSample is sampleConfig with strategy physical: no admin_dsn, [backup] from a
@@ -45,7 +47,15 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 		{`s/delta    = true/delta = true\ninfo_timeout = "soon"/`, `backup.info_timeout`},
 		{`s/delta    = true/delta = true\nprocess_max = -2/`, `backup.process_max -2: want 1 or more`},
 		{`s/^environment = "staging"/environment = "staging"\nrole = "experimental"/`, `physical rebuilds are for role staging`},
+		{`s/delta    = true/delta = false/`, ``}, // valid; with seed = true it is not:
 	} {
+		if tc.want == "" {
+			text := sed(t, sed(t, physicalSample, tc.edit), `s/port     = 5433/port = 5433\nseed = true/`)
+			if _, err := LoadEnvironment(writeConfig(t, text)); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "cluster.seed") {
+				t.Errorf("seed without delta: %v", err)
+			}
+			continue
+		}
 		_, err := LoadEnvironment(writeConfig(t, sed(t, physicalSample, tc.edit)))
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want one naming %q", tc.edit, err, tc.want)
@@ -87,5 +97,24 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	_, err := LoadEnvironment(writeConfig(t, sampleConfig+"\n[cluster]\ndir = \"/srv/pg\"\nport = 5433\n"))
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "cluster: the [cluster] section needs") {
 		t.Errorf("cluster with swap: %v", err)
+	}
+}
+
+// [cluster] seed: on by default, off by default with [mask] (the copy would hold
+// production's files unmasked until the next rebuild), as set when set.
+func TestClusterSeedDefault(t *testing.T) {
+	on, off := true, false
+	masked := &mask.Config{}
+	for _, tc := range []struct {
+		seed *bool
+		mask *mask.Config
+		want bool
+	}{
+		{nil, nil, true}, {nil, masked, false}, {&on, masked, true}, {&off, nil, false},
+	} {
+		c := &EnvironmentConfig{Cluster: &ClusterSection{Seed: tc.seed}, Mask: tc.mask}
+		if got := c.seed(); got != tc.want {
+			t.Errorf("seed %v, mask %v: %v, want %v", tc.seed, tc.mask != nil, got, tc.want)
+		}
 	}
 }

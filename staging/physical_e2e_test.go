@@ -52,8 +52,8 @@ func stepDetail(rep *staging.Report, name string) string {
 	return ""
 }
 
-// TestPhysicalRebuild rebuilds staging from a pgBackRest backup three times (the third
-// with --delta into the slot of the first), checks the data, the migrations, the
+// TestPhysicalRebuild rebuilds staging from a pgBackRest backup three times (the first
+// seeds slot b; the second and third restore with --delta), checks the data, the migrations, the
 // neutralized cluster, and that production's repository was never written to.
 func TestPhysicalRebuild(t *testing.T) {
 	w := newPhysicalWorld(t)
@@ -67,6 +67,10 @@ func TestPhysicalRebuild(t *testing.T) {
 		t.Fatalf("strategy %s, live slot %s\n%s", rep.Strategy, liveSlot(t, w), rep.Text())
 	}
 	t.Log(rep.Text())
+	// The first restore is copied into slot b before its first start ([cluster] seed).
+	if d := stepDetail(rep, "restore"); !strings.Contains(d, "full copy") || !strings.Contains(d, "slot b seeded from it") {
+		t.Fatalf("first rebuild's restore: %q", d)
+	}
 	if h := get(t, w.AppURL+"/+health"); !strings.HasPrefix(h, "200 ok release="+rep.Release.ID) {
 		t.Fatalf("health: %s", h)
 	}
@@ -101,14 +105,15 @@ func TestPhysicalRebuild(t *testing.T) {
 		t.Errorf("production's repository changed during the rebuild")
 	}
 
-	// About 5%% of the rows change; a new backup; the second rebuild fills slot b.
+	// About 5%% of the rows change; a new backup; the second rebuild restores into slot
+	// b, seeded by the first: --delta, trusting size and time.
 	w.Production.Exec(t, w.ProdDB, "UPDATE bug SET title = title || ' (changed)' WHERE id % 20 = 0")
 	if _, err := w.Backup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	rep = mustRun(t, w)
-	if liveSlot(t, w) != "b" || !strings.Contains(stepDetail(rep, "restore"), "full copy") {
-		t.Fatalf("second rebuild: slot %s, restore %q", liveSlot(t, w), stepDetail(rep, "restore"))
+	if d := stepDetail(rep, "restore"); liveSlot(t, w) != "b" || !strings.Contains(d, "(delta, by size and time)") || strings.Contains(d, "seeded") {
+		t.Fatalf("second rebuild: slot %s, restore %q", liveSlot(t, w), d)
 	}
 	changed := w.Production.QueryString(t, w.ProdDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'")
 	if got := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM bug WHERE title LIKE '%(changed)'"); got != changed {
