@@ -344,15 +344,7 @@ func dropUserMappings(ctx context.Context, conn *pgx.Conn, role string) ([]strin
 func (r *restoreRun) pgRestore(ctx context.Context, pgRestore string) error {
 	s, opts := r.s, r.opts
 	target := s.rcs.withDatabase(opts.Target)
-	args := []string{"--dbname", target.withoutPassword().String(), "--jobs", strconv.Itoa(opts.Jobs),
-		"--exit-on-error", "--verbose"}
-	if !opts.KeepOwners {
-		args = append(args, "--no-owner", "--no-acl")
-	}
-	if s.cfg.Role != "" {
-		args = append(args, "--role="+s.cfg.Role)
-	}
-	args = append(args, r.b.Path)
+	args := append(r.baseArgs("--dbname", target.withoutPassword().String(), "--jobs", strconv.Itoa(opts.Jobs)), r.b.Path)
 	env := append(passwordEnv(s.rcs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
 	pp := &progressParser{toc: r.toc, ids: opts.Jobs > 1, fn: opts.Progress, seen: map[int]bool{}}
 	p := &proc{path: pgRestore, args: args, env: env, secrets: s.secrets(), started: r.reads.started,

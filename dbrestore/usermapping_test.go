@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/restage/restage/dbrestore/mask"
 )
 
 // A dump of production holds its user mappings: the logins postgres_fdw (and dblink)
@@ -54,5 +56,36 @@ CREATE FOREIGN TABLE remote_t (id int) SERVER prodsrv OPTIONS (table_name 't');`
 	}
 	if n := prod.QueryInt(t, db, "SELECT count(*) FROM t"); n != 0 {
 		t.Fatalf("the post-restore SQL on staging inserted %d row(s) into production", n)
+	}
+}
+
+// A dump of a database that subscribes to a publication holds the subscription, with
+// the name of its slot on the publisher. The restore leaves it out: restored, it would
+// make every later drop of the copy fail ("being used by logical replication
+// subscription"), and enabling or dropping it on staging would take or drop that slot.
+func TestRestoreLeavesSubscriptionsOut(t *testing.T) {
+	prod, staging := servers(t)
+	ctx := testCtx(t)
+	db := prod.Database(t)
+	prod.Exec(t, db, personalSchema)
+	prod.Exec(t, db, `CREATE TABLE t (id int);
+CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=1 dbname=x connect_timeout=1' PUBLICATION pub
+	WITH (connect = false, slot_name = 'production_slot')`)
+	t.Cleanup(func() {
+		prod.Exec(t, db, "ALTER SUBSCRIPTION sub DISABLE; ALTER SUBSCRIPTION sub SET (slot_name = NONE); DROP SUBSCRIPTION sub")
+	})
+	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	for _, m := range []*mask.Rules{nil, personalRules(t)} {
+		res, err := srv.Restore(ctx, b, RestoreOptions{Target: dbName(t, staging, "sub"), Mask: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := staging.QueryInt(t, res.Database, "SELECT count(*) FROM pg_subscription"); n != 0 {
+			t.Fatalf("masked %v: %d subscription(s) restored", m != nil, n)
+		}
+		if err := srv.Drop(ctx, res.Database); err != nil {
+			t.Fatalf("masked %v: drop the restored copy: %v", m != nil, err)
+		}
 	}
 }
