@@ -403,3 +403,44 @@ CREATE FOREIGN TABLE remote (id int) SERVER prodsrv OPTIONS (table_name 'landed'
 		}
 	}
 }
+
+// Production's configuration (or a file it includes, or pgBackRest's recovery-option)
+// may name a recovery_end_command: run at the end of the restored cluster's recovery on
+// staging, a cleanup of production's WAL archive (pg_archivecleanup on a shared folder)
+// would delete what production's backups need. restage pins it empty on the command
+// line, with archive_cleanup_command.
+func TestRecoveryCommandsFromTheBackupDoNotRun(t *testing.T) {
+	w := newWorld(t, true)
+	ctx := context.Background()
+	marks, err := os.MkdirTemp("", "restage-recovery-end-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(marks) })
+	if err := os.Chmod(marks, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, slot := w.restored(t)
+	for _, f := range []string{"postgresql.conf", "postgresql.auto.conf"} {
+		appendFile(t, filepath.Join(slot.Data, f), "recovery_end_command = 'touch "+filepath.Join(marks, f)+"'\n"+
+			"archive_cleanup_command = 'touch "+filepath.Join(marks, f+".cleanup")+"'\n")
+	}
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"recovery_end_command", "archive_cleanup_command"} {
+		if v := setting(t, w.cl, slot, name); v != "" {
+			t.Errorf("%s = %q on the restored cluster", name, v)
+		}
+	}
+	if err := w.cl.Stop(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	ran, err := os.ReadDir(marks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ran {
+		t.Errorf("a command of the backup's configuration ran on staging (it wrote %s)", e.Name())
+	}
+}
