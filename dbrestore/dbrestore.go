@@ -161,11 +161,14 @@ type RestoreResult struct {
 
 // Errors callers test with errors.Is.
 var (
-	ErrNoBackup         = errors.New("no complete backup")
-	ErrTooOld           = errors.New("backup too old")
-	ErrChecksum         = errors.New("backup checksum mismatch")
-	ErrCorrupt          = errors.New("backup unreadable")
-	ErrProduction       = errors.New("refusing to touch the production server")
+	ErrNoBackup   = errors.New("no complete backup")
+	ErrTooOld     = errors.New("backup too old")
+	ErrChecksum   = errors.New("backup checksum mismatch")
+	ErrCorrupt    = errors.New("backup unreadable")
+	ErrProduction = errors.New("refusing to touch the production server")
+	// ErrOtherServer: a restore connection (RestoreDSN, or the admin DSN resolved again)
+	// reached another server than the admin connection the guard checked.
+	ErrOtherServer      = errors.New("restore connection reaches another server than the admin DSN")
 	ErrNoProduction     = errors.New("no production system_identifier known")
 	ErrProtected        = errors.New("refusing to touch a protected database")
 	ErrNotFound         = errors.New("database does not exist")

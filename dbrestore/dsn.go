@@ -3,9 +3,13 @@ package dbrestore
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/restage/restage/internal/redact"
 )
@@ -226,4 +230,29 @@ func (c *connString) Redacted() string {
 		}
 	}
 	return out.String()
+}
+
+// Hosts returns the servers a connection with dsn may reach, as "host:port" (host may
+// be a socket folder), in the order they are tried: the DSN's hosts, else the
+// environment's (PGHOST, PGPORT) or its service's, as pgx reads them. A DSN naming
+// several hosts (host=a,b) lets a connection land on the next one when the first does
+// not answer: the server the production guard checked through one connection need not
+// be the one pg_restore, or a later connection, reaches. Its errors never contain dsn.
+func Hosts(dsn string) ([]string, error) {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: pgx cannot read it", errBadDSN)
+	}
+	var hosts []string
+	add := func(host string, port uint16) {
+		h := net.JoinHostPort(host, strconv.Itoa(int(port)))
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	add(cfg.Host, cfg.Port)
+	for _, f := range cfg.Fallbacks {
+		add(f.Host, f.Port)
+	}
+	return hosts, nil
 }

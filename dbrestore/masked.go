@@ -132,9 +132,13 @@ func (r *restoreRun) runPgRestore(ctx context.Context, pgRestore, what string, e
 	return nil
 }
 
-// baseArgs are pg_restore's arguments shared by every phase of a masked restore.
+// baseArgs are pg_restore's arguments shared by a restore and every phase of a masked one.
 func (r *restoreRun) baseArgs(more ...string) []string {
-	args := append([]string{"--exit-on-error", "--verbose"}, more...)
+	// --no-subscriptions: a dump holds a subscription of production's with the name of
+	// its slot on the publisher; restored (disabled), it would make every later DROP
+	// DATABASE of the copy fail, and enabling or dropping it on staging would reach the
+	// publisher and take or drop the slot production's subscription replicates through.
+	args := append([]string{"--exit-on-error", "--verbose", "--no-subscriptions"}, more...)
 	if !r.opts.KeepOwners {
 		args = append(args, "--no-owner", "--no-acl")
 	}

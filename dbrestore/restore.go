@@ -253,6 +253,9 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
+	if err := r.cutUserMappings(ctx, conn); err != nil {
+		return err
+	}
 	rels, err := listRelations(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("dbrestore: list restored tables: %w", err)
@@ -281,19 +284,67 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	return nil
 }
 
+// cutUserMappings drops every user mapping the dump restored into the target (as
+// ServerConfig.Role when set: with --no-owner the foreign servers are its), before the
+// post-restore SQL, the migrations and the service can use them: a mapping holds the
+// login, often with its password, that postgres_fdw or dblink use to reach another
+// server, and a dump of production holds production's, so an UPDATE of a foreign table
+// on staging would change production. The foreign servers and tables stay; create in a
+// post-restore file the mappings staging may use.
+func (r *restoreRun) cutUserMappings(ctx context.Context, conn *pgx.Conn) error {
+	dropped, err := dropUserMappings(ctx, conn, r.s.cfg.Role)
+	if err != nil {
+		return fmt.Errorf("dbrestore: drop the restored user mappings in %q: %w", r.opts.Target, err)
+	}
+	if len(dropped) > 0 {
+		r.addOutput("dropped the restored user mappings (they may reach production): " + strings.Join(dropped, ", "))
+		r.s.log.Info("dbrestore: dropped the restored user mappings", logKeyTarget, r.opts.Target, "mappings", strings.Join(dropped, ", "))
+	}
+	return nil
+}
+
+// dropUserMappings drops every user mapping of conn's database, in one transaction, as
+// role when it is not "", and returns them as "user@server".
+func dropUserMappings(ctx context.Context, conn *pgx.Conn, role string) ([]string, error) {
+	var dropped []string
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, "SELECT umuser = 0, usename, srvname FROM pg_user_mappings ORDER BY srvname, usename")
+		type mapping struct {
+			public        bool
+			user, srvname string
+		}
+		ms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (mapping, error) {
+			var m mapping
+			return m, row.Scan(&m.public, &m.user, &m.srvname)
+		})
+		if err != nil || len(ms) == 0 {
+			return err
+		}
+		if role != "" {
+			if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+ident(role)); err != nil {
+				return err
+			}
+		}
+		for _, m := range ms {
+			user := "PUBLIC"
+			if !m.public {
+				user = ident(m.user)
+			}
+			if _, err := tx.Exec(ctx, "DROP USER MAPPING FOR "+user+" SERVER "+ident(m.srvname)); err != nil {
+				return fmt.Errorf("user mapping for %s on server %s: %w", m.user, m.srvname, err)
+			}
+			dropped = append(dropped, m.user+"@"+m.srvname)
+		}
+		return nil
+	})
+	return dropped, err
+}
+
 // pgRestore runs pg_restore into the target, reporting progress.
 func (r *restoreRun) pgRestore(ctx context.Context, pgRestore string) error {
 	s, opts := r.s, r.opts
 	target := s.rcs.withDatabase(opts.Target)
-	args := []string{"--dbname", target.withoutPassword().String(), "--jobs", strconv.Itoa(opts.Jobs),
-		"--exit-on-error", "--verbose"}
-	if !opts.KeepOwners {
-		args = append(args, "--no-owner", "--no-acl")
-	}
-	if s.cfg.Role != "" {
-		args = append(args, "--role="+s.cfg.Role)
-	}
-	args = append(args, r.b.Path)
+	args := append(r.baseArgs("--dbname", target.withoutPassword().String(), "--jobs", strconv.Itoa(opts.Jobs)), r.b.Path)
 	env := append(passwordEnv(s.rcs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
 	pp := &progressParser{toc: r.toc, ids: opts.Jobs > 1, fn: opts.Progress, seen: map[int]bool{}}
 	p := &proc{path: pgRestore, args: args, env: env, secrets: s.secrets(), started: r.reads.started,

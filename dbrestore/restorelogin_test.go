@@ -2,6 +2,7 @@ package dbrestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -128,3 +129,56 @@ INSERT INTO t VALUES (1), (2);`, quoteLit(db), protected, protected, protected))
 }
 
 func quoteLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// A restore_dsn that reaches another server than the admin DSN (production's address
+// copied by mistake, or a name that resolves elsewhere) is refused before pg_restore
+// runs: the guard checked the admin connection only. Here production has a database
+// of the target's name, owned by a login without superuser rights, as when staging and
+// production name their database alike: pg_restore would fill it.
+func TestRestoreLoginOnAnotherServerIsRefused(t *testing.T) {
+	prod, staging := servers(t)
+	ctx := testCtx(t)
+	db := prod.Database(t)
+	prod.Exec(t, db, "CREATE TABLE item (id int PRIMARY KEY); INSERT INTO item SELECT generate_series(1, 10)")
+	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+
+	suffix := fmt.Sprint(time.Now().UnixNano() % 1e9)
+	role, secret := "app_"+suffix, "pw-"+suffix
+	target := dbName(t, staging, "same_name")
+	prod.Exec(t, "postgres", fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", role, secret))
+	prod.Exec(t, "postgres", fmt.Sprintf("CREATE DATABASE %s OWNER %s", target, role))
+	t.Cleanup(func() {
+		dropQuietly(prod, target)
+		if conn, err := pgx.Connect(context.Background(), prod.AdminDSN()); err == nil {
+			_, _ = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+			conn.Close(context.Background())
+		}
+	})
+	u, err := url.Parse(prod.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, secret)
+
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}, RestoreDSN: u.String()})
+	if err := srv.CheckRestoreLogin(ctx); !errors.Is(err, ErrProduction) {
+		t.Fatalf("CheckRestoreLogin with a restore_dsn on production: %v, want ErrProduction", err)
+	}
+	_, err = srv.Restore(ctx, b, RestoreOptions{Target: target})
+	if !errors.Is(err, ErrProduction) {
+		t.Fatalf("Restore with a restore_dsn on production: %v, want ErrProduction", err)
+	}
+	if n := prod.QueryInt(t, target, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"); n != 0 {
+		t.Fatalf("the restore wrote %d table(s) into production's %s", n, target)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatal("the restore login's password is in the error")
+	}
+
+	// Another server that is not known as production is refused too: it is not the
+	// server the guard checked.
+	other := newServer(t, staging, ServerConfig{Production: []uint64{1}, RestoreDSN: u.String()})
+	if err := other.CheckRestoreLogin(ctx); !errors.Is(err, ErrOtherServer) {
+		t.Fatalf("CheckRestoreLogin with a restore_dsn on another server: %v, want ErrOtherServer", err)
+	}
+}

@@ -181,19 +181,48 @@ func (s *Server) connectRestore(ctx context.Context, database string) (*pgx.Conn
 	return s.connectAs(ctx, s.rcs, database)
 }
 
-// checkRestoreLogin refuses a RestoreDSN whose login is a superuser, or a member of
-// one (SET ROLE would reach it): it would not contain what the dump runs. The login is
-// the session user, whatever role its options set.
+// checkRestoreLogin refuses a restore connection to database that reaches another
+// server than the admin connection (sameServer), and a RestoreDSN whose login is a
+// superuser, or a member of one (SET ROLE would reach it): it would not contain what the
+// dump runs. The login is the session user, whatever role its options set.
 func (s *Server) checkRestoreLogin(ctx context.Context, database string) error {
-	if s.cfg.RestoreDSN == "" {
-		return nil
-	}
 	c, err := s.connectRestore(ctx, database)
 	if err != nil {
 		return fmt.Errorf("dbrestore: restore login: %w", err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
+	if err := s.sameServer(ctx, c); err != nil {
+		return err
+	}
+	if s.cfg.RestoreDSN == "" {
+		return nil
+	}
 	return refuseSuperLogin(ctx, c)
+}
+
+// sameServer refuses c, a restore connection, unless it reached the server the admin
+// connection reaches (the one the production guard checked): same system_identifier,
+// and not a production one. pg_restore, the masking streams and the post-restore SQL
+// connect on their own, with RestoreDSN (which may name another host than AdminDSN) or
+// with the admin DSN resolved again; the guard's check of the admin connection says
+// nothing about where they land.
+func (s *Server) sameServer(ctx context.Context, c *pgx.Conn) error {
+	id, err := systemIdentifier(ctx, c)
+	if err != nil {
+		return fmt.Errorf("dbrestore: restore login: %w", err)
+	}
+	adminID, err := s.SystemIdentifier(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.checkProduction(id); err != nil {
+		return fmt.Errorf("dbrestore: the restore login reaches %s: %w", c.Config().Host, err)
+	}
+	if id != adminID {
+		return fmt.Errorf("dbrestore: %w: the restore login reaches the server %s (system_identifier %d), not the admin DSN's (system_identifier %d); check [database] restore_dsn",
+			ErrOtherServer, c.Config().Host, id, adminID)
+	}
+	return nil
 }
 
 // refuseSuperLogin refuses c's session user when it is a superuser or a member of one.
@@ -229,6 +258,9 @@ func (s *Server) CheckRestoreLogin(ctx context.Context) error {
 		return nil
 	}
 	defer c.Close(context.WithoutCancel(ctx))
+	if err := s.sameServer(ctx, c); err != nil {
+		return redact.Error(err, s.secrets()...)
+	}
 	return redact.Error(refuseSuperLogin(ctx, c), s.secrets()...)
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/restage/restage/codesync"
+	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/dbrestore/physical"
 )
@@ -317,6 +318,9 @@ func (c *EnvironmentConfig) validate(production bool) error {
 		p.add("role %q: want %q or %q", c.Role, RoleStaging, RoleExperimental)
 	}
 	c.Database.validate(&p)
+	if c.Role != RoleProduction {
+		c.Database.refuseSeveralHosts(&p)
+	}
 	c.validatePhysical(&p)
 	if len(c.Database.ProductionIDs) == 0 && c.Backup.Dir == "" && c.Backup.Type != "pgbackrest" && c.Backup.Type != "basebackup" && c.Role != RoleProduction {
 		p.add("missing required key database.production_ids (or backup.dir, whose manifests name production): restage refuses to change a server before it knows production's identity")
@@ -344,6 +348,22 @@ func (c *EnvironmentConfig) validate(production bool) error {
 		}
 	}
 	return p.err(c)
+}
+
+// refuseSeveralHosts refuses an admin_dsn or restore_dsn that may reach several servers
+// (host=a,b, or PGHOST so): the production guard checks the server one connection
+// reached, and pg_restore or a later connection would take the next host whenever the
+// first did not answer. A DSN pgx cannot read is left to the connection's error.
+func (d *DatabaseSection) refuseSeveralHosts(p *problems) {
+	for _, k := range []struct{ key, dsn string }{{"database.admin_dsn", d.AdminDSN}, {"database.restore_dsn", d.RestoreDSN}} {
+		if k.dsn == "" {
+			continue
+		}
+		if hosts, err := dbrestore.Hosts(k.dsn); err == nil && len(hosts) > 1 {
+			p.add("%s may reach several servers (%s): name one, the staging server (restage checks the server one connection reaches; pg_restore or the next connection would take the next host whenever the first did not answer)",
+				k.key, strings.Join(hosts, ", "))
+		}
+	}
 }
 
 func (d *DatabaseSection) validate(p *problems) {

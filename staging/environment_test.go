@@ -103,6 +103,12 @@ func TestLoadEnvironmentErrorsNameTheKey(t *testing.T) {
 		{`s/^name         = "launchpad_staging"/name = "launchpad_prod"/`, `database.name: "launchpad_prod" is listed in database.protect`},
 		{`s/^name         = "launchpad_staging"/name = "postgres"/`, `database.name: "postgres" is a system database`},
 		{`s/^clones       = .*/clones = ["launchpad_staging"]/`, `database.clones: "launchpad_staging" is database.name itself`},
+		// A DSN naming several hosts: the guard checks the one a connection reached,
+		// pg_restore would take the next whenever the first did not answer.
+		{`s/^admin_dsn .*/admin_dsn = "host=staging-db,prod-db port=5432 user=postgres password=secret dbname=postgres"/`,
+			`database.admin_dsn may reach several servers (staging-db:5432, prod-db:5432)`},
+		{`s/^name         = "launchpad_staging"/name = "launchpad_staging"\nrestore_dsn = "host=staging-db,prod-db user=app password=secret dbname=postgres"/`,
+			`database.restore_dsn may reach several servers (staging-db:5432, prod-db:5432)`},
 	} {
 		text := sed(t, sampleConfig, tc.edit)
 		_, err := LoadEnvironment(writeConfig(t, text))

@@ -160,7 +160,41 @@ func openLockFile(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
+	if err := checkLockFile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// checkLockFile refuses a lock file that restage would damage by writing its owner
+// record into it (a rebuild truncates the file it holds): anything but a regular file
+// (a device, a FIFO), and a file that holds something other than an owner record, such
+// as another program's file that lock_file names by mistake (a pgBackRest repository's
+// backup.info, a server's postmaster.pid). An empty file is a lock file: flock(1) and
+// a released lock leave it so.
+func checkLockFile(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("lock: %s is not a regular file (%s): refused, it is not a lock file", f.Name(), st.Mode().Type())
+	}
+	o, err := readOwnerFrom(f)
+	if err == nil && o != nil && o.PID <= 0 {
+		err = errors.New("no pid")
+	}
+	if err != nil && errors.Is(err, errPartialRecord) {
+		// A record another rebuild is writing now (it truncates, then writes): that
+		// rebuild holds the flock, which says so.
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("lock: %s holds %d bytes that are not restage's owner record (%v): refused, it may be another program's file (check lock_file)",
+			f.Name(), st.Size(), err)
+	}
+	return nil
 }
 
 // self is the calling process's owner record.
@@ -358,10 +392,17 @@ func readOwnerFrom(f *os.File) (*Owner, error) {
 	}
 	var o Owner
 	if err := json.Unmarshal(data, &o); err != nil {
+		if bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+			err = fmt.Errorf("%w: %w", errPartialRecord, err)
+		}
 		return nil, fmt.Errorf("lock %s: owner record: %w", f.Name(), err)
 	}
 	return &o, nil
 }
+
+// errPartialRecord: what an owner record holds is JSON cut short, as a record being
+// written is.
+var errPartialRecord = errors.New("an owner record cut short")
 
 // SharedHolders returns the records of the live shared holders of the lock at path,
 // oldest first; records of dead processes are removed.

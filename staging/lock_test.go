@@ -113,10 +113,24 @@ func TestLockInteroperatesWithSharedHoldersAcrossDescriptors(t *testing.T) {
 
 // A rebuild whose owner record cannot be written does not hold the lock silently
 // anonymous: AcquireExclusive fails and says why (staticcheck SA4006 found the error
-// dropped). Here the lock file is a FIFO, which cannot be truncated or written at an
-// offset.
+// dropped). A FIFO, which cannot be truncated or written at an offset, is refused
+// before it is locked (not a regular file); writeOwnerInto's own failure is returned.
 func TestOwnerRecordWriteFailureIsReported(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "staging.lock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeOwnerInto(ro, self("")); err == nil {
+		t.Fatal("an owner record written into a file open for reading only")
+	}
+	ro.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Mkfifo(path, 0o600); err != nil {
 		t.Skip(err)
 	}
@@ -125,7 +139,7 @@ func TestOwnerRecordWriteFailureIsReported(t *testing.T) {
 		l.Release()
 		t.Fatal("the lock was taken without an owner record")
 	}
-	if !strings.Contains(err.Error(), "write owner record") {
+	if !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("err = %v", err)
 	}
 	// The failed attempt released the flock: the next holder gets it.
@@ -264,4 +278,53 @@ func TestLockRefusesSymlinks(t *testing.T) {
 		refused(t, "holder record", nil, l.RecordErr)
 		unchanged(t)
 	})
+}
+
+// A lock_file that names another program's file by mistake (here a pgBackRest
+// repository's backup.info) is refused, by a rebuild and by a cron job, and left as it
+// was: a rebuild would truncate it and write its owner record there.
+func TestLockFileThatIsAnotherProgramsFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	info := filepath.Join(dir, "backup.info")
+	const content = "[backup:current]\n20261203-010000F={\"backup-type\":\"full\"}\n"
+	if err := os.WriteFile(info, []byte(content), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []string{"", "{\"host\":\"x\"}\n"} {
+		if pid != "" {
+			info = filepath.Join(dir, "nopid.json")
+			if err := os.WriteFile(info, []byte(pid), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, _ := os.ReadFile(info)
+		l, err := AcquireExclusive(context.Background(), info, LockOptions{})
+		if err == nil {
+			l.Release()
+			t.Fatalf("%s taken as a lock file", filepath.Base(info))
+		}
+		if !strings.Contains(err.Error(), "not restage's owner record") {
+			t.Errorf("exclusive: %v", err)
+		}
+		if l, err := AcquireShared(info, "job"); err == nil {
+			l.Release()
+			t.Fatalf("%s taken as a lock file by a cron job", filepath.Base(info))
+		}
+		if after, _ := os.ReadFile(info); string(after) != string(before) {
+			t.Fatalf("%s changed:\n%s", filepath.Base(info), after)
+		}
+	}
+	if _, err := AcquireExclusive(context.Background(), "/dev/null", LockOptions{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("/dev/null as a lock file: %v", err)
+	}
+	// A record cut short (another rebuild writing it) is restage's own.
+	partial := filepath.Join(dir, "partial.lock")
+	if err := os.WriteFile(partial, []byte(`{"pid":12`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := AcquireExclusive(context.Background(), partial, LockOptions{})
+	if err != nil {
+		t.Fatalf("a lock file holding a record cut short: %v", err)
+	}
+	l.Release()
 }

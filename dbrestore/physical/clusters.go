@@ -243,7 +243,10 @@ func (c *Clusters) CheckOrigin(o Origin) error {
 }
 
 // localHost reports whether h names this host: a loopback name or address, its host
-// name, or one of its interfaces' addresses.
+// name, or one of its interfaces' addresses. An address that is this host's for a connection counts too: the unspecified ones
+// (0.0.0.0, ::, which connect to this host) and the numeric forms the C library reads
+// besides dotted quads ("127.1", "2130706433", "0x7f000001"), which Go's resolver does
+// not, and a bracketed IPv6 address ("[::1]").
 func localHost(h string) bool {
 	switch h {
 	case "", "localhost", "127.0.0.1", "::1":
@@ -252,22 +255,61 @@ func localHost(h string) bool {
 	if name, err := os.Hostname(); err == nil && strings.EqualFold(name, h) {
 		return true
 	}
-	if addrs, err := net.LookupHost(h); err == nil {
-		own := map[string]bool{}
-		if ifaddrs, err := net.InterfaceAddrs(); err == nil {
-			for _, a := range ifaddrs {
-				if n, ok := a.(*net.IPNet); ok {
-					own[n.IP.String()] = true
-				}
-			}
-		}
-		for _, a := range addrs {
-			if ip := net.ParseIP(a); ip != nil && (ip.IsLoopback() || own[ip.String()]) {
-				return true
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	var addrs []string
+	if ip := inetAton(h); ip != nil {
+		addrs = []string{ip.String()}
+	} else if a, err := net.LookupHost(h); err == nil {
+		addrs = a
+	}
+	if len(addrs) == 0 {
+		return false
+	}
+	own := map[string]bool{}
+	if ifaddrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range ifaddrs {
+			if n, ok := a.(*net.IPNet); ok {
+				own[n.IP.String()] = true
 			}
 		}
 	}
+	for _, a := range addrs {
+		if ip := net.ParseIP(a); ip != nil && (ip.IsLoopback() || ip.IsUnspecified() || own[ip.String()]) {
+			return true
+		}
+	}
 	return false
+}
+
+// inetAton reads h as inet_aton(3) does: one to four numbers separated by dots, each
+// decimal, octal (leading 0) or hexadecimal (0x), the last filling the bytes the others
+// leave. It returns nil when h is not such an address.
+func inetAton(h string) net.IP {
+	parts := strings.Split(h, ".")
+	if len(parts) > 4 {
+		return nil
+	}
+	nums := make([]uint64, len(parts))
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 0, 32)
+		if err != nil || p == "" || p[0] == '+' {
+			return nil
+		}
+		nums[i] = n
+	}
+	var v uint64
+	for i, n := range nums[:len(nums)-1] {
+		if n > 0xff {
+			return nil
+		}
+		v |= n << (24 - 8*i)
+	}
+	last := nums[len(nums)-1]
+	if last >= 1<<(8*(4-len(nums)+1)) {
+		return nil
+	}
+	v |= last
+	return net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 }
 
 // readMarker reads the slot's marker; ErrNotOurs when it is missing or names another

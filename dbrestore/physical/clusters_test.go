@@ -358,3 +358,23 @@ func TestDirInsideADataDirectory(t *testing.T) {
 		t.Fatal("made a folder inside the data directory")
 	}
 }
+
+// pgBackRest reaches production's host through the C library, which reads forms of
+// this host's addresses that Go's resolver does not: each is this host, so that a
+// [cluster] port or dir that is production's is refused however pg1-host spells it.
+func TestLocalHostKnowsItsAliases(t *testing.T) {
+	for _, h := range []string{"127.1", "2130706433", "0x7f000001", "0177.0.0.1", "0.0.0.0", "::", "[::1]", "::ffff:127.0.0.1", "0"} {
+		if !localHost(h) {
+			t.Errorf("%s: not this host", h)
+		}
+	}
+	for _, h := range []string{"192.0.2.1", "3221225985", "192.0.2", "1.2.3.4.5", "0x1g", "08.0.0.1", "256.0.0.1"} {
+		if localHost(h) {
+			t.Errorf("%s taken for this host", h)
+		}
+	}
+	c := newTestClusters(t)
+	if err := c.CheckOrigin(Origin{Host: "127.1", Port: c.cfg.Port}); !errors.Is(err, ErrProduction) {
+		t.Errorf("production on port %d of 127.1: %v, want ErrProduction", c.cfg.Port, err)
+	}
+}

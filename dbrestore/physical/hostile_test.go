@@ -3,6 +3,7 @@ package physical_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -340,5 +341,106 @@ func TestOriginUnderOlderNames(t *testing.T) {
 		if err := cl.CheckOrigin(src.Origin()); !errors.Is(err, physical.ErrProduction) {
 			t.Errorf("%s port %d: %v", cfg.Dir, cfg.Port, err)
 		}
+	}
+}
+
+// Production's user mappings (postgres_fdw here, pointing at production itself) do not
+// survive the neutralize step: SQL on the restored cluster that writes to a foreign
+// table (a post-restore file, a migration, the service) cannot reach production.
+func TestUserMappingsCannotReachProduction(t *testing.T) {
+	w := newWorld(t, false)
+	ctx := context.Background()
+	for _, db := range []string{"shop", "reports"} {
+		if err := w.prod.Exec(ctx, db, fmt.Sprintf(`CREATE EXTENSION postgres_fdw;
+CREATE TABLE landed (id int);
+CREATE SERVER prodsrv FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '%d', dbname '%s');
+CREATE USER MAPPING FOR postgres SERVER prodsrv OPTIONS (user 'postgres');
+CREATE USER MAPPING FOR PUBLIC SERVER prodsrv OPTIONS (user 'postgres');
+CREATE FOREIGN TABLE remote (id int) SERVER prodsrv OPTIONS (table_name 'landed');`, w.prod.Port, db)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.prod.Backup(ctx, "full"); err != nil {
+		t.Fatal(err)
+	}
+	_, slot := w.restored(t)
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	detail, err := w.cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging", Keep: []string{"reports"}})
+	if err != nil {
+		t.Fatalf("Neutralize: %v", err)
+	}
+	for _, want := range []string{"postgres@prodsrv, public@prodsrv in reports", "postgres@prodsrv, public@prodsrv in shop_staging"} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("the detail does not say %q: %s", want, detail)
+		}
+	}
+	for _, db := range []string{"shop_staging", "reports"} {
+		if n := w.count(t, slot, false, db, "SELECT count(*) FROM pg_user_mappings"); n != 0 {
+			t.Errorf("%d user mapping(s) left in %s", n, db)
+		}
+		conn, err := w.cl.Conn(ctx, slot, db, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Exec(ctx, "INSERT INTO remote VALUES (42)")
+		conn.Close(ctx)
+		if err == nil || !strings.Contains(err.Error(), "user mapping not found") {
+			t.Errorf("insert into a foreign table in %s: %v, want a missing user mapping", db, err)
+		}
+	}
+	for _, db := range []string{"shop", "reports"} {
+		conn, err := pgx.Connect(ctx, w.prod.DSN(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM landed").Scan(&n)
+		conn.Close(ctx)
+		if err != nil || n != 0 {
+			t.Fatalf("production's %s.landed: %d row(s), %v", db, n, err)
+		}
+	}
+}
+
+// Production's configuration (or a file it includes, or pgBackRest's recovery-option)
+// may name a recovery_end_command: run at the end of the restored cluster's recovery on
+// staging, a cleanup of production's WAL archive (pg_archivecleanup on a shared folder)
+// would delete what production's backups need. restage pins it empty on the command
+// line, with archive_cleanup_command.
+func TestRecoveryCommandsFromTheBackupDoNotRun(t *testing.T) {
+	w := newWorld(t, true)
+	ctx := context.Background()
+	marks, err := os.MkdirTemp("", "restage-recovery-end-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(marks) })
+	if err := os.Chmod(marks, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, slot := w.restored(t)
+	for _, f := range []string{"postgresql.conf", "postgresql.auto.conf"} {
+		appendFile(t, filepath.Join(slot.Data, f), "recovery_end_command = 'touch "+filepath.Join(marks, f)+"'\n"+
+			"archive_cleanup_command = 'touch "+filepath.Join(marks, f+".cleanup")+"'\n")
+	}
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"recovery_end_command", "archive_cleanup_command"} {
+		if v := setting(t, w.cl, slot, name); v != "" {
+			t.Errorf("%s = %q on the restored cluster", name, v)
+		}
+	}
+	if err := w.cl.Stop(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	ran, err := os.ReadDir(marks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ran {
+		t.Errorf("a command of the backup's configuration ran on staging (it wrote %s)", e.Name())
 	}
 }

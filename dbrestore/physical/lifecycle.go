@@ -36,8 +36,10 @@ var system = []string{"postgres", "template0", "template1"}
 
 // Neutralize makes the restored slot, running on the side port, harmless and reshapes
 // it: its replication slots are dropped, its subscriptions disabled, detached from their
-// slots on production and dropped, opts.From is renamed opts.To, and production's other
-// databases are dropped unless opts.Keep lists them. It returns what it did.
+// slots on production and dropped, opts.From is renamed opts.To, production's other
+// databases are dropped unless opts.Keep lists them, and the user mappings of every
+// database left are dropped (postgres_fdw and dblink reach no server with production's
+// logins). It returns what it did.
 func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptions) (string, error) {
 	if opts.From == "" || opts.To == "" {
 		return "", errors.New("physical: NeutralizeOptions.From and To are required")
@@ -118,10 +120,69 @@ func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptio
 	if len(dropped) > 0 {
 		did = append(did, "dropped production's databases "+strings.Join(dropped, ", "))
 	}
+	// User mappings last, in every database left that takes connections: the logins
+	// postgres_fdw and dblink use to reach other servers, production's among them.
+	rows, _ = conn.Query(ctx, "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("physical: databases: %w", err)
+	}
+	for _, db := range left {
+		mappings, err := c.dropUserMappings(ctx, s, db)
+		if err != nil {
+			return "", err
+		}
+		if len(mappings) > 0 {
+			did = append(did, fmt.Sprintf("dropped user mappings %s in %s", strings.Join(mappings, ", "), db))
+		}
+	}
 	if len(did) == 0 {
 		did = append(did, "nothing to neutralize")
 	}
 	return "archive_mode off, no standby; " + strings.Join(did, "; "), nil
+}
+
+// dropUserMappings drops every user mapping of database db, in one transaction, and
+// returns them as "user@server". A mapping holds the login (often with its password)
+// that postgres_fdw or dblink use to reach another server; production's reach
+// production, and an UPDATE of a foreign table on staging (by the post-restore SQL, a
+// migration or the service) would change it. The foreign servers and tables stay.
+func (c *Clusters) dropUserMappings(ctx context.Context, s *Slot, db string) ([]string, error) {
+	conn, err := c.Conn(ctx, s, db, false)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var dropped []string
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, "SELECT umuser = 0, usename, srvname FROM pg_user_mappings ORDER BY srvname, usename")
+		type mapping struct {
+			public        bool
+			user, srvname string
+		}
+		ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (mapping, error) {
+			var m mapping
+			return m, r.Scan(&m.public, &m.user, &m.srvname)
+		})
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			user := "PUBLIC"
+			if !m.public {
+				user = pgx.Identifier{m.user}.Sanitize()
+			}
+			if _, err := tx.Exec(ctx, "DROP USER MAPPING FOR "+user+" SERVER "+pgx.Identifier{m.srvname}.Sanitize()); err != nil {
+				return fmt.Errorf("user mapping for %s on server %s: %w", m.user, m.srvname, err)
+			}
+			dropped = append(dropped, m.user+"@"+m.srvname)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("physical: drop the user mappings in %s: %w", db, err)
+	}
+	return dropped, nil
 }
 
 func (c *Clusters) dropSubscription(ctx context.Context, s *Slot, db, name string) error {

@@ -315,6 +315,11 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 		{"primary_conninfo", ""},
 		{"primary_slot_name", ""},
 		{"external_pid_file", ""},
+		// Commands the backup's configuration may name that run on staging: the end of
+		// its recovery (production's could clean up a WAL archive it shares) and a
+		// standby's archive cleanup.
+		{"recovery_end_command", ""},
+		{"archive_cleanup_command", ""},
 	}
 	listen := "localhost"
 	if v, ok := c.cfg.Settings["listen_addresses"]; ok {

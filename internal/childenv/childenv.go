@@ -7,6 +7,7 @@ package childenv
 
 import (
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -25,9 +26,20 @@ var LibPQ = []string{"PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLMODE",
 // process must see them: otherwise pg_restore could reach another server than the one
 // the production guard checked through pgx, which would be worse than a failure. None
 // holds a secret. Pass it together with LibPQ: Env(slices.Concat(LibPQ, LibPQTarget)).
-var LibPQTarget = []string{"PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE",
+//
+// The variables that choose the server but that pgx ignores are never passed, for the
+// same reason: PGHOSTADDR (libpq connects to that address instead of the DSN's host, so
+// pg_restore or pg_dump would reach the server at PGHOSTADDR while pgx, and the guard,
+// reached the DSN's host) and PGLOAD_BALANCE_HOSTS (libpq would try a multi-host DSN's
+// hosts in random order, pgx in the order given). See Unreached.
+var LibPQTarget = []string{"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE",
 	"PGAPPNAME", "PGOPTIONS", "PGCLIENTENCODING", "PGREQUIRESSL", "PGSSLCOMPRESSION", "PGKRBSRVNAME",
-	"PGLOAD_BALANCE_HOSTS", "PGREQUIREAUTH", "PGCHANNELBINDING", "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION"}
+	"PGREQUIREAUTH", "PGCHANNELBINDING", "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION"}
+
+// Unreached are libpq's variables that choose which server a connection reaches and
+// that pgx does not read: a child that saw them could connect elsewhere than the pgx
+// connection that checked the server. No child gets them, whatever a caller passes.
+var Unreached = []string{"PGHOSTADDR", "PGLOAD_BALANCE_HOSTS"}
 
 // Git are what git needs to reach a remote: the ssh agent, a configured ssh command, and
 // proxies.
@@ -35,8 +47,8 @@ var Git = []string{"SSH_AUTH_SOCK", "GIT_SSH", "GIT_SSH_COMMAND", "http_proxy", 
 	"no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
 
 // Env returns the basic variables and the LC_* ones of this process's environment, then
-// those named by pass (e.g. LibPQ), then extra ("KEY=value", appended as given: later
-// entries win, as with exec.Cmd.Env).
+// those named by pass (e.g. LibPQ) except Unreached, then extra ("KEY=value", appended
+// as given: later entries win, as with exec.Cmd.Env).
 func Env(pass []string, extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -47,6 +59,9 @@ func Env(pass []string, extra ...string) []string {
 	}
 	for _, names := range [][]string{basic, pass} {
 		for _, k := range names {
+			if slices.Contains(Unreached, k) {
+				continue
+			}
 			if v, ok := os.LookupEnv(k); ok {
 				env = append(env, k+"="+v)
 			}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/restage/restage/internal/testutil"
 )
 
@@ -69,5 +71,38 @@ func TestLibPQTargetReachesTheChild(t *testing.T) {
 		if slices.Contains(LibPQTarget, k) {
 			t.Errorf("%s is in both LibPQ and LibPQTarget", k)
 		}
+	}
+}
+
+// TestNoChildReachesAnotherServerThanPgx sets libpq's variables that choose the server
+// to production's address and checks that a child gets only those pgx reads too: pgx
+// ignores PGHOSTADDR and PGLOAD_BALANCE_HOSTS, so pg_restore given PGHOSTADDR would
+// connect to it while the guard's pgx connection reached the DSN's host.
+func TestNoChildReachesAnotherServerThanPgx(t *testing.T) {
+	const dsn = "host=staging-db,staging-db2 port=5432 dbname=postgres user=postgres"
+	base, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"PGHOSTADDR": "192.0.2.1", "PGLOAD_BALANCE_HOSTS": "random"} {
+		t.Run(k, func(t *testing.T) {
+			t.Setenv(k, v)
+			got, err := pgconn.ParseConfig(dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The premise: pgx does not read it (if a pgx upgrade does, the child may get it).
+			if got.Host != base.Host || got.Port != base.Port || len(got.Fallbacks) != len(base.Fallbacks) ||
+				got.RuntimeParams[strings.ToLower(strings.TrimPrefix(k, "PG"))] != "" {
+				t.Skipf("pgx now reads %s", k)
+			}
+			for _, pass := range [][]string{slices.Concat(LibPQ, LibPQTarget), {k}} {
+				for _, kv := range Env(pass, "A=1") {
+					if strings.HasPrefix(kv, k+"=") {
+						t.Errorf("%s reached the child (%s): libpq would connect elsewhere than pgx", k, kv)
+					}
+				}
+			}
+		})
 	}
 }
