@@ -591,3 +591,105 @@ INSERT INTO person VALUES (1, 'person1@prod.example.org', lo_from_bytea(0, 'prod
 		t.Errorf("%d pages of the kept large object, want 1", n)
 	}
 }
+
+// A physical copy carries production's statistics: pg_statistic's most common values
+// and histogram bounds (pg_stats, readable by whoever may read the column), those of
+// expression indexes and the MCV lists of extended statistics, and the statistics of
+// the parents whose inherited statistics read a masked partition. After Apply none of
+// them holds a production value (the plain restore's ANALYZE stands for production's).
+func TestApplyLeavesNoProductionStatistics(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE person (id int, contact text, remark text) PARTITION BY RANGE (id);
+CREATE TABLE person_1 PARTITION OF person FOR VALUES FROM (0) TO (1000);
+CREATE INDEX ON person_1 (lower(contact));
+CREATE STATISTICS person_1_mcv (mcv) ON contact, remark FROM person_1;
+INSERT INTO person SELECT g, 'person' || (g % 20) || '@prod.example.org', 'Realname ' || (g % 20) FROM generate_series(1, 400) g;
+CREATE MATERIALIZED VIEW person_mv AS SELECT contact FROM person;`, DumpOptions{})
+	ctx := testCtx(t)
+	// The partition's rules only: the partitioned table holds no rows of its own.
+	rules, err := mask.New(mask.Config{Columns: map[string]string{
+		"public.person_1.contact": "email", "public.person_1.remark": "text"}}, func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := dbName(t, w.staging, "masked_stats")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: plain}); err != nil {
+		t.Fatal(err)
+	}
+	stats := `SELECT coalesce(string_agg(s::text, ' '), '') FROM (
+  SELECT most_common_vals::text || histogram_bounds::text AS s FROM pg_stats WHERE schemaname = 'public'
+  UNION ALL SELECT most_common_vals::text FROM pg_stats_ext WHERE schemaname = 'public'
+  UNION ALL SELECT most_common_vals::text || histogram_bounds::text FROM pg_stats_ext_exprs WHERE schemaname = 'public'
+  UNION ALL SELECT s::text FROM pg_statistic s) x`
+	leaked := func() bool {
+		t.Helper()
+		var s string
+		if err := testConn(t, w.staging.DSN(plain)).QueryRow(ctx, stats).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(s, "prod.example.org") || strings.Contains(s, "Realname")
+	}
+	if !leaked() {
+		t.Fatal("setup: no production value in the statistics before Apply")
+	}
+	if _, err := mask.Apply(ctx, testConn(t, w.staging.DSN(plain)), rules, mask.ApplyOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if leaked() {
+		t.Fatal("production values are in the statistics after Apply")
+	}
+}
+
+// Apply masks with UPDATE and DELETE statements on a restored copy, which production's
+// rules and triggers would rewrite or follow: an ON UPDATE rule DO INSTEAD NOTHING
+// would leave every value as it was, a soft-delete rule would keep a truncated table's
+// rows, and a rule or an ENABLE ALWAYS / ENABLE REPLICA trigger (session_replication_role
+// is replica) would copy the old values into a table masked before. None of them runs
+// while Apply masks, and each is left as it was.
+func TestApplyDespiteRulesAndTriggers(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE history (id int, email text);
+CREATE TABLE person (id int, email text, full_name text);
+INSERT INTO person SELECT g, 'person' || g || '@prod.example.org', 'Realname ' || g FROM generate_series(1, 10) g;
+CREATE RULE keep_email AS ON UPDATE TO person WHERE NEW.email LIKE '%example.invalid' DO INSTEAD NOTHING;
+CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO history VALUES (OLD.id, OLD.email); RETURN NEW; END $$;
+CREATE TRIGGER remember_always BEFORE UPDATE ON person FOR EACH ROW EXECUTE FUNCTION remember();
+ALTER TABLE person ENABLE ALWAYS TRIGGER remember_always;
+CREATE TRIGGER remember_replica BEFORE UPDATE ON person FOR EACH ROW EXECUTE FUNCTION remember();
+ALTER TABLE person ENABLE REPLICA TRIGGER remember_replica;
+CREATE TABLE session (id int, token text, deleted bool DEFAULT false);
+INSERT INTO session SELECT g, 'sess-prod-' || g FROM generate_series(1, 10) g;
+CREATE RULE soft_delete AS ON DELETE TO session DO INSTEAD UPDATE session SET deleted = true WHERE id = OLD.id;
+CREATE TRIGGER forget BEFORE DELETE ON session FOR EACH ROW EXECUTE FUNCTION remember();`, DumpOptions{})
+	ctx := testCtx(t)
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.person.email": "email", "public.person.full_name": "name",
+		"public.history.email": "email"}, Tables: map[string]string{"public.session": "truncate"}}, func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := dbName(t, w.staging, "masked_rules")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: plain}); err != nil {
+		t.Fatal(err)
+	}
+	state := `SELECT string_agg(x, ' ' ORDER BY x) FROM (
+  SELECT tgname || '=' || tgenabled::text AS x FROM pg_trigger WHERE NOT tgisinternal
+  UNION ALL SELECT rulename || '=' || ev_enabled::text FROM pg_rewrite WHERE rulename <> '_RETURN') s`
+	var before, after string
+	conn := testConn(t, w.staging.DSN(plain))
+	if err := conn.QueryRow(ctx, state).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mask.Apply(ctx, conn, rules, mask.ApplyOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if sql := dumpSQL(t, w.staging, plain); strings.Contains(sql, "prod.example.org") || strings.Contains(sql, "Realname") || strings.Contains(sql, "sess-prod") {
+		t.Error("production values are on staging after Apply, despite the rules")
+	}
+	if err := conn.QueryRow(ctx, state).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("rules and triggers after Apply: %s, before: %s", after, before)
+	}
+}
