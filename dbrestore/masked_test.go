@@ -693,3 +693,49 @@ CREATE TRIGGER forget BEFORE DELETE ON session FOR EACH ROW EXECUTE FUNCTION rem
 		t.Errorf("rules and triggers after Apply: %s, before: %s", after, before)
 	}
 }
+
+// pg_restore --list shows a line break in a name as a space, and pg_dump's statements
+// carry it inside the quoted name: the data of public."per<newline>son" is still
+// streamed through its rules (it once loaded unmasked, matched to no rule), and the
+// backup's schema (the mask step's check) names its columns.
+func TestMaskedRestoreNameWithLineBreak(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE "per
+son" (id int, "e
+mail" text, email text DEFAULT 'no
+    phone text,
+) here');
+INSERT INTO "per
+son" SELECT g, 'x', 'person' || g || '@prod.example.org' FROM generate_series(1, 10) g;`, DumpOptions{})
+	ctx := testCtx(t)
+	cols, err := (&DirCatalog{}).Columns(ctx, w.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cols {
+		names = append(names, c.Key())
+	}
+	if want := []string{"public.per\nson.id", "public.per\nson.e\nmail", "public.per\nson.email"}; !slices.Equal(names, want) {
+		t.Fatalf("columns of the backup's schema: %q, want %q", names, want)
+	}
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.per\nson.email": "email", "public.per\nson.e\nmail": "text"}},
+		func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rules.Check(cols); err != nil {
+		t.Fatal(err)
+	}
+	target := dbName(t, w.staging, "masked_line_break")
+	res, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Jobs: 2, Mask: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sql := dumpSQL(t, w.staging, target); strings.Contains(sql, "@prod.example.org") {
+		t.Fatal("the e-mails of public.\"per<newline>son\" are on staging unmasked")
+	}
+	if res.Mask == nil || len(res.Mask.Columns) != 2 {
+		t.Fatalf("mask result %+v, want both columns masked", res.Mask)
+	}
+}

@@ -27,6 +27,14 @@ func ParseSchema(r io.Reader) ([]Column, error) {
 	)
 	for sc.Scan() {
 		line := sc.Text()
+		// A quoted name (or a literal) with a line break goes on on the next lines: in the
+		// statements read here, whose text is names and literals only.
+		if table != nil || strings.HasPrefix(line, "CREATE TABLE ") || strings.HasPrefix(line, "CREATE UNLOGGED TABLE ") ||
+			strings.HasPrefix(line, "INHERITS (") || strings.HasPrefix(line, "ALTER TABLE ONLY ") {
+			for unterminated(line) && sc.Scan() {
+				line += "\n" + sc.Text()
+			}
+		}
 		if table == nil {
 			if rest, ok := strings.CutPrefix(line, "ALTER TABLE ONLY "); ok && strings.Contains(line, " ATTACH PARTITION ") {
 				parent, child, err := attached(rest)
