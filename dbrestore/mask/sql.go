@@ -367,8 +367,10 @@ SELECT false, rulename, ev_enabled::text FROM pg_rewrite WHERE ev_class = $1::re
 func (r *Rules) maskRows(ctx context.Context, tx pgx.Tx, table string, names []string, tm *TableMasker, opts ApplyOptions, res *Result) error {
 	if tm.none {
 		// Foreign keys stay checked: truncating a referenced table fails, as it does
-		// when a logical restore adds the constraint after the data.
-		tag, err := tx.Exec(ctx, "DELETE FROM "+quoteTable(table))
+		// when a logical restore adds the constraint after the data. Only the table's
+		// own rows: its children have their own decisions (Check makes them strict),
+		// and their triggers, not disabled here, would see theirs deleted.
+		tag, err := tx.Exec(ctx, "DELETE FROM ONLY "+quoteTable(table))
 		if err != nil {
 			return err
 		}
