@@ -424,3 +424,23 @@ func TestRestoreRemovesProductionServerLogs(t *testing.T) {
 		t.Fatalf("the restored table has %d rows, want 1", n)
 	}
 }
+
+// The post-restore SQL runs on the restored cluster: PostgreSQL's errors quote the
+// values a statement rejected, production's, and the error goes into the report. They
+// are withheld, as in a logical restore's post-restore SQL.
+func TestExecFilesWithholdsRowValues(t *testing.T) {
+	w := newWorld(t, true)
+	_, slot := w.restored(t)
+	ctx := context.Background()
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "post.sql")
+	if err := os.WriteFile(file, []byte("SELECT name::int FROM item WHERE id = 7"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := w.cl.ExecFiles(ctx, slot, "shop", "", []string{file})
+	if err == nil || !strings.Contains(err.Error(), "invalid input syntax for type integer") || strings.Contains(err.Error(), "item 7") {
+		t.Fatalf("err = %v, want the error without the row's value", err)
+	}
+}
