@@ -757,3 +757,46 @@ son" SELECT g, 'x', 'person' || g || '@prod.example.org' FROM generate_series(1,
 		t.Fatalf("mask result %+v, want both columns masked", res.Mask)
 	}
 }
+
+// A foreign table's rows are not in the backup: staging reads them from the foreign
+// server, production's often, through the user mapping the dump restores. A column of
+// one that the classification marks personal needs a decision, in the backup's schema
+// (the mask step) and in the restored one, and only keep can be it.
+func TestMaskedRestoreForeignTables(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE FOREIGN DATA WRAPPER dummy;
+CREATE SERVER production FOREIGN DATA WRAPPER dummy;
+CREATE FOREIGN TABLE remote_person (id int, email text) SERVER production;`, DumpOptions{})
+	ctx := testCtx(t)
+	key := func(string) string { return maskKey }
+	undecided, err := mask.New(mask.Config{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := (&DirCatalog{}).Columns(ctx, w.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ue *mask.UnmaskedError
+	if err := undecided.Check(cols); !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != "public.remote_person.email" {
+		t.Fatalf("check of the backup's schema: %v, want public.remote_person.email undecided", err)
+	}
+	target := dbName(t, w.staging, "masked_foreign")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: undecided}); !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != "public.remote_person.email" {
+		t.Fatalf("restore: %v, want public.remote_person.email undecided", err)
+	}
+	masked, err := mask.New(mask.Config{Columns: map[string]string{"public.remote_person.email": "email"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: masked}); !errors.Is(err, mask.ErrRule) {
+		t.Fatalf("a rule that cannot mask a foreign table: %v, want mask.ErrRule", err)
+	}
+	kept, err := mask.New(mask.Config{Columns: map[string]string{"public.remote_person.email": "keep"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: kept}); err != nil {
+		t.Fatalf("kept on purpose: %v", err)
+	}
+}

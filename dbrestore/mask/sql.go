@@ -50,19 +50,19 @@ func (res *Result) Add(table string, columns []string, tm *TableMasker, r *Rules
 	}
 }
 
-// CatalogColumns lists the columns of the ordinary and partitioned tables of the
-// database conn is connected to (system schemas left out), with their arrays and the
-// tables they inherit from or are partitions of: what Rules.Check takes.
+// CatalogColumns lists the columns of the ordinary, partitioned and foreign tables of
+// the database conn is connected to (system schemas left out), with their arrays and
+// the tables they inherit from or are partitions of: what Rules.Check takes.
 func CatalogColumns(ctx context.Context, conn *pgx.Conn) ([]Column, error) {
 	rows, err := conn.Query(ctx, `
-SELECT n.nspname, c.relname, a.attname, t.typcategory = 'A',
+SELECT n.nspname, c.relname, a.attname, t.typcategory = 'A', c.relkind = 'f',
   ARRAY(SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
         JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid ORDER BY 1)
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
-WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
 ORDER BY 1, 2, a.attnum`)
 	if err != nil {
@@ -70,7 +70,7 @@ ORDER BY 1, 2, a.attnum`)
 	}
 	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
 		var c Column
-		err := r.Scan(&c.Schema, &c.Table, &c.Name, &c.Array, &c.Parents)
+		err := r.Scan(&c.Schema, &c.Table, &c.Name, &c.Array, &c.Foreign, &c.Parents)
 		return c, err
 	})
 	if err != nil {
