@@ -244,12 +244,16 @@ func splitMasked(list []listEntry, tables []string) (masked []maskedEntry, first
 
 // tableOf returns the table of tables that the entry e (TABLE, TABLE DATA) is about ("" when none).
 // The list does not quote names ("public person x postgres"), so the longest match wins:
-// public."person x" rather than public.person.
+// public."person x" rather than public.person. It shows a line break in a name as a
+// space, and so does the match: the data of public."per<newline>son" is that table's (a
+// table public."per son" beside it matches too, and its data, streamed with the other's
+// rules, fails the restore, its COPY being into another table).
 func tableOf(e tocEntry, tables []string) string {
 	best := ""
+	listed := strings.NewReplacer("\n", " ", "\r", " ")
 	for _, t := range tables {
 		schema, name, _ := strings.Cut(t, ".")
-		if strings.HasPrefix(e.rest, schema+" "+name+" ") && len(t) > len(best) {
+		if strings.HasPrefix(e.rest, listed.Replace(schema)+" "+listed.Replace(name)+" ") && len(t) > len(best) {
 			best = t
 		}
 	}

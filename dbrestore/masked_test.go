@@ -591,3 +591,212 @@ INSERT INTO person VALUES (1, 'person1@prod.example.org', lo_from_bytea(0, 'prod
 		t.Errorf("%d pages of the kept large object, want 1", n)
 	}
 }
+
+// A physical copy carries production's statistics: pg_statistic's most common values
+// and histogram bounds (pg_stats, readable by whoever may read the column), those of
+// expression indexes and the MCV lists of extended statistics, and the statistics of
+// the parents whose inherited statistics read a masked partition. After Apply none of
+// them holds a production value (the plain restore's ANALYZE stands for production's).
+func TestApplyLeavesNoProductionStatistics(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE person (id int, contact text, remark text) PARTITION BY RANGE (id);
+CREATE TABLE person_1 PARTITION OF person FOR VALUES FROM (0) TO (1000);
+CREATE INDEX ON person_1 (lower(contact));
+CREATE STATISTICS person_1_mcv (mcv) ON contact, remark FROM person_1;
+INSERT INTO person SELECT g, 'person' || (g % 20) || '@prod.example.org', 'Realname ' || (g % 20) FROM generate_series(1, 400) g;
+CREATE MATERIALIZED VIEW person_mv AS SELECT contact FROM person;`, DumpOptions{})
+	ctx := testCtx(t)
+	// The partition's rules only: the partitioned table holds no rows of its own.
+	rules, err := mask.New(mask.Config{Columns: map[string]string{
+		"public.person_1.contact": "email", "public.person_1.remark": "text"}}, func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := dbName(t, w.staging, "masked_stats")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: plain}); err != nil {
+		t.Fatal(err)
+	}
+	stats := `SELECT coalesce(string_agg(s::text, ' '), '') FROM (
+  SELECT most_common_vals::text || histogram_bounds::text AS s FROM pg_stats WHERE schemaname = 'public'
+  UNION ALL SELECT most_common_vals::text FROM pg_stats_ext WHERE schemaname = 'public'
+  UNION ALL SELECT most_common_vals::text || histogram_bounds::text FROM pg_stats_ext_exprs WHERE schemaname = 'public'
+  UNION ALL SELECT s::text FROM pg_statistic s) x`
+	leaked := func() bool {
+		t.Helper()
+		var s string
+		if err := testConn(t, w.staging.DSN(plain)).QueryRow(ctx, stats).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(s, "prod.example.org") || strings.Contains(s, "Realname")
+	}
+	if !leaked() {
+		t.Fatal("setup: no production value in the statistics before Apply")
+	}
+	if _, err := mask.Apply(ctx, testConn(t, w.staging.DSN(plain)), rules, mask.ApplyOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if leaked() {
+		t.Fatal("production values are in the statistics after Apply")
+	}
+}
+
+// Apply masks with UPDATE and DELETE statements on a restored copy, which production's
+// rules and triggers would rewrite or follow: an ON UPDATE rule DO INSTEAD NOTHING
+// would leave every value as it was, a soft-delete rule would keep a truncated table's
+// rows, and a rule or an ENABLE ALWAYS / ENABLE REPLICA trigger (session_replication_role
+// is replica) would copy the old values into a table masked before. None of them runs
+// while Apply masks, and each is left as it was.
+func TestApplyDespiteRulesAndTriggers(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE history (id int, email text);
+CREATE TABLE person (id int, email text, full_name text);
+INSERT INTO person SELECT g, 'person' || g || '@prod.example.org', 'Realname ' || g FROM generate_series(1, 10) g;
+CREATE RULE keep_email AS ON UPDATE TO person WHERE NEW.email LIKE '%example.invalid' DO INSTEAD NOTHING;
+CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO history VALUES (OLD.id, OLD.email); RETURN NEW; END $$;
+CREATE TRIGGER remember_always BEFORE UPDATE ON person FOR EACH ROW EXECUTE FUNCTION remember();
+ALTER TABLE person ENABLE ALWAYS TRIGGER remember_always;
+CREATE TRIGGER remember_replica BEFORE UPDATE ON person FOR EACH ROW EXECUTE FUNCTION remember();
+ALTER TABLE person ENABLE REPLICA TRIGGER remember_replica;
+CREATE TABLE session (id int, token text, deleted bool DEFAULT false);
+INSERT INTO session SELECT g, 'sess-prod-' || g FROM generate_series(1, 10) g;
+CREATE RULE soft_delete AS ON DELETE TO session DO INSTEAD UPDATE session SET deleted = true WHERE id = OLD.id;
+CREATE TRIGGER forget BEFORE DELETE ON session FOR EACH ROW EXECUTE FUNCTION remember();
+-- An inheritance child's trigger, which a DELETE of its truncated parent reached.
+CREATE TABLE kid (id int, email text);
+CREATE TABLE kid_1 () INHERITS (kid);
+INSERT INTO kid_1 VALUES (1, 'kid@prod.example.org');
+CREATE TRIGGER forget_kid BEFORE DELETE ON kid_1 FOR EACH ROW EXECUTE FUNCTION remember();
+-- A partition's trigger cloned from its parent's, and a truncated partitioned table.
+CREATE TABLE member (id int, email text) PARTITION BY RANGE (id);
+CREATE TABLE member_1 PARTITION OF member FOR VALUES FROM (0) TO (100);
+INSERT INTO member VALUES (1, 'member@prod.example.org');
+CREATE TRIGGER remember_member BEFORE UPDATE ON member FOR EACH ROW EXECUTE FUNCTION remember();
+ALTER TABLE member ENABLE ALWAYS TRIGGER remember_member;
+CREATE TABLE visit (id int, ip inet) PARTITION BY RANGE (id);
+CREATE TABLE visit_1 PARTITION OF visit FOR VALUES FROM (0) TO (100);
+INSERT INTO visit VALUES (1, '10.1.2.3');`, DumpOptions{})
+	ctx := testCtx(t)
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.person.email": "email", "public.person.full_name": "name",
+		"public.history.email": "email", "public.member.email": "email", "public.member_1.email": "email"},
+		Tables: map[string]string{"public.session": "truncate", "public.kid": "truncate", "public.kid_1": "truncate",
+			"public.visit": "truncate", "public.visit_1": "truncate"}}, func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := dbName(t, w.staging, "masked_rules")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: plain}); err != nil {
+		t.Fatal(err)
+	}
+	state := `SELECT string_agg(x, ' ' ORDER BY x) FROM (
+  SELECT tgname || '=' || tgenabled::text AS x FROM pg_trigger WHERE NOT tgisinternal
+  UNION ALL SELECT rulename || '=' || ev_enabled::text FROM pg_rewrite WHERE rulename <> '_RETURN') s`
+	var before, after string
+	conn := testConn(t, w.staging.DSN(plain))
+	if err := conn.QueryRow(ctx, state).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mask.Apply(ctx, conn, rules, mask.ApplyOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(dumpSQL(t, w.staging, plain), "\n") {
+		if strings.Contains(line, "prod.example.org") || strings.Contains(line, "Realname") || strings.Contains(line, "sess-prod") || strings.Contains(line, "10.1.2.3") {
+			t.Errorf("a production value is on staging after Apply: %q", line)
+		}
+	}
+	if err := conn.QueryRow(ctx, state).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("rules and triggers after Apply: %s, before: %s", after, before)
+	}
+}
+
+// pg_restore --list shows a line break in a name as a space, and pg_dump's statements
+// carry it inside the quoted name: the data of public."per<newline>son" is still
+// streamed through its rules (it once loaded unmasked, matched to no rule), and the
+// backup's schema (the mask step's check) names its columns.
+func TestMaskedRestoreNameWithLineBreak(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE "per
+son" (id int, "e
+mail" text, email text DEFAULT 'no
+    phone text,
+) here');
+INSERT INTO "per
+son" SELECT g, 'x', 'person' || g || '@prod.example.org' FROM generate_series(1, 10) g;`, DumpOptions{})
+	ctx := testCtx(t)
+	cols, err := (&DirCatalog{}).Columns(ctx, w.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cols {
+		names = append(names, c.Key())
+	}
+	if want := []string{"public.per\nson.id", "public.per\nson.e\nmail", "public.per\nson.email"}; !slices.Equal(names, want) {
+		t.Fatalf("columns of the backup's schema: %q, want %q", names, want)
+	}
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.per\nson.email": "email", "public.per\nson.e\nmail": "text"}},
+		func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rules.Check(cols); err != nil {
+		t.Fatal(err)
+	}
+	target := dbName(t, w.staging, "masked_line_break")
+	res, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Jobs: 2, Mask: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sql := dumpSQL(t, w.staging, target); strings.Contains(sql, "@prod.example.org") {
+		t.Fatal("the e-mails of public.\"per<newline>son\" are on staging unmasked")
+	}
+	if res.Mask == nil || len(res.Mask.Columns) != 2 {
+		t.Fatalf("mask result %+v, want both columns masked", res.Mask)
+	}
+}
+
+// A foreign table's rows are not in the backup: staging reads them from the foreign
+// server, production's often, through the user mapping the dump restores. A column of
+// one that the classification marks personal needs a decision, in the backup's schema
+// (the mask step) and in the restored one, and only keep can be it.
+func TestMaskedRestoreForeignTables(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE FOREIGN DATA WRAPPER dummy;
+CREATE SERVER production FOREIGN DATA WRAPPER dummy;
+CREATE FOREIGN TABLE remote_person (id int, email text) SERVER production;`, DumpOptions{})
+	ctx := testCtx(t)
+	key := func(string) string { return maskKey }
+	undecided, err := mask.New(mask.Config{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := (&DirCatalog{}).Columns(ctx, w.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ue *mask.UnmaskedError
+	if err := undecided.Check(cols); !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != "public.remote_person.email" {
+		t.Fatalf("check of the backup's schema: %v, want public.remote_person.email undecided", err)
+	}
+	target := dbName(t, w.staging, "masked_foreign")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: undecided}); !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != "public.remote_person.email" {
+		t.Fatalf("restore: %v, want public.remote_person.email undecided", err)
+	}
+	masked, err := mask.New(mask.Config{Columns: map[string]string{"public.remote_person.email": "email"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: masked}); !errors.Is(err, mask.ErrRule) {
+		t.Fatalf("a rule that cannot mask a foreign table: %v, want mask.ErrRule", err)
+	}
+	kept, err := mask.New(mask.Config{Columns: map[string]string{"public.remote_person.email": "keep"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: target, Mask: kept}); err != nil {
+		t.Fatalf("kept on purpose: %v", err)
+	}
+}

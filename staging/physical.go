@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/dbrestore/physical"
@@ -325,12 +327,26 @@ func (ru *run) maskSlot(ctx context.Context, s *physical.Slot, rules *mask.Rules
 	return fmt.Sprintf("masked %d columns and %d tables with SQL in %s", len(res.Columns), len(res.Tables), round(res.Duration)), nil
 }
 
-// checkKept fails closed on production's databases kept on staging ([cluster] keep):
-// the rules are [database] name's, so a kept database must hold no column that the
+// checkKept fails closed on production's databases kept on staging ([cluster] keep, and
+// postgres and template1, which a cluster always has, as production's copies): the
+// rules are [database] name's, so a kept database must hold no column that the
 // classification marks personal, nor large objects.
 func (ru *run) checkKept(ctx context.Context, s *physical.Slot, rules *mask.Rules) error {
+	conn, err := ru.r.cfg.Physical.Clusters.Conn(ctx, s, ru.r.cfg.Database, false)
+	if err != nil {
+		return err
+	}
+	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datallowconn AND datname IN ('postgres', 'template1') ORDER BY 1")
+	var system []string
+	if err == nil {
+		system, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	conn.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("physical: databases: %w", err)
+	}
 	var bad []string
-	for _, db := range ru.r.cfg.Physical.Keep {
+	for _, db := range slices.Concat(ru.r.cfg.Physical.Keep, system) {
 		conn, err := ru.r.cfg.Physical.Clusters.Conn(ctx, s, db, false)
 		if err != nil {
 			return err
@@ -347,7 +363,8 @@ func (ru *run) checkKept(ctx context.Context, s *physical.Slot, rules *mask.Rule
 	if len(bad) == 0 {
 		return nil
 	}
-	return ru.maskErr(fmt.Errorf("production's databases kept on staging (cluster.keep) are not masked ([mask] applies to database.name); drop their database from cluster.keep: %w",
+	slices.Sort(bad)
+	return ru.maskErr(fmt.Errorf("production's databases kept on staging (cluster.keep, and postgres and template1, which every cluster keeps) are not masked ([mask] applies to database.name); drop their database from cluster.keep, or move these tables out of postgres and template1 on production: %w",
 		&mask.UnmaskedError{Columns: bad}))
 }
 

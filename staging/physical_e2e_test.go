@@ -370,8 +370,11 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 	w := maskedWorld(t, stagingtest.Options{Physical: true, BackupWait: 2 * time.Second})
 	// Production's other database, kept on staging ([cluster] keep), is not masked: one
 	// with personal columns fails the rebuild before its cutover, naming each of them.
+	// So do production's postgres and template1, which every cluster keeps.
 	w.Production.Exec(t, "postgres", "CREATE DATABASE reports")
 	w.Production.Exec(t, "reports", "CREATE TABLE mailing (id int, contact_email text); INSERT INTO mailing VALUES (1, 'person1@users.example.com')")
+	w.Production.Exec(t, "postgres", "CREATE TABLE staff (id int, email text); INSERT INTO staff VALUES (1, 'person2@users.example.com')")
+	w.Production.Exec(t, "template1", "CREATE TABLE contact (id int, phone text)")
 	if _, err := w.Backup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +382,7 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 	live := liveSlot(t, w)
 	rep, err := run(t, w)
 	var ue *mask.UnmaskedError
-	if !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != "reports.public.mailing.contact_email" ||
+	if !errors.As(err, &ue) || strings.Join(ue.Columns, " ") != "postgres.public.staff.email reports.public.mailing.contact_email template1.public.contact.phone" ||
 		!strings.Contains(rep.Text(), "cluster.keep") {
 		t.Fatalf("a kept database with personal columns: %v\n%s", err, rep.Text())
 	}
@@ -387,6 +390,11 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 		t.Fatalf("the failed rebuild switched the live slot from %s to %s", live, liveSlot(t, w))
 	}
 	editConfig(t, w.ConfigPath, "keep = [\"reports\"]\n", "")
+	w.Production.Exec(t, "postgres", "DROP TABLE staff")
+	w.Production.Exec(t, "template1", "DROP TABLE contact")
+	if _, err := w.Backup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	rep = mustRun(t, w)
 	if rep.Mask == nil || !strings.Contains(stepDetail(rep, "neutralize"), "masked") {
 		t.Fatalf("no masking reported:\n%s", rep.Text())

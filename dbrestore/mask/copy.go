@@ -152,6 +152,22 @@ func ParseHeader(line string) (Header, error) {
 	return h, nil
 }
 
+// unterminated reports whether s, a statement's text up to a line break, ends inside a
+// quoted identifier ("...") or a string literal ('...', as pg_dump writes them, quotes
+// doubled): a name or value with a line break, whose statement goes on on the next line.
+func unterminated(s string) bool {
+	var in byte
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case in == 0 && (c == '"' || c == '\''):
+			in = c
+		case c == in:
+			in = 0 // a doubled quote opens again at once
+		}
+	}
+	return in != 0
+}
+
 // identifier reads one SQL identifier, quoted ("a ""b""") or bare, from the start of s.
 func identifier(s string) (name, rest string, ok bool) {
 	if strings.HasPrefix(s, `"`) {
@@ -462,6 +478,13 @@ func (s *Stream) Header() (Header, *TableMasker, error) {
 		}
 		if !strings.HasPrefix(l, "COPY ") {
 			continue
+		}
+		for unterminated(l) { // a quoted name with a line break
+			more, err := s.readLine()
+			if err != nil {
+				return Header{}, nil, fmt.Errorf("%w: COPY header ends inside a quoted name", ErrCopy)
+			}
+			l += "\n" + string(more)
 		}
 		if s.header, err = ParseHeader(l); err != nil {
 			return Header{}, nil, err

@@ -354,9 +354,14 @@ ALTER TABLE ONLY public.event ATTACH PARTITION public."Event 2024" FOR VALUES FR
 	for _, c := range cols {
 		got = append(got, c.Key())
 	}
-	want := "[public.person.id public.person.Full Name public.person.email public.log.msg public.customer.vip public.customer.id public.customer.Full Name public.customer.email public.Event 2024.note]"
+	want := "[public.person.id public.person.Full Name public.person.email public.log.msg public.customer.vip public.customer.id public.customer.Full Name public.customer.email public.remote.email public.Event 2024.note]"
 	if fmt.Sprint(got) != want {
 		t.Fatalf("columns = %v\nwant      %v", got, want)
+	}
+	for _, c := range cols {
+		if c.Foreign != (c.Table == "remote") {
+			t.Fatalf("%s: Foreign = %v", c.Key(), c.Foreign)
+		}
 	}
 	if p := cols[len(cols)-1].Parents; fmt.Sprint(p) != "[public.event]" {
 		t.Fatalf("the partition's parents = %v, want [public.event]", p)
@@ -421,4 +426,32 @@ func FuzzRow(f *testing.F) {
 			t.Fatalf("Row(%q) = %q keeps %q", line, out, orig)
 		}
 	})
+}
+
+// A foreign table's rows are on its server, read from staging, in no backup: a column
+// of one that needs a decision takes keep (a decision to read it from staging); no
+// other rule, nor a table rule, can mask it, so either is a bad rule, never a silent
+// pass (nor an UPDATE through the foreign server).
+func TestCheckForeignTables(t *testing.T) {
+	cols := []Column{{Schema: "public", Table: "remote", Name: "id", Foreign: true}, {Schema: "public", Table: "remote", Name: "email", Foreign: true}}
+	var ue *UnmaskedError
+	if err := rules(t, Config{}).Check(cols); !errors.As(err, &ue) || fmt.Sprint(ue.Columns) != "[public.remote.email]" {
+		t.Fatalf("undecided: %v", err)
+	}
+	if err := rules(t, Config{Columns: map[string]string{"public.remote.email": "keep"}}).Check(cols); err != nil {
+		t.Fatalf("keep: %v", err)
+	}
+	if s := rules(t, Config{}).Starter(cols); !strings.Contains(s, `"public.remote.email" = "keep"   # a foreign table`) {
+		t.Errorf("starter suggests a rule that cannot mask a foreign table:\n%s", s)
+	}
+	for _, c := range []Config{
+		{Columns: map[string]string{"public.remote.email": "email"}},
+		{Tables: map[string]string{"public.remote": "truncate"}},
+		{Columns: map[string]string{"public.remote.email": "keep"}, Tables: map[string]string{"public.remote": "sample:0.5"}},
+	} {
+		err := rules(t, c).Check(cols)
+		if !errors.Is(err, ErrRule) || !strings.Contains(err.Error(), "foreign table") {
+			t.Errorf("%+v: %v, want a bad rule naming the foreign table", c, err)
+		}
+	}
 }

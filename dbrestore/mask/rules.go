@@ -305,6 +305,11 @@ func (r *Rules) Secret() string {
 type Column struct {
 	Schema, Table, Name string
 	Array               bool // an array type: value rules apply to each element
+	// Foreign is a foreign table's column: its rows are on another server (production's,
+	// often), read from staging through the foreign server and its user mapping, and no
+	// backup holds them, so no rule masks them: a column that needs a decision takes
+	// keep, or the foreign table goes.
+	Foreign bool
 	// Parents are the tables ("schema.table") this one inherits from or is a partition
 	// of: a column masked there must be decided here too, since its rows are this table's.
 	Parents []string
@@ -349,6 +354,18 @@ func (r *Rules) Check(cols []Column) error {
 	have := map[string]bool{}
 	tables := map[string]bool{}
 	parents := map[string][]string{}
+	var bad []string
+	for _, c := range cols {
+		if !c.Foreign {
+			continue
+		}
+		if rule, ok := r.columns[c.TableKey()][c.Name]; ok && rule.Kind != Keep {
+			bad = append(bad, fmt.Sprintf("mask.columns.%q: a foreign table's rows are on its server, not in the backup, and no rule masks them (keep, or drop the foreign table)", c.Key()))
+		}
+		if _, ok := r.tables[c.TableKey()]; ok && !slices.Contains(bad, "mask.tables."+strconv.Quote(c.TableKey())+foreignTable) {
+			bad = append(bad, "mask.tables."+strconv.Quote(c.TableKey())+foreignTable)
+		}
+	}
 	for _, c := range cols {
 		for _, p := range c.Parents {
 			if !slices.Contains(parents[c.TableKey()], p) {
@@ -360,7 +377,7 @@ func (r *Rules) Check(cols []Column) error {
 	for _, c := range cols {
 		have[c.Key()] = true
 		tables[c.TableKey()] = true
-		if _, ok := r.tables[c.TableKey()]; ok && r.tables[c.TableKey()].Kind == Truncate {
+		if _, ok := r.tables[c.TableKey()]; ok && r.tables[c.TableKey()].Kind == Truncate && !c.Foreign {
 			continue
 		}
 		if _, ok := r.columns[c.TableKey()][c.Name]; ok {
@@ -370,7 +387,6 @@ func (r *Rules) Check(cols []Column) error {
 			unmasked = append(unmasked, c.Key())
 		}
 	}
-	var bad []string
 	for t, rules := range r.columns {
 		for col := range rules {
 			if !have[t+"."+col] && t != LargeObjects { // a backup may hold none
@@ -399,6 +415,9 @@ func (r *Rules) Check(cols []Column) error {
 	}
 	return errors.Join(errs...)
 }
+
+// foreignTable ends the problem of a table rule for a foreign table.
+const foreignTable = ": a foreign table's rows are on its server, not in the backup, and no table rule reaches them (decide keep for its columns, or drop the foreign table)"
 
 // strictTable reports whether every column of table needs a decision: it is listed in
 // strict, or it inherits from or is a partition of (directly or not) a strict table or a

@@ -12,8 +12,8 @@ import (
 // backup's pre-data section (`pg_restore --schema-only --section=pre-data -f -`), as
 // pg_dump writes it: one column per line inside CREATE TABLE. A child table (INHERITS)
 // gets its parents' columns too; a partition (ALTER TABLE ... ATTACH PARTITION) and a
-// child have their parents in Parents. Foreign tables hold no data in a dump and are
-// left out.
+// child have their parents in Parents. A foreign table's columns are Foreign: no dump
+// holds their rows, which staging reads from the foreign server.
 func ParseSchema(r io.Reader) ([]Column, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -21,12 +21,22 @@ func ParseSchema(r io.Reader) ([]Column, error) {
 		out     []Column
 		table   []string // the CREATE TABLE being read
 		last    string   // the table just read, for its INHERITS line
+		foreign bool     // the table being read is a foreign table
 		byTable = map[string][]Column{}
 		names   = map[string][2]string{} // "schema.table" → its two names
 		parents = map[string][]string{}  // "schema.table" → the tables it is a partition of
 	)
 	for sc.Scan() {
 		line := sc.Text()
+		// A quoted name (or a literal) with a line break goes on on the next lines: in the
+		// statements read here, whose text is names and literals only.
+		if table != nil || strings.HasPrefix(line, "CREATE TABLE ") || strings.HasPrefix(line, "CREATE UNLOGGED TABLE ") ||
+			strings.HasPrefix(line, "CREATE FOREIGN TABLE ") ||
+			strings.HasPrefix(line, "INHERITS (") || strings.HasPrefix(line, "ALTER TABLE ONLY ") {
+			for unterminated(line) && sc.Scan() {
+				line += "\n" + sc.Text()
+			}
+		}
 		if table == nil {
 			if rest, ok := strings.CutPrefix(line, "ALTER TABLE ONLY "); ok && strings.Contains(line, " ATTACH PARTITION ") {
 				parent, child, err := attached(rest)
@@ -45,7 +55,7 @@ func ParseSchema(r io.Reader) ([]Column, error) {
 					}
 					for _, c := range byTable[schema+"."+name] {
 						if !slices.ContainsFunc(byTable[last], func(o Column) bool { return o.Name == c.Name }) {
-							child := Column{Schema: names[last][0], Table: names[last][1], Name: c.Name, Parents: []string{schema + "." + name}}
+							child := Column{Schema: names[last][0], Table: names[last][1], Name: c.Name, Parents: []string{schema + "." + name}, Foreign: foreign}
 							byTable[last] = append(byTable[last], child)
 							out = append(out, child)
 						}
@@ -57,6 +67,11 @@ func ParseSchema(r io.Reader) ([]Column, error) {
 			rest, ok := strings.CutPrefix(line, "CREATE TABLE ")
 			if !ok {
 				rest, ok = strings.CutPrefix(line, "CREATE UNLOGGED TABLE ")
+			}
+			foreign = false
+			if !ok {
+				rest, ok = strings.CutPrefix(line, "CREATE FOREIGN TABLE ")
+				foreign = ok
 			}
 			if !ok || !strings.HasSuffix(rest, " (") {
 				continue
@@ -87,7 +102,7 @@ func ParseSchema(r io.Reader) ([]Column, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: column of %s.%s: %.80q", ErrCopy, table[0], table[1], line)
 		}
-		c := Column{Schema: table[0], Table: table[1], Name: name}
+		c := Column{Schema: table[0], Table: table[1], Name: name, Foreign: foreign}
 		key := table[0] + "." + table[1]
 		byTable[key] = append(byTable[key], c)
 		out = append(out, c)
@@ -140,7 +155,15 @@ func (r *Rules) Starter(cols []Column) string {
 		b.WriteString("# every column has a decision\n")
 		return b.String()
 	}
+	foreign := map[string]bool{}
+	for _, c := range cols {
+		foreign[c.Key()] = c.Foreign
+	}
 	for _, c := range ue.Columns {
+		if foreign[c] {
+			fmt.Fprintf(&b, "%q = \"keep\"   # a foreign table: staging reads its rows from the foreign server; keep, or drop the table\n", c)
+			continue
+		}
 		fmt.Fprintf(&b, "%q = %q\n", c, suggest(c[strings.LastIndexByte(c, '.')+1:]))
 	}
 	return b.String()

@@ -50,19 +50,19 @@ func (res *Result) Add(table string, columns []string, tm *TableMasker, r *Rules
 	}
 }
 
-// CatalogColumns lists the columns of the ordinary and partitioned tables of the
-// database conn is connected to (system schemas left out), with their arrays and the
-// tables they inherit from or are partitions of: what Rules.Check takes.
+// CatalogColumns lists the columns of the ordinary, partitioned and foreign tables of
+// the database conn is connected to (system schemas left out), with their arrays and
+// the tables they inherit from or are partitions of: what Rules.Check takes.
 func CatalogColumns(ctx context.Context, conn *pgx.Conn) ([]Column, error) {
 	rows, err := conn.Query(ctx, `
-SELECT n.nspname, c.relname, a.attname, t.typcategory = 'A',
+SELECT n.nspname, c.relname, a.attname, t.typcategory = 'A', c.relkind = 'f',
   ARRAY(SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
         JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid ORDER BY 1)
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
-WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
 ORDER BY 1, 2, a.attnum`)
 	if err != nil {
@@ -70,7 +70,7 @@ ORDER BY 1, 2, a.attnum`)
 	}
 	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
 		var c Column
-		err := r.Scan(&c.Schema, &c.Table, &c.Name, &c.Array, &c.Parents)
+		err := r.Scan(&c.Schema, &c.Table, &c.Name, &c.Array, &c.Foreign, &c.Parents)
 		return c, err
 	})
 	if err != nil {
@@ -126,8 +126,13 @@ type ApplyOptions struct {
 // hashed alike, hold at the end), truncates it, deletes the rows a sample drops, and
 // UPDATEs the masked columns from the same transforms as a logical restore (COPY out,
 // masked in Go, COPY into a temporary table). The values are the same as a logical
-// restore's with the same key. Then it refreshes every populated materialized view (they
-// hold rows computed from production's values). conn must be a superuser's. Until Apply
+// restore's with the same key. The table's rules and user triggers are disabled while it
+// is masked and put back as they were after (production's rules could turn the UPDATEs
+// into nothing, and its triggers copy the old values elsewhere). Then it refreshes every
+// populated materialized view (they hold rows computed from production's values) and
+// replaces the planner statistics computed from production's values (pg_statistic and
+// extended statistics of the masked tables, their parents, every materialized view and
+// their indexes) by an ANALYZE of the masked ones. conn must be a superuser's. Until Apply
 // has run, the production values are on the server's disk, and after it in its free
 // space until VACUUM reuses it.
 func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*Result, error) {
@@ -154,6 +159,9 @@ func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*R
 	}
 	if len(r.Tables()) > 0 {
 		if err := refreshViews(ctx, conn); err != nil {
+			return res, err
+		}
+		if err := resetStatistics(ctx, conn, r.Tables()); err != nil {
 			return res, err
 		}
 	}
@@ -220,6 +228,55 @@ WHERE c.relkind = 'm' AND c.relispopulated ORDER BY c.oid`)
 	return nil
 }
 
+// resetStatistics drops the planner statistics computed from production's values and
+// computes them again from the masked ones: pg_statistic (most common values, histogram
+// bounds: pg_stats shows them to whoever may read the column) of the masked tables, of
+// the tables they inherit from or are partitions of (their inherited statistics read
+// them), of every materialized view, and of these relations' indexes (expressions),
+// and the extended statistics on them (pg_statistic_ext_data: most common values). It
+// deletes rather than relies on ANALYZE to overwrite: ANALYZE keeps what it skips (a
+// column with SET STATISTICS 0).
+func resetStatistics(ctx context.Context, conn *pgx.Conn, tables []string) error {
+	quoted := make([]string, len(tables))
+	for i, t := range tables {
+		quoted[i] = quoteTable(t)
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+CREATE TEMPORARY TABLE restage_mask_stats ON COMMIT DROP AS
+WITH RECURSIVE up(rel) AS (
+  SELECT t::regclass::oid FROM unnest($1::text[]) t
+  UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON up.rel = i.inhrelid)
+SELECT rel FROM up UNION SELECT oid FROM pg_class WHERE relkind = 'm'`, quoted); err != nil {
+			return fmt.Errorf("mask: statistics: %w", err)
+		}
+		for _, q := range []string{
+			`DELETE FROM pg_catalog.pg_statistic WHERE starelid IN (SELECT rel FROM restage_mask_stats
+  UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT rel FROM restage_mask_stats))`,
+			`DELETE FROM pg_catalog.pg_statistic_ext_data WHERE stxoid IN (SELECT oid FROM pg_statistic_ext
+  WHERE stxrelid IN (SELECT rel FROM restage_mask_stats))`,
+		} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("mask: drop production's statistics: %w", err)
+			}
+		}
+		rows, err := tx.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid IN (SELECT rel FROM restage_mask_stats) AND (c.relkind <> 'm' OR c.relispopulated) ORDER BY 1`)
+		if err != nil {
+			return fmt.Errorf("mask: statistics: %w", err)
+		}
+		rels, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("mask: statistics: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "ANALYZE "+strings.Join(rels, ", ")); err != nil {
+			return fmt.Errorf("mask: analyze the masked tables: %w", err)
+		}
+		return nil
+	})
+}
+
 // applyTable masks one table in its own transaction.
 func (r *Rules) applyTable(ctx context.Context, conn *pgx.Conn, table string, all []Column, opts ApplyOptions, res *Result) error {
 	var names []string
@@ -243,76 +300,142 @@ func (r *Rules) applyTable(ctx context.Context, conn *pgx.Conn, table string, al
 		return err
 	}
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if tm.none {
-			// Foreign keys stay checked: truncating a referenced table fails, as it does
-			// when a logical restore adds the constraint after the data.
-			tag, err := tx.Exec(ctx, "DELETE FROM "+quoteTable(table))
-			if err != nil {
-				return err
-			}
-			tm.RowsIn = tag.RowsAffected()
-			res.Add(table, names, tm, r)
-			return nil
-		}
-		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
-			return err
-		}
-		f, err := os.CreateTemp(opts.TempDir, "restage-mask-*.copy")
+		restore, err := quiet(ctx, tx, table)
 		if err != nil {
 			return err
 		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		// Rows out with their ctid in front; the masked ones (and the ctids of the rows
-		// a sample drops) into the file.
-		list := make([]string, len(names))
-		for i, n := range names {
-			list[i] = pgx.Identifier{n}.Sanitize()
-		}
-		w := &rowWriter{tm: tm, out: bufio.NewWriterSize(f, 256<<10)}
-		sel := "COPY (SELECT ctid, " + strings.Join(list, ", ") + " FROM ONLY " + quoteTable(table) + ") TO STDOUT"
-		if _, err := tx.Conn().PgConn().CopyTo(ctx, w, sel); err != nil {
+		if err := r.maskRows(ctx, tx, table, names, tm, opts, res); err != nil {
 			return err
 		}
-		if err := w.finish(); err != nil {
-			return err
-		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		var masked []string
-		for i, n := range names {
-			if rule := tm.rules[i]; rule.Kind != "" && rule.Kind != Keep {
-				masked = append(masked, n)
-			}
-		}
-		tmp := "restage_mask_rows"
-		def := "row_id tid, dropped boolean"
-		for i := range masked {
-			def += fmt.Sprintf(", c%d text", i)
-		}
-		if _, err := tx.Exec(ctx, "CREATE TEMPORARY TABLE "+tmp+" ("+def+") ON COMMIT DROP"); err != nil {
-			return err
-		}
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, f, "COPY "+tmp+" FROM STDIN"); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "DELETE FROM ONLY "+quoteTable(table)+" t USING "+tmp+" m WHERE m.dropped AND t.ctid = m.row_id"); err != nil {
-			return err
-		}
-		if len(masked) > 0 {
-			var set []string
-			for i, n := range masked {
-				set = append(set, fmt.Sprintf("%s = m.c%d::%s", pgx.Identifier{n}.Sanitize(), i, columnType(ctx, tx, table, n)))
-			}
-			if _, err := tx.Exec(ctx, "UPDATE ONLY "+quoteTable(table)+" t SET "+strings.Join(set, ", ")+" FROM "+tmp+
-				" m WHERE NOT m.dropped AND t.ctid = m.row_id"); err != nil {
+		for _, stmt := range restore {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return err
 			}
 		}
-		res.Add(table, names, tm, r)
 		return nil
 	})
+}
+
+// quiet disables, for the rest of tx, the rules and the user triggers of table, and
+// returns the statements that put each back as it was. Apply's UPDATE and DELETE
+// statements are not production's: a rule (DO INSTEAD NOTHING, a soft delete) would
+// leave the production values where they are, and a rule or a trigger that
+// session_replication_role = replica does not stop (ENABLE ALWAYS, ENABLE REPLICA), or
+// any user trigger of a truncate's DELETE, could copy them into another table, one
+// masked before. Foreign keys' triggers are internal and stay.
+func quiet(ctx context.Context, tx pgx.Tx, table string) ([]string, error) {
+	rows, err := tx.Query(ctx, `
+SELECT true, tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal
+UNION ALL
+SELECT false, rulename, ev_enabled::text FROM pg_rewrite WHERE ev_class = $1::regclass AND rulename <> '_RETURN'`,
+		quoteTable(table))
+	if err != nil {
+		return nil, err
+	}
+	type object struct {
+		trigger       bool
+		name, enabled string
+	}
+	objects, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (object, error) {
+		var o object
+		err := r.Scan(&o.trigger, &o.name, &o.enabled)
+		return o, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var restore []string
+	for _, o := range objects {
+		what := "RULE "
+		if o.trigger {
+			what = "TRIGGER "
+		}
+		name := what + pgx.Identifier{o.name}.Sanitize()
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+quoteTable(table)+" DISABLE "+name); err != nil {
+			return nil, fmt.Errorf("disable %s: %w", strings.ToLower(name), err)
+		}
+		how := map[string]string{"O": "ENABLE ", "A": "ENABLE ALWAYS ", "R": "ENABLE REPLICA ", "D": "DISABLE "}[o.enabled]
+		if how == "" {
+			return nil, fmt.Errorf("%s: unknown state %q", strings.ToLower(name), o.enabled)
+		}
+		restore = append(restore, "ALTER TABLE "+quoteTable(table)+" "+how+name)
+	}
+	return restore, nil
+}
+
+// maskRows masks the rows of table in tx, its rules and triggers quiet.
+func (r *Rules) maskRows(ctx context.Context, tx pgx.Tx, table string, names []string, tm *TableMasker, opts ApplyOptions, res *Result) error {
+	if tm.none {
+		// Foreign keys stay checked: truncating a referenced table fails, as it does
+		// when a logical restore adds the constraint after the data. Only the table's
+		// own rows: its children have their own decisions (Check makes them strict),
+		// and their triggers, not disabled here, would see theirs deleted.
+		tag, err := tx.Exec(ctx, "DELETE FROM ONLY "+quoteTable(table))
+		if err != nil {
+			return err
+		}
+		tm.RowsIn = tag.RowsAffected()
+		res.Add(table, names, tm, r)
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(opts.TempDir, "restage-mask-*.copy")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	// Rows out with their ctid in front; the masked ones (and the ctids of the rows
+	// a sample drops) into the file.
+	list := make([]string, len(names))
+	for i, n := range names {
+		list[i] = pgx.Identifier{n}.Sanitize()
+	}
+	w := &rowWriter{tm: tm, out: bufio.NewWriterSize(f, 256<<10)}
+	sel := "COPY (SELECT ctid, " + strings.Join(list, ", ") + " FROM ONLY " + quoteTable(table) + ") TO STDOUT"
+	if _, err := tx.Conn().PgConn().CopyTo(ctx, w, sel); err != nil {
+		return err
+	}
+	if err := w.finish(); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	var masked []string
+	for i, n := range names {
+		if rule := tm.rules[i]; rule.Kind != "" && rule.Kind != Keep {
+			masked = append(masked, n)
+		}
+	}
+	tmp := "restage_mask_rows"
+	def := "row_id tid, dropped boolean"
+	for i := range masked {
+		def += fmt.Sprintf(", c%d text", i)
+	}
+	if _, err := tx.Exec(ctx, "CREATE TEMPORARY TABLE "+tmp+" ("+def+") ON COMMIT DROP"); err != nil {
+		return err
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, f, "COPY "+tmp+" FROM STDIN"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM ONLY "+quoteTable(table)+" t USING "+tmp+" m WHERE m.dropped AND t.ctid = m.row_id"); err != nil {
+		return err
+	}
+	if len(masked) > 0 {
+		var set []string
+		for i, n := range masked {
+			set = append(set, fmt.Sprintf("%s = m.c%d::%s", pgx.Identifier{n}.Sanitize(), i, columnType(ctx, tx, table, n)))
+		}
+		if _, err := tx.Exec(ctx, "UPDATE ONLY "+quoteTable(table)+" t SET "+strings.Join(set, ", ")+" FROM "+tmp+
+			" m WHERE NOT m.dropped AND t.ctid = m.row_id"); err != nil {
+			return err
+		}
+	}
+	res.Add(table, names, tm, r)
+	return nil
 }
 
 // columnType returns the SQL type of a column, for the cast from the temporary table's text.

@@ -566,10 +566,66 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 	if err := checkLinks(s); err != nil {
 		return nil, err
 	}
+	if err := c.clearLogs(ctx, s); err != nil {
+		return nil, err
+	}
 	if err := c.writeMarker(s, stateRestored, set.Label, started); err != nil {
 		return nil, fmt.Errorf("physical: %w", err)
 	}
 	return s, nil
+}
+
+// clearLogs empties the server log folders of production that a restore brought into
+// the slot's data directory (with logging_collector, log_directory is "log" inside it by
+// default, "pg_log" before PostgreSQL 10, and pgBackRest copies them): production's logs
+// quote rows in their errors and, with log_statement, every statement, values included,
+// and no masking reaches them. The folder is the one the restored configuration names
+// (`postgres -C log_directory`, as the cluster's user, before the first start) besides
+// those two, when it is inside the data directory.
+func (c *Clusters) clearLogs(ctx context.Context, s *Slot) error {
+	dirs := []string{"log", "pg_log"}
+	if _, err := os.Stat(filepath.Join(s.Data, "postgresql.conf")); err == nil {
+		out, err := c.owner.run(ctx, []string{filepath.Join(filepath.Dir(c.pgCtl), "postgres"), "-D", s.Data, "-C", "log_directory"})
+		if err != nil {
+			return fmt.Errorf("physical: the restored cluster's log_directory: %w", err)
+		}
+		if d := strings.TrimSpace(string(out)); d != "" && !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	data, err := filepath.EvalSymlinks(s.Data)
+	if err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	for _, d := range dirs {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(s.Data, d)
+		}
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() {
+			continue // none, or a link checkLinks has judged
+		}
+		real, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			return fmt.Errorf("physical: %w", err)
+		}
+		if rel, err := filepath.Rel(data, real); err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue // not production's: a folder of this host outside the slot
+		}
+		entries, err := os.ReadDir(real)
+		if err != nil {
+			return fmt.Errorf("physical: %w", err)
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(real, e.Name())); err != nil {
+				return fmt.Errorf("physical: remove production's server log: %w", err)
+			}
+		}
+		if len(entries) > 0 {
+			c.log.Info("production's server logs removed from the restored slot", "slot", s.Name, "folder", real, "files", len(entries))
+		}
+	}
+	return nil
 }
 
 // checkLinks refuses a restored data directory whose symbolic links (the tablespaces in

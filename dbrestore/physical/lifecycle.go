@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/restage/restage/internal/redact"
 )
 
 // StartSide starts a restored slot on the side port, with no TCP listener and no
@@ -234,10 +237,37 @@ func (c *Clusters) ExecFiles(ctx context.Context, s *Slot, database, role string
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("physical: %s: %w", f, err)
+			return fmt.Errorf("physical: %s: %w", f, withholdRows(err))
 		}
 	}
 	return nil
+}
+
+// rowsError is PostgreSQL's error with the row values its message, detail and context
+// quote withheld (redact.Field): they are production's, and the message goes into the
+// report. Unwrap returns the driver's error.
+type rowsError struct {
+	msg string
+	err error
+}
+
+func (e *rowsError) Error() string { return e.msg }
+func (e *rowsError) Unwrap() error { return e.err }
+
+// withholdRows returns err with the values of a *pgconn.PgError withheld.
+func withholdRows(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	msg := pe.Severity + ": " + redact.Field(pe.Message) + " (SQLSTATE " + pe.Code + ")"
+	if pe.Detail != "" {
+		msg += "; DETAIL: " + redact.Field(pe.Detail)
+	}
+	if pe.Where != "" {
+		msg += "; CONTEXT: " + redact.Field(pe.Where)
+	}
+	return &rowsError{msg: msg, err: err}
 }
 
 // Clone creates name as a template copy of template on the slot running on the side

@@ -360,3 +360,87 @@ func filterArchive(l []string, version string) []string {
 	}
 	return out
 }
+
+// Production's server logs (logging_collector, log_directory inside the data
+// directory) quote rows in their errors and statements with their values; pgBackRest
+// copies them with the data directory, and no masking reaches them. A restore removes
+// them, from the folder the restored configuration names and from the default one,
+// before the slot's first start. (The tables' files hold production's rows until the
+// masking, which runs on the side cluster.)
+func TestRestoreRemovesProductionServerLogs(t *testing.T) {
+	bin := physicaltest.Require(t)
+	ctx := context.Background()
+	prod := physicaltest.Start(t, physicaltest.Options{Settings: []string{
+		"logging_collector = on", "log_directory = 'prodlogs'", "log_statement = 'all'"}})
+	for _, sql := range []string{"CREATE TABLE person (email text UNIQUE)", "INSERT INTO person VALUES ('alice@prod.example.org')"} {
+		if err := prod.Exec(ctx, "postgres", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A folder of the default name, from before log_directory was changed.
+	if err := os.Mkdir(filepath.Join(prod.Data, "log"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(prod.Data, "log", "postgresql-old.log"), []byte("DETAIL: Key (email)=(bob@prod.example.org) already exists.\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chownPostgres(t, filepath.Join(prod.Data, "log"))
+	chownPostgres(t, filepath.Join(prod.Data, "log", "postgresql-old.log"))
+	if err := prod.Backup(ctx, "full"); err != nil {
+		t.Fatal(err)
+	}
+	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: prod.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, dir := newClusters(t, bin, map[string]string{"shared_buffers": "32MB", "fsync": "off"})
+	t.Cleanup(func() {
+		for _, n := range []string{"a", "b"} {
+			_ = cl.Stop(context.Background(), &physical.Slot{Name: n, Dir: filepath.Join(dir, n), Data: filepath.Join(dir, n, "data")})
+		}
+	})
+	w := &world{prod: prod, src: src, cl: cl, dir: dir}
+	_, slot := w.restored(t)
+	if err := cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(slot.Dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(p, filepath.Join(slot.Data, "base")+"/") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(b), "@prod.example.org") {
+			t.Errorf("a production value is in %s", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, cl, slot, false, "postgres", "SELECT count(*) FROM person WHERE email = 'alice@prod.example.org'"); n != 1 {
+		t.Fatalf("the restored table has %d rows, want 1", n)
+	}
+}
+
+// The post-restore SQL runs on the restored cluster: PostgreSQL's errors quote the
+// values a statement rejected, production's, and the error goes into the report. They
+// are withheld, as in a logical restore's post-restore SQL.
+func TestExecFilesWithholdsRowValues(t *testing.T) {
+	w := newWorld(t, true)
+	_, slot := w.restored(t)
+	ctx := context.Background()
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "post.sql")
+	if err := os.WriteFile(file, []byte("SELECT name::int FROM item WHERE id = 7"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := w.cl.ExecFiles(ctx, slot, "shop", "", []string{file})
+	if err == nil || !strings.Contains(err.Error(), "invalid input syntax for type integer") || strings.Contains(err.Error(), "item 7") {
+		t.Fatalf("err = %v, want the error without the row's value", err)
+	}
+}
