@@ -292,7 +292,7 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 // on staging would change production. The foreign servers and tables stay; create in a
 // post-restore file the mappings staging may use.
 func (r *restoreRun) cutUserMappings(ctx context.Context, conn *pgx.Conn) error {
-	dropped, err := dropUserMappings(ctx, conn, r.s.cfg.Role)
+	dropped, err := DropUserMappings(ctx, conn, r.s.cfg.Role)
 	if err != nil {
 		return fmt.Errorf("dbrestore: drop the restored user mappings in %q: %w", r.opts.Target, err)
 	}
@@ -303,9 +303,14 @@ func (r *restoreRun) cutUserMappings(ctx context.Context, conn *pgx.Conn) error 
 	return nil
 }
 
-// dropUserMappings drops every user mapping of conn's database, in one transaction, as
-// role when it is not "", and returns them as "user@server".
-func dropUserMappings(ctx context.Context, conn *pgx.Conn, role string) ([]string, error) {
+// DropUserMappings drops every user mapping of conn's database, in one transaction, as
+// role when it is not "", and returns them as "user@server". A mapping holds the login
+// (often with its password) that postgres_fdw or dblink use to reach another server;
+// production's reach production, and an UPDATE of a foreign table on staging (by the
+// post-restore SQL, a migration or the service) would change it. The foreign servers
+// and tables stay. Restore calls it; the physical strategy calls it for every database
+// of a restored cluster.
+func DropUserMappings(ctx context.Context, conn *pgx.Conn, role string) ([]string, error) {
 	var dropped []string
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, "SELECT umuser = 0, usename, srvname FROM pg_user_mappings ORDER BY srvname, usename")

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/internal/redact"
 )
 
@@ -145,43 +146,15 @@ func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptio
 	return "archive_mode off, no standby; " + strings.Join(did, "; "), nil
 }
 
-// dropUserMappings drops every user mapping of database db, in one transaction, and
-// returns them as "user@server". A mapping holds the login (often with its password)
-// that postgres_fdw or dblink use to reach another server; production's reach
-// production, and an UPDATE of a foreign table on staging (by the post-restore SQL, a
-// migration or the service) would change it. The foreign servers and tables stay.
+// dropUserMappings drops every user mapping of database db (dbrestore.DropUserMappings)
+// and returns them as "user@server".
 func (c *Clusters) dropUserMappings(ctx context.Context, s *Slot, db string) ([]string, error) {
 	conn, err := c.Conn(ctx, s, db, false)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var dropped []string
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, "SELECT umuser = 0, usename, srvname FROM pg_user_mappings ORDER BY srvname, usename")
-		type mapping struct {
-			public        bool
-			user, srvname string
-		}
-		ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (mapping, error) {
-			var m mapping
-			return m, r.Scan(&m.public, &m.user, &m.srvname)
-		})
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			user := "PUBLIC"
-			if !m.public {
-				user = pgx.Identifier{m.user}.Sanitize()
-			}
-			if _, err := tx.Exec(ctx, "DROP USER MAPPING FOR "+user+" SERVER "+pgx.Identifier{m.srvname}.Sanitize()); err != nil {
-				return fmt.Errorf("user mapping for %s on server %s: %w", m.user, m.srvname, err)
-			}
-			dropped = append(dropped, m.user+"@"+m.srvname)
-		}
-		return nil
-	})
+	dropped, err := dbrestore.DropUserMappings(ctx, conn, "")
 	if err != nil {
 		return nil, fmt.Errorf("physical: drop the user mappings in %s: %w", db, err)
 	}
