@@ -53,6 +53,13 @@ func newWorld(t *testing.T, backup bool) *world {
 			t.Fatal(err)
 		}
 	}
+	return worldOf(t, bin, prod)
+}
+
+// worldOf is the world of production prod: its pgBackRest source and fresh staging
+// clusters, stopped when the test ends.
+func worldOf(t *testing.T, bin string, prod *physicaltest.Production) *world {
+	t.Helper()
 	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: prod.Config})
 	if err != nil {
 		t.Fatal(err)
@@ -389,22 +396,12 @@ func TestRestoreRemovesProductionServerLogs(t *testing.T) {
 	if err := prod.Backup(ctx, "full"); err != nil {
 		t.Fatal(err)
 	}
-	src, err := physical.NewPgBackRest(physical.PgBackRestConfig{Stanza: physicaltest.Stanza, Config: prod.Config})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, dir := newClusters(t, bin, map[string]string{"shared_buffers": "32MB", "fsync": "off"})
-	t.Cleanup(func() {
-		for _, n := range []string{"a", "b"} {
-			_ = cl.Stop(context.Background(), &physical.Slot{Name: n, Dir: filepath.Join(dir, n), Data: filepath.Join(dir, n, "data")})
-		}
-	})
-	w := &world{prod: prod, src: src, cl: cl, dir: dir}
+	w := worldOf(t, bin, prod)
 	_, slot := w.restored(t)
-	if err := cl.StartSide(ctx, slot); err != nil {
+	if err := w.cl.StartSide(ctx, slot); err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(slot.Dir, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(slot.Dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(p, filepath.Join(slot.Data, "base")+"/") {
 			return err
 		}
@@ -420,7 +417,7 @@ func TestRestoreRemovesProductionServerLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, cl, slot, false, "postgres", "SELECT count(*) FROM person WHERE email = 'alice@prod.example.org'"); n != 1 {
+	if n := count(t, w.cl, slot, false, "postgres", "SELECT count(*) FROM person WHERE email = 'alice@prod.example.org'"); n != 1 {
 		t.Fatalf("the restored table has %d rows, want 1", n)
 	}
 }
