@@ -192,8 +192,8 @@ type copier struct {
 }
 
 func (c *copier) run(ctx context.Context, dest string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	c.ctx = ctx
 	if progress.From(ctx) != nil {
 		c.pc = progress.NewCounter(ctx, c.size())
@@ -205,7 +205,7 @@ func (c *copier) run(ctx context.Context, dest string) error {
 		PreserveOwner: c.root,
 		OnError: func(_, _ string, err error) error {
 			if err != nil {
-				cancel()
+				cancel(err)
 			}
 			return err
 		},
@@ -213,14 +213,18 @@ func (c *copier) run(ctx context.Context, dest string) error {
 	if w := c.s.cfg.Workers; w > 1 {
 		opt.NumOfWorkers = int64(w)
 	}
-	// errgroup returns the first error, so a hook's error wins over the cancellations
-	// it causes in the other workers.
-	return copy.Copy(c.src, dest, opt)
+	err := copy.Copy(c.src, dest, opt)
+	// Another worker may see the cancellation and return before the worker whose error
+	// caused it (ENOSPC, a refused symlink): report the cause, not "context canceled".
+	if cause := context.Cause(ctx); err != nil && errors.Is(err, context.Canceled) && cause != nil {
+		return cause
+	}
+	return err
 }
 
 func (c *copier) skip(info os.FileInfo, src, dest string) (bool, error) {
-	if err := c.ctx.Err(); err != nil {
-		return false, err
+	if c.ctx.Err() != nil {
+		return false, context.Cause(c.ctx)
 	}
 	rel := src[len(c.src)+1:]
 	mode := info.Mode()
