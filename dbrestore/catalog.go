@@ -524,6 +524,18 @@ func parseTOCLine(line string) (tocEntry, bool) {
 	return e, true
 }
 
+// mappingName names a USER MAPPING entry as "user@server" (its text is "- USER MAPPING
+// <user> SERVER <server> <owner>"), as DropUserMappings names the mappings it drops.
+func (e tocEntry) mappingName() string {
+	text := strings.TrimPrefix(e.rest, "- USER MAPPING ")
+	user, rest, ok := strings.Cut(text, " SERVER ")
+	if !ok {
+		return text
+	}
+	server, _, _ := strings.Cut(rest, " ")
+	return user + "@" + server
+}
+
 // label is how progress events name an entry, e.g. "TABLE DATA public pgbench_accounts".
 func (e tocEntry) label() string {
 	rest := e.rest

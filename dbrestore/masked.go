@@ -36,7 +36,7 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 	start := time.Now()
 	s.log.Info("dbrestore: masked restore started", logBackup(r.b), logKeyTarget, opts.Target, "jobs", opts.Jobs,
 		"masked_tables", len(opts.Mask.Tables()))
-	if err := r.runPgRestore(ctx, pgRestore, "pre-data", "--section=pre-data"); err != nil {
+	if err := r.runPgRestore(ctx, pgRestore, "pre-data", append(r.useList(), "--section=pre-data")...); err != nil {
 		return err
 	}
 	conn, err := s.connectRestore(ctx, opts.Target)

@@ -107,6 +107,11 @@ type restoreRun struct {
 	prog   *progressParser // a masked restore's, shared by its pg_restore runs
 
 	reads *readWatch // the bytes of the dump pg_restore has read; nil: not followed
+
+	// list is the pg_restore list (--use-list) of every entry but the dump's user
+	// mappings (leftOut, as "user@server"), when it holds any; "": every entry.
+	list    string
+	leftOut []string
 }
 
 // addOutput keeps line in the result's output tail; pg_restore's jobs call it at once.
@@ -241,11 +246,22 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	if err := r.s.checkRestoreLogin(ctx, r.opts.Target); err != nil {
 		return err
 	}
+	dir, err := os.MkdirTemp("", "restage-restore-")
+	if err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := r.leaveOutUserMappings(dir); err != nil {
+		return err
+	}
 	r.reads = newReadWatch(ctx, r.b.Manifest.Size)
-	err := load(ctx, pgRestore)
+	err = load(ctx, pgRestore)
 	r.reads.close(err == nil)
 	if err != nil {
 		return err
+	}
+	if len(r.leftOut) > 0 { // after pg_restore's lines, so that the output's tail keeps it
+		r.addOutput("left out the dump's user mappings (they may reach production): " + strings.Join(r.leftOut, ", "))
 	}
 	conn, err := r.s.connectNotices(ctx, r.opts.Target, r.addOutput)
 	if err != nil {
@@ -282,6 +298,42 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 		"post_restore", r.res.PostRestore.Round(time.Millisecond), "analyze", r.res.Analyze.Round(time.Millisecond),
 		"tables_compared", len(r.res.RowCounts))
 	return nil
+}
+
+// leaveOutUserMappings writes into dir, when the dump holds user mappings, the list of
+// every other entry for pg_restore (r.list). A mapping holds the login, often with its
+// password, that postgres_fdw or dblink use to reach another server, and a dump of
+// production holds production's: restored, the dump's own code (a CHECK constraint or
+// a default that writes to a foreign table) would reach production with it while the
+// data loads, and its password would stand in staging's catalog and WAL.
+func (r *restoreRun) leaveOutUserMappings(dir string) error {
+	var ids, left []string
+	for _, e := range r.toc.entries {
+		if e.desc == "USER MAPPING" {
+			left = append(left, e.mappingName())
+			continue
+		}
+		ids = append(ids, strconv.Itoa(e.id))
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	r.list = filepath.Join(dir, "all.list")
+	if err := os.WriteFile(r.list, []byte(strings.Join(ids, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("dbrestore: %w", err)
+	}
+	r.leftOut = left
+	r.s.log.Info("dbrestore: left out the dump's user mappings", logKeyTarget, r.opts.Target, "mappings", strings.Join(left, ", "))
+	return nil
+}
+
+// useList is the --use-list argument of a pg_restore that would restore the dump's
+// user mappings; none when the dump holds none.
+func (r *restoreRun) useList() []string {
+	if r.list == "" {
+		return nil
+	}
+	return []string{"--use-list=" + r.list}
 }
 
 // cutUserMappings drops every user mapping the dump restored into the target (as
@@ -349,7 +401,8 @@ func DropUserMappings(ctx context.Context, conn *pgx.Conn, role string) ([]strin
 func (r *restoreRun) pgRestore(ctx context.Context, pgRestore string) error {
 	s, opts := r.s, r.opts
 	target := s.rcs.withDatabase(opts.Target)
-	args := append(r.baseArgs("--dbname", target.withoutPassword().String(), "--jobs", strconv.Itoa(opts.Jobs)), r.b.Path)
+	args := append(r.baseArgs("--dbname", target.withoutPassword().String(), "--jobs", strconv.Itoa(opts.Jobs)), r.useList()...)
+	args = append(args, r.b.Path)
 	env := append(passwordEnv(s.rcs), "PGOPTIONS="+pgOptions(os.Getenv("PGOPTIONS"), s.cfg.Settings))
 	pp := &progressParser{toc: r.toc, ids: opts.Jobs > 1, fn: opts.Progress, seen: map[int]bool{}}
 	p := &proc{path: pgRestore, args: args, env: env, secrets: s.secrets(), started: r.reads.started,

@@ -89,3 +89,52 @@ CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=1 dbname=x connect_timeo
 		}
 	}
 }
+
+// The dump's user mappings are never restored, so the dump's own code cannot use them
+// while the data loads: here a CHECK constraint writes every row it checks to a
+// foreign table on production, through production's mapping. Masked or not, staging's
+// restore adds no row to production, and the mappings' names are in the output.
+func TestRestoreLeavesUserMappingsOut(t *testing.T) {
+	prod, staging := servers(t)
+	ctx := testCtx(t)
+	db := prod.Database(t)
+	prod.Exec(t, db, personalSchema)
+	prod.Exec(t, db, "CREATE TABLE t (id int)") // committed, so that the loopback sees it
+	prod.Exec(t, db, fmt.Sprintf(`CREATE EXTENSION postgres_fdw;
+CREATE SERVER prodsrv FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '%d', dbname '%s');
+CREATE USER MAPPING FOR postgres SERVER prodsrv OPTIONS (user 'postgres');
+CREATE FOREIGN TABLE remote_t (id int) SERVER prodsrv OPTIONS (table_name 't');
+CREATE FUNCTION reach(id int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.remote_t VALUES (id);
+	RETURN true;
+EXCEPTION WHEN others THEN
+	RETURN true;
+END $$;
+CREATE TABLE data (id int CHECK (public.reach(id)));`, prod.Port, db))
+	prod.Exec(t, db, "INSERT INTO data SELECT generate_series(1, 5)")
+	before := prod.QueryInt(t, db, "SELECT count(*) FROM t")
+	if before != 5 {
+		t.Fatalf("production's own inserts reached t %d times, want 5 (the loopback does not work)", before)
+	}
+	b := dumpOf(t, prod, db, DumpOptions{Counts: true})
+	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}})
+	for _, m := range []*mask.Rules{nil, personalRules(t)} {
+		res, err := srv.Restore(ctx, b, RestoreOptions{Target: dbName(t, staging, "fdw_load"), Mask: m})
+		if err != nil {
+			t.Fatalf("masked %v: %v", m != nil, err)
+		}
+		if n := prod.QueryInt(t, db, "SELECT count(*) FROM t"); n != before {
+			t.Fatalf("masked %v: staging's restore wrote %d row(s) into production", m != nil, n-before)
+		}
+		if n := staging.QueryInt(t, res.Database, "SELECT count(*) FROM data"); n != 5 {
+			t.Fatalf("masked %v: %d rows in data, want 5", m != nil, n)
+		}
+		if !strings.Contains(res.Output, "left out the dump's user mappings (they may reach production): postgres@prodsrv") {
+			t.Fatalf("masked %v: the output does not name the mapping left out:\n%s", m != nil, res.Output)
+		}
+		if err := srv.Drop(ctx, res.Database); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
