@@ -369,7 +369,7 @@ func (ru *run) checkKept(ctx context.Context, s *physical.Slot, rules *mask.Rule
 }
 
 // discardSlot stops the slot prepared by a run that fails before its cutover; its data
-// stay for the next run's delta restore.
+// stay for the next run's delta restore, unless the run masks (dropUnmasked).
 func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
 	ctx, cancel := ru.critical(ctx)
 	defer cancel()
@@ -381,9 +381,29 @@ func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
 	if ps.slot == nil {
 		return
 	}
+	if err := ru.dropUnmasked(ctx, ps.slot); err != nil {
+		return
+	}
 	if err := ru.r.cfg.Physical.Clusters.Discard(ctx, ps.slot); err != nil {
 		ru.log.Warn("could not stop the unused cluster; the next run will", "slot", ps.slot.Name, keyErr, redact.String(err.Error()))
 	}
+}
+
+// dropUnmasked empties slot s, which will not go live, when the environment masks: it
+// may hold production's data unmasked (the run failed before or while masking it), and
+// a masked copy still holds the old values in its dead rows and WAL. The next rebuild is
+// then a full copy. It returns an error (already in the report's notes) when the slot
+// could not be emptied; nil when it was, or when nothing is masked.
+func (ru *run) dropUnmasked(ctx context.Context, s *physical.Slot) error {
+	if ru.r.cfg.Restore.Mask == nil {
+		return nil
+	}
+	if err := ru.r.cfg.Physical.Clusters.Empty(ctx, s); err != nil {
+		ru.note("%s, which did not go live, may hold production's unmasked data and could not be emptied; remove its data folder: %v", s, err)
+		return err
+	}
+	ru.note("emptied %s, which did not go live: with [mask] it may hold production's unmasked data (the next rebuild is a full copy)", s)
+	return nil
 }
 
 // physicalCutover stops the service, switches clusters, activates the release and
@@ -465,6 +485,9 @@ func (ru *run) physicalRollback(ctx context.Context, cause error, ps *physicalSt
 	cl := ru.r.cfg.Physical.Clusters
 	return ru.rollbackWith(ctx, cause, activated, "cluster", func(ctx context.Context) ([]string, error) {
 		if !switched {
+			if ru.dropUnmasked(ctx, ps.slot) == nil && ru.r.cfg.Restore.Mask != nil {
+				return nil, nil
+			}
 			if err := cl.Discard(ctx, ps.slot); err != nil {
 				return nil, fmt.Errorf("cluster: %w", err)
 			}

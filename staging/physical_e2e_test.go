@@ -1,9 +1,11 @@
 package staging_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +33,38 @@ func liveSlot(t *testing.T, w *stagingtest.World) string {
 		return "none"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// fileHolding returns the first file under the clusters' folder dir, outside the live
+// slot's folder, that holds one of values; "" when none does.
+func fileHolding(t *testing.T, dir, live string, values ...string) string {
+	t.Helper()
+	var found string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || found != "" {
+			return err
+		}
+		if d.IsDir() && path == filepath.Join(dir, live) {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, v := range values {
+			if bytes.Contains(b, []byte(v)) {
+				found = path
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
 
 // physicalSnapshot is what an operator sees of a physical staging: the live slot, its
@@ -388,6 +422,13 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 	}
 	if liveSlot(t, w) != live {
 		t.Fatalf("the failed rebuild switched the live slot from %s to %s", live, liveSlot(t, w))
+	}
+	// The slot it prepared held production's rows unmasked: it is emptied.
+	if f := fileHolding(t, w.ClusterDir, live, "person1@users.example.com", "person2@users.example.com"); f != "" {
+		t.Fatalf("after the failed masked rebuild, %s holds production's unmasked e-mails", f)
+	}
+	if !strings.Contains(rep.Text(), "which did not go live: with [mask] it may hold production's unmasked data") {
+		t.Fatalf("the report does not say the slot was emptied:\n%s", rep.Text())
 	}
 	editConfig(t, w.ConfigPath, "keep = [\"reports\"]\n", "")
 	w.Production.Exec(t, "postgres", "DROP TABLE staff")

@@ -499,7 +499,7 @@ func (c *Clusters) ensureDir() error {
 // Restore restores set from src into the idle slot, with delta when asked and the slot
 // holds an earlier copy; the live slot is not touched. The set is verified (Source.Verify)
 // and the side port checked free before the idle slot is made, stopped or emptied. The
-// slot is left stopped.
+// slot is left stopped. An error after the slot was touched returns it with the error.
 func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delta bool) (*Slot, error) {
 	if err := c.ensureDir(); err != nil {
 		return nil, err
@@ -545,32 +545,33 @@ func (c *Clusters) Restore(ctx context.Context, src Source, set *BackupSet, delt
 	if err := c.writeMarker(s, stateRestoring, set.Label, started); err != nil {
 		return nil, fmt.Errorf("physical: %w", err)
 	}
+	// From here on the slot is touched: an error returns it too (Empty, Discard).
 	_, err = os.Stat(filepath.Join(s.Data, "PG_VERSION"))
 	delta = delta && err == nil
 	if !delta {
 		if err := emptySlot(s); err != nil {
-			return nil, err
+			return s, err
 		}
 	}
 	byTime := delta && c.byTime(prev)
 	if byTime {
 		n, err := untrustSince(s.Dir, prev.Started)
 		if err != nil {
-			return nil, fmt.Errorf("physical: %w", err)
+			return s, fmt.Errorf("physical: %w", err)
 		}
 		c.log.Info("delta by size and time", "slot", s.Name, "written since the last restore", n)
 	}
 	if err := src.Restore(ctx, set, s.Data, RestoreOptions{Delta: delta, ByTime: byTime, Verified: true}); err != nil {
-		return nil, err
+		return s, err
 	}
 	if err := checkLinks(s); err != nil {
-		return nil, err
+		return s, err
 	}
 	if err := c.clearLogs(ctx, s); err != nil {
-		return nil, err
+		return s, err
 	}
 	if err := c.writeMarker(s, stateRestored, set.Label, started); err != nil {
-		return nil, fmt.Errorf("physical: %w", err)
+		return s, fmt.Errorf("physical: %w", err)
 	}
 	return s, nil
 }

@@ -298,6 +298,35 @@ func (c *Clusters) Foreign(ctx context.Context, managed []string) ([]string, err
 // Discard stops a slot prepared on the side port that will not go live; its data stay
 // for the next run's delta restore.
 func (c *Clusters) Discard(ctx context.Context, s *Slot) error {
+	if err := c.notLive(s); err != nil {
+		return err
+	}
+	return c.stop(ctx, s)
+}
+
+// Empty stops a slot that will not go live and removes its data, so that it holds no
+// copy of production's: the next restore into it is a full copy. Its marker stays, in
+// state restoring, so that Repair finishes a removal cut short. The live slot is refused
+// (ErrSlot).
+func (c *Clusters) Empty(ctx context.Context, s *Slot) error {
+	if err := c.notLive(s); err != nil {
+		return err
+	}
+	if err := c.stop(ctx, s); err != nil {
+		return err
+	}
+	m, err := c.readMarker(s)
+	if err != nil {
+		return err
+	}
+	if err := c.writeMarker(s, stateRestoring, m.Backup, m.Started); err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	return emptySlot(s)
+}
+
+// notLive refuses the live slot (ErrSlot).
+func (c *Clusters) notLive(s *Slot) error {
 	live, err := c.Live()
 	if err != nil {
 		return err
@@ -305,7 +334,7 @@ func (c *Clusters) Discard(ctx context.Context, s *Slot) error {
 	if live != nil && live.Name == s.Name {
 		return fmt.Errorf("%w: %s is live", ErrSlot, s)
 	}
-	return c.stop(ctx, s)
+	return nil
 }
 
 // Switch is the cutover: the live slot (if any) is stopped, next is stopped on the side
