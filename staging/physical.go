@@ -81,6 +81,9 @@ func (ru *run) physicalRun(ctx context.Context, ps *physicalState) error {
 		for _, d := range did {
 			ru.note("%s", d)
 		}
+		if err == nil && ru.tookOver {
+			err = ru.emptyKilledSlot(ctx)
+		}
 		live, lerr := cl.Live()
 		if err == nil && lerr == nil {
 			ru.hadLive = live != nil
@@ -381,7 +384,7 @@ func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
 	if ps.slot == nil {
 		return
 	}
-	if err := ru.dropUnmasked(ctx, ps.slot); err != nil {
+	if err := ru.dropUnmasked(ctx, ps.slot, "which did not go live"); err != nil {
 		return
 	}
 	if err := ru.r.cfg.Physical.Clusters.Discard(ctx, ps.slot); err != nil {
@@ -389,20 +392,37 @@ func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
 	}
 }
 
-// dropUnmasked empties slot s, which will not go live, when the environment masks: it
-// may hold production's data unmasked (the run failed before or while masking it), and
-// a masked copy still holds the old values in its dead rows and WAL. The next rebuild is
-// then a full copy. It returns an error (already in the report's notes) when the slot
+// emptyKilledSlot empties the idle slot after a run that was killed, when the
+// environment masks: that run may have restored production's data into it and died
+// before masking it (Repair empties only a slot whose restore was cut short).
+func (ru *run) emptyKilledSlot(ctx context.Context) error {
+	if ru.r.cfg.Restore.Mask == nil {
+		return nil
+	}
+	idle, err := ru.r.cfg.Physical.Clusters.Idle()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(idle.Data); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return ru.dropUnmasked(ctx, idle, "left by a run that was killed")
+}
+
+// dropUnmasked empties slot s, which is not live (why says how), when the environment
+// masks: it may hold production's data unmasked (a run failed or died before or while
+// masking it), and a masked copy still holds the old values in its dead rows and WAL.
+// The next restore into it is then a full copy. It returns an error (already in the report's notes) when the slot
 // could not be emptied; nil when it was, or when nothing is masked.
-func (ru *run) dropUnmasked(ctx context.Context, s *physical.Slot) error {
+func (ru *run) dropUnmasked(ctx context.Context, s *physical.Slot, why string) error {
 	if ru.r.cfg.Restore.Mask == nil {
 		return nil
 	}
 	if err := ru.r.cfg.Physical.Clusters.Empty(ctx, s); err != nil {
-		ru.note("%s, which did not go live, may hold production's unmasked data and could not be emptied; remove its data folder: %v", s, err)
+		ru.note("%s, %s, may hold production's unmasked data and could not be emptied; remove its data folder: %v", s, why, err)
 		return err
 	}
-	ru.note("emptied %s, which did not go live: with [mask] it may hold production's unmasked data (the next rebuild is a full copy)", s)
+	ru.note("emptied %s, %s: with [mask] it may hold production's unmasked data (the next restore into it is a full copy)", s, why)
 	return nil
 }
 
@@ -485,7 +505,7 @@ func (ru *run) physicalRollback(ctx context.Context, cause error, ps *physicalSt
 	cl := ru.r.cfg.Physical.Clusters
 	return ru.rollbackWith(ctx, cause, activated, "cluster", func(ctx context.Context) ([]string, error) {
 		if !switched {
-			if ru.dropUnmasked(ctx, ps.slot) == nil && ru.r.cfg.Restore.Mask != nil {
+			if ru.dropUnmasked(ctx, ps.slot, "which did not go live") == nil && ru.r.cfg.Restore.Mask != nil {
 				return nil, nil
 			}
 			if err := cl.Discard(ctx, ps.slot); err != nil {

@@ -455,6 +455,45 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 	}
 }
 
+// TestPhysicalMaskedKilledRun: a masked physical rebuild killed after its restore, before
+// its masking, leaves production's rows unmasked in the idle slot, whose marker says
+// restored (Repair empties only a restore cut short). The next run, taking over the dead
+// run's lock, empties that slot in its clean step, even when it fails right after.
+func TestPhysicalMaskedKilledRun(t *testing.T) {
+	physicaltest.Require(t)
+	w := maskedWorld(t, stagingtest.Options{Physical: true, BackupWait: 2 * time.Second})
+	mustRun(t, w)
+	live := liveSlot(t, w)
+	idle := map[string]string{"a": "b", "b": "a"}[live]
+	marker := filepath.Join(w.ClusterDir, idle, "restage-slot.json")
+	killRunWhen(t, w, "the recovery", func() bool {
+		b, _ := os.ReadFile(marker)
+		return strings.Contains(string(b), `"restored"`)
+	})
+	emails := strings.Split(w.Production.QueryString(t, w.ProdDB, "SELECT string_agg(email, '|') FROM (SELECT email FROM person ORDER BY id LIMIT 5) p"), "|")
+	if fileHolding(t, w.ClusterDir, live, emails...) == "" {
+		t.Fatal("the killed run left no unmasked copy in the idle slot: the test proves nothing")
+	}
+	// The next run fails at its verify step (a database this environment does not
+	// manage), after its clean step.
+	w.Staging.Exec(t, "postgres", "CREATE DATABASE scratch")
+	rep, err := run(t, w)
+	if !errors.Is(err, staging.ErrForeign) {
+		t.Fatalf("want the verify step's refusal, got %v\n%s", err, rep.Text())
+	}
+	if f := fileHolding(t, w.ClusterDir, live, emails...); f != "" {
+		t.Fatalf("after the killed masked run, %s holds production's unmasked e-mails", f)
+	}
+	if notes := strings.Join(rep.Notes, "\n"); !strings.Contains(notes, "emptied slot "+idle+", left by a run that was killed") {
+		t.Fatalf("notes: %s", notes)
+	}
+	w.Staging.Exec(t, "postgres", "DROP DATABASE scratch")
+	mustRun(t, w)
+	if got := liveSlot(t, w); got != idle {
+		t.Fatalf("live slot %s after the next rebuild, want %s", got, idle)
+	}
+}
+
 // TestPhysicalRebuildFromBaseBackup rebuilds staging from pg_basebackups in the backup
 // folder ([backup] type = "basebackup"), twice.
 func TestPhysicalRebuildFromBaseBackup(t *testing.T) {

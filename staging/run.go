@@ -43,6 +43,7 @@ type run struct {
 	release   *codesync.Release
 	hadLive   bool // the live database existed before the run
 	hadPrev   bool // <db>_prev existed at the cutover (renamed to <db>_old)
+	tookOver  bool // the lock was a dead run's (killed, or its host rebooted)
 	stopAt    time.Time
 	downtimed bool
 	dry       bool    // a dry run: no report delivered, no history written
@@ -130,6 +131,7 @@ func (ru *run) lock(ctx context.Context) (*Lock, error) {
 			return "", err
 		}
 		if l.TookOver != nil {
+			ru.tookOver = true
 			ru.note("took over the lock of a dead run (%s)", l.TookOver)
 		}
 		return l.Path(), nil
