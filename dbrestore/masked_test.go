@@ -800,3 +800,41 @@ CREATE FOREIGN TABLE remote_person (id int, email text) SERVER production;`, Dum
 		t.Fatalf("kept on purpose: %v", err)
 	}
 }
+
+// After Apply, no page of a masked table, of its indexes, or of the planner statistics
+// holds a production value: an UPDATE leaves the old row versions in the table's pages
+// (and the old keys in its indexes), where pageinspect, or anyone reading the files,
+// finds them. Apply rewrites what it changed.
+func TestApplyLeavesNoOldRowVersions(t *testing.T) {
+	w := newMaskWorld(t, `
+CREATE TABLE person (id int PRIMARY KEY, email text UNIQUE);
+INSERT INTO person SELECT g, 'person' || g || '@prod.example.org' FROM generate_series(1, 200) g;
+CREATE TABLE person_archive () INHERITS (person);
+INSERT INTO person_archive SELECT g, 'old' || g || '@prod.example.org' FROM generate_series(1, 50) g;`, DumpOptions{})
+	ctx := testCtx(t)
+	rules, err := mask.New(mask.Config{Columns: map[string]string{"public.person.email": "email", "public.person_archive.email": "email"}},
+		func(string) string { return maskKey })
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dbName(t, w.staging, "masked_pages")
+	if _, err := w.srv.Restore(ctx, w.b, RestoreOptions{Target: db}); err != nil {
+		t.Fatal(err)
+	}
+	w.staging.Exec(t, db, "CREATE EXTENSION pageinspect")
+	pages := func() int64 {
+		return w.staging.QueryInt(t, db, `SELECT count(*) FROM unnest(ARRAY['public.person', 'public.person_email_key',
+  'public.person_archive', 'pg_catalog.pg_statistic']) r(rel),
+  generate_series(0, pg_relation_size(r.rel) / current_setting('block_size')::int - 1) b
+WHERE position(convert_to('@prod.example.org', 'UTF8') IN get_raw_page(r.rel, b::int)) > 0`)
+	}
+	if pages() == 0 {
+		t.Fatal("no page holds production's e-mails before Apply: the test proves nothing")
+	}
+	if _, err := mask.Apply(ctx, testConn(t, w.staging.DSN(db)), rules, mask.ApplyOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if n := pages(); n != 0 {
+		t.Fatalf("%d pages still hold production's e-mails after Apply", n)
+	}
+}

@@ -324,6 +324,9 @@ func (ru *run) maskSlot(ctx context.Context, s *physical.Slot, rules *mask.Rules
 		return "", ru.maskErr(err)
 	}
 	ru.rep.Mask = maskInfo(res)
+	if err := ru.r.cfg.Physical.Clusters.DropWAL(ctx, s); err != nil {
+		return "", fmt.Errorf("remove the WAL written before the masking: %w", err)
+	}
 	if err := ru.checkKept(ctx, s, rules); err != nil {
 		return "", err
 	}

@@ -132,9 +132,11 @@ type ApplyOptions struct {
 // populated materialized view (they hold rows computed from production's values) and
 // replaces the planner statistics computed from production's values (pg_statistic and
 // extended statistics of the masked tables, their parents, every materialized view and
-// their indexes) by an ANALYZE of the masked ones. conn must be a superuser's. Until Apply
-// has run, the production values are on the server's disk, and after it in its free
-// space until VACUUM reuses it.
+// their indexes) by an ANALYZE of the masked ones. Last, it rewrites (VACUUM FULL) every
+// table it changed and those catalogs, so that no old row version, production's values,
+// stays in their files. conn must be a superuser's. Until Apply has run, the production
+// values are on the server's disk; after it, in the WAL it wrote until a checkpoint
+// removes it (the physical strategy switches the WAL and checkpoints right after).
 func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*Result, error) {
 	start := time.Now()
 	cols, err := CatalogColumns(ctx, conn)
@@ -165,8 +167,51 @@ func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*R
 			return res, err
 		}
 	}
+	if err := rewrite(ctx, conn, r.Tables(), r.EmptyLargeObjects()); err != nil {
+		return res, err
+	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// rewrite rewrites with VACUUM FULL every table Apply changed (tables, their
+// inheritance children and partitions, with their TOAST tables and indexes), the
+// planner statistics' catalogs and, when their data was emptied, the large objects'
+// (largeObjects): an UPDATE or DELETE leaves the old row versions, production's values,
+// in the table's pages and indexes, where a page inspector (or anyone reading the
+// files) finds them until VACUUM reuses the space. A rewrite writes only the live rows
+// into new files and truncates the old ones at once.
+func rewrite(ctx context.Context, conn *pgx.Conn, tables []string, largeObjects bool) error {
+	regs := make([]string, len(tables))
+	for i, t := range tables {
+		regs[i] = quoteTable(t)
+	}
+	rows, err := conn.Query(ctx, `
+WITH RECURSIVE rel(oid) AS (
+  SELECT t::regclass::oid FROM unnest($1::text[]) t
+  UNION
+  SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent = rel.oid)
+SELECT format('%I.%I', n.nspname, c.relname) FROM rel
+JOIN pg_catalog.pg_class c ON c.oid = rel.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm') ORDER BY 1`, regs)
+	if err != nil {
+		return fmt.Errorf("mask: list the tables to rewrite: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("mask: list the tables to rewrite: %w", err)
+	}
+	names = append(names, "pg_catalog.pg_statistic", "pg_catalog.pg_statistic_ext_data")
+	if largeObjects {
+		names = append(names, "pg_catalog.pg_largeobject", "pg_catalog.pg_largeobject_metadata")
+	}
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
+		if _, err := conn.Exec(ctx, "VACUUM (FULL) "+name); err != nil {
+			return fmt.Errorf("mask: rewrite %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // refreshViews refreshes every populated materialized view, each after the ones it

@@ -269,6 +269,18 @@ func (c *Clusters) Checkpoint(ctx context.Context, s *Slot) error {
 	return c.Exec(ctx, s, "postgres", "CHECKPOINT")
 }
 
+// DropWAL removes the WAL the slot running on the side port has written so far: it
+// switches to a new segment and checkpoints, and the side cluster (wal_recycle off,
+// wal_keep_size 0) then removes every earlier segment. Those hold the rows as the
+// restore left them (production's) in the full-page images and old keys of the changes
+// made since, a masking's among them.
+func (c *Clusters) DropWAL(ctx context.Context, s *Slot) error {
+	if err := c.Exec(ctx, s, "postgres", "SELECT pg_catalog.pg_switch_wal()"); err != nil {
+		return err
+	}
+	return c.Exec(ctx, s, "postgres", "CHECKPOINT")
+}
+
 // Foreign returns the databases of the live cluster that are neither system databases
 // nor in managed, sorted; none when no slot is live.
 func (c *Clusters) Foreign(ctx context.Context, managed []string) ([]string, error) {

@@ -326,8 +326,11 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 		listen = v
 	}
 	if m == side {
+		// WAL that a checkpoint no longer needs is removed, not renamed for reuse with
+		// its contents (DropWAL): it holds production's rows as they were before the
+		// masking and the post-restore SQL changed them.
 		set = append(set, [2]string{"port", strconv.Itoa(c.cfg.SidePort)}, [2]string{"listen_addresses", ""},
-			[2]string{"max_logical_replication_workers", "0"})
+			[2]string{"max_logical_replication_workers", "0"}, [2]string{"wal_recycle", "off"}, [2]string{"wal_keep_size", "0"})
 	} else {
 		set = append(set, [2]string{"port", strconv.Itoa(c.cfg.Port)}, [2]string{"listen_addresses", listen})
 	}
