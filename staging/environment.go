@@ -126,6 +126,10 @@ type ClusterSection struct {
 	// without [mask], false with it (the copy holds production's unmasked files until the
 	// next rebuild restores over it and masks it).
 	Seed *bool `toml:"seed"`
+	// Passwords is what becomes of the roles' passwords, production's verifiers:
+	// "keep" (the default) or "clear" (removed before the post-restore SQL, which sets
+	// staging's).
+	Passwords string `toml:"passwords"`
 }
 
 // CodeSection is [code].
@@ -530,6 +534,9 @@ func (c *EnvironmentConfig) validatePhysical(p *problems) {
 			p.add("cluster: the [cluster] section needs database.strategy = \"physical\"")
 		}
 		return
+	}
+	if cl := c.Cluster; cl != nil && cl.Passwords != "" && cl.Passwords != "keep" && cl.Passwords != "clear" {
+		p.add("cluster.passwords %q: want \"keep\" or \"clear\"", cl.Passwords)
 	}
 	if cl := c.Cluster; cl != nil && cl.Seed != nil && *cl.Seed && (c.Backup.Type != "pgbackrest" || (c.Backup.Delta != nil && !*c.Backup.Delta)) {
 		p.add("cluster.seed: seeding the other slot is for the next delta: it needs backup.type \"pgbackrest\" with backup.delta")

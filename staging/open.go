@@ -142,7 +142,7 @@ func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) 
 	return &PhysicalConfig{Source: src, Clusters: clusters, Database: c.Backup.Database, Keep: cl.Keep, Carry: cl.Carry,
 		// A base backup is always restored as a full copy: pgBackRest alone has --delta.
 		Delta: c.Backup.Type != "basebackup" && (c.Backup.Delta == nil || *c.Backup.Delta),
-		Seed:  c.seed()}, nil
+		Seed:  c.seed(), ClearPasswords: cl.Passwords == "clear"}, nil
 }
 
 // seed is [cluster] seed: nil is true without [mask], false with it.

@@ -42,6 +42,10 @@ type PhysicalConfig struct {
 	// experimental environment's) copied into the new cluster before the cutover
 	// ([cluster] carry): writes to them after the copy are lost.
 	Carry []string
+	// ClearPasswords removes every role's password, production's verifiers, before the
+	// post-restore SQL ([cluster] passwords = "clear"); without it, a note names the
+	// roles whose md5 verifiers log in to production wherever it accepts md5.
+	ClearPasswords bool
 }
 
 // ErrForeign: the live cluster holds databases this environment does not manage.
@@ -255,9 +259,19 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 	}
 	err = ru.step(ctx, "neutralize", func(ctx context.Context) (string, error) {
 		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
-			d, err := cl.Neutralize(ctx, ps.slot, physical.NeutralizeOptions{From: pc.Database, To: ru.r.cfg.Database, Keep: pc.Keep})
+			d, err := cl.Neutralize(ctx, ps.slot, physical.NeutralizeOptions{From: pc.Database, To: ru.r.cfg.Database, Keep: pc.Keep,
+				ClearPasswords: pc.ClearPasswords})
 			if err != nil {
 				return d, err
+			}
+			if !pc.ClearPasswords {
+				md5, err := cl.MD5Roles(ctx, ps.slot)
+				if err != nil {
+					return d, err
+				}
+				if len(md5) > 0 {
+					ru.note("roles %s keep production's md5 password verifiers on staging: whoever reads them (a staging superuser) can log in to production as them wherever it accepts md5 authentication; cluster.passwords = \"clear\" removes every role's password (set staging's in the post-restore SQL)", strings.Join(md5, ", "))
+				}
 			}
 			if rules := ru.r.cfg.Restore.Mask; rules != nil {
 				md, err := ru.maskSlot(ctx, ps.slot, rules)

@@ -44,6 +44,7 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 		{`s/port     = 5433/port = 5433\ncarry = ["reports"]/`, `cluster.carry: "reports" is in cluster.keep too`},
 		{`s/port     = 5433/port = 5433\ncarry = ["launchpad_staging"]/`, `cluster.carry: "launchpad_staging" cannot`},
 		{`s/port     = 5433/port = 5433\nwal = 1/`, `unknown key cluster.wal`},
+		{`s/port     = 5433/port = 5433\npasswords = "wipe"/`, `cluster.passwords "wipe": want "keep" or "clear"`},
 		{`s/delta    = true/delta = true\ninfo_timeout = "soon"/`, `backup.info_timeout`},
 		{`s/delta    = true/delta = true\nprocess_max = -2/`, `backup.process_max -2: want 1 or more`},
 		{`s/^environment = "staging"/environment = "staging"\nrole = "experimental"/`, `physical rebuilds are for role staging`},

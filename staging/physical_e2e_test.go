@@ -433,7 +433,8 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 	if !strings.Contains(rep.Text(), "which did not go live: with [mask] it may hold production's unmasked data") {
 		t.Fatalf("the report does not say the slot was emptied:\n%s", rep.Text())
 	}
-	editConfig(t, w.ConfigPath, "keep = [\"reports\"]\n", "")
+	editConfig(t, w.ConfigPath, "keep = [\"reports\"]\n", "passwords = \"clear\"\n")
+	w.Production.Exec(t, "postgres", "CREATE ROLE app_login LOGIN PASSWORD 'production-secret'")
 	w.Production.Exec(t, "postgres", "DROP TABLE staff")
 	w.Production.Exec(t, "template1", "DROP TABLE contact")
 	if _, err := w.Backup(context.Background()); err != nil {
@@ -456,6 +457,9 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 	if n := w.Staging.QueryString(t, w.StagingDB, "SELECT count(DISTINCT email)::text FROM person"); n != w.Production.QueryString(t, w.ProdDB, "SELECT count(*)::text FROM person") {
 		t.Errorf("%s distinct e-mails", n)
 	}
+	if n := w.Staging.QueryString(t, "postgres", "SELECT count(*)::text FROM pg_authid WHERE rolpassword IS NOT NULL"); n != "0" {
+		t.Errorf("with cluster.passwords = \"clear\", %s roles keep production's password", n)
+	}
 	// Nor in the cluster's files: no old row version in the tables' pages or indexes,
 	// nor in the WAL (full-page images of the masking's changes). A staging superuser
 	// could read those with pageinspect, anyone with the files with grep.
@@ -471,7 +475,15 @@ func TestPhysicalMaskedRebuild(t *testing.T) {
 func TestPhysicalMaskedKilledRun(t *testing.T) {
 	physicaltest.Require(t)
 	w := maskedWorld(t, stagingtest.Options{Physical: true, BackupWait: 2 * time.Second})
-	mustRun(t, w)
+	w.Production.Exec(t, "postgres", "SET password_encryption = 'md5'; CREATE ROLE legacy LOGIN PASSWORD 'production-secret'")
+	if _, err := w.Backup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// cluster.passwords is "keep" by default: a note names the md5 verifiers kept.
+	rep := mustRun(t, w)
+	if notes := strings.Join(rep.Notes, "\n"); !strings.Contains(notes, "roles legacy keep production's md5 password verifiers") {
+		t.Errorf("notes: %s", notes)
+	}
 	live := liveSlot(t, w)
 	idle := map[string]string{"a": "b", "b": "a"}[live]
 	marker := filepath.Join(w.ClusterDir, idle, "restage-slot.json")

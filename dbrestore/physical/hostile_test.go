@@ -444,3 +444,42 @@ func TestRecoveryCommandsFromTheBackupDoNotRun(t *testing.T) {
 		t.Errorf("a command of the backup's configuration ran on staging (it wrote %s)", e.Name())
 	}
 }
+
+// A physical copy brings production's roles with their password verifiers. An md5
+// verifier is all md5 authentication needs, so MD5Roles names the roles that have one,
+// and NeutralizeOptions.ClearPasswords removes every role's password.
+func TestClearPasswords(t *testing.T) {
+	w := newWorld(t, false)
+	ctx := context.Background()
+	if err := w.prod.Exec(ctx, "postgres", `SET password_encryption = 'md5';
+CREATE ROLE legacy LOGIN PASSWORD 'legacy-secret';
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE "app user" LOGIN PASSWORD 'app-secret';
+CREATE ROLE nopass LOGIN;`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.prod.Backup(ctx, "full"); err != nil {
+		t.Fatal(err)
+	}
+	_, slot := w.restored(t)
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	md5, err := w.cl.MD5Roles(ctx, slot)
+	if err != nil || strings.Join(md5, ",") != "legacy" {
+		t.Fatalf("MD5Roles = %v, %v; want [legacy]", md5, err)
+	}
+	detail, err := w.cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging", ClearPasswords: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(detail, "removed the passwords of roles app user, legacy") {
+		t.Errorf("detail: %s", detail)
+	}
+	if n := w.count(t, slot, false, "postgres", "SELECT count(*) FROM pg_authid WHERE rolpassword IS NOT NULL"); n != 0 {
+		t.Errorf("%d roles keep a password", n)
+	}
+	if md5, err := w.cl.MD5Roles(ctx, slot); err != nil || len(md5) != 0 {
+		t.Errorf("MD5Roles after clearing = %v, %v", md5, err)
+	}
+}

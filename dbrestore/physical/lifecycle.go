@@ -33,6 +33,10 @@ type NeutralizeOptions struct {
 	From string   // required: the backup's database
 	To   string   // required: its name on staging
 	Keep []string // production's other databases to keep; the rest are dropped
+	// ClearPasswords removes every role's password: the verifiers are production's (an
+	// md5 one is all a login needs wherever production accepts md5), so staging's are
+	// set by the post-restore SQL.
+	ClearPasswords bool
 }
 
 // system databases every cluster keeps.
@@ -43,7 +47,8 @@ var system = []string{"postgres", "template0", "template1"}
 // slots on production and dropped, opts.From is renamed opts.To, production's other
 // databases are dropped unless opts.Keep lists them, and the user mappings of every
 // database left are dropped (postgres_fdw and dblink reach no server with production's
-// logins). It returns what it did.
+// logins), and with opts.ClearPasswords every role's password is removed. It returns
+// what it did.
 func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptions) (string, error) {
 	if opts.From == "" || opts.To == "" {
 		return "", errors.New("physical: NeutralizeOptions.From and To are required")
@@ -138,6 +143,15 @@ func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptio
 		}
 		if len(mappings) > 0 {
 			did = append(did, fmt.Sprintf("dropped user mappings %s in %s", strings.Join(mappings, ", "), db))
+		}
+	}
+	if opts.ClearPasswords {
+		cleared, err := clearPasswords(ctx, conn)
+		if err != nil {
+			return "", err
+		}
+		if len(cleared) > 0 {
+			did = append(did, "removed the passwords of roles "+strings.Join(cleared, ", "))
 		}
 	}
 	if len(did) == 0 {
@@ -267,6 +281,47 @@ func (c *Clusters) Clone(ctx context.Context, s *Slot, template, name string) er
 // at the cutover is quick.
 func (c *Clusters) Checkpoint(ctx context.Context, s *Slot) error {
 	return c.Exec(ctx, s, "postgres", "CHECKPOINT")
+}
+
+// clearPasswords removes the password of every role that has one, in one transaction,
+// and returns their names.
+func clearPasswords(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	var roles []string
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, "SELECT rolname FROM pg_catalog.pg_authid WHERE rolpassword IS NOT NULL ORDER BY 1")
+		var err error
+		if roles, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		for _, r := range roles {
+			if _, err := tx.Exec(ctx, "ALTER ROLE "+pgx.Identifier{r}.Sanitize()+" PASSWORD NULL"); err != nil {
+				return fmt.Errorf("role %s: %w", r, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("physical: remove the roles' passwords: %w", err)
+	}
+	return roles, nil
+}
+
+// MD5Roles returns the roles of the slot running on the side port whose password is an
+// md5 verifier: with a physical copy, production's, and md5 authentication takes the
+// verifier itself, so whoever reads it on staging can log in to production as that role
+// wherever production accepts md5 (NeutralizeOptions.ClearPasswords removes them).
+func (c *Clusters) MD5Roles(ctx context.Context, s *Slot) ([]string, error) {
+	conn, err := c.Conn(ctx, s, "postgres", false)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, _ := conn.Query(ctx, "SELECT rolname FROM pg_catalog.pg_authid WHERE rolpassword LIKE 'md5%' ORDER BY 1")
+	roles, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("physical: md5 verifiers: %w", err)
+	}
+	return roles, nil
 }
 
 // DropWAL removes the WAL the slot running on the side port has written so far: it
