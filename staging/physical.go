@@ -86,7 +86,7 @@ func (ru *run) physicalRun(ctx context.Context, ps *physicalState) error {
 			ru.note("%s", d)
 		}
 		if err == nil && ru.tookOver {
-			err = ru.emptyKilledSlot(ctx)
+			ru.emptyKilledSlot(ctx)
 		}
 		live, lerr := cl.Live()
 		if err == nil && lerr == nil {
@@ -401,7 +401,7 @@ func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
 	if ps.slot == nil {
 		return
 	}
-	if err := ru.dropUnmasked(ctx, ps.slot, "which did not go live"); err != nil {
+	if ru.dropUnmasked(ctx, ps.slot, "which did not go live") {
 		return
 	}
 	if err := ru.r.cfg.Physical.Clusters.Discard(ctx, ps.slot); err != nil {
@@ -411,36 +411,37 @@ func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
 
 // emptyKilledSlot empties the idle slot after a run that was killed, when the
 // environment masks: that run may have restored production's data into it and died
-// before masking it (Repair empties only a slot whose restore was cut short).
-func (ru *run) emptyKilledSlot(ctx context.Context) error {
+// before masking it (Repair empties only a slot whose restore was cut short). A failure
+// is a note: this run restores over that slot and masks it anyway.
+func (ru *run) emptyKilledSlot(ctx context.Context) {
 	if ru.r.cfg.Restore.Mask == nil {
-		return nil
+		return
 	}
 	idle, err := ru.r.cfg.Physical.Clusters.Idle()
-	if err != nil {
-		return err
+	if err == nil {
+		if _, serr := os.Stat(idle.Data); errors.Is(serr, os.ErrNotExist) {
+			return
+		}
+		ru.dropUnmasked(ctx, idle, "left by a run that was killed")
+		return
 	}
-	if _, err := os.Stat(idle.Data); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return ru.dropUnmasked(ctx, idle, "left by a run that was killed")
+	ru.note("the idle slot, left by a run that was killed, may hold production's unmasked data: %v", err)
 }
 
 // dropUnmasked empties slot s, which is not live (why says how), when the environment
-// masks: it may hold production's data unmasked (a run failed or died before or while
-// masking it), and a masked copy still holds the old values in its dead rows and WAL.
-// The next restore into it is then a full copy. It returns an error (already in the report's notes) when the slot
-// could not be emptied; nil when it was, or when nothing is masked.
-func (ru *run) dropUnmasked(ctx context.Context, s *physical.Slot, why string) error {
+// masks, and says whether it did: s may hold production's data unmasked (a run failed or
+// died before or while masking it), and a masked copy still holds the old values in its
+// dead rows and WAL. The next restore into it is then a full copy. A failure is a note.
+func (ru *run) dropUnmasked(ctx context.Context, s *physical.Slot, why string) bool {
 	if ru.r.cfg.Restore.Mask == nil {
-		return nil
+		return false
 	}
 	if err := ru.r.cfg.Physical.Clusters.Empty(ctx, s); err != nil {
 		ru.note("%s, %s, may hold production's unmasked data and could not be emptied; remove its data folder: %v", s, why, err)
-		return err
+		return false
 	}
 	ru.note("emptied %s, %s: with [mask] it may hold production's unmasked data (the next restore into it is a full copy)", s, why)
-	return nil
+	return true
 }
 
 // physicalCutover stops the service, switches clusters, activates the release and
@@ -522,7 +523,7 @@ func (ru *run) physicalRollback(ctx context.Context, cause error, ps *physicalSt
 	cl := ru.r.cfg.Physical.Clusters
 	return ru.rollbackWith(ctx, cause, activated, "cluster", func(ctx context.Context) ([]string, error) {
 		if !switched {
-			if ru.dropUnmasked(ctx, ps.slot, "which did not go live") == nil && ru.r.cfg.Restore.Mask != nil {
+			if ru.dropUnmasked(ctx, ps.slot, "which did not go live") {
 				return nil, nil
 			}
 			if err := cl.Discard(ctx, ps.slot); err != nil {
