@@ -44,6 +44,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Role == staging.RoleStaging {
+		// A branch deployed onto staging would bypass the release train: staging runs
+		// what the nightly rebuilds.
+		return fmt.Errorf("%w: %s: role %q: experimental deploys to an environment with role %q (or none); staging is rebuilt by nightly",
+			staging.ErrConfig, *config, cfg.Role, staging.RoleExperimental)
+	}
 	var src codesync.Source
 	switch {
 	case *source != "":

@@ -15,6 +15,10 @@ func TestUsage(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("environment = \"experimental\"\nbogus = 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	stagingCfg := filepath.Join(t.TempDir(), "staging.toml")
+	if err := os.WriteFile(stagingCfg, []byte(stagingConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	clitest.Check(t, "experimental", run, staging.ExitStatus, []clitest.Case{
 		{Args: []string{"-h"}, Code: 0, StderrStart: usage + "\nflags:\n"},
 		{Args: []string{"-help"}, Code: 0, StderrStart: usage},
@@ -26,5 +30,29 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-config", cfg, "-ref", "main"}, Code: 2, Stderr: "experimental: -ref needs -git REPO\n" + usage},
 		// A config error names the key, on one line without the usage.
 		{Args: []string{"-config", cfg}, Code: 2, Stderr: "experimental: config: " + cfg + ": unknown key bogus\n"},
+		// A staging config: a branch deployed there would bypass the release train.
+		{Args: []string{"-config", stagingCfg, "-source", t.TempDir()}, Code: 2,
+			Stderr: "experimental: config: " + stagingCfg + ": role \"staging\": experimental deploys to an environment with role \"experimental\" (or none); staging is rebuilt by nightly\n"},
 	})
 }
+
+// stagingConfig is a valid staging environment's config (role staging).
+const stagingConfig = `environment = "staging"
+role        = "staging"
+lock_file   = "/tmp/restage-test-staging.lock"
+state_dir   = "/tmp/restage-test-staging"
+[backup]
+dir = "/tmp/restage-test-backups"
+[database]
+admin_dsn = "postgres://postgres@127.0.0.1:1/postgres"
+name      = "app_staging"
+[code]
+source   = "/tmp/restage-test-src"
+releases = "/tmp/restage-test-releases"
+current  = "/tmp/restage-test-current"
+[service]
+type       = "process"
+command    = ["true"]
+pidfile    = "/tmp/restage-test.pid"
+health_url = "http://127.0.0.1:1/"
+`
