@@ -2,10 +2,10 @@
 // backups: a Source (pgBackRest, or a pg_basebackup in a folder) restores a backup set
 // into one of two data directories (A/B slots) that Clusters manages under one folder;
 // the restored copy is started on a side port with nothing but its own socket, made
-// harmless (no archiving, no standby, no replication slots or subscriptions), reshaped
-// (the backup's database renamed, production's other databases dropped), and switched
-// onto the live port at the cutover, the other slot kept for a rollback and the next
-// delta restore.
+// harmless (no archiving, no standby, no replication slots or subscriptions, no pg_cron
+// jobs or pglogical subscriptions), reshaped (the backup's database renamed, production's
+// other databases dropped), and switched onto the live port at the cutover, the other
+// slot kept for a rollback and the next delta restore.
 //
 // Clusters never touches a data directory it did not create: each slot carries a marker
 // naming the environment, and every SQL change first checks that the server it reached

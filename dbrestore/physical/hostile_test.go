@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -442,6 +443,213 @@ func TestRecoveryCommandsFromTheBackupDoNotRun(t *testing.T) {
 	}
 	for _, e := range ran {
 		t.Errorf("a command of the backup's configuration ran on staging (it wrote %s)", e.Name())
+	}
+}
+
+// Production's pg_cron jobs (its library in shared_preload_libraries, its jobs in the
+// backup's database) never run on staging: not at the restored cluster's first start on
+// the side port, before the neutralize step, nor on the live port after the cutover and
+// a restart. A job connects to its nodename and nodeport, localhost and production's
+// port here, so a job run by staging's launcher would write into production. pg_cron
+// itself still works on staging.
+func TestCronJobsDoNotRunOnStaging(t *testing.T) {
+	bin := physicaltest.Require(t)
+	physicaltest.RequireLibrary(t, bin, "pg_cron", "postgresql-%s-cron")
+	ctx := context.Background()
+	prod := physicaltest.Start(t, physicaltest.Options{Settings: []string{
+		"shared_preload_libraries = 'pg_cron'", "cron.database_name = 'shop'"}})
+	for _, sql := range []string{"CREATE DATABASE shop", "CREATE DATABASE billing"} {
+		if err := prod.Exec(ctx, "postgres", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// @reboot jobs run as soon as a launcher starts: production's is restarted once they
+	// exist, and they run there first (two rows in ran, which the backup holds).
+	if err := prod.Exec(ctx, "shop", `CREATE EXTENSION pg_cron;
+CREATE TABLE ran (what text, at timestamptz DEFAULT now());
+SELECT cron.schedule('@reboot', $$INSERT INTO ran (what) VALUES ('reboot')$$);
+SELECT cron.schedule('reboot2', '@reboot', $$INSERT INTO ran (what) VALUES ('reboot2')$$);
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher';`); err != nil {
+		t.Fatal(err)
+	}
+	ran := func(dsn string) int {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM ran").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := 0; ran(prod.DSN("shop")) < 2; i++ {
+		if i == 300 {
+			t.Fatal("production's @reboot jobs did not run")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := prod.Backup(ctx, "full"); err != nil {
+		t.Fatal(err)
+	}
+	w := worldOf(t, bin, prod)
+	_, slot := w.restored(t)
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // a launcher starts its @reboot jobs within a second
+	launchers := "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'"
+	if n := w.count(t, slot, false, "postgres", launchers); n != 0 {
+		t.Errorf("a pg_cron launcher runs on the restored cluster before the neutralize step")
+	}
+	if n := ran(prod.DSN("shop")); n != 2 {
+		t.Errorf("production's ran: %d rows after the side start, 2 before", n)
+	}
+	detail, err := w.cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging"})
+	t.Logf("neutralize: %s", detail)
+	if err != nil {
+		t.Fatalf("Neutralize: %v", err)
+	}
+	if !strings.Contains(detail, "disabled 2 pg_cron jobs in shop_staging") {
+		t.Errorf("the detail does not say the jobs were disabled: %s", detail)
+	}
+	if n := w.count(t, slot, false, "shop_staging", "SELECT count(*) FROM cron.job WHERE active"); n != 0 {
+		t.Errorf("%d active pg_cron job(s) on staging", n)
+	}
+	// The extension works on the side cluster (a migration may schedule a job).
+	if err := w.cl.Exec(ctx, slot, "shop_staging", "SELECT cron.unschedule(cron.schedule('0 0 1 1 *', 'SELECT 1'))"); err != nil {
+		t.Errorf("pg_cron on the neutralized cluster: %v", err)
+	}
+	if _, err := w.cl.Switch(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	// A reboot: the live cluster stops, and the next run's clean step starts it again.
+	if err := w.cl.Stop(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cl.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The launcher of the live cluster reads shop_staging's (inactive) jobs.
+	var n int64
+	for range 300 {
+		if n = w.count(t, slot, true, "postgres", launchers+" AND datname = 'shop_staging'"); n == 1 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n != 1 {
+		t.Errorf("no pg_cron launcher on shop_staging on the live cluster")
+	}
+	time.Sleep(3 * time.Second) // a launcher starts its @reboot jobs within a second
+	if n := ran(prod.DSN("shop")); n != 2 {
+		t.Errorf("production's ran: %d rows, 2 before staging ran its jobs", n)
+	}
+	if n := ran(w.cl.LiveDSN(slot, "shop_staging")); n != 2 {
+		t.Errorf("staging's ran: %d rows, the backup's 2", n)
+	}
+}
+
+// A pglogical subscription of production's (here in shop, its provider production's
+// billing) never runs on staging: its apply worker would connect to the provider and
+// consume production's slot. Not at the first start on the side port, nor after the
+// neutralize step, which disables it without reaching the provider, nor on the live port.
+func TestPglogicalSubscriptionsDoNotRunOnStaging(t *testing.T) {
+	bin := physicaltest.Require(t)
+	physicaltest.RequireLibrary(t, bin, "pglogical", "postgresql-%s-pglogical")
+	ctx := context.Background()
+	prod := physicaltest.Start(t, physicaltest.Options{Settings: []string{"shared_preload_libraries = 'pglogical'"}})
+	for _, sql := range []string{"CREATE DATABASE shop", "CREATE DATABASE billing"} {
+		if err := prod.Exec(ctx, "postgres", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsn := func(db string) string {
+		return fmt.Sprintf("host=127.0.0.1 port=%d dbname=%s user=postgres", prod.Port, db)
+	}
+	if err := prod.Exec(ctx, "billing", fmt.Sprintf(`CREATE EXTENSION pglogical;
+SELECT pglogical.create_node(node_name := 'provider', dsn := '%s');
+CREATE TABLE item (id int PRIMARY KEY);
+SELECT pglogical.replication_set_add_table('default', 'item');`, dsn("billing"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.Exec(ctx, "shop", fmt.Sprintf(`CREATE EXTENSION pglogical;
+SELECT pglogical.create_node(node_name := 'subscriber', dsn := '%s');
+CREATE TABLE item (id int PRIMARY KEY);
+SELECT pglogical.create_subscription(subscription_name := 'sub1', provider_dsn := '%s',
+	synchronize_structure := false, synchronize_data := false);`, dsn("shop"), dsn("billing"))); err != nil {
+		t.Fatal(err)
+	}
+	// pglogical's supervisor may miss a database whose node is new: restarted, it starts
+	// a manager for each.
+	if out, err := asPostgres(t, filepath.Join(bin, "pg_ctl"), "restart", "-D", prod.Data, "-m", "fast", "-w", "-s",
+		"-l", filepath.Join(prod.Dir, "server.log")); err != nil {
+		t.Fatalf("restart production: %v\n%s", err, out)
+	}
+	conn, err := pgx.Connect(ctx, prod.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	walsenders := func() int {
+		t.Helper()
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE active").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := 0; walsenders() != 1; i++ {
+		if i == 600 {
+			b, _ := os.ReadFile(filepath.Join(prod.Dir, "server.log"))
+			t.Fatalf("production's subscription does not replicate; its log:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := prod.Backup(ctx, "full"); err != nil {
+		t.Fatal(err)
+	}
+	// Production stops its own subscriber: whoever uses the slot now is staging.
+	if err := prod.Exec(ctx, "shop", "SELECT pglogical.alter_subscription_disable('sub1', true)"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; walsenders() != 0; i++ {
+		if i == 600 {
+			t.Fatal("production's subscription still replicates")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	quiet := func(when string) {
+		t.Helper()
+		for range 30 { // pglogical starts an apply worker within a second or two
+			if n := walsenders(); n != 0 {
+				t.Fatalf("%s: staging uses production's replication slot", when)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	w := worldOf(t, bin, prod)
+	_, slot := w.restored(t)
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	quiet("the side start")
+	detail, err := w.cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging", Keep: []string{"billing"}})
+	if err != nil {
+		t.Fatalf("Neutralize: %v", err)
+	}
+	if !strings.Contains(detail, "disabled pglogical subscriptions sub1 in shop_staging") {
+		t.Errorf("the detail does not say the subscription was disabled: %s", detail)
+	}
+	quiet("after the neutralize step")
+	if _, err := w.cl.Switch(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	quiet("on the live port")
+	if n := w.count(t, slot, true, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pglogical%'"); n == 0 {
+		t.Errorf("pglogical does not run on the live cluster")
 	}
 }
 

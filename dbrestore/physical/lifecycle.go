@@ -16,16 +16,18 @@ import (
 	"github.com/restage/restage/internal/redact"
 )
 
-// StartSide starts a restored slot on the side port, with no TCP listener and no
-// logical replication workers, its socket in its own folder: nothing but restage can
-// reach it before Neutralize. It returns once recovery has finished (promoted).
+// StartSide starts a restored slot on the side port, with no TCP listener, no logical
+// replication workers and without the preloaded libraries that run jobs or replication
+// on their own (pg_cron, pglogical), its socket in its own folder: nothing but restage
+// can reach it, and it runs nothing of production's, before Neutralize. It returns once
+// recovery has finished (promoted).
 func (c *Clusters) StartSide(ctx context.Context, s *Slot) error {
 	if live, err := c.Live(); err != nil {
 		return err
 	} else if live != nil && live.Name == s.Name {
 		return fmt.Errorf("%w: %s is live", ErrSlot, s)
 	}
-	return c.startAs(ctx, s, side)
+	return c.startAs(ctx, s, fresh)
 }
 
 // NeutralizeOptions say how a restored cluster is reshaped for staging.
@@ -45,37 +47,63 @@ var system = []string{"postgres", "template0", "template1"}
 // Neutralize makes the restored slot, running on the side port, harmless and reshapes
 // it: its replication slots are dropped, its subscriptions disabled, detached from their
 // slots on production and dropped, opts.From is renamed opts.To, production's other
-// databases are dropped unless opts.Keep lists them, and the user mappings of every
-// database left are dropped (postgres_fdw and dblink reach no server with production's
-// logins), and with opts.ClearPasswords every role's password is removed. It returns
-// what it did.
+// databases are dropped unless opts.Keep lists them, and in every database left the user
+// mappings are dropped (postgres_fdw and dblink reach no server with production's
+// logins), pg_cron's jobs and pglogical's subscriptions disabled. When StartSide held
+// pg_cron or pglogical back, the slot is then restarted on the side port with them, and
+// pg_cron's database follows opts.From's rename (or is postgres when it was dropped).
+// With opts.ClearPasswords every role's password is removed. It returns what it did.
 func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptions) (string, error) {
 	if opts.From == "" || opts.To == "" {
 		return "", errors.New("physical: NeutralizeOptions.From and To are required")
 	}
-	conn, err := c.Conn(ctx, s, "postgres", false)
+	libs, err := c.preload(ctx, s)
 	if err != nil {
 		return "", err
+	}
+	held := slices.DeleteFunc(slices.Clone(libs), func(l string) bool { return !isHeldBack(l) })
+	did, err := c.neutralize(ctx, s, opts, slices.ContainsFunc(libs, func(l string) bool { return libName(l) == "pg_cron" }))
+	if err != nil {
+		return "", err
+	}
+	if len(held) > 0 {
+		if err := c.stop(ctx, s); err != nil {
+			return "", err
+		}
+		if err := c.startAs(ctx, s, side); err != nil {
+			return "", err
+		}
+		did = append(did, "restarted with "+strings.Join(held, ", ")+" (held back until now)")
+	}
+	return "archive_mode off, no standby; " + strings.Join(did, "; "), nil
+}
+
+// neutralize is Neutralize's SQL, on the slot started by StartSide; cron says whether
+// pg_cron is preloaded.
+func (c *Clusters) neutralize(ctx context.Context, s *Slot, opts NeutralizeOptions, cron bool) ([]string, error) {
+	conn, err := c.Conn(ctx, s, "postgres", false)
+	if err != nil {
+		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var did []string
 	var archive string
 	if err := conn.QueryRow(ctx, "SELECT current_setting('archive_mode')").Scan(&archive); err != nil {
-		return "", fmt.Errorf("physical: %w", err)
+		return nil, fmt.Errorf("physical: %w", err)
 	}
 	if archive != "off" {
-		return "", fmt.Errorf("physical: archive_mode is %s on the restored cluster, want off", archive)
+		return nil, fmt.Errorf("physical: archive_mode is %s on the restored cluster, want off", archive)
 	}
 	// Replication slots first: no walsender may serve them.
 	var slots []string
 	rows, _ := conn.Query(ctx, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
 	slots, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return "", fmt.Errorf("physical: replication slots: %w", err)
+		return nil, fmt.Errorf("physical: replication slots: %w", err)
 	}
 	for _, name := range slots {
 		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
-			return "", fmt.Errorf("physical: drop replication slot %s: %w", name, err)
+			return nil, fmt.Errorf("physical: drop replication slot %s: %w", name, err)
 		}
 	}
 	if len(slots) > 0 {
@@ -91,21 +119,21 @@ func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptio
 		return x, r.Scan(&x.db, &x.name)
 	})
 	if err != nil {
-		return "", fmt.Errorf("physical: subscriptions: %w", err)
+		return nil, fmt.Errorf("physical: subscriptions: %w", err)
 	}
 	for _, x := range subs {
 		if err := c.dropSubscription(ctx, s, x.db, x.name); err != nil {
-			return "", err
+			return nil, err
 		}
 		did = append(did, fmt.Sprintf("dropped subscription %s in %s", x.name, x.db))
 	}
 	rows, _ = conn.Query(ctx, "SELECT datname FROM pg_database ORDER BY 1")
 	dbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return "", fmt.Errorf("physical: databases: %w", err)
+		return nil, fmt.Errorf("physical: databases: %w", err)
 	}
 	if !slices.Contains(dbs, opts.From) {
-		return "", fmt.Errorf("%w: the backup holds no database %s (it holds %s)", ErrNoBackup, opts.From, strings.Join(dbs, ", "))
+		return nil, fmt.Errorf("%w: the backup holds no database %s (it holds %s)", ErrNoBackup, opts.From, strings.Join(dbs, ", "))
 	}
 	var dropped []string
 	for _, db := range dbs {
@@ -113,16 +141,16 @@ func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptio
 			continue
 		}
 		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
-			return "", fmt.Errorf("physical: drop %s: %w", db, err)
+			return nil, fmt.Errorf("physical: drop %s: %w", db, err)
 		}
 		dropped = append(dropped, db)
 	}
 	if opts.From != opts.To {
 		if slices.Contains(opts.Keep, opts.To) && slices.Contains(dbs, opts.To) {
-			return "", fmt.Errorf("physical: the backup holds a database %s besides %s, and cluster.keep keeps it", opts.To, opts.From)
+			return nil, fmt.Errorf("physical: the backup holds a database %s besides %s, and cluster.keep keeps it", opts.To, opts.From)
 		}
 		if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{opts.From}.Sanitize()+" RENAME TO "+pgx.Identifier{opts.To}.Sanitize()); err != nil {
-			return "", fmt.Errorf("physical: rename %s to %s: %w", opts.From, opts.To, err)
+			return nil, fmt.Errorf("physical: rename %s to %s: %w", opts.From, opts.To, err)
 		}
 		did = append(did, fmt.Sprintf("renamed %s to %s", opts.From, opts.To))
 	}
@@ -134,21 +162,54 @@ func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptio
 	rows, _ = conn.Query(ctx, "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")
 	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return "", fmt.Errorf("physical: databases: %w", err)
+		return nil, fmt.Errorf("physical: databases: %w", err)
 	}
 	for _, db := range left {
 		mappings, err := c.dropUserMappings(ctx, s, db)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		if len(mappings) > 0 {
 			did = append(did, fmt.Sprintf("dropped user mappings %s in %s", strings.Join(mappings, ", "), db))
+		}
+		d, err := c.disableJobs(ctx, s, db)
+		if err != nil {
+			return nil, err
+		}
+		did = append(did, d...)
+	}
+	if cron {
+		// pg_cron's launcher reads the jobs of one database, production's name for it
+		// (default postgres): it follows the rename, or reads postgres once it is gone,
+		// rather than fail to connect every second.
+		var name *string
+		if err := conn.QueryRow(ctx, "SELECT current_setting('cron.database_name', true)").Scan(&name); err != nil {
+			return nil, fmt.Errorf("physical: cron.database_name: %w", err)
+		}
+		to := ""
+		switch {
+		case name == nil || *name == "":
+		case *name == opts.From && opts.From != opts.To:
+			to = opts.To
+		case !slices.Contains(left, *name):
+			to = "postgres"
+		}
+		if to != "" {
+			var q string
+			err := conn.QueryRow(ctx, "SELECT format('ALTER SYSTEM SET cron.database_name = %L', $1::text)", to).Scan(&q)
+			if err == nil {
+				_, err = conn.Exec(ctx, q)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("physical: cron.database_name: %w", err)
+			}
+			did = append(did, "pg_cron's database is now "+to)
 		}
 	}
 	if opts.ClearPasswords {
 		cleared, err := clearPasswords(ctx, conn)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		if len(cleared) > 0 {
 			did = append(did, "removed the passwords of roles "+strings.Join(cleared, ", "))
@@ -157,7 +218,57 @@ func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptio
 	if len(did) == 0 {
 		did = append(did, "nothing to neutralize")
 	}
-	return "archive_mode off, no standby; " + strings.Join(did, "; "), nil
+	return did, nil
+}
+
+// disableJobs disables, in database db, pg_cron's jobs (cron.job.active) and pglogical's
+// subscriptions (pglogical.subscription.sub_enabled, the catalog alone: its functions
+// would reach the provider), and says what it did. Triggers do not fire (the one on
+// cron.job is pg_cron's library, held back).
+func (c *Clusters) disableJobs(ctx context.Context, s *Slot, db string) ([]string, error) {
+	conn, err := c.Conn(ctx, s, db, false)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var did []string
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		var cron, pgl bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron'), EXISTS (SELECT FROM pg_extension WHERE extname = 'pglogical')").Scan(&cron, &pgl); err != nil {
+			return err
+		}
+		if !cron && !pgl {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+			return err
+		}
+		if cron {
+			tag, err := tx.Exec(ctx, "UPDATE cron.job SET active = false WHERE active")
+			if err != nil {
+				return fmt.Errorf("pg_cron's jobs: %w", err)
+			}
+			if n := tag.RowsAffected(); n > 0 {
+				did = append(did, fmt.Sprintf("disabled %d pg_cron jobs in %s", n, db))
+			}
+		}
+		if pgl {
+			rows, _ := tx.Query(ctx, "UPDATE pglogical.subscription SET sub_enabled = false WHERE sub_enabled RETURNING sub_name::text")
+			subs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return fmt.Errorf("pglogical's subscriptions: %w", err)
+			}
+			if len(subs) > 0 {
+				slices.Sort(subs)
+				did = append(did, fmt.Sprintf("disabled pglogical subscriptions %s in %s", strings.Join(subs, ", "), db))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("physical: disable the jobs in %s: %w", db, err)
+	}
+	return did, nil
 }
 
 // dropUserMappings drops every user mapping of database db (dbrestore.DropUserMappings)

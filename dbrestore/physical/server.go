@@ -22,9 +22,17 @@ import (
 type mode int
 
 const (
-	side mode = iota // the side port, no TCP, no logical replication workers
-	live             // the live port
+	side  mode = iota // the side port, no TCP, no logical replication workers
+	live              // the live port
+	fresh             // as side, and without the libraries in heldBack: a restored copy's first start
 )
+
+// heldBack are the preloaded libraries whose background workers act as soon as a server
+// starts: pg_cron runs production's scheduled jobs (a job connects to its nodename and
+// nodeport, production's own by default), pglogical's subscriptions connect to their
+// provider and consume its slot. A restored copy starts without them until Neutralize
+// has disabled what they would run.
+var heldBack = []string{"pg_cron", "pglogical"}
 
 // pgctl runs pg_ctl as the owner with args.
 func (c *Clusters) pgctl(ctx context.Context, args ...string) error {
@@ -139,8 +147,17 @@ func (c *Clusters) startAs(ctx context.Context, s *Slot, m mode) error {
 	if err != nil {
 		return fmt.Errorf("physical: configure %s: %w", s, err)
 	}
+	if m == fresh {
+		libs, err := c.preload(ctx, s)
+		if err != nil {
+			return err
+		}
+		if kept := slices.DeleteFunc(slices.Clone(libs), isHeldBack); len(kept) < len(libs) {
+			pinned = append(pinned, [2]string{"shared_preload_libraries", strings.Join(kept, ",")})
+		}
+	}
 	port := c.cfg.Port
-	if m == side {
+	if m != live {
 		port = c.cfg.SidePort
 	}
 	if err := c.portFree(port, s); err != nil {
@@ -167,6 +184,32 @@ func (c *Clusters) startAs(ctx context.Context, s *Slot, m mode) error {
 	c.log.Info("cluster started", "slot", s.Name, "port", port, "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// preload returns the shared_preload_libraries the slot's configuration files name
+// (`postgres -C`, as the clusters' owner; the slot must have a postgresql.conf).
+func (c *Clusters) preload(ctx context.Context, s *Slot) ([]string, error) {
+	out, err := c.owner.run(ctx, []string{filepath.Join(filepath.Dir(c.pgCtl), "postgres"), "-D", s.Data,
+		"-c", "data_directory=" + s.Data, "-C", "shared_preload_libraries"})
+	if err != nil {
+		return nil, fmt.Errorf("physical: the restored cluster's shared_preload_libraries: %w", err)
+	}
+	var libs []string
+	for _, l := range strings.Split(string(out), ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			libs = append(libs, l)
+		}
+	}
+	return libs, nil
+}
+
+// libName is the library an entry of shared_preload_libraries names: "pg_cron" for
+// pg_cron, "$libdir/pg_cron.so", quoted or not.
+func libName(entry string) string {
+	return strings.TrimSuffix(filepath.Base(strings.Trim(entry, `"`)), ".so")
+}
+
+// isHeldBack reports whether the entry of shared_preload_libraries is one of heldBack.
+func isHeldBack(entry string) bool { return slices.Contains(heldBack, libName(entry)) }
 
 // logTail returns the last lines of the server log, for an error.
 func logTail(path string) string {
@@ -325,7 +368,7 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 	if v, ok := c.cfg.Settings["listen_addresses"]; ok {
 		listen = v
 	}
-	if m == side {
+	if m != live {
 		// WAL that a checkpoint no longer needs is removed, not renamed for reuse with
 		// its contents (DropWAL): it holds production's rows as they were before the
 		// masking and the post-restore SQL changed them.
@@ -345,7 +388,7 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 		}
 	}
 	drop := slices.Clone(controlled)
-	if m == side {
+	if m != live {
 		// pgBackRest's recovery settings stay until the first start has promoted.
 		drop = slices.DeleteFunc(drop, func(k string) bool {
 			return k == "restore_command" || strings.HasPrefix(k, "recovery_")

@@ -60,6 +60,21 @@ func Require(tb testing.TB) string {
 	return bin
 }
 
+// RequireLibrary skips tb when the server binaries bin lack the extension library lib
+// (fails it with RESTAGE_REQUIRE_POSTGRES=1); pkg names Debian's package, with %s for
+// the major version: "postgresql-%s-cron".
+func RequireLibrary(tb testing.TB, bin, lib, pkg string) {
+	tb.Helper()
+	if _, err := os.Stat(filepath.Join(filepath.Dir(bin), "lib", lib+".so")); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("no %s library beside %s: install Debian's %s", lib, bin, fmt.Sprintf(pkg, filepath.Base(filepath.Dir(bin))))
+	if os.Getenv(pgtest.RequireEnv) == "1" {
+		tb.Fatalf("%s (%s=1)", msg, pgtest.RequireEnv)
+	}
+	tb.Skip(msg)
+}
+
 // Start starts a Production for tb, stopped when tb ends.
 func Start(tb testing.TB, opts Options) *Production {
 	tb.Helper()
