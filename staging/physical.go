@@ -160,7 +160,8 @@ func (ru *run) physicalVerify(ctx context.Context, ps *physicalState) error {
 	})
 }
 
-// latestSet waits for a backup set younger than MaxAge, polling up to Wait.
+// latestSet waits for a backup set younger than MaxAge, polling every Poll for at most
+// Wait (the last poll comes at Wait, not a whole Poll after it).
 func (ru *run) latestSet(ctx context.Context) (*physical.BackupSet, error) {
 	o := ru.r.cfg.Backup
 	poll := o.Poll
@@ -179,13 +180,17 @@ func (ru *run) latestSet(ctx context.Context) (*physical.BackupSet, error) {
 		if !errors.Is(err, dbrestore.ErrNoBackup) && !errors.Is(err, dbrestore.ErrTooOld) {
 			return nil, err
 		}
-		if !ru.r.cfg.Now().Before(deadline) {
+		remaining := deadline.Sub(ru.r.cfg.Now())
+		if remaining <= 0 {
+			if o.Wait > 0 {
+				return nil, fmt.Errorf("%w (waited %s)", err, round(o.Wait))
+			}
 			return nil, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, errors.Join(err, ctx.Err())
-		case <-time.After(poll):
+		case <-time.After(min(poll, remaining)): // never past backup.wait
 		}
 	}
 }
