@@ -574,5 +574,7 @@ func (ru *run) physicalPlan(ctx context.Context) error {
 		}
 	}
 	ru.note("a rebuild would restore %s into %s (%s)", ps.set.Label, idle, how)
-	return nil
+	// The migrations that would run are known only once the set is restored (its schema
+	// level is inside the cluster); the release is known now.
+	return ru.planRelease(ctx)
 }
