@@ -123,6 +123,8 @@ INSERT INTO t VALUES (1), (2);`, quoteLit(db), protected, protected, protected))
 		super := newServer(t, staging, ServerConfig{Production: ids, RestoreDSN: u.String()})
 		// Told before anything is changed (the verify step, a dry run), and by the restore.
 		requireErrContains(t, super.CheckRestoreLogin(ctx), "a superuser or a member of one")
+		// The operator's key is named, not only the Go field.
+		requireErrContains(t, super.CheckRestoreLogin(ctx), "[database] restore_dsn")
 		_, err = super.Restore(ctx, pb, RestoreOptions{Target: dbName(t, staging, "super")})
 		requireErrContains(t, err, "a superuser or a member of one")
 	}

@@ -235,7 +235,7 @@ func refuseSuperLogin(ctx context.Context, c *pgx.Conn) error {
 		return fmt.Errorf("dbrestore: restore login: %w", err)
 	}
 	if len(supers) > 0 {
-		return fmt.Errorf("dbrestore: ServerConfig.RestoreDSN logs in as %q, a superuser or a member of one (%s): it would not contain what the dump runs while it loads",
+		return fmt.Errorf("dbrestore: ServerConfig.RestoreDSN (restage config: [database] restore_dsn) logs in as %q, a superuser or a member of one (%s): it would not contain what the dump runs while it loads",
 			login, strings.Join(supers, ", "))
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +36,22 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText formats the duration.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
 
+// outermost sorts keys and keeps each once, without the keys inside another of them: an
+// unknown table (or array of tables, whose keys come once per element) is named, not
+// every key it holds.
+func outermost(keys []string) []string {
+	sort.Strings(keys)
+	keys = slices.Compact(keys)
+	var out []string
+	for _, k := range keys {
+		if n := len(out); n > 0 && strings.HasPrefix(k, out[n-1]+".") {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
 // DecodeFile decodes the TOML file at path into v strictly: a syntax error, a bad value
 // or an unknown key is an error naming the key. It returns the file's folder, against
 // which relative paths in the config are resolved.
@@ -55,8 +72,7 @@ func DecodeFile(path string, v any) (dir string, err error) {
 		}
 	}
 	if len(keys) > 0 {
-		sort.Strings(keys)
-		return "", fmt.Errorf("%w: %s: unknown key %s", ErrConfig, path, strings.Join(keys, ", "))
+		return "", fmt.Errorf("%w: %s: unknown key %s", ErrConfig, path, strings.Join(outermost(keys), ", "))
 	}
 	abs, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {

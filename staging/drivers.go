@@ -1,10 +1,12 @@
 package staging
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -82,6 +84,10 @@ type NotifierKeys interface {
 	Open(env DriverEnv) (notify.Notifier, error)
 }
 
+// tomlLineKey is the form of the toml package's decoding errors (a value of the wrong
+// type): the line, the key and the message.
+var tomlLineKey = regexp.MustCompile(`^toml: line \d+ \(last key "([^"]+)"\): (.*)$`)
+
 // decodeKeys decodes a section's raw keys (as read from TOML) into keys strictly: an
 // unknown key or a bad value is a problem naming prefix.key.
 func decodeKeys(raw map[string]any, keys any, prefix string) []string {
@@ -91,6 +97,15 @@ func decodeKeys(raw map[string]any, keys any, prefix string) []string {
 	}
 	md, err := toml.Decode(string(b), keys)
 	if err != nil {
+		// Name the key in full, without the line: it would be one of the re-encoded
+		// table, not of the config file.
+		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.LastKey != "" {
+			return []string{fmt.Sprintf("%s.%s: %s", prefix, pe.LastKey, pe.Message)}
+		}
+		if m := tomlLineKey.FindStringSubmatch(err.Error()); m != nil {
+			return []string{fmt.Sprintf("%s.%s: %s", prefix, m[1], m[2])}
+		}
 		return []string{fmt.Sprintf("%s: %v", prefix, err)}
 	}
 	var p []string

@@ -16,7 +16,11 @@ import (
 func TestDriverKeysAreStrictAndNamed(t *testing.T) {
 	for _, tc := range []struct{ edit, want string }{
 		{`s/^pidfile .*/pidfile = "run.pid"\npidfiel = "x"/`, `unknown key service.pidfiel`},
-		{`s/^pidfile .*/pidfile = "run.pid"\nstop_timeout = "soon"/`, `stop_timeout`},
+		{`s/^pidfile .*/pidfile = "run.pid"\nstop_timeout = "soon"/`, `service.stop_timeout: bad duration "soon"`},
+		// A driver's key of the wrong type is named in full (it said `service: toml: line
+		// 1 (last key "command")`, the line of the re-encoded table, not of the file).
+		{`s/^pidfile .*/pidfile = "run.pid"\nenv = { A = "b" }/`, `service.env: incompatible types`},
+		{`s/^to   = .*/to = "a@example.org"/`, `notify.email.to: incompatible types`},
 		{`s/type           = "process"/type = "docker"/`, `service.type "docker": want one of command, process, systemd`},
 		{`s/^to   = .*/to = ["a@example.org"]\nsmpt = "x"/`, `unknown key notify.email.smpt`},
 		{`s/^topic = .*/topic = "x"\n[notify.slack]\nurl = "x"/`, `unknown key notify.slack`},
@@ -25,6 +29,9 @@ func TestDriverKeysAreStrictAndNamed(t *testing.T) {
 		_, err := LoadEnvironment(writeConfig(t, sed(t, sampleConfig, tc.edit)))
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want one naming %q", tc.edit, err, tc.want)
+		}
+		if strings.Contains(tc.want, ": ") && strings.Contains(err.Error(), "line ") {
+			t.Errorf("%s: err = %v: the line is the re-encoded table's, not the file's", tc.edit, err)
 		}
 	}
 }

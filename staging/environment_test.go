@@ -308,3 +308,13 @@ func TestRestoreKeysReachTheRestore(t *testing.T) {
 		t.Fatalf("restore_dsn with strategy physical: %v", err)
 	}
 }
+
+// An unknown table is named once, not once per element and key: a cron config given to
+// nightly said "unknown key ..., job, job, job.command, job.command, ...".
+func TestUnknownKeysNamedOnce(t *testing.T) {
+	text := sampleConfig + "\n[[job]]\nname = \"a\"\ncommand = [\"true\"]\n[[job]]\nname = \"b\"\ncommand = [\"true\"]\n[extra]\nx = 1\n"
+	_, err := LoadEnvironment(writeConfig(t, text))
+	if !errors.Is(err, ErrConfig) || !strings.HasSuffix(err.Error(), ": unknown key extra, job") {
+		t.Fatalf("err = %v, want the unknown keys extra and job, each once", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -123,6 +124,16 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 // physical builds strategy physical's parts: the pgBackRest source and the clusters.
 func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) {
 	cl := c.Cluster
+	// The parts below look the owner up too, but their errors do not name the key.
+	if cl.User != "" {
+		u, err := user.Lookup(cl.User)
+		if err != nil {
+			return nil, c.errorf("cluster.user %q: %w", cl.User, err)
+		}
+		if u.Uid == "0" {
+			return nil, c.errorf("cluster.user %q: PostgreSQL refuses to run as root: name another user", cl.User)
+		}
+	}
 	var src physical.Source
 	if c.Backup.Type == "basebackup" {
 		src = &physical.BaseBackupDir{Dir: c.Backup.Dir, User: cl.User}

@@ -167,7 +167,8 @@ func (ru *run) physicalVerify(ctx context.Context, ps *physicalState) error {
 	})
 }
 
-// latestSet waits for a backup set younger than MaxAge, polling up to Wait.
+// latestSet waits for a backup set younger than MaxAge, polling every Poll for at most
+// Wait (the last poll comes at Wait, not a whole Poll after it).
 func (ru *run) latestSet(ctx context.Context) (*physical.BackupSet, error) {
 	o := ru.r.cfg.Backup
 	poll := o.Poll
@@ -186,13 +187,17 @@ func (ru *run) latestSet(ctx context.Context) (*physical.BackupSet, error) {
 		if !errors.Is(err, dbrestore.ErrNoBackup) && !errors.Is(err, dbrestore.ErrTooOld) {
 			return nil, err
 		}
-		if !ru.r.cfg.Now().Before(deadline) {
+		remaining := deadline.Sub(ru.r.cfg.Now())
+		if remaining <= 0 {
+			if o.Wait > 0 {
+				return nil, fmt.Errorf("%w (waited %s)", err, round(o.Wait))
+			}
 			return nil, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, errors.Join(err, ctx.Err())
-		case <-time.After(poll):
+		case <-time.After(min(poll, remaining)): // never past backup.wait
 		}
 	}
 }
@@ -607,5 +612,7 @@ func (ru *run) physicalPlan(ctx context.Context) error {
 		}
 	}
 	ru.note("a rebuild would restore %s into %s (%s)", ps.set.Label, idle, how)
-	return nil
+	// The migrations that would run are known only once the set is restored (its schema
+	// level is inside the cluster); the release is known now.
+	return ru.planRelease(ctx)
 }

@@ -119,3 +119,19 @@ func TestClusterSeedDefault(t *testing.T) {
 		}
 	}
 }
+
+// A [cluster] user that does not exist, or root, is a config error naming cluster.user
+// (it said "backup: physical: the user to run PostgreSQL and the backup tool as: user:
+// unknown user ...").
+func TestClusterUserErrorNamesTheKey(t *testing.T) {
+	for _, u := range []string{"restage-no-such-user", "root"} {
+		c, err := LoadEnvironment(writeConfig(t, sed(t, physicalSample, `s/port     = 5433/port = 5433\nuser = "`+u+`"/`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.physical(nil)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), `cluster.user "`+u+`"`) {
+			t.Errorf("user %s: err = %v, want a config error naming cluster.user", u, err)
+		}
+	}
+}

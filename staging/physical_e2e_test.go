@@ -392,6 +392,10 @@ func TestPhysicalRebuildFaults(t *testing.T) {
 			!strings.Contains(strings.Join(rep.Notes, "\n"), "(--delta over the copy it holds, by size and time)") {
 			t.Fatalf("plan: %v\n%s", err, rep.Text())
 		}
+		// It says which release would be built, as a logical dry run does (it did not).
+		if d := stepDetail(rep, "release"); !strings.HasPrefix(d, "would build a release from ") || rep.Release == nil {
+			t.Errorf("the dry run names no release: %q\n%s", d, rep.Text())
+		}
 		if after := physicalSnapshot(t, w); after != before {
 			t.Errorf("a dry run changed staging:\n%s\n%s", before, after)
 		}

@@ -87,15 +87,7 @@ type tableReader interface {
 // planCode describes the release that would be built and the migrations that would run
 // against the backup (when one was fetched), else against database.
 func (ru *run) planCode(ctx context.Context, database string) error {
-	err := ru.step(ctx, "release", func(ctx context.Context) (string, error) {
-		rev, err := ru.r.cfg.Source.Describe(ctx)
-		if err != nil {
-			return "", err
-		}
-		ru.rep.Release = &ReleaseInfo{ID: "(not built)", Revision: rev.String()}
-		return "would build a release from " + rev.String(), nil
-	})
-	if err != nil {
+	if err := ru.planRelease(ctx); err != nil {
 		return err
 	}
 	return ru.step(ctx, "schema", func(ctx context.Context) (string, error) {
@@ -117,6 +109,18 @@ func (ru *run) planCode(ctx context.Context, database string) error {
 		}
 		ru.rep.Schema = info
 		return fmt.Sprintf("%d migrations would run against %s (%d -> %d)", len(st.Pending), against, st.Version, st.Latest), nil
+	})
+}
+
+// planRelease describes the release that would be built.
+func (ru *run) planRelease(ctx context.Context) error {
+	return ru.step(ctx, "release", func(ctx context.Context) (string, error) {
+		rev, err := ru.r.cfg.Source.Describe(ctx)
+		if err != nil {
+			return "", err
+		}
+		ru.rep.Release = &ReleaseInfo{ID: "(not built)", Revision: rev.String()}
+		return "would build a release from " + rev.String(), nil
 	})
 }
 

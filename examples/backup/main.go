@@ -70,6 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fs.Usagef("-jobs must be at least 1, -keep not negative and -lock-wait-timeout positive")
 	case plain && !base:
 		return fs.Usagef("-plain goes with -basebackup")
+	case format != "" && format != string(dbrestore.FormatCustom) && format != string(dbrestore.FormatDirectory):
+		return fs.Usagef("-format %q: want custom or directory", format)
+	case format == string(dbrestore.FormatCustom) && opts.Jobs > 1:
+		return fs.Usagef("-jobs %d writes the directory format, not -format custom", opts.Jobs)
 	}
 	if base {
 		// pg_dump's flags would be silently ignored by a base backup.

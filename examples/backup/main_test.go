@@ -203,6 +203,9 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-frobnicate"}, Code: 2, Stderr: "backup: flag provided but not defined: -frobnicate\n" + usage},
 		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "db2"}, Code: 2, Stderr: "backup: unexpected argument \"db2\"\n" + usage},
 		{Args: []string{"-plain", "-dsn", "postgres:///db", "-dir", dir}, Code: 2, Stderr: "backup: -plain goes with -basebackup\n" + usage},
+		// Bad flag values are usage errors (exit 2), not failed backups (exit 1).
+		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "-format", "tar"}, Code: 2, Stderr: "backup: -format \"tar\": want custom or directory\n" + usage},
+		{Args: []string{"-dsn", "postgres:///db", "-dir", dir, "-format", "custom", "-jobs", "2"}, Code: 2, Stderr: "backup: -jobs 2 writes the directory format, not -format custom\n" + usage},
 		{Args: []string{"-basebackup", "-counts", "-jobs", "2", "-dsn", "postgres:///db", "-dir", dir}, Code: 2, Stderr: "backup: -counts, -jobs: pg_dump's, not -basebackup's\n" + usage},
 	})
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {

@@ -396,3 +396,54 @@ func TestCutHistoryNotWrittenIsSurfaced(t *testing.T) {
 		t.Error("staging did not move")
 	}
 }
+
+// An experimental config without [code] source or git (README: its deploys name their
+// code) is a valid environment of the train: status says where it stands, as for the
+// others (it reported only "missing required key code.source").
+func TestStatusOfAnExperimentalWithoutSource(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	line := `{"v":2,"id":"20261130T101500Z-1","environment":"experimental","kind":"deploy","outcome":"ok","started":"2026-11-30T10:15:00Z","total_seconds":3}` + "\n"
+	if err := os.WriteFile(filepath.Join(state, "history.jsonl"), []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exp := filepath.Join(dir, "experimental.toml")
+	if err := os.WriteFile(exp, []byte(`environment = "experimental"
+role        = "experimental"
+lock_file   = "run/experimental.lock"
+state_dir   = "state"
+[database]
+admin_dsn      = "postgres://postgres@127.0.0.1:1/postgres?connect_timeout=1"
+name           = "app_experimental"
+production_ids = ["12"]
+[code]
+releases = "releases"
+current  = "current"
+[schema]
+migrations = "migrations"
+[service]
+type = "systemd"
+unit = "app-experimental.service"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openTrain(t, &train.Config{Repo: t.TempDir(), Environments: []string{exp}}).Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Environments) != 1 {
+		t.Fatalf("status lists %d environments:\n%s", len(st.Environments), st.Text())
+	}
+	e := st.Environments[0]
+	if e.Role != staging.RoleExperimental || e.LastRun == nil || e.LastRun.Kind != "deploy" {
+		t.Errorf("experimental's status: %+v\n%s", e, st.Text())
+	}
+	for _, p := range e.Problems {
+		if strings.Contains(p, "code.source") {
+			t.Errorf("a problem with the config: %s", p)
+		}
+	}
+}

@@ -2,12 +2,14 @@ package train
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/internal/gitcred"
 	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/staging"
@@ -134,7 +136,13 @@ func (t *Train) environment(ctx context.Context, path string, es *EnvironmentSta
 	if es.Role == "" {
 		es.Role = staging.RoleStaging
 	}
-	rb, err := OpenEnvironment(c, staging.OpenOptions{Logger: t.quiet()})
+	opts := staging.OpenOptions{Logger: t.quiet()}
+	if c.Code.Source == "" && c.Code.Git == "" {
+		// An experimental environment whose deploys name their code (experimental
+		// -source or -git): Open wants a source, which status never builds from.
+		opts.Source = noSource{}
+	}
+	rb, err := OpenEnvironment(c, opts)
 	if err != nil {
 		es.Problems = append(es.Problems, redact.String(err.Error()))
 		return
@@ -153,6 +161,17 @@ func (t *Train) environment(ctx context.Context, path string, es *EnvironmentSta
 		es.LastRun = &RunRef{ID: r.ID, Kind: r.Kind, Outcome: r.Outcome, Started: r.Started, Total: r.Total.Seconds(), Error: r.Error}
 	}
 }
+
+// noSource is the code source status opens an environment without [code] source or git
+// with: it only reads where the environment stands, and never builds a release.
+type noSource struct{}
+
+var errNoSource = errors.New("this environment's deploys name their code (experimental -source or -git)")
+
+func (noSource) Describe(context.Context) (codesync.Revision, error) {
+	return codesync.Revision{}, errNoSource
+}
+func (noSource) Open(context.Context) (*codesync.Tree, error) { return nil, errNoSource }
 
 // Text renders the status for a terminal.
 func (s *Status) Text() string {
