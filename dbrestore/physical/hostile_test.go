@@ -463,14 +463,18 @@ func TestCronJobsDoNotRunOnStaging(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// @reboot jobs run as soon as a launcher starts: production's is restarted once they
-	// exist, and they run there first (two rows in ran, which the backup holds).
+	// @reboot jobs run as soon as a launcher starts: production is restarted once they
+	// exist, and they run there first (two rows in ran, which the backup holds). (Ending
+	// the launcher alone was not enough: in one CI run, no job ran.)
 	if err := prod.Exec(ctx, "shop", `CREATE EXTENSION pg_cron;
 CREATE TABLE ran (what text, at timestamptz DEFAULT now());
 SELECT cron.schedule('@reboot', $$INSERT INTO ran (what) VALUES ('reboot')$$);
-SELECT cron.schedule('reboot2', '@reboot', $$INSERT INTO ran (what) VALUES ('reboot2')$$);
-SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher';`); err != nil {
+SELECT cron.schedule('reboot2', '@reboot', $$INSERT INTO ran (what) VALUES ('reboot2')$$);`); err != nil {
 		t.Fatal(err)
+	}
+	if out, err := asPostgres(t, filepath.Join(bin, "pg_ctl"), "restart", "-D", prod.Data, "-m", "fast", "-w", "-s",
+		"-l", filepath.Join(prod.Dir, "server.log")); err != nil {
+		t.Fatalf("restart production: %v\n%s", err, out)
 	}
 	ran := func(dsn string) int {
 		t.Helper()
