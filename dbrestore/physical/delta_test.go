@@ -31,13 +31,7 @@ func TestDeltaByTimeNeverKeepsStagingsWrite(t *testing.T) {
 		INSERT INTO flag VALUES (1, 'production-1')`); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.prod.Backup(ctx, "full"); err != nil {
-		t.Fatal(err)
-	}
-	_, slot := w.restored(t)
-	if err := w.cl.StartSide(ctx, slot); err != nil {
-		t.Fatal(err)
-	}
+	slot := w.sideOfNewBackup(t)
 	if err := w.cl.Exec(ctx, slot, "shop", "UPDATE flag SET v = 'staging-xx-1'; CHECKPOINT"); err != nil {
 		t.Fatal(err)
 	}

@@ -117,6 +117,21 @@ func (w *world) restored(t *testing.T) (*physical.BackupSet, *physical.Slot) {
 	return set, slot
 }
 
+// sideOfNewBackup takes a full backup of production, restores it into the world's idle
+// slot and starts that slot on the side port.
+func (w *world) sideOfNewBackup(t *testing.T) *physical.Slot {
+	t.Helper()
+	ctx := context.Background()
+	if err := w.prod.Backup(ctx, "full"); err != nil {
+		t.Fatal(err)
+	}
+	_, slot := w.restored(t)
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	return slot
+}
+
 // running reports whether a server runs from data (pg_ctl status).
 func running(t *testing.T, bin, data string) bool {
 	t.Helper()
@@ -361,13 +376,7 @@ CREATE FOREIGN TABLE remote (id int) SERVER prodsrv OPTIONS (table_name 'landed'
 			t.Fatal(err)
 		}
 	}
-	if err := w.prod.Backup(ctx, "full"); err != nil {
-		t.Fatal(err)
-	}
-	_, slot := w.restored(t)
-	if err := w.cl.StartSide(ctx, slot); err != nil {
-		t.Fatal(err)
-	}
+	slot := w.sideOfNewBackup(t)
 	detail, err := w.cl.Neutralize(ctx, slot, physical.NeutralizeOptions{From: "shop", To: "shop_staging", Keep: []string{"reports"}})
 	if err != nil {
 		t.Fatalf("Neutralize: %v", err)
@@ -670,13 +679,7 @@ CREATE ROLE "app user" LOGIN PASSWORD 'app-secret';
 CREATE ROLE nopass LOGIN;`); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.prod.Backup(ctx, "full"); err != nil {
-		t.Fatal(err)
-	}
-	_, slot := w.restored(t)
-	if err := w.cl.StartSide(ctx, slot); err != nil {
-		t.Fatal(err)
-	}
+	slot := w.sideOfNewBackup(t)
 	md5, err := w.cl.MD5Roles(ctx, slot)
 	if err != nil || strings.Join(md5, ",") != "legacy" {
 		t.Fatalf("MD5Roles = %v, %v; want [legacy]", md5, err)
