@@ -698,3 +698,39 @@ CREATE ROLE nopass LOGIN;`); err != nil {
 		t.Errorf("MD5Roles after clearing = %v, %v", md5, err)
 	}
 }
+
+// A backup's postgresql.conf may hold production's credentials: a standby's
+// primary_conninfo with the replication password, a cloud key in a command. restage
+// sets those settings itself; the restored slot's postgresql.conf keeps none of their
+// lines, so the values are neither on staging's disk nor in pg_file_settings.
+func TestConfigCredentialsStayOffStaging(t *testing.T) {
+	bin := physicaltest.Require(t)
+	prod := physicaltest.Start(t, physicaltest.Options{Settings: []string{
+		"primary_conninfo = 'host=127.0.0.1 port=1 user=replicator password=repl-secret-42'",
+		"  restore_command   'fetch --key key-secret-43 %f %p'",
+		"archive_cleanup_command='clean --key key-secret-44'"}})
+	w := worldOf(t, bin, prod)
+	slot := w.sideOfNewBackup(t)
+	secrets := []string{"repl-secret-42", "key-secret-43", "key-secret-44"}
+	err := filepath.WalkDir(slot.Dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, s := range secrets {
+			if strings.Contains(string(b), s) {
+				t.Errorf("%s holds production's %s", p, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := w.count(t, slot, false, "postgres", "SELECT count(*) FROM pg_file_settings WHERE setting LIKE '%secret%'"); n != 0 {
+		t.Errorf("pg_file_settings shows %d of production's credentials", n)
+	}
+}

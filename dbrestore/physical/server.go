@@ -348,6 +348,8 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 		if err := c.writeOwned(conf, "# written by restage: the backup had no postgresql.conf\n"); err != nil {
 			return nil, err
 		}
+	} else if err := c.dropCredentials(conf); err != nil {
+		return nil, err
 	}
 	set := [][2]string{
 		{"hba_file", filepath.Join(s.Data, "pg_hba.conf")},
@@ -423,6 +425,33 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 		return nil, err
 	}
 	return pinned, c.prepend(filepath.Join(s.Data, "pg_ident.conf"), c.identLines(), "")
+}
+
+// credentialKeys are the settings of a backup's postgresql.conf that may hold
+// production's credentials (a replication password, a cloud key in a command line);
+// restage sets each itself, and the server never uses the file's.
+var credentialKeys = []string{"primary_conninfo", "archive_command", "archive_cleanup_command",
+	"recovery_end_command", "restore_command"}
+
+// dropCredentials removes from the configuration file conf the lines that set one of
+// credentialKeys, so that their values (production's) are not on staging's disk, nor in
+// pg_file_settings for a staging superuser to read.
+func (c *Clusters) dropCredentials(conf string) error {
+	old, err := os.ReadFile(conf)
+	if err != nil {
+		return err
+	}
+	lines := strings.SplitAfter(string(old), "\n")
+	kept := slices.DeleteFunc(slices.Clone(lines), func(line string) bool {
+		k, _, _ := strings.Cut(strings.TrimSpace(line), "=")
+		k, _, _ = strings.Cut(strings.TrimSpace(k), " ")
+		k, _, _ = strings.Cut(k, "\t")
+		return slices.Contains(credentialKeys, strings.ToLower(k))
+	})
+	if len(kept) == len(lines) {
+		return nil
+	}
+	return c.writeOwned(conf, strings.Join(kept, ""))
 }
 
 // commandLine is pg_ctl's -o for settings: "-c 'name=value'" each, quoted for the
