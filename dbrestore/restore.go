@@ -246,14 +246,11 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	if err := r.s.checkRestoreLogin(ctx, r.opts.Target); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "restage-restore-")
+	cleanup, err := r.leaveOutUserMappings()
 	if err != nil {
-		return fmt.Errorf("dbrestore: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	if err := r.leaveOutUserMappings(dir); err != nil {
 		return err
 	}
+	defer cleanup()
 	r.reads = newReadWatch(ctx, r.b.Manifest.Size)
 	err = load(ctx, pgRestore)
 	r.reads.close(err == nil)
@@ -300,13 +297,14 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	return nil
 }
 
-// leaveOutUserMappings writes into dir, when the dump holds user mappings, the list of
-// every other entry for pg_restore (r.list). A mapping holds the login, often with its
-// password, that postgres_fdw or dblink use to reach another server, and a dump of
-// production holds production's: restored, the dump's own code (a CHECK constraint or
-// a default that writes to a foreign table) would reach production with it while the
-// data loads, and its password would stand in staging's catalog and WAL.
-func (r *restoreRun) leaveOutUserMappings(dir string) error {
+// leaveOutUserMappings writes, when the dump holds user mappings, the list of every
+// other entry for pg_restore (r.list) into a temporary folder that cleanup removes. A
+// mapping holds the login, often with its password, that postgres_fdw or dblink use to
+// reach another server, and a dump of production holds production's: restored, the
+// dump's own code (a CHECK constraint or a default that writes to a foreign table)
+// would reach production with it while the data loads, and its password would stand in
+// staging's catalog and WAL.
+func (r *restoreRun) leaveOutUserMappings() (cleanup func(), err error) {
 	var ids, left []string
 	for _, e := range r.toc.entries {
 		if e.desc == "USER MAPPING" {
@@ -316,15 +314,20 @@ func (r *restoreRun) leaveOutUserMappings(dir string) error {
 		ids = append(ids, strconv.Itoa(e.id))
 	}
 	if len(left) == 0 {
-		return nil
+		return func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "restage-restore-")
+	if err != nil {
+		return nil, fmt.Errorf("dbrestore: %w", err)
 	}
 	r.list = filepath.Join(dir, "all.list")
 	if err := os.WriteFile(r.list, []byte(strings.Join(ids, "\n")+"\n"), 0o600); err != nil {
-		return fmt.Errorf("dbrestore: %w", err)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("dbrestore: %w", err)
 	}
 	r.leftOut = left
 	r.s.log.Info("dbrestore: left out the dump's user mappings", logKeyTarget, r.opts.Target, "mappings", strings.Join(left, ", "))
-	return nil
+	return func() { os.RemoveAll(dir) }, nil
 }
 
 // useList is the --use-list argument of a pg_restore that would restore the dump's

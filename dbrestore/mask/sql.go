@@ -182,6 +182,9 @@ func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*R
 // files) finds them until VACUUM reuses the space. A rewrite writes only the live rows
 // into new files and truncates the old ones at once.
 func rewrite(ctx context.Context, conn *pgx.Conn, tables []string, largeObjects bool) error {
+	if len(tables) == 0 && !largeObjects {
+		return nil // nothing changed, the statistics neither
+	}
 	regs := make([]string, len(tables))
 	for i, t := range tables {
 		regs[i] = quoteTable(t)
@@ -201,7 +204,9 @@ WHERE c.relkind IN ('r', 'm') ORDER BY 1`, regs)
 	if err != nil {
 		return fmt.Errorf("mask: list the tables to rewrite: %w", err)
 	}
-	names = append(names, "pg_catalog.pg_statistic", "pg_catalog.pg_statistic_ext_data")
+	if len(tables) > 0 { // resetStatistics replaced their rows
+		names = append(names, "pg_catalog.pg_statistic", "pg_catalog.pg_statistic_ext_data")
+	}
 	if largeObjects {
 		names = append(names, "pg_catalog.pg_largeobject", "pg_catalog.pg_largeobject_metadata")
 	}

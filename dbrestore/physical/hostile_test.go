@@ -504,14 +504,8 @@ SELECT cron.schedule('reboot2', '@reboot', $$INSERT INTO ran (what) VALUES ('reb
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := prod.Backup(ctx, "full"); err != nil {
-		t.Fatal(err)
-	}
 	w := worldOf(t, bin, prod)
-	_, slot := w.restored(t)
-	if err := w.cl.StartSide(ctx, slot); err != nil {
-		t.Fatal(err)
-	}
+	slot := w.sideOfNewBackup(t)
 	time.Sleep(2 * time.Second) // a launcher starts its @reboot jobs within a second
 	launchers := "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'"
 	if n := w.count(t, slot, false, "postgres", launchers); n != 0 {
@@ -709,10 +703,19 @@ func TestConfigCredentialsStayOffStaging(t *testing.T) {
 		"primary_conninfo = 'host=127.0.0.1 port=1 user=replicator password=repl-secret-42'",
 		"  restore_command   'fetch --key key-secret-43 %f %p'",
 		"archive_cleanup_command='clean --key key-secret-44'"}})
+	secrets := []string{"repl-secret-42", "key-secret-43", "key-secret-44"}
+	conf, err := os.ReadFile(filepath.Join(prod.Data, "postgresql.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if !strings.Contains(string(conf), s) {
+			t.Fatalf("production's postgresql.conf lacks %s: the test proves nothing", s)
+		}
+	}
 	w := worldOf(t, bin, prod)
 	slot := w.sideOfNewBackup(t)
-	secrets := []string{"repl-secret-42", "key-secret-43", "key-secret-44"}
-	err := filepath.WalkDir(slot.Dir, func(p string, d os.DirEntry, err error) error {
+	err = filepath.WalkDir(slot.Dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}

@@ -393,14 +393,8 @@ func TestRestoreRemovesProductionServerLogs(t *testing.T) {
 	}
 	chownPostgres(t, filepath.Join(prod.Data, "log"))
 	chownPostgres(t, filepath.Join(prod.Data, "log", "postgresql-old.log"))
-	if err := prod.Backup(ctx, "full"); err != nil {
-		t.Fatal(err)
-	}
 	w := worldOf(t, bin, prod)
-	_, slot := w.restored(t)
-	if err := w.cl.StartSide(ctx, slot); err != nil {
-		t.Fatal(err)
-	}
+	slot := w.sideOfNewBackup(t)
 	err := filepath.WalkDir(slot.Dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(p, filepath.Join(slot.Data, "base")+"/") {
 			return err
