@@ -67,84 +67,25 @@ type BaseBackupOptions struct {
 // temporary folder in opts.Dir, then publishes it under its name and writes its
 // manifest last. It returns the manifest's path.
 func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
-	if opts.DSN == "" || opts.Dir == "" {
-		return "", errors.New("physical: BaseBackupOptions.DSN and Dir are required")
+	if err := opts.resolve(); err != nil {
+		return "", err
 	}
-	if dsnHasPassword(opts.DSN) {
-		return "", errors.New("physical: the DSN holds a password: give it through PGPASSWORD or ~/.pgpass instead (pg_basebackup's command line is public)")
-	}
-	// pg_basebackup runs in "/", so a relative folder would be its own, not the caller's;
-	// and it creates a missing one (with its parents), where Dir must exist.
-	dir, err := filepath.Abs(opts.Dir)
-	if err != nil {
-		return "", fmt.Errorf("physical: backup folder: %w", err)
-	}
-	if fi, err := os.Stat(dir); err != nil {
-		return "", fmt.Errorf("physical: backup folder: %w", err)
-	} else if !fi.IsDir() {
-		return "", fmt.Errorf("physical: backup folder %s is not a folder", dir)
-	}
-	opts.Dir = dir
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	conn, err := pgx.Connect(ctx, opts.DSN)
+	m, err := describeSource(ctx, opts.DSN)
 	if err != nil {
-		return "", fmt.Errorf("physical: connect: %w", err)
+		return "", err
 	}
-	var m BaseManifest
-	var sysid int64
-	err = conn.QueryRow(ctx, "SELECT system_identifier, current_setting('server_version') FROM pg_control_system()").Scan(&sysid, &m.ServerVersion)
-	var spaces []string
-	if err == nil {
-		// A plain pg_basebackup writes a tablespace at its production path on this host;
-		// a restore of one would follow those paths. Refused before anything is written.
-		var rows pgx.Rows
-		rows, err = conn.Query(ctx, "SELECT spcname || ' at ' || pg_tablespace_location(oid) FROM pg_tablespace WHERE pg_tablespace_location(oid) <> '' ORDER BY spcname")
-		if err == nil {
-			spaces, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		}
-	}
-	conn.Close(context.WithoutCancel(ctx))
-	if err != nil {
-		return "", fmt.Errorf("physical: %w", err)
-	}
-	if len(spaces) > 0 {
-		return "", fmt.Errorf("physical: production has %w: %s", ErrTablespace, strings.Join(spaces, ", "))
-	}
-	m.Kind, m.SystemIdentifier, m.Format = "basebackup", uint64(sysid), "tar"
+	m.Format = "tar"
 	if opts.Plain {
 		m.Format = "plain"
 	}
 	name := baseBackupPrefix + time.Now().UTC().Format("20060102T150405Z")
 	tmp := filepath.Join(opts.Dir, ".tmp-"+name)
-	bin := opts.BinDir
-	if bin == "" {
-		bin = newestBinDir()
-	} else if bin, err = filepath.Abs(bin); err != nil { // as Dir: relative to the caller
-		return "", fmt.Errorf("physical: BinDir: %w", err)
-	}
-	argv := []string{filepath.Join(bin, "pg_basebackup"), "-d", opts.DSN, "-D", tmp, "-X", "stream", "-c", "fast", "-w"}
-	if !opts.Plain {
-		argv = append(argv, "-F", "tar", "-z")
-	}
-	// pg_basebackup runs as restage's user, with libpq's settings and the password
-	// from PGPASSWORD (or ~/.pgpass), never on its command line.
-	self := &owner{home: os.Getenv("HOME"), name: os.Getenv("USER"),
-		pass: slices.Concat(childenv.LibPQ, childenv.LibPQTarget, []string{"PGPASSWORD"})}
 	start := time.Now()
-	if _, err := self.run(ctx, argv); err != nil {
-		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("physical: pg_basebackup: %w", err)
-	}
-	if !opts.Plain {
-		if extra, _ := filepath.Glob(filepath.Join(tmp, "[0-9]*.tar.gz")); len(extra) > 0 {
-			_ = os.RemoveAll(tmp)
-			return "", fmt.Errorf("physical: production has %w (%d created during the backup)", ErrTablespace, len(extra))
-		}
-	}
-	if m.SHA256, m.Size, err = treeSum(tmp); err != nil {
+	if err := runBaseBackup(ctx, opts, tmp, &m); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", err
 	}
@@ -166,6 +107,84 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 		}
 	}
 	return mpath, nil
+}
+
+// resolve checks o and makes its folders absolute: pg_basebackup runs in "/", so a
+// relative folder would be its own, not the caller's; and it creates a missing one (with
+// its parents), where Dir must exist.
+func (o *BaseBackupOptions) resolve() error {
+	if o.DSN == "" || o.Dir == "" {
+		return errors.New("physical: BaseBackupOptions.DSN and Dir are required")
+	}
+	if dsnHasPassword(o.DSN) {
+		return errors.New("physical: the DSN holds a password: give it through PGPASSWORD or ~/.pgpass instead (pg_basebackup's command line is public)")
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return fmt.Errorf("physical: backup folder: %w", err)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("physical: backup folder: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("physical: backup folder %s is not a folder", dir)
+	}
+	o.Dir = dir
+	if o.BinDir == "" {
+		o.BinDir = newestBinDir()
+	} else if o.BinDir, err = filepath.Abs(o.BinDir); err != nil {
+		return fmt.Errorf("physical: BinDir: %w", err)
+	}
+	return nil
+}
+
+// describeSource reads production's identity and version for the manifest, and refuses
+// a cluster with tablespaces before anything is written: a plain pg_basebackup writes a
+// tablespace at its production path on this host, and a restore of one would follow
+// those paths.
+func describeSource(ctx context.Context, dsn string) (BaseManifest, error) {
+	m := BaseManifest{Kind: "basebackup"}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return m, fmt.Errorf("physical: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var sysid int64
+	if err := conn.QueryRow(ctx, "SELECT system_identifier, current_setting('server_version') FROM pg_control_system()").Scan(&sysid, &m.ServerVersion); err != nil {
+		return m, fmt.Errorf("physical: %w", err)
+	}
+	m.SystemIdentifier = uint64(sysid)
+	rows, _ := conn.Query(ctx, "SELECT spcname || ' at ' || pg_tablespace_location(oid) FROM pg_tablespace WHERE pg_tablespace_location(oid) <> '' ORDER BY spcname")
+	spaces, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return m, fmt.Errorf("physical: %w", err)
+	}
+	if len(spaces) > 0 {
+		return m, fmt.Errorf("physical: production has %w: %s", ErrTablespace, strings.Join(spaces, ", "))
+	}
+	return m, nil
+}
+
+// runBaseBackup runs pg_basebackup into tmp and fills in m's checksum and size. It runs
+// as restage's user, with libpq's settings and the password from PGPASSWORD (or
+// ~/.pgpass), never on its command line.
+func runBaseBackup(ctx context.Context, opts BaseBackupOptions, tmp string, m *BaseManifest) error {
+	argv := []string{filepath.Join(opts.BinDir, "pg_basebackup"), "-d", opts.DSN, "-D", tmp, "-X", "stream", "-c", "fast", "-w"}
+	if !opts.Plain {
+		argv = append(argv, "-F", "tar", "-z")
+	}
+	self := &owner{home: os.Getenv("HOME"), name: os.Getenv("USER"),
+		pass: slices.Concat(childenv.LibPQ, childenv.LibPQTarget, []string{"PGPASSWORD"})}
+	if _, err := self.run(ctx, argv); err != nil {
+		return fmt.Errorf("physical: pg_basebackup: %w", err)
+	}
+	if !opts.Plain {
+		if extra, _ := filepath.Glob(filepath.Join(tmp, "[0-9]*.tar.gz")); len(extra) > 0 {
+			return fmt.Errorf("physical: production has %w (%d created during the backup)", ErrTablespace, len(extra))
+		}
+	}
+	var err error
+	m.SHA256, m.Size, err = treeSum(tmp)
+	return err
 }
 
 // kvPassword finds a password setting in a keyword/value DSN (password=x,

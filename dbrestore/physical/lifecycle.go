@@ -79,146 +79,199 @@ func (c *Clusters) Neutralize(ctx context.Context, s *Slot, opts NeutralizeOptio
 }
 
 // neutralize is Neutralize's SQL, on the slot started by StartSide; cron says whether
-// pg_cron is preloaded.
+// pg_cron is preloaded. Its steps run in this order: nothing of production's replication
+// before the databases are reshaped, the per-database catalogs of what is left after.
 func (c *Clusters) neutralize(ctx context.Context, s *Slot, opts NeutralizeOptions, cron bool) ([]string, error) {
 	conn, err := c.Conn(ctx, s, "postgres", false)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var did []string
+	n := &neutralizer{c: c, s: s, conn: conn, opts: opts}
+	steps := []func(context.Context) error{n.checkArchiveOff, n.dropSlots, n.dropSubscriptions, n.reshapeDatabases, n.perDatabase}
+	if cron {
+		steps = append(steps, n.followCron)
+	}
+	if opts.ClearPasswords {
+		steps = append(steps, n.clearPasswords)
+	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if len(n.did) == 0 {
+		n.did = append(n.did, "nothing to neutralize")
+	}
+	return n.did, nil
+}
+
+// neutralizer holds one Neutralize: the connection to the slot's postgres database and
+// what its steps did.
+type neutralizer struct {
+	c    *Clusters
+	s    *Slot
+	conn *pgx.Conn
+	opts NeutralizeOptions
+	left []string // the databases that take connections, once reshaped
+	did  []string
+}
+
+func (n *neutralizer) checkArchiveOff(ctx context.Context) error {
 	var archive string
-	if err := conn.QueryRow(ctx, "SELECT current_setting('archive_mode')").Scan(&archive); err != nil {
-		return nil, fmt.Errorf("physical: %w", err)
+	if err := n.conn.QueryRow(ctx, "SELECT current_setting('archive_mode')").Scan(&archive); err != nil {
+		return fmt.Errorf("physical: %w", err)
 	}
 	if archive != "off" {
-		return nil, fmt.Errorf("physical: archive_mode is %s on the restored cluster, want off", archive)
+		return fmt.Errorf("physical: archive_mode is %s on the restored cluster, want off", archive)
 	}
-	// Replication slots first: no walsender may serve them.
-	var slots []string
-	rows, _ := conn.Query(ctx, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
-	slots, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	return nil
+}
+
+// dropSlots drops the replication slots first: no walsender may serve them.
+func (n *neutralizer) dropSlots(ctx context.Context) error {
+	rows, _ := n.conn.Query(ctx, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+	slots, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("physical: replication slots: %w", err)
+		return fmt.Errorf("physical: replication slots: %w", err)
 	}
 	for _, name := range slots {
-		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
-			return nil, fmt.Errorf("physical: drop replication slot %s: %w", name, err)
+		if _, err := n.conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
+			return fmt.Errorf("physical: drop replication slot %s: %w", name, err)
 		}
 	}
 	if len(slots) > 0 {
-		did = append(did, fmt.Sprintf("dropped replication slots %s", strings.Join(slots, ", ")))
+		n.did = append(n.did, fmt.Sprintf("dropped replication slots %s", strings.Join(slots, ", ")))
 	}
-	// Subscriptions: no worker runs them (max_logical_replication_workers = 0); each is
-	// disabled and detached from its slot on production before it is dropped, so that
-	// dropping it does not reach production.
+	return nil
+}
+
+// dropSubscriptions drops the subscriptions: no worker runs them
+// (max_logical_replication_workers = 0); each is disabled and detached from its slot on
+// production before it is dropped, so that dropping it does not reach production.
+func (n *neutralizer) dropSubscriptions(ctx context.Context) error {
 	type sub struct{ db, name string }
-	rows, _ = conn.Query(ctx, "SELECT d.datname, s.subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid ORDER BY 1, 2")
+	rows, _ := n.conn.Query(ctx, "SELECT d.datname, s.subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid ORDER BY 1, 2")
 	subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sub, error) {
 		var x sub
 		return x, r.Scan(&x.db, &x.name)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("physical: subscriptions: %w", err)
+		return fmt.Errorf("physical: subscriptions: %w", err)
 	}
 	for _, x := range subs {
-		if err := c.dropSubscription(ctx, s, x.db, x.name); err != nil {
-			return nil, err
+		if err := n.c.dropSubscription(ctx, n.s, x.db, x.name); err != nil {
+			return err
 		}
-		did = append(did, fmt.Sprintf("dropped subscription %s in %s", x.name, x.db))
+		n.did = append(n.did, fmt.Sprintf("dropped subscription %s in %s", x.name, x.db))
 	}
-	rows, _ = conn.Query(ctx, "SELECT datname FROM pg_database ORDER BY 1")
+	return nil
+}
+
+// reshapeDatabases drops production's databases that are neither opts.From, a system
+// one nor kept, and renames opts.From to opts.To.
+func (n *neutralizer) reshapeDatabases(ctx context.Context) error {
+	opts := n.opts
+	rows, _ := n.conn.Query(ctx, "SELECT datname FROM pg_database ORDER BY 1")
 	dbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("physical: databases: %w", err)
+		return fmt.Errorf("physical: databases: %w", err)
 	}
 	if !slices.Contains(dbs, opts.From) {
-		return nil, fmt.Errorf("%w: the backup holds no database %s (it holds %s)", ErrNoBackup, opts.From, strings.Join(dbs, ", "))
+		return fmt.Errorf("%w: the backup holds no database %s (it holds %s)", ErrNoBackup, opts.From, strings.Join(dbs, ", "))
 	}
 	var dropped []string
 	for _, db := range dbs {
 		if db == opts.From || slices.Contains(system, db) || slices.Contains(opts.Keep, db) {
 			continue
 		}
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
-			return nil, fmt.Errorf("physical: drop %s: %w", db, err)
+		if _, err := n.conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("physical: drop %s: %w", db, err)
 		}
 		dropped = append(dropped, db)
 	}
 	if opts.From != opts.To {
 		if slices.Contains(opts.Keep, opts.To) && slices.Contains(dbs, opts.To) {
-			return nil, fmt.Errorf("physical: the backup holds a database %s besides %s, and cluster.keep keeps it", opts.To, opts.From)
+			return fmt.Errorf("physical: the backup holds a database %s besides %s, and cluster.keep keeps it", opts.To, opts.From)
 		}
-		if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{opts.From}.Sanitize()+" RENAME TO "+pgx.Identifier{opts.To}.Sanitize()); err != nil {
-			return nil, fmt.Errorf("physical: rename %s to %s: %w", opts.From, opts.To, err)
+		if _, err := n.conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{opts.From}.Sanitize()+" RENAME TO "+pgx.Identifier{opts.To}.Sanitize()); err != nil {
+			return fmt.Errorf("physical: rename %s to %s: %w", opts.From, opts.To, err)
 		}
-		did = append(did, fmt.Sprintf("renamed %s to %s", opts.From, opts.To))
+		n.did = append(n.did, fmt.Sprintf("renamed %s to %s", opts.From, opts.To))
 	}
 	if len(dropped) > 0 {
-		did = append(did, "dropped production's databases "+strings.Join(dropped, ", "))
+		n.did = append(n.did, "dropped production's databases "+strings.Join(dropped, ", "))
 	}
-	// User mappings last, in every database left that takes connections: the logins
-	// postgres_fdw and dblink use to reach other servers, production's among them.
-	rows, _ = conn.Query(ctx, "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")
+	return nil
+}
+
+// perDatabase drops, in every database left that takes connections, the user mappings
+// (the logins postgres_fdw and dblink use to reach other servers, production's among
+// them), and disables pg_cron's jobs and pglogical's subscriptions.
+func (n *neutralizer) perDatabase(ctx context.Context) error {
+	rows, _ := n.conn.Query(ctx, "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")
 	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("physical: databases: %w", err)
+		return fmt.Errorf("physical: databases: %w", err)
 	}
+	n.left = left
 	for _, db := range left {
-		mappings, err := c.dropUserMappings(ctx, s, db)
+		mappings, err := n.c.dropUserMappings(ctx, n.s, db)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(mappings) > 0 {
-			did = append(did, fmt.Sprintf("dropped user mappings %s in %s", strings.Join(mappings, ", "), db))
+			n.did = append(n.did, fmt.Sprintf("dropped user mappings %s in %s", strings.Join(mappings, ", "), db))
 		}
-		d, err := c.disableJobs(ctx, s, db)
+		d, err := n.c.disableJobs(ctx, n.s, db)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		did = append(did, d...)
+		n.did = append(n.did, d...)
 	}
-	if cron {
-		// pg_cron's launcher reads the jobs of one database, production's name for it
-		// (default postgres): it follows the rename, or reads postgres once it is gone,
-		// rather than fail to connect every second.
-		var name *string
-		if err := conn.QueryRow(ctx, "SELECT current_setting('cron.database_name', true)").Scan(&name); err != nil {
-			return nil, fmt.Errorf("physical: cron.database_name: %w", err)
-		}
-		to := ""
-		switch {
-		case name == nil || *name == "":
-		case *name == opts.From && opts.From != opts.To:
-			to = opts.To
-		case !slices.Contains(left, *name):
-			to = "postgres"
-		}
-		if to != "" {
-			var q string
-			err := conn.QueryRow(ctx, "SELECT format('ALTER SYSTEM SET cron.database_name = %L', $1::text)", to).Scan(&q)
-			if err == nil {
-				_, err = conn.Exec(ctx, q)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("physical: cron.database_name: %w", err)
-			}
-			did = append(did, "pg_cron's database is now "+to)
-		}
+	return nil
+}
+
+// followCron points pg_cron's launcher, which reads the jobs of one database
+// (production's name for it, default postgres), at opts.To after the rename, or at
+// postgres once its database is gone, rather than let it fail to connect every second.
+func (n *neutralizer) followCron(ctx context.Context) error {
+	var name *string
+	if err := n.conn.QueryRow(ctx, "SELECT current_setting('cron.database_name', true)").Scan(&name); err != nil {
+		return fmt.Errorf("physical: cron.database_name: %w", err)
 	}
-	if opts.ClearPasswords {
-		cleared, err := clearPasswords(ctx, conn)
-		if err != nil {
-			return nil, err
-		}
-		if len(cleared) > 0 {
-			did = append(did, "removed the passwords of roles "+strings.Join(cleared, ", "))
-		}
+	to := ""
+	switch {
+	case name == nil || *name == "":
+	case *name == n.opts.From && n.opts.From != n.opts.To:
+		to = n.opts.To
+	case !slices.Contains(n.left, *name):
+		to = "postgres"
 	}
-	if len(did) == 0 {
-		did = append(did, "nothing to neutralize")
+	if to == "" {
+		return nil
 	}
-	return did, nil
+	var q string
+	err := n.conn.QueryRow(ctx, "SELECT format('ALTER SYSTEM SET cron.database_name = %L', $1::text)", to).Scan(&q)
+	if err == nil {
+		_, err = n.conn.Exec(ctx, q)
+	}
+	if err != nil {
+		return fmt.Errorf("physical: cron.database_name: %w", err)
+	}
+	n.did = append(n.did, "pg_cron's database is now "+to)
+	return nil
+}
+
+func (n *neutralizer) clearPasswords(ctx context.Context) error {
+	cleared, err := clearPasswords(ctx, n.conn)
+	if err != nil {
+		return err
+	}
+	if len(cleared) > 0 {
+		n.did = append(n.did, "removed the passwords of roles "+strings.Join(cleared, ", "))
+	}
+	return nil
 }
 
 // disableJobs disables, in database db, pg_cron's jobs (cron.job.active) and pglogical's
