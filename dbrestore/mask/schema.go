@@ -17,107 +17,133 @@ import (
 func ParseSchema(r io.Reader) ([]Column, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var (
-		out     []Column
-		table   []string // the CREATE TABLE being read
-		last    string   // the table just read, for its INHERITS line
-		foreign bool     // the table being read is a foreign table
-		byTable = map[string][]Column{}
-		names   = map[string][2]string{} // "schema.table" → its two names
-		parents = map[string][]string{}  // "schema.table" → the tables it is a partition of
-	)
+	p := &schemaParser{byTable: map[string][]Column{}, names: map[string][2]string{}, parents: map[string][]string{}}
 	for sc.Scan() {
 		line := sc.Text()
 		// A quoted name (or a literal) with a line break goes on on the next lines: in the
 		// statements read here, whose text is names and literals only.
-		if table != nil || strings.HasPrefix(line, "CREATE TABLE ") || strings.HasPrefix(line, "CREATE UNLOGGED TABLE ") ||
-			strings.HasPrefix(line, "CREATE FOREIGN TABLE ") ||
-			strings.HasPrefix(line, "INHERITS (") || strings.HasPrefix(line, "ALTER TABLE ONLY ") {
+		if p.table != nil || slices.ContainsFunc(continued, func(s string) bool { return strings.HasPrefix(line, s) }) {
 			for unterminated(line) && sc.Scan() {
 				line += "\n" + sc.Text()
 			}
 		}
-		if table == nil {
-			if rest, ok := strings.CutPrefix(line, "ALTER TABLE ONLY "); ok && strings.Contains(line, " ATTACH PARTITION ") {
-				parent, child, err := attached(rest)
-				if err != nil {
-					return nil, fmt.Errorf("%w: ATTACH PARTITION: %.80q", ErrCopy, line)
-				}
-				parents[child] = append(parents[child], parent)
-				continue
-			}
-			if parents, ok := strings.CutPrefix(line, "INHERITS ("); ok && last != "" {
-				for _, p := range strings.Split(strings.TrimSuffix(parents, ");"), ", ") {
-					schema, after, ok1 := identifier(p)
-					name, _, ok2 := identifier(strings.TrimPrefix(after, "."))
-					if !ok1 || !ok2 {
-						return nil, fmt.Errorf("%w: INHERITS: %.80q", ErrCopy, line)
-					}
-					for _, c := range byTable[schema+"."+name] {
-						if !slices.ContainsFunc(byTable[last], func(o Column) bool { return o.Name == c.Name }) {
-							child := Column{Schema: names[last][0], Table: names[last][1], Name: c.Name, Parents: []string{schema + "." + name}, Foreign: foreign}
-							byTable[last] = append(byTable[last], child)
-							out = append(out, child)
-						}
-					}
-				}
-				continue
-			}
-			last = ""
-			rest, ok := strings.CutPrefix(line, "CREATE TABLE ")
-			if !ok {
-				rest, ok = strings.CutPrefix(line, "CREATE UNLOGGED TABLE ")
-			}
-			foreign = false
-			if !ok {
-				rest, ok = strings.CutPrefix(line, "CREATE FOREIGN TABLE ")
-				foreign = ok
-			}
-			if !ok || !strings.HasSuffix(rest, " (") {
-				continue
-			}
-			schema, after, ok1 := identifier(rest)
-			if !ok1 || !strings.HasPrefix(after, ".") {
-				return nil, fmt.Errorf("%w: CREATE TABLE without schema: %.80q", ErrCopy, line)
-			}
-			name, after, ok2 := identifier(after[1:])
-			if !ok2 || after != " (" {
-				return nil, fmt.Errorf("%w: CREATE TABLE: %.80q", ErrCopy, line)
-			}
-			table = []string{schema, name}
-			key := schema + "." + name
-			byTable[key] = nil
-			names[key] = [2]string{schema, name}
-			continue
+		var err error
+		if p.table == nil {
+			err = p.statement(line)
+		} else {
+			err = p.column(line)
 		}
-		if strings.HasPrefix(line, ")") {
-			last, table = table[0]+"."+table[1], nil
-			continue
+		if err != nil {
+			return nil, err
 		}
-		col := strings.TrimPrefix(line, "    ")
-		if len(col) == len(line) || strings.HasPrefix(col, "CONSTRAINT ") {
-			continue
-		}
-		name, _, ok := identifier(col)
-		if !ok {
-			return nil, fmt.Errorf("%w: column of %s.%s: %.80q", ErrCopy, table[0], table[1], line)
-		}
-		c := Column{Schema: table[0], Table: table[1], Name: name, Foreign: foreign}
-		key := table[0] + "." + table[1]
-		byTable[key] = append(byTable[key], c)
-		out = append(out, c)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	for i, c := range out {
-		for _, p := range parents[c.TableKey()] {
-			if !slices.Contains(c.Parents, p) {
-				out[i].Parents = append(out[i].Parents, p)
+	for i, c := range p.out {
+		for _, parent := range p.parents[c.TableKey()] {
+			if !slices.Contains(c.Parents, parent) {
+				p.out[i].Parents = append(p.out[i].Parents, parent)
 			}
 		}
 	}
-	return out, nil
+	return p.out, nil
+}
+
+// continued are the starts of the statements whose names may hold line breaks.
+var continued = []string{"CREATE TABLE ", "CREATE UNLOGGED TABLE ", "CREATE FOREIGN TABLE ", "INHERITS (", "ALTER TABLE ONLY "}
+
+// schemaParser is ParseSchema's state between lines.
+type schemaParser struct {
+	out     []Column
+	table   []string // the CREATE TABLE being read
+	last    string   // the table just read, for its INHERITS line
+	foreign bool     // the table being read is a foreign table
+	byTable map[string][]Column
+	names   map[string][2]string // "schema.table" → its two names
+	parents map[string][]string  // "schema.table" → the tables it is a partition of
+}
+
+// statement reads a line outside CREATE TABLE: an ATTACH PARTITION, the INHERITS of the
+// table just read, or the start of a CREATE TABLE.
+func (p *schemaParser) statement(line string) error {
+	if rest, ok := strings.CutPrefix(line, "ALTER TABLE ONLY "); ok && strings.Contains(line, " ATTACH PARTITION ") {
+		parent, child, err := attached(rest)
+		if err != nil {
+			return fmt.Errorf("%w: ATTACH PARTITION: %.80q", ErrCopy, line)
+		}
+		p.parents[child] = append(p.parents[child], parent)
+		return nil
+	}
+	if parents, ok := strings.CutPrefix(line, "INHERITS ("); ok && p.last != "" {
+		return p.inherits(line, parents)
+	}
+	p.last = ""
+	rest, ok := strings.CutPrefix(line, "CREATE TABLE ")
+	if !ok {
+		rest, ok = strings.CutPrefix(line, "CREATE UNLOGGED TABLE ")
+	}
+	p.foreign = false
+	if !ok {
+		rest, ok = strings.CutPrefix(line, "CREATE FOREIGN TABLE ")
+		p.foreign = ok
+	}
+	if !ok || !strings.HasSuffix(rest, " (") {
+		return nil
+	}
+	schema, after, ok1 := identifier(rest)
+	if !ok1 || !strings.HasPrefix(after, ".") {
+		return fmt.Errorf("%w: CREATE TABLE without schema: %.80q", ErrCopy, line)
+	}
+	name, after, ok2 := identifier(after[1:])
+	if !ok2 || after != " (" {
+		return fmt.Errorf("%w: CREATE TABLE: %.80q", ErrCopy, line)
+	}
+	p.table = []string{schema, name}
+	key := schema + "." + name
+	p.byTable[key] = nil
+	p.names[key] = [2]string{schema, name}
+	return nil
+}
+
+// inherits gives the table just read the columns of its parents it does not declare.
+func (p *schemaParser) inherits(line, parents string) error {
+	for _, parent := range strings.Split(strings.TrimSuffix(parents, ");"), ", ") {
+		schema, after, ok1 := identifier(parent)
+		name, _, ok2 := identifier(strings.TrimPrefix(after, "."))
+		if !ok1 || !ok2 {
+			return fmt.Errorf("%w: INHERITS: %.80q", ErrCopy, line)
+		}
+		for _, c := range p.byTable[schema+"."+name] {
+			if !slices.ContainsFunc(p.byTable[p.last], func(o Column) bool { return o.Name == c.Name }) {
+				child := Column{Schema: p.names[p.last][0], Table: p.names[p.last][1], Name: c.Name, Parents: []string{schema + "." + name}, Foreign: p.foreign}
+				p.byTable[p.last] = append(p.byTable[p.last], child)
+				p.out = append(p.out, child)
+			}
+		}
+	}
+	return nil
+}
+
+// column reads a line inside CREATE TABLE: a column, a constraint, or its end.
+func (p *schemaParser) column(line string) error {
+	if strings.HasPrefix(line, ")") {
+		p.last, p.table = p.table[0]+"."+p.table[1], nil
+		return nil
+	}
+	col := strings.TrimPrefix(line, "    ")
+	if len(col) == len(line) || strings.HasPrefix(col, "CONSTRAINT ") {
+		return nil
+	}
+	name, _, ok := identifier(col)
+	if !ok {
+		return fmt.Errorf("%w: column of %s.%s: %.80q", ErrCopy, p.table[0], p.table[1], line)
+	}
+	c := Column{Schema: p.table[0], Table: p.table[1], Name: name, Foreign: p.foreign}
+	key := p.table[0] + "." + p.table[1]
+	p.byTable[key] = append(p.byTable[key], c)
+	p.out = append(p.out, c)
+	return nil
 }
 
 // attached reads "parent ATTACH PARTITION child FOR VALUES ..." (or "DEFAULT"), each
