@@ -351,7 +351,32 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 	} else if err := c.dropCredentials(conf); err != nil {
 		return nil, err
 	}
-	set := [][2]string{
+	set, pinned := c.settings(s, m)
+	drop := slices.Clone(controlled)
+	if m != live {
+		// pgBackRest's recovery settings stay until the first start has promoted.
+		drop = slices.DeleteFunc(drop, func(k string) bool {
+			return k == "restore_command" || strings.HasPrefix(k, "recovery_")
+		})
+	}
+	for _, kv := range set {
+		drop = append(drop, kv[0])
+	}
+	if err := c.rewriteAuto(filepath.Join(s.Data, "postgresql.auto.conf"), set, drop); err != nil {
+		return nil, err
+	}
+	if err := c.prepend(filepath.Join(s.Data, "pg_hba.conf"), hbaLines,
+		"host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"); err != nil {
+		return nil, err
+	}
+	return pinned, c.prepend(filepath.Join(s.Data, "pg_ident.conf"), c.identLines(), "")
+}
+
+// settings returns what the slot runs with in mode m: set, restage's settings and the
+// configured ones, for postgresql.auto.conf; pinned, restage's own, which also go on the
+// server's command line.
+func (c *Clusters) settings(s *Slot, m mode) (set, pinned [][2]string) {
+	set = [][2]string{
 		{"hba_file", filepath.Join(s.Data, "pg_hba.conf")},
 		{"ident_file", filepath.Join(s.Data, "pg_ident.conf")},
 		{"unix_socket_directories", s.Dir},
@@ -389,20 +414,16 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 			set = append(set, [2]string{k, c.cfg.Settings[k]})
 		}
 	}
-	drop := slices.Clone(controlled)
-	if m != live {
-		// pgBackRest's recovery settings stay until the first start has promoted.
-		drop = slices.DeleteFunc(drop, func(k string) bool {
-			return k == "restore_command" || strings.HasPrefix(k, "recovery_")
-		})
-	}
-	for _, kv := range set {
-		drop = append(drop, kv[0])
-	}
-	auto := filepath.Join(s.Data, "postgresql.auto.conf")
-	old, err := os.ReadFile(auto)
+	return set, pinned
+}
+
+// rewriteAuto rewrites postgresql.auto.conf at path without the settings named in drop
+// and without restage's earlier block, then appends restage's block with set: read
+// last, it wins over production's files, and a reboot keeps it.
+func (c *Clusters) rewriteAuto(path string, set [][2]string, drop []string) error {
+	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return err
 	}
 	var b strings.Builder
 	for _, line := range strings.Split(string(old), "\n") {
@@ -417,14 +438,7 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 	for _, kv := range set {
 		fmt.Fprintf(&b, "%s = '%s'\n", kv[0], strings.ReplaceAll(kv[1], "'", "''"))
 	}
-	if err := c.writeOwned(auto, b.String()); err != nil {
-		return nil, err
-	}
-	if err := c.prepend(filepath.Join(s.Data, "pg_hba.conf"), hbaLines,
-		"host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"); err != nil {
-		return nil, err
-	}
-	return pinned, c.prepend(filepath.Join(s.Data, "pg_ident.conf"), c.identLines(), "")
+	return c.writeOwned(path, b.String())
 }
 
 // credentialKeys are the settings of a backup's postgresql.conf that may hold
