@@ -39,6 +39,8 @@ func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, er
 	return ru.locked(ctx, func(ctx context.Context) error { return ru.deploy(ctx, opts) })
 }
 
+// deploy is Deploy's run: the release built, and the database the waiting clone
+// upgraded, the live one as it is, or a copy of it upgraded, then the cutover.
 func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 	if ru.r.cfg.Strategy == Physical {
 		ru.rep.State = "untouched"
@@ -54,28 +56,7 @@ func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 		ru.rep.State = ru.untouched()
 		return err
 	}
-	var waiting bool
-	err := ru.step(ctx, "database", func(ctx context.Context) (string, error) {
-		var err error
-		if waiting, err = db.Exists(ctx, next); err != nil {
-			return "", err
-		}
-		if opts.RefreshDB && !waiting {
-			return "", fmt.Errorf("%w: %s does not exist (the nightly rebuild makes it when its clones list %q)", ErrNoClone, next, live)
-		}
-		if !waiting && !ru.hadLive {
-			return "", fmt.Errorf("no database %s and no waiting clone %s: run the nightly rebuild with clones = [%q] first", live, next, live)
-		}
-		if !waiting {
-			return "keeping the database " + live, nil
-		}
-		// Claim the clone, so that a nightly rebuild running meanwhile can leave a new
-		// one without touching this one.
-		if err := db.Rename(ctx, next, work); err != nil {
-			return "", err
-		}
-		return "refreshing the database from the waiting clone " + next, nil
-	})
+	waiting, err := ru.claimClone(ctx, opts)
 	if err != nil {
 		ru.rep.State = ru.untouched()
 		return err
@@ -96,23 +77,7 @@ func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 	}
 
 	// Keep the live database: check the release is not behind it before stopping anything.
-	var st *schema.Status
-	err = ru.step(ctx, "check", func(ctx context.Context) (string, error) {
-		var err error
-		st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{
-			DSN: ru.r.cfg.DSN(live), Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations)})
-		if err != nil {
-			return "", err
-		}
-		if st.Dirty {
-			return "", fmt.Errorf("%w: %s is dirty at version %d", schema.ErrDirty, live, st.Version)
-		}
-		if st.Version > st.Latest {
-			return "", fmt.Errorf("%w: database %s is at %d, release %s knows %d: deploy a branch that has its migrations, or refresh the database from the nightly clone (-refresh-db)",
-				schema.ErrAhead, live, st.Version, ru.release.ID, st.Latest)
-		}
-		return fmt.Sprintf("%s at %d, release at %d: %d migrations to run", live, st.Version, st.Latest, len(st.Pending)), nil
-	})
+	st, err := ru.checkLive(ctx)
 	if err != nil {
 		ru.abandon(ctx, "")
 		ru.rep.State = ru.untouched()
@@ -135,6 +100,60 @@ func (ru *run) deploy(ctx context.Context, opts DeployOptions) error {
 		}
 		return ru.upgrade(ctx, work)
 	})
+}
+
+// claimClone is a deploy's database step: it says whether the nightly left a waiting
+// clone, and claims it (renamed to the working name) when there is one.
+func (ru *run) claimClone(ctx context.Context, opts DeployOptions) (bool, error) {
+	db := ru.r.cfg.Databases
+	live, next, work := ru.r.cfg.Database, ru.r.next(), ru.r.working()
+	var waiting bool
+	err := ru.step(ctx, "database", func(ctx context.Context) (string, error) {
+		var err error
+		if waiting, err = db.Exists(ctx, next); err != nil {
+			return "", err
+		}
+		if opts.RefreshDB && !waiting {
+			return "", fmt.Errorf("%w: %s does not exist (the nightly rebuild makes it when its clones list %q)", ErrNoClone, next, live)
+		}
+		if !waiting && !ru.hadLive {
+			return "", fmt.Errorf("no database %s and no waiting clone %s: run the nightly rebuild with clones = [%q] first", live, next, live)
+		}
+		if !waiting {
+			return "keeping the database " + live, nil
+		}
+		// Claim the clone, so that a nightly rebuild running meanwhile can leave a new
+		// one without touching this one.
+		if err := db.Rename(ctx, next, work); err != nil {
+			return "", err
+		}
+		return "refreshing the database from the waiting clone " + next, nil
+	})
+	return waiting, err
+}
+
+// checkLive is a deploy's check step when it keeps the live database: the release must
+// not be behind it, and it must not be dirty. It returns the database's schema status.
+func (ru *run) checkLive(ctx context.Context) (*schema.Status, error) {
+	live := ru.r.cfg.Database
+	var st *schema.Status
+	err := ru.step(ctx, "check", func(ctx context.Context) (string, error) {
+		var err error
+		st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{
+			DSN: ru.r.cfg.DSN(live), Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations)})
+		if err != nil {
+			return "", err
+		}
+		if st.Dirty {
+			return "", fmt.Errorf("%w: %s is dirty at version %d", schema.ErrDirty, live, st.Version)
+		}
+		if st.Version > st.Latest {
+			return "", fmt.Errorf("%w: database %s is at %d, release %s knows %d: deploy a branch that has its migrations, or refresh the database from the nightly clone (-refresh-db)",
+				schema.ErrAhead, live, st.Version, ru.release.ID, st.Latest)
+		}
+		return fmt.Sprintf("%s at %d, release at %d: %d migrations to run", live, st.Version, st.Latest, len(st.Pending)), nil
+	})
+	return st, err
 }
 
 func ifThen(cond bool, s string) string {

@@ -171,6 +171,9 @@ func (ru *run) migratedText(in *intent, started string) string {
 		in.Run, ru.r.role(), ru.r.cfg.Environment, in.Live, in.SchemaFrom, in.Release, in.SchemaTo, in.SchemaFrom, started, ru.r.role())
 }
 
+// repairFrom puts the environment back as it was before the run in, killed, changed
+// anything: the service stopped, connections allowed again, the databases and the
+// release put back, the service started.
 func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
 	if ru.r.cfg.Strategy == Physical {
 		return ru.repairPhysical(ctx, in)
@@ -201,7 +204,28 @@ func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
 		}
 	}
 	did = append(did, "connections allowed")
+	more, err := ru.repairDatabases(ctx, in)
+	did = append(did, more...)
+	if err != nil {
+		return did, err
+	}
+	more, err = ru.repairRelease(ctx, in)
+	did = append(did, more...)
+	if err != nil {
+		return did, err
+	}
+	if err := ru.startService(ctx); err != nil {
+		return did, fmt.Errorf("start the service: %w", err)
+	}
+	return append(did, "service started"+map[bool]string{true: ", healthy", false: ""}[ru.r.cfg.Health != nil]), nil
+}
 
+// repairDatabases puts the swap strategy's database names back as they were before
+// the killed run in: the previous database live again when the swap had happened,
+// next dropped, old renamed back to prev. It returns what it did.
+func (ru *run) repairDatabases(ctx context.Context, in *intent) ([]string, error) {
+	db := ru.r.cfg.Databases
+	var did []string
 	exists := func(name string) (bool, error) { return db.Exists(ctx, name) }
 	// After a rollback the names are as before the cutover: swapping them again would
 	// put the database of the night before back live and drop the previous one.
@@ -261,15 +285,7 @@ func (ru *run) repairFrom(ctx context.Context, in *intent) ([]string, error) {
 			did = append(did, in.Old+" is "+in.Prev+" again")
 		}
 	}
-	more, err := ru.repairRelease(ctx, in)
-	did = append(did, more...)
-	if err != nil {
-		return did, err
-	}
-	if err := ru.startService(ctx); err != nil {
-		return did, fmt.Errorf("start the service: %w", err)
-	}
-	return append(did, "service started"+map[bool]string{true: ", healthy", false: ""}[ru.r.cfg.Health != nil]), nil
+	return did, nil
 }
 
 // repairRelease puts `current` back on the release before in's, when the killed run

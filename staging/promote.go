@@ -188,39 +188,16 @@ func (ru *run) untouchedProduction() string {
 	return "untouched: production's service, its live database " + ru.r.cfg.Database + " and its live release are as they were before the run"
 }
 
+// promote is Promote's run: the release built and checked against production's live
+// database, the cutover recorded, the service stopped, the pending migrations run in
+// place, the release activated and started behind the health gate.
 func (ru *run) promote(ctx context.Context) error {
 	live := ru.r.cfg.Database
 	if err := ru.build(ctx); err != nil {
 		ru.rep.State = ru.untouchedProduction()
 		return err
 	}
-	var st *schema.Status
-	err := ru.step(ctx, "check", func(ctx context.Context) (string, error) {
-		var err error
-		st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{
-			DSN: ru.r.cfg.DSN(live), Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations), Role: ru.r.cfg.SchemaRole})
-		if err != nil {
-			return "", err
-		}
-		if st.Dirty {
-			return "", fmt.Errorf("%w: %s is dirty at version %d", schema.ErrDirty, live, st.Version)
-		}
-		if st.Version > st.Latest {
-			return "", fmt.Errorf("%w: production's %s is at %d, release %s knows %d", schema.ErrAhead, live, st.Version, ru.release.ID, st.Latest)
-		}
-		ru.rep.Schema = &SchemaInfo{From: st.Version, To: st.Version}
-		for _, m := range st.Pending {
-			ru.rep.Schema.Pending = append(ru.rep.Schema.Pending, MigrationTime{Version: m.Version, Name: m.Name})
-		}
-		return fmt.Sprintf("%s at %d, release at %d: %d migrations to run in place", live, st.Version, st.Latest, len(st.Pending)), nil
-	})
-	if err == nil {
-		err = ru.step(ctx, "preflight", func(ctx context.Context) (string, error) {
-			return bounded(ctx, preflightTimeout, "preflight", func(ctx context.Context) (string, error) {
-				return ru.preflight(ctx, st.Pending)
-			})
-		})
-	}
+	st, err := ru.promoteCheck(ctx)
 	if err != nil {
 		ru.abandon(ctx, "")
 		ru.rep.State = ru.untouchedProduction()
@@ -285,6 +262,41 @@ func (ru *run) promote(ctx context.Context) error {
 		}
 	}
 	return ru.promoteFailed(ctx, err, activated)
+}
+
+// promoteCheck is a promote's check and preflight steps: production's live database is
+// neither dirty nor ahead of the release, and its pending migrations pass the preflight.
+// It returns the database's schema status.
+func (ru *run) promoteCheck(ctx context.Context) (*schema.Status, error) {
+	live := ru.r.cfg.Database
+	var st *schema.Status
+	err := ru.step(ctx, "check", func(ctx context.Context) (string, error) {
+		var err error
+		st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{
+			DSN: ru.r.cfg.DSN(live), Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations), Role: ru.r.cfg.SchemaRole})
+		if err != nil {
+			return "", err
+		}
+		if st.Dirty {
+			return "", fmt.Errorf("%w: %s is dirty at version %d", schema.ErrDirty, live, st.Version)
+		}
+		if st.Version > st.Latest {
+			return "", fmt.Errorf("%w: production's %s is at %d, release %s knows %d", schema.ErrAhead, live, st.Version, ru.release.ID, st.Latest)
+		}
+		ru.rep.Schema = &SchemaInfo{From: st.Version, To: st.Version}
+		for _, m := range st.Pending {
+			ru.rep.Schema.Pending = append(ru.rep.Schema.Pending, MigrationTime{Version: m.Version, Name: m.Name})
+		}
+		return fmt.Sprintf("%s at %d, release at %d: %d migrations to run in place", live, st.Version, st.Latest, len(st.Pending)), nil
+	})
+	if err == nil {
+		err = ru.step(ctx, "preflight", func(ctx context.Context) (string, error) {
+			return bounded(ctx, preflightTimeout, "preflight", func(ctx context.Context) (string, error) {
+				return ru.preflight(ctx, st.Pending)
+			})
+		})
+	}
+	return st, err
 }
 
 // dropUnstartedIntent removes a cutover record whose write failed after its rename (the
