@@ -151,7 +151,7 @@ func (ru *run) checkLive(ctx context.Context) (*schema.Status, error) {
 			return "", fmt.Errorf("%w: database %s is at %d, release %s knows %d: deploy a branch that has its migrations, or refresh the database from the nightly clone (-refresh-db)",
 				schema.ErrAhead, live, st.Version, ru.release.ID, st.Latest)
 		}
-		return fmt.Sprintf("%s at %d, release at %d: %d migrations to run", live, st.Version, st.Latest, len(st.Pending)), nil
+		return fmt.Sprintf("%s at %d, release at %d: %s to run", live, st.Version, st.Latest, plural(len(st.Pending), "migration")), nil
 	})
 	return st, err
 }

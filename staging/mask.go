@@ -36,7 +36,7 @@ func (m *MaskInfo) text(b *strings.Builder) {
 		return
 	}
 	if len(m.Columns) > 0 || len(m.Tables) > 0 {
-		fmt.Fprintf(b, "masking:     %d columns, %d table rules, %s\n", len(m.Columns), len(m.Tables),
+		fmt.Fprintf(b, "masking:     %s, %s, %s\n", plural(len(m.Columns), "column"), plural(len(m.Tables), "table rule"),
 			round(time.Duration(m.Seconds*float64(time.Second))))
 	}
 	for _, c := range m.Columns {
@@ -50,7 +50,7 @@ func (m *MaskInfo) text(b *strings.Builder) {
 		fmt.Fprintf(b, "  %s: %s, %d of %d rows kept\n", t.Table, t.Rule, t.RowsOut, t.RowsIn)
 	}
 	if len(m.Unmasked) > 0 {
-		fmt.Fprintf(b, "unmasked:    %d columns need a decision in [mask.columns]:\n", len(m.Unmasked))
+		fmt.Fprintf(b, "unmasked:    %s without a decision in [mask.columns]:\n", plural(len(m.Unmasked), "column"))
 		for _, c := range m.Unmasked {
 			fmt.Fprintf(b, "  %s\n", c)
 		}

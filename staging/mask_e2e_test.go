@@ -71,7 +71,7 @@ func TestMaskedRebuildEndToEnd(t *testing.T) {
 		t.Fatalf("report mask = %+v", rep.Mask)
 	}
 	text := rep.Text()
-	for _, want := range []string{"masking:     2 columns, 1 table rules", "public.person.email: email, 500 values",
+	for _, want := range []string{"masking:     2 columns, 1 table rule", "public.person.email: email, 500 values",
 		"public.person.name: name, 500 values", "public.session: truncate"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
@@ -132,7 +132,7 @@ func TestMaskedRebuildFailsClosed(t *testing.T) {
 	rb := open(t, w)
 	plan, err := rb.Plan(ctx)
 	if err == nil || plan.Mask == nil || strings.Join(plan.Mask.Unmasked, " ") != "public.bug.reporter_email" ||
-		!strings.Contains(plan.Text(), "unmasked:    1 columns need a decision in [mask.columns]:\n  public.bug.reporter_email") {
+		!strings.Contains(plan.Text(), "unmasked:    1 column without a decision in [mask.columns]:\n  public.bug.reporter_email") {
 		t.Fatalf("dry run: %v %+v", err, plan.Mask)
 	}
 	starter, err := rb.MaskRules(ctx)

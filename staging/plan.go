@@ -108,7 +108,7 @@ func (ru *run) planCode(ctx context.Context, database string) error {
 			info.Pending = append(info.Pending, MigrationTime{Version: m.Version, Name: m.Name})
 		}
 		ru.rep.Schema = info
-		return fmt.Sprintf("%d migrations would run against %s (%d -> %d)", len(st.Pending), against, st.Version, st.Latest), nil
+		return fmt.Sprintf("%s would run against %s (%d -> %d)", plural(len(st.Pending), "migration"), against, st.Version, st.Latest), nil
 	})
 }
 

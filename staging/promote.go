@@ -287,7 +287,7 @@ func (ru *run) promoteCheck(ctx context.Context) (*schema.Status, error) {
 		for _, m := range st.Pending {
 			ru.rep.Schema.Pending = append(ru.rep.Schema.Pending, MigrationTime{Version: m.Version, Name: m.Name})
 		}
-		return fmt.Sprintf("%s at %d, release at %d: %d migrations to run in place", live, st.Version, st.Latest, len(st.Pending)), nil
+		return fmt.Sprintf("%s at %d, release at %d: %s to run in place", live, st.Version, st.Latest, plural(len(st.Pending), "migration")), nil
 	})
 	if err == nil {
 		err = ru.step(ctx, "preflight", func(ctx context.Context) (string, error) {

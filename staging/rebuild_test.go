@@ -316,7 +316,7 @@ func TestPlanWithoutTableReaderListsAgainstTheLiveDatabase(t *testing.T) {
 		t.Fatalf("Plan: %v\n%s", err, rep.Text())
 	}
 	if rep.Outcome != OutcomePlanned || rep.Schema == nil || rep.Schema.From != 1 || rep.Schema.To != 2 ||
-		len(rep.Schema.Pending) != 1 || !strings.Contains(rep.Text(), "1 migrations would run against staging (1 -> 2)") {
+		len(rep.Schema.Pending) != 1 || !strings.Contains(rep.Text(), "1 migration would run against staging (1 -> 2)") {
 		t.Fatalf("plan: %+v\n%s", rep.Schema, rep.Text())
 	}
 	if got := w.snapshot(); got != before {

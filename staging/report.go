@@ -105,6 +105,14 @@ func (rep *Report) Subject() string {
 	}
 }
 
+// plural returns "1 migration" or "n migrations": n and noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 func round(d time.Duration) time.Duration {
 	switch {
 	case d >= time.Minute:

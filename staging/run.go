@@ -565,7 +565,7 @@ func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s at %d (from %d, %d migrations)", database, res.To, res.From, len(res.Applied)), nil
+	return fmt.Sprintf("%s at %d (from %d, %s)", database, res.To, res.From, plural(len(res.Applied), "migration")), nil
 }
 
 // startHealthy starts the service and waits for the health gate, as the step name.
