@@ -221,10 +221,28 @@ func (ru *run) seedOther(ctx context.Context, s *physical.Slot) string {
 // physicalPrepare restores into the idle slot, recovers it on the side port, makes it
 // harmless and staging's (post-restore SQL included), and makes the clones.
 func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
+	steps := []func(context.Context, *physicalState) error{ru.physicalRestore, ru.physicalRecover, ru.physicalNeutralize}
+	if len(ru.r.cfg.Physical.Carry) > 0 {
+		steps = append(steps, ru.physicalCarry)
+	}
+	if len(ru.r.cfg.Clones) > 0 {
+		steps = append(steps, ru.physicalClones)
+	}
+	for _, step := range steps {
+		if err := step(ctx, ps); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// physicalRestore is the restore step: the backup set into the idle slot, a delta when
+// the slot allows one; with [cluster] seed, the other slot is seeded from it.
+func (ru *run) physicalRestore(ctx context.Context, ps *physicalState) error {
 	pc := ru.r.cfg.Physical
 	cl := pc.Clusters
 	timeout := ru.r.cfg.Timeouts.Restore
-	err := ru.step(ctx, "restore", func(ctx context.Context) (string, error) {
+	return ru.step(ctx, "restore", func(ctx context.Context) (string, error) {
 		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
 			delta := pc.Delta && cl.Delta()
 			how := "full copy"
@@ -249,20 +267,28 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 			return d, nil
 		})
 	})
-	if err != nil {
-		return err
-	}
-	err = ru.step(ctx, "recover", func(ctx context.Context) (string, error) {
+}
+
+// physicalRecover is the recover step: the restored slot started on the side port, with
+// its socket only, recovered and promoted.
+func (ru *run) physicalRecover(ctx context.Context, ps *physicalState) error {
+	cl := ru.r.cfg.Physical.Clusters
+	return ru.step(ctx, "recover", func(ctx context.Context) (string, error) {
 		start := time.Now()
 		if err := cl.StartSide(ctx, ps.slot); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%s recovered to the backup's consistent point and promoted, on the side port with its socket only, in %s", ps.slot, round(time.Since(start))), nil
 	})
-	if err != nil {
-		return err
-	}
-	err = ru.step(ctx, "neutralize", func(ctx context.Context) (string, error) {
+}
+
+// physicalNeutralize is the neutralize step: the slot made harmless (Neutralize), its
+// md5 verifiers named, then masked and given the post-restore SQL.
+func (ru *run) physicalNeutralize(ctx context.Context, ps *physicalState) error {
+	pc := ru.r.cfg.Physical
+	cl := pc.Clusters
+	timeout := ru.r.cfg.Timeouts.Restore
+	return ru.step(ctx, "neutralize", func(ctx context.Context) (string, error) {
 		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
 			d, err := cl.Neutralize(ctx, ps.slot, physical.NeutralizeOptions{From: pc.Database, To: ru.r.cfg.Database, Keep: pc.Keep,
 				ClearPasswords: pc.ClearPasswords})
@@ -294,28 +320,36 @@ func (ru *run) physicalPrepare(ctx context.Context, ps *physicalState) error {
 			return d, nil
 		})
 	})
-	if err == nil && len(pc.Carry) > 0 {
-		err = ru.step(ctx, "carry", func(ctx context.Context) (string, error) {
-			return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
-				var did []string
-				for _, db := range pc.Carry {
-					ok, err := cl.Carry(ctx, ps.slot, db)
-					if err != nil {
-						return strings.Join(did, "; "), err
-					}
-					if ok {
-						did = append(did, db+" copied from the live cluster")
-					} else {
-						did = append(did, db+": not on the live cluster")
-					}
+}
+
+// physicalCarry is the carry step: the databases [cluster] carry names copied from the
+// live cluster into the slot.
+func (ru *run) physicalCarry(ctx context.Context, ps *physicalState) error {
+	pc := ru.r.cfg.Physical
+	cl := pc.Clusters
+	timeout := ru.r.cfg.Timeouts.Restore
+	return ru.step(ctx, "carry", func(ctx context.Context) (string, error) {
+		return bounded(ctx, timeout, "database.restore_timeout", func(ctx context.Context) (string, error) {
+			var did []string
+			for _, db := range pc.Carry {
+				ok, err := cl.Carry(ctx, ps.slot, db)
+				if err != nil {
+					return strings.Join(did, "; "), err
 				}
-				return strings.Join(did, "; "), nil
-			})
+				if ok {
+					did = append(did, db+" copied from the live cluster")
+				} else {
+					did = append(did, db+": not on the live cluster")
+				}
+			}
+			return strings.Join(did, "; "), nil
 		})
-	}
-	if err != nil || len(ru.r.cfg.Clones) == 0 {
-		return err
-	}
+	})
+}
+
+// physicalClones is the clones step: each clone made as a template copy in the slot.
+func (ru *run) physicalClones(ctx context.Context, ps *physicalState) error {
+	cl := ru.r.cfg.Physical.Clusters
 	return ru.step(ctx, "clones", func(ctx context.Context) (string, error) {
 		var made []string
 		for _, c := range ru.r.cfg.Clones {
