@@ -132,28 +132,38 @@ func (ru *run) claimClone(ctx context.Context, opts DeployOptions) (bool, error)
 	return waiting, err
 }
 
-// checkLive is a deploy's check step when it keeps the live database: the release must
-// not be behind it, and it must not be dirty. It returns the database's schema status.
+// checkLive is a deploy's check step when it keeps the live database.
 func (ru *run) checkLive(ctx context.Context) (*schema.Status, error) {
-	live := ru.r.cfg.Database
 	var st *schema.Status
 	err := ru.step(ctx, "check", func(ctx context.Context) (string, error) {
 		var err error
-		st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{
-			DSN: ru.r.cfg.DSN(live), Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations)})
+		st, err = ru.liveStatus(ctx, "", ": deploy a branch that has its migrations, or refresh the database from the nightly clone (-refresh-db)")
 		if err != nil {
 			return "", err
 		}
-		if st.Dirty {
-			return "", fmt.Errorf("%w: %s is dirty at version %d", schema.ErrDirty, live, st.Version)
-		}
-		if st.Version > st.Latest {
-			return "", fmt.Errorf("%w: database %s is at %d, release %s knows %d: deploy a branch that has its migrations, or refresh the database from the nightly clone (-refresh-db)",
-				schema.ErrAhead, live, st.Version, ru.release.ID, st.Latest)
-		}
-		return fmt.Sprintf("%s at %d, release at %d: %s to run", live, st.Version, st.Latest, plural(len(st.Pending), "migration")), nil
+		return fmt.Sprintf("%s at %d, release at %d: %s to run", ru.r.cfg.Database, st.Version, st.Latest, plural(len(st.Pending), "migration")), nil
 	})
 	return st, err
+}
+
+// liveStatus reads the live database's schema status against the release's migrations,
+// as role when it is not "", and refuses a dirty database and one ahead of the release
+// (hint, appended to that error, says what to do).
+func (ru *run) liveStatus(ctx context.Context, role, hint string) (*schema.Status, error) {
+	live := ru.r.cfg.Database
+	st, err := ru.r.cfg.Schema.Status(ctx, schema.Target{
+		DSN: ru.r.cfg.DSN(live), Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations), Role: role})
+	if err != nil {
+		return nil, err
+	}
+	if st.Dirty {
+		return nil, fmt.Errorf("%w: %s is dirty at version %d", schema.ErrDirty, live, st.Version)
+	}
+	if st.Version > st.Latest {
+		return nil, fmt.Errorf("%w: %s's %s is at %d, release %s knows %d%s",
+			schema.ErrAhead, ru.r.cfg.Environment, live, st.Version, ru.release.ID, st.Latest, hint)
+	}
+	return st, nil
 }
 
 func ifThen(cond bool, s string) string {

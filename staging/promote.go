@@ -272,16 +272,9 @@ func (ru *run) promoteCheck(ctx context.Context) (*schema.Status, error) {
 	var st *schema.Status
 	err := ru.step(ctx, "check", func(ctx context.Context) (string, error) {
 		var err error
-		st, err = ru.r.cfg.Schema.Status(ctx, schema.Target{
-			DSN: ru.r.cfg.DSN(live), Dir: filepath.Join(ru.release.Dir, ru.r.cfg.Migrations), Role: ru.r.cfg.SchemaRole})
+		st, err = ru.liveStatus(ctx, ru.r.cfg.SchemaRole, "")
 		if err != nil {
 			return "", err
-		}
-		if st.Dirty {
-			return "", fmt.Errorf("%w: %s is dirty at version %d", schema.ErrDirty, live, st.Version)
-		}
-		if st.Version > st.Latest {
-			return "", fmt.Errorf("%w: production's %s is at %d, release %s knows %d", schema.ErrAhead, live, st.Version, ru.release.ID, st.Latest)
 		}
 		ru.rep.Schema = &SchemaInfo{From: st.Version, To: st.Version}
 		for _, m := range st.Pending {
