@@ -1,7 +1,7 @@
 // Command experimental deploys a branch to the experimental environment: code, schema
 // and restart, on the database cloned from the night's restore when one is waiting.
 //
-//	experimental -config FILE [-source DIR | -git REPO -ref REF] [-refresh-db]
+//	experimental -config FILE [-source DIR | -git REPO -ref REF] [-refresh-db] [-v]
 //
 // Without -source or -git, the config's [code] source is deployed. Exit status: 0
 // deployed; 1 failed (experimental left or put back as it was); 2 usage or config
@@ -23,12 +23,13 @@ import (
 func main() { cli.Main("experimental", run, staging.ExitStatus) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("experimental", stderr, "-config FILE [-source DIR | -git REPO -ref REF] [-refresh-db]")
+	fs := cli.NewFlagSet("experimental", stderr, "-config FILE [-source DIR | -git REPO -ref REF] [-refresh-db] [-v]")
 	config := fs.Config("the experimental environment's TOML config `file`")
 	source := fs.String("source", "", "deploy this code `folder`")
 	repo := fs.String("git", "", "deploy from this git `repository` (path or URL) ...")
 	ref := fs.String("ref", "", "... at this `ref` (branch, tag or commit)")
 	refresh := fs.Bool("refresh-db", false, "require the nightly's waiting clone and swap it in")
+	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *repo != "":
 		src = &codesync.GitSource{Repo: *repo, Ref: *ref, Timeout: cfg.Code.GitTimeout.Duration}
 	}
-	log := cli.Logger(stderr, false)
+	log := cli.Logger(stderr, *verbose)
 	rb, err := staging.Open(cfg, staging.OpenOptions{Source: src, Logger: log, Observer: progressview.New(stderr, log, 0)})
 	if err != nil {
 		return err

@@ -10,7 +10,7 @@ import (
 )
 
 func TestUsage(t *testing.T) {
-	const usage = "usage: experimental -config FILE [-source DIR | -git REPO -ref REF] [-refresh-db]\n"
+	const usage = "usage: experimental -config FILE [-source DIR | -git REPO -ref REF] [-refresh-db] [-v]\n"
 	cfg := filepath.Join(t.TempDir(), "experimental.toml")
 	if err := os.WriteFile(cfg, []byte("environment = \"experimental\"\nbogus = 1\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -30,6 +30,8 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-config", cfg, "-ref", "main"}, Code: 2, Stderr: "experimental: -ref needs -git REPO\n" + usage},
 		// A config error names the key, on one line without the usage.
 		{Args: []string{"-config", cfg}, Code: 2, Stderr: "experimental: config: " + cfg + ": unknown key bogus\n"},
+		// -v (debug logging) is a flag, as for nightly.
+		{Args: []string{"-v", "-config", cfg}, Code: 2, Stderr: "experimental: config: " + cfg + ": unknown key bogus\n"},
 		// A staging config: a branch deployed there would bypass the release train.
 		{Args: []string{"-config", stagingCfg, "-source", t.TempDir()}, Code: 2,
 			Stderr: "experimental: config: " + stagingCfg + ": role \"staging\": experimental deploys to an environment with role \"experimental\" (or none); staging is rebuilt by nightly\n"},
