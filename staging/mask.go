@@ -106,8 +106,13 @@ func (ru *run) checkMask(ctx context.Context) error {
 
 // MaskRules returns a starter [mask] section for the backup a rebuild would take now:
 // one suggested rule per column that needs a decision and has none (to review). It
-// changes nothing; it needs a catalog that reads schemas (dbrestore.DirCatalog).
+// changes nothing; it needs a catalog that reads schemas (dbrestore.DirCatalog), so a
+// logical strategy: a physical backup set's schema is known only once it is restored.
 func (r *Rebuilder) MaskRules(ctx context.Context) (string, error) {
+	if r.cfg.Strategy == Physical {
+		return "", fmt.Errorf("%w: database.strategy %q: starter masking rules are read from a dump's schema, and a physical backup set shows its columns only once it is restored; write [mask] from the columns of staging's live cluster",
+			ErrConfig, Physical)
+	}
 	cr, ok := r.cfg.Backups.(columnReader)
 	if !ok {
 		return "", fmt.Errorf("%w: the backup catalog cannot read a backup's schema", ErrConfig)

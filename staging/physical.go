@@ -155,6 +155,14 @@ func (ru *run) physicalVerify(ctx context.Context, ps *physicalState) error {
 		if ids := ru.r.cfg.Production; len(ids) > 0 && !slices.Contains(ids, ps.set.SystemIdentifier) {
 			return "", fmt.Errorf("%w: the backup set comes from system_identifier %d, which database.production_ids does not list", dbrestore.ErrCorrupt, ps.set.SystemIdentifier)
 		}
+		// A rebuild checks the set (a base backup's checksum) in its restore step, before
+		// the idle slot is touched; a dry run restores nothing, so it checks here: its
+		// exit status says whether the rebuild would get past a corrupt backup.
+		if ru.dry {
+			if err := pc.Source.Verify(ctx, ps.set); err != nil {
+				return "", err
+			}
+		}
 		foreign, err := pc.Clusters.Foreign(ctx, ru.r.managed())
 		if err != nil {
 			return "", err

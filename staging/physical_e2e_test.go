@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/dbrestore/mask"
+	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/dbrestore/physical/physicaltest"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/stagingtest"
@@ -538,5 +539,39 @@ func TestPhysicalRebuildFromBaseBackup(t *testing.T) {
 	}
 	if v := w.Staging.QueryString(t, w.StagingDB, "SELECT version::text FROM schema_migrations"); v != fmt.Sprint(stagingtest.CodePatch) {
 		t.Errorf("staging at patch %s", v)
+	}
+
+	// A dry run's exit status says whether the rebuild would start (README: 1 for a
+	// corrupt backup). It read only the manifest, so it planned a restore of a base
+	// backup whose files no longer match it, which the rebuild refuses at its restore.
+	manifests, err := filepath.Glob(filepath.Join(w.BackupDir, "basebackup-*.basebackup.json"))
+	if err != nil || len(manifests) == 0 {
+		t.Fatalf("no base backup manifest in %s: %v", w.BackupDir, err)
+	}
+	slices.Sort(manifests)
+	newest := strings.TrimSuffix(manifests[len(manifests)-1], ".basebackup.json")
+	files, err := filepath.Glob(filepath.Join(newest, "*.tar.gz"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no tar file in %s: %v", newest, err)
+	}
+	f, err := os.OpenFile(files[0], os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("XX"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = open(t, w).Plan(context.Background())
+	if !errors.Is(err, physical.ErrChecksum) || rep.Outcome != staging.OutcomeFailed {
+		t.Fatalf("dry run over a corrupt base backup: %v (want ErrChecksum)\n%s", err, rep.Text())
+	}
+	if _, err := open(t, w).Run(context.Background()); !errors.Is(err, physical.ErrChecksum) {
+		t.Fatalf("rebuild over a corrupt base backup: %v (want ErrChecksum, as the dry run said)", err)
+	}
+	if liveSlot(t, w) != "b" {
+		t.Errorf("live slot %s after the refused rebuild, want b", liveSlot(t, w))
 	}
 }

@@ -376,20 +376,25 @@ func (ru *run) promoteFailed(ctx context.Context, cause error, activated bool) e
 func (ru *run) preflight(ctx context.Context, pending []schema.Migration) (string, error) {
 	p := ru.r.cfg.Preflight
 	// A role that cannot see other users' activity would pass every check blind: that
-	// refuses the promote too.
-	hidden := func(err error) error {
-		if errors.Is(err, dbrestore.ErrStatsHidden) {
-			return fmt.Errorf("%w: %w", ErrPreflight, err)
-		}
-		return err
-	}
+	// refuses the promote too, and the other reasons are still named, so that the
+	// operator who fixes this one is not refused again for one known now.
+	var hidden error
 	sessions, err := p.Activity.Sessions(ctx)
+	if errors.Is(err, dbrestore.ErrStatsHidden) {
+		hidden, sessions, err = err, nil, nil
+	}
 	if err != nil {
-		return "", hidden(err)
+		return "", err
 	}
 	replicas, err := p.Activity.Replicas(ctx)
+	if errors.Is(err, dbrestore.ErrStatsHidden) {
+		if hidden == nil {
+			hidden = err
+		}
+		replicas, err = nil, nil
+	}
 	if err != nil {
-		return "", hidden(err)
+		return "", err
 	}
 	var history []*Report
 	if len(pending) > 0 {
@@ -404,6 +409,12 @@ func (ru *run) preflight(ctx context.Context, pending []schema.Migration) (strin
 		}
 	}
 	reasons, ok := checkPreflight(p, sessions, replicas, pending, history)
+	if hidden != nil {
+		if len(reasons) == 0 {
+			return "", fmt.Errorf("%w: %w", ErrPreflight, hidden)
+		}
+		return "", fmt.Errorf("%w: %w; %s", ErrPreflight, hidden, strings.Join(reasons, "; "))
+	}
 	if len(reasons) > 0 {
 		return "", fmt.Errorf("%w: %s", ErrPreflight, strings.Join(reasons, "; "))
 	}

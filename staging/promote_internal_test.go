@@ -32,15 +32,25 @@ type fakeActivity struct {
 	replicas []dbrestore.Replica
 	// onSessions, when set, runs as the preflight reads the sessions.
 	onSessions func()
+	// err, when set, is what Sessions and Replicas return (e.g. ErrStatsHidden).
+	err error
 }
 
 func (a *fakeActivity) Sessions(context.Context) ([]dbrestore.Session, error) {
 	if a.onSessions != nil {
 		a.onSessions()
 	}
+	if a.err != nil {
+		return nil, a.err
+	}
 	return a.sessions, nil
 }
-func (a *fakeActivity) Replicas(context.Context) ([]dbrestore.Replica, error) { return a.replicas, nil }
+func (a *fakeActivity) Replicas(context.Context) ([]dbrestore.Replica, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
+	return a.replicas, nil
+}
 
 // promoter is a production Rebuilder over the fake world, whose staging history ran the
 // world's migration (2_add_x) in a second.
@@ -106,6 +116,29 @@ func TestPromotePreflightChangesNothing(t *testing.T) {
 	rep, err := w.promoter(t, act).Promote(context.Background(), PromoteOptions{})
 	if !errors.Is(err, ErrPreflight) || ExitStatus(err) != ExitFailed || rep.FailedStep != "preflight" {
 		t.Fatalf("promote with an hour-old transaction: %v\n%s", err, rep.Text())
+	}
+	if got := w.snapshot(); got != before {
+		t.Errorf("a refused promote changed production:\n%s\n%s", before, got)
+	}
+}
+
+// README: the preflight refuses "every reason named". A role that cannot see other
+// users' activity was the only reason named: a migration staging never ran was found
+// only by the promote after the GRANT.
+func TestPromotePreflightNamesEveryReasonWhenStatsAreHidden(t *testing.T) {
+	w := newWorld()
+	before := w.snapshot()
+	hidden := fmt.Errorf(`%w: role "monitor" is neither a superuser nor a member of pg_read_all_stats; on the server run: GRANT pg_read_all_stats TO "monitor"`, dbrestore.ErrStatsHidden)
+	r := w.promoter(t, &fakeActivity{err: hidden})
+	r.cfg.Preflight.StagingStateDir = t.TempDir() // staging never ran 2_add_x
+	rep, err := r.Promote(context.Background(), PromoteOptions{})
+	if !errors.Is(err, ErrPreflight) || !errors.Is(err, dbrestore.ErrStatsHidden) || ExitStatus(err) != ExitFailed {
+		t.Fatalf("promote with hidden stats: %v (want ErrPreflight and ErrStatsHidden)\n%s", err, rep.Text())
+	}
+	for _, want := range []string{`GRANT pg_read_all_stats TO "monitor"`, "migration 2_add_x never ran on staging"} {
+		if !strings.Contains(err.Error(), want) || !strings.Contains(rep.Error, want) {
+			t.Errorf("the refusal does not name %q: %v\n%s", want, err, rep.Text())
+		}
 	}
 	if got := w.snapshot(); got != before {
 		t.Errorf("a refused promote changed production:\n%s\n%s", before, got)

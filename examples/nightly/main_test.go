@@ -166,3 +166,27 @@ func TestInstalledBinariesLinkNoTestCode(t *testing.T) {
 		}
 	}
 }
+
+// README: -dry-run -mask-rules prints a starter [mask] section for the backup the
+// rebuild would take, which it reads from a dump's schema. With strategy physical there
+// is none to read before a restore: the message said only "the backup catalog cannot
+// read a backup's schema", naming no key and not the strategy.
+func TestMaskRulesOfAPhysicalConfig(t *testing.T) {
+	path, _ := config(t, "")
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	physicalText := strings.NewReplacer(
+		"[backup]\ndir = \"backups\"\n", "[backup]\ntype = \"basebackup\"\ndir = \"backups\"\n",
+		"admin_dsn = \"postgres://postgres:hunter2@127.0.0.1:1/postgres\"\n", "strategy = \"physical\"\nproduction_ids = [\"7312345678901234567\"]\n",
+		"[code]\n", "[cluster]\ndir = \"pg\"\nport = 1\n[code]\n",
+	).Replace(string(text))
+	if err := os.WriteFile(path, []byte(physicalText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := invoke(context.Background(), "-config", path, "-dry-run", "-mask-rules")
+	if r.Code != 2 || !strings.Contains(r.Stderr, `database.strategy "physical"`) || !strings.Contains(r.Stderr, "restored") || r.Stdout != "" {
+		t.Errorf("-dry-run -mask-rules with strategy physical: exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+}
