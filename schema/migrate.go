@@ -159,7 +159,7 @@ func (u *MigrateUpgrader) checkedStatus(ctx context.Context, t Target) (*call, *
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := check(st, c.folder, c.cfg.Database); err != nil {
+	if err := check(st, c.folder, c.cfg.Database, u.table); err != nil {
 		return nil, nil, err
 	}
 	return c, st, nil
@@ -220,17 +220,17 @@ func (u *MigrateUpgrader) status(ctx context.Context, cfg *pgx.ConnConfig, folde
 func (f *Folder) StatusAt(version uint, hasVersion, dirty bool, db string) (*Status, error) {
 	st := &Status{Version: version, HasVersion: hasVersion, Dirty: dirty, Latest: f.Latest(),
 		Pending: f.pending(version, hasVersion)}
-	return st, check(st, f, db)
+	return st, check(st, f, db, pgxmigrate.DefaultMigrationsTable)
 }
 
 // Table returns the name of the version table the upgrader reads and writes.
 func (u *MigrateUpgrader) Table() string { return u.table }
 
 // check returns the error Upgrade gives for st before running anything: dirty, or ahead of
-// (or unknown to) the folder.
-func check(st *Status, folder *Folder, db string) error {
+// (or unknown to) the folder. table is the version table, for the advice.
+func check(st *Status, folder *Folder, db, table string) error {
 	if st.Dirty {
-		return dirtyError(st.Version, st.HasVersion, folder, db)
+		return dirtyError(st.Version, st.HasVersion, folder, db, table)
 	}
 	if !st.HasVersion {
 		return nil
@@ -260,21 +260,30 @@ func versionList(folder *Folder) string {
 	return strings.Join(parts, ", ")
 }
 
-// dirtyError explains a dirty database and the exact Force call that clears it.
-func dirtyError(version uint, hasVersion bool, folder *Folder, db string) error {
+// dirtyError explains a dirty database and the exact statement (or Force call) that
+// clears it, table being the version table.
+func dirtyError(version uint, hasVersion bool, folder *Folder, db, table string) error {
 	prev := previous(folder, version)
 	if !hasVersion {
 		return &sentinelError{ErrDirty, fmt.Sprintf("schema: database %s is dirty with no version: "+
-			"fix the database by hand, then call Force(ctx, target, -1)", db)}
+			"fix the database by hand, then %s", db, forceAdvice(table, -1))}
 	}
 	file := fmt.Sprintf("migration %d", version)
 	if m, ok := folder.find(version); ok {
 		file = m.Path
 	}
 	return &sentinelError{ErrDirty, fmt.Sprintf("schema: database %s is dirty at version %d (%s did not complete): "+
-		"fix the database by hand, then call Force(ctx, target, %d) if you completed that migration, "+
-		"or Force(ctx, target, %d) if you undid it",
-		db, version, file, version, prev)}
+		"fix the database by hand, then %s if you completed that migration, or %s if you undid it",
+		db, version, file, forceAdvice(table, int(version)), forceAdvice(table, prev))}
+}
+
+// forceAdvice says how an operator sets the version table to version (-1: none) once the
+// database is fixed: the SQL statement, and the Force call for a Go program.
+func forceAdvice(table string, version int) string {
+	if version < 0 {
+		return fmt.Sprintf("run TRUNCATE %s (Force(ctx, target, -1) from Go)", table)
+	}
+	return fmt.Sprintf("run UPDATE %s SET version = %d, dirty = false (Force(ctx, target, %d) from Go)", table, version, version)
 }
 
 // previous returns the folder's version before version, or -1 (golang-migrate's "none").
@@ -707,7 +716,7 @@ func (s *session) stepError(ctx context.Context, mig Migration, folder *Folder, 
 	}
 	var dirtyErr migrate.ErrDirty
 	if errors.As(err, &dirtyErr) {
-		return dirtyError(uint(dirtyErr.Version), dirtyErr.Version >= 0, folder, s.dbName)
+		return dirtyError(uint(dirtyErr.Version), dirtyErr.Version >= 0, folder, s.dbName, s.table)
 	}
 	me := &MigrationError{Migration: mig, Err: unwrapDB(err)}
 	switch cerr := ctx.Err(); {
@@ -728,14 +737,14 @@ func (s *session) stepError(ctx context.Context, mig Migration, folder *Folder, 
 	case verr != nil && !errors.Is(verr, migrate.ErrNilVersion):
 		me.Dirty = true
 		me.Advice = fmt.Sprintf("the database may be left dirty at version %d (its version could not be read: %v): "+
-			"check it, fix it by hand, then call Force(ctx, target, %d) if the migration's changes are absent, "+
-			"or Force(ctx, target, %d) if you completed them", mig.Version, unwrapDB(verr), prev, mig.Version)
+			"check it, fix it by hand, then %s if the migration's changes are absent, or %s if you completed them",
+			mig.Version, unwrapDB(verr), forceAdvice(s.table, prev), forceAdvice(s.table, int(mig.Version)))
 	case dirty:
 		me.Dirty = true
 		me.Advice = fmt.Sprintf("the database is dirty at version %d: fix the migration, check what it left behind "+
 			"(a migration without BEGIN/COMMIT of its own is rolled back as a whole), "+
-			"then call Force(ctx, target, %d) if its changes are absent, or Force(ctx, target, %d) if you completed them",
-			v, prev, mig.Version)
+			"then %s if its changes are absent, or %s if you completed them",
+			v, forceAdvice(s.table, prev), forceAdvice(s.table, int(mig.Version)))
 	}
 	return me
 }

@@ -442,7 +442,7 @@ func (p *Process) awaitStartWait(ctx context.Context, c *child, rec pidRecord, o
 	if c.code == 0 {
 		hint = " (if it daemonizes itself, make it run in the foreground)"
 	}
-	return fmt.Errorf("svcctl: process %s exited %s after starting (before StartWait %s)%s, log %s: %w: %w",
+	return fmt.Errorf("svcctl: process %s exited %s after starting, within its start wait of %s ([service] start_wait)%s, log %s: %w: %w",
 		p.cfg.Command[0], time.Since(c.started).Round(time.Millisecond), p.cfg.StartWait, hint, p.cfg.LogFile, ErrExited,
 		&CommandError{Args: p.cfg.Command, ExitCode: c.code, Stderr: out})
 }

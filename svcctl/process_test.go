@@ -94,7 +94,7 @@ func TestProcessExitsAtOnce(t *testing.T) {
 	start := time.Now()
 	err := p.Start(t.Context())
 	requireIs(t, err, ErrExited)
-	testutil.RequireErrorContains(t, err, "after starting (before StartWait 30s)", "fatal: cannot open config /etc/app/missing.conf", p.LogFile())
+	testutil.RequireErrorContains(t, err, "after starting, within its start wait of 30s ([service] start_wait)", "fatal: cannot open config /etc/app/missing.conf", p.LogFile())
 	var cerr *CommandError
 	if !errors.As(err, &cerr) || cerr.ExitCode != 3 {
 		t.Fatalf("want a *CommandError with exit code 3, got %#v", err)

@@ -97,7 +97,7 @@ func TestCutAndStatus(t *testing.T) {
 		t.Fatalf("status -json: exit %d, %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
 	}
 	r = clitest.Run(context.Background(), "train", run, staging.ExitStatus, "cut", "-config", cfg)
-	if r.Code != 0 || !strings.Contains(r.Stdout, "1 commits went from devel into staging") {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "1 commit went from devel into staging") {
 		t.Fatalf("cut: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	if got := git("--git-dir", "bugs.git", "rev-parse", "staging"); got != two {

@@ -190,6 +190,10 @@ func TestCutRefusesBackwards(t *testing.T) {
 	if rep.Outcome != train.OutcomeRefused || !strings.Contains(rep.Error, "a fix merged into staging") {
 		t.Errorf("report: %s", rep.Text())
 	}
+	// The subject is the error's first line, without the colon that introduces the commits.
+	if sub := rep.Subject(); !strings.HasSuffix(sub, "(merge them into devel first)") {
+		t.Errorf("subject %q", sub)
+	}
 	if after := r.refs(); after != before || r.ref("staging") != fix {
 		t.Errorf("a refused cut changed refs:\nbefore %s\nafter %s", before, after)
 	}

@@ -65,8 +65,8 @@ type CutReport struct {
 // Subject is the report's one-line summary.
 func (r *CutReport) Subject() string {
 	if r.Outcome == OutcomeOK {
-		return fmt.Sprintf("cut %s OK: %s %s -> %s (%d commits from %s)", r.Tag, r.Staging, orNone(short(r.Replaced)),
-			short(r.Commit), len(r.Commits)+r.MoreCommits, r.Devel)
+		return fmt.Sprintf("cut %s OK: %s %s -> %s (%s from %s)", r.Tag, r.Staging, orNone(short(r.Replaced)),
+			short(r.Commit), commits(len(r.Commits)+r.MoreCommits), r.Devel)
 	}
 	return fmt.Sprintf("cut %s %s: %s", r.Tag, r.Outcome, firstLine(r.Error))
 }
@@ -110,7 +110,7 @@ func (r *CutReport) Text() string {
 		if r.Outcome != OutcomeOK {
 			verb = "would go"
 		}
-		fmt.Fprintf(&b, "\n%d commits %s from %s into %s:\n", len(r.Commits)+r.MoreCommits, verb, r.Devel, r.Staging)
+		fmt.Fprintf(&b, "\n%s %s from %s into %s:\n", commits(len(r.Commits)+r.MoreCommits), verb, r.Devel, r.Staging)
 		for _, c := range r.Commits {
 			fmt.Fprintf(&b, "  %s %s (%s)\n", short(c.ID), c.Subject, c.Author)
 		}
@@ -128,9 +128,22 @@ func orNone(s string) string {
 	return s
 }
 
+// firstLine returns s up to its first line break, without the colon that introduces
+// the lines after it.
 func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
+	l, rest, more := strings.Cut(s, "\n")
+	if more && strings.TrimSpace(rest) != "" {
+		l = strings.TrimSuffix(strings.TrimSpace(l), ":")
+	}
 	return l
+}
+
+// commits returns "1 commit" or "n commits".
+func commits(n int) string {
+	if n == 1 {
+		return "1 commit"
+	}
+	return fmt.Sprintf("%d commits", n)
 }
 
 // CutsFile is the cuts' history in the train's state folder: one JSON report a line.
