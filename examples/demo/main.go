@@ -61,6 +61,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *strategy != "swap" && *strategy != "physical" {
 		return fs.Usagef("-strategy: want swap or physical")
 	}
+	if *trainMode && *strategy != "swap" {
+		return fs.Usagef("-train shows the release train with swap rebuilds; -strategy %s goes without it", *strategy)
+	}
 	log := cli.Logger(stderr, *verbose)
 	if *trainMode {
 		return demoTrain(ctx, *keep, stdout, log)

@@ -110,5 +110,6 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-help"}, Code: 0, StderrStart: usage},
 		{Args: []string{"-keep", "now"}, Code: 2, Stderr: "demo: unexpected argument \"now\"\n" + usage},
 		{Args: []string{"-config", "x.toml"}, Code: 2, Stderr: "demo: flag provided but not defined: -config\n" + usage},
+		{Args: []string{"-train", "-strategy", "physical"}, Code: 2, Stderr: "demo: -train shows the release train with swap rebuilds; -strategy physical goes without it\n" + usage},
 	})
 }
