@@ -111,6 +111,7 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	cfg.Observer = opts.Observer
 	cfg.Topic = c.Notify.Topic
 	cfg.SchemaRole = c.Schema.Role
+	cfg.Role = c.Role
 	cfg.Timeouts = Timeouts{Restore: c.Database.RestoreTimeout.Duration, Schema: c.Schema.Timeout.Duration,
 		Notify: c.Notify.Timeout.Duration}
 	cfg.Logger = log

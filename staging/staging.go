@@ -117,7 +117,8 @@ type Options struct {
 	Now func() time.Time
 	// Role is the environment's role (RoleStaging, RoleExperimental, RoleProduction);
 	// "": staging. A production Rebuilder only promotes (Promote): Run, Deploy and Plan
-	// refuse it, and Promote refuses any other (safety rule 8).
+	// refuse it, and Promote refuses any other (safety rule 8). Deploy refuses an
+	// explicit RoleStaging too (a config that names no role may be experimental's).
 	Role string
 	// Preflight gates a promote before anything stops; required with RoleProduction.
 	Preflight *Preflight
