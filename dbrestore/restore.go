@@ -156,12 +156,19 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	if err := s.createTarget(ctx, admin, opts); err != nil {
 		return nil, err
 	}
+	acl, err := s.fenceTarget(ctx, admin, opts.Target)
+	if err != nil {
+		return nil, s.dropHalfBuilt(ctx, opts.Target, err)
+	}
 	step("created")
 
 	r := &restoreRun{s: s, b: b, opts: opts, toc: t, files: files, output: newLineTail(outputTailLines),
 		res: &RestoreResult{Database: opts.Target, Objects: len(t.entries)}}
 	err = r.fill(ctx, pgRestore)
 	step("filled")
+	if err == nil {
+		err = s.openTarget(ctx, admin, opts.Target, acl, r.addOutput)
+	}
 	r.outMu.Lock()
 	r.res.Output = redact.String(r.output.String(), append(s.secrets(), opts.Mask.Secret())...)
 	r.outMu.Unlock()
@@ -169,6 +176,47 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 		return r.res, s.dropHalfBuilt(ctx, opts.Target, err)
 	}
 	return r.res, nil
+}
+
+// fenceTarget revokes PUBLIC's CONNECT and TEMPORARY on target, freshly created, so
+// that until the restore is complete (its data loaded and masked, the post-restore SQL
+// run) only its owner (and the members of that role) and superusers can connect: a new
+// database lets every login connect, and one that production's grants reach
+// (KeepOwners: a table granted to PUBLIC, or to a role staging has too) could read
+// production's values before the post-restore SQL replaces them. It returns the
+// database's privileges as it left them, for openTarget.
+func (s *Server) fenceTarget(ctx context.Context, admin *pgx.Conn, target string) (acl string, err error) {
+	if _, err := admin.Exec(ctx, "REVOKE CONNECT, TEMPORARY ON DATABASE "+ident(target)+" FROM PUBLIC"); err != nil {
+		return "", fmt.Errorf("dbrestore: close %q to other logins while it is restored: %w", target, err)
+	}
+	return databaseACL(ctx, admin, target)
+}
+
+// openTarget gives PUBLIC back what fenceTarget revoked, once the restore is complete;
+// when the post-restore SQL changed the database's privileges itself (they are no
+// longer acl), they are left as it made them.
+func (s *Server) openTarget(ctx context.Context, admin *pgx.Conn, target, acl string, addOutput func(string)) error {
+	now, err := databaseACL(ctx, admin, target)
+	if err != nil {
+		return err
+	}
+	if now != acl {
+		addOutput(fmt.Sprintf("the post-restore SQL changed the privileges on database %s (%s): left as it made them", target, now))
+		return nil
+	}
+	if _, err := admin.Exec(ctx, "GRANT CONNECT, TEMPORARY ON DATABASE "+ident(target)+" TO PUBLIC"); err != nil {
+		return fmt.Errorf("dbrestore: open the restored %q to other logins: %w", target, err)
+	}
+	return nil
+}
+
+// databaseACL returns name's privileges (pg_database.datacl) as text.
+func databaseACL(ctx context.Context, c *pgx.Conn, name string) (string, error) {
+	var acl string
+	if err := c.QueryRow(ctx, "SELECT coalesce(datacl::text, '') FROM pg_database WHERE datname = $1", name).Scan(&acl); err != nil {
+		return "", fmt.Errorf("dbrestore: privileges on %q: %w", name, err)
+	}
+	return acl, nil
 }
 
 // guardRestore refuses to restore b into target when this server is b's source or
