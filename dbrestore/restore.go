@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/internal/redact"
 )
 
@@ -40,7 +41,8 @@ const outputTailLines = 60
 //     from the statistics (pg_stat_user_tables.n_tup_ins: every row of the fresh Target
 //     was inserted by pg_restore) where they match, else by count(*);
 //  6. run opts.PostRestore files, each in its own transaction (after SET ROLE
-//     ServerConfig.Role, when set);
+//     ServerConfig.Role, when set), then, unless opts.KeepOldRows, rewrite the tables
+//     they updated or deleted rows of (mask.Rewrite);
 //  7. ANALYZE every table (in the same parallel pass as the counts of 5 when there are
 //     no files).
 //
@@ -112,6 +114,10 @@ type restoreRun struct {
 	// mappings (leftOut, as "user@server"), when it holds any; "": every entry.
 	list    string
 	leftOut []string
+
+	// written are the tables the post-restore files updated or deleted rows of
+	// ("schema.table", unquoted; repeats possible).
+	written []string
 }
 
 // addOutput keeps line in the result's output tail; pg_restore's jobs call it at once.
@@ -328,6 +334,9 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	if err := r.postRestore(ctx, conn); err != nil {
 		return err
 	}
+	if err := r.rewriteWritten(ctx, conn); err != nil {
+		return err
+	}
 	if !together {
 		start := time.Now()
 		// The files may have created or dropped tables: list again.
@@ -525,7 +534,15 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 	for _, f := range r.files {
 		fstart := time.Now()
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, f.text)
+			writes, err := WatchWrites(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, f.text); err != nil {
+				return err
+			}
+			written, err := writes.Tables(ctx)
+			r.written = append(r.written, written...)
 			return err
 		})
 		if err != nil {
@@ -546,6 +563,25 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 		r.s.log.Info("dbrestore: post-restore file done", logKeyTarget, r.opts.Target, logKeyFile, f.name, logKeyDuration, took)
 	}
 	r.res.PostRestore = time.Since(start)
+	return nil
+}
+
+// rewriteWritten rewrites the tables the post-restore files updated or deleted rows of
+// (mask.Rewrite), unless opts.KeepOldRows: their old row versions hold the values the
+// files replaced.
+func (r *restoreRun) rewriteWritten(ctx context.Context, conn *pgx.Conn) error {
+	if r.opts.KeepOldRows || len(r.written) == 0 {
+		return nil
+	}
+	start := time.Now()
+	tables := slices.Compact(slices.Sorted(slices.Values(r.written)))
+	if err := mask.Rewrite(ctx, conn, tables); err != nil {
+		return fmt.Errorf("dbrestore: post-restore: rewrite the tables the files changed: %w", err)
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	r.addOutput(fmt.Sprintf("post-restore: rewrote the %d table(s) the files updated or deleted rows of, so that no old row version stays, in %s: %s",
+		len(tables), took, strings.Join(tables, ", ")))
+	r.s.log.Info("dbrestore: rewrote the tables the post-restore files changed", logKeyTarget, r.opts.Target, "tables", len(tables), logKeyDuration, took)
 	return nil
 }
 
