@@ -130,6 +130,14 @@ type RestoreOptions struct {
 	// transaction (e.g. sanitising), as ServerConfig.Role when set. They run after the row counts were compared (the
 	// counts prove the restore complete; sanitising may delete rows) and before ANALYZE.
 	PostRestore []string
+	// KeepOldRows leaves the tables the PostRestore files updated or deleted rows of as
+	// the files left them. By default they are rewritten (mask.Rewrite: VACUUM FULL of
+	// them, their TOAST tables and indexes, every populated materialized view refreshed,
+	// their statistics analyzed again and the statistics catalogs rewritten): an UPDATE
+	// leaves each old row version, a value the file replaced (production's, when it
+	// masks), in the table's pages until VACUUM reuses the space. A rewrite costs about a
+	// copy of those tables; set it for files that only sanitise what is not personal.
+	KeepOldRows bool
 	// SkipRowCounts skips comparing the manifest's row counts with the restored tables.
 	SkipRowCounts bool
 	// Progress, when set, receives progress events while pg_restore runs.

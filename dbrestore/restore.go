@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/restage/restage/dbrestore/mask"
 	"github.com/restage/restage/internal/redact"
 )
 
@@ -40,7 +41,8 @@ const outputTailLines = 60
 //     from the statistics (pg_stat_user_tables.n_tup_ins: every row of the fresh Target
 //     was inserted by pg_restore) where they match, else by count(*);
 //  6. run opts.PostRestore files, each in its own transaction (after SET ROLE
-//     ServerConfig.Role, when set);
+//     ServerConfig.Role, when set), then, unless opts.KeepOldRows, rewrite the tables
+//     they updated or deleted rows of (mask.Rewrite);
 //  7. ANALYZE every table (in the same parallel pass as the counts of 5 when there are
 //     no files).
 //
@@ -112,6 +114,10 @@ type restoreRun struct {
 	// mappings (leftOut, as "user@server"), when it holds any; "": every entry.
 	list    string
 	leftOut []string
+
+	// written are the tables the post-restore files updated or deleted rows of
+	// ("schema.table", unquoted; repeats possible).
+	written []string
 }
 
 // addOutput keeps line in the result's output tail; pg_restore's jobs call it at once.
@@ -156,12 +162,19 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 	if err := s.createTarget(ctx, admin, opts); err != nil {
 		return nil, err
 	}
+	acl, err := s.fenceTarget(ctx, admin, opts.Target)
+	if err != nil {
+		return nil, s.dropHalfBuilt(ctx, opts.Target, err)
+	}
 	step("created")
 
 	r := &restoreRun{s: s, b: b, opts: opts, toc: t, files: files, output: newLineTail(outputTailLines),
 		res: &RestoreResult{Database: opts.Target, Objects: len(t.entries)}}
 	err = r.fill(ctx, pgRestore)
 	step("filled")
+	if err == nil {
+		err = s.openTarget(ctx, admin, opts.Target, acl, r.addOutput)
+	}
 	r.outMu.Lock()
 	r.res.Output = redact.String(r.output.String(), append(s.secrets(), opts.Mask.Secret())...)
 	r.outMu.Unlock()
@@ -169,6 +182,47 @@ func (s *Server) restore(ctx context.Context, b *Backup, opts RestoreOptions) (*
 		return r.res, s.dropHalfBuilt(ctx, opts.Target, err)
 	}
 	return r.res, nil
+}
+
+// fenceTarget revokes PUBLIC's CONNECT and TEMPORARY on target, freshly created, so
+// that until the restore is complete (its data loaded and masked, the post-restore SQL
+// run) only its owner (and the members of that role) and superusers can connect: a new
+// database lets every login connect, and one that production's grants reach
+// (KeepOwners: a table granted to PUBLIC, or to a role staging has too) could read
+// production's values before the post-restore SQL replaces them. It returns the
+// database's privileges as it left them, for openTarget.
+func (s *Server) fenceTarget(ctx context.Context, admin *pgx.Conn, target string) (acl string, err error) {
+	if _, err := admin.Exec(ctx, "REVOKE CONNECT, TEMPORARY ON DATABASE "+ident(target)+" FROM PUBLIC"); err != nil {
+		return "", fmt.Errorf("dbrestore: close %q to other logins while it is restored: %w", target, err)
+	}
+	return databaseACL(ctx, admin, target)
+}
+
+// openTarget gives PUBLIC back what fenceTarget revoked, once the restore is complete;
+// when the post-restore SQL changed the database's privileges itself (they are no
+// longer acl), they are left as it made them.
+func (s *Server) openTarget(ctx context.Context, admin *pgx.Conn, target, acl string, addOutput func(string)) error {
+	now, err := databaseACL(ctx, admin, target)
+	if err != nil {
+		return err
+	}
+	if now != acl {
+		addOutput(fmt.Sprintf("the post-restore SQL changed the privileges on database %s (%s): left as it made them", target, now))
+		return nil
+	}
+	if _, err := admin.Exec(ctx, "GRANT CONNECT, TEMPORARY ON DATABASE "+ident(target)+" TO PUBLIC"); err != nil {
+		return fmt.Errorf("dbrestore: open the restored %q to other logins: %w", target, err)
+	}
+	return nil
+}
+
+// databaseACL returns name's privileges (pg_database.datacl) as text.
+func databaseACL(ctx context.Context, c *pgx.Conn, name string) (string, error) {
+	var acl string
+	if err := c.QueryRow(ctx, "SELECT coalesce(datacl::text, '') FROM pg_database WHERE datname = $1", name).Scan(&acl); err != nil {
+		return "", fmt.Errorf("dbrestore: privileges on %q: %w", name, err)
+	}
+	return acl, nil
 }
 
 // guardRestore refuses to restore b into target when this server is b's source or
@@ -278,6 +332,9 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 		return err
 	}
 	if err := r.postRestore(ctx, conn); err != nil {
+		return err
+	}
+	if err := r.rewriteWritten(ctx, conn); err != nil {
 		return err
 	}
 	if !together {
@@ -477,7 +534,15 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 	for _, f := range r.files {
 		fstart := time.Now()
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, f.text)
+			writes, err := WatchWrites(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, f.text); err != nil {
+				return err
+			}
+			written, err := writes.Tables(ctx)
+			r.written = append(r.written, written...)
 			return err
 		})
 		if err != nil {
@@ -498,6 +563,25 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 		r.s.log.Info("dbrestore: post-restore file done", logKeyTarget, r.opts.Target, logKeyFile, f.name, logKeyDuration, took)
 	}
 	r.res.PostRestore = time.Since(start)
+	return nil
+}
+
+// rewriteWritten rewrites the tables the post-restore files updated or deleted rows of
+// (mask.Rewrite), unless opts.KeepOldRows: their old row versions hold the values the
+// files replaced.
+func (r *restoreRun) rewriteWritten(ctx context.Context, conn *pgx.Conn) error {
+	if r.opts.KeepOldRows || len(r.written) == 0 {
+		return nil
+	}
+	start := time.Now()
+	tables := slices.Compact(slices.Sorted(slices.Values(r.written)))
+	if err := mask.Rewrite(ctx, conn, tables); err != nil {
+		return fmt.Errorf("dbrestore: post-restore: rewrite the tables the files changed: %w", err)
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	r.addOutput(fmt.Sprintf("post-restore: rewrote the %d table(s) the files updated or deleted rows of, so that no old row version stays, in %s: %s",
+		len(tables), took, strings.Join(tables, ", ")))
+	r.s.log.Info("dbrestore: rewrote the tables the post-restore files changed", logKeyTarget, r.opts.Target, "tables", len(tables), logKeyDuration, took)
 	return nil
 }
 

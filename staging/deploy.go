@@ -29,10 +29,16 @@ type DeployOptions struct {
 // release's migrations and swapped in at the cutover; otherwise the live database is
 // kept: it is copied and the copy upgraded while the service is stopped (only when
 // there are migrations to run), so a failing migration leaves it as it was. A release
-// whose migrations are behind the live database is refused.
+// whose migrations are behind the live database is refused, and so is a Rebuilder whose
+// role is production or, named explicitly, staging (ErrRole): a branch deployed onto
+// staging would bypass the release train.
 func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, error) {
 	if err := r.refuseProduction("deploy"); err != nil {
 		return nil, err
+	}
+	if r.cfg.Role == RoleStaging {
+		return nil, fmt.Errorf("%w: %s is a staging environment (role = %q): the nightly rebuilds it with the staging branch; deploys go to an environment with role %q (or none)",
+			ErrRole, r.cfg.Environment, RoleStaging, RoleExperimental)
 	}
 	ru := r.begin("deploy")
 	ru.rep.RequestedBy = opts.RequestedBy

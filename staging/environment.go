@@ -91,9 +91,13 @@ type DatabaseSection struct {
 	Jobs        int      `toml:"jobs"`
 	Protect     []string `toml:"protect"`
 	PostRestore []string `toml:"post_restore"`
-	Clones      []string `toml:"clones"`
-	KeepOwners  bool     `toml:"keep_owners"`
-	BinDir      string   `toml:"bin_dir"` // PostgreSQL client programs; "": PATH, then /usr/lib/postgresql/*/bin
+	// PostRestoreRewrite rewrites the tables the post-restore SQL updated or deleted rows
+	// of, so that their old row versions (the values it replaced) do not stay on
+	// staging's disk; nil: true (dbrestore.RestoreOptions.KeepOldRows when false).
+	PostRestoreRewrite *bool    `toml:"post_restore_rewrite"`
+	Clones             []string `toml:"clones"`
+	KeepOwners         bool     `toml:"keep_owners"`
+	BinDir             string   `toml:"bin_dir"` // PostgreSQL client programs; "": PATH, then /usr/lib/postgresql/*/bin
 	// ProductionIDs are production servers' system_identifiers (decimal strings), refused
 	// by every drop, rename, restore and clone, besides the sources named by the backups'
 	// manifests. A run that knows none refuses to change anything.

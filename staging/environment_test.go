@@ -1,7 +1,9 @@
 package staging
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -316,5 +318,40 @@ func TestUnknownKeysNamedOnce(t *testing.T) {
 	_, err := LoadEnvironment(writeConfig(t, text))
 	if !errors.Is(err, ErrConfig) || !strings.HasSuffix(err.Error(), ": unknown key extra, job") {
 		t.Fatalf("err = %v, want the unknown keys extra and job, each once", err)
+	}
+}
+
+// A deploy onto an environment whose config says role = "staging" is refused by the
+// library, not only by the experimental binary: a branch deployed onto staging would
+// bypass the release train. Nothing is reached: the refusal comes before the lock and
+// the servers (db does not resolve).
+func TestDeployRefusesRoleStaging(t *testing.T) {
+	tmp := t.TempDir()
+	c := &EnvironmentConfig{Environment: "staging", Role: RoleStaging, LockFile: filepath.Join(tmp, "x.lock"), StateDir: tmp,
+		Database: DatabaseSection{AdminDSN: "postgres://postgres@db.invalid/postgres", Name: "app", ProductionIDs: []string{"12"}},
+		Code:     CodeSection{Source: tmp, Releases: filepath.Join(tmp, "releases"), Current: filepath.Join(tmp, "current")},
+		Service:  ServiceSection{Type: "systemd", Keys: &SystemdKeys{Unit: "app.service"}}}
+	rb, err := Open(c, OpenOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	rep, err := rb.Deploy(context.Background(), DeployOptions{})
+	if !errors.Is(err, ErrRole) || ExitStatus(err) != ExitUsage || rep != nil || !strings.Contains(err.Error(), `role = "staging"`) {
+		t.Fatalf("deploy onto staging: report %v, %v", rep, err)
+	}
+	if _, err := os.Stat(c.LockFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the lock file was made: %v", err)
+	}
+	// Without a role the config may be experimental's: the deploy goes on (and fails
+	// here only at the server, which does not exist).
+	c.Role = ""
+	rb2, err := Open(c, OpenOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb2.Close()
+	if _, err := rb2.Deploy(context.Background(), DeployOptions{}); errors.Is(err, ErrRole) {
+		t.Fatalf("deploy without a role: %v", err)
 	}
 }

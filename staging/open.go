@@ -96,7 +96,8 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	cfg.Backup = dbrestore.WaitOptions{Database: c.Backup.Database, MaxAge: c.Backup.MaxAge.Duration,
 		Wait: c.Backup.Wait.Duration, Poll: c.Backup.Poll.Duration}
 	cfg.Restore = dbrestore.RestoreOptions{Jobs: c.Database.Jobs, KeepOwners: c.Database.KeepOwners,
-		PostRestore: c.Database.PostRestore, Progress: opts.Progress}
+		PostRestore: c.Database.PostRestore, Progress: opts.Progress,
+		KeepOldRows: c.Database.PostRestoreRewrite != nil && !*c.Database.PostRestoreRewrite}
 	if cfg.Restore.Mask, err = c.maskRules(); err != nil {
 		_ = closeParts(cfg.Service, cfg.Notifier)
 		return nil, err
@@ -111,6 +112,7 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	cfg.Observer = opts.Observer
 	cfg.Topic = c.Notify.Topic
 	cfg.SchemaRole = c.Schema.Role
+	cfg.Role = c.Role
 	cfg.Timeouts = Timeouts{Restore: c.Database.RestoreTimeout.Duration, Schema: c.Schema.Timeout.Duration,
 		Notify: c.Notify.Timeout.Duration}
 	cfg.Logger = log

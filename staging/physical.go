@@ -320,10 +320,18 @@ func (ru *run) physicalNeutralize(ctx context.Context, ps *physicalState) error 
 				d += "; " + md
 			}
 			if files := ru.r.cfg.Restore.PostRestore; len(files) > 0 {
-				if err := cl.ExecFiles(ctx, ps.slot, ru.r.cfg.Database, ru.r.cfg.SchemaRole, files); err != nil {
+				written, err := cl.ExecFiles(ctx, ps.slot, ru.r.cfg.Database, ru.r.cfg.SchemaRole, files)
+				if err != nil {
 					return d, fmt.Errorf("post-restore: %w", err)
 				}
 				d += fmt.Sprintf("; post-restore SQL: %d file(s)", len(files))
+				if len(written) > 0 && !ru.r.cfg.Restore.KeepOldRows {
+					if err := ru.rewriteSlot(ctx, ps.slot, written); err != nil {
+						return d, fmt.Errorf("post-restore: %w", err)
+					}
+					d += fmt.Sprintf(", then rewrote the %d table(s) they updated or deleted rows of (%s) and removed the WAL written before",
+						len(written), strings.Join(written, ", "))
+				}
 			}
 			return d, nil
 		})
@@ -392,6 +400,26 @@ func (ru *run) maskSlot(ctx context.Context, s *physical.Slot, rules *mask.Rules
 		return "", err
 	}
 	return fmt.Sprintf("masked %d columns and %d tables with SQL in %s", len(res.Columns), len(res.Tables), round(res.Duration)), nil
+}
+
+// rewriteSlot rewrites the tables the post-restore SQL updated or deleted rows of
+// (mask.Rewrite), on the side cluster, then removes the WAL written so far: their old
+// row versions, and the full-page images of the changes, hold the values the SQL
+// replaced (production's, when it masks).
+func (ru *run) rewriteSlot(ctx context.Context, s *physical.Slot, tables []string) error {
+	conn, err := ru.r.cfg.Physical.Clusters.Conn(ctx, s, ru.r.cfg.Database, false)
+	if err != nil {
+		return err
+	}
+	err = mask.Rewrite(ctx, conn, tables)
+	conn.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
+	if err := ru.r.cfg.Physical.Clusters.DropWAL(ctx, s); err != nil {
+		return fmt.Errorf("remove the WAL written before the rewrite: %w", err)
+	}
+	return nil
 }
 
 // checkKept fails closed on production's databases kept on staging ([cluster] keep, and

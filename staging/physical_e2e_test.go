@@ -575,3 +575,34 @@ func TestPhysicalRebuildFromBaseBackup(t *testing.T) {
 		t.Errorf("live slot %s after the refused rebuild, want b", liveSlot(t, w))
 	}
 }
+
+// TestPhysicalPostRestoreLeavesNoOldRowVersions: the world's post-restore SQL masks the
+// e-mails with an UPDATE on the side cluster (no [mask]). The old row versions, in the
+// table's pages and index, production's statistics and the WAL's full-page images
+// would stay in the live slot's files; the rebuild rewrites what the SQL changed and
+// removes the WAL again. With post_restore_rewrite = false they stay.
+func TestPhysicalPostRestoreLeavesNoOldRowVersions(t *testing.T) {
+	w := newPhysicalWorld(t)
+	w.Production.Exec(t, w.ProdDB, "ANALYZE person") // production's statistics hold its e-mails
+	if _, err := w.Backup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	editConfig(t, w.ConfigPath, `settings = { fsync = "off"`, `settings = { full_page_writes = "on", fsync = "off"`)
+	editConfig(t, w.ConfigPath, "[database]\n", "[database]\npost_restore_rewrite = false\n")
+	mustRun(t, w)
+	if f := fileHolding(t, filepath.Join(w.ClusterDir, liveSlot(t, w)), "", "@users.example.com"); f == "" {
+		t.Fatal("with post_restore_rewrite = false no file of the live slot holds production's e-mails: the test proves nothing")
+	}
+
+	editConfig(t, w.ConfigPath, "post_restore_rewrite = false\n", "")
+	rep := mustRun(t, w)
+	if n := w.Staging.QueryString(t, w.StagingDB, "SELECT count(*)::text FROM person WHERE email NOT LIKE '%@staging.invalid'"); n != "0" {
+		t.Fatalf("%s people not sanitised", n)
+	}
+	if d := stepDetail(rep, "neutralize"); !strings.Contains(d, "then rewrote the 2 table(s) they updated or deleted rows of (public.person, public.session)") {
+		t.Fatalf("the report does not say what was rewritten: %q", d)
+	}
+	if f := fileHolding(t, filepath.Join(w.ClusterDir, liveSlot(t, w)), "", "@users.example.com"); f != "" {
+		t.Fatalf("after the post-restore SQL masked the e-mails, %s holds production's", f)
+	}
+}

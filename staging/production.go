@@ -56,6 +56,7 @@ func (c *EnvironmentConfig) validateProduction(p *problems) {
 	refuse("database.strategy", c.Database.Strategy != "")
 	refuse("database.clones", len(c.Database.Clones) > 0)
 	refuse("database.post_restore", len(c.Database.PostRestore) > 0)
+	refuse("database.post_restore_rewrite", c.Database.PostRestoreRewrite != nil)
 	refuse("database.jobs", c.Database.Jobs != 0)
 	refuse("database.restore_dsn", c.Database.RestoreDSN != "")
 	refuse("database.restore_timeout", c.Database.RestoreTimeout.Duration != 0)

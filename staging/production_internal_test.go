@@ -130,7 +130,7 @@ func TestProductionConfig(t *testing.T) {
 			t.Errorf("%q: %v; want an error naming %q", want, err, want)
 		}
 	}
-	for _, key := range []string{"jobs = 4", "restore_timeout = \"1h\"", "restore_dsn = \"postgres://r@db/postgres\""} {
+	for _, key := range []string{"jobs = 4", "restore_timeout = \"1h\"", "restore_dsn = \"postgres://r@db/postgres\"", "post_restore_rewrite = false"} {
 		text := strings.Replace(productionTOML, "[database]\n", "[database]\n"+key+"\n", 1)
 		want := "database." + strings.Fields(key)[0]
 		if _, err := LoadProduction(writeProduction(t, text), nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), want) {

@@ -74,8 +74,9 @@ type Options struct {
 	// Backup says which backup to take: its Database is required for rebuilds (a deploy
 	// takes none); MaxAge and Wait as in the [backup] config section.
 	Backup dbrestore.WaitOptions
-	// Restore options: Jobs, KeepOwners, PostRestore, Progress (Target and Replace are
-	// set by the Rebuilder).
+	// Restore options: Jobs, KeepOwners, PostRestore, KeepOldRows, Progress (Target and
+	// Replace are set by the Rebuilder); with Physical, PostRestore and KeepOldRows apply
+	// on the side cluster.
 	Restore dbrestore.RestoreOptions
 	// Clones are databases made as template copies of the fresh restore, before the
 	// schema step, named "<clone>_next", for other environments to pick up.
@@ -117,7 +118,8 @@ type Options struct {
 	Now func() time.Time
 	// Role is the environment's role (RoleStaging, RoleExperimental, RoleProduction);
 	// "": staging. A production Rebuilder only promotes (Promote): Run, Deploy and Plan
-	// refuse it, and Promote refuses any other (safety rule 8).
+	// refuse it, and Promote refuses any other (safety rule 8). Deploy refuses an
+	// explicit RoleStaging too (a config that names no role may be experimental's).
 	Role string
 	// Preflight gates a promote before anything stops; required with RoleProduction.
 	Preflight *Preflight

@@ -15,5 +15,7 @@
 //	_, err = conn.PgConn().CopyFrom(ctx, st, h.Statement)
 //
 // dbrestore.RestoreOptions.Mask wires this into a restore; Apply masks a database that
-// was restored unmasked (a physical restore), in place, with the same values.
+// was restored unmasked (a physical restore), in place, with the same values; Rewrite
+// removes what other SQL's UPDATEs and DELETEs (a post-restore file) left of the values
+// they replaced.
 package mask

@@ -94,10 +94,34 @@ func TestClassified(t *testing.T) {
 		"ip": true, "client_ip": true, "password_hash": true, "api_token": true, "date_of_birth": true,
 		"iban": true, "home_address": true, "secret": true, "E-Mail": true, "e_mail": true, "Pass Word": true,
 		"user.name":   true,
-		"description": false, "zip": false, "id": false, "created": false, "status": false,
+		"description": false, "id": false, "created": false, "status": false,
+		// Common personal-data names beyond the first patterns.
+		"mail": true, "contact_mail": true, "mobile": true, "mobile_no": true, "tel": true, "home_tel": true,
+		"fax": true, "street": true, "postcode": true, "post_code": true, "zip": true, "zip_code": true,
+		"passwd": true, "pwd": true, "dob": true, "ssn": true, "national_ssn": true, "IBAN": true,
+		"passport_no": true,
+		// Short patterns are whole words only.
+		"hotel": false, "telemetry": false, "fax_sent_at": true, "dobby": false, "zipped": false, "lipid": false,
 	} {
 		if got := r.Classified(name); got != want {
 			t.Errorf("Classified(%q) = %v, want %v", name, got, want)
+		}
+	}
+	// The defaults alone, without classify: iban is one of them.
+	if !rules(t, Config{}).Classified("iban") {
+		t.Error("iban is not classified by default")
+	}
+}
+
+// The starter rules suggest a rule of the right kind for the common names.
+func TestStarterSuggestions(t *testing.T) {
+	for name, want := range map[string]string{
+		"contact_mail": "email", "mobile": "phone", "home_tel": "phone", "fax": "phone", "passwd": "hash",
+		"pwd": "hash", "ssn": "hash", "iban": "hash", "passport_no": "hash", "street": "text", "zip": "text",
+		"postcode": "text", "dob": "null", "date_of_birth": "null", "hotel_name": "name",
+	} {
+		if got := suggest(name); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

@@ -47,9 +47,13 @@ func LargeObjectData() Column {
 
 // DefaultPatterns are the classification patterns every check uses: a column whose name
 // contains one (case-insensitive) holds personal data until a rule says otherwise.
-// Patterns of three letters or fewer ("ip") must be a whole word of the name, between
-// underscores or its ends, so that "description" is not an IP address.
-var DefaultPatterns = []string{"email", "name", "phone", "address", "ip", "password", "token", "secret", "birth"}
+// Patterns of three letters or fewer ("ip", "tel", "dob") must be a whole word of the
+// name, between separators or its ends, so that "description" is not an IP address nor
+// "hotel" a telephone number.
+var DefaultPatterns = []string{
+	"email", "mail", "name", "phone", "mobile", "tel", "fax", "address", "street", "postcode", "zip",
+	"ip", "password", "passwd", "pwd", "token", "secret", "birth", "dob", "ssn", "iban", "passport",
+}
 
 // Kind is what a rule does to a column's values.
 type Kind string

@@ -218,18 +218,29 @@ func unwrapAll(err error) []error {
 // suggest guesses a rule from a column's name.
 func suggest(name string) string {
 	n := strings.ToLower(name)
+	word := func(ws ...string) bool {
+		for w := range strings.FieldsFuncSeq(n, func(c rune) bool { return c == '_' || c == ' ' || c == '-' || c == '.' }) {
+			if slices.Contains(ws, w) {
+				return true
+			}
+		}
+		return false
+	}
+	has := func(ps ...string) bool {
+		return slices.ContainsFunc(ps, func(p string) bool { return strings.Contains(n, p) })
+	}
 	switch {
-	case strings.Contains(n, "email"):
+	case has("mail"):
 		return string(Email)
-	case strings.Contains(n, "phone"):
+	case has("phone", "mobile") || word("tel", "fax"):
 		return string(Phone)
-	case strings.Contains(n, "password"), strings.Contains(n, "token"), strings.Contains(n, "secret"):
+	case has("password", "passwd", "token", "secret", "iban", "passport") || word("pwd", "ssn"):
 		return string(Hash)
-	case strings.Contains(n, "name"):
+	case has("name"):
 		return string(Name)
-	case strings.Contains(n, "address"):
+	case has("address", "street", "postcode") || word("zip"):
 		return string(Text)
-	case strings.Contains(n, "birth"):
+	case has("birth") || word("dob"):
 		return string(Null)
 	default:
 		return string(Keep)

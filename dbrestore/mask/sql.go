@@ -159,19 +159,80 @@ func Apply(ctx context.Context, conn *pgx.Conn, r *Rules, opts ApplyOptions) (*R
 		}
 		res.Tables = append(res.Tables, TableResult{Table: LargeObjects, Rule: string(Truncate), RowsIn: n})
 	}
-	if len(r.Tables()) > 0 {
-		if err := refreshViews(ctx, conn); err != nil {
-			return res, err
-		}
-		if err := resetStatistics(ctx, conn, r.Tables()); err != nil {
-			return res, err
-		}
-	}
-	if err := rewrite(ctx, conn, r.Tables(), r.EmptyLargeObjects()); err != nil {
+	if err := scrub(ctx, conn, r.Tables(), r.EmptyLargeObjects()); err != nil {
 		return res, err
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// Rewrite removes what UPDATEs and DELETEs made by other SQL than Apply's (a
+// post-restore file that masks) left of the values they replaced, as Apply does after
+// its own: it refreshes every populated materialized view, replaces the planner
+// statistics of tables (and of the relations Apply's would reach) by an ANALYZE of
+// their rows as they are now, and rewrites (VACUUM FULL) tables, with their inheritance
+// children and partitions, TOAST tables and indexes, and the statistics catalogs, so
+// that no old row version stays in their files. tables are "schema.table", unquoted
+// as in the rules (one that no longer exists is skipped); none: nothing is done. conn's role must be a superuser or own the
+// database, the materialized views and, without a superuser, the statistics are only
+// analyzed again (a column with SET STATISTICS 0 keeps its old ones): a relation it may
+// not rewrite fails before anything is done (VACUUM would skip it with a warning). The
+// WAL written meanwhile still holds the old values until a checkpoint removes it.
+func Rewrite(ctx context.Context, conn *pgx.Conn, tables []string) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	if err := mayRewrite(ctx, conn, tables); err != nil {
+		return err
+	}
+	return scrub(ctx, conn, tables, false)
+}
+
+// mayRewrite fails naming the relations Rewrite would leave as they are because conn's
+// role may not rewrite them: a table (with its children) neither it nor the database's
+// owner role it has owns, and a populated materialized view it does not own.
+func mayRewrite(ctx context.Context, conn *pgx.Conn, tables []string) error {
+	regs := make([]string, len(tables))
+	for i, t := range tables {
+		regs[i] = quoteTable(t)
+	}
+	rows, err := conn.Query(ctx, `
+WITH RECURSIVE rel(oid) AS (
+  SELECT to_regclass(t)::oid FROM unnest($1::text[]) t WHERE to_regclass(t) IS NOT NULL
+  UNION
+  SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent = rel.oid)
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, pg_catalog.pg_database d
+WHERE d.datname = current_database() AND NOT pg_has_role(c.relowner, 'USAGE')
+  AND ((c.oid IN (SELECT oid FROM rel) AND c.relkind IN ('r', 'm') AND NOT pg_has_role(d.datdba, 'USAGE'))
+    OR (c.relkind = 'm' AND c.relispopulated))
+ORDER BY 1`, regs)
+	if err != nil {
+		return fmt.Errorf("mask: privileges to rewrite: %w", err)
+	}
+	denied, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("mask: privileges to rewrite: %w", err)
+	}
+	if len(denied) > 0 {
+		return fmt.Errorf("mask: the role of this session may not rewrite %s (it owns neither them nor the database): their old row versions, or views computed from them, would stay",
+			strings.Join(denied, ", "))
+	}
+	return nil
+}
+
+// scrub refreshes the views, replaces the statistics and rewrites tables (and the large
+// objects' catalogs, largeObjects), for Apply and Rewrite.
+func scrub(ctx context.Context, conn *pgx.Conn, tables []string, largeObjects bool) error {
+	if len(tables) > 0 {
+		if err := refreshViews(ctx, conn); err != nil {
+			return err
+		}
+		if err := resetStatistics(ctx, conn, tables); err != nil {
+			return err
+		}
+	}
+	return rewrite(ctx, conn, tables, largeObjects)
 }
 
 // rewrite rewrites with VACUUM FULL every table Apply changed (tables, their
@@ -191,7 +252,7 @@ func rewrite(ctx context.Context, conn *pgx.Conn, tables []string, largeObjects 
 	}
 	rows, err := conn.Query(ctx, `
 WITH RECURSIVE rel(oid) AS (
-  SELECT t::regclass::oid FROM unnest($1::text[]) t
+  SELECT to_regclass(t)::oid FROM unnest($1::text[]) t WHERE to_regclass(t) IS NOT NULL
   UNION
   SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent = rel.oid)
 SELECT format('%I.%I', n.nspname, c.relname) FROM rel
@@ -285,7 +346,8 @@ WHERE c.relkind = 'm' AND c.relispopulated ORDER BY c.oid`)
 // them), of every materialized view, and of these relations' indexes (expressions),
 // and the extended statistics on them (pg_statistic_ext_data: most common values). It
 // deletes rather than relies on ANALYZE to overwrite: ANALYZE keeps what it skips (a
-// column with SET STATISTICS 0).
+// column with SET STATISTICS 0); a role without superuser rights (Rewrite as the
+// database's owner) cannot delete, and only analyzes.
 func resetStatistics(ctx context.Context, conn *pgx.Conn, tables []string) error {
 	quoted := make([]string, len(tables))
 	for i, t := range tables {
@@ -295,17 +357,25 @@ func resetStatistics(ctx context.Context, conn *pgx.Conn, tables []string) error
 		if _, err := tx.Exec(ctx, `
 CREATE TEMPORARY TABLE restage_mask_stats ON COMMIT DROP AS
 WITH RECURSIVE up(rel) AS (
-  SELECT t::regclass::oid FROM unnest($1::text[]) t
+  SELECT to_regclass(t)::oid FROM unnest($1::text[]) t WHERE to_regclass(t) IS NOT NULL
   UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON up.rel = i.inhrelid)
 SELECT rel FROM up UNION SELECT oid FROM pg_class WHERE relkind = 'm'`, quoted); err != nil {
 			return fmt.Errorf("mask: statistics: %w", err)
 		}
-		for _, q := range []string{
-			`DELETE FROM pg_catalog.pg_statistic WHERE starelid IN (SELECT rel FROM restage_mask_stats
+		var super bool
+		if err := tx.QueryRow(ctx, "SELECT current_setting('is_superuser') = 'on'").Scan(&super); err != nil {
+			return fmt.Errorf("mask: statistics: %w", err)
+		}
+		var drops []string
+		if super { // else Rewrite as the database's owner: only the ANALYZE below
+			drops = []string{
+				`DELETE FROM pg_catalog.pg_statistic WHERE starelid IN (SELECT rel FROM restage_mask_stats
   UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT rel FROM restage_mask_stats))`,
-			`DELETE FROM pg_catalog.pg_statistic_ext_data WHERE stxoid IN (SELECT oid FROM pg_statistic_ext
+				`DELETE FROM pg_catalog.pg_statistic_ext_data WHERE stxoid IN (SELECT oid FROM pg_statistic_ext
   WHERE stxrelid IN (SELECT rel FROM restage_mask_stats))`,
-		} {
+			}
+		}
+		for _, q := range drops {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return fmt.Errorf("mask: drop production's statistics: %w", err)
 			}

@@ -695,20 +695,44 @@ CREATE ROLE nopass LOGIN;`); err != nil {
 
 // A backup's postgresql.conf may hold production's credentials: a standby's
 // primary_conninfo with the replication password, a cloud key in a command. restage
-// sets those settings itself; the restored slot's postgresql.conf keeps none of their
-// lines, so the values are neither on staging's disk nor in pg_file_settings.
+// sets those settings itself; the restored slot's postgresql.conf, and the files it
+// includes from the data directory, keep none of their lines, so the values are neither
+// on staging's disk nor in pg_file_settings.
 func TestConfigCredentialsStayOffStaging(t *testing.T) {
 	bin := physicaltest.Require(t)
 	prod := physicaltest.Start(t, physicaltest.Options{Settings: []string{
 		"primary_conninfo = 'host=127.0.0.1 port=1 user=replicator password=repl-secret-42'",
 		"  restore_command   'fetch --key key-secret-43 %f %p'",
 		"archive_cleanup_command='clean --key key-secret-44'"}})
-	secrets := []string{"repl-secret-42", "key-secret-43", "key-secret-44"}
+	secrets := []string{"repl-secret-42", "key-secret-43", "key-secret-44", "repl-secret-45", "key-secret-46"}
+	// Files postgresql.conf includes from the data directory hold them too (read at the
+	// next start; the backup copies them as they are).
+	if err := os.MkdirAll(filepath.Join(prod.Data, "conf.d", "more"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{
+		"conf.d/replica.conf":      "primary_conninfo='host=127.0.0.1 port=1 user=replicator password=repl-secret-45'\ninclude_if_exists = 'more/archive.conf'\n",
+		"conf.d/more/archive.conf": "archive_command = 'push --key key-secret-46 %p'\n",
+	} {
+		if err := os.WriteFile(filepath.Join(prod.Data, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(prod.Data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("include_dir 'conf.d'   # production's own\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	conf, err := os.ReadFile(filepath.Join(prod.Data, "postgresql.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range secrets {
+	for _, s := range secrets[:3] {
 		if !strings.Contains(string(conf), s) {
 			t.Fatalf("production's postgresql.conf lacks %s: the test proves nothing", s)
 		}

@@ -366,17 +366,20 @@ func (c *Clusters) Exec(ctx context.Context, s *Slot, database, sql string) erro
 }
 
 // ExecFiles runs each SQL file in database on the slot running on the side port, each
-// in a transaction, as role when it is not "".
-func (c *Clusters) ExecFiles(ctx context.Context, s *Slot, database, role string, files []string) error {
+// in a transaction, as role when it is not "". It returns the tables the files updated
+// or deleted rows of ("schema.table", unquoted, sorted; dbrestore.Writes): their old row
+// versions hold the values the files replaced until the tables are rewritten.
+func (c *Clusters) ExecFiles(ctx context.Context, s *Slot, database, role string, files []string) ([]string, error) {
 	conn, err := c.Conn(ctx, s, database, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	var written []string
 	for _, f := range files {
 		sql, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("physical: %w", err)
+			return nil, fmt.Errorf("physical: %w", err)
 		}
 		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if role != "" {
@@ -384,14 +387,22 @@ func (c *Clusters) ExecFiles(ctx context.Context, s *Slot, database, role string
 					return err
 				}
 			}
-			_, err := tx.Exec(ctx, string(sql))
+			writes, err := dbrestore.WatchWrites(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return err
+			}
+			tables, err := writes.Tables(ctx)
+			written = append(written, tables...)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("physical: %s: %w", f, withholdRows(err))
+			return nil, fmt.Errorf("physical: %s: %w", f, withholdRows(err))
 		}
 	}
-	return nil
+	return slices.Compact(slices.Sorted(slices.Values(written))), nil
 }
 
 // rowsError is PostgreSQL's error with the row values its message, detail and context

@@ -430,7 +430,7 @@ func TestExecFilesWithholdsRowValues(t *testing.T) {
 	if err := os.WriteFile(file, []byte("SELECT name::int FROM item WHERE id = 7"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := w.cl.ExecFiles(ctx, slot, "shop", "", []string{file})
+	_, err := w.cl.ExecFiles(ctx, slot, "shop", "", []string{file})
 	if err == nil || !strings.Contains(err.Error(), "invalid input syntax for type integer") || strings.Contains(err.Error(), "item 7") {
 		t.Fatalf("err = %v, want the error without the row's value", err)
 	}

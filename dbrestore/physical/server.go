@@ -348,7 +348,7 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 		if err := c.writeOwned(conf, "# written by restage: the backup had no postgresql.conf\n"); err != nil {
 			return nil, err
 		}
-	} else if err := c.dropCredentials(conf); err != nil {
+	} else if err := c.dropCredentials(conf, s.Data); err != nil {
 		return nil, err
 	}
 	set, pinned := c.settings(s, m)
@@ -449,23 +449,91 @@ var credentialKeys = []string{"primary_conninfo", "archive_command", "archive_cl
 
 // dropCredentials removes from the configuration file conf the lines that set one of
 // credentialKeys, so that their values (production's) are not on staging's disk, nor in
-// pg_file_settings for a staging superuser to read.
-func (c *Clusters) dropCredentials(conf string) error {
+// pg_file_settings for a staging superuser to read; and so from every file conf includes
+// (include, include_if_exists, include_dir, at any depth PostgreSQL allows) that the
+// backup brought, inside the data directory data.
+func (c *Clusters) dropCredentials(conf, data string) error {
+	return c.dropCredentialsIn(conf, data, 0)
+}
+
+// maxIncludeDepth is PostgreSQL's bound on nested configuration files.
+const maxIncludeDepth = 10
+
+func (c *Clusters) dropCredentialsIn(conf, data string, depth int) error {
 	old, err := os.ReadFile(conf)
 	if err != nil {
 		return err
 	}
 	lines := strings.SplitAfter(string(old), "\n")
+	var included []string
 	kept := slices.DeleteFunc(slices.Clone(lines), func(line string) bool {
-		k, _, _ := strings.Cut(strings.TrimSpace(line), "=")
-		k, _, _ = strings.Cut(strings.TrimSpace(k), " ")
-		k, _, _ = strings.Cut(k, "\t")
-		return slices.Contains(credentialKeys, strings.ToLower(k))
+		k := strings.TrimSpace(line)
+		rest := ""
+		if i := strings.IndexAny(k, " \t="); i >= 0 {
+			k, rest = k[:i], k[i:]
+		}
+		k = strings.ToLower(k)
+		if k == "include" || k == "include_if_exists" || k == "include_dir" {
+			if p, ok := includedPath(rest, filepath.Dir(conf)); ok {
+				included = append(included, k+"\x00"+p)
+			}
+		}
+		return slices.Contains(credentialKeys, k)
 	})
-	if len(kept) == len(lines) {
+	if len(kept) != len(lines) {
+		if err := c.writeOwned(conf, strings.Join(kept, "")); err != nil {
+			return err
+		}
+	}
+	if depth >= maxIncludeDepth {
 		return nil
 	}
-	return c.writeOwned(conf, strings.Join(kept, ""))
+	for _, inc := range included {
+		kind, p, _ := strings.Cut(inc, "\x00")
+		if rel, err := filepath.Rel(data, p); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue // not the backup's: staging's own file, or none
+		}
+		files := []string{p}
+		if kind == "include_dir" {
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				continue
+			}
+			files = files[:0]
+			for _, e := range entries {
+				if n := e.Name(); e.Type().IsRegular() && strings.HasSuffix(n, ".conf") && !strings.HasPrefix(n, ".") {
+					files = append(files, filepath.Join(p, n))
+				}
+			}
+		}
+		for _, f := range files {
+			if fi, err := os.Lstat(f); err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			if err := c.dropCredentialsIn(f, data, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// includedPath returns the path an include directive's value (after its name: "=
+// 'file'", " 'file' # comment") names, relative to dir when not absolute.
+func includedPath(value, dir string) (string, bool) {
+	v := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(value), "="))
+	if !strings.HasPrefix(v, "'") {
+		return "", false
+	}
+	end := strings.Index(v[1:], "'")
+	if end < 1 {
+		return "", false
+	}
+	p := v[1 : 1+end]
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	return filepath.Clean(p), true
 }
 
 // commandLine is pg_ctl's -o for settings: "-c 'name=value'" each, quoted for the

@@ -11,7 +11,8 @@ const Withheld = "[withheld]"
 // PostgreSQL quotes a row's values in its errors: a unique or foreign key's values (Key
 // (email)=(...) is duplicated), the whole row (Failing row contains (...)), a partition
 // key, COPY's line or field, and the input a type rejected. pg_restore adds the statement
-// (Command was: INSERT ... VALUES (...)) of a dump made with --inserts. A report mailed to a
+// (Command was: INSERT ... VALUES (...)) of a dump made with --inserts, and libpq the
+// start of it (LINE 1: INSERT ...) when the error has a position. A report mailed to a
 // list must not carry production's rows: the staging server's own log keeps the full text.
 var (
 	// key (cols)=( ; what follows is the key's value, up to one of keyEnds.
@@ -26,6 +27,8 @@ var (
 		regexp.MustCompile(`(COPY [^\n]*?, line \d+(?:, column [^\n]*?)?: ).*`),
 		regexp.MustCompile(`(JSON data, line \d+: ).*`),
 		regexp.MustCompile(`(Command was: INSERT INTO [^\n]*? VALUES ).*`),
+		// libpq's excerpt of a statement with an error position (an INSERT's values).
+		regexp.MustCompile(`^(LINE \d+: ).*`),
 	}
 	// Patterns whose value is quoted; the quotes go with it.
 	quoted = []*regexp.Regexp{

@@ -108,3 +108,31 @@ func TestRowFilterDropsAValuesOtherLines(t *testing.T) {
 		}
 	}
 }
+
+// libpq puts the start of a failed statement that has an error position under the
+// message (LINE n:), the values of a dump made with --inserts included, above the
+// Command was line; pg_restore prints it as it is (PostgreSQL 15's pg_restore, a
+// regrole column naming a role only production has).
+func TestRowFilterWithholdsTheStatementExcerpt(t *testing.T) {
+	out := `pg_restore: error: could not execute query: ERROR:  role "prod_only" does not exist
+LINE 1: INSERT INTO public.grantee VALUES ('prod_only', 'person1@rea...
+                                           ^
+Command was: INSERT INTO public.grantee VALUES ('prod_only', 'person1@real.example.org');`
+	var f RowFilter
+	var kept []string
+	for l := range strings.SplitSeq(out, "\n") {
+		if l, ok := f.Line(l); ok {
+			kept = append(kept, l)
+		}
+	}
+	got := strings.Join(kept, "\n")
+	want := `pg_restore: error: could not execute query: ERROR:  role "prod_only" does not exist
+LINE 1: [withheld]
+Command was: INSERT INTO public.grantee VALUES [withheld]`
+	if got != want {
+		t.Errorf("filtered\n%s\nwant\n%s", got, want)
+	}
+	if s := Rows(out); strings.Contains(s, "person1") {
+		t.Errorf("Rows left a value:\n%s", s)
+	}
+}
