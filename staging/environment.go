@@ -126,9 +126,10 @@ type ClusterSection struct {
 	// Timeout bounds each start (with its recovery) and stop of a cluster; "": 10m.
 	Timeout Duration `toml:"timeout"`
 	// Seed copies the first rebuild's restore into the other slot before its first start,
-	// so that the second rebuild is a delta too ([backup] delta, pgBackRest). nil: true
-	// without [mask], false with it (the copy holds production's unmasked files until the
-	// next rebuild restores over it and masks it).
+	// so that the second rebuild is a delta too ([backup] delta, pgBackRest). nil: true,
+	// unless the environment masks: with [mask], or post_restore with post_restore_rewrite
+	// not false (the copy holds production's unmasked files until the next rebuild
+	// restores over it and masks it).
 	Seed *bool `toml:"seed"`
 	// Passwords is what becomes of the roles' passwords, production's verifiers:
 	// "keep" (the default) or "clear" (removed before the post-restore SQL, which sets

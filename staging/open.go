@@ -158,12 +158,14 @@ func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) 
 		Seed:  c.seed(), ClearPasswords: cl.Passwords == "clear"}, nil
 }
 
-// seed is [cluster] seed: nil is true without [mask], false with it.
+// seed is [cluster] seed: nil is true unless the environment masks: with [mask], or
+// with post-restore SQL whose changes are rewritten (post_restore_rewrite not false).
 func (c *EnvironmentConfig) seed() bool {
 	if s := c.Cluster.Seed; s != nil {
 		return *s
 	}
-	return c.Mask == nil
+	masks := len(c.Database.PostRestore) > 0 && (c.Database.PostRestoreRewrite == nil || *c.Database.PostRestoreRewrite)
+	return c.Mask == nil && !masks
 }
 
 // releasesConfig is [code] as codesync's Config.

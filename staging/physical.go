@@ -484,12 +484,19 @@ func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
 	}
 }
 
+// sanitises reports whether the environment masks the restored cluster: with [mask]
+// (Restore.Mask), or with post-restore SQL whose changes are rewritten (not
+// Restore.KeepOldRows: the SQL is taken to replace personal data).
+func (r *Rebuilder) sanitises() bool {
+	return r.cfg.Restore.Mask != nil || (len(r.cfg.Restore.PostRestore) > 0 && !r.cfg.Restore.KeepOldRows)
+}
+
 // emptyKilledSlot empties the idle slot after a run that was killed, when the
-// environment masks: that run may have restored production's data into it and died
-// before masking it (Repair empties only a slot whose restore was cut short). A failure
-// is a note: this run restores over that slot and masks it anyway.
+// environment masks (sanitises): that run may have restored production's data into it
+// and died before masking it (Repair empties only a slot whose restore was cut short). A
+// failure is a note: this run restores over that slot and masks it anyway.
 func (ru *run) emptyKilledSlot(ctx context.Context) {
-	if ru.r.cfg.Restore.Mask == nil {
+	if !ru.r.sanitises() {
 		return
 	}
 	idle, err := ru.r.cfg.Physical.Clusters.Idle()
@@ -504,18 +511,23 @@ func (ru *run) emptyKilledSlot(ctx context.Context) {
 }
 
 // dropUnmasked empties slot s, which is not live (why says how), when the environment
-// masks, and says whether it did: s may hold production's data unmasked (a run failed or
-// died before or while masking it), and a masked copy still holds the old values in its
-// dead rows and WAL. The next restore into it is then a full copy. A failure is a note.
+// masks (sanitises), and says whether it did: s may hold production's data unmasked (a
+// run failed or died before or while masking it), and a masked copy still holds the old
+// values in its dead rows and WAL. The next restore into it is then a full copy. A
+// failure is a note.
 func (ru *run) dropUnmasked(ctx context.Context, s *physical.Slot, why string) bool {
-	if ru.r.cfg.Restore.Mask == nil {
+	if !ru.r.sanitises() {
 		return false
+	}
+	how := "with [mask]"
+	if ru.r.cfg.Restore.Mask == nil {
+		how = "with post-restore SQL (database.post_restore_rewrite: it masks)"
 	}
 	if err := ru.r.cfg.Physical.Clusters.Empty(ctx, s); err != nil {
 		ru.note("%s, %s, may hold production's unmasked data and could not be emptied; remove its data folder: %v", s, why, err)
 		return false
 	}
-	ru.note("emptied %s, %s: with [mask] it may hold production's unmasked data (the next restore into it is a full copy)", s, why)
+	ru.note("emptied %s, %s: %s it may hold production's unmasked data (the next restore into it is a full copy)", s, why, how)
 	return true
 }
 

@@ -101,21 +101,27 @@ func TestPhysicalConfigErrorsNameTheKey(t *testing.T) {
 	}
 }
 
-// [cluster] seed: on by default, off by default with [mask] (the copy would hold
-// production's files unmasked until the next rebuild), as set when set.
+// [cluster] seed: on by default, off by default with [mask] or post-restore SQL that
+// masks (post_restore_rewrite not false): the copy would hold production's files
+// unmasked until the next rebuild; as set when set.
 func TestClusterSeedDefault(t *testing.T) {
 	on, off := true, false
 	masked := &mask.Config{}
+	sanitize := []string{"sanitize.sql"}
 	for _, tc := range []struct {
-		seed *bool
-		mask *mask.Config
-		want bool
+		seed        *bool
+		mask        *mask.Config
+		postRestore []string
+		rewrite     *bool
+		want        bool
 	}{
-		{nil, nil, true}, {nil, masked, false}, {&on, masked, true}, {&off, nil, false},
+		{nil, nil, nil, nil, true}, {nil, masked, nil, nil, false}, {&on, masked, nil, nil, true}, {&off, nil, nil, nil, false},
+		{nil, nil, sanitize, nil, false}, {nil, nil, sanitize, &on, false}, {nil, nil, sanitize, &off, true}, {&on, nil, sanitize, nil, true},
 	} {
-		c := &EnvironmentConfig{Cluster: &ClusterSection{Seed: tc.seed}, Mask: tc.mask}
+		c := &EnvironmentConfig{Cluster: &ClusterSection{Seed: tc.seed}, Mask: tc.mask,
+			Database: DatabaseSection{PostRestore: tc.postRestore, PostRestoreRewrite: tc.rewrite}}
 		if got := c.seed(); got != tc.want {
-			t.Errorf("seed %v, mask %v: %v, want %v", tc.seed, tc.mask != nil, got, tc.want)
+			t.Errorf("seed %v, mask %v, post_restore %v, rewrite %v: %v, want %v", tc.seed, tc.mask != nil, tc.postRestore, tc.rewrite, got, tc.want)
 		}
 	}
 }

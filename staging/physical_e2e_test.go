@@ -92,6 +92,8 @@ func stepDetail(rep *staging.Report, name string) string {
 // neutralized cluster, and that production's repository was never written to.
 func TestPhysicalRebuild(t *testing.T) {
 	w := newPhysicalWorld(t)
+	// The world's post-restore SQL masks: the seed is off unless set.
+	editConfig(t, w.ConfigPath, "[cluster]\n", "[cluster]\nseed = true\n")
 	ctx := context.Background()
 	repo0, err := w.Phys.Listing()
 	if err != nil {
@@ -604,5 +606,36 @@ func TestPhysicalPostRestoreLeavesNoOldRowVersions(t *testing.T) {
 	}
 	if f := fileHolding(t, filepath.Join(w.ClusterDir, liveSlot(t, w)), "", "@users.example.com"); f != "" {
 		t.Fatalf("after the post-restore SQL masked the e-mails, %s holds production's", f)
+	}
+}
+
+// TestPhysicalPostRestoreSlotsHoldNoUnmaskedCopy: post-restore SQL that masks (the
+// world's; post_restore_rewrite is not false) is masking, as [mask] is: the first
+// rebuild seeds no copy of production's files into the other slot, and a rebuild that
+// fails before its SQL has run empties the slot it prepared.
+func TestPhysicalPostRestoreSlotsHoldNoUnmaskedCopy(t *testing.T) {
+	w := newPhysicalWorld(t)
+	rep := mustRun(t, w)
+	if d := stepDetail(rep, "restore"); strings.Contains(d, "seeded") {
+		t.Fatalf("the first rebuild seeded the other slot with production's unmasked files: %q", d)
+	}
+	live := liveSlot(t, w)
+	if f := fileHolding(t, w.ClusterDir, live, "@users.example.com"); f != "" {
+		t.Fatalf("after the first rebuild, %s holds production's e-mails", f)
+	}
+	// A post-restore file that fails before the one that masks.
+	if err := os.WriteFile(filepath.Join(w.Dir, "first.sql"), []byte("SELECT 1/0;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	editConfig(t, w.ConfigPath, `post_restore = ["sanitize.sql"]`, `post_restore = ["first.sql", "sanitize.sql"]`)
+	rep, err := run(t, w)
+	if err == nil || liveSlot(t, w) != live {
+		t.Fatalf("the rebuild with a failing post-restore file: %v, live slot %s\n%s", err, liveSlot(t, w), rep.Text())
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "with post-restore SQL (database.post_restore_rewrite: it masks) it may hold production's unmasked data") {
+		t.Errorf("the report does not say the prepared slot was emptied:\n%s", rep.Text())
+	}
+	if f := fileHolding(t, w.ClusterDir, live, "@users.example.com"); f != "" {
+		t.Fatalf("after the failed rebuild, %s holds production's e-mails", f)
 	}
 }
