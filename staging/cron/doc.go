@@ -37,8 +37,9 @@
 // RESTAGE_JOB_LOCK_FD=4. It inherits the environment lock's descriptor as fd 3 and its
 // per-job lock's as fd 4, so both locks live as long as the job: a runner killed
 // mid-job lets neither a rebuild nor a second copy of the job start. Its output
-// (standard output and error) goes to state_dir/jobs/<name>.log and its tail into the
-// report. Past its timeout the group gets SIGTERM, then SIGKILL; processes a job leaves
+// (standard output and error) goes to state_dir/jobs/<name>.log, bounded (its first
+// 64 MiB, then its end after a line saying how much was left out), and its tail into
+// the report. Past its timeout the group gets SIGTERM, then SIGKILL; processes a job leaves
 // behind are killed when it ends, so nothing of it runs without the lock.
 //
 // Files: what the runner writes in state_dir (state, logs, locks, the control copy)

@@ -330,3 +330,38 @@ func TestHolderRecordFailureIsLogged(t *testing.T) {
 		t.Fatalf("not logged:\n%s", log)
 	}
 }
+
+// A job that writes without end cannot fill state_dir's disk: its log keeps the first
+// LogBytes of its output, a line saying how much was left out, and the end the report
+// keeps.
+func TestRunawayOutputLogIsBounded(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(
+		crontest.Job(t, "chatty", "* * * * *", "lines", "300000", "exit", "1"),
+		crontest.Job(t, "quiet", "* * * * *", "lines", "30"),
+	)
+	cfg.LogBytes = 64 << 10
+	cfg.TailBytes = 400
+	if got := outcomes(runOnce(t, newRunner(t, cfg), at(0))); got != "chatty=failed quiet=ok" {
+		t.Fatal(got)
+	}
+	data, err := os.ReadFile(filepath.Join(e.state, "jobs", "chatty.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 64<<10+400+200 {
+		t.Fatalf("log of %d bytes, want about %d", len(data), 64<<10+400)
+	}
+	head, rest, ok := strings.Cut(string(data), "\n[restage: ")
+	if !ok || !strings.HasPrefix(head, "line 1\nline 2\n") || len(head) != 64<<10 {
+		t.Fatalf("log does not begin with the first 64 KiB of output and the note: %q ... %q", data[:40], data[len(data)-200:])
+	}
+	note, end, _ := strings.Cut(rest, "\n")
+	if !strings.Contains(note, "bytes of output left out") || !strings.HasSuffix(end, "line 299999\nline 300000\n") || len(end) != 400 {
+		t.Fatalf("log's note %q, its end %q", note, end)
+	}
+	// A job within the bound keeps its whole output, without a note.
+	if data, _ := os.ReadFile(filepath.Join(e.state, "jobs", "quiet.log")); !strings.HasPrefix(string(data), "line 1\n") || !strings.HasSuffix(string(data), "line 30\n") || strings.Contains(string(data), "[restage") {
+		t.Fatalf("quiet.log %q", data)
+	}
+}
