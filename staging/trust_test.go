@@ -2,12 +2,14 @@ package staging
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
@@ -342,6 +344,40 @@ func TestRepairAfterRollbackDoesNotSwapAgain(t *testing.T) {
 			}
 			if in, _ := r2.readIntent(); in != nil {
 				t.Fatal("the intent record is still there after the repair")
+			}
+		})
+	}
+}
+
+// A cutover record that names another environment's databases (two environments given
+// one state_dir, a record copied along with a config, or a database.name changed since)
+// is refused: its repair would stop this environment's service, then swap and drop the
+// databases it names, here experimental's live one.
+func TestRepairRefusesAnotherEnvironmentsRecord(t *testing.T) {
+	for _, via := range []string{"run", "dry run"} {
+		t.Run(via, func(t *testing.T) {
+			w := newWorld()
+			w.dbs["experimental"] = "experimental's data"
+			before := w.snapshot()
+			r := w.rebuilder(t)
+			in := intent{Run: "other", Kind: "deploy", PID: 1, Started: time.Now(), Phase: phaseActivated,
+				Live: "experimental", Next: "experimental_deploy", Prev: "experimental_prev", Old: "experimental_old",
+				Failed: "experimental_failed", HadLive: false, Release: "r9"}
+			data, _ := json.Marshal(in)
+			if err := os.WriteFile(filepath.Join(r.cfg.StateDir, IntentFile), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if via == "run" {
+				_, err = r.Run(context.Background())
+			} else {
+				_, err = r.Plan(context.Background())
+			}
+			if err == nil || !strings.Contains(err.Error(), `names the database "experimental"`) || ExitStatus(err) != ExitFailed {
+				t.Fatalf("err %v, want the record refused", err)
+			}
+			if got := w.snapshot(); got != before {
+				t.Fatalf("the record of another environment was followed:\n got %s\nwant %s", got, before)
 			}
 		})
 	}
