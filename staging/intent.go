@@ -112,6 +112,10 @@ func (r *Rebuilder) readIntent() (*intent, error) {
 		return nil, fmt.Errorf("cutover record: %w", err)
 	}
 	defer f.Close()
+	// A record planted by another user is never followed.
+	if err := safefile.CheckPrivateDir(filepath.Dir(r.intentPath())); err != nil {
+		return nil, fmt.Errorf("cutover record: %w", err)
+	}
 	var in intent
 	if err := json.NewDecoder(f).Decode(&in); err != nil {
 		return nil, fmt.Errorf("cutover record %s: %w", r.intentPath(), err)

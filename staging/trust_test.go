@@ -13,6 +13,7 @@ import (
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // Rule 7: a deploy never sees a backup, so it must learn production's identity from the
@@ -378,6 +379,41 @@ func TestRepairRefusesAnotherEnvironmentsRecord(t *testing.T) {
 			}
 			if got := w.snapshot(); got != before {
 				t.Fatalf("the record of another environment was followed:\n got %s\nwant %s", got, before)
+			}
+		})
+	}
+}
+
+// A state_dir other users may write to is refused before a record found there is
+// followed: another user of the host could plant a cutover record (and spooled
+// reports, a history) there and have the next run, even a dry run, swap and drop
+// this environment's databases.
+func TestRepairRefusesARecordOthersCouldPlant(t *testing.T) {
+	for _, via := range []string{"run", "dry run"} {
+		t.Run(via, func(t *testing.T) {
+			w := newWorld()
+			before := w.snapshot()
+			r := w.rebuilder(t)
+			if err := os.Chmod(r.cfg.StateDir, 0o1777); err != nil {
+				t.Fatal(err)
+			}
+			in := intent{Run: "planted", Kind: "rebuild", PID: 1, Started: time.Now(), Phase: phaseActivated,
+				Live: "staging", Next: "staging_next", Prev: "staging_prev", Old: "staging_old", Failed: "staging_failed", HadLive: true, Release: "r0"}
+			data, _ := json.Marshal(in)
+			if err := os.WriteFile(filepath.Join(r.cfg.StateDir, IntentFile), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if via == "run" {
+				_, err = r.Run(context.Background())
+			} else {
+				_, err = r.Plan(context.Background())
+			}
+			if !errors.Is(err, safefile.ErrNotPrivate) || ExitStatus(err) != ExitFailed {
+				t.Fatalf("err %v, want the state folder refused", err)
+			}
+			if got := w.snapshot(); got != before {
+				t.Fatalf("a record others could plant was followed:\n got %s\nwant %s", got, before)
 			}
 		})
 	}

@@ -46,5 +46,6 @@
 // is 0600 and the folders it makes 0700; it opens them without following a symbolic
 // link (a link planted there is refused with an error, its target untouched), and
 // refuses a FIFO or anything else that is not a regular file there without waiting on
-// it.
+// it. A state_dir that another user owns (root excepted), or that its group or others
+// may write to, is refused: they could plant the files the runner reads back.
 package cron

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
@@ -363,5 +364,25 @@ func TestRunawayOutputLogIsBounded(t *testing.T) {
 	// A job within the bound keeps its whole output, without a note.
 	if data, _ := os.ReadFile(filepath.Join(e.state, "jobs", "quiet.log")); !strings.HasPrefix(string(data), "line 1\n") || !strings.HasSuffix(string(data), "line 30\n") || strings.Contains(string(data), "[restage") {
 		t.Fatalf("quiet.log %q", data)
+	}
+}
+
+// A state_dir other users may write to is refused before a job runs: one of them could
+// plant the state (which minutes ran), the control copy or a job's log there.
+func TestRunnerRefusesAStateDirOthersMayWrite(t *testing.T) {
+	e := newEnv(t)
+	marker := e.path("ran")
+	cfg := e.config(crontest.Job(t, "a", "* * * * *", "append", marker, "ran"))
+	if err := os.MkdirAll(e.state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(e.state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newRunner(t, cfg).RunOnce(t.Context(), at(0)); !errors.Is(err, safefile.ErrNotPrivate) {
+		t.Fatalf("RunOnce with a state_dir of mode 0777: %v, want it refused", err)
+	}
+	if crontest.Exists(marker) {
+		t.Fatal("a job ran")
 	}
 }
