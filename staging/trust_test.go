@@ -394,7 +394,7 @@ func TestRepairRefusesARecordOthersCouldPlant(t *testing.T) {
 			w := newWorld()
 			before := w.snapshot()
 			r := w.rebuilder(t)
-			if err := os.Chmod(r.cfg.StateDir, 0o1777); err != nil {
+			if err := os.Chmod(r.cfg.StateDir, os.ModeSticky|0o777); err != nil {
 				t.Fatal(err)
 			}
 			in := intent{Run: "planted", Kind: "rebuild", PID: 1, Started: time.Now(), Phase: phaseActivated,

@@ -91,7 +91,7 @@ func TestExitStatuses(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(filepath.Dir(open), "state"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Join(filepath.Dir(open), "state"), 0o1777); err != nil {
+	if err := os.Chmod(filepath.Join(filepath.Dir(open), "state"), os.ModeSticky|0o777); err != nil {
 		t.Fatal(err)
 	}
 	if code, msg := status("-config", open); code != 2 || !strings.Contains(msg, "state_dir: ") || !strings.Contains(msg, "lets other users write to it") {

@@ -180,7 +180,7 @@ func TestMkdirPrivate(t *testing.T) {
 // files restage reads back and acts on (a cutover record, a spooled report, a pidfile).
 func TestMkdirPrivateRefusesFoldersOthersControl(t *testing.T) {
 	base := t.TempDir()
-	for _, mode := range []os.FileMode{0o777, 0o1777, 0o770, 0o702} {
+	for _, mode := range []os.FileMode{0o777, os.ModeSticky | 0o777, 0o770, 0o702} {
 		dir := filepath.Join(base, "open")
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
