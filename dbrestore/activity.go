@@ -21,6 +21,10 @@ type Session struct {
 	// XactAge is how long its current transaction has been open, by the server's clock;
 	// 0 when it has none.
 	XactAge time.Duration
+	// GID names a prepared transaction (PREPARE TRANSACTION; State "prepared", PID 0,
+	// XactAge since it was prepared): no session holds it, and it keeps its locks until
+	// COMMIT PREPARED or ROLLBACK PREPARED. "": a session.
+	GID string
 }
 
 // Replica is a standby streaming from a server (pg_stat_replication).
@@ -51,19 +55,23 @@ func checkStatsVisible(ctx context.Context, c *pgx.Conn) error {
 }
 
 // Sessions returns the server's client sessions other than the one asking, in every
-// database (background workers, WAL senders and autovacuum are not sessions). It
-// changes nothing. A role that cannot see other users' sessions (not a superuser, not
+// database (background workers, WAL senders and autovacuum are not sessions), then its
+// prepared transactions (Session.GID), which hold locks without a session. It changes
+// nothing. A role that cannot see other users' sessions (not a superuser, not
 // in pg_read_all_stats) gets ErrStatsHidden, never a partial list.
 func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
 	return readStats(ctx, s, "pg_stat_activity", `SELECT pid, coalesce(usename, ''), coalesce(datname, ''), coalesce(application_name, ''),
 	coalesce(host(client_addr), ''), coalesce(state, ''),
-	coalesce(extract(epoch FROM clock_timestamp() - xact_start)::float8, 0)
+	coalesce(extract(epoch FROM clock_timestamp() - xact_start)::float8, 0), ''
 FROM pg_stat_activity
 WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'
-ORDER BY pid`, func(row pgx.CollectableRow) (Session, error) {
+UNION ALL
+SELECT 0, owner::text, database::text, '', '', 'prepared', extract(epoch FROM clock_timestamp() - prepared)::float8, gid
+FROM pg_prepared_xacts
+ORDER BY 1, 8`, func(row pgx.CollectableRow) (Session, error) {
 		var se Session
 		var age float64
-		err := row.Scan(&se.PID, &se.User, &se.Database, &se.Application, &se.Client, &se.State, &age)
+		err := row.Scan(&se.PID, &se.User, &se.Database, &se.Application, &se.Client, &se.State, &age, &se.GID)
 		se.XactAge = seconds(age)
 		return se, err
 	})

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/restage/restage/dbrestore/pgtest"
 )
 
 // A role that cannot see other users' activity (not a superuser, not in
@@ -57,5 +59,43 @@ func TestActivityNeedsReadAllStats(t *testing.T) {
 	}
 	if _, err := srv.Replicas(ctx); err != nil {
 		t.Errorf("Replicas with pg_read_all_stats: %v", err)
+	}
+}
+
+// A prepared transaction (two-phase commit) is in no session, yet holds its locks, and
+// the oldest row versions, until COMMIT PREPARED or ROLLBACK PREPARED, however long
+// its coordinator is gone: Sessions lists it, with its identifier and age, so that a
+// promote's preflight refuses an old one instead of stopping production for
+// migrations that would wait on its locks.
+func TestSessionsListPreparedTransactions(t *testing.T) {
+	bin := pgtest.Require(t)
+	ctx := testCtx(t)
+	prod, err := pgtest.StartLocalWith(ctx, bin, "max_prepared_transactions=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prod.Stop() })
+	prod.Exec(t, "postgres", "CREATE TABLE bug (id int)")
+	c := prod.Connect(t, "postgres")
+	if _, err := c.Exec(ctx, "BEGIN; LOCK TABLE bug IN ACCESS SHARE MODE; PREPARE TRANSACTION 'orphan 1'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prod.Exec(t, "postgres", "ROLLBACK PREPARED 'orphan 1'") })
+	c.Close(ctx) // its coordinator is gone; the transaction stays
+	time.Sleep(50 * time.Millisecond)
+	srv := newServer(t, prod, ServerConfig{AdminDSN: prod.AdminDSN()})
+	sessions, err := srv.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []Session
+	for _, s := range sessions {
+		if s.GID != "" {
+			found = append(found, s)
+		}
+	}
+	if len(found) != 1 || found[0].GID != "orphan 1" || found[0].PID != 0 || found[0].User != "postgres" ||
+		found[0].Database != "postgres" || found[0].State != "prepared" || found[0].XactAge < 50*time.Millisecond {
+		t.Fatalf("prepared transactions among the sessions: %+v, want the one prepared", found)
 	}
 }

@@ -154,7 +154,7 @@ const (
 func (p *proc) run(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, p.path, p.args...)
 	cmd.Env = childEnv(p.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error {
 		// pg_restore -j and pg_dump -j fork workers: end them all.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

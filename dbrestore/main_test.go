@@ -18,6 +18,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if tool := os.Getenv(procHelperEnv); tool != "" {
+		// A process that runs tool as restage runs pg_dump, for a test to kill it.
+		err := (&proc{path: tool, args: os.Args[1:]}).run(context.Background())
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	flag.Parse()
 	if _, err := pgtest.BinDir(); err != nil && os.Getenv(pgtest.RequireEnv) != "1" {
 		// Examples need real servers and cannot skip themselves: run the tests only

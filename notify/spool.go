@@ -95,7 +95,8 @@ var (
 
 // NewSpool returns a Spool that delivers through next and keeps undelivered reports in
 // dir: created with mode 0700 if missing (its missing parents too), narrowed to 0700 if
-// wider, refused if it is a symbolic link or not a folder. Every file in it is created
+// wider, refused if it is a symbolic link or not a folder, or if another user owns it
+// or may write to it (safefile.ErrNotPrivate). Every file in it is created
 // with mode 0600 and opened without following a symbolic link at its path. A nil logger
 // means slog.Default().
 func NewSpool(dir string, next Notifier, logger *slog.Logger) (*Spool, error) {

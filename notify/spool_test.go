@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/internal/smtptest"
 	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/notify"
@@ -538,6 +539,19 @@ func TestSpoolFilesArePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.RequireMode(t, filepath.Join(wide, "delivered"), 0o600)
+
+	// A folder other users may write to is refused, not narrowed: one of them could
+	// have planted reports there, which the spool would deliver as the environment's.
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := notify.NewSpool(open, target, nil); !errors.Is(err, safefile.ErrNotPrivate) {
+		t.Fatalf("a spool folder others may write to: %v, want it refused", err)
+	}
 }
 
 // TestSpoolNeverFollowsPlantedSymlinks: symbolic links planted at the spool folder's path,

@@ -112,6 +112,10 @@ func (r *Rebuilder) readIntent() (*intent, error) {
 		return nil, fmt.Errorf("cutover record: %w", err)
 	}
 	defer f.Close()
+	// A record planted by another user is never followed.
+	if err := safefile.CheckPrivateDir(filepath.Dir(r.intentPath())); err != nil {
+		return nil, fmt.Errorf("cutover record: %w", err)
+	}
 	var in intent
 	if err := json.NewDecoder(f).Decode(&in); err != nil {
 		return nil, fmt.Errorf("cutover record %s: %w", r.intentPath(), err)
@@ -119,7 +123,25 @@ func (r *Rebuilder) readIntent() (*intent, error) {
 	if in.Live == "" || in.Prev == "" || in.Old == "" || in.Failed == "" {
 		return nil, fmt.Errorf("cutover record %s: names missing", r.intentPath())
 	}
+	if err := r.ownIntent(&in); err != nil {
+		return nil, fmt.Errorf("cutover record %s: %w", r.intentPath(), err)
+	}
 	return &in, nil
+}
+
+// ownIntent refuses a record that names other databases than this environment's
+// cutover writes: another environment's (two given one state_dir, or a record copied
+// with a config), or from before database.name changed. Its repair would swap and
+// drop the databases it names.
+func (r *Rebuilder) ownIntent(in *intent) error {
+	ok := in.Live == r.cfg.Database && in.Prev == r.prev() && in.Old == r.old() && in.Failed == r.failed() &&
+		(in.Next == "" || in.Next == r.next() || in.Next == r.working())
+	if ok {
+		return nil
+	}
+	return fmt.Errorf("it names the database %q (with %q, %q, %q, %q), not this environment's %q: refused, nothing repaired; "+
+		"repair with the config of the environment that wrote it, or remove it once its databases, release and service are checked by hand",
+		in.Live, in.Next, in.Prev, in.Old, in.Failed, r.cfg.Database)
 }
 
 // repair puts staging back as it was before a cutover that a killed run left half

@@ -148,7 +148,8 @@ func writeRecord(path string, o Owner) error {
 }
 
 // openLockFile opens (creates) the lock file, never through a symbolic link, in a
-// folder it makes 0700. The file may be of any kind an operator's flock(1) can lock.
+// folder it makes 0700. The file may be of any kind an operator's flock(1) can lock,
+// but not one another user could replace (see replaceable).
 func openLockFile(path string) (*os.File, error) {
 	if path == "" {
 		return nil, errors.New("lock: no lock file given")
@@ -160,11 +161,42 @@ func openLockFile(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
+	if err := replaceable(f); err != nil {
+		f.Close()
+		return nil, err
+	}
 	if err := checkLockFile(f); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return f, nil
+}
+
+// replaceable refuses a lock file another user could replace with a file of their
+// own, so that a rebuild and a cron job would each hold "the lock" on another file: one
+// in a folder others may write to without the sticky bit, or one another user owns
+// (root excepted), who may replace it even in a sticky folder such as /tmp.
+func replaceable(f *os.File) error {
+	dir := filepath.Dir(f.Name())
+	dst, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if perm := dst.Mode().Perm(); perm&0o022 != 0 && dst.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("lock: %s: its folder's mode %#o lets other users replace it: refused (make the folder %#o, or give it the sticky bit)",
+			f.Name(), perm, safefile.DirMode)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if uid := int(sys.Uid); uid != os.Geteuid() && uid != 0 {
+			return fmt.Errorf("lock: %s belongs to user id %d, not to this process's %d, who could replace it: refused (the nightly, its cron jobs and an operator's flock(1) run as one user)",
+				f.Name(), uid, os.Geteuid())
+		}
+	}
+	return nil
 }
 
 // checkLockFile refuses a lock file that restage would damage by writing its owner

@@ -328,3 +328,63 @@ func TestLockFileThatIsAnotherProgramsFileIsRefused(t *testing.T) {
 	}
 	l.Release()
 }
+
+// A lock whose file other users could replace is refused: in a folder others may write
+// to (without the sticky bit), another user renamed the lock file a rebuild held and
+// put a fresh one in its place, and a cron job then took the lock while the rebuild
+// still held it; a lock file another user owns they may replace even in a sticky
+// folder (/tmp, /run/lock).
+func TestLockRefusesFilesOthersCouldReplace(t *testing.T) {
+	open := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(open, "staging.lock")
+	if l, err := AcquireExclusive(context.Background(), path, LockOptions{}); err == nil || !strings.Contains(err.Error(), "other users") {
+		if l != nil {
+			l.Release()
+		}
+		t.Fatalf("a lock in a folder of mode 0777: %v, want it refused", err)
+	}
+	if l, err := AcquireShared(path, "job"); err == nil || !strings.Contains(err.Error(), "other users") {
+		if l != nil {
+			l.Release()
+		}
+		t.Fatalf("a shared lock in a folder of mode 0777: %v, want it refused", err)
+	}
+
+	// A sticky folder is fine (only a file's owner may replace it there)...
+	sticky := filepath.Join(t.TempDir(), "tmp")
+	if err := os.Mkdir(sticky, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sticky, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	l, err := AcquireExclusive(context.Background(), filepath.Join(sticky, "staging.lock"), LockOptions{})
+	if err != nil {
+		t.Fatalf("a lock in a sticky folder: %v", err)
+	}
+	l.Release()
+	if os.Geteuid() != 0 {
+		t.Log("not root: the test of a lock file another user owns needs chown")
+		return
+	}
+	// ...but not a lock file another user put there first.
+	planted := filepath.Join(sticky, "planted.lock")
+	if err := os.WriteFile(planted, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(planted, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := AcquireExclusive(context.Background(), planted, LockOptions{}); err == nil || !strings.Contains(err.Error(), "belongs to user id 65534") {
+		if l != nil {
+			l.Release()
+		}
+		t.Fatalf("a lock file another user owns: %v, want it refused", err)
+	}
+}

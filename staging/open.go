@@ -12,6 +12,7 @@ import (
 	"github.com/restage/restage/dbrestore"
 	"github.com/restage/restage/dbrestore/physical"
 	"github.com/restage/restage/internal/redact"
+	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/schema"
 	"github.com/restage/restage/svcctl"
@@ -82,6 +83,9 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	}
 	if cfg.Schema, err = schema.New(schema.Config{Logger: log}); err != nil {
 		return nil, c.errorf("schema: %w", err)
+	}
+	if err := c.privateStateDir(); err != nil {
+		return nil, err
 	}
 	if cfg.Service, cfg.Health, err = c.service(log); err != nil {
 		return nil, err
@@ -250,6 +254,20 @@ func (d *Drivers) Notifier(c NotifyConfig, env DriverEnv) (notify.Notifier, erro
 		return nil, fmt.Errorf("%w: state_dir is required to spool reports", ErrConfig)
 	}
 	return notify.SpoolEach(filepath.Join(env.StateDir, "spool"), named, env.Logger)
+}
+
+// privateStateDir makes state_dir (0700) or refuses it, as a config error, when another
+// user owns it or may write to it: a run reads back what it finds there and acts on
+// it (the cutover record, the spool), so a folder others control would let them
+// choose what a repair swaps and drops, or what is mailed in the environment's name.
+func (c *EnvironmentConfig) privateStateDir() error {
+	if c.StateDir == "" {
+		return nil
+	}
+	if err := safefile.MkdirPrivate(c.StateDir); err != nil {
+		return c.errorf("state_dir: %w", err)
+	}
+	return nil
 }
 
 func values(m map[string]notify.Notifier) []any {

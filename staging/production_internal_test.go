@@ -152,8 +152,14 @@ func TestCheckPreflight(t *testing.T) {
 		[]schema.Migration{{Version: 5, Name: "fast"}}, history); len(reasons) > 0 {
 		t.Errorf("a fine production refused: %v", reasons)
 	}
+	// A prepared transaction younger than the limit is fine, whoever prepared it.
+	if reasons, _ := checkPreflight(p, append(ok, dbrestore.Session{User: "bob", Database: "shop", State: "prepared", XactAge: time.Second, GID: "t1"}),
+		nil, nil, history); len(reasons) > 0 {
+		t.Errorf("a young prepared transaction refused: %v", reasons)
+	}
 	reasons, _ := checkPreflight(p,
-		append(ok, dbrestore.Session{PID: 3, User: "alice", XactAge: 2 * time.Minute}, dbrestore.Session{PID: 4, User: "alice"}),
+		append(ok, dbrestore.Session{PID: 3, User: "alice", XactAge: 2 * time.Minute}, dbrestore.Session{PID: 4, User: "alice"},
+			dbrestore.Session{User: "bob", Database: "shop", State: "prepared", XactAge: time.Hour, GID: "orphan 1"}),
 		[]dbrestore.Replica{{Name: "s1", ReplayLag: time.Minute}},
 		[]schema.Migration{{Version: 4, Name: "slow"}, {Version: 5, Name: "fast"}, {Version: 6, Name: "new"}}, history)
 	all := strings.Join(reasons, "\n")
@@ -163,13 +169,14 @@ func TestCheckPreflight(t *testing.T) {
 		`standby "s1" () replays 1m0s behind`,
 		"migration 4_slow took 12s on staging (run new)",
 		"migration 6_new never ran on staging",
+		`prepared transaction "orphan 1" (user bob, database shop) has been open for 1h0m0s, over max_transaction_age 1m0s`,
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("reasons lack %q:\n%s", want, all)
 		}
 	}
-	if len(reasons) != 5 {
-		t.Errorf("%d reasons, want 5:\n%s", len(reasons), all)
+	if len(reasons) != 6 {
+		t.Errorf("%d reasons, want 6:\n%s", len(reasons), all)
 	}
 	// Defaults: 60s, 60s, 15s, postgres.
 	reasons, _ = checkPreflight(&Preflight{}, []dbrestore.Session{{User: "postgres", XactAge: 59 * time.Second}, {User: "app"}}, nil,

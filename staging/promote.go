@@ -32,8 +32,9 @@ var (
 // Activity is what a promote's preflight reads of the production server
 // (dbrestore.Server implements it); it changes nothing.
 type Activity interface {
-	// Sessions returns the client sessions other than the caller's: all of them, or
-	// dbrestore.ErrStatsHidden when the caller cannot see other users'.
+	// Sessions returns the client sessions other than the caller's, and the prepared
+	// transactions (dbrestore.Session.GID): all of them, or dbrestore.ErrStatsHidden
+	// when the caller cannot see other users'.
 	Sessions(ctx context.Context) ([]dbrestore.Session, error)
 	// Replicas returns the standbys streaming from the server, or
 	// dbrestore.ErrStatsHidden when the caller cannot see their lag.
@@ -427,6 +428,14 @@ func checkPreflight(p *Preflight, sessions []dbrestore.Session, replicas []dbres
 	txAge, lag, mig, users := p.limits()
 	others := map[string]int{}
 	for _, s := range sessions {
+		if s.GID != "" {
+			// No session holds it; its locks stay until it is committed or rolled back.
+			if s.XactAge > txAge {
+				reasons = append(reasons, fmt.Sprintf("prepared transaction %q (user %s, database %s) has been open for %s, over max_transaction_age %s: it holds its locks until COMMIT PREPARED or ROLLBACK PREPARED",
+					s.GID, s.User, s.Database, round(s.XactAge), txAge))
+			}
+			continue
+		}
 		if s.XactAge > txAge {
 			reasons = append(reasons, fmt.Sprintf("a transaction has been open for %s (pid %d, user %s, database %s, %s), over max_transaction_age %s",
 				round(s.XactAge), s.PID, s.User, s.Database, s.State, txAge))

@@ -2,15 +2,18 @@ package staging
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/restage/restage/codesync"
 	"github.com/restage/restage/dbrestore"
+	"github.com/restage/restage/internal/safefile"
 )
 
 // Rule 7: a deploy never sees a backup, so it must learn production's identity from the
@@ -342,6 +345,75 @@ func TestRepairAfterRollbackDoesNotSwapAgain(t *testing.T) {
 			}
 			if in, _ := r2.readIntent(); in != nil {
 				t.Fatal("the intent record is still there after the repair")
+			}
+		})
+	}
+}
+
+// A cutover record that names another environment's databases (two environments given
+// one state_dir, a record copied along with a config, or a database.name changed since)
+// is refused: its repair would stop this environment's service, then swap and drop the
+// databases it names, here experimental's live one.
+func TestRepairRefusesAnotherEnvironmentsRecord(t *testing.T) {
+	for _, via := range []string{"run", "dry run"} {
+		t.Run(via, func(t *testing.T) {
+			w := newWorld()
+			w.dbs["experimental"] = "experimental's data"
+			before := w.snapshot()
+			r := w.rebuilder(t)
+			in := intent{Run: "other", Kind: "deploy", PID: 1, Started: time.Now(), Phase: phaseActivated,
+				Live: "experimental", Next: "experimental_deploy", Prev: "experimental_prev", Old: "experimental_old",
+				Failed: "experimental_failed", HadLive: false, Release: "r9"}
+			data, _ := json.Marshal(in)
+			if err := os.WriteFile(filepath.Join(r.cfg.StateDir, IntentFile), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if via == "run" {
+				_, err = r.Run(context.Background())
+			} else {
+				_, err = r.Plan(context.Background())
+			}
+			if err == nil || !strings.Contains(err.Error(), `names the database "experimental"`) || ExitStatus(err) != ExitFailed {
+				t.Fatalf("err %v, want the record refused", err)
+			}
+			if got := w.snapshot(); got != before {
+				t.Fatalf("the record of another environment was followed:\n got %s\nwant %s", got, before)
+			}
+		})
+	}
+}
+
+// A state_dir other users may write to is refused before a record found there is
+// followed: another user of the host could plant a cutover record (and spooled
+// reports, a history) there and have the next run, even a dry run, swap and drop
+// this environment's databases.
+func TestRepairRefusesARecordOthersCouldPlant(t *testing.T) {
+	for _, via := range []string{"run", "dry run"} {
+		t.Run(via, func(t *testing.T) {
+			w := newWorld()
+			before := w.snapshot()
+			r := w.rebuilder(t)
+			if err := os.Chmod(r.cfg.StateDir, os.ModeSticky|0o777); err != nil {
+				t.Fatal(err)
+			}
+			in := intent{Run: "planted", Kind: "rebuild", PID: 1, Started: time.Now(), Phase: phaseActivated,
+				Live: "staging", Next: "staging_next", Prev: "staging_prev", Old: "staging_old", Failed: "staging_failed", HadLive: true, Release: "r0"}
+			data, _ := json.Marshal(in)
+			if err := os.WriteFile(filepath.Join(r.cfg.StateDir, IntentFile), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if via == "run" {
+				_, err = r.Run(context.Background())
+			} else {
+				_, err = r.Plan(context.Background())
+			}
+			if !errors.Is(err, safefile.ErrNotPrivate) || ExitStatus(err) != ExitFailed {
+				t.Fatalf("err %v, want the state folder refused", err)
+			}
+			if got := w.snapshot(); got != before {
+				t.Fatalf("a record others could plant was followed:\n got %s\nwant %s", got, before)
 			}
 		})
 	}

@@ -57,7 +57,8 @@ type BaseBackupOptions struct {
 	Plain bool
 	// BinDir holds pg_basebackup; "": the newest /usr/lib/postgresql/*/bin.
 	BinDir string
-	// Keep keeps the newest Keep base backups; 0: all.
+	// Keep keeps the newest Keep base backups, and removes what killed ones left
+	// (untouched for a day); 0: all.
 	Keep int
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
@@ -272,6 +273,13 @@ func baseManifests(dir string) ([]BaseManifest, error) {
 	return out, nil
 }
 
+// staleBaseAfter is how long a base backup's leftover (a .tmp- folder, or a folder
+// without its manifest) stays untouched before a prune removes it.
+const staleBaseAfter = 24 * time.Hour
+
+// pruneBase removes the base backups in dir beyond the newest keep (the manifest
+// first), then the leftovers of killed ones untouched for staleBaseAfter: each holds a
+// copy of production's cluster.
 func pruneBase(dir string, keep int) error {
 	ms, err := baseManifests(dir)
 	if err != nil {
@@ -287,7 +295,58 @@ func pruneBase(dir string, keep int) error {
 			return err
 		}
 	}
-	return nil
+	return pruneBaseLeftovers(dir, time.Now().Add(-staleBaseAfter))
+}
+
+// pruneBaseLeftovers removes from dir what base backups killed mid-way left, when
+// nothing in it changed since before: a ".tmp-basebackup-<stamp>" folder, or a
+// "basebackup-<stamp>" folder without its manifest (killed between the rename and
+// the manifest). Other names are left alone.
+func pruneBaseLeftovers(dir string, before time.Time) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("physical: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		stamp, ok := strings.CutPrefix(strings.TrimPrefix(name, ".tmp-"), baseBackupPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		if _, err := time.Parse("20060102T150405Z", stamp); err != nil {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if !strings.HasPrefix(name, ".tmp-") {
+			if _, err := os.Lstat(p + BaseManifestSuffix); !errors.Is(err, os.ErrNotExist) {
+				continue // published, or its manifest unreadable: baseManifests' business
+			}
+		}
+		if !treeOlder(p, before) {
+			continue // perhaps a backup still being written
+		}
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, fmt.Errorf("physical: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// treeOlder says whether nothing under path was modified at or after t.
+func treeOlder(path string, t time.Time) bool {
+	older := true
+	_ = filepath.WalkDir(path, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && !info.ModTime().Before(t) {
+			older = false
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return older
 }
 
 // BaseBackupDir is the Source of base backups that BaseBackup wrote into a folder: the

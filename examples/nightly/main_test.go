@@ -85,6 +85,18 @@ func TestExitStatuses(t *testing.T) {
 	if code, msg := status("-config", noKey); code != 2 || !strings.Contains(msg, "mask.key_env") || !strings.Contains(msg, "RESTAGE_TEST_UNSET_KEY") {
 		t.Errorf("masking key unset: exit %d, %s", code, msg)
 	}
+	// A state_dir other users may write to (one of them could plant a cutover record
+	// for the repair to follow): refused before anything runs.
+	open, _ := config(t, "")
+	if err := os.Mkdir(filepath.Join(filepath.Dir(open), "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(filepath.Dir(open), "state"), os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := status("-config", open); code != 2 || !strings.Contains(msg, "state_dir: ") || !strings.Contains(msg, "lets other users write to it") {
+		t.Errorf("a state_dir of mode 1777: exit %d, %s", code, msg)
+	}
 	if code, _ := status(); code != 2 {
 		t.Errorf("no -config: exit %d", code)
 	}

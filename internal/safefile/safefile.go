@@ -88,8 +88,8 @@ func ReadFile(path string, max int64) ([]byte, error) {
 }
 
 // MkdirPrivate makes the folder dir and its missing parents (DirMode) and refuses a
-// symbolic link or anything but a folder at dir. A folder that exists is left as it
-// is.
+// symbolic link or anything but a folder at dir. A folder that exists keeps its mode,
+// but one that is not private is refused (see CheckPrivateDir).
 func MkdirPrivate(dir string) error {
 	err := os.MkdirAll(dir, DirMode)
 	st, lerr := os.Lstat(dir)
@@ -102,6 +102,41 @@ func MkdirPrivate(dir string) error {
 		return lerr
 	case !st.IsDir():
 		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
+	}
+	return private(dir, st)
+}
+
+// ErrNotPrivate is wrapped by the error of a folder that another user owns or may
+// write to.
+var ErrNotPrivate = errors.New("not private")
+
+// CheckPrivateDir refuses the folder dir (errors.Is(err, ErrNotPrivate)) when another
+// user than this process's owns it (root excepted) or when its group or others may
+// write to it: whoever can write there can plant the files restage reads back and
+// acts on (a cutover record, a spooled report, a pidfile), or replace restage's own.
+// A symbolic link at dir is refused too.
+func CheckPrivateDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return refusedLink(dir)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
+	}
+	return private(dir, st)
+}
+
+func private(dir string, st fs.FileInfo) error {
+	if perm := st.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%s: %w: mode %#o lets other users write to it (make it %#o): refused", dir, ErrNotPrivate, perm, DirMode)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if uid := int(sys.Uid); uid != os.Geteuid() && uid != 0 {
+			return fmt.Errorf("%s: %w: it belongs to user id %d, not to this process's %d: refused", dir, ErrNotPrivate, uid, os.Geteuid())
+		}
 	}
 	return nil
 }

@@ -175,3 +175,53 @@ func TestMkdirPrivate(t *testing.T) {
 		t.Fatalf("a file there: %v", err)
 	}
 }
+
+// A folder another user may write to, or owns, is refused: that user could plant the
+// files restage reads back and acts on (a cutover record, a spooled report, a pidfile).
+func TestMkdirPrivateRefusesFoldersOthersControl(t *testing.T) {
+	base := t.TempDir()
+	for _, mode := range []os.FileMode{0o777, os.ModeSticky | 0o777, 0o770, 0o702} {
+		dir := filepath.Join(base, "open")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		for name, check := range map[string]func(string) error{"MkdirPrivate": MkdirPrivate, "CheckPrivateDir": CheckPrivateDir} {
+			if err := check(dir); !errors.Is(err, ErrNotPrivate) || !strings.Contains(err.Error(), "other users write") {
+				t.Errorf("%s of a folder of mode %v: %v, want it refused", name, mode, err)
+			}
+		}
+		if err := os.Remove(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Its own folder with the group's and others' read and search bits is private.
+	own := filepath.Join(base, "own")
+	if err := os.Mkdir(own, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirPrivate(own); err != nil {
+		t.Fatalf("its own 0755 folder: %v", err)
+	}
+	if err := CheckPrivateDir(own); err != nil {
+		t.Fatalf("its own 0755 folder: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Log("not root: the test of a folder another user owns needs chown")
+		return
+	}
+	foreign := filepath.Join(base, "foreign")
+	if err := os.Mkdir(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(foreign, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	for name, check := range map[string]func(string) error{"MkdirPrivate": MkdirPrivate, "CheckPrivateDir": CheckPrivateDir} {
+		if err := check(foreign); !errors.Is(err, ErrNotPrivate) || !strings.Contains(err.Error(), "belongs to user id 65534") {
+			t.Errorf("%s of another user's folder: %v, want it refused", name, err)
+		}
+	}
+}

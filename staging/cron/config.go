@@ -20,6 +20,7 @@ import (
 const (
 	DefaultTimeout   = time.Hour
 	DefaultTailBytes = 16 << 10
+	DefaultLogBytes  = 64 << 20
 	DefaultKillDelay = 5 * time.Second
 	// ControlTimeout bounds fetching a control URL when Config.HTTPClient is nil.
 	ControlTimeout = 5 * time.Second
@@ -73,6 +74,10 @@ type Config struct {
 	HTTPClient *http.Client `toml:"-"`
 	// TailBytes is how much of a job's output a report keeps; 0: DefaultTailBytes.
 	TailBytes int `toml:"-"`
+	// LogBytes bounds a job's log (state_dir/jobs/<name>.log): output past it is left
+	// out, but for the tail the report keeps, written after a line saying how much was
+	// left out; 0: DefaultLogBytes.
+	LogBytes int64 `toml:"-"`
 	// KillDelay is the time between SIGTERM and SIGKILL for a job past its timeout;
 	// 0: DefaultKillDelay.
 	KillDelay time.Duration `toml:"-"`

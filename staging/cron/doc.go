@@ -37,13 +37,15 @@
 // RESTAGE_JOB_LOCK_FD=4. It inherits the environment lock's descriptor as fd 3 and its
 // per-job lock's as fd 4, so both locks live as long as the job: a runner killed
 // mid-job lets neither a rebuild nor a second copy of the job start. Its output
-// (standard output and error) goes to state_dir/jobs/<name>.log and its tail into the
-// report. Past its timeout the group gets SIGTERM, then SIGKILL; processes a job leaves
+// (standard output and error) goes to state_dir/jobs/<name>.log, bounded (its first
+// 64 MiB, then its end after a line saying how much was left out), and its tail into
+// the report. Past its timeout the group gets SIGTERM, then SIGKILL; processes a job leaves
 // behind are killed when it ends, so nothing of it runs without the lock.
 //
 // Files: what the runner writes in state_dir (state, logs, locks, the control copy)
 // is 0600 and the folders it makes 0700; it opens them without following a symbolic
 // link (a link planted there is refused with an error, its target untouched), and
 // refuses a FIFO or anything else that is not a regular file there without waiting on
-// it.
+// it. A state_dir that another user owns (root excepted), or that its group or others
+// may write to, is refused: they could plant the files the runner reads back.
 package cron

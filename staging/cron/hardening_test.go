@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/internal/testutil"
 	"github.com/restage/restage/staging"
 	"github.com/restage/restage/staging/cron"
@@ -328,5 +329,60 @@ func TestHolderRecordFailureIsLogged(t *testing.T) {
 	}
 	if log := e.log.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "holder record") {
 		t.Fatalf("not logged:\n%s", log)
+	}
+}
+
+// A job that writes without end cannot fill state_dir's disk: its log keeps the first
+// LogBytes of its output, a line saying how much was left out, and the end the report
+// keeps.
+func TestRunawayOutputLogIsBounded(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(
+		crontest.Job(t, "chatty", "* * * * *", "lines", "300000", "exit", "1"),
+		crontest.Job(t, "quiet", "* * * * *", "lines", "30"),
+	)
+	cfg.LogBytes = 64 << 10
+	cfg.TailBytes = 400
+	if got := outcomes(runOnce(t, newRunner(t, cfg), at(0))); got != "chatty=failed quiet=ok" {
+		t.Fatal(got)
+	}
+	data, err := os.ReadFile(filepath.Join(e.state, "jobs", "chatty.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 64<<10+400+200 {
+		t.Fatalf("log of %d bytes, want about %d", len(data), 64<<10+400)
+	}
+	head, rest, ok := strings.Cut(string(data), "\n[restage: ")
+	if !ok || !strings.HasPrefix(head, "line 1\nline 2\n") || len(head) != 64<<10 {
+		t.Fatalf("log does not begin with the first 64 KiB of output and the note: %q ... %q", data[:40], data[len(data)-200:])
+	}
+	note, end, _ := strings.Cut(rest, "\n")
+	if !strings.Contains(note, "bytes of output left out") || !strings.HasSuffix(end, "line 299999\nline 300000\n") || len(end) != 400 {
+		t.Fatalf("log's note %q, its end %q", note, end)
+	}
+	// A job within the bound keeps its whole output, without a note.
+	if data, _ := os.ReadFile(filepath.Join(e.state, "jobs", "quiet.log")); !strings.HasPrefix(string(data), "line 1\n") || !strings.HasSuffix(string(data), "line 30\n") || strings.Contains(string(data), "[restage") {
+		t.Fatalf("quiet.log %q", data)
+	}
+}
+
+// A state_dir other users may write to is refused before a job runs: one of them could
+// plant the state (which minutes ran), the control copy or a job's log there.
+func TestRunnerRefusesAStateDirOthersMayWrite(t *testing.T) {
+	e := newEnv(t)
+	marker := e.path("ran")
+	cfg := e.config(crontest.Job(t, "a", "* * * * *", "append", marker, "ran"))
+	if err := os.MkdirAll(e.state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(e.state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newRunner(t, cfg).RunOnce(t.Context(), at(0)); !errors.Is(err, safefile.ErrNotPrivate) {
+		t.Fatalf("RunOnce with a state_dir of mode 0777: %v, want it refused", err)
+	}
+	if crontest.Exists(marker) {
+		t.Fatal("a job ran")
 	}
 }

@@ -161,6 +161,9 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.TailBytes <= 0 {
 		cfg.TailBytes = DefaultTailBytes
 	}
+	if cfg.LogBytes <= 0 {
+		cfg.LogBytes = DefaultLogBytes
+	}
 	if cfg.KillDelay <= 0 {
 		cfg.KillDelay = DefaultKillDelay
 	}
@@ -566,9 +569,10 @@ func (r *Runner) finish(ctx context.Context, s *started) {
 		return
 	}
 	defer logFile.Close()
-	out := &tail{max: r.cfg.TailBytes, w: logFile}
+	out := &tail{max: r.cfg.TailBytes, w: logFile, logMax: r.cfg.LogBytes}
 	res.Start = time.Now()
 	ps, timedOut, err := r.execute(ctx, s, out, log)
+	out.close()
 	res.End = time.Now()
 	res.Output = out.bytes()
 	if ps != nil {

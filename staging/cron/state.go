@@ -127,22 +127,34 @@ func (r *Runner) tryJobLock(j *job) (*os.File, error) {
 	return f, nil
 }
 
-// tail keeps the last max bytes written to it, and copies everything to w if set.
+// tail keeps the last max bytes written to it, and copies to w (if set) the first
+// logMax of them (all when logMax is 0); close then adds to w, past a line saying how
+// much was left out, the end it kept. A job that writes without end cannot fill the
+// disk with its log.
 type tail struct {
-	mu    sync.Mutex
-	max   int
-	buf   []byte
-	total int64
-	w     *os.File
+	mu      sync.Mutex
+	max     int
+	buf     []byte
+	total   int64
+	w       *os.File
+	logMax  int64
+	written int64 // bytes copied to w
 }
 
-// Write keeps the end of p and copies p to w.
+// Write keeps the end of p and copies p to w, up to logMax bytes in all.
 func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.total += int64(len(p))
 	if t.w != nil {
-		_, _ = t.w.Write(p)
+		head := p
+		if t.logMax > 0 {
+			head = p[:min(int64(len(p)), max(t.logMax-t.written, 0))]
+		}
+		if len(head) > 0 {
+			n, _ := t.w.Write(head)
+			t.written += int64(n)
+		}
 	}
 	if len(p) >= t.max {
 		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
@@ -153,6 +165,25 @@ func (t *tail) Write(p []byte) (int, error) {
 		t.buf = append(t.buf[:0], t.buf[over:]...)
 	}
 	return len(p), nil
+}
+
+// close ends the copy to w: when output was left out of it, a line saying how much,
+// then the end of the output that tail kept.
+func (t *tail) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.w == nil || t.written == t.total {
+		return
+	}
+	kept := t.buf
+	gap := t.total - int64(len(kept)) - t.written
+	if gap < 0 {
+		kept = kept[-gap:]
+	} else {
+		_, _ = fmt.Fprintf(t.w, "\n[restage: %d bytes of output left out: the log keeps the first %d and the last %d]\n", gap, t.written, len(kept))
+	}
+	_, _ = t.w.Write(kept)
+	t.written = t.total
 }
 
 // bytes returns the kept tail, starting at a line boundary when output was cut.

@@ -19,6 +19,7 @@ import (
 	"github.com/restage/restage/internal/cmderr"
 	"github.com/restage/restage/internal/gitcred"
 	"github.com/restage/restage/internal/redact"
+	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
 )
@@ -73,6 +74,12 @@ func Open(cfg *Config, opts Options) (*Train, error) {
 	t := &Train{cfg: c, log: log, now: opts.Now, report: opts.Report, git: opts.Git}
 	if t.now == nil {
 		t.now = time.Now
+	}
+	// cuts.jsonl and the spool: a folder others control is refused before any cut.
+	if c.StateDir != "" {
+		if err := safefile.MkdirPrivate(c.StateDir); err != nil {
+			return nil, fmt.Errorf("%w: state_dir: %w", staging.ErrConfig, err)
+		}
 	}
 	d := c.Drivers
 	if d == nil {

@@ -451,3 +451,20 @@ unit = "app-experimental.service"
 		}
 	}
 }
+
+// A state_dir other users may write to is refused when the train opens (a config
+// error), not after the cut was pushed: cuts.jsonl and the spool sit there, and
+// another user could plant reports to be mailed in the train's name.
+func TestOpenRefusesAStateDirOthersMayWrite(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "train")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := train.Open(&train.Config{Repo: "/srv/git/bugs", StateDir: state}, train.Options{Logger: discard()})
+	if !errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), "state_dir: ") || !strings.Contains(err.Error(), "lets other users write to it") {
+		t.Fatalf("Open with a state_dir of mode 0777: %v, want a config error naming state_dir", err)
+	}
+}
