@@ -192,21 +192,13 @@ func Rewrite(ctx context.Context, conn *pgx.Conn, tables []string) error {
 // role may not rewrite them: a table (with its children) neither it nor the database's
 // owner role it has owns, and a populated materialized view it does not own.
 func mayRewrite(ctx context.Context, conn *pgx.Conn, tables []string) error {
-	regs := make([]string, len(tables))
-	for i, t := range tables {
-		regs[i] = quoteTable(t)
-	}
-	rows, err := conn.Query(ctx, `
-WITH RECURSIVE rel(oid) AS (
-  SELECT to_regclass(t)::oid FROM unnest($1::text[]) t WHERE to_regclass(t) IS NOT NULL
-  UNION
-  SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent = rel.oid)
+	rows, err := conn.Query(ctx, withChildren+`
 SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, pg_catalog.pg_database d
 WHERE d.datname = current_database() AND NOT pg_has_role(c.relowner, 'USAGE')
   AND ((c.oid IN (SELECT oid FROM rel) AND c.relkind IN ('r', 'm') AND NOT pg_has_role(d.datdba, 'USAGE'))
     OR (c.relkind = 'm' AND c.relispopulated))
-ORDER BY 1`, regs)
+ORDER BY 1`, quoteTables(tables))
 	if err != nil {
 		return fmt.Errorf("mask: privileges to rewrite: %w", err)
 	}
@@ -219,6 +211,23 @@ ORDER BY 1`, regs)
 			strings.Join(denied, ", "))
 	}
 	return nil
+}
+
+// withChildren starts a query with rel(oid): the tables named in $1 (quoteTables) that
+// exist, and their inheritance children and partitions, at any depth.
+const withChildren = `
+WITH RECURSIVE rel(oid) AS (
+  SELECT to_regclass(t)::oid FROM unnest($1::text[]) t WHERE to_regclass(t) IS NOT NULL
+  UNION
+  SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent = rel.oid)`
+
+// quoteTables quotes each "schema.table" of tables for to_regclass.
+func quoteTables(tables []string) []string {
+	regs := make([]string, len(tables))
+	for i, t := range tables {
+		regs[i] = quoteTable(t)
+	}
+	return regs
 }
 
 // scrub refreshes the views, replaces the statistics and rewrites tables (and the large
@@ -246,18 +255,10 @@ func rewrite(ctx context.Context, conn *pgx.Conn, tables []string, largeObjects 
 	if len(tables) == 0 && !largeObjects {
 		return nil // nothing changed, the statistics neither
 	}
-	regs := make([]string, len(tables))
-	for i, t := range tables {
-		regs[i] = quoteTable(t)
-	}
-	rows, err := conn.Query(ctx, `
-WITH RECURSIVE rel(oid) AS (
-  SELECT to_regclass(t)::oid FROM unnest($1::text[]) t WHERE to_regclass(t) IS NOT NULL
-  UNION
-  SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent = rel.oid)
+	rows, err := conn.Query(ctx, withChildren+`
 SELECT format('%I.%I', n.nspname, c.relname) FROM rel
 JOIN pg_catalog.pg_class c ON c.oid = rel.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'm') ORDER BY 1`, regs)
+WHERE c.relkind IN ('r', 'm') ORDER BY 1`, quoteTables(tables))
 	if err != nil {
 		return fmt.Errorf("mask: list the tables to rewrite: %w", err)
 	}
@@ -349,10 +350,7 @@ WHERE c.relkind = 'm' AND c.relispopulated ORDER BY c.oid`)
 // column with SET STATISTICS 0); a role without superuser rights (Rewrite as the
 // database's owner) cannot delete, and only analyzes.
 func resetStatistics(ctx context.Context, conn *pgx.Conn, tables []string) error {
-	quoted := make([]string, len(tables))
-	for i, t := range tables {
-		quoted[i] = quoteTable(t)
-	}
+	quoted := quoteTables(tables)
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 CREATE TEMPORARY TABLE restage_mask_stats ON COMMIT DROP AS
