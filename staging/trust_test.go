@@ -364,16 +364,7 @@ func TestRepairRefusesAnotherEnvironmentsRecord(t *testing.T) {
 			in := intent{Run: "other", Kind: "deploy", PID: 1, Started: time.Now(), Phase: phaseActivated,
 				Live: "experimental", Next: "experimental_deploy", Prev: "experimental_prev", Old: "experimental_old",
 				Failed: "experimental_failed", HadLive: false, Release: "r9"}
-			data, _ := json.Marshal(in)
-			if err := os.WriteFile(filepath.Join(r.cfg.StateDir, IntentFile), data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			var err error
-			if via == "run" {
-				_, err = r.Run(context.Background())
-			} else {
-				_, err = r.Plan(context.Background())
-			}
+			err := runOverRecord(t, r, in, via)
 			if err == nil || !strings.Contains(err.Error(), `names the database "experimental"`) || ExitStatus(err) != ExitFailed {
 				t.Fatalf("err %v, want the record refused", err)
 			}
@@ -382,6 +373,22 @@ func TestRepairRefusesAnotherEnvironmentsRecord(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runOverRecord writes in as r's cutover record, then runs r (via "run") or plans it
+// ("dry run"), and returns its error.
+func runOverRecord(t *testing.T, r *Rebuilder, in intent, via string) error {
+	t.Helper()
+	data, _ := json.Marshal(in)
+	if err := os.WriteFile(filepath.Join(r.cfg.StateDir, IntentFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if via == "run" {
+		_, err := r.Run(context.Background())
+		return err
+	}
+	_, err := r.Plan(context.Background())
+	return err
 }
 
 // A state_dir other users may write to is refused before a record found there is
@@ -399,16 +406,7 @@ func TestRepairRefusesARecordOthersCouldPlant(t *testing.T) {
 			}
 			in := intent{Run: "planted", Kind: "rebuild", PID: 1, Started: time.Now(), Phase: phaseActivated,
 				Live: "staging", Next: "staging_next", Prev: "staging_prev", Old: "staging_old", Failed: "staging_failed", HadLive: true, Release: "r0"}
-			data, _ := json.Marshal(in)
-			if err := os.WriteFile(filepath.Join(r.cfg.StateDir, IntentFile), data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			var err error
-			if via == "run" {
-				_, err = r.Run(context.Background())
-			} else {
-				_, err = r.Plan(context.Background())
-			}
+			err := runOverRecord(t, r, in, via)
 			if !errors.Is(err, safefile.ErrNotPrivate) || ExitStatus(err) != ExitFailed {
 				t.Fatalf("err %v, want the state folder refused", err)
 			}
