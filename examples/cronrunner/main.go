@@ -52,7 +52,7 @@ func exitStatus(err error) int {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet(prog, stderr,
-		"-config FILE [-once] [-log-level LEVEL]",
+		"-config FILE [-once] [-v | -log-level LEVEL]",
 		"-config FILE -list",
 		"-config FILE -enable JOB | -disable JOB")
 	configPath := fs.Config("the job table (TOML; required)")
@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	disable := fs.String("disable", "", "disable `JOB` (or DEFAULT) in the local control file, then exit")
 	enable := fs.String("enable", "", "enable `JOB` (or DEFAULT) in the local control file, then exit")
 	level := fs.String("log-level", "", "debug, info, warn or error (default: warn with -once, so that cron mails only problems; info otherwise)")
+	verbose := fs.Bool("v", false, "debug logging (-log-level debug)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,8 +78,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case modes > 1:
 		return fs.Usagef("-once, -list, -enable and -disable exclude each other")
+	case *verbose && *level != "":
+		return fs.Usagef("-v and -log-level exclude each other")
 	case *level != "" && lvl.UnmarshalText([]byte(*level)) != nil:
 		return fs.Usagef("-log-level %q: want debug, info, warn or error", *level)
+	case *verbose:
+		lvl = slog.LevelDebug
 	}
 	cfg, err := cron.Load(*configPath)
 	if err != nil {

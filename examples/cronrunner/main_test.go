@@ -106,6 +106,16 @@ func TestOnceRunsDueJobs(t *testing.T) {
 	}
 }
 
+// -v logs what -once keeps quiet by default (its level is warn, so that cron mails only
+// problems), as the other programs' -v does.
+func TestOnceVerbose(t *testing.T) {
+	w := newWorld(t, "", "a|* * * * *||append {dir}/a run")
+	code, _, stderr := cronrunner(t, "-config", w.config, "-once", "-v")
+	if code != 0 || !strings.Contains(stderr, "level=INFO") || !strings.Contains(stderr, "job=a") {
+		t.Fatalf("exit %d, want the job's info lines; stderr:\n%s", code, stderr)
+	}
+}
+
 func TestOnceReportsFailedJob(t *testing.T) {
 	// [notify] stdout: the report is printed, through staging.NewNotifier and its spool.
 	w := newWorld(t, "[notify]\nstdout = true\n",
@@ -153,7 +163,7 @@ func TestOnceSkipsDuringRebuild(t *testing.T) {
 	}
 }
 
-const usage = "usage: cronrunner -config FILE [-once] [-log-level LEVEL]\n" +
+const usage = "usage: cronrunner -config FILE [-once] [-v | -log-level LEVEL]\n" +
 	"       cronrunner -config FILE -list\n" +
 	"       cronrunner -config FILE -enable JOB | -disable JOB\n"
 
@@ -178,6 +188,7 @@ func TestUsage(t *testing.T) {
 		{Args: []string{"-config", cfg, "-once", "-list"}, Code: 2, Stderr: "cronrunner: -once, -list, -enable and -disable exclude each other\n" + usage},
 		{Args: []string{"-config", cfg, "-enable", "a", "-disable", "a"}, Code: 2, Stderr: "cronrunner: -once, -list, -enable and -disable exclude each other\n" + usage},
 		{Args: []string{"-config", cfg, "-once", "-log-level", "loud"}, Code: 2, Stderr: "cronrunner: -log-level \"loud\": want debug, info, warn or error\n" + usage},
+		{Args: []string{"-config", cfg, "-once", "-v", "-log-level", "info"}, Code: 2, Stderr: "cronrunner: -v and -log-level exclude each other\n" + usage},
 		{Args: []string{"-config", remote.config, "-disable", "a"}, Code: 2,
 			Stderr: "cronrunner: control https://cron.example.org/cron.ini is a URL: change the file where it is served\n" + usage},
 		// Config errors name the key.
