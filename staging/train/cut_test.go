@@ -211,7 +211,7 @@ func TestCutRefusesBackwards(t *testing.T) {
 func TestCutRefusesFailingCheck(t *testing.T) {
 	r := newRepo(t)
 	r.on("devel")
-	r.commit("check", "#!/bin/sh\nif test -e BROKEN; then echo devel is broken; exit 1; fi\n", "check")
+	r.commit("check", "#!/bin/sh\necho checking $RESTAGE_CUT_COMMIT\nif test -e BROKEN; then echo devel is broken; exit 1; fi\n", "check")
 	r.git("push", "-q", "origin", "devel")
 	c := &train.Config{Repo: r.bare, Check: []string{"./check"}}
 	if rep, err := cut(t, c); err != nil {
@@ -225,8 +225,9 @@ func TestCutRefusesFailingCheck(t *testing.T) {
 	if !errors.Is(err, train.ErrCheck) {
 		t.Fatalf("a failing check: %v", err)
 	}
-	if !strings.Contains(rep.Text(), "devel is broken") {
-		t.Errorf("the report lacks the check's output:\n%s", rep.Text())
+	// The check is told the commit it checks.
+	if !strings.Contains(rep.Text(), "devel is broken") || !strings.Contains(rep.Text(), "checking "+r.ref("devel")) {
+		t.Errorf("the report lacks the check's output, or the commit in RESTAGE_CUT_COMMIT:\n%s", rep.Text())
 	}
 	if r.refs() != before || r.ref("staging") != good {
 		t.Error("a refused cut changed refs")
