@@ -39,43 +39,18 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 	if err := r.runPgRestore(ctx, pgRestore, "pre-data", append(r.useList(), "--section=pre-data")...); err != nil {
 		return err
 	}
-	conn, err := s.connectRestore(ctx, opts.Target)
-	if err != nil {
-		return fmt.Errorf("dbrestore: %w", err)
-	}
-	cols, err := mask.CatalogColumns(ctx, conn)
-	var emptied int64 // large objects kept without their data (pre-data made them)
-	if err == nil && opts.Mask.EmptyLargeObjects() {
-		err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_largeobject_metadata").Scan(&emptied)
-	}
-	conn.Close(context.WithoutCancel(ctx))
-	if err != nil {
-		return fmt.Errorf("dbrestore: %w", err)
-	}
-	if err := opts.Mask.Check(cols); err != nil {
-		return fmt.Errorf("dbrestore: backup %s: %w", r.b.Name(), err)
-	}
-	list, err := tocList(ctx, pgRestore, r.b.Path)
+	cols, emptied, err := r.checkMask(ctx)
 	if err != nil {
 		return err
-	}
-	masked, first, after := splitMasked(list, opts.Mask.Tables())
-	if opts.Mask.EmptyLargeObjects() {
-		first = slices.DeleteFunc(first, func(line string) bool {
-			e, ok := parseTOCLine(line)
-			return ok && e.desc == "BLOBS" // their data; each one's metadata came with pre-data
-		})
 	}
 	dir, err := os.MkdirTemp("", "restage-restore-")
 	if err != nil {
 		return fmt.Errorf("dbrestore: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	firstList, afterList := filepath.Join(dir, "first.list"), filepath.Join(dir, "after.list")
-	for path, lines := range map[string][]string{firstList: first, afterList: after} {
-		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-			return fmt.Errorf("dbrestore: %w", err)
-		}
+	masked, firstList, afterList, err := r.writeLists(ctx, pgRestore, dir)
+	if err != nil {
+		return err
 	}
 
 	cctx, cancel := context.WithCancelCause(ctx)
@@ -113,6 +88,52 @@ func (r *restoreRun) maskedRestore(ctx context.Context, pgRestore string) error 
 	s.log.Info("dbrestore: masked restore done", logKeyTarget, opts.Target, "masked_columns", len(res.Columns),
 		"masking", res.Duration.Round(time.Millisecond), logKeyDuration, r.res.Restore.Round(time.Millisecond))
 	return nil
+}
+
+// checkMask is step 2 of a masked restore: it reads the restored pre-data's columns and
+// checks the rules against them. It returns the columns and, when the rules empty large
+// objects, how many pre-data made (kept without their data).
+func (r *restoreRun) checkMask(ctx context.Context) (cols []mask.Column, emptied int64, err error) {
+	conn, err := r.s.connectRestore(ctx, r.opts.Target)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dbrestore: %w", err)
+	}
+	cols, err = mask.CatalogColumns(ctx, conn)
+	if err == nil && r.opts.Mask.EmptyLargeObjects() {
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_largeobject_metadata").Scan(&emptied)
+	}
+	conn.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, 0, fmt.Errorf("dbrestore: %w", err)
+	}
+	if err := r.opts.Mask.Check(cols); err != nil {
+		return nil, 0, fmt.Errorf("dbrestore: backup %s: %w", r.b.Name(), err)
+	}
+	return cols, emptied, nil
+}
+
+// writeLists splits the backup's table of contents into the masked tables' data entries
+// and two pg_restore lists written in dir: what loads beside them (first) and what
+// waits for them (after). Large objects' data is left out when the rules empty them.
+func (r *restoreRun) writeLists(ctx context.Context, pgRestore, dir string) (masked []maskedEntry, firstList, afterList string, err error) {
+	list, err := tocList(ctx, pgRestore, r.b.Path)
+	if err != nil {
+		return nil, "", "", err
+	}
+	masked, first, after := splitMasked(list, r.opts.Mask.Tables())
+	if r.opts.Mask.EmptyLargeObjects() {
+		first = slices.DeleteFunc(first, func(line string) bool {
+			e, ok := parseTOCLine(line)
+			return ok && e.desc == "BLOBS" // their data; each one's metadata came with pre-data
+		})
+	}
+	firstList, afterList = filepath.Join(dir, "first.list"), filepath.Join(dir, "after.list")
+	for path, lines := range map[string][]string{firstList: first, afterList: after} {
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			return nil, "", "", fmt.Errorf("dbrestore: %w", err)
+		}
+	}
+	return masked, firstList, afterList, nil
 }
 
 // runPgRestore runs pg_restore into the target with extra arguments (a section, a list).
