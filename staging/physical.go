@@ -105,21 +105,14 @@ func (ru *run) physicalRun(ctx context.Context, ps *physicalState) error {
 		return err
 	}
 	release := ru.buildBehind(ctx)
-	if err := ru.physicalPrepare(ctx, ps); err != nil {
+	if err = ru.physicalPrepare(ctx, ps); err != nil {
 		_ = release(ctx, true)
-		ru.discardSlot(ctx, ps)
-		ru.rep.State = ru.untouchedCluster()
-		return err
+	} else if err = release(ctx, false); err == nil {
+		ru.sideDSN = func(db string) string { return cl.SideDSN(ps.slot, db) }
+		err = ru.upgrade(ctx, ru.r.cfg.Database)
 	}
-	if err := release(ctx, false); err != nil {
-		ru.discardSlot(ctx, ps)
-		ru.rep.State = ru.untouchedCluster()
-		return err
-	}
-	ru.sideDSN = func(db string) string { return cl.SideDSN(ps.slot, db) }
-	if err := ru.upgrade(ctx, ru.r.cfg.Database); err != nil {
-		ru.discardSlot(ctx, ps)
-		ru.rep.State = ru.untouchedCluster()
+	if err != nil {
+		ru.abandonSlot(ctx, ps)
 		return err
 	}
 	return ru.physicalCutover(ctx, ps)
@@ -463,6 +456,14 @@ func (ru *run) checkKept(ctx context.Context, s *physical.Slot, rules *mask.Rule
 		&mask.UnmaskedError{Columns: bad}))
 }
 
+// abandonSlot ends a run that failed before its cutover began: the slot and the release
+// it prepared are discarded (discardSlot), and the report says the live cluster is as it
+// was.
+func (ru *run) abandonSlot(ctx context.Context, ps *physicalState) {
+	ru.discardSlot(ctx, ps)
+	ru.rep.State = ru.untouchedCluster()
+}
+
 // discardSlot stops the slot prepared by a run that fails before its cutover; its data
 // stay for the next run's delta restore, unless the run masks (dropUnmasked).
 func (ru *run) discardSlot(ctx context.Context, ps *physicalState) {
@@ -555,8 +556,7 @@ func (ru *run) physicalCutover(ctx context.Context, ps *physicalState) error {
 		err = ru.record(in, phaseStopping)
 	}
 	if err != nil {
-		ru.discardSlot(ctx, ps)
-		ru.rep.State = ru.untouchedCluster()
+		ru.abandonSlot(ctx, ps)
 		return ru.step(ctx, "cutover", func(context.Context) (string, error) { return "", err })
 	}
 	cctx, cancel := ru.critical(ctx)
