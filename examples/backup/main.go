@@ -34,20 +34,43 @@ import (
 
 func main() { cli.Main("backup", run, nil) }
 
+// params are the command line's, checked.
+type params struct {
+	dump        dbrestore.DumpOptions
+	binDir      string
+	verbose     bool
+	base, plain bool
+}
+
 // run parses args, takes the backup and prints where it is.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	p, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if p.verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if p.base {
+		return baseBackup(ctx, p, logger, stdout)
+	}
+	return dump(ctx, p, logger, stdout)
+}
+
+// parse reads the flags and refuses what does not go together.
+func parse(args []string, stderr io.Writer) (*params, error) {
 	fs := cli.NewFlagSet("backup", stderr,
 		"-dsn URL -dir DIR [-jobs N] [-keep N] [-counts] [-format custom|directory] [-compress SPEC] [-lock-wait-timeout D] [-bindir DIR] [-v]",
 		"-basebackup [-plain] -dsn URL -dir DIR [-keep N] [-bindir DIR] [-v]")
 	var (
-		opts        dbrestore.DumpOptions
-		format      string
-		binDir      string
-		verbose     bool
-		base, plain bool
+		p      params
+		opts   = &p.dump
+		format string
 	)
-	fs.BoolVar(&base, "basebackup", false, "take a pg_basebackup of the whole cluster (strategy physical, [backup] type = \"basebackup\")")
-	fs.BoolVar(&plain, "plain", false, "with -basebackup: the data directory as files, not gzipped tar files")
+	fs.BoolVar(&p.base, "basebackup", false, "take a pg_basebackup of the whole cluster (strategy physical, [backup] type = \"basebackup\")")
+	fs.BoolVar(&p.plain, "plain", false, "with -basebackup: the data directory as files, not gzipped tar files")
 	fs.StringVar(&opts.DSN, "dsn", "", "database to back up (postgres:// URL or key=value; password better in PGPASSWORD)")
 	fs.StringVar(&opts.Dir, "dir", "", "existing folder for the dump and its manifest")
 	fs.IntVar(&opts.Jobs, "jobs", 1, "parallel pg_dump jobs (more than 1 uses the directory format)")
@@ -56,26 +79,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&format, "format", "", "custom or directory (default: custom, directory with -jobs > 1)")
 	fs.StringVar(&opts.Compress, "compress", "", "pg_dump --compress value (default: pg_dump's)")
 	fs.DurationVar(&opts.LockWaitTimeout, "lock-wait-timeout", dbrestore.DefaultLockWaitTimeout, "fail rather than wait longer for a table lock on production (a dump waiting holds the locks it has, queueing DDL and the traffic behind it)")
-	fs.StringVar(&binDir, "bindir", "", "folder holding pg_dump (default: PATH, then the newest /usr/lib/postgresql/*/bin)")
-	fs.BoolVar(&verbose, "v", false, "log progress")
+	fs.StringVar(&p.binDir, "bindir", "", "folder holding pg_dump (default: PATH, then the newest /usr/lib/postgresql/*/bin)")
+	fs.BoolVar(&p.verbose, "v", false, "log progress")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
 	}
 	switch {
 	case opts.DSN == "":
-		return fs.Usagef("-dsn is required")
+		return nil, fs.Usagef("-dsn is required")
 	case opts.Dir == "":
-		return fs.Usagef("-dir is required")
+		return nil, fs.Usagef("-dir is required")
 	case opts.Jobs < 1 || opts.Keep < 0 || opts.LockWaitTimeout <= 0:
-		return fs.Usagef("-jobs must be at least 1, -keep not negative and -lock-wait-timeout positive")
-	case plain && !base:
-		return fs.Usagef("-plain goes with -basebackup")
+		return nil, fs.Usagef("-jobs must be at least 1, -keep not negative and -lock-wait-timeout positive")
+	case p.plain && !p.base:
+		return nil, fs.Usagef("-plain goes with -basebackup")
 	case format != "" && format != string(dbrestore.FormatCustom) && format != string(dbrestore.FormatDirectory):
-		return fs.Usagef("-format %q: want custom or directory", format)
+		return nil, fs.Usagef("-format %q: want custom or directory", format)
 	case format == string(dbrestore.FormatCustom) && opts.Jobs > 1:
-		return fs.Usagef("-jobs %d writes the directory format, not -format custom", opts.Jobs)
+		return nil, fs.Usagef("-jobs %d writes the directory format, not -format custom", opts.Jobs)
 	}
-	if base {
+	if p.base {
 		// pg_dump's flags would be silently ignored by a base backup.
 		var dumpOnly []string
 		fs.Visit(func(f *flag.Flag) {
@@ -85,30 +108,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		})
 		if len(dumpOnly) > 0 {
-			return fs.Usagef("%s: pg_dump's, not -basebackup's", strings.Join(dumpOnly, ", "))
+			return nil, fs.Usagef("%s: pg_dump's, not -basebackup's", strings.Join(dumpOnly, ", "))
 		}
 	}
 	opts.Format = dbrestore.Format(format)
-	level := slog.LevelWarn
-	if verbose {
-		level = slog.LevelInfo
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return &p, nil
+}
+
+// baseBackup is -basebackup: pg_basebackup of the cluster, then -keep.
+func baseBackup(ctx context.Context, p *params, logger *slog.Logger, stdout io.Writer) error {
 	start := time.Now()
-	if base {
-		mpath, err := physical.BaseBackup(ctx, physical.BaseBackupOptions{DSN: opts.DSN, Dir: opts.Dir, Plain: plain,
-			BinDir: binDir, Keep: opts.Keep, Logger: logger})
-		if err != nil && mpath == "" {
-			return fmt.Errorf("no base backup written: %w", err)
-		}
-		fmt.Fprintf(stdout, "base backup complete in %s\n  manifest: %s\n", time.Since(start).Round(time.Millisecond), mpath)
-		if err != nil {
-			return fmt.Errorf("base backup written, but removing old ones failed: %w", err)
-		}
-		return nil
+	mpath, err := physical.BaseBackup(ctx, physical.BaseBackupOptions{DSN: p.dump.DSN, Dir: p.dump.Dir, Plain: p.plain,
+		BinDir: p.binDir, Keep: p.dump.Keep, Logger: logger})
+	if err != nil && mpath == "" {
+		return fmt.Errorf("no base backup written: %w", err)
 	}
-	cfg := dbrestore.Config{BinDir: binDir, Logger: logger}
-	b, err := dbrestore.Dump(ctx, cfg, opts)
+	fmt.Fprintf(stdout, "base backup complete in %s\n  manifest: %s\n", time.Since(start).Round(time.Millisecond), mpath)
+	if err != nil {
+		return fmt.Errorf("base backup written, but removing old ones failed: %w", err)
+	}
+	return nil
+}
+
+// dump is pg_dump of the database, its manifest, then -keep.
+func dump(ctx context.Context, p *params, logger *slog.Logger, stdout io.Writer) error {
+	start := time.Now()
+	b, err := dbrestore.Dump(ctx, dbrestore.Config{BinDir: p.binDir, Logger: logger}, p.dump)
 	if err != nil && b == nil {
 		return fmt.Errorf("no backup written: %w", err)
 	}
