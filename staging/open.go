@@ -47,36 +47,11 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 	if cfg.Production, err = c.Database.productionIDs(); err != nil {
 		return nil, c.errorf("database.production_ids: %w", err)
 	}
-	if c.Database.Strategy == string(Physical) {
-		if cfg.Physical, err = c.physical(log); err != nil {
-			return nil, err
-		}
-	} else {
-		if c.Backup.Dir != "" {
-			if cfg.Backups, err = dbrestore.NewCatalog(c.Backup.Dir, dbrestore.Config{BinDir: c.Database.BinDir, Logger: log}); err != nil {
-				return nil, c.errorf("backup.dir: %w", err)
-			}
-		}
-		srv, err := dbrestore.NewServer(dbrestore.ServerConfig{
-			AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, Production: cfg.Production,
-			Role: c.Schema.Role, RestoreDSN: c.Database.RestoreDSN, BinDir: c.Database.BinDir, Logger: log})
-		if err != nil {
-			return nil, c.errorf("database: %w", redact.Error(err))
-		}
-		cfg.Databases, cfg.DSN = srv, srv.DSN
+	if err := c.databases(&cfg, log); err != nil {
+		return nil, err
 	}
-
-	switch {
-	case opts.Source != nil:
-		cfg.Source = opts.Source
-	case c.Code.Git != "":
-		cfg.Source = &codesync.GitSource{Repo: c.Code.Git, Ref: c.Code.Ref, Timeout: c.Code.GitTimeout.Duration}
-	case c.Code.Source == "":
-		return nil, c.errorf("missing required key code.source (or code.git): an experimental config without one deploys only the code its caller names (experimental -source DIR or -git REPO -ref REF)")
-	default:
-		if cfg.Source, err = codesync.NewDirSource(c.Code.Source); err != nil {
-			return nil, c.errorf("code.source: %w", err)
-		}
+	if cfg.Source, err = c.source(opts.Source); err != nil {
+		return nil, err
 	}
 	if cfg.Releases, err = codesync.New(c.releasesConfig(log)); err != nil {
 		return nil, c.errorf("code: %w", err)
@@ -125,6 +100,47 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 		_ = closeParts(cfg.Service, cfg.Notifier)
 	}
 	return r, err
+}
+
+// databases sets cfg's database parts: strategy physical's (cfg.Physical), or the
+// backup catalog and the staging server (cfg.Backups, cfg.Databases, cfg.DSN).
+func (c *EnvironmentConfig) databases(cfg *Config, log *slog.Logger) error {
+	var err error
+	if c.Database.Strategy == string(Physical) {
+		cfg.Physical, err = c.physical(log)
+		return err
+	}
+	if c.Backup.Dir != "" {
+		if cfg.Backups, err = dbrestore.NewCatalog(c.Backup.Dir, dbrestore.Config{BinDir: c.Database.BinDir, Logger: log}); err != nil {
+			return c.errorf("backup.dir: %w", err)
+		}
+	}
+	srv, err := dbrestore.NewServer(dbrestore.ServerConfig{
+		AdminDSN: c.Database.AdminDSN, Protect: c.Database.Protect, Production: cfg.Production,
+		Role: c.Schema.Role, RestoreDSN: c.Database.RestoreDSN, BinDir: c.Database.BinDir, Logger: log})
+	if err != nil {
+		return c.errorf("database: %w", redact.Error(err))
+	}
+	cfg.Databases, cfg.DSN = srv, srv.DSN
+	return nil
+}
+
+// source is the code's source: the caller's (OpenOptions.Source), else code.git or
+// code.source.
+func (c *EnvironmentConfig) source(given codesync.Source) (codesync.Source, error) {
+	switch {
+	case given != nil:
+		return given, nil
+	case c.Code.Git != "":
+		return &codesync.GitSource{Repo: c.Code.Git, Ref: c.Code.Ref, Timeout: c.Code.GitTimeout.Duration}, nil
+	case c.Code.Source == "":
+		return nil, c.errorf("missing required key code.source (or code.git): an experimental config without one deploys only the code its caller names (experimental -source DIR or -git REPO -ref REF)")
+	}
+	src, err := codesync.NewDirSource(c.Code.Source)
+	if err != nil {
+		return nil, c.errorf("code.source: %w", err)
+	}
+	return src, nil
 }
 
 // physical builds strategy physical's parts: the pgBackRest source and the clusters.
