@@ -19,6 +19,7 @@ import (
 
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/cloexec"
 	"github.com/restage/restage/internal/proc"
 	"github.com/restage/restage/internal/safefile"
 )
@@ -397,6 +398,10 @@ func (p *Process) spawn(ctx context.Context, path, token string) (c *child, st p
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The service outlives restage: no descriptor restage inherited goes with it.
+	if err := cloexec.Inherited(); err != nil {
+		return nil, st, 0, fmt.Errorf("svcctl: process: %w", err)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, st, 0, fmt.Errorf("svcctl: process: starting %s: %w", p.cfg.Command[0], err)
 	}

@@ -3,11 +3,13 @@ package physical_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -464,5 +466,29 @@ DO $$ BEGIN RAISE WARNING '%', (SELECT name FROM item WHERE id = 9); END $$;`), 
 	_, err = w.cl.ExecFiles(ctx, slot, "shop", "", []string{file})
 	if err == nil || strings.Contains(err.Error(), "item 10") || !strings.Contains(err.Error(), "post.sql: 1 server notice (NOTICE 1), their text withheld") {
 		t.Errorf("err = %v, want the count of its notice without its text", err)
+	}
+}
+
+// A cluster restage starts runs for weeks: it gets no descriptor restage holds without
+// close-on-exec (one restage inherited from its parent, a flock(1) wrapper's lock).
+func TestClusterGetsNoInheritedDescriptor(t *testing.T) {
+	w := newWorld(t, true)
+	_, slot := w.restored(t)
+	ctx := context.Background()
+	held := filepath.Join(t.TempDir(), "held.lock")
+	if err := os.WriteFile(held, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(held, syscall.O_RDONLY, 0) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	pid := count(t, w.cl, slot, false, "postgres", "SELECT pg_backend_pid()") // forked from the postmaster
+	if got, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd)); err == nil && got == held {
+		t.Errorf("the cluster's server (pid %d) holds descriptor %d: %s", pid, fd, got)
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/cloexec"
 	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
@@ -619,7 +620,11 @@ func (r *Runner) execute(ctx context.Context, s *started, out io.Writer, log *sl
 	}
 	cmd.WaitDelay = r.cfg.KillDelay // then SIGKILL, and the output pipes are closed
 	log.Info("job started", "command", fmt.Sprintf("%q", j.Command))
-	err = cmd.Start()
+	// The job gets its locks and standard streams, no descriptor the runner inherited.
+	err = cloexec.Inherited()
+	if err == nil {
+		err = cmd.Start()
+	}
 	if err == nil {
 		err = cmd.Wait()
 	}
