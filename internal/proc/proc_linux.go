@@ -105,3 +105,46 @@ func WithEnv(entry string) ([]int, error) {
 	}
 	return pids, nil
 }
+
+// List returns the Stat of every process /proc shows (zombies too), by pid.
+func List() (map[int]Stat, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	all := make(map[int]Stat, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := ReadStat(pid); err == nil {
+			all[pid] = st
+		}
+	}
+	return all, nil
+}
+
+// HasEnv reports whether the initial environment (/proc/<pid>/environ) of process pid
+// holds every one of entries ("KEY=value") exactly; false when it cannot be read (a
+// zombie's, or another user's without privilege).
+func HasEnv(pid int, entries ...string) bool {
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	kvs := bytes.Split(env, []byte{0})
+	for _, want := range entries {
+		found := false
+		for _, kv := range kvs {
+			if string(kv) == want {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

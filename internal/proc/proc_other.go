@@ -29,3 +29,11 @@ func ReadChars(pid int) (int64, error) {
 func WithEnv(entry string) ([]int, error) {
 	return nil, fmt.Errorf("proc: processes with %s: %w", entry, errors.ErrUnsupported)
 }
+
+// List fails: there is no /proc to list outside Linux.
+func List() (map[int]Stat, error) {
+	return nil, fmt.Errorf("proc: list processes: %w", errors.ErrUnsupported)
+}
+
+// HasEnv is false outside Linux: there is no /proc/<pid>/environ to read.
+func HasEnv(pid int, entries ...string) bool { return false }
