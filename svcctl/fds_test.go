@@ -2,12 +2,16 @@ package svcctl
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 // rawDescriptor opens a file without close-on-exec, as a descriptor restage inherited
@@ -52,5 +56,33 @@ func TestServiceGetsNoInheritedDescriptor(t *testing.T) {
 	}
 	if !strings.Contains(st.Detail, "no-descriptor") {
 		t.Errorf("the status command holds descriptor %d: %s", fd, st.Detail)
+	}
+}
+
+// A health URL answered by another program listening on the service's port (here this
+// test process) does not make the service healthy: the process type checks that the
+// sockets listening on the URL's port are its service's.
+func TestHealthAnsweredByAnotherProcessIsNotHealthy(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	url := "http://" + l.Addr().String() + "/health"
+
+	// The service cannot listen on the port (taken) and sleeps instead.
+	tag := newTag(t)
+	p := newTestProcess(t, tag, ProcessConfig{Command: []string{"sleep", "60"}, StartWait: 100 * time.Millisecond})
+	err = StartHealthy(t.Context(), p, HTTPCheck{URL: url, Timeout: 5 * time.Second})
+	requireIs(t, err, ErrUnhealthy)
+	testutil.RequireErrorContains(t, err, fmt.Sprintf("pid %d", os.Getpid()), "not by the service")
+
+	// The service's own listener passes.
+	addr := testutil.FreeAddr(t)
+	q := newTestProcess(t, newTag(t), ProcessConfig{Command: []string{testBinary(t), "http", addr}, StartWait: 100 * time.Millisecond})
+	if err := StartHealthy(t.Context(), q, HTTPCheck{URL: "http://" + addr + "/health", Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,8 +3,10 @@ package proc
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -147,4 +149,64 @@ func HasEnv(pid int, entries ...string) bool {
 		}
 	}
 	return true
+}
+
+// Listeners returns the inodes of the TCP sockets (IPv4 and IPv6) listening on port in
+// this process's network namespace (/proc/net/tcp, /proc/net/tcp6).
+func Listeners(port int) ([]uint64, error) {
+	var inodes []uint64
+	want := fmt.Sprintf(":%04X", port)
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no IPv6
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+			if i == 0 || len(f) < 10 || f[3] != "0A" || !strings.HasSuffix(f[1], want) {
+				continue
+			}
+			if ino, err := strconv.ParseUint(f[9], 10, 64); err == nil && ino != 0 {
+				inodes = append(inodes, ino)
+			}
+		}
+	}
+	return inodes, nil
+}
+
+// SocketHolders returns, for each of inodes, the pids of the processes that hold a
+// descriptor on that socket (/proc/<pid>/fd; processes whose descriptors cannot be read,
+// another user's without privilege, are not seen).
+func SocketHolders(inodes []uint64) (map[uint64][]int, error) {
+	want := map[string]uint64{}
+	for _, ino := range inodes {
+		want["socket:["+strconv.FormatUint(ino, 10)+"]"] = ino
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	holders := map[uint64][]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := "/proc/" + e.Name() + "/fd"
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(dir + "/" + fd.Name())
+			if ino, ok := want[link]; err == nil && ok && !slices.Contains(holders[ino], pid) {
+				holders[ino] = append(holders[ino], pid)
+			}
+		}
+	}
+	return holders, nil
 }
