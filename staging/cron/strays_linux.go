@@ -32,26 +32,26 @@ func becomeSubreaper() error {
 // its process group (pgid) was killed: the processes reparented to the runner's process
 // (their parent died) that are in that group or whose environment names the job and the
 // environment, and all their descendants, until none is left or bound has passed. It
-// never touches a running job's command (running) nor another child of the runner's
-// process. It returns how many living processes it killed.
+// never touches a job's command not yet waited for (procs), nor another child of the
+// runner's process. It returns how many living processes it killed.
 func (r *Runner) killStrays(name string, pgid int, bound time.Duration) int {
 	self := os.Getpid()
 	want := []string{"RESTAGE_ENVIRONMENT=" + r.cfg.Environment, "RESTAGE_CRON_JOB=" + name}
-	ours := map[int]bool{} // the job's, once found: a descendant reparented later stays the job's
-	killed := 0
+	ours := map[int]bool{}   // the job's, once found: a descendant reparented later stays the job's
+	killed := map[int]bool{} // those found living, and so killed
 	for deadline := time.Now().Add(bound); ; time.Sleep(10 * time.Millisecond) {
-		live, err := r.strayRound(self, pgid, want, ours)
-		killed += live
+		live, err := r.strayRound(self, pgid, want, ours, killed)
 		if err != nil || live == 0 || time.Now().After(deadline) {
-			return killed
+			return len(killed)
 		}
 	}
 }
 
 // strayRound is one look of killStrays: it kills the job's living processes it finds
-// and reaps its dead children, under procMu, so that no job's command starts or is
-// waited for meanwhile; it returns how many living ones it killed.
-func (r *Runner) strayRound(self, pgid int, want []string, ours map[int]bool) (int, error) {
+// (recording them in killed, and every process of the job in ours) and reaps its dead
+// children, under procMu, so that no job's command starts or is waited for meanwhile;
+// it returns how many living ones it found.
+func (r *Runner) strayRound(self, pgid int, want []string, ours, killed map[int]bool) (int, error) {
 	r.procMu.Lock()
 	defer r.procMu.Unlock()
 	all, err := proc.List()
@@ -73,6 +73,7 @@ func (r *Runner) strayRound(self, pgid int, want []string, ours map[int]bool) (i
 			stack = append(stack[:len(stack)-1], children[p]...)
 			ours[p] = true
 			if !all[p].Dead() && syscall.Kill(p, syscall.SIGKILL) == nil {
+				killed[p] = true
 				live++
 			}
 		}
