@@ -256,3 +256,15 @@ func Hosts(dsn string) ([]string, error) {
 	}
 	return hosts, nil
 }
+
+// HasPassword reports whether dsn (a postgres:// URL or keyword/value pairs) carries a
+// password itself (not one from PGPASSWORD or a password file). A program given such a
+// DSN on its command line has shown it to every user of the machine (ps, /proc). Its
+// errors never contain dsn.
+func HasPassword(dsn string) (bool, error) {
+	cs, err := parseConnString(dsn)
+	if err != nil {
+		return false, err
+	}
+	return cs.password() != "", nil
+}

@@ -103,7 +103,7 @@ type restoreRun struct {
 	res   *RestoreResult
 
 	outMu  sync.Mutex
-	output *lineTail // pg_restore's messages, the notices of the files, what they did
+	output *lineTail // pg_restore's messages, what the files did (their notices counted)
 
 	progMu sync.Mutex
 	prog   *progressParser // a masked restore's, shared by its pg_restore runs
@@ -118,6 +118,9 @@ type restoreRun struct {
 	// written are the tables the post-restore files updated or deleted rows of
 	// ("schema.table", unquoted; repeats possible).
 	written []string
+
+	// notices counts the notices of the connection the post-restore files run on.
+	notices Notices
 }
 
 // addOutput keeps line in the result's output tail; pg_restore's jobs call it at once.
@@ -314,7 +317,7 @@ func (r *restoreRun) fill(ctx context.Context, pgRestore string) error {
 	if len(r.leftOut) > 0 { // after pg_restore's lines, so that the output's tail keeps it
 		r.addOutput("left out the dump's user mappings (they may reach production): " + strings.Join(r.leftOut, ", "))
 	}
-	conn, err := r.s.connectNotices(ctx, r.opts.Target, r.addOutput)
+	conn, err := r.s.connectNotices(ctx, r.opts.Target, &r.notices)
 	if err != nil {
 		return fmt.Errorf("dbrestore: %w", err)
 	}
@@ -533,6 +536,7 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 	}
 	for _, f := range r.files {
 		fstart := time.Now()
+		r.notices.Take() // counted before the file: not its own
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			writes, err := WatchWrites(ctx, tx)
 			if err != nil {
@@ -546,6 +550,9 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 			return err
 		})
 		if err != nil {
+			if n := r.notices.Take(); n != "" {
+				r.addOutput(fmt.Sprintf("post-restore %s: failed; %s", f.name, n))
+			}
 			return fmt.Errorf("dbrestore: post-restore %s: %w", f.name, describeSQLError(err, f.text))
 		}
 		if role != "" {
@@ -559,7 +566,11 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 		took := time.Since(fstart).Round(time.Millisecond)
-		r.addOutput(fmt.Sprintf("post-restore %s: done in %s", f.name, took))
+		done := fmt.Sprintf("post-restore %s: done in %s", f.name, took)
+		if n := r.notices.Take(); n != "" {
+			done += "; " + n
+		}
+		r.addOutput(done)
 		r.s.log.Info("dbrestore: post-restore file done", logKeyTarget, r.opts.Target, logKeyFile, f.name, logKeyDuration, took)
 	}
 	r.res.PostRestore = time.Since(start)
@@ -585,17 +596,15 @@ func (r *restoreRun) rewriteWritten(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// connectNotices connects to database (being restored) as the restore login, passing
-// server notices to addOutput.
-func (s *Server) connectNotices(ctx context.Context, database string, addOutput func(string)) (*pgx.Conn, error) {
+// connectNotices connects to database (being restored) as the restore login, counting
+// the server's notices in notices (their text is never kept: see Notices).
+func (s *Server) connectNotices(ctx context.Context, database string, notices *Notices) (*pgx.Conn, error) {
 	cs := s.rcs.withDatabase(database)
 	cfg, err := pgx.ParseConfig(cs.String())
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cs.Redacted(), err)
 	}
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
-		addOutput(n.Severity + ": " + n.Message)
-	}
+	cfg.OnNotice = notices.OnNotice
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cs.Redacted(), err)

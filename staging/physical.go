@@ -313,11 +313,15 @@ func (ru *run) physicalNeutralize(ctx context.Context, ps *physicalState) error 
 				d += "; " + md
 			}
 			if files := ru.r.cfg.Restore.PostRestore; len(files) > 0 {
-				written, err := cl.ExecFiles(ctx, ps.slot, ru.r.cfg.Database, ru.r.cfg.SchemaRole, files)
+				fr, err := cl.ExecFiles(ctx, ps.slot, ru.r.cfg.Database, ru.r.cfg.SchemaRole, files)
 				if err != nil {
 					return d, fmt.Errorf("post-restore: %w", err)
 				}
+				written := fr.Written
 				d += fmt.Sprintf("; post-restore SQL: %d file(s)", len(files))
+				if len(fr.Notices) > 0 {
+					d += " (" + strings.Join(fr.Notices, "; ") + ")"
+				}
 				if len(written) > 0 && !ru.r.cfg.Restore.KeepOldRows {
 					if err := ru.rewriteSlot(ctx, ps.slot, written); err != nil {
 						return d, fmt.Errorf("post-restore: %w", err)

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -186,7 +189,7 @@ func StartHealthy(ctx context.Context, c Controller, h Checker) error {
 		select {
 		case err := <-errc:
 			if err == nil {
-				return nil
+				return servedByService(ctx, c, h)
 			}
 			if st, serr := c.Status(ctx); serr == nil && st.State != StateRunning {
 				return diedError(ctx, c, st)
@@ -201,6 +204,72 @@ func StartHealthy(ctx context.Context, c Controller, h Checker) error {
 			}
 		}
 	}
+}
+
+// servedByService checks, when c can tell (PortServer) and h is an HTTPCheck of a URL on
+// this host, that the sockets listening on the URL's port are the service's: a health
+// check answered by another program says nothing about the service.
+func servedByService(ctx context.Context, c Controller, h Checker) error {
+	ps, ok := c.(PortServer)
+	if !ok {
+		return nil
+	}
+	var hc HTTPCheck
+	switch v := h.(type) {
+	case HTTPCheck:
+		hc = v
+	case *HTTPCheck:
+		hc = *v
+	default:
+		return nil
+	}
+	port, ok := hc.localPort()
+	if !ok {
+		return nil
+	}
+	if err := ps.ServesPort(ctx, port); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("svcctl: started, but %w", err)
+	}
+	return nil
+}
+
+// localPort returns the TCP port of the URL when its host is this host (localhost, a
+// loopback or unspecified address, or an address of one of its interfaces); a host
+// name other than localhost is not resolved.
+func (h HTTPCheck) localPort() (int, bool) {
+	u, err := url.Parse(h.URL)
+	if err != nil {
+		return 0, false
+	}
+	port, err := strconv.Atoi(u.Port())
+	switch {
+	case u.Port() == "" && u.Scheme == "http":
+		port, err = 80, nil
+	case u.Port() == "" && u.Scheme == "https":
+		port, err = 443, nil
+	}
+	if err != nil {
+		return 0, false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return port, true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return 0, false
+	}
+	ip = ip.Unmap()
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return port, true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == ip {
+			return port, true
+		}
+	}
+	return 0, false
 }
 
 func diedError(ctx context.Context, c Controller, st Status) error {

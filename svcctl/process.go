@@ -19,6 +19,7 @@ import (
 
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/cloexec"
 	"github.com/restage/restage/internal/proc"
 	"github.com/restage/restage/internal/safefile"
 )
@@ -79,7 +80,10 @@ type Process struct {
 	afterSpawn func(pid int)
 }
 
-var _ Controller = (*Process)(nil)
+var (
+	_ Controller = (*Process)(nil)
+	_ PortServer = (*Process)(nil)
+)
 
 // child is a process started by this program: Wait runs in a goroutine so no zombie stays.
 type child struct {
@@ -397,6 +401,10 @@ func (p *Process) spawn(ctx context.Context, path, token string) (c *child, st p
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The service outlives restage: no descriptor restage inherited goes with it.
+	if err := cloexec.Inherited(); err != nil {
+		return nil, st, 0, fmt.Errorf("svcctl: process: %w", err)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, st, 0, fmt.Errorf("svcctl: process: starting %s: %w", p.cfg.Command[0], err)
 	}
@@ -570,6 +578,55 @@ func waitGone(ctx context.Context, gone func() bool, d time.Duration) bool {
 		}
 		pause = min(pause*2, 100*time.Millisecond)
 	}
+}
+
+// ServesPort says whether every socket listening on TCP port is held by a process of
+// the service's process group (PortServer; Linux only, from /proc: elsewhere, or when
+// no socket listens on port in this network namespace, it cannot tell).
+func (p *Process) ServesPort(ctx context.Context, port int) error {
+	p.mu.Lock()
+	rec, ok, err := p.readPidfile()
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("svcctl: process: no pidfile, no service to hold port %d: %w", port, ErrUnhealthy)
+	}
+	inodes, err := proc.Listeners(port)
+	if err != nil {
+		return fmt.Errorf("svcctl: process: sockets on port %d: %w", port, err)
+	}
+	if len(inodes) == 0 {
+		return fmt.Errorf("svcctl: process: no socket listens on port %d here (another network namespace?): %w", port, errors.ErrUnsupported)
+	}
+	members, err := proc.GroupMembers(rec.PID)
+	if err != nil {
+		return fmt.Errorf("svcctl: process: the service's processes: %w", err)
+	}
+	holders, err := proc.SocketHolders(inodes)
+	if err != nil {
+		return fmt.Errorf("svcctl: process: sockets on port %d: %w", port, err)
+	}
+	var others []string
+	for _, ino := range inodes {
+		hs := holders[ino]
+		if slices.ContainsFunc(hs, func(pid int) bool { return slices.Contains(members, pid) }) {
+			continue
+		}
+		if len(hs) == 0 {
+			others = append(others, "a process restage cannot see")
+		}
+		for _, pid := range hs {
+			comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+			others = append(others, fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm))))
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("svcctl: process: port %d is listened on by %s, not by the service (pid %d): its answer is not the service's: %w",
+			port, strings.Join(slices.Compact(others), ", "), rec.PID, ErrUnhealthy)
+	}
+	return nil
 }
 
 // LogTail returns the last lines of the service's log file.

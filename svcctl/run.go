@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/cloexec"
 	"github.com/restage/restage/internal/cmderr"
 	"github.com/restage/restage/internal/safefile"
 )
@@ -109,6 +110,10 @@ func (r runner) run(ctx context.Context, argv []string) (string, int, error) {
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.WaitDelay = 5 * time.Second
+	// A start command may leave a daemon running: no descriptor restage inherited goes with it.
+	if err := cloexec.Inherited(); err != nil {
+		return "", -1, fmt.Errorf("svcctl: %s: %w", argv[0], err)
+	}
 	runErr := cmd.Run()
 
 	var text string

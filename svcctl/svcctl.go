@@ -44,6 +44,17 @@ type Checker interface {
 	Wait(ctx context.Context) error
 }
 
+// PortServer is implemented by controllers that can tell whether the sockets listening
+// on a local TCP port are the service's own (the process type, on Linux). StartHealthy
+// asks it once the health URL answered, so that another program listening on that port
+// (a copy of the service that outlived its stop, anything else) does not pass for it.
+type PortServer interface {
+	// ServesPort returns nil when every socket listening on port is held by one of the
+	// service's processes, an error wrapping ErrUnhealthy naming the others when one is
+	// not, and one wrapping errors.ErrUnsupported when it cannot tell.
+	ServesPort(ctx context.Context, port int) error
+}
+
 // Errors callers test with errors.Is.
 var (
 	ErrExited    = errors.New("service exited")

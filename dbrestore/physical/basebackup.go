@@ -86,7 +86,17 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (string, error) {
 	name := baseBackupPrefix + time.Now().UTC().Format("20060102T150405Z")
 	tmp := filepath.Join(opts.Dir, ".tmp-"+name)
 	start := time.Now()
-	if err := runBaseBackup(ctx, opts, tmp, &m); err != nil {
+	// pg_basebackup gives what it writes production's modes (0750 and 0640 for a
+	// group-readable data directory): the folder is made first, for restage's user alone,
+	// and everything in it made so once it is written, as a dump is.
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return "", fmt.Errorf("physical: %w", err)
+	}
+	err = runBaseBackup(ctx, opts, tmp, &m)
+	if err == nil {
+		err = ownerOnly(tmp)
+	}
+	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", err
 	}
@@ -186,6 +196,26 @@ func runBaseBackup(ctx context.Context, opts BaseBackupOptions, tmp string, m *B
 	var err error
 	m.SHA256, m.Size, err = treeSum(tmp)
 	return err
+}
+
+// ownerOnly makes the folders under dir (dir too) 0700 and its files 0600, following no
+// symbolic link.
+func ownerOnly(dir string) error {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir():
+			return os.Chmod(p, 0o700)
+		case d.Type().IsRegular():
+			return os.Chmod(p, 0o600)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("physical: make the base backup private: %w", err)
+	}
+	return nil
 }
 
 // kvPassword finds a password setting in a keyword/value DSN (password=x,

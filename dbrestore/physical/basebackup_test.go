@@ -94,3 +94,45 @@ func TestBaseBackup(t *testing.T) {
 		})
 	}
 }
+
+// A base backup holds the whole cluster: it is its owner's alone (folders 0700, files
+// 0600), as a dump is, even when production's data directory is group-readable (pg_basebackup
+// keeps production's modes: 0750 and 0640).
+func TestBaseBackupIsPrivate(t *testing.T) {
+	bin := physicaltest.Require(t)
+	ctx := context.Background()
+	prod := physicaltest.Start(t, physicaltest.Options{GroupAccess: true})
+	for _, plain := range []bool{false, true} {
+		dir := t.TempDir()
+		if _, err := physical.BaseBackup(ctx, physical.BaseBackupOptions{DSN: prod.DSN("postgres"), Dir: dir, Plain: plain, BinDir: bin}); err != nil {
+			t.Fatal(err)
+		}
+		backups, _ := filepath.Glob(filepath.Join(dir, "basebackup-*[0-9]Z"))
+		if len(backups) != 1 {
+			t.Fatalf("backups %v", backups)
+		}
+		files := 0
+		err := filepath.WalkDir(backups[0], func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && fi.Mode().Perm() != 0o700 {
+				t.Errorf("plain %v: folder %s has mode %v, want 0700", plain, p, fi.Mode().Perm())
+			}
+			if d.Type().IsRegular() {
+				files++
+				if fi.Mode().Perm() != 0o600 {
+					t.Errorf("plain %v: file %s has mode %v, want 0600", plain, p, fi.Mode().Perm())
+				}
+			}
+			return nil
+		})
+		if err != nil || files == 0 {
+			t.Fatalf("plain %v: %d files, %v", plain, files, err)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/cloexec"
 	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/progress"
 )
@@ -85,6 +86,10 @@ func (o *owner) run(ctx context.Context, argv []string) ([]byte, error) {
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// pg_ctl start leaves the cluster running: no descriptor restage inherited goes with it.
+	if err := cloexec.Inherited(); err != nil {
+		return nil, fmt.Errorf("physical: %w", err)
+	}
 	err := cmd.Run()
 	if err == nil {
 		return stdout.Bytes(), nil

@@ -365,22 +365,34 @@ func (c *Clusters) Exec(ctx context.Context, s *Slot, database, sql string) erro
 	return err
 }
 
+// FilesResult is what ExecFiles did.
+type FilesResult struct {
+	// Written are the tables the files updated or deleted rows of ("schema.table",
+	// unquoted, sorted; dbrestore.Writes): their old row versions hold the values the
+	// files replaced until the tables are rewritten.
+	Written []string
+	// Notices says, for each file that raised any, how many server notices it raised
+	// ("sanitize.sql: 2 server notices (NOTICE 2), their text withheld"): their text
+	// may quote production's rows (dbrestore.Notices), so none is kept.
+	Notices []string
+}
+
 // ExecFiles runs each SQL file in database on the slot running on the side port, each
-// in a transaction, as role when it is not "". It returns the tables the files updated
-// or deleted rows of ("schema.table", unquoted, sorted; dbrestore.Writes): their old row
-// versions hold the values the files replaced until the tables are rewritten.
-func (c *Clusters) ExecFiles(ctx context.Context, s *Slot, database, role string, files []string) ([]string, error) {
-	conn, err := c.Conn(ctx, s, database, false)
+// in a transaction, as role when it is not "".
+func (c *Clusters) ExecFiles(ctx context.Context, s *Slot, database, role string, files []string) (*FilesResult, error) {
+	var notices dbrestore.Notices
+	conn, err := c.conn(ctx, s, database, false, notices.OnNotice)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var written []string
+	res := &FilesResult{}
 	for _, f := range files {
 		sql, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("physical: %w", err)
 		}
+		notices.Take() // counted before the file: not its own
 		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if role != "" {
 				if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
@@ -395,14 +407,21 @@ func (c *Clusters) ExecFiles(ctx context.Context, s *Slot, database, role string
 				return err
 			}
 			tables, err := writes.Tables(ctx)
-			written = append(written, tables...)
+			res.Written = append(res.Written, tables...)
 			return err
 		})
+		if n := notices.Take(); n != "" {
+			res.Notices = append(res.Notices, filepath.Base(f)+": "+n)
+		}
 		if err != nil {
+			if len(res.Notices) > 0 {
+				return nil, fmt.Errorf("physical: %s: %w (%s)", f, withholdRows(err), strings.Join(res.Notices, "; "))
+			}
 			return nil, fmt.Errorf("physical: %s: %w", f, withholdRows(err))
 		}
 	}
-	return slices.Compact(slices.Sorted(slices.Values(written))), nil
+	res.Written = slices.Compact(slices.Sorted(slices.Values(res.Written)))
+	return res, nil
 }
 
 // rowsError is PostgreSQL's error with the row values its message, detail and context

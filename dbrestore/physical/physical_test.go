@@ -3,11 +3,13 @@ package physical_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -433,5 +435,60 @@ func TestExecFilesWithholdsRowValues(t *testing.T) {
 	_, err := w.cl.ExecFiles(ctx, slot, "shop", "", []string{file})
 	if err == nil || !strings.Contains(err.Error(), "invalid input syntax for type integer") || strings.Contains(err.Error(), "item 7") {
 		t.Fatalf("err = %v, want the error without the row's value", err)
+	}
+
+	// Production's trigger and a DO block print row values as notices: only their
+	// count is kept, in the result and in the error of a file that fails after them.
+	loud := filepath.Join(t.TempDir(), "loud.sql")
+	if err := os.WriteFile(loud, []byte(`
+CREATE FUNCTION tell() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'was %', OLD.name USING DETAIL = OLD.name; RETURN NEW; END $$;
+CREATE TRIGGER tell BEFORE UPDATE ON item FOR EACH ROW EXECUTE FUNCTION tell();
+UPDATE item SET name = 'x' WHERE id IN (7, 8);
+DO $$ BEGIN RAISE WARNING '%', (SELECT name FROM item WHERE id = 9); END $$;`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.cl.ExecFiles(ctx, slot, "shop", "", []string{loud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"loud.sql: 3 server notices (NOTICE 2, WARNING 1), their text withheld"}; !slices.Equal(res.Notices, want) ||
+		!slices.Equal(res.Written, []string{"public.item"}) {
+		t.Errorf("result %+v, want notices %q and the table written", res, want)
+	}
+	_, err = w.cl.ExecFiles(ctx, slot, "shop", "", []string{file, loud})
+	if err == nil || strings.Contains(err.Error(), "item ") || !strings.Contains(err.Error(), "post.sql") {
+		t.Errorf("err = %v, want post.sql's error without the rows' values", err)
+	}
+	if err := os.WriteFile(file, []byte("DO $$ BEGIN RAISE NOTICE '%', (SELECT name FROM item WHERE id = 10); END $$; SELECT 1/0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.cl.ExecFiles(ctx, slot, "shop", "", []string{file})
+	if err == nil || strings.Contains(err.Error(), "item 10") || !strings.Contains(err.Error(), "post.sql: 1 server notice (NOTICE 1), their text withheld") {
+		t.Errorf("err = %v, want the count of its notice without its text", err)
+	}
+}
+
+// A cluster restage starts runs for weeks: it gets no descriptor restage holds without
+// close-on-exec (one restage inherited from its parent, a flock(1) wrapper's lock).
+func TestClusterGetsNoInheritedDescriptor(t *testing.T) {
+	w := newWorld(t, true)
+	_, slot := w.restored(t)
+	ctx := context.Background()
+	held := filepath.Join(t.TempDir(), "held.lock")
+	if err := os.WriteFile(held, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(held, syscall.O_RDONLY, 0) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := w.cl.StartSide(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	pid := count(t, w.cl, slot, false, "postgres", "SELECT pg_backend_pid()") // forked from the postmaster
+	if got, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd)); err == nil && got == held {
+		t.Errorf("the cluster's server (pid %d) holds descriptor %d: %s", pid, fd, got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // mode is how a slot is started.
@@ -616,9 +617,20 @@ func quoteKV(v string) string {
 }
 
 func (c *Clusters) connectPort(ctx context.Context, s *Slot, port int, database string) (*pgx.Conn, error) {
+	return c.connectNotices(ctx, s, port, database, nil)
+}
+
+// connectNotices connects as connectPort does, passing the server's notices to
+// onNotice (nil: they are dropped).
+func (c *Clusters) connectNotices(ctx context.Context, s *Slot, port int, database string, onNotice pgconn.NoticeHandler) (*pgx.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return pgx.Connect(cctx, c.dsn(s, port, database))
+	cfg, err := pgx.ParseConfig(c.dsn(s, port, database))
+	if err != nil {
+		return nil, err
+	}
+	cfg.OnNotice = onNotice
+	return pgx.ConnectConfig(cctx, cfg)
 }
 
 // guard refuses a connection to a server that does not run from the slot's data
@@ -643,11 +655,16 @@ func (c *Clusters) guard(ctx context.Context, conn *pgx.Conn, s *Slot) error {
 // Conn connects to database on the slot on the side or live port (live: the slot is
 // live), after checking that the server runs from the slot's data directory.
 func (c *Clusters) Conn(ctx context.Context, s *Slot, database string, onLive bool) (*pgx.Conn, error) {
+	return c.conn(ctx, s, database, onLive, nil)
+}
+
+// conn is Conn, passing the server's notices to onNotice (nil: they are dropped).
+func (c *Clusters) conn(ctx context.Context, s *Slot, database string, onLive bool, onNotice pgconn.NoticeHandler) (*pgx.Conn, error) {
 	port := c.cfg.SidePort
 	if onLive {
 		port = c.cfg.Port
 	}
-	conn, err := c.connectPort(ctx, s, port, database)
+	conn, err := c.connectNotices(ctx, s, port, database, onNotice)
 	if err != nil {
 		return nil, fmt.Errorf("physical: connect to %s on %s: %w", database, s, err)
 	}

@@ -10,9 +10,9 @@
 // strategy "physical" and [backup] type = "basebackup"; the DSN's user needs the
 // REPLICATION attribute.
 //
-// Give the password through PGPASSWORD or ~/.pgpass rather than in -dsn, which other users
-// of the machine can read in the process list; it never reaches pg_dump's command line,
-// logs or messages either way.
+// Give the password through PGPASSWORD or ~/.pgpass: a -dsn holding one is a usage error
+// (exit 2), since other users of the machine read a command line in the process list.
+// restage never puts it on pg_dump's command line, nor in logs or messages.
 //
 // Exit status: 0 a complete backup was written (and old ones pruned), or -h; 1 it was not
 // (the message says why; no partial backup is left), or pruning failed; 2 usage error.
@@ -33,6 +33,13 @@ import (
 )
 
 func main() { cli.Main("backup", run, nil) }
+
+// dsnHasPassword says whether dsn carries a password; a DSN that cannot be parsed counts
+// as one unless it cannot hold one (the dump then fails on it, naming no part of it).
+func dsnHasPassword(dsn string) bool {
+	has, err := dbrestore.HasPassword(dsn)
+	return has || err != nil && strings.Contains(strings.ToLower(dsn), "password")
+}
 
 // params are the command line's, checked.
 type params struct {
@@ -71,7 +78,7 @@ func parse(args []string, stderr io.Writer) (*params, error) {
 	)
 	fs.BoolVar(&p.base, "basebackup", false, "take a pg_basebackup of the whole cluster (strategy physical, [backup] type = \"basebackup\")")
 	fs.BoolVar(&p.plain, "plain", false, "with -basebackup: the data directory as files, not gzipped tar files")
-	fs.StringVar(&opts.DSN, "dsn", "", "database to back up (postgres:// URL or key=value; password better in PGPASSWORD)")
+	fs.StringVar(&opts.DSN, "dsn", "", "database to back up (postgres:// URL or key=value; its password in PGPASSWORD or ~/.pgpass, never here)")
 	fs.StringVar(&opts.Dir, "dir", "", "existing folder for the dump and its manifest")
 	fs.IntVar(&opts.Jobs, "jobs", 1, "parallel pg_dump jobs (more than 1 uses the directory format)")
 	fs.IntVar(&opts.Keep, "keep", 0, "keep the newest N backups of this database (0: keep all)")
@@ -87,6 +94,8 @@ func parse(args []string, stderr io.Writer) (*params, error) {
 	switch {
 	case opts.DSN == "":
 		return nil, fs.Usagef("-dsn is required")
+	case dsnHasPassword(opts.DSN):
+		return nil, fs.Usagef("-dsn holds a password, which every user of this machine can read in the process list for as long as the backup runs: give it through PGPASSWORD or ~/.pgpass (PGPASSFILE) instead")
 	case opts.Dir == "":
 		return nil, fs.Usagef("-dir is required")
 	case opts.Jobs < 1 || opts.Keep < 0 || opts.LockWaitTimeout <= 0:

@@ -104,7 +104,11 @@ func TestBackupCommandFailures(t *testing.T) {
 		{"bad flag", []string{"-frobnicate"}, 2, "frobnicate"},
 		{"missing folder", []string{"-dsn", prod.DSN(db), "-dir", filepath.Join(dir, "nope")}, 1, "no such file or directory"},
 		{"missing database", []string{"-dsn", prod.DSN("no_such_db"), "-dir", dir}, 1, `database "no_such_db" does not exist`},
-		{"password stays secret", []string{"-v", "-dsn", strings.Replace(prod.DSN("no_such_db"), "postgres@", "postgres:Hunter2Secret@", 1), "-dir", dir}, 1, "no backup written"},
+		// A password on the command line is refused: ps shows it to every user.
+		{"password in the URL", []string{"-v", "-dsn", strings.Replace(prod.DSN(db), "postgres@", "postgres:Hunter2Secret@", 1), "-dir", dir}, 2, "-dsn holds a password"},
+		{"password as a key", []string{"-dsn", "host=127.0.0.1 password='Hunter2Secret' dbname=" + db, "-dir", dir}, 2, "PGPASSWORD or ~/.pgpass"},
+		{"password in the query", []string{"-dsn", prod.DSN(db) + "&password=Hunter2Secret", "-dir", dir}, 2, "-dsn holds a password"},
+		{"password with -basebackup", []string{"-basebackup", "-dsn", "password=Hunter2Secret", "-dir", dir}, 2, "-dsn holds a password"},
 	}
 	for _, c := range cases {
 		code, out, errOut := runBackup(t, bin, nil, c.args...)

@@ -30,6 +30,8 @@ var ErrNoProcess = errors.New("no such process")
 type Stat struct {
 	// State is the process's state letter: R, S, D, Z (zombie), X (dead), ...
 	State byte
+	// PPid is the parent's pid.
+	PPid int
 	// PGrp is the process group.
 	PGrp int
 	// StartTime is field 22: when the process started, in clock ticks since boot. With
@@ -55,6 +57,10 @@ func ParseStat(b []byte) (Stat, error) {
 	if len(f) < 22-3+1 || len(f[0]) != 1 {
 		return Stat{}, fmt.Errorf("malformed /proc stat %q", b)
 	}
+	ppid, err := strconv.Atoi(f[4-3])
+	if err != nil {
+		return Stat{}, fmt.Errorf("malformed /proc stat: ppid %q", f[4-3])
+	}
 	pgrp, err := strconv.Atoi(f[5-3])
 	if err != nil {
 		return Stat{}, fmt.Errorf("malformed /proc stat: pgrp %q", f[5-3])
@@ -63,7 +69,7 @@ func ParseStat(b []byte) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("malformed /proc stat: starttime %q", f[22-3])
 	}
-	return Stat{State: f[0][0], PGrp: pgrp, StartTime: start}, nil
+	return Stat{State: f[0][0], PPid: ppid, PGrp: pgrp, StartTime: start}, nil
 }
 
 // ID identifies one process across pid reuse and reboots. Zero StartTime or empty

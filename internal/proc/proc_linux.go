@@ -3,8 +3,10 @@ package proc
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,4 +106,107 @@ func WithEnv(entry string) ([]int, error) {
 		}
 	}
 	return pids, nil
+}
+
+// List returns the Stat of every process /proc shows (zombies too), by pid.
+func List() (map[int]Stat, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	all := make(map[int]Stat, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := ReadStat(pid); err == nil {
+			all[pid] = st
+		}
+	}
+	return all, nil
+}
+
+// HasEnv reports whether the initial environment (/proc/<pid>/environ) of process pid
+// holds every one of entries ("KEY=value") exactly; false when it cannot be read (a
+// zombie's, or another user's without privilege).
+func HasEnv(pid int, entries ...string) bool {
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	kvs := bytes.Split(env, []byte{0})
+	for _, want := range entries {
+		found := false
+		for _, kv := range kvs {
+			if string(kv) == want {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// Listeners returns the inodes of the TCP sockets (IPv4 and IPv6) listening on port in
+// this process's network namespace (/proc/net/tcp, /proc/net/tcp6).
+func Listeners(port int) ([]uint64, error) {
+	var inodes []uint64
+	want := fmt.Sprintf(":%04X", port)
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no IPv6
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+			if i == 0 || len(f) < 10 || f[3] != "0A" || !strings.HasSuffix(f[1], want) {
+				continue
+			}
+			if ino, err := strconv.ParseUint(f[9], 10, 64); err == nil && ino != 0 {
+				inodes = append(inodes, ino)
+			}
+		}
+	}
+	return inodes, nil
+}
+
+// SocketHolders returns, for each of inodes, the pids of the processes that hold a
+// descriptor on that socket (/proc/<pid>/fd; processes whose descriptors cannot be read,
+// another user's without privilege, are not seen).
+func SocketHolders(inodes []uint64) (map[uint64][]int, error) {
+	want := map[string]uint64{}
+	for _, ino := range inodes {
+		want["socket:["+strconv.FormatUint(ino, 10)+"]"] = ino
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	holders := map[uint64][]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := "/proc/" + e.Name() + "/fd"
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(dir + "/" + fd.Name())
+			if ino, ok := want[link]; err == nil && ok && !slices.Contains(holders[ino], pid) {
+				holders[ino] = append(holders[ino], pid)
+			}
+		}
+	}
+	return holders, nil
 }

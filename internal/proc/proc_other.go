@@ -29,3 +29,21 @@ func ReadChars(pid int) (int64, error) {
 func WithEnv(entry string) ([]int, error) {
 	return nil, fmt.Errorf("proc: processes with %s: %w", entry, errors.ErrUnsupported)
 }
+
+// List fails: there is no /proc to list outside Linux.
+func List() (map[int]Stat, error) {
+	return nil, fmt.Errorf("proc: list processes: %w", errors.ErrUnsupported)
+}
+
+// HasEnv is false outside Linux: there is no /proc/<pid>/environ to read.
+func HasEnv(pid int, entries ...string) bool { return false }
+
+// Listeners fails: there is no /proc/net to read outside Linux.
+func Listeners(port int) ([]uint64, error) {
+	return nil, fmt.Errorf("proc: listeners on port %d: %w", port, errors.ErrUnsupported)
+}
+
+// SocketHolders fails: there is no /proc to list outside Linux.
+func SocketHolders(inodes []uint64) (map[uint64][]int, error) {
+	return nil, fmt.Errorf("proc: socket holders: %w", errors.ErrUnsupported)
+}

@@ -18,9 +18,9 @@ func TestParseStat(t *testing.T) {
 		text string
 		want Stat
 	}{
-		{"123 (sleep) S 1 4321" + tail, Stat{State: 'S', PGrp: 4321, StartTime: 9876}},
-		{"123 (we) ird) Z 1 77" + tail, Stat{State: 'Z', PGrp: 77, StartTime: 9876}},
-		{"123 () R 1 -1" + tail, Stat{State: 'R', PGrp: -1, StartTime: 9876}},
+		{"123 (sleep) S 1 4321" + tail, Stat{State: 'S', PPid: 1, PGrp: 4321, StartTime: 9876}},
+		{"123 (we) ird) Z 42 77" + tail, Stat{State: 'Z', PPid: 42, PGrp: 77, StartTime: 9876}},
+		{"123 () R 1 -1" + tail, Stat{State: 'R', PPid: 1, PGrp: -1, StartTime: 9876}},
 	} {
 		got, err := ParseStat([]byte(tc.text))
 		if err != nil || got != tc.want {

@@ -98,10 +98,23 @@ func rowLine(l string) (_ string, open bool) {
 }
 
 // RowFilter withholds row values from a program's output, one line at a time: a line
-// that continues a withheld value (one that held a line break) is dropped too.
+// that continues a withheld value (one that held a line break) is dropped too. It also
+// withholds the text of the server notices a program relays (pg_restore: WARNING:  ...):
+// production's code raises them (a function a CHECK constraint calls while the rows
+// load, a trigger), and RAISE prints whatever it is given, row values too, so only the
+// program's prefix and the severity are kept; the notice's further lines (DETAIL,
+// CONTEXT) are dropped up to the program's next message.
 type RowFilter struct {
-	open bool
+	open   bool
+	notice bool
 }
+
+var (
+	// notice is a server notice a program relays: its prefix and severity are kept.
+	notice = regexp.MustCompile(`^([a-z_]+: (?:DEBUG|LOG|INFO|NOTICE|WARNING):  ).*`)
+	// message starts a program's next message, which ends a relayed notice.
+	message = regexp.MustCompile(`^[a-z_]+: `)
+)
 
 // field starts a new message line: a program's prefix (pg_restore: ...), a field of a
 // server's message (ERROR:  , DETAIL:  ), or pg_restore's Command was: .
@@ -110,6 +123,16 @@ var field = regexp.MustCompile(`^(?:[a-z_]+: |[A-Z]+:  |Command was: |LINE \d+: 
 // Line returns line with its row values withheld, and false when line is the rest of a
 // value withheld on an earlier line (drop it).
 func (f *RowFilter) Line(line string) (string, bool) {
+	if m := notice.FindStringSubmatch(line); m != nil {
+		f.open, f.notice = false, true
+		return m[1] + Withheld, true
+	}
+	if f.notice {
+		if !message.MatchString(line) {
+			return "", false
+		}
+		f.notice = false
+	}
 	if f.open && !field.MatchString(line) {
 		return "", false
 	}

@@ -136,3 +136,30 @@ Command was: INSERT INTO public.grantee VALUES [withheld]`
 		t.Errorf("Rows left a value:\n%s", s)
 	}
 }
+
+// pg_restore relays the notices production's code raises while the rows load (here a
+// function a CHECK constraint calls, PostgreSQL 15's pg_restore --verbose): their text,
+// and the lines that follow up to pg_restore's next message, are withheld.
+func TestRowFilterWithholdsRelayedNotices(t *testing.T) {
+	out := `pg_restore: processing data for table "public.person"
+pg_restore: WARNING:  checking person1@real.example.org
+DETAIL:  detail person1@real.example.org
+CONTEXT:  PL/pgSQL function loud(text) line 2 at RAISE
+pg_restore: NOTICE:  was person2@real.example.org
+pg_restore: finished item 3342 TABLE DATA person`
+	var f RowFilter
+	var kept []string
+	for l := range strings.SplitSeq(out, "\n") {
+		if l, ok := f.Line(l); ok {
+			kept = append(kept, l)
+		}
+	}
+	got := strings.Join(kept, "\n")
+	want := `pg_restore: processing data for table "public.person"
+pg_restore: WARNING:  [withheld]
+pg_restore: NOTICE:  [withheld]
+pg_restore: finished item 3342 TABLE DATA person`
+	if got != want {
+		t.Errorf("filtered\n%s\nwant\n%s", got, want)
+	}
+}

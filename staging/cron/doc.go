@@ -40,7 +40,12 @@
 // (standard output and error) goes to state_dir/jobs/<name>.log, bounded (its first
 // 64 MiB, then its end after a line saying how much was left out), and its tail into
 // the report. Past its timeout the group gets SIGTERM, then SIGKILL; processes a job leaves
-// behind are killed when it ends, so nothing of it runs without the lock.
+// behind are killed when it ends, so nothing of it runs without the lock. On Linux the
+// runner's process is the child subreaper of its jobs (prctl PR_SET_CHILD_SUBREAPER), so
+// that a process which left the job's process group and session (setsid) is reparented
+// to it and killed too, with its descendants, when its environment names the job. A
+// program that embeds the Runner thus also inherits the orphans of its other children,
+// and the runner reaps only its jobs'.
 //
 // Files: what the runner writes in state_dir (state, logs, locks, the control copy)
 // is 0600 and the folders it makes 0700; it opens them without following a symbolic

@@ -2,6 +2,7 @@ package cron_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -384,5 +385,31 @@ func TestRunnerRefusesAStateDirOthersMayWrite(t *testing.T) {
 	}
 	if crontest.Exists(marker) {
 		t.Fatal("a job ran")
+	}
+}
+
+// A descriptor the runner holds without close-on-exec (inherited from its parent, as a
+// flock(1) wrapper's lock is, or opened by raw syscall) does not reach a job: the job
+// gets its standard streams and its two locks (fds 3 and 4), nothing else.
+func TestJobGetsNoInheritedDescriptor(t *testing.T) {
+	e := newEnv(t)
+	held := e.path("held.lock")
+	if err := os.WriteFile(held, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(held, syscall.O_RDONLY, 0) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	j := crontest.Job(t, "fds", "* * * * *")
+	j.Command = []string{"/bin/sh", "-c", fmt.Sprintf(`for n in 3 4 %d; do printf '%%s ' $n; readlink /proc/$$/fd/$n || echo none; done`, fd)}
+	sum := runOnce(t, newRunner(t, e.config(j)), at(0))
+	if got := outcomes(sum); got != "fds=ok" {
+		t.Fatalf("%s: %v", got, sum.Jobs[0].Err)
+	}
+	want := fmt.Sprintf("3 %s\n4 %s\n%d none\n", e.lock, filepath.Join(e.state, "jobs", "fds.lock"), fd)
+	if got := string(sum.Jobs[0].Output); got != want {
+		t.Errorf("the job's descriptors:\n%s\nwant\n%s", got, want)
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
+	"github.com/restage/restage/internal/cloexec"
 	"github.com/restage/restage/internal/redact"
 	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
@@ -139,6 +140,9 @@ type Runner struct {
 	controlName string // control with any credential removed, for logs and the copy
 	running     sync.WaitGroup
 	flushing    atomic.Bool
+
+	procMu sync.Mutex   // held while a job's command starts, is waited for or strays are killed
+	procs  map[int]bool // the pids of the jobs' commands not yet waited for
 }
 
 type job struct {
@@ -619,15 +623,27 @@ func (r *Runner) execute(ctx context.Context, s *started, out io.Writer, log *sl
 	}
 	cmd.WaitDelay = r.cfg.KillDelay // then SIGKILL, and the output pipes are closed
 	log.Info("job started", "command", fmt.Sprintf("%q", j.Command))
-	err = cmd.Start()
+	if err := becomeSubreaper(); err != nil {
+		log.Warn("cannot make the runner the reaper of its jobs' processes: one that leaves the job's process group (setsid) would outlive the job, holding the lock", logKeyErr, err)
+	}
+	// The job gets its locks and standard streams, no descriptor the runner inherited.
+	err = cloexec.Inherited()
 	if err == nil {
-		err = cmd.Wait()
+		err = r.start(cmd)
+	}
+	if err == nil {
+		err = r.wait(cmd)
 	}
 	timedOut = errors.Is(jctx.Err(), context.DeadlineExceeded)
 	if cmd.Process != nil {
 		// Nothing of the job may outlive its hold on the lock: kill what is left of
-		// its process group (after a timeout, or processes it left behind).
-		if syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) == nil && !timedOut {
+		// its process group (after a timeout, or processes it left behind), and what
+		// left the group (setsid) and was reparented to the runner.
+		left := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) == nil
+		strays := r.killStrays(j.Name, cmd.Process.Pid, strayBound)
+		if strays > 0 {
+			log.Warn("job left processes behind outside its process group (setsid); they were killed", "processes", strays)
+		} else if left && !timedOut {
 			log.Warn("job left processes behind; they were killed")
 		}
 	}
@@ -635,6 +651,34 @@ func (r *Runner) execute(ctx context.Context, s *started, out io.Writer, log *sl
 		err = nil // it exited 0; what kept its output open was killed above
 	}
 	return cmd.ProcessState, timedOut, err
+}
+
+// strayBound bounds how long the runner kills and reaps what a job left outside its
+// process group.
+const strayBound = 5 * time.Second
+
+// start starts a job's command, recording its pid (under procMu, so that killStrays,
+// which never touches a recorded pid, does not see it unrecorded).
+func (r *Runner) start(cmd *exec.Cmd) error {
+	r.procMu.Lock()
+	defer r.procMu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if r.procs == nil {
+		r.procs = map[int]bool{}
+	}
+	r.procs[cmd.Process.Pid] = true
+	return nil
+}
+
+// wait waits for a job's command started by start, then forgets its pid.
+func (r *Runner) wait(cmd *exec.Cmd) error {
+	err := cmd.Wait()
+	r.procMu.Lock()
+	delete(r.procs, cmd.Process.Pid)
+	r.procMu.Unlock()
+	return err
 }
 
 // Descriptors a job inherits (in this order in exec.Cmd.ExtraFiles), named in its

@@ -32,6 +32,9 @@ type Options struct {
 	Settings []string
 	// Compress is the repository's compress-type; "": lz4.
 	Compress string
+	// GroupAccess makes the data directory group-readable (initdb --allow-group-access:
+	// folders 0750, files 0640), as some production clusters are.
+	GroupAccess bool
 }
 
 // Production is a running cluster with WAL archiving into a pgBackRest repository.
@@ -144,8 +147,11 @@ pg1-socket-path=%s
 	if err := p.write(p.Config, conf); err != nil {
 		return nil, err
 	}
-	if _, err := p.run(ctx, filepath.Join(bin, "initdb"), "-D", p.Data, "-U", "postgres", "--auth=trust",
-		"-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+	initdb := []string{filepath.Join(bin, "initdb"), "-D", p.Data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"}
+	if opts.GroupAccess {
+		initdb = append(initdb, "--allow-group-access")
+	}
+	if _, err := p.run(ctx, initdb...); err != nil {
 		return nil, err
 	}
 	settings := append([]string{
