@@ -64,6 +64,9 @@ func Open(c *EnvironmentConfig, opts OpenOptions) (*Rebuilder, error) {
 			return nil, c.errorf("database: %w", redact.Error(err))
 		}
 		cfg.Databases, cfg.DSN = srv, srv.DSN
+		if c.Database.RestoreDSN != "" {
+			cfg.MigrationDSN = srv.MigrationDSN // a branch's migrations: not as the admin's superuser
+		}
 	}
 
 	switch {

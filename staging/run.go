@@ -541,12 +541,12 @@ func (ru *run) upgrade(ctx context.Context, database string) error {
 
 // upgradeDB runs the release's migrations on database.
 func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
-	dsn := ru.r.cfg.DSN
-	if ru.sideDSN != nil {
-		dsn = ru.sideDSN
+	dsn, err := ru.migrationDSN(ctx, database)
+	if err != nil {
+		return "", err
 	}
 	t := schema.Target{
-		DSN:  dsn(database),
+		DSN:  dsn,
 		Dir:  filepath.Join(ru.release.Dir, ru.r.cfg.Migrations),
 		Role: ru.r.cfg.SchemaRole,
 	}
@@ -566,6 +566,18 @@ func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%s at %d (from %d, %s)", database, res.To, res.From, plural(len(res.Applied), "migration")), nil
+}
+
+// migrationDSN is the connection string the migrations run on database with: the side
+// cluster's in a physical rebuild, else Config.MigrationDSN's (checked), else Config.DSN's.
+func (ru *run) migrationDSN(ctx context.Context, database string) (string, error) {
+	switch {
+	case ru.sideDSN != nil:
+		return ru.sideDSN(database), nil
+	case ru.r.cfg.MigrationDSN != nil:
+		return ru.r.cfg.MigrationDSN(ctx, database)
+	}
+	return ru.r.cfg.DSN(database), nil
 }
 
 // startHealthy starts the service and waits for the health gate, as the step name.
