@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -55,6 +56,13 @@ type ProcessConfig struct {
 	// StartWait is how long the service must stay up to count as started (supervisor's
 	// startsecs); 0: 1s.
 	StartWait time.Duration
+	// User is the user the service runs as: its uid, primary group and supplementary
+	// groups, and its HOME, USER and LOGNAME (before Env, which may set them again).
+	// Another user than the caller's needs root (ErrUser). "": the caller's user, with
+	// all its rights: the service's code (a branch's, on an experimental environment)
+	// could then read whatever the caller reads (production's backups, its state, its
+	// ~/.pgpass) and, as root, anything.
+	User string
 	// Logger receives progress; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -72,6 +80,9 @@ const StartTokenEnv = "RESTAGE_SERVICE_START"
 type Process struct {
 	cfg ProcessConfig
 	log *slog.Logger
+	// cred is User's credential (nil: the caller's); userEnv its HOME, USER and LOGNAME.
+	cred    *syscall.Credential
+	userEnv []string
 
 	mu    sync.Mutex
 	child *child // the last process this value started, reaped by a goroutine
@@ -122,7 +133,51 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 	if err := p.checkDirs(); err != nil {
 		return nil, err
 	}
+	if cfg.User != "" {
+		var err error
+		if p.cred, p.userEnv, err = credential(cfg.User); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// credential returns the credential a process started as the user name gets, and its
+// HOME, USER and LOGNAME: nil for this process's own user when it is not root (its
+// groups stay as they are), ErrUser for an unknown user, or another one without root.
+func credential(name string) (*syscall.Credential, []string, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("svcctl: process: %w %q: %w", ErrUser, name, err)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, nil, fmt.Errorf("svcctl: process: %w %q: uid %q", ErrUser, name, u.Uid)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, nil, fmt.Errorf("svcctl: process: %w %q: gid %q", ErrUser, name, u.Gid)
+	}
+	env := []string{"HOME=" + u.HomeDir, "USER=" + u.Username, "LOGNAME=" + u.Username}
+	if euid := os.Geteuid(); euid != 0 {
+		if uint64(euid) != uid {
+			return nil, nil, fmt.Errorf("svcctl: process: %w %q: switching to another user needs root", ErrUser, name)
+		}
+		return nil, env, nil
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return nil, nil, fmt.Errorf("svcctl: process: %w %q: its groups: %w", ErrUser, name, err)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	for _, id := range ids {
+		g, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return nil, nil, fmt.Errorf("svcctl: process: %w %q: group id %q", ErrUser, name, id)
+		}
+		cred.Groups = append(cred.Groups, uint32(g))
+	}
+	return cred, env, nil
 }
 
 // Pidfile returns the pidfile's path.
@@ -392,11 +447,11 @@ func (p *Process) spawn(ctx context.Context, path, token string) (c *child, st p
 	cmd := exec.Command(path, p.cfg.Command[1:]...)
 	cmd.Args[0] = p.cfg.Command[0]
 	cmd.Dir = p.cfg.Dir
-	cmd.Env = childenv.Env(nil, append(slices.Clip(p.cfg.Env), StartTokenEnv+"="+token)...)
+	cmd.Env = childenv.Env(nil, slices.Concat(p.userEnv, p.cfg.Env, []string{StartTokenEnv + "=" + token})...)
 	cmd.Stdin = devnull
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: p.cred}
 	if err := cmd.Start(); err != nil {
 		return nil, st, 0, fmt.Errorf("svcctl: process: starting %s: %w", p.cfg.Command[0], err)
 	}

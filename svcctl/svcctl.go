@@ -49,6 +49,8 @@ var (
 	ErrExited    = errors.New("service exited")
 	ErrUnhealthy = errors.New("service not healthy")
 	ErrNotFound  = errors.New("service not found")
+	// ErrUser: the user a service is to run as is unknown, or switching to it needs root.
+	ErrUser = errors.New("cannot run the service as that user")
 )
 
 // CommandError is a failed external program (a start/stop command, systemctl, a
