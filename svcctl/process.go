@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/proc"
+	"github.com/restage/restage/internal/runas"
 	"github.com/restage/restage/internal/safefile"
 )
 
@@ -135,49 +135,11 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 	}
 	if cfg.User != "" {
 		var err error
-		if p.cred, p.userEnv, err = credential(cfg.User); err != nil {
-			return nil, err
+		if p.cred, p.userEnv, err = runas.Lookup(cfg.User); err != nil {
+			return nil, fmt.Errorf("svcctl: process: %w", err)
 		}
 	}
 	return p, nil
-}
-
-// credential returns the credential a process started as the user name gets, and its
-// HOME, USER and LOGNAME: nil for this process's own user when it is not root (its
-// groups stay as they are), ErrUser for an unknown user, or another one without root.
-func credential(name string) (*syscall.Credential, []string, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, nil, fmt.Errorf("svcctl: process: %w %q: %w", ErrUser, name, err)
-	}
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return nil, nil, fmt.Errorf("svcctl: process: %w %q: uid %q", ErrUser, name, u.Uid)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return nil, nil, fmt.Errorf("svcctl: process: %w %q: gid %q", ErrUser, name, u.Gid)
-	}
-	env := []string{"HOME=" + u.HomeDir, "USER=" + u.Username, "LOGNAME=" + u.Username}
-	if euid := os.Geteuid(); euid != 0 {
-		if uint64(euid) != uid {
-			return nil, nil, fmt.Errorf("svcctl: process: %w %q: switching to another user needs root", ErrUser, name)
-		}
-		return nil, env, nil
-	}
-	ids, err := u.GroupIds()
-	if err != nil {
-		return nil, nil, fmt.Errorf("svcctl: process: %w %q: its groups: %w", ErrUser, name, err)
-	}
-	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-	for _, id := range ids {
-		g, err := strconv.ParseUint(id, 10, 32)
-		if err != nil {
-			return nil, nil, fmt.Errorf("svcctl: process: %w %q: group id %q", ErrUser, name, id)
-		}
-		cred.Groups = append(cred.Groups, uint32(g))
-	}
-	return cred, env, nil
 }
 
 // Pidfile returns the pidfile's path.

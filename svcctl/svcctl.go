@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/restage/restage/internal/cmderr"
+	"github.com/restage/restage/internal/runas"
 )
 
 // State is what a controller knows of its service.
@@ -50,7 +51,7 @@ var (
 	ErrUnhealthy = errors.New("service not healthy")
 	ErrNotFound  = errors.New("service not found")
 	// ErrUser: the user a service is to run as is unknown, or switching to it needs root.
-	ErrUser = errors.New("cannot run the service as that user")
+	ErrUser = runas.ErrUser
 )
 
 // CommandError is a failed external program (a start/stop command, systemctl, a

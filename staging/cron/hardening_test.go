@@ -386,3 +386,35 @@ func TestRunnerRefusesAStateDirOthersMayWrite(t *testing.T) {
 		t.Fatal("a job ran")
 	}
 }
+
+// A job with a user runs as that user (the runner as root), so the release's code it
+// runs cannot read the runner's state (nor what else the runner's user reads); an
+// unknown user is a config error naming the job.
+func TestJobRunsAsItsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching to another user needs root")
+	}
+	e := newEnv(t)
+	secret := e.path("secret")
+	if err := os.WriteFile(secret, []byte("the runner's secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j := cron.Job{Name: "whoami", Schedule: "* * * * *", Dir: "/", User: "nobody",
+		Command: []string{"/bin/sh", "-c", "echo user=$(id -un) home=$HOME; cat " + secret + " " + e.state + "/state.json || echo unreadable"}}
+	if got := outcomes(runOnce(t, newRunner(t, e.config(j)), at(0))); got != "whoami=ok" {
+		t.Fatal(got)
+	}
+	runOnce(t, newRunner(t, e.config(j)), at(1)) // state.json exists now
+	out, err := os.ReadFile(filepath.Join(e.state, "jobs", "whoami.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "user=nobody home=/nonexistent") || !strings.Contains(string(out), "unreadable") ||
+		strings.Contains(string(out), "the runner's secret") || strings.Contains(string(out), `"whoami"`) {
+		t.Errorf("the job's output:\n%s", out)
+	}
+	j.User = "no-such-user-restage"
+	if _, err := cron.New(e.config(j)); !errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), `job "whoami": user`) {
+		t.Errorf("an unknown user: %v", err)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/restage/restage/internal/atomicfile"
 	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/redact"
+	"github.com/restage/restage/internal/runas"
 	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
@@ -146,6 +147,8 @@ type job struct {
 	sched   cronspec.Schedule
 	timeout time.Duration
 	dir     string
+	cred    *syscall.Credential // User's; nil: the runner's
+	userEnv []string            // User's HOME, USER and LOGNAME
 }
 
 // New validates cfg, resolves its relative paths against cfg.Dir and returns a Runner.
@@ -189,6 +192,12 @@ func New(cfg Config) (*Runner, error) {
 		}
 		if j.Dir != "" {
 			jj.dir = staging.ResolvePath(cfg.Dir, j.Dir)
+		}
+		if j.User != "" {
+			var err error
+			if jj.cred, jj.userEnv, err = runas.Lookup(j.User); err != nil {
+				return nil, fmt.Errorf("%w: job %q: user: %w", staging.ErrConfig, j.Name, err)
+			}
 		}
 		r.jobs = append(r.jobs, jj)
 	}
@@ -612,7 +621,7 @@ func (r *Runner) execute(ctx context.Context, s *started, out io.Writer, log *sl
 	// lock's (as fd 4): it holds both locks itself, so that a runner killed mid-job can
 	// neither let a rebuild start under the job nor let the next runner start it again.
 	cmd.ExtraFiles = []*os.File{s.envLock.File(), s.jobLock}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: j.cred}
 	cmd.Cancel = func() error {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		return nil
@@ -648,14 +657,16 @@ const (
 
 // jobEnv returns a job's environment: no more of the runner's own than childenv
 // passes on (PATH, HOME, the locale, ...: never a secret such as the SMTP password),
-// the job's configured env, then the runner's RESTAGE_* variables, which win.
+// its user's HOME, USER and LOGNAME (with Job.User), the job's configured env, then the
+// runner's RESTAGE_* variables, which win.
 func jobEnv(environment string, j *job) []string {
 	keys := make([]string, 0, len(j.Env))
 	for k := range j.Env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	extra := make([]string, 0, len(keys)+4)
+	extra := make([]string, 0, len(j.userEnv)+len(keys)+4)
+	extra = append(extra, j.userEnv...)
 	for _, k := range keys {
 		extra = append(extra, k+"="+j.Env[k])
 	}
