@@ -15,6 +15,15 @@ import (
 // ErrUser: the user is unknown, or switching to it needs root.
 var ErrUser = errors.New("cannot run as that user")
 
+// Check says whether the user name exists (ErrUser otherwise), for a config's check:
+// whether this process may switch to it is Lookup's to say.
+func Check(name string) error {
+	if _, err := user.Lookup(name); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrUser, name, err)
+	}
+	return nil
+}
+
 // Lookup returns the credential of the user name (uid, primary group, supplementary
 // groups) and its environment (HOME, USER, LOGNAME). The credential is nil for this
 // process's own user when it is not root (its groups stay as they are: setgroups needs

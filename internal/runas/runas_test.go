@@ -45,3 +45,12 @@ func TestLookup(t *testing.T) {
 		t.Errorf("credential %+v for %+v", cred, nobody)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	if err := Check("no-such-user-restage"); !errors.Is(err, ErrUser) {
+		t.Errorf("an unknown user: %v", err)
+	}
+	if err := Check("root"); err != nil {
+		t.Errorf("root: %v", err)
+	}
+}

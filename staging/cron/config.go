@@ -200,7 +200,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		if j.User != "" {
-			if _, _, err := runas.Lookup(j.User); err != nil {
+			if err := runas.Check(j.User); err != nil {
 				return bad("%s: user: %v", where, err)
 			}
 		}
