@@ -418,3 +418,31 @@ func TestJobRunsAsItsUser(t *testing.T) {
 		t.Errorf("an unknown user: %v", err)
 	}
 }
+
+// A job inherits its locks read-only: its code cannot rewrite the environment's lock
+// file through fd 3 (a record every later rebuild and job would refuse) nor its job lock
+// through fd 4; the next job and a rebuild take the lock as usual.
+func TestJobCannotWriteItsLocks(t *testing.T) {
+	e := newEnv(t)
+	j := cron.Job{Name: "scribble", Schedule: "* * * * *",
+		Command: []string{"/bin/sh", "-c", "printf junk >&3 && echo wrote3; printf junk >&4 && echo wrote4; exit 0"}}
+	for i := range 2 {
+		if got := outcomes(runOnce(t, newRunner(t, e.config(j)), at(i))); got != "scribble=ok" {
+			t.Fatalf("run %d: %s", i, got)
+		}
+	}
+	out, _ := os.ReadFile(filepath.Join(e.state, "jobs", "scribble.log"))
+	if strings.Contains(string(out), "wrote") {
+		t.Errorf("the job wrote through its lock descriptors:\n%s", out)
+	}
+	for _, f := range []string{e.lock, filepath.Join(e.state, "jobs", "scribble.lock")} {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "junk") {
+			t.Errorf("%s holds %q", f, b)
+		}
+	}
+	l, err := staging.AcquireExclusive(t.Context(), e.lock, staging.LockOptions{})
+	if err != nil {
+		t.Fatalf("a rebuild after the job: %v", err)
+	}
+	l.Release()
+}

@@ -211,14 +211,16 @@ func (r *Runner) Topic() string { return r.topic }
 type started struct {
 	j       *job
 	res     *JobResult
-	jobLock *os.File // its per-job lock, held exclusive
+	jobLock *os.File // its per-job lock, held exclusive (opened read-only)
 	envLock *staging.Lock
+	envRO   *os.File // a read-only descriptor of envLock's file holding it too, for the job
 }
 
 // release releases the job's locks (the job's own process, if it was started, holds
 // them until it ends).
 func (s *started) release() {
 	s.envLock.Release()
+	s.envRO.Close()
 	s.jobLock.Close()
 }
 
@@ -445,7 +447,14 @@ func (r *Runner) claim(ctx context.Context, j *job, res *JobResult, ctl *Control
 	case envLock.RecordErr != nil:
 		log.Warn("the job runs, but without its holder record a waiting rebuild cannot name it", logKeyErr, envLock.RecordErr)
 	}
-	return &started{j: j, res: res, jobLock: jobLock, envLock: envLock}, false
+	envRO, err := envLock.ReadOnly()
+	if err != nil {
+		envLock.Release()
+		jobLock.Close()
+		res.Outcome, res.Err = Failed, j.notStarted(err)
+		return nil, false
+	}
+	return &started{j: j, res: res, jobLock: jobLock, envLock: envLock, envRO: envRO}, false
 }
 
 // warnLocked says that a job is skipped, and still owed, because a rebuild holds or
@@ -617,10 +626,12 @@ func (r *Runner) execute(ctx context.Context, s *started, out io.Writer, log *sl
 	cmd.Dir = j.dir
 	cmd.Env = jobEnv(r.cfg.Environment, j)
 	cmd.Stdout, cmd.Stderr = out, out
-	// The job inherits the environment lock's descriptor (as fd 3) and its per-job
+	// The job inherits a descriptor of the environment's lock (as fd 3) and its per-job
 	// lock's (as fd 4): it holds both locks itself, so that a runner killed mid-job can
 	// neither let a rebuild start under the job nor let the next runner start it again.
-	cmd.ExtraFiles = []*os.File{s.envLock.File(), s.jobLock}
+	// Both are read-only: the job's code cannot rewrite the files (an owner record that
+	// every later rebuild and job would refuse), whatever user it runs as.
+	cmd.ExtraFiles = []*os.File{s.envRO, s.jobLock}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: j.cred}
 	cmd.Cancel = func() error {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
