@@ -232,6 +232,9 @@ func (k *ProcessKeys) Open(env DriverEnv) (svcctl.Controller, error) {
 	case err != nil:
 		return nil, err
 	}
+	if log := env.Logger; k.User == "" && os.Geteuid() == 0 && log != nil {
+		log.Warn("service.user is not set: the service runs as root, and the release's code (a branch's, on experimental) with it")
+	}
 	return p, nil
 }
 

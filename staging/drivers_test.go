@@ -140,6 +140,11 @@ func TestProcessServiceUser(t *testing.T) {
 	if !strings.HasPrefix(string(out), "nobody\n") || strings.Contains(string(out), "restage's state") {
 		t.Errorf("the service's output:\n%s", out)
 	}
+	var logged strings.Builder
+	k.User = ""
+	if _, err := k.Open(DriverEnv{Logger: slog.New(slog.NewTextHandler(&logged, nil))}); err != nil || !strings.Contains(logged.String(), "service.user is not set") {
+		t.Errorf("no user, restage as root: %v; logged %q", err, logged.String())
+	}
 	k.User = "no-such-user-restage"
 	if _, err := k.Open(DriverEnv{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.HasPrefix(err.Error(), "service.user: ") {
 		t.Errorf("an unknown user: %v", err)
