@@ -25,7 +25,8 @@ import (
 // Build copies src into releases/<id>.partial, hard-linking files unchanged since the
 // newest existing release (unless Config.NoHardLinks), installs the overlays, writes the
 // metadata file and renames the folder to releases/<id>. Symlinks are copied as symlinks
-// (one pointing outside the tree is refused with ErrExternalSymlink unless allowed);
+// (one pointing outside the tree, by its name or once the tree's other symlinks are
+// followed, is refused with ErrExternalSymlink unless allowed);
 // permissions and modification times are kept, owners too when running as root. On any
 // failure (including a full disk and a cancelled ctx) the .partial folder is removed and
 // nothing else changes. Leftover .partial folders of crashed runs are removed first.
@@ -185,6 +186,7 @@ type copier struct {
 	prev    string // previous release to link from; "": copy everything
 	compare Compare
 	root    bool
+	tree    *os.Root // the source tree, where symlinks are followed to check them
 	ctx     context.Context
 	files   atomic.Int64
 	linked  atomic.Int64
@@ -195,6 +197,12 @@ func (c *copier) run(ctx context.Context, dest string) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	c.ctx = ctx
+	tree, err := os.OpenRoot(c.src)
+	if err != nil {
+		return err
+	}
+	defer tree.Close()
+	c.tree = tree
 	if progress.From(ctx) != nil {
 		c.pc = progress.NewCounter(ctx, c.size())
 	}
@@ -213,7 +221,7 @@ func (c *copier) run(ctx context.Context, dest string) error {
 	if w := c.s.cfg.Workers; w > 1 {
 		opt.NumOfWorkers = int64(w)
 	}
-	err := copy.Copy(c.src, dest, opt)
+	err = copy.Copy(c.src, dest, opt)
 	// Another worker may see the cancellation and return before the worker whose error
 	// caused it (ENOSPC, a refused symlink): report the cause, not "context canceled".
 	if cause := context.Cause(ctx); err != nil && errors.Is(err, context.Canceled) && cause != nil {
@@ -244,6 +252,14 @@ func (c *copier) skip(info os.FileInfo, src, dest string) (bool, error) {
 		}
 		if filepath.IsAbs(target) || !filepath.IsLocal(filepath.Join(filepath.Dir(rel), target)) {
 			return false, fmt.Errorf("%w: %s -> %s", ErrExternalSymlink, rel, target)
+		}
+		// Read as names, the target stays inside; followed, it may not: "a/b -> .." then
+		// "a/c -> b/.." leads to the tree's parent. The tree's own Root follows the links
+		// as the kernel will and refuses any that leave it; a link that leads nowhere
+		// (missing, under a file, a loop) leaves nothing.
+		if _, err := c.tree.Stat(rel); err != nil && !errors.Is(err, fs.ErrNotExist) &&
+			!errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, syscall.ELOOP) {
+			return false, fmt.Errorf("%w: %s -> %s, followed through the tree's symlinks: %w", ErrExternalSymlink, rel, target, err)
 		}
 		return false, nil
 	case !mode.IsRegular():

@@ -70,7 +70,8 @@ type Config struct {
 	// (staging's robots.txt). Each is written as a new file, never into a linked one.
 	Overlay map[string]string
 	// AllowExternalSymlinks lets symlinks pointing outside the tree (or absolute) through;
-	// by default Build refuses them with ErrExternalSymlink.
+	// by default Build refuses them with ErrExternalSymlink, also one whose target reads
+	// as inside but leads out once the tree's other symlinks are followed.
 	AllowExternalSymlinks bool
 	// NoHardLinks copies every file, instead of hard-linking files unchanged since the
 	// previous release. Linked files share their inode with older releases: a program that

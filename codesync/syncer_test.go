@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -722,4 +723,47 @@ func TestBuildSync(t *testing.T) {
 	s := newSyncer(t, "", func(c *Config) { c.Sync = true })
 	r := build(t, s, dirSource(t, src))
 	compareTrees(t, src, r.Dir, ".git")
+}
+
+// A symlink whose target reads as a path inside the tree but leads out of it once the
+// tree's other symlinks are followed ("x/b -> ..", then "x/up -> b/..": the tree's
+// parent; a chain of them reaches "/") is refused as ErrExternalSymlink, from a git
+// branch (as a developer pushes it) and from a folder; links that stay inside, missing
+// targets and loops still build.
+func TestBuildRefusesSymlinksLeavingThroughOthers(t *testing.T) {
+	escape := map[string]string{"a.txt": "a", "x/b": "->.."}
+	prev := "b"
+	for i := range 12 {
+		name := fmt.Sprintf("up%d", i)
+		escape["x/"+name] = "->" + prev + "/.."
+		prev = name
+	}
+	escape["x/root"] = "->" + prev // "/" once followed
+	g := newGitRepo(t)
+	writeTree(t, g.dir, escape)
+	g.run("add", "-A")
+	g.run("commit", "-q", "-m", "escape")
+	for name, src := range map[string]Source{"git": &GitSource{Repo: g.dir, Ref: "main"}, "folder": dirSource(t, g.dir)} {
+		s := newSyncer(t, "", nil)
+		r, err := s.Build(t.Context(), src)
+		if !errors.Is(err, ErrExternalSymlink) || !strings.Contains(err.Error(), "escapes") {
+			var leaked string
+			if r != nil {
+				b, _ := os.ReadFile(filepath.Join(r.Dir, "x/root/etc/hostname"))
+				leaked = string(b)
+			}
+			t.Errorf("%s: %v, want ErrExternalSymlink (x/root/etc/hostname in the release reads %q)", name, err, leaked)
+		}
+		assertNoPartial(t, s)
+	}
+
+	inside := newGitRepo(t)
+	writeTree(t, inside.dir, map[string]string{"a.txt": "a", "x/b": "->..", "x/a": "->b/a.txt",
+		"x/gone": "->missing/..", "x/loop1": "->loop2", "x/loop2": "->loop1", "x/under": "->../a.txt/y"})
+	inside.run("add", "-A")
+	inside.run("commit", "-q", "-m", "inside")
+	r := build(t, newSyncer(t, "", nil), &GitSource{Repo: inside.dir, Ref: "main"})
+	if b, err := os.ReadFile(filepath.Join(r.Dir, "x/a")); err != nil || string(b) != "a" {
+		t.Errorf("x/a in the release: %q, %v", b, err)
+	}
 }

@@ -127,6 +127,10 @@ INSERT INTO t VALUES (1), (2);`, quoteLit(db), protected, protected, protected))
 		requireErrContains(t, super.CheckRestoreLogin(ctx), "[database] restore_dsn")
 		_, err = super.Restore(ctx, pb, RestoreOptions{Target: dbName(t, staging, "super")})
 		requireErrContains(t, err, "a superuser or a member of one")
+		// A release's migrations do not log in as it either.
+		if dsn, err := super.MigrationDSN(ctx, "postgres"); dsn != "" || err == nil || !strings.Contains(err.Error(), "a superuser or a member of one") {
+			t.Errorf("MigrationDSN of a superuser restore login: %q, %v", dsn, err)
+		}
 	}
 }
 
@@ -165,6 +169,10 @@ func TestRestoreLoginOnAnotherServerIsRefused(t *testing.T) {
 	srv := newServer(t, staging, ServerConfig{Production: []uint64{prod.SystemIdentifier(t)}, RestoreDSN: u.String()})
 	if err := srv.CheckRestoreLogin(ctx); !errors.Is(err, ErrProduction) {
 		t.Fatalf("CheckRestoreLogin with a restore_dsn on production: %v, want ErrProduction", err)
+	}
+	// Migrations would run on production's database of that name: refused too.
+	if dsn, err := srv.MigrationDSN(ctx, target); dsn != "" || !errors.Is(err, ErrProduction) || strings.Contains(err.Error(), secret) {
+		t.Fatalf("MigrationDSN with a restore_dsn on production: %q, %v, want ErrProduction", dsn, err)
 	}
 	_, err = srv.Restore(ctx, b, RestoreOptions{Target: target})
 	if !errors.Is(err, ErrProduction) {

@@ -51,8 +51,8 @@ type ServerConfig struct {
 	// COPY inserts), and --role does not contain them, since a function can RESET ROLE:
 	// with RestoreDSN they run as this login, not the admin's. Its database is replaced by
 	// the target's; the admin DSN still creates, drops and renames databases. A restore
-	// whose RestoreDSN's login is a superuser, or a member of one, is refused. "": the
-	// admin DSN.
+	// whose RestoreDSN's login is a superuser, or a member of one, is refused. A release's
+	// migrations connect with it too (MigrationDSN). "": the admin DSN.
 	RestoreDSN string
 	// Settings are session settings for pg_restore's connections (through PGOPTIONS) that
 	// speed a bulk load. nil: DefaultRestoreSettings().
@@ -160,6 +160,22 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // migrations; never log it).
 func (s *Server) DSN(database string) string { return s.cs.withDatabase(database).String() }
 
+// MigrationDSN returns the DSN a release's migrations connect to database with: with
+// ServerConfig.RestoreDSN, the restore login's, once checked as a restore checks it (it
+// reaches the admin DSN's server, which is not production's, and is no superuser nor a
+// member of one); without, DSN(database). Migrations are a branch's code: as the admin
+// DSN's superuser a hostile one could leave the role (SET ROLE NONE) and act as that
+// superuser, on other databases and the database host.
+func (s *Server) MigrationDSN(ctx context.Context, database string) (string, error) {
+	if s.cfg.RestoreDSN == "" {
+		return s.DSN(database), nil
+	}
+	if err := s.checkRestoreLogin(ctx, database); err != nil {
+		return "", redact.Error(fmt.Errorf("dbrestore: migrations of %s: %w", database, err), s.secrets()...)
+	}
+	return s.rcs.withDatabase(database).String(), nil
+}
+
 // RestoreLogin returns ServerConfig.RestoreDSN with its password replaced by "xxxxx",
 // or "" when restores run as the admin DSN's login.
 func (s *Server) RestoreLogin() string {
@@ -235,7 +251,7 @@ func refuseSuperLogin(ctx context.Context, c *pgx.Conn) error {
 		return fmt.Errorf("dbrestore: restore login: %w", err)
 	}
 	if len(supers) > 0 {
-		return fmt.Errorf("dbrestore: ServerConfig.RestoreDSN (restage config: [database] restore_dsn) logs in as %q, a superuser or a member of one (%s): it would not contain what the dump runs while it loads",
+		return fmt.Errorf("dbrestore: ServerConfig.RestoreDSN (restage config: [database] restore_dsn) logs in as %q, a superuser or a member of one (%s): it would not contain what the dump runs while it loads, nor a release's migrations",
 			login, strings.Join(supers, ", "))
 	}
 	return nil

@@ -147,6 +147,13 @@ func (ru *run) checkLive(ctx context.Context) (*schema.Status, error) {
 		if err != nil {
 			return "", err
 		}
+		if len(st.Pending) > 0 && ru.r.cfg.MigrationDSN != nil {
+			// The migrations run on a copy once the service is stopped: their login is
+			// checked now, so that a refused one stops nothing.
+			if _, err := ru.r.cfg.MigrationDSN(ctx, ru.r.cfg.Database); err != nil {
+				return "", err
+			}
+		}
 		return fmt.Sprintf("%s at %d, release at %d: %s to run", ru.r.cfg.Database, st.Version, st.Latest, plural(len(st.Pending), "migration")), nil
 	})
 	return st, err

@@ -199,6 +199,9 @@ type ProcessKeys struct {
 	// StartWait is how long the process must stay up to count as started; "": 1s, or
 	// 200ms with a health gate, which watches it from then on.
 	StartWait Duration `toml:"start_wait"`
+	// User runs the service as that user (restage as root); "": restage's own user,
+	// whose rights the release's code then has (svcctl.ProcessConfig.User).
+	User string `toml:"user"`
 }
 
 // Check implements ServiceKeys.
@@ -220,9 +223,19 @@ func (k *ProcessKeys) Open(env DriverEnv) (svcctl.Controller, error) {
 	if startWait == 0 && env.HealthGate {
 		startWait = 200 * time.Millisecond
 	}
-	return svcctl.NewProcess(svcctl.ProcessConfig{Command: k.Command, Dir: env.Path(k.Dir), Env: k.Env,
+	p, err := svcctl.NewProcess(svcctl.ProcessConfig{Command: k.Command, Dir: env.Path(k.Dir), Env: k.Env,
 		Pidfile: pidfile, LogFile: env.Path(k.LogFile), StopTimeout: k.StopTimeout.Duration,
-		StartWait: startWait, Logger: env.Logger})
+		StartWait: startWait, User: k.User, Logger: env.Logger})
+	switch {
+	case errors.Is(err, svcctl.ErrUser):
+		return nil, fmt.Errorf("service.user: %w", err)
+	case err != nil:
+		return nil, err
+	}
+	if log := env.Logger; k.User == "" && os.Geteuid() == 0 && log != nil {
+		log.Warn("service.user is not set: the service runs as root, and the release's code (a branch's, on experimental) with it")
+	}
+	return p, nil
 }
 
 // CommandKeys are the keys of [service] type "command": your own start, stop and status

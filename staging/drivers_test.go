@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/svcctl"
@@ -104,5 +105,48 @@ func TestPidfileFolderIsPrivate(t *testing.T) {
 		if st, err := os.Stat(d); err != nil || st.Mode().Perm() != 0o700 {
 			t.Fatalf("%s: %v, %v", d, st.Mode().Perm(), err)
 		}
+	}
+}
+
+// [service] user reaches the process service: run as root, restage starts it as that
+// user (here nobody, which cannot read restage's 0600 files); an unknown user is a config
+// error naming the key.
+func TestProcessServiceUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching to another user needs root")
+	}
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "history.jsonl")
+	if err := os.WriteFile(secret, []byte("restage's state\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := &ProcessKeys{Command: []string{"/bin/sh", "-c", "id -un; cat " + secret + " || echo unreadable; exec sleep 600"},
+		Pidfile: filepath.Join(dir, "run", "app.pid"), User: "nobody", StopTimeout: Duration{5e9}}
+	ctl, err := k.Open(DriverEnv{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Stop(context.WithoutCancel(t.Context()))
+	var out []byte
+	for range 500 {
+		if out, _ = os.ReadFile(k.Pidfile + ".log"); strings.Contains(string(out), "unreadable") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.HasPrefix(string(out), "nobody\n") || strings.Contains(string(out), "restage's state") {
+		t.Errorf("the service's output:\n%s", out)
+	}
+	var logged strings.Builder
+	k.User = ""
+	if _, err := k.Open(DriverEnv{Logger: slog.New(slog.NewTextHandler(&logged, nil))}); err != nil || !strings.Contains(logged.String(), "service.user is not set") {
+		t.Errorf("no user, restage as root: %v; logged %q", err, logged.String())
+	}
+	k.User = "no-such-user-restage"
+	if _, err := k.Open(DriverEnv{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.HasPrefix(err.Error(), "service.user: ") {
+		t.Errorf("an unknown user: %v", err)
 	}
 }

@@ -429,7 +429,7 @@ func (rep *Report) UnmarshalJSON(b []byte) error {
 		if a := aux.Schema; a != nil {
 			rep.Schema = &SchemaInfo{From: a.From, To: a.To}
 			for _, m := range a.Migrations {
-				rep.Schema.Migrations = append(rep.Schema.Migrations, MigrationTime{Version: m.Version, Name: m.Name, Duration: time.Duration(m.Duration)})
+				rep.Schema.Migrations = append(rep.Schema.Migrations, MigrationTime{Version: m.Version, Name: m.Name, Duration: time.Duration(m.Duration), SHA256: m.SHA256})
 			}
 			for _, m := range a.Pending {
 				rep.Schema.Pending = append(rep.Schema.Pending, MigrationTime{Version: m.Version, Name: m.Name, Duration: time.Duration(m.Duration)})

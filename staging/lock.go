@@ -396,6 +396,33 @@ func (l *Lock) Release() error {
 // even if the holder that started it dies.
 func (l *Lock) File() *os.File { return l.f }
 
+// ReadOnly returns a new read-only descriptor of a shared lock's file that holds the
+// lock too (taken without waiting: this Lock holds it already), for a child process to
+// inherit (exec.Cmd.ExtraFiles) in place of File: the child holds the lock while it
+// lives, even if the holder that started it dies, but cannot write the file through it
+// (a cron job rewriting the owner record would make every later rebuild refuse the
+// file). The caller closes it once the child has ended. An exclusive lock has none.
+func (l *Lock) ReadOnly() (*os.File, error) {
+	if l.exclusive {
+		return nil, errors.New("lock: an exclusive lock cannot be shared with a child")
+	}
+	f, err := safefile.Open(l.path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	held, err1 := l.f.Stat()
+	opened, err2 := f.Stat()
+	if err := errors.Join(err1, err2); err != nil || !os.SameFile(held, opened) {
+		f.Close()
+		return nil, fmt.Errorf("lock: %s is no longer the file locked (%v)", l.path, err)
+	}
+	if ok, err := flock.Try(f, flock.Shared); err != nil || !ok {
+		f.Close()
+		return nil, fmt.Errorf("lock: sharing %s with a child: %v", l.path, err)
+	}
+	return f, nil
+}
+
 // Path returns the lock file's path.
 func (l *Lock) Path() string { return l.path }
 

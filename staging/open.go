@@ -122,6 +122,9 @@ func (c *EnvironmentConfig) databases(cfg *Config, log *slog.Logger) error {
 		return c.errorf("database: %w", redact.Error(err))
 	}
 	cfg.Databases, cfg.DSN = srv, srv.DSN
+	if c.Database.RestoreDSN != "" {
+		cfg.MigrationDSN = srv.MigrationDSN // a branch's migrations: not as the admin's superuser
+	}
 	return nil
 }
 

@@ -185,3 +185,44 @@ func TestCheckPreflight(t *testing.T) {
 		t.Errorf("defaults: %v", reasons)
 	}
 }
+
+// The preflight runs on production only the migration files staging ran: a pending
+// file whose SHA-256 is not the one staging's newest run of it recorded (or recorded as
+// unreadable) refuses the promote; a run recorded before checksums is not compared. The
+// checksum survives the history's JSON.
+func TestCheckPreflightComparesMigrationFiles(t *testing.T) {
+	dir := t.TempDir()
+	ran, other := filepath.Join(dir, "7_x.up.sql"), filepath.Join(dir, "other.sql")
+	os.WriteFile(ran, []byte("ALTER TABLE bug ADD COLUMN x int;\n"), 0o644)
+	os.WriteFile(other, []byte("ALTER TABLE bug ADD COLUMN x int;\nDELETE FROM comment;\n"), 0o644)
+	sum, err := fileSHA256(ran)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := (&Report{ID: "r", Schema: &SchemaInfo{Migrations: []MigrationTime{{Version: 7, Name: "x", Duration: time.Second, SHA256: sum}}}}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := back.UnmarshalJSON(line); err != nil || back.Schema.Migrations[0].SHA256 != sum {
+		t.Fatalf("the history line loses the checksum: %s (%v)", line, err)
+	}
+	history := func(s string) []*Report {
+		return []*Report{{ID: "r", Schema: &SchemaInfo{Migrations: []MigrationTime{{Version: 7, Name: "x", Duration: time.Second, SHA256: s}}}}}
+	}
+	p := &Preflight{}
+	for _, tc := range []struct {
+		path, recorded, want string
+	}{
+		{ran, sum, ""},
+		{other, sum, "7_x is not the file staging ran"},
+		{filepath.Join(dir, "missing.sql"), sum, "7_x is not the file staging ran"},
+		{ran, unreadableFile, "7_x is not the file staging ran"},
+		{other, "", ""}, // an older restage's run: no checksum to compare
+	} {
+		reasons, _ := checkPreflight(p, nil, nil, []schema.Migration{{Version: 7, Name: "x", Path: tc.path}}, history(tc.recorded))
+		if got := strings.Join(reasons, "; "); (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s against %q: %q, want %q", filepath.Base(tc.path), tc.recorded, got, tc.want)
+		}
+	}
+}

@@ -455,10 +455,20 @@ func checkPreflight(p *Preflight, sessions []dbrestore.Session, replicas []dbres
 	ok = append(ok, fmt.Sprintf("%d sessions, none in a transaction older than %s; %d standbys within %s", len(sessions), txAge, len(replicas), lag))
 	for _, m := range pending {
 		t, run := stagingTiming(history, m)
+		var sum string
+		if run != nil && t.SHA256 != "" {
+			var err error
+			if sum, err = fileSHA256(m.Path); err != nil {
+				sum = "(" + err.Error() + ")"
+			}
+		}
 		switch {
 		case run == nil:
 			reasons = append(reasons, fmt.Sprintf("migration %d_%s never ran on staging (no run in %s applied it): production only runs migrations staging has run",
 				m.Version, m.Name, filepath.Join(p.StagingStateDir, HistoryFile)))
+		case sum != t.SHA256:
+			reasons = append(reasons, fmt.Sprintf("migration %d_%s is not the file staging ran (run %s ran SHA-256 %s, the release holds %s): production only runs migrations staging has run; let staging's nightly run this one",
+				m.Version, m.Name, run.ID, t.SHA256, sum))
 		case t.Duration > mig:
 			reasons = append(reasons, fmt.Sprintf("migration %d_%s took %s on staging (run %s), over max_migration_time %s",
 				m.Version, m.Name, round(t.Duration), run.ID, mig))

@@ -45,6 +45,10 @@ type MigrationTime struct {
 	Version  uint          `json:"version"`
 	Name     string        `json:"name"`
 	Duration time.Duration `json:"-"` // in JSON: duration_seconds
+	// SHA256 is the hex SHA-256 of the .up file that ran (unreadableFile when it could
+	// not be read after it ran): a promote runs on production only the files staging ran.
+	// "": not known (a run of an older restage, or a pending migration).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // SchemaInfo is the schema step's outcome.

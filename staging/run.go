@@ -3,9 +3,11 @@ package staging
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -541,12 +543,12 @@ func (ru *run) upgrade(ctx context.Context, database string) error {
 
 // upgradeDB runs the release's migrations on database.
 func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
-	dsn := ru.r.cfg.DSN
-	if ru.sideDSN != nil {
-		dsn = ru.sideDSN
+	dsn, err := ru.migrationDSN(ctx, database)
+	if err != nil {
+		return "", err
 	}
 	t := schema.Target{
-		DSN:  dsn(database),
+		DSN:  dsn,
 		Dir:  filepath.Join(ru.release.Dir, ru.r.cfg.Migrations),
 		Role: ru.r.cfg.SchemaRole,
 	}
@@ -558,7 +560,8 @@ func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
 	if res != nil {
 		info := &SchemaInfo{From: res.From, To: res.To}
 		for _, a := range res.Applied {
-			info.Migrations = append(info.Migrations, MigrationTime{Version: a.Version, Name: a.Name, Duration: a.Duration})
+			info.Migrations = append(info.Migrations, MigrationTime{Version: a.Version, Name: a.Name, Duration: a.Duration,
+				SHA256: ru.migrationSum(a.Path)})
 		}
 		ru.rep.Schema = info
 	}
@@ -566,6 +569,50 @@ func (ru *run) upgradeDB(ctx context.Context, database string) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%s at %d (from %d, %s)", database, res.To, res.From, plural(len(res.Applied), "migration")), nil
+}
+
+// unreadableFile is MigrationTime.SHA256 of a migration whose file could not be read
+// once it ran: it matches no file, so a promote refuses to run it.
+const unreadableFile = "unreadable"
+
+// migrationSum is MigrationTime.SHA256 of the migration file at path ("" for a
+// migration of no file: a fake's).
+func (ru *run) migrationSum(path string) string {
+	if path == "" {
+		return ""
+	}
+	sum, err := fileSHA256(path)
+	if err != nil {
+		ru.log.Warn("could not checksum a migration that ran; a promote will refuse it", "path", path, keyErr, err)
+		return unreadableFile
+	}
+	return sum
+}
+
+// fileSHA256 returns the hex SHA-256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// migrationDSN is the connection string the migrations run on database with: the side
+// cluster's in a physical rebuild, else Config.MigrationDSN's (checked), else Config.DSN's.
+func (ru *run) migrationDSN(ctx context.Context, database string) (string, error) {
+	switch {
+	case ru.sideDSN != nil:
+		return ru.sideDSN(database), nil
+	case ru.r.cfg.MigrationDSN != nil:
+		return ru.r.cfg.MigrationDSN(ctx, database)
+	}
+	return ru.r.cfg.DSN(database), nil
 }
 
 // startHealthy starts the service and waits for the health gate, as the step name.

@@ -1,6 +1,7 @@
 package staging
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,11 @@ type Config struct {
 	// DSN returns the connection string of a database on the staging server (the schema
 	// step runs against "<Database>_next"). Required.
 	DSN func(database string) string
+	// MigrationDSN, when set, returns the connection string the release's migrations
+	// connect to database with, having checked the login (dbrestore.Server.MigrationDSN:
+	// the restore login's, which is no superuser); an error fails the step. nil: DSN.
+	// A physical rebuild's migrations run on its side cluster, as PhysicalConfig says.
+	MigrationDSN func(ctx context.Context, database string) (string, error)
 
 	Options
 }

@@ -1,7 +1,9 @@
 package svcctl
 
 import (
+	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,4 +135,51 @@ func TestChildrenGetOnlyTheirEnvironment(t *testing.T) {
 			"DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/4242/bus",
 		})
 	})
+}
+
+// TestProcessRunsAsItsUser: with ProcessConfig.User the service runs as that user (its
+// uid, groups, HOME and USER), so it cannot read what the caller reads (here a root's
+// file 0600, as production's backups or restage's state would be); an unknown user is
+// ErrUser when the Process is made. Run as root (as CI runs), it switches users.
+func TestProcessRunsAsItsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching to another user needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody:", err)
+	}
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("production's rows\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProcess(ProcessConfig{
+		Command: sh("echo uid=$(id -u) gid=$(id -g) HOME=$HOME USER=$USER; cat " + secret + " || echo unreadable; exec sleep 600"),
+		User:    "nobody", Env: []string{"APP_MODE=staging"},
+		Pidfile: filepath.Join(dir, "app.pid"), StartWait: 100 * time.Millisecond, StopTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(t, p, "unreadable")
+	out, _ := os.ReadFile(p.LogFile())
+	want := "uid=" + nobody.Uid + " gid=" + nobody.Gid + " HOME=" + nobody.HomeDir + " USER=nobody"
+	if !strings.Contains(string(out), want) || strings.Contains(string(out), "production's rows") {
+		t.Errorf("the service's log:\n%s\nwant %q and no secret", out, want)
+	}
+	if st, err := p.Status(ctx); err != nil || st.State != StateRunning {
+		t.Errorf("status %v, %v", st, err)
+	}
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewProcess(ProcessConfig{Command: []string{"sleep", "1"}, User: "no-such-user-restage",
+		Pidfile: filepath.Join(dir, "x.pid")}); !errors.Is(err, ErrUser) {
+		t.Errorf("an unknown user: %v", err)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/cloexec"
 	"github.com/restage/restage/internal/proc"
+	"github.com/restage/restage/internal/runas"
 	"github.com/restage/restage/internal/safefile"
 )
 
@@ -56,6 +57,13 @@ type ProcessConfig struct {
 	// StartWait is how long the service must stay up to count as started (supervisor's
 	// startsecs); 0: 1s.
 	StartWait time.Duration
+	// User is the user the service runs as: its uid, primary group and supplementary
+	// groups, and its HOME, USER and LOGNAME (before Env, which may set them again).
+	// Another user than the caller's needs root (ErrUser). "": the caller's user, with
+	// all its rights: the service's code (a branch's, on an experimental environment)
+	// could then read whatever the caller reads (production's backups, its state, its
+	// ~/.pgpass) and, as root, anything.
+	User string
 	// Logger receives progress; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -73,6 +81,9 @@ const StartTokenEnv = "RESTAGE_SERVICE_START"
 type Process struct {
 	cfg ProcessConfig
 	log *slog.Logger
+	// cred is User's credential (nil: the caller's); userEnv its HOME, USER and LOGNAME.
+	cred    *syscall.Credential
+	userEnv []string
 
 	mu    sync.Mutex
 	child *child // the last process this value started, reaped by a goroutine
@@ -125,6 +136,12 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 	p := &Process{cfg: cfg, log: loggerOr(cfg.Logger).With(logKeyService, cfg.Command[0])}
 	if err := p.checkDirs(); err != nil {
 		return nil, err
+	}
+	if cfg.User != "" {
+		var err error
+		if p.cred, p.userEnv, err = runas.Lookup(cfg.User); err != nil {
+			return nil, fmt.Errorf("svcctl: process: %w", err)
+		}
 	}
 	return p, nil
 }
@@ -396,11 +413,11 @@ func (p *Process) spawn(ctx context.Context, path, token string) (c *child, st p
 	cmd := exec.Command(path, p.cfg.Command[1:]...)
 	cmd.Args[0] = p.cfg.Command[0]
 	cmd.Dir = p.cfg.Dir
-	cmd.Env = childenv.Env(nil, append(slices.Clip(p.cfg.Env), StartTokenEnv+"="+token)...)
+	cmd.Env = childenv.Env(nil, slices.Concat(p.userEnv, p.cfg.Env, []string{StartTokenEnv + "=" + token})...)
 	cmd.Stdin = devnull
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: p.cred}
 	// The service outlives restage: no descriptor restage inherited goes with it.
 	if err := cloexec.Inherited(); err != nil {
 		return nil, st, 0, fmt.Errorf("svcctl: process: %w", err)

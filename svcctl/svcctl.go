@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/restage/restage/internal/cmderr"
+	"github.com/restage/restage/internal/runas"
 )
 
 // State is what a controller knows of its service.
@@ -60,6 +61,8 @@ var (
 	ErrExited    = errors.New("service exited")
 	ErrUnhealthy = errors.New("service not healthy")
 	ErrNotFound  = errors.New("service not found")
+	// ErrUser: the user a service is to run as is unknown, or switching to it needs root.
+	ErrUser = runas.ErrUser
 )
 
 // CommandError is a failed external program (a start/stop command, systemctl, a

@@ -12,6 +12,7 @@ import (
 
 	cronspec "github.com/netresearch/go-cron"
 
+	"github.com/restage/restage/internal/runas"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
 )
@@ -111,6 +112,11 @@ type Job struct {
 	Env map[string]string `toml:"env"`
 	// Dir is the working folder; "": Config.Dir. Relative paths are against Config.Dir.
 	Dir string `toml:"dir"`
+	// User runs the job as that user (the runner as root): its uid, groups, HOME, USER
+	// and LOGNAME (before Env). "": the runner's user, whose rights the job's code (the
+	// release's) then has: the runner's state_dir, its reports, and whatever else that
+	// user reads (with the nightly run as the same user, production's backups).
+	User string `toml:"user"`
 }
 
 var jobName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -191,6 +197,11 @@ func (c *Config) Validate() error {
 		for k := range j.Env {
 			if k == "" || strings.ContainsAny(k, "=\x00") {
 				return bad("%s: env: bad variable name %q", where, k)
+			}
+		}
+		if j.User != "" {
+			if err := runas.Check(j.User); err != nil {
+				return bad("%s: user: %v", where, err)
 			}
 		}
 	}

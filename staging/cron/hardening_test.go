@@ -413,3 +413,63 @@ func TestJobGetsNoInheritedDescriptor(t *testing.T) {
 		t.Errorf("the job's descriptors:\n%s\nwant\n%s", got, want)
 	}
 }
+
+// A job with a user runs as that user (the runner as root), so the release's code it
+// runs cannot read the runner's state (nor what else the runner's user reads); an
+// unknown user is a config error naming the job.
+func TestJobRunsAsItsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching to another user needs root")
+	}
+	e := newEnv(t)
+	secret := e.path("secret")
+	if err := os.WriteFile(secret, []byte("the runner's secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j := cron.Job{Name: "whoami", Schedule: "* * * * *", Dir: "/", User: "nobody",
+		Command: []string{"/bin/sh", "-c", "echo user=$(id -un) home=$HOME; cat " + secret + " " + e.state + "/state.json || echo unreadable"}}
+	if got := outcomes(runOnce(t, newRunner(t, e.config(j)), at(0))); got != "whoami=ok" {
+		t.Fatal(got)
+	}
+	runOnce(t, newRunner(t, e.config(j)), at(1)) // state.json exists now
+	out, err := os.ReadFile(filepath.Join(e.state, "jobs", "whoami.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "user=nobody home=/nonexistent") || !strings.Contains(string(out), "unreadable") ||
+		strings.Contains(string(out), "the runner's secret") || strings.Contains(string(out), `"whoami"`) {
+		t.Errorf("the job's output:\n%s", out)
+	}
+	j.User = "no-such-user-restage"
+	if _, err := cron.New(e.config(j)); !errors.Is(err, staging.ErrConfig) || !strings.Contains(err.Error(), `job "whoami": user`) {
+		t.Errorf("an unknown user: %v", err)
+	}
+}
+
+// A job inherits its locks read-only: its code cannot rewrite the environment's lock
+// file through fd 3 (a record every later rebuild and job would refuse) nor its job lock
+// through fd 4; the next job and a rebuild take the lock as usual.
+func TestJobCannotWriteItsLocks(t *testing.T) {
+	e := newEnv(t)
+	j := cron.Job{Name: "scribble", Schedule: "* * * * *",
+		Command: []string{"/bin/sh", "-c", "printf junk >&3 && echo wrote3; printf junk >&4 && echo wrote4; exit 0"}}
+	for i := range 2 {
+		if got := outcomes(runOnce(t, newRunner(t, e.config(j)), at(i))); got != "scribble=ok" {
+			t.Fatalf("run %d: %s", i, got)
+		}
+	}
+	out, _ := os.ReadFile(filepath.Join(e.state, "jobs", "scribble.log"))
+	if strings.Contains(string(out), "wrote") {
+		t.Errorf("the job wrote through its lock descriptors:\n%s", out)
+	}
+	for _, f := range []string{e.lock, filepath.Join(e.state, "jobs", "scribble.lock")} {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "junk") {
+			t.Errorf("%s holds %q", f, b)
+		}
+	}
+	l, err := staging.AcquireExclusive(t.Context(), e.lock, staging.LockOptions{})
+	if err != nil {
+		t.Fatalf("a rebuild after the job: %v", err)
+	}
+	l.Release()
+}

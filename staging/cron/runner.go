@@ -26,6 +26,7 @@ import (
 	"github.com/restage/restage/internal/childenv"
 	"github.com/restage/restage/internal/cloexec"
 	"github.com/restage/restage/internal/redact"
+	"github.com/restage/restage/internal/runas"
 	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
@@ -150,6 +151,8 @@ type job struct {
 	sched   cronspec.Schedule
 	timeout time.Duration
 	dir     string
+	cred    *syscall.Credential // User's; nil: the runner's
+	userEnv []string            // User's HOME, USER and LOGNAME
 }
 
 // New validates cfg, resolves its relative paths against cfg.Dir and returns a Runner.
@@ -194,6 +197,12 @@ func New(cfg Config) (*Runner, error) {
 		if j.Dir != "" {
 			jj.dir = staging.ResolvePath(cfg.Dir, j.Dir)
 		}
+		if j.User != "" {
+			var err error
+			if jj.cred, jj.userEnv, err = runas.Lookup(j.User); err != nil {
+				return nil, fmt.Errorf("%w: job %q: user: %w", staging.ErrConfig, j.Name, err)
+			}
+		}
 		r.jobs = append(r.jobs, jj)
 	}
 	return r, nil
@@ -206,14 +215,16 @@ func (r *Runner) Topic() string { return r.topic }
 type started struct {
 	j       *job
 	res     *JobResult
-	jobLock *os.File // its per-job lock, held exclusive
+	jobLock *os.File // its per-job lock, held exclusive (opened read-only)
 	envLock *staging.Lock
+	envRO   *os.File // a read-only descriptor of envLock's file holding it too, for the job
 }
 
 // release releases the job's locks (the job's own process, if it was started, holds
 // them until it ends).
 func (s *started) release() {
 	s.envLock.Release()
+	s.envRO.Close()
 	s.jobLock.Close()
 }
 
@@ -440,7 +451,14 @@ func (r *Runner) claim(ctx context.Context, j *job, res *JobResult, ctl *Control
 	case envLock.RecordErr != nil:
 		log.Warn("the job runs, but without its holder record a waiting rebuild cannot name it", logKeyErr, envLock.RecordErr)
 	}
-	return &started{j: j, res: res, jobLock: jobLock, envLock: envLock}, false
+	envRO, err := envLock.ReadOnly()
+	if err != nil {
+		envLock.Release()
+		jobLock.Close()
+		res.Outcome, res.Err = Failed, j.notStarted(err)
+		return nil, false
+	}
+	return &started{j: j, res: res, jobLock: jobLock, envLock: envLock, envRO: envRO}, false
 }
 
 // warnLocked says that a job is skipped, and still owed, because a rebuild holds or
@@ -612,11 +630,13 @@ func (r *Runner) execute(ctx context.Context, s *started, out io.Writer, log *sl
 	cmd.Dir = j.dir
 	cmd.Env = jobEnv(r.cfg.Environment, j)
 	cmd.Stdout, cmd.Stderr = out, out
-	// The job inherits the environment lock's descriptor (as fd 3) and its per-job
+	// The job inherits a descriptor of the environment's lock (as fd 3) and its per-job
 	// lock's (as fd 4): it holds both locks itself, so that a runner killed mid-job can
 	// neither let a rebuild start under the job nor let the next runner start it again.
-	cmd.ExtraFiles = []*os.File{s.envLock.File(), s.jobLock}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Both are read-only: the job's code cannot rewrite the files (an owner record that
+	// every later rebuild and job would refuse), whatever user it runs as.
+	cmd.ExtraFiles = []*os.File{s.envRO, s.jobLock}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: j.cred}
 	cmd.Cancel = func() error {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		return nil
@@ -692,14 +712,16 @@ const (
 
 // jobEnv returns a job's environment: no more of the runner's own than childenv
 // passes on (PATH, HOME, the locale, ...: never a secret such as the SMTP password),
-// the job's configured env, then the runner's RESTAGE_* variables, which win.
+// its user's HOME, USER and LOGNAME (with Job.User), the job's configured env, then the
+// runner's RESTAGE_* variables, which win.
 func jobEnv(environment string, j *job) []string {
 	keys := make([]string, 0, len(j.Env))
 	for k := range j.Env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	extra := make([]string, 0, len(keys)+4)
+	extra := make([]string, 0, len(j.userEnv)+len(keys)+4)
+	extra = append(extra, j.userEnv...)
 	for _, k := range keys {
 		extra = append(extra, k+"="+j.Env[k])
 	}

@@ -115,7 +115,8 @@ func (r *Runner) recordResult(ctx context.Context, res *JobResult) {
 // nil when another run of the job holds it. The caller closes the file to release it;
 // a job started with the file among its descriptors holds the lock until it ends.
 func (r *Runner) tryJobLock(j *job) (*os.File, error) {
-	f, err := safefile.OpenPrivate(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".lock"), os.O_RDWR|os.O_CREATE)
+	// Read-only: the job inherits it (fd 4) and must not write it.
+	f, err := safefile.OpenPrivate(filepath.Join(jobsDir(r.cfg.StateDir), j.Name+".lock"), os.O_RDONLY|os.O_CREATE)
 	if err != nil {
 		return nil, err
 	}

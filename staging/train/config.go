@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/restage/restage/internal/gitcred"
+	"github.com/restage/restage/internal/runas"
 	"github.com/restage/restage/staging"
 )
 
@@ -29,6 +30,11 @@ type Config struct {
 	Check []string `toml:"check"`
 	// CheckTimeout bounds the check; "": 30m.
 	CheckTimeout staging.Duration `toml:"check_timeout"`
+	// CheckUser runs the check as that user (the train as root): its uid, groups, HOME,
+	// USER and LOGNAME; devel's tree is given to it. "": the train's user, whose rights
+	// devel's code then has, the scratch clone the cut pushes from with the repository's
+	// credentials among them (its config may send the push through a proxy of its own).
+	CheckUser string `toml:"check_user"`
 	// GitTimeout bounds each git command; "": 10m.
 	GitTimeout staging.Duration `toml:"git_timeout"`
 	// Environments are the environments' config files (production.toml, staging.toml,
@@ -112,6 +118,11 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Check) > 0 && c.Check[0] == "" {
 		p = append(p, "check: want a program and its arguments")
+	}
+	if c.CheckUser != "" {
+		if err := runas.Check(c.CheckUser); err != nil {
+			p = append(p, "check_user: "+err.Error())
+		}
 	}
 	if len(c.Notify.Targets) > 0 && c.StateDir == "" {
 		p = append(p, "missing required key state_dir (to spool the reports [notify] cannot deliver)")

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"github.com/restage/restage/internal/cmderr"
 	"github.com/restage/restage/internal/gitcred"
 	"github.com/restage/restage/internal/redact"
+	"github.com/restage/restage/internal/runas"
 	"github.com/restage/restage/internal/safefile"
 	"github.com/restage/restage/notify"
 	"github.com/restage/restage/staging"
@@ -58,6 +62,10 @@ type Train struct {
 	notifier notify.Notifier
 	report   func(string)
 	git      string // the git program
+	// checkCred is CheckUser's credential (nil: the train's), checkEnv its HOME, USER
+	// and LOGNAME.
+	checkCred *syscall.Credential
+	checkEnv  []string
 }
 
 // Open validates cfg and wires the notifier of its [notify] section (each target spooled
@@ -74,6 +82,12 @@ func Open(cfg *Config, opts Options) (*Train, error) {
 	t := &Train{cfg: c, log: log, now: opts.Now, report: opts.Report, git: opts.Git}
 	if t.now == nil {
 		t.now = time.Now
+	}
+	if c.CheckUser != "" {
+		var err error
+		if t.checkCred, t.checkEnv, err = runas.Lookup(c.CheckUser); err != nil {
+			return nil, fmt.Errorf("%w: check_user: %w", staging.ErrConfig, err)
+		}
 	}
 	// cuts.jsonl and the spool: a folder others control is refused before any cut.
 	if c.StateDir != "" {
@@ -300,6 +314,11 @@ func (t *Train) check(ctx context.Context, work, commit string, rep *CutReport) 
 	if tree.Close != nil {
 		defer tree.Close()
 	}
+	if t.checkCred != nil {
+		if err := handOver(tree.Dir, t.checkCred); err != nil {
+			return fmt.Errorf("giving devel's tree to check_user %s: %w", t.cfg.CheckUser, err)
+		}
+	}
 	res := &CheckResult{Command: t.cfg.Check}
 	rep.Check = res
 	start := time.Now()
@@ -307,8 +326,8 @@ func (t *Train) check(ctx context.Context, work, commit string, rep *CutReport) 
 	defer cancel()
 	cmd := exec.CommandContext(cctx, t.cfg.Check[0], t.cfg.Check[1:]...)
 	cmd.Dir = tree.Dir
-	cmd.Env = childenv.Env(nil, "RESTAGE_CUT_COMMIT="+commit)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = childenv.Env(nil, append(slices.Clip(t.checkEnv), "RESTAGE_CUT_COMMIT="+commit)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: t.checkCred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
@@ -322,6 +341,22 @@ func (t *Train) check(ctx context.Context, work, commit string, rep *CutReport) 
 		return fmt.Errorf("%w: %s: %v", ErrCheck, strings.Join(t.cfg.Check, " "), err)
 	}
 	return nil
+}
+
+// handOver gives the exported tree dir to cred's user, for a check that builds in it:
+// every entry chowned (symlinks themselves), and its parent, the export's private
+// folder, opened to be passed through (0711), not listed.
+func handOver(dir string, cred *syscall.Credential) error {
+	err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, int(cred.Uid), int(cred.Gid))
+	})
+	if err != nil {
+		return err
+	}
+	return os.Chmod(filepath.Dir(dir), 0o711)
 }
 
 // deliver sends the report under the train's topic; a report a target cannot take is
