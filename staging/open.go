@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/restage/restage/codesync"
@@ -171,7 +172,7 @@ func (c *EnvironmentConfig) physical(log *slog.Logger) (*PhysicalConfig, error) 
 	}
 	clusters, err := physical.NewClusters(physical.ClustersConfig{Environment: c.Environment, Dir: cl.Dir,
 		Port: cl.Port, SidePort: cl.SidePort, BinDir: cl.BinDir, Settings: cl.Settings, User: cl.User,
-		Timeout: cl.Timeout.Duration, DeltaChecksums: c.Backup.DeltaChecksums, Logger: log})
+		Timeout: cl.Timeout.Duration, DeltaChecksums: c.Backup.DeltaChecksums, Logins: nonEmpty(c.Schema.Role), Logger: log})
 	if err != nil {
 		return nil, c.errorf("cluster: %w", err)
 	}
@@ -295,4 +296,9 @@ func values(m map[string]notify.Notifier) []any {
 		out = append(out, v)
 	}
 	return out
+}
+
+// nonEmpty is the list of the values that are not "".
+func nonEmpty(values ...string) []string {
+	return slices.DeleteFunc(values, func(v string) bool { return v == "" })
 }

@@ -108,14 +108,53 @@ func (ru *run) physicalRun(ctx context.Context, ps *physicalState) error {
 	if err = ru.physicalPrepare(ctx, ps); err != nil {
 		_ = release(ctx, true)
 	} else if err = release(ctx, false); err == nil {
-		ru.sideDSN = func(db string) string { return cl.SideDSN(ps.slot, db) }
-		err = ru.upgrade(ctx, ru.r.cfg.Database)
+		var login string
+		if login, err = ru.migrationLogin(ctx, ps); err == nil {
+			ru.sideDSN = func(db string) string { return cl.SideDSNAs(ps.slot, db, login) }
+			err = ru.upgrade(ctx, ru.r.cfg.Database)
+		}
 	}
 	if err != nil {
 		ru.abandonSlot(ctx, ps)
 		return err
 	}
 	return ru.physicalCutover(ctx, ps)
+}
+
+// migrationLogin is the role the migrations log in as on the side cluster: [schema]
+// role when it may log in and is no superuser there, so that the code's migrations (a
+// branch's, once merged) have its rights only; a session that logged in as the
+// superuser and SET ROLE could SET ROLE NONE, and as superuser run programs as the
+// cluster's user (COPY ... TO PROGRAM), which reads pgBackRest's config and repository.
+// Otherwise the superuser, with a note saying why when a role is configured.
+func (ru *run) migrationLogin(ctx context.Context, ps *physicalState) (string, error) {
+	role := ru.r.cfg.SchemaRole
+	if role == "" {
+		return physical.Superuser, nil
+	}
+	if !ru.r.cfg.Physical.Clusters.CanLogIn(role) {
+		ru.note("the migrations log in as the superuser and SET ROLE %s: the clusters were made without it in ClustersConfig.Logins, so a migration could SET ROLE NONE and act as the superuser", role)
+		return physical.Superuser, nil
+	}
+	conn, err := ru.r.cfg.Physical.Clusters.Conn(ctx, ps.slot, ru.r.cfg.Database, false)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var login, super bool
+	err = conn.QueryRow(ctx, "SELECT rolcanlogin, rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", role).Scan(&login, &super)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", fmt.Errorf("%w: schema.role %q is no role of the restored cluster", ErrConfig, role)
+	case err != nil:
+		return "", fmt.Errorf("schema.role %q: %w", role, err)
+	case super:
+		return role, nil // a superuser either way
+	case !login:
+		ru.note("the migrations log in as the superuser and SET ROLE %s, which cannot log in (NOLOGIN on production): a migration could SET ROLE NONE and act as the superuser; give the role LOGIN on production so that they run with its rights only", role)
+		return physical.Superuser, nil
+	}
+	return role, nil
 }
 
 func (ru *run) untouchedCluster() string {

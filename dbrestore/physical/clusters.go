@@ -51,6 +51,10 @@ type ClustersConfig struct {
 	// file written since that restore (by the cluster restage ran there) is first given
 	// a time no backup holds, so that only files restage never touched are trusted.
 	DeltaChecksums bool
+	// Logins are roles restage may also log in as through the slot's socket (peer
+	// authentication, mapped as for the superuser): the migrations' role, so that the
+	// code's migrations run without the superuser's rights (SideDSNAs).
+	Logins []string
 	// Logger receives one line per action; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -64,8 +68,12 @@ var slotNames = []string{"a", "b"}
 const (
 	markerFile = "restage-slot.json"
 	liveFile   = "live"
-	superuser  = "postgres" // the restored cluster's superuser restage connects as
 )
+
+// Superuser is the restored cluster's superuser, the role restage connects as.
+const Superuser = superuser
+
+const superuser = "postgres"
 
 // Slot is one of the two data directories.
 type Slot struct {

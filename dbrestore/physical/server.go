@@ -366,7 +366,7 @@ func (c *Clusters) configure(s *Slot, m mode) (pinned [][2]string, err error) {
 	if err := c.rewriteAuto(filepath.Join(s.Data, "postgresql.auto.conf"), set, drop); err != nil {
 		return nil, err
 	}
-	if err := c.prepend(filepath.Join(s.Data, "pg_hba.conf"), hbaLines,
+	if err := c.prepend(filepath.Join(s.Data, "pg_hba.conf"), c.hbaLines(),
 		"host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"); err != nil {
 		return nil, err
 	}
@@ -550,12 +550,25 @@ func commandLine(settings [][2]string) string {
 	return b.String()
 }
 
-// hbaLines let restage (and only through the slot's own socket) connect as the
-// superuser: peer authentication, mapped by pg_ident.conf.
-const hbaLines = "# restage: its own connections, through the slot's socket (written by restage)\n" +
-	"local all " + superuser + " peer map=restage\n"
+// logins are the roles restage connects as through the slot's socket: the superuser,
+// then ClustersConfig.Logins.
+func (c *Clusters) logins() []string {
+	return append([]string{superuser}, slices.DeleteFunc(slices.Clone(c.cfg.Logins), func(r string) bool { return r == superuser })...)
+}
 
-// identLines map restage's user and the clusters' owner onto the superuser.
+// hbaLines let restage (and only through the slot's own socket) connect as the
+// superuser and its other logins: peer authentication, mapped by pg_ident.conf.
+func (c *Clusters) hbaLines() string {
+	var b strings.Builder
+	b.WriteString("# restage: its own connections, through the slot's socket (written by restage)\n")
+	for _, r := range c.logins() {
+		fmt.Fprintf(&b, "local all %s peer map=restage\n", hbaQuote(r))
+	}
+	return b.String()
+}
+
+// identLines map restage's user and the clusters' owner onto the superuser and the
+// other logins.
 func (c *Clusters) identLines() string {
 	var b strings.Builder
 	b.WriteString("# restage: who may connect as the superuser through the slot's socket (written by restage)\n")
@@ -563,11 +576,18 @@ func (c *Clusters) identLines() string {
 	if u, err := user.Current(); err == nil && u.Username != c.owner.name {
 		names = append(names, u.Username)
 	}
-	for _, n := range names {
-		fmt.Fprintf(&b, "restage %s %s\n", n, superuser)
+	for _, r := range c.logins() {
+		for _, n := range names {
+			fmt.Fprintf(&b, "restage %s %s\n", hbaQuote(n), hbaQuote(r))
+		}
 	}
 	return b.String()
 }
+
+// hbaQuote quotes a name for pg_hba.conf and pg_ident.conf: always, so that no name
+// reads as a keyword (all, sameuser) or a group (+name), a regular expression (/...)
+// or two fields.
+func hbaQuote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
 // prepend puts lines at the top of path unless they are there; a missing file is
 // created with lines and then rest.
@@ -600,7 +620,21 @@ func (c *Clusters) writeOwned(path, content string) error {
 // DSN returns the connection string of database on the slot while it runs on port:
 // its socket, as the superuser.
 func (c *Clusters) dsn(s *Slot, port int, database string) string {
-	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", quoteKV(s.Dir), port, superuser, quoteKV(database))
+	return c.dsnAs(s, port, database, superuser)
+}
+
+func (c *Clusters) dsnAs(s *Slot, port int, database, role string) string {
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", quoteKV(s.Dir), port, quoteKV(role), quoteKV(database))
+}
+
+// CanLogIn reports whether restage may log in as role through a slot's socket: the
+// superuser, or one of ClustersConfig.Logins.
+func (c *Clusters) CanLogIn(role string) bool { return slices.Contains(c.logins(), role) }
+
+// SideDSNAs is SideDSN logged in as role, one of ClustersConfig.Logins: its session
+// has the role's rights only (no SET ROLE NONE back to a superuser).
+func (c *Clusters) SideDSNAs(s *Slot, database, role string) string {
+	return c.dsnAs(s, c.cfg.SidePort, database, role)
 }
 
 // SideDSN returns the connection string of database on the slot running on the side
