@@ -226,3 +226,33 @@ func TestCheckPreflightComparesMigrationFiles(t *testing.T) {
 		}
 	}
 }
+
+// checkCommit compares the release's commit with staging's newest successful rebuild's,
+// skipping failed runs, deploys and runs that recorded no commit.
+func TestCheckCommit(t *testing.T) {
+	run := func(id, kind string, outcome Outcome, commit string) *Report {
+		return &Report{ID: id, Kind: kind, Outcome: outcome, Release: &ReleaseInfo{ID: id, Commit: commit}}
+	}
+	history := []*Report{
+		run("r1", "rebuild", OutcomeOK, "aaa"),
+		run("r2", "rebuild", OutcomeOK, ""),
+		run("r3", "rebuild", OutcomeFailed, "ccc"),
+		run("r4", "deploy", OutcomeOK, "ddd"),
+	}
+	for _, tc := range []struct {
+		history      []*Report
+		commit       string
+		reason, fine string
+	}{
+		{history, "aaa", "", "staging ran commit aaa (run r1)"},
+		{history, "ccc", "the release is commit ccc, and staging's newest successful rebuild (run r1 in s/history.jsonl) ran aaa", ""},
+		{history, "", "", ""},
+		{history[1:], "ccc", "", ""},
+		{nil, "aaa", "", ""},
+	} {
+		reason, fine := checkCommit(tc.history, tc.commit, "s")
+		if !strings.HasPrefix(reason, tc.reason) || (tc.reason == "") != (reason == "") || fine != tc.fine {
+			t.Errorf("commit %q over %d runs: %q, %q", tc.commit, len(tc.history), reason, fine)
+		}
+	}
+}

@@ -397,19 +397,20 @@ func (ru *run) preflight(ctx context.Context, pending []schema.Migration) (strin
 	if err != nil {
 		return "", err
 	}
-	var history []*Report
-	if len(pending) > 0 {
-		history, err = History(p.StagingStateDir)
-		switch {
-		case errors.Is(err, ErrHistoryCorrupt):
-			ru.note("staging's history: %v", err) // the readable runs still count
-		case errors.Is(err, fs.ErrNotExist):
-			history = nil
-		case err != nil:
-			return "", fmt.Errorf("staging's history: %w", err)
-		}
+	history, err := History(p.StagingStateDir)
+	switch {
+	case errors.Is(err, ErrHistoryCorrupt):
+		ru.note("staging's history: %v", err) // the readable runs still count
+	case errors.Is(err, fs.ErrNotExist):
+		history = nil
+	case err != nil:
+		return "", fmt.Errorf("staging's history: %w", err)
 	}
 	reasons, ok := checkPreflight(p, sessions, replicas, pending, history)
+	if ru.release != nil {
+		reason, fine := checkCommit(history, ru.release.Revision.Commit, p.StagingStateDir)
+		reasons, ok = appendNonEmpty(reasons, reason), appendNonEmpty(ok, fine)
+	}
 	if hidden != nil {
 		if len(reasons) == 0 {
 			return "", fmt.Errorf("%w: %w", ErrPreflight, hidden)
@@ -477,6 +478,37 @@ func checkPreflight(p *Preflight, sessions []dbrestore.Session, replicas []dbres
 		}
 	}
 	return reasons, ok
+}
+
+// checkCommit compares the commit a promote built with the one staging's newest
+// successful rebuild ran: production only runs code staging has run, and a commit pushed
+// to the staging branch since (after the nightly, or by anyone) has not. It returns the
+// reason to refuse, or what was found fine; neither when the release or staging's
+// history records no commit (a folder source, runs recorded before commits were).
+func checkCommit(history []*Report, commit, stateDir string) (reason, ok string) {
+	if commit == "" {
+		return "", ""
+	}
+	for i := len(history) - 1; i >= 0; i-- {
+		rep := history[i]
+		if rep.Kind != "rebuild" || rep.Outcome != OutcomeOK || rep.Release == nil || rep.Release.Commit == "" {
+			continue
+		}
+		if rep.Release.Commit != commit {
+			return fmt.Sprintf("the release is commit %s, and staging's newest successful rebuild (run %s in %s) ran %s: production only runs code staging has run; let staging's nightly run this commit first",
+				commit, rep.ID, filepath.Join(stateDir, HistoryFile), rep.Release.Commit), ""
+		}
+		return "", fmt.Sprintf("staging ran commit %s (run %s)", commit, rep.ID)
+	}
+	return "", ""
+}
+
+// appendNonEmpty appends s to list unless it is "".
+func appendNonEmpty(list []string, s string) []string {
+	if s == "" {
+		return list
+	}
+	return append(list, s)
 }
 
 // stagingTiming returns the newest timing of migration m in staging's history, and the

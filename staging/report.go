@@ -63,6 +63,7 @@ type SchemaInfo struct {
 type ReleaseInfo struct {
 	ID       string `json:"id"`
 	Revision string `json:"revision"`
+	Commit   string `json:"commit,omitempty"` // the revision's commit id (git)
 	Previous string `json:"previous,omitempty"`
 }
 

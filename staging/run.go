@@ -470,7 +470,7 @@ func (ru *run) built(rel *codesync.Release, err error) (string, error) {
 		return "", err
 	}
 	ru.release = rel
-	ru.rep.Release = &ReleaseInfo{ID: rel.ID, Revision: rel.Revision.String()}
+	ru.rep.Release = &ReleaseInfo{ID: rel.ID, Revision: rel.Revision.String(), Commit: rel.Revision.Commit}
 	return fmt.Sprintf("%s from %s (%d files, %d hard-linked)", rel.ID, rel.Revision, rel.Files, rel.Linked), nil
 }
 

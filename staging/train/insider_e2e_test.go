@@ -48,3 +48,25 @@ func TestPromoteRefusesAMigrationStagingRanOtherwise(t *testing.T) {
 		t.Fatalf("promote after staging ran it: %v\n%s", err, text(rep))
 	}
 }
+
+// Production only runs code staging has run: a commit pushed to the staging branch after
+// staging's newest successful rebuild (code only, no migration) refuses the promote, by
+// commit, until staging's nightly has run it.
+func TestPromoteRefusesACommitStagingDidNotRun(t *testing.T) {
+	w, tr := newTrainWorld(t)
+	ctx := ctxT(t)
+	mustPromote(t, tr.Prod.ConfigPath)
+	rebuild(t, w.ConfigPath)
+	git(t, ctx, tr, "checkout", "-q", "-B", "late", tr.Patch3)
+	late := commit(t, ctx, tr, "a late change", map[string]string{filepath.Join(tr.Work, "late.txt"): "untested\n"})
+	git(t, ctx, tr, "push", "-q", tr.Repo, late+":refs/heads/staging")
+
+	rep, err := promote(t, tr.Prod.ConfigPath)
+	if !errors.Is(err, staging.ErrPreflight) || !strings.Contains(err.Error(), "the release is commit "+late) {
+		t.Fatalf("promote of a commit staging did not run: %v\n%s", err, text(rep))
+	}
+	rebuild(t, w.ConfigPath)
+	if rep, err := promote(t, tr.Prod.ConfigPath); err != nil {
+		t.Fatalf("promote after staging ran it: %v\n%s", err, text(rep))
+	}
+}
