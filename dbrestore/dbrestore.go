@@ -165,6 +165,10 @@ type RestoreResult struct {
 	RowCounts   map[string]int64 // compared counts, when the manifest had them
 	Output      string           // tail of pg_restore's and the SQL files' messages
 	Mask        *mask.Result     // what masking did, with RestoreOptions.Mask
+	// Notices says, for each post-restore file that raised any, how many server notices
+	// it raised ("sanitize.sql: 2 server notices (NOTICE 1, WARNING 1), their text
+	// withheld"): their text may quote production's rows (Notices), so none is kept.
+	Notices []string
 }
 
 // Errors callers test with errors.Is.

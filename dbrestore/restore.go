@@ -569,6 +569,7 @@ func (r *restoreRun) postRestore(ctx context.Context, conn *pgx.Conn) error {
 		done := fmt.Sprintf("post-restore %s: done in %s", f.name, took)
 		if n := r.notices.Take(); n != "" {
 			done += "; " + n
+			r.res.Notices = append(r.res.Notices, f.name+": "+n)
 		}
 		r.addOutput(done)
 		r.s.log.Info("dbrestore: post-restore file done", logKeyTarget, r.opts.Target, logKeyFile, f.name, logKeyDuration, took)

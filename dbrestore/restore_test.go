@@ -66,7 +66,8 @@ DO $$ BEGIN RAISE NOTICE 'scrubbed'; END $$;
 				t.Error("users not analysed")
 			}
 			if strings.Contains(res.Output, "scrubbed") || !strings.Contains(res.Output, "sanitize.sql: done") ||
-				!strings.Contains(res.Output, "1 server notice (NOTICE 1), their text withheld") {
+				!strings.Contains(res.Output, "1 server notice (NOTICE 1), their text withheld") ||
+				!slices.Equal(res.Notices, []string{"sanitize.sql: 1 server notice (NOTICE 1), their text withheld"}) {
 				t.Errorf("output lacks the post-restore messages, or shows a notice's text:\n%s", res.Output)
 			}
 			// Progress: monotonic, ends at total, names objects.

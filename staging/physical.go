@@ -148,11 +148,11 @@ func (ru *run) migrationLogin(ctx context.Context, ps *physicalState) (string, e
 		return "", fmt.Errorf("%w: schema.role %q is no role of the restored cluster", ErrConfig, role)
 	case err != nil:
 		return "", fmt.Errorf("schema.role %q: %w", role, err)
-	case super:
-		return role, nil // a superuser either way
-	case !login:
+	case !login: // a superuser too: NOLOGIN refuses its login as well
 		ru.note("the migrations log in as the superuser and SET ROLE %s, which cannot log in (NOLOGIN on production): a migration could SET ROLE NONE and act as the superuser; give the role LOGIN on production so that they run with its rights only", role)
 		return physical.Superuser, nil
+	case super:
+		return role, nil // a superuser either way
 	}
 	return role, nil
 }

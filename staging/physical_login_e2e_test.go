@@ -74,4 +74,14 @@ END$$;`)
 	if notes := strings.Join(rep.Notes, "\n"); !strings.Contains(notes, "SET ROLE bugs_owner, which cannot log in") {
 		t.Errorf("no note about the migrations' login:\n%s", notes)
 	}
+
+	// A superuser that cannot log in: the same (a login as it would be refused).
+	w.Production.Exec(t, w.ProdDB, "ALTER ROLE bugs_owner SUPERUSER NOLOGIN")
+	if _, err := w.Backup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep = mustRun(t, w)
+	if notes := strings.Join(rep.Notes, "\n"); !strings.Contains(notes, "SET ROLE bugs_owner, which cannot log in") {
+		t.Errorf("no note about the migrations' login:\n%s", notes)
+	}
 }

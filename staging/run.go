@@ -454,6 +454,9 @@ func (ru *run) restoreInto(ctx context.Context, target string) (string, error) {
 	if len(res.RowCounts) > 0 {
 		d += fmt.Sprintf("; row counts of %d tables match", len(res.RowCounts))
 	}
+	if len(res.Notices) > 0 {
+		d += "; post-restore " + strings.Join(res.Notices, "; ")
+	}
 	return d, nil
 }
 

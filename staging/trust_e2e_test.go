@@ -370,3 +370,32 @@ func written(w *stagingtest.World, roots ...string) []string {
 func logger(b *strings.Builder) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// TestPostRestoreNoticesAreCountedInTheReport: the notices production's code raises
+// while the post-restore SQL runs (a DO block printing a row here) keep no text, but the
+// restore step says how many each file raised, by severity, as README's "Production's
+// rows stay out of reports" shows (it said so only in dbrestore's result, which no
+// report showed).
+func TestPostRestoreNoticesAreCountedInTheReport(t *testing.T) {
+	w := newWorld(t, stagingtest.Options{})
+	loud := "DO $$ BEGIN RAISE NOTICE 'row %', (SELECT email FROM person ORDER BY id LIMIT 1);\n" +
+		"RAISE WARNING 'row %', (SELECT email FROM person ORDER BY id LIMIT 1); END $$;\n" + stagingtest.SanitizeSQL
+	if err := os.WriteFile(filepath.Join(w.Dir, "sanitize.sql"), []byte(loud), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := mustRun(t, w)
+	var detail string
+	for _, s := range rep.Steps {
+		if s.Name == "restore" {
+			detail = s.Detail
+		}
+	}
+	if want := "sanitize.sql: 2 server notices (NOTICE 1, WARNING 1), their text withheld"; !strings.Contains(detail, want) {
+		t.Errorf("the restore step's detail does not say %q: %q", want, detail)
+	}
+	for _, text := range []string{rep.Text(), rep.Log} {
+		if strings.Contains(text, "@users.example.com") || strings.Contains(text, "row person") {
+			t.Errorf("a notice's text is in the report:\n%s", text)
+		}
+	}
+}
