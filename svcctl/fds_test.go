@@ -5,36 +5,18 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/restage/restage/internal/testutil"
 )
 
-// rawDescriptor opens a file without close-on-exec, as a descriptor restage inherited
-// from its parent (a flock(1) wrapper's lock) is, and returns its number and path.
-func rawDescriptor(t *testing.T) (int, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "held.lock")
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Open(path, syscall.O_RDONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
-	return fd, path
-}
-
 // The service (process type) and the commands of the command type get no descriptor
 // restage holds without close-on-exec: a lock's, held by a service that runs for
 // weeks, would hold the lock that long.
 func TestServiceGetsNoInheritedDescriptor(t *testing.T) {
-	fd, path := rawDescriptor(t)
+	fd, path := testutil.RawDescriptor(t)
 	show := fmt.Sprintf("readlink /proc/$$/fd/%d || echo no-descriptor-%d", fd, fd)
 
 	p := newTestProcess(t, newTag(t), ProcessConfig{Command: []string{"/bin/sh", "-c", show + "; echo shown; exec sleep 60"}, StartWait: 100 * time.Millisecond})

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -475,15 +474,7 @@ func TestClusterGetsNoInheritedDescriptor(t *testing.T) {
 	w := newWorld(t, true)
 	_, slot := w.restored(t)
 	ctx := context.Background()
-	held := filepath.Join(t.TempDir(), "held.lock")
-	if err := os.WriteFile(held, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Open(held, syscall.O_RDONLY, 0) // no O_CLOEXEC
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
+	fd, held := testutil.RawDescriptor(t)
 	if err := w.cl.StartSide(ctx, slot); err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,10 @@ package cloexec
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/restage/restage/internal/testutil"
 )
 
 // A descriptor opened without O_CLOEXEC (as one inherited from a parent is) reaches a
@@ -15,15 +15,7 @@ func TestInherited(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("no /proc/self/fd")
 	}
-	path := filepath.Join(t.TempDir(), "held.lock")
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Open(path, syscall.O_RDONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
+	fd, path := testutil.RawDescriptor(t)
 	extra, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)

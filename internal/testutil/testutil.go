@@ -1,7 +1,8 @@
 // Package testutil holds small helpers several packages' tests (and test harnesses)
 // share: a file written for a test, a check of the mode of the files restage writes, a
 // check that Close may be called twice, free loopback ports, an HTTP server that never
-// answers, the packages a package links, secrets in the environment.
+// answers, the packages a package links, secrets in the environment, a descriptor
+// without close-on-exec.
 package testutil
 
 import (
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -141,4 +143,21 @@ func SetSecrets(t testing.TB) {
 	for _, k := range []string{"SMTP_PASSWORD", "RESTAGE_SMTP_PASSWORD", "PGPASSWORD", "PGSSLPASSWORD", "RESTAGE_MASK_KEY"} {
 		t.Setenv(k, Secret+"-"+strings.ToLower(k))
 	}
+}
+
+// RawDescriptor opens a new file of the test without close-on-exec, as a descriptor a
+// process inherited from its parent (a flock(1) wrapper's lock) is, and returns its
+// number and path; it is closed when t ends.
+func RawDescriptor(t testing.TB) (int, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "held.lock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(path, syscall.O_RDONLY, 0) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	return fd, path
 }

@@ -393,15 +393,7 @@ func TestRunnerRefusesAStateDirOthersMayWrite(t *testing.T) {
 // gets its standard streams and its two locks (fds 3 and 4), nothing else.
 func TestJobGetsNoInheritedDescriptor(t *testing.T) {
 	e := newEnv(t)
-	held := e.path("held.lock")
-	if err := os.WriteFile(held, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Open(held, syscall.O_RDONLY, 0) // no O_CLOEXEC
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
+	fd, _ := testutil.RawDescriptor(t)
 	j := crontest.Job(t, "fds", "* * * * *")
 	j.Command = []string{"/bin/sh", "-c", fmt.Sprintf(`for n in 3 4 %d; do printf '%%s ' $n; readlink /proc/$$/fd/$n || echo none; done`, fd)}
 	sum := runOnce(t, newRunner(t, e.config(j)), at(0))
