@@ -71,9 +71,7 @@ const (
 )
 
 // Superuser is the restored cluster's superuser, the role restage connects as.
-const Superuser = superuser
-
-const superuser = "postgres"
+const Superuser = "postgres"
 
 // Slot is one of the two data directories.
 type Slot struct {

@@ -553,7 +553,7 @@ func commandLine(settings [][2]string) string {
 // logins are the roles restage connects as through the slot's socket: the superuser,
 // then ClustersConfig.Logins.
 func (c *Clusters) logins() []string {
-	return append([]string{superuser}, slices.DeleteFunc(slices.Clone(c.cfg.Logins), func(r string) bool { return r == superuser })...)
+	return append([]string{Superuser}, slices.DeleteFunc(slices.Clone(c.cfg.Logins), func(r string) bool { return r == Superuser })...)
 }
 
 // hbaLines let restage (and only through the slot's own socket) connect as the
@@ -620,7 +620,7 @@ func (c *Clusters) writeOwned(path, content string) error {
 // DSN returns the connection string of database on the slot while it runs on port:
 // its socket, as the superuser.
 func (c *Clusters) dsn(s *Slot, port int, database string) string {
-	return c.dsnAs(s, port, database, superuser)
+	return c.dsnAs(s, port, database, Superuser)
 }
 
 func (c *Clusters) dsnAs(s *Slot, port int, database, role string) string {
