@@ -55,6 +55,8 @@ func TestMain(m *testing.M) {
 //	exit           complain on stderr and exit 3 at once
 //	ignore-term    print a line for every SIGTERM and carry on
 //	tree ADDR      start a child that ignores SIGTERM, then serve like http
+//	escape ADDR    like tree, but the child leads a session of its own (setsid)
+//	daemonize      start such a child, then exit 0 (a program that daemonizes itself)
 //	die-later D    run for duration D, then fail with exit 1
 func runService(args []string) int {
 	if len(args) == 0 {
@@ -79,15 +81,19 @@ func runService(args []string) int {
 		time.Sleep(d)
 		fmt.Fprintln(os.Stderr, "panic: lost connection to the database")
 		return 1
-	case "tree":
+	case "tree", "escape", "daemonize":
 		self, _ := os.Executable()
 		cmd := exec.Command(self, "ignore-term")
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: args[0] != "tree"}
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		fmt.Println("child", cmd.Process.Pid)
+		if args[0] == "daemonize" {
+			return 0
+		}
 		return serveHTTP(args[1])
 	case "http":
 		return serveHTTP(args[1])

@@ -101,8 +101,9 @@ type child struct {
 	pid     int
 	started time.Time
 	done    chan struct{}
-	err     error // the result of Wait, once done is closed
-	code    int   // its exit code, once done is closed (-1: killed by a signal)
+	token   string // the StartTokenEnv value it was started with
+	err     error  // the result of Wait, once done is closed
+	code    int    // its exit code, once done is closed (-1: killed by a signal)
 }
 
 func (c *child) exited() bool {
@@ -172,11 +173,12 @@ const maxPidfile = 4096
 // pidRecord is a parsed pidfile.
 type pidRecord struct {
 	raw     []byte
-	proc.ID // StartTime 0, BootID "": not recorded (a pidfile written by another tool)
+	proc.ID        // StartTime 0, BootID "": not recorded (a pidfile written by another tool)
+	token   string // the service's StartTokenEnv value; "": not recorded
 }
 
 func (r pidRecord) encode() []byte {
-	return fmt.Appendf(nil, "%d\n%d\n%s\n", r.PID, r.StartTime, r.BootID)
+	return fmt.Appendf(nil, "%d\n%d\n%s\n%s\n", r.PID, r.StartTime, r.BootID, r.token)
 }
 
 func parsePidfile(b []byte) (pidRecord, error) {
@@ -194,6 +196,11 @@ func parsePidfile(b []byte) (pidRecord, error) {
 	}
 	if len(lines) > 2 {
 		rec.BootID = strings.TrimSpace(lines[2])
+	}
+	if len(lines) > 3 {
+		if rec.token = strings.TrimSpace(lines[3]); !isToken(rec.token) {
+			return rec, fmt.Errorf("bad start token in %q", tail(b))
+		}
 	}
 	return rec, nil
 }
@@ -358,7 +365,7 @@ func (p *Process) Start(ctx context.Context) error {
 	if p.afterSpawn != nil {
 		p.afterSpawn(c.pid)
 	}
-	rec := pidRecord{ID: proc.ID{PID: c.pid, StartTime: st.StartTime, BootID: proc.BootID()}}
+	rec := pidRecord{ID: proc.ID{PID: c.pid, StartTime: st.StartTime, BootID: proc.BootID()}, token: token}
 	rec.raw = rec.encode()
 	if err := atomicfile.WriteFile(p.cfg.Pidfile, rec.raw, safefile.FileMode); err != nil {
 		p.kill(context.WithoutCancel(ctx), c, c.pid)
@@ -425,7 +432,7 @@ func (p *Process) spawn(ctx context.Context, path, token string) (c *child, st p
 	if err := cmd.Start(); err != nil {
 		return nil, st, 0, fmt.Errorf("svcctl: process: starting %s: %w", p.cfg.Command[0], err)
 	}
-	c = &child{pid: cmd.Process.Pid, started: time.Now(), done: make(chan struct{})}
+	c = &child{pid: cmd.Process.Pid, token: token, started: time.Now(), done: make(chan struct{})}
 	// Before the reaper runs, so /proc/<pid> exists even if it already exited.
 	st, err = proc.ReadStat(c.pid)
 	go func() {
@@ -442,7 +449,7 @@ func (p *Process) spawn(ctx context.Context, path, token string) (c *child, st p
 }
 
 // awaitStartWait watches the child for StartWait. If it exits, its pidfile and whatever
-// it left in its process group go, and the error quotes its log from offset on; if ctx
+// it left (in its process group or carrying its token) go, and the error quotes its log from offset on; if ctx
 // ends first, the child is stopped again.
 func (p *Process) awaitStartWait(ctx context.Context, c *child, rec pidRecord, offset int64) error {
 	timer := time.NewTimer(p.cfg.StartWait)
@@ -457,9 +464,11 @@ func (p *Process) awaitStartWait(ctx context.Context, c *child, rec pidRecord, o
 	case <-c.done:
 	}
 	p.removePidfile(rec.raw)
-	// Whatever it left in its process group (a daemonizing program's child) goes too.
+	// Whatever it left in its process group, or outside it with its token (a daemonizing
+	// program's child), goes too.
 	leftovers, _ := proc.GroupMembers(c.pid)
-	for _, m := range leftovers {
+	carriers, _ := proc.WithEnv(StartTokenEnv + "=" + c.token)
+	for _, m := range slices.Concat(leftovers, carriers) {
 		_ = syscall.Kill(m, syscall.SIGKILL)
 	}
 	out, _ := tailFile(p.cfg.LogFile, offset)
@@ -474,13 +483,14 @@ func (p *Process) awaitStartWait(ctx context.Context, c *child, rec pidRecord, o
 
 // kill stops a process just started (TERM, then KILL after StopTimeout).
 func (p *Process) kill(ctx context.Context, c *child, pid int) {
-	if err := p.terminate(ctx, c, pid, pid); err != nil {
+	if err := p.terminate(ctx, c, pid, pid, c.token); err != nil {
 		p.log.Warn("svcctl: stopping process", logKeyPID, pid, logKeyError, err)
 	}
 }
 
-// Stop sends SIGTERM to the service's process group, waits up to StopTimeout for the
-// whole group to exit, then sends SIGKILL. A missing or stale pidfile means stopped; the
+// Stop sends SIGTERM to the service's process group and to the processes carrying its
+// start token (children that left the group), waits up to StopTimeout for them all to
+// exit, then sends SIGKILL. A missing or stale pidfile means stopped; the
 // pidfile is removed. A ctx already done signals nothing and returns its error.
 func (p *Process) Stop(ctx context.Context) error {
 	p.mu.Lock()
@@ -520,7 +530,7 @@ func (p *Process) Stop(ctx context.Context) error {
 		pgid = 0 // not a group leader (pidfile of another tool): signal the pid alone
 	}
 	start := time.Now()
-	if err := p.terminate(ctx, c, rec.PID, pgid); err != nil {
+	if err := p.terminate(ctx, c, rec.PID, pgid, rec.token); err != nil {
 		return err
 	}
 	p.removePidfile(rec.raw)
@@ -528,14 +538,26 @@ func (p *Process) Stop(ctx context.Context) error {
 	return nil
 }
 
-// terminate sends SIGTERM to the group pgid (or to pid alone when pgid is 0), waits up to
-// StopTimeout for it to be gone, then sends SIGKILL and waits again.
-func (p *Process) terminate(ctx context.Context, c *child, pid, pgid int) error {
+// terminate sends SIGTERM to the group pgid (or to pid alone when pgid is 0) and to every
+// process carrying token in StartTokenEnv (a child that left the group with setsid or a
+// double fork), waits up to StopTimeout for them all to be gone, then sends SIGKILL and
+// waits again. token "": the group (or pid) alone.
+func (p *Process) terminate(ctx context.Context, c *child, pid, pgid int, token string) error {
 	target := pid
 	if pgid > 0 {
 		target = -pgid
 	}
+	escaped := func() []int {
+		if token == "" {
+			return nil
+		}
+		pids, _ := proc.WithEnv(StartTokenEnv + "=" + token)
+		return pids
+	}
 	gone := func() bool {
+		if len(escaped()) > 0 {
+			return false
+		}
 		if pgid > 0 {
 			m, err := proc.GroupMembers(pgid)
 			return err == nil && len(m) == 0
@@ -549,6 +571,11 @@ func (p *Process) terminate(ctx context.Context, c *child, pid, pgid int) error 
 	signal := func(sig syscall.Signal) error {
 		if err := syscall.Kill(target, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("svcctl: process: %v to pid %d: %w", sig, target, err)
+		}
+		for _, e := range escaped() {
+			if err := syscall.Kill(e, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("svcctl: process: %v to pid %d, which left the service's process group: %w", sig, e, err)
+			}
 		}
 		return nil
 	}

@@ -161,6 +161,46 @@ func TestProcessGroup(t *testing.T) {
 	requireNoOrphans(t, tag)
 }
 
+// TestProcessChildThatLeftTheGroup: a child the service moved to a session of its own
+// (setsid), out of the group Stop signals, is stopped with the service by the start token
+// it inherited; SIGKILL ends it, since it ignores SIGTERM.
+func TestProcessChildThatLeftTheGroup(t *testing.T) {
+	t.Parallel()
+	tag, addr := newTag(t), testutil.FreeAddr(t)
+	p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "escape", addr}, StopTimeout: 500 * time.Millisecond, StartWait: 200 * time.Millisecond})
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	requireServing(t, "http://"+addr+"/health")
+	waitForLog(t, p, "ignoring SIGTERM from now on")
+	service := requireState(t, p, StateRunning).PID
+	left := 0
+	for _, pid := range taggedProcesses(tag) {
+		if st, err := proc.ReadStat(pid); err == nil && st.PGrp != service {
+			left++
+		}
+	}
+	if left != 1 {
+		t.Fatalf("want one child outside the service's process group, found %d", left)
+	}
+	if err := p.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	requireNoOrphans(t, tag)
+}
+
+// TestProcessDaemonizing: a program that starts a child in a session of its own and exits
+// fails its start, and the child goes too.
+func TestProcessDaemonizing(t *testing.T) {
+	t.Parallel()
+	tag := newTag(t)
+	p := newTestProcess(t, tag, ProcessConfig{Command: []string{testBinary(t), "daemonize"}, StartWait: 30 * time.Second})
+	err := p.Start(t.Context())
+	requireIs(t, err, ErrExited)
+	testutil.RequireErrorContains(t, err, "make it run in the foreground")
+	requireNoOrphans(t, tag)
+}
+
 // TestProcessOutlivesStarter starts the service from a helper process that then exits, as
 // the nightly job does; the service keeps running, and a new controller stops it.
 func TestProcessOutlivesStarter(t *testing.T) {

@@ -32,7 +32,7 @@ func (r startingRecord) encode() []byte {
 func parseStarting(b []byte) (startingRecord, error) {
 	f := strings.Split(strings.TrimSpace(string(b)), "\n")
 	rec := startingRecord{raw: b}
-	if len(f) != 4 || len(f[0]) != 32 || strings.Trim(f[0], "0123456789abcdef") != "" {
+	if len(f) != 4 || !isToken(f[0]) {
 		return rec, fmt.Errorf("not a starting record: %q", tail(b))
 	}
 	rec.token = f[0]
@@ -45,6 +45,11 @@ func parseStarting(b []byte) (startingRecord, error) {
 	}
 	rec.starter.BootID = f[3]
 	return rec, nil
+}
+
+// isToken says whether s has the shape of a start token: 32 lower-case hex digits.
+func isToken(s string) bool {
+	return len(s) == 32 && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 func (p *Process) startingPath() string { return p.cfg.Pidfile + ".starting" }
@@ -125,7 +130,7 @@ func (p *Process) recoverStart(ctx context.Context, stop bool) (detail string, e
 		if err != nil {
 			return "", fmt.Errorf("svcctl: process: adopting pid %d: %w", leader, err)
 		}
-		pr := pidRecord{ID: id}
+		pr := pidRecord{ID: id, token: rec.token}
 		pr.raw = pr.encode()
 		if err := atomicfile.WriteFile(p.cfg.Pidfile, pr.raw, safefile.FileMode); err != nil {
 			return "", fmt.Errorf("svcctl: process: writing the pidfile of pid %d, started by pid %d, which died before writing it: %w", leader, rec.starter.PID, err)
@@ -142,7 +147,7 @@ func (p *Process) recoverStart(ctx context.Context, stop bool) (detail string, e
 		return fmt.Sprintf("no service, but pids %v are left of a start whose starter (pid %d) died before writing the pidfile; the next Stop or Start stops them", pids, rec.starter.PID), nil
 	}
 	for _, pid := range pids {
-		if err := p.terminate(ctx, nil, pid, 0); err != nil {
+		if err := p.terminate(ctx, nil, pid, 0, ""); err != nil {
 			return "", err
 		}
 	}
