@@ -40,7 +40,7 @@ func (r *Rebuilder) Deploy(ctx context.Context, opts DeployOptions) (*Report, er
 		return nil, fmt.Errorf("%w: %s is a staging environment (role = %q): the nightly rebuilds it with the staging branch; deploys go to an environment with role %q (or none)",
 			ErrRole, r.cfg.Environment, RoleStaging, RoleExperimental)
 	}
-	ru := r.begin("deploy")
+	ru := r.begin(KindDeploy)
 	ru.rep.RequestedBy = opts.RequestedBy
 	return ru.locked(ctx, func(ctx context.Context) error { return ru.deploy(ctx, opts) })
 }

@@ -36,7 +36,7 @@ type Observer interface {
 type RunInfo struct {
 	ID          string    // the report's ID
 	Environment string    // the environment's name
-	Kind        string    // "rebuild", "deploy" or "promote"
+	Kind        string    // KindRebuild, KindDeploy or KindPromote
 	Started     time.Time // when the run began
 	DryRun      bool      // a dry run (Plan): nothing is changed
 }

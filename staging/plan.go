@@ -26,7 +26,7 @@ func (r *Rebuilder) Plan(ctx context.Context) (*Report, error) {
 	if err := r.refuseProduction("dry run"); err != nil {
 		return nil, err
 	}
-	ru := r.begin("rebuild")
+	ru := r.begin(KindRebuild)
 	ru.dry = true
 	repaired, err := ru.planRepair(ctx)
 	if err == nil {

@@ -171,7 +171,7 @@ func (r *Rebuilder) Promote(ctx context.Context, opts PromoteOptions) (*Report, 
 		}
 		return nil, fmt.Errorf("%w: %s is a %s environment: only a config with role = %q can be promoted to", ErrRole, r.cfg.Environment, role, RoleProduction)
 	}
-	ru := r.begin("promote")
+	ru := r.begin(KindPromote)
 	ru.rep.Strategy = MigrateInPlace
 	ru.rep.RequestedBy = opts.RequestedBy
 	return ru.locked(ctx, ru.promote)
@@ -491,7 +491,7 @@ func checkCommit(history []*Report, commit, stateDir string) (reason, ok string)
 	}
 	for i := len(history) - 1; i >= 0; i-- {
 		rep := history[i]
-		if rep.Kind != "rebuild" || rep.Outcome != OutcomeOK || rep.Release == nil || rep.Release.Commit == "" {
+		if rep.Kind != KindRebuild || rep.Outcome != OutcomeOK || rep.Release == nil || rep.Release.Commit == "" {
 			continue
 		}
 		if rep.Release.Commit != commit {

@@ -19,6 +19,13 @@ const (
 	OutcomePlanned    Outcome = "planned"     // dry run
 )
 
+// The kinds of run, in Report.Kind and Event.Kind.
+const (
+	KindRebuild = "rebuild" // Run: staging rebuilt from production's backup
+	KindDeploy  = "deploy"  // Deploy: a branch's code on the live database
+	KindPromote = "promote" // Promote: the release train's release on production
+)
+
 // Step is one step of a run.
 type Step struct {
 	Name     string        `json:"name"`
@@ -72,7 +79,7 @@ type ReleaseInfo struct {
 type Report struct {
 	ID          string        `json:"id"`
 	Environment string        `json:"environment"`
-	Kind        string        `json:"kind"` // "rebuild", "deploy" or "promote"
+	Kind        string        `json:"kind"` // KindRebuild, KindDeploy or KindPromote
 	Strategy    Strategy      `json:"strategy"`
 	Outcome     Outcome       `json:"outcome"`
 	Started     time.Time     `json:"started"`
@@ -94,7 +101,7 @@ type Report struct {
 // Subject is the report's one-line summary.
 func (rep *Report) Subject() string {
 	what := rep.Kind
-	if rep.Release != nil && rep.Release.Revision != "" && rep.Kind == "deploy" {
+	if rep.Release != nil && rep.Release.Revision != "" && rep.Kind == KindDeploy {
 		what += " of " + rep.Release.Revision
 	}
 	switch rep.Outcome {

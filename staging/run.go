@@ -248,7 +248,7 @@ func (r *Rebuilder) Run(ctx context.Context) (*Report, error) {
 	if err := r.refuseProduction("rebuild"); err != nil {
 		return nil, err
 	}
-	ru := r.begin("rebuild")
+	ru := r.begin(KindRebuild)
 	// The backup is waited for before the lock is taken (wait ─► lock ─► verify): nothing
 	// changes while a rebuild waits for the night's dump, so cron jobs go on meanwhile. A
 	// failed wait still takes the lock, to repair what a killed run left.
@@ -392,7 +392,7 @@ func (ru *run) clean(ctx context.Context) error {
 		}
 		ru.hadLive = live
 		leftovers := []string{ru.r.old(), ru.r.failed(), ru.r.working()}
-		if ru.rep.Kind == "rebuild" {
+		if ru.rep.Kind == KindRebuild {
 			leftovers = append(leftovers, ru.r.next()) // for a deploy, it is the waiting clone
 		}
 		for _, name := range leftovers {
